@@ -1,0 +1,49 @@
+"""The `ingester` command line: a thin Typer layer over the library (parse, call, render, exit code).
+
+Each command group lives in its own module and registers itself on `app`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ingester import __version__
+
+app = typer.Typer(
+    name="ingester",
+    help="Find satellite scenes over an area, split them into tiles, download, process and index them.\n\n"
+    "Exit codes: 0 success; 1 runtime failure; 2 invalid input; 3 another run holds the AOI's lock; "
+    "4 the run finished but some jobs ended FAILED or RETRY.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ingester {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """ingester: satellite scenes → tiles → downloads → processing → index."""
+
+
+# Command modules register themselves on `app` when imported.
+from ingester.cli import (  # noqa: E402,F401
+    aoi_cmd,
+    index_cmd,
+    layers_cmd,
+    monitor_cmd,
+    scenes_cmd,
+    tiles_cmd,
+)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,88 @@
+"""What every command shares: the stderr console, --quiet, warnings display, error → exit code."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ingester.config import Settings, load_settings
+from ingester.errors import IngesterError, IngesterWarning
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still shown).")
+JsonOption = typer.Option(False, "--json", help="Print JSON to stdout instead of text.")
+DbOption = typer.Option(None, "--db", help="SQLite store (default: $INGESTER_DB or outputs/ingester.db).")
+
+
+class UI:
+    """Human output on stderr: silent with --quiet or when stderr is not a terminal, except errors
+    and warnings, which are always shown (plain text when not a terminal)."""
+
+    def __init__(self, quiet: bool = False):
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.quiet = quiet
+        self.interactive = self.err.is_terminal and not quiet
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self.err.print(text)
+
+    def warn(self, text: str) -> None:
+        self.err.print(f"[yellow]warning:[/yellow] {text}", markup=True) if self.err.is_terminal else \
+            print(f"warning: {text}", file=sys.stderr)
+
+    def error(self, text: str) -> None:
+        if self.err.is_terminal:
+            self.err.print(f"[bold red]error:[/bold red] {text}", markup=True, highlight=False)
+        else:
+            print(f"error: {text}", file=sys.stderr)
+
+
+def print_json(obj: Any) -> None:
+    """Machine-readable output on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def settings(**overrides: Any) -> Settings:
+    return load_settings(overrides)
+
+
+def command(fn: F) -> F:
+    """Map IngesterError to its exit code with a one-line message; show our warnings on stderr."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ui = UI(quiet=bool(kwargs.get("quiet", False)))
+
+        def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+            if issubclass(category, IngesterWarning):
+                ui.warn(str(message))
+            else:
+                print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
+
+        old = warnings.showwarning
+        warnings.showwarning = show
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", IngesterWarning)
+                warnings.showwarning = show
+                return fn(*args, **kwargs)
+        except IngesterError as exc:
+            ui.error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            ui.error("interrupted")
+            raise typer.Exit(130) from None
+        finally:
+            warnings.showwarning = old
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,156 @@
+"""Settings: command-line option > INGESTER_* environment > ingester.toml > defaults.
+
+Every field `foo_bar` of `Settings` is read from the environment variable `INGESTER_FOO_BAR` and from
+the key `foo_bar` of `ingester.toml` (looked up in the current directory, or the file named by
+`INGESTER_CONFIG`). Nothing is read at import time. Credentials may also come from `~/.netrc`
+(`netrc_credentials`). Secrets are never printed: `Settings.redacted()` is what may be shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import netrc
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ingester.errors import ConfigError
+
+SECRET_FIELDS = frozenset({"cdse_password", "asf_token", "ftp_password", "s3_secret_access_key"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # Copernicus Data Space Ecosystem
+    cdse_catalogue_url: str = "https://catalogue.dataspace.copernicus.eu/odata/v1"
+    cdse_download_url: str = "https://zipper.dataspace.copernicus.eu/odata/v1"
+    cdse_token_url: str = (
+        "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
+    )
+    cdse_username: str = ""
+    cdse_password: str = ""
+    cdse_max_downloads: int = 4
+    # ASF datapool (Earthdata bearer token)
+    asf_url: str = "https://datapool.asf.alaska.edu"
+    asf_token: str = ""
+    # Other providers
+    local_path: str = ""
+    providers: str = "local,url,cdse"
+    bucket_patterns: str = ""  # "sentinel2=s3://bucket/{SCENE}.zip;sentinel1=gs://…"
+    ftp_patterns: str = ""
+    ftp_user: str = ""
+    ftp_password: str = ""
+    s3_endpoint_url: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_requester_pays: bool = False
+    # Local paths
+    db: str = "outputs/ingester.db"
+    storage_uri: str = "outputs/storage"
+    workdir: str = "outputs/work"
+    # HTTP
+    http_timeout: float = 60.0
+    http_retries: int = 5
+    http_backoff: float = 1.0
+    # Runs
+    workers: int = 0  # 0: the CPU count
+    lease_seconds: int = 300
+    annotation_concurrency: int = 10
+    aoi_buffer_degrees: float = 0.05
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with secrets replaced, safe to print or log."""
+        out = dataclasses.asdict(self)
+        for key in SECRET_FIELDS:
+            if out.get(key):
+                out[key] = "***"
+        return out
+
+
+def _coerce(name: str, kind: Any, raw: Any, origin: str) -> Any:
+    """Convert a raw env/toml value to the field's type, with a message naming where it came from."""
+    try:
+        if kind in (bool, "bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"expected true/false, got {raw!r}")
+        if kind in (int, "int"):
+            if isinstance(raw, bool):
+                raise ValueError(f"expected an integer, got {raw!r}")
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {name}: {exc}") from None
+
+
+def _toml_values(path: Path | None) -> tuple[dict[str, Any], str]:
+    if path is None:
+        env_path = os.environ.get("INGESTER_CONFIG")
+        path = Path(env_path) if env_path else Path("ingester.toml")
+        if not path.exists():
+            if env_path:
+                raise ConfigError(f"INGESTER_CONFIG: {env_path}: file not found")
+            return {}, str(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh), str(path)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+) -> Settings:
+    """Build the settings; `overrides` are command-line values (None values are ignored)."""
+    env = os.environ if env is None else env
+    toml, toml_origin = _toml_values(toml_path)
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(toml) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{toml_origin}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(fields))}"
+        )
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name in toml:
+            values[name] = _coerce(name, field.type, toml[name], toml_origin)
+        env_name = f"INGESTER_{name.upper()}"
+        if env_name in env:
+            values[name] = _coerce(name, field.type, env[env_name], env_name)
+        if overrides and overrides.get(name) is not None:
+            values[name] = overrides[name]
+    return Settings(**values)
+
+
+def netrc_credentials(url: str, path: str | None = None) -> tuple[str, str] | None:
+    """(login, password) of the ~/.netrc entry for the URL's host, or None."""
+    host = urlparse(url).hostname or url
+    try:
+        entry = netrc.netrc(path).authenticators(host)
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return None
+    if not entry:
+        return None
+    login, _account, password = entry
+    return (login or "", password or "")
+
+
+def cdse_credentials(settings: Settings) -> tuple[str, str] | None:
+    """CDSE user name and password from the settings, else from ~/.netrc for the token host."""
+    if settings.cdse_username and settings.cdse_password:
+        return settings.cdse_username, settings.cdse_password
+    return netrc_credentials(settings.cdse_token_url)

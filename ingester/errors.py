@@ -1,0 +1,126 @@
+"""One exception tree for the whole tool; each class carries the exit code the CLI maps it to.
+
+Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 invalid input, 3 AOI locked by another run,
+4 run finished with jobs FAILED or RETRY (not an exception: the CLI decides from the run summary).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INPUT = 2
+EXIT_LOCKED = 3
+EXIT_JOBS_FAILED = 4
+
+
+class IngesterError(Exception):
+    """Base class: a runtime failure (exit 1) unless a subclass says otherwise."""
+
+    exit_code = EXIT_FAILURE
+
+
+class InputError(IngesterError):
+    """Invalid user input: payload, scenes/tiles file, option. Nothing has been written."""
+
+    exit_code = EXIT_INPUT
+
+
+class PayloadError(InputError):
+    """The payload file is invalid."""
+
+
+class ScenesFileError(InputError):
+    """A scenes.json / tiles.json file is invalid."""
+
+
+class GraphError(InputError):
+    """A processing graph file is invalid."""
+
+
+class ConfigError(InputError):
+    """Settings (environment, ingester.toml, options) are invalid."""
+
+
+class LockedError(IngesterError):
+    """Another run holds the AOI's lock."""
+
+    exit_code = EXIT_LOCKED
+
+
+class CatalogueError(IngesterError):
+    """A catalogue search failed."""
+
+
+class HTTPError(IngesterError):
+    """An HTTP call failed after retries; `status` is the last HTTP status (None: no response)."""
+
+    def __init__(self, message: str, status: int | None = None, url: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+class ProviderError(IngesterError):
+    """A download provider failed. `temporary` says whether trying again later may succeed."""
+
+    temporary = False
+
+
+class AuthError(ProviderError):
+    """Credentials missing or refused."""
+
+
+class NotFound(ProviderError):
+    """The provider does not have the product: try the next provider."""
+
+
+class RateLimited(ProviderError):
+    """The provider asked to slow down (429 / quota)."""
+
+    temporary = True
+
+
+class Unavailable(ProviderError):
+    """The provider is down, the product offline, or the link dropped: may pass."""
+
+    temporary = True
+
+
+class DownloadError(IngesterError):
+    """A transfer could not complete or verify."""
+
+
+class StorageError(IngesterError):
+    """Reading or writing the storage failed."""
+
+
+class ProcessingError(IngesterError):
+    """A processing graph failed. `kind` is 'temporary', 'fatal' or 'permanent' (reference §14)."""
+
+    def __init__(self, message: str, kind: str = "permanent"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class StoreError(IngesterError):
+    """The SQLite store refused an operation (inconsistent state, unknown id, ...)."""
+
+
+class TilingError(IngesterError):
+    """The tile inventory failed."""
+
+
+class IngesterWarning(UserWarning):
+    """Base class of the warnings the CLI shows (never silently swallowed)."""
+
+
+class GeometryRepairedWarning(IngesterWarning):
+    """An invalid AOI ring was repaired."""
+
+
+class CatalogueWarning(IngesterWarning):
+    """A catalogue answer had something odd (no footprint, offline product, …)."""
+
+
+class TilingWarning(IngesterWarning):
+    """The tile inventory skipped or doubted something."""

@@ -1,0 +1,204 @@
+"""AOI parsing and validation, repair, antimeridian split, WKT/GeoJSON conversions, intersections."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import shapely
+import shapely.affinity
+from shapely import wkt as shapely_wkt
+from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity, make_valid
+
+from ingester.errors import GeometryRepairedWarning
+
+GEOMETRY_TYPES = {
+    "Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection",
+}  # fmt: skip
+
+
+class GeometryError(ValueError):
+    """A geometry that cannot be used; the message says why (the caller adds file and field)."""
+
+
+def _check_positions(coords: Any, where: str) -> None:
+    """Recursively check GeoJSON positions: numbers, finite, lon in [-180, 180], lat in [-90, 90]."""
+    if isinstance(coords, (list, tuple)) and coords and isinstance(coords[0], (int, float)):
+        if len(coords) < 2 or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coords):
+            raise GeometryError(f"{where}: position {coords!r} is not [longitude, latitude]")
+        lon, lat = coords[0], coords[1]
+        if not (math.isfinite(lon) and math.isfinite(lat)):
+            raise GeometryError(f"{where}: position {coords!r} is not finite")
+        if not -180 <= lon <= 180 or not -90 <= lat <= 90:
+            raise GeometryError(
+                f"{where}: position {coords!r} is out of range (longitude -180…180, latitude -90…90; "
+                "coordinates must be EPSG:4326 longitude, latitude)"
+            )
+        return
+    if not isinstance(coords, (list, tuple)):
+        raise GeometryError(f"{where}: coordinates must be arrays, got {coords!r}")
+    for item in coords:
+        _check_positions(item, where)
+
+
+def geometry_from_geojson(obj: Any, where: str = "geometry") -> BaseGeometry:
+    """A shapely geometry from a GeoJSON geometry object, with range checks."""
+    if not isinstance(obj, dict):
+        raise GeometryError(f"{where}: expected a GeoJSON geometry object, got {type(obj).__name__}")
+    gtype = obj.get("type")
+    if gtype not in GEOMETRY_TYPES:
+        raise GeometryError(f"{where}: unknown geometry type {gtype!r}")
+    if gtype == "GeometryCollection":
+        parts = obj.get("geometries")
+        if not isinstance(parts, list):
+            raise GeometryError(f"{where}: GeometryCollection without 'geometries'")
+        return shapely.GeometryCollection(
+            [geometry_from_geojson(p, f"{where}.geometries[{i}]") for i, p in enumerate(parts)]
+        )
+    if "coordinates" not in obj:
+        raise GeometryError(f"{where}: missing 'coordinates'")
+    _check_positions(obj["coordinates"], where)
+    try:
+        return shape(obj)
+    except (ValueError, TypeError, IndexError, AttributeError, shapely.errors.GEOSException) as exc:
+        raise GeometryError(f"{where}: invalid {gtype} coordinates ({exc})") from None
+
+
+def areal_part(geom: BaseGeometry) -> MultiPolygon:
+    """The polygons of a geometry as one MultiPolygon (points and lines dropped)."""
+    polys: list[Polygon] = []
+    for part in getattr(geom, "geoms", [geom]):
+        if isinstance(part, Polygon):
+            if not part.is_empty:
+                polys.append(part)
+        elif isinstance(part, (MultiPolygon, shapely.GeometryCollection)):
+            polys.extend(areal_part(part).geoms)
+    return MultiPolygon(polys)
+
+
+def validate_area(geom: BaseGeometry, where: str) -> MultiPolygon:
+    """A valid, non-empty MultiPolygon AOI; invalid rings are repaired with a warning saying so."""
+    dropped = [g.geom_type for g in getattr(geom, "geoms", [geom]) if g.geom_type not in ("Polygon", "MultiPolygon")]
+    area = areal_part(geom)
+    if area.is_empty:
+        raise GeometryError(f"{where}: the AOI has no polygon (got {geom.geom_type}); an AOI must be an area")
+    if dropped:
+        warnings.warn(
+            f"{where}: non-areal members ignored ({', '.join(sorted(set(dropped)))})",
+            GeometryRepairedWarning,
+            stacklevel=2,
+        )
+    if not area.is_valid:
+        reason = explain_validity(area)
+        repaired = areal_part(make_valid(area))
+        if repaired.is_empty:
+            raise GeometryError(f"{where}: invalid geometry that cannot be repaired ({reason})")
+        warnings.warn(
+            f"{where}: invalid AOI repaired ({reason}); check that the repaired area is what you meant",
+            GeometryRepairedWarning,
+            stacklevel=2,
+        )
+        area = repaired
+    if area.area <= 0:
+        raise GeometryError(f"{where}: the AOI has zero area")
+    return area
+
+
+def single_polygon(geom: BaseGeometry) -> BaseGeometry:
+    """A MultiPolygon of one polygon becomes that Polygon (how the original writes geometries)."""
+    if isinstance(geom, MultiPolygon) and len(geom.geoms) == 1:
+        return geom.geoms[0]
+    return geom
+
+
+def to_geojson(geom: BaseGeometry) -> dict[str, Any]:
+    """GeoJSON dict of a geometry, coordinates as lists."""
+    def lists(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [lists(v) for v in value]
+        return value
+
+    out = mapping(geom)
+    return {k: lists(v) for k, v in out.items()}
+
+
+def from_wkt(text: str) -> BaseGeometry:
+    """Parse WKT (also the EWKT `SRID=4326;…` and CDSE `geography'…'` wrappers)."""
+    raw = text.strip()
+    if raw.startswith("geography'") and raw.endswith("'"):
+        raw = raw[len("geography'") : -1]
+    if raw.upper().startswith("SRID="):
+        raw = raw.split(";", 1)[1]
+    try:
+        return shapely_wkt.loads(raw)
+    except shapely.errors.GEOSException as exc:
+        raise GeometryError(f"invalid WKT ({exc})") from None
+
+
+def to_wkt(geom: BaseGeometry, precision: int | None = None) -> str:
+    """WKT with `precision` decimals (None: shortest exact form)."""
+    if precision is None:
+        return shapely.to_wkt(geom, rounding_precision=-1, trim=True)
+    return shapely.to_wkt(geom, rounding_precision=precision, trim=False)
+
+
+def tile_wkt(coords: list[tuple[float, float]]) -> str:
+    """A burst polygon the way the original writes it: `POLYGON((lon lat, …))`, 6 decimals."""
+    return "POLYGON((" + ", ".join(f"{x:.6f} {y:.6f}" for x, y in coords) + "))"
+
+
+def split_antimeridian(poly: Polygon) -> BaseGeometry:
+    """Split a polygon whose longitudes jump across ±180° into parts on each side.
+
+    A ring crosses the antimeridian when consecutive longitudes differ by more than 180°. The ring
+    is unwrapped into continuous longitudes, then clipped into [-180, 180] and shifted parts.
+    """
+    xs = [x for x, _ in poly.exterior.coords]
+    if all(abs(b - a) <= 180 for a, b in zip(xs, xs[1:], strict=False)):
+        return poly
+    unwrapped: list[tuple[float, float]] = []
+    offset = 0.0
+    prev = None
+    for x, y in poly.exterior.coords:
+        if prev is not None:
+            if x - prev > 180:
+                offset -= 360
+            elif prev - x > 180:
+                offset += 360
+        unwrapped.append((x + offset, y))
+        prev = x
+    ring = Polygon(unwrapped)
+    parts = []
+    for shift in (-360, 0, 360):
+        window = shapely.box(-180 + shift, -90, 180 + shift, 90)
+        piece = ring.intersection(window)
+        if not piece.is_empty and piece.area > 0:
+            parts.extend(areal_part(shapely.affinity.translate(piece, xoff=-shift)).geoms)
+    return single_polygon(MultiPolygon(parts))
+
+
+def query_polygons(area: BaseGeometry, max_points: int = 200) -> list[Polygon]:
+    """Polygons to send to a catalogue that takes one POLYGON: one per part, simplified if long.
+
+    Simplification only ever grows the area (it is done on a small buffer), so no scene that
+    touches the exact AOI can be missed; the exact AOI is used for the final intersection test.
+    """
+    out: list[Polygon] = []
+    for poly in areal_part(area).geoms:
+        candidate = Polygon(poly.exterior)  # holes only shrink the query: drop them
+        tolerance = 1e-4
+        while len(candidate.exterior.coords) > max_points:
+            grown = Polygon(poly.exterior).buffer(tolerance, join_style="mitre")
+            candidate = grown.simplify(tolerance, preserve_topology=True)
+            if isinstance(candidate, MultiPolygon):
+                candidate = candidate.convex_hull
+            tolerance *= 2
+        out.append(shapely.geometry.polygon.orient(candidate, sign=1.0))
+    return out
+
+
+def intersects(a: BaseGeometry, b: BaseGeometry) -> bool:
+    return bool(a.intersects(b))

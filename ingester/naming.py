@@ -1,0 +1,133 @@
+"""Product-name parsing (mission, dates, orbit, tile, …) and `{KEY}` URL patterns (reference §5)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+CONSTELLATIONS = {
+    "sentinel1": "sentinel1",
+    "sentinel-1": "sentinel1",
+    "sentinel2": "sentinel2",
+    "sentinel-2": "sentinel2",
+    "landsat89": "landsat89",
+    "phr": "phr",
+    "pleiades": "phr",
+    "spot": "spot",
+}
+
+_S1 = {
+    "MISSION_ID": (0, 3), "MISSION_VERSION": (2, 3), "MODE": (4, 6), "PRODUCT_TYPE": (7, 10),
+    "RESOLUTION": (10, 11), "PROCESSING_LEVEL": (12, 13), "PRODUCT_CLASS": (13, 14),
+    "POLARISATION": (14, 16), "DATE": (17, 25), "YEAR": (17, 21), "MONTH": (21, 23), "DAY": (23, 25),
+    "TIME": (26, 32), "HOUR": (26, 28), "MINUTE": (28, 30), "SECOND": (30, 32), "ORBIT": (49, 55),
+    "MISSION": (56, 62), "UNIQUE_ID": (63, 67),
+}  # fmt: skip
+_S2 = {
+    "MISSION_ID": (0, 3), "MISSION_VERSION": (2, 3), "PRODUCT_LEVEL": (7, 10), "DATE": (11, 19),
+    "YEAR": (11, 15), "MONTH": (15, 17), "DAY": (17, 19), "TIME": (20, 26), "HOUR": (20, 22),
+    "MINUTE": (22, 24), "SECOND": (24, 26), "PDGS": (28, 32), "ORBIT": (34, 37), "TILE": (38, 44),
+    "LATITUDE_BAND": (39, 41), "GRID_SQUARE": (41, 42), "GRANULE_ID": (42, 44), "PRODUCT_DISC": (45, 60),
+}  # fmt: skip
+_S2_OLD = {"MISSION_ID": (0, 3), "PRODUCT_LEVEL": (16, 19), "ORBIT": (42, 45)}
+_DS_DATE = {
+    "DATE": (9, 23), "YEAR": (9, 13), "MONTH": (13, 15), "DAY": (15, 17), "TIME": (17, 23),
+    "HOUR": (17, 19), "MINUTE": (19, 21), "SECOND": (21, 23),
+}  # fmt: skip
+_PHR = {"MISSION_ID": (3, 8), **_DS_DATE, "MODE": (29, 31), "LONGITUDE": (32, 36), "LATITUDE": (36, 39),
+        "LONGITUDE_STEP": (40, 42), "LATITUDE_STEP": (42, 44)}  # fmt: skip
+_SPOT = {"MISSION_ID": (3, 8), "SAT_NUMBER": (7, 8), **_DS_DATE, "LONGITUDE": (41, 46), "LATITUDE": (46, 49)}
+_LANDSAT = {"DATE": (17, 25), "YEAR": (17, 21), "MONTH": (21, 23), "DAY": (23, 25), "PATH": (10, 13),
+            "ROW": (13, 16)}  # fmt: skip
+
+_LANDSAT_RE = re.compile(r"^L[OTC]0[89]")
+_KEY_RE = re.compile(r"\{([A-Z_]+)\}")
+
+
+class NameError_(ValueError):
+    """A product id too short for its template, or of an unknown kind."""
+
+
+def constellation_of(product_id: str) -> str | None:
+    """Constellation guessed from a product-id prefix, or None."""
+    if product_id.startswith("S1"):
+        return "sentinel1"
+    if product_id.startswith("S2"):
+        return "sentinel2"
+    if product_id.startswith("DS_PHR"):
+        return "phr"
+    if product_id.startswith("DS_SPOT"):
+        return "spot"
+    if _LANDSAT_RE.match(product_id):
+        return "landsat89"
+    return None
+
+
+def _template(product_id: str) -> tuple[dict[str, tuple[int, int]], int]:
+    kind = constellation_of(product_id)
+    if kind == "sentinel1":
+        return _S1, 67
+    if kind == "sentinel2":
+        if len(product_id) > 10 and product_id[10] == "_":
+            return _S2, 60
+        return _S2_OLD, 45
+    if kind == "phr":
+        return _PHR, 44
+    if kind == "spot":
+        return _SPOT, 49
+    if kind == "landsat89":
+        return _LANDSAT, 40
+    raise NameError_(f"unknown product name {product_id!r}")
+
+
+def product_keys(product_id: str) -> dict[str, str]:
+    """The `{KEY}` values of a product id. Every constellation gets a `SCENE` key."""
+    template, length = _template(product_id)
+    if len(product_id) < length:
+        raise NameError_(f"product name {product_id!r} is shorter than its template ({length} characters)")
+    keys = {name: product_id[a:b] for name, (a, b) in template.items()}
+    keys["SCENE"] = product_id
+    if _LANDSAT_RE.match(product_id):
+        keys["MISSION_ID"] = product_id[0] + product_id[2:4]
+        keys["COLLECTION"] = {"O": "oli", "T": "tirs"}.get(product_id[1], "oli-tirs")
+    return keys
+
+
+def product_date(product_id: str) -> datetime | None:
+    """The acquisition day of a product from its name (None when the name has no date)."""
+    try:
+        keys = product_keys(product_id)
+    except NameError_:
+        return None
+    if not {"YEAR", "MONTH", "DAY"} <= keys.keys():
+        return None
+    try:
+        return datetime(int(keys["YEAR"]), int(keys["MONTH"]), int(keys["DAY"]), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def format_pattern(pattern: str, product_id: str, extra: dict[str, str] | None = None) -> str:
+    """Replace every `{KEY}` of the pattern by the product's value; unknown keys stay as written."""
+    try:
+        keys = product_keys(product_id)
+    except NameError_:
+        keys = {"SCENE": product_id}
+    if extra:
+        keys.update(extra)
+    return _KEY_RE.sub(lambda m: keys.get(m.group(1), m.group(0)), pattern)
+
+
+def dedup_key(product_id: str) -> str:
+    """Key under which reprocessed products of one acquisition collide (latest processing wins).
+
+    S1: the id without the 4-character CRC. S2 (compact): mission, level, sensing time, relative
+    orbit and tile — the baseline `Nxxyy` and the generation time are what reprocessing changes.
+    Others: the id itself.
+    """
+    kind = constellation_of(product_id)
+    if kind == "sentinel1" and len(product_id) >= 67:
+        return product_id[:62]
+    if kind == "sentinel2" and len(product_id) >= 60 and product_id[10] == "_":
+        return product_id[:26] + product_id[32:44]
+    return product_id

@@ -1,0 +1,314 @@
+"""The validated payload: AOI + period + constellation + graphs + layers + record tags (reference §2).
+
+Everything is checked when the file is loaded, before any request or write; each problem raises a
+`PayloadError` whose message names the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from shapely.geometry import MultiPolygon
+
+from ingester.errors import PayloadError
+from ingester.geometry import GeometryError, geometry_from_geojson, validate_area
+from ingester.naming import CONSTELLATIONS
+from ingester.times import parse_time
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9\-:_]+$")
+IDENT_RE = re.compile(r"^[a-zA-Z0-9\-:_]+$")
+
+# Catalogue parameters accepted per constellation (reference §6.2 for CDSE; §6.4/§6.5 for the others).
+CATALOGUE_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "sentinel1": ("platformname", "producttype", "polarisationmode", "sensoroperationalmode",
+                  "relativeorbitnumber", "filename"),
+    "sentinel2": ("platformname", "producttype", "cloudcoverpercentage", "relativeorbitnumber", "filename"),
+    "landsat89": ("cloudcoverpercentage",),
+    "phr": ("cloudCover", "acquisitionIdentifier", "processingLevel", "productType", "platform",
+            "incidenceAngle", "workspace", "relation", "GetPrice"),
+    "spot": ("cloudCover", "acquisitionIdentifier", "processingLevel", "productType", "platform",
+             "incidenceAngle", "workspace", "relation", "GetPrice"),
+}  # fmt: skip
+
+PAYLOAD_FIELDS = (
+    "name", "start_time", "end_time", "scene_type", "scene_graph_name", "tile_graph_name", "graph_config",
+    "layers", "record_tags", "annotations_urls", "is_retriable", "retry_count", "storage_uri", "page", "limit",
+)  # fmt: skip
+GEOJSON_FIELDS = ("type", "geometry", "features", "coordinates", "geometries", "properties", "bbox", "id", "crs")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    variable: str
+    instance: str
+    instance_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Payload:
+    """A validated payload. `path` is the file it came from (for messages and relative graph paths)."""
+
+    name: str
+    aoi: MultiPolygon
+    start_time: datetime
+    end_time: datetime
+    constellation: str
+    parameters: dict[str, str]
+    scene_graph_name: str = ""
+    tile_graph_name: str = ""
+    graph_config: dict[str, str] = dataclasses.field(default_factory=dict)
+    layers: dict[str, Layer] = dataclasses.field(default_factory=dict)
+    record_tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    annotations_urls: tuple[str, ...] = ()
+    is_retriable: bool = False
+    retry_count: int = 0
+    storage_uri: str = ""
+    page: int = 0
+    limit: int = 0
+    path: str = "<payload>"
+
+
+class _Checker:
+    """Collects the file name so every message reads `<file>: field '<f>': <problem>`."""
+
+    def __init__(self, origin: str):
+        self.origin = origin
+
+    def fail(self, field: str, problem: str) -> PayloadError:
+        return PayloadError(f"{self.origin}: field '{field}': {problem}")
+
+    def string(self, raw: dict, field: str, default: str | None = None, required: bool = False) -> str:
+        if field not in raw:
+            if required:
+                raise self.fail(field, "is required")
+            return default or ""
+        value = raw[field]
+        if not isinstance(value, str):
+            raise self.fail(field, f"must be a string, got {json.dumps(value)}")
+        return value
+
+    def str_map(self, raw: dict, field: str) -> dict[str, str]:
+        value = raw.get(field)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(field, f"must be an object of strings, got {type(value).__name__}")
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise self.fail(f"{field}.{key}", f"must be a string, got {json.dumps(item)}")
+        return dict(value)
+
+    def integer(self, raw: dict, field: str, default: int = 0, minimum: int = 0) -> int:
+        value = raw.get(field, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(field, f"must be an integer, got {json.dumps(value)}")
+        if value < minimum:
+            raise self.fail(field, f"must be ≥ {minimum}, got {value}")
+        return value
+
+    def boolean(self, raw: dict, field: str, default: bool = False) -> bool:
+        value = raw.get(field, default)
+        if not isinstance(value, bool):
+            raise self.fail(field, f"must be true or false, got {json.dumps(value)}")
+        return value
+
+    def time(self, raw: dict, field: str) -> datetime:
+        if field not in raw:
+            raise self.fail(field, "is required (RFC 3339, e.g. 2022-01-01T00:00:00Z)")
+        value = raw[field]
+        if not isinstance(value, str):
+            raise self.fail(field, f"must be an RFC 3339 string, got {json.dumps(value)}")
+        if not re.search(r"(Z|z|[+-]\d\d:?\d\d)$", value.strip()):
+            raise self.fail(field, f"{value!r} has no time zone; write it in UTC with a 'Z' suffix")
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            raise self.fail(field, str(exc)) from None
+
+
+def _aoi(raw: dict, check: _Checker) -> MultiPolygon:
+    gtype = raw.get("type")
+    if gtype is None:
+        raise check.fail("type", "missing GeoJSON field 'type' (Feature, FeatureCollection or a geometry type)")
+    try:
+        if gtype == "Feature":
+            if "geometry" not in raw or raw["geometry"] is None:
+                raise check.fail("geometry", "a Feature payload needs a 'geometry'")
+            geom = geometry_from_geojson(raw["geometry"], "geometry")
+            where = "geometry"
+        elif gtype == "FeatureCollection":
+            features = raw.get("features")
+            if not isinstance(features, list) or not features:
+                raise check.fail("features", "a FeatureCollection payload needs a non-empty 'features' list")
+            parts = []
+            for i, feature in enumerate(features):
+                if not isinstance(feature, dict) or not isinstance(feature.get("geometry"), dict):
+                    raise check.fail(f"features[{i}]", "must be a Feature with a 'geometry'")
+                parts.append(geometry_from_geojson(feature["geometry"], f"features[{i}].geometry"))
+            import shapely
+
+            geom = shapely.GeometryCollection(parts)
+            where = "features"
+        else:
+            geom = geometry_from_geojson({k: raw[k] for k in ("type", "coordinates", "geometries") if k in raw}, "type")
+            where = "coordinates"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            area = validate_area(geom, f"{check.origin}: field '{where}'")
+        for w in caught:
+            warnings.warn(w.message, w.category, stacklevel=3)
+        return area
+    except GeometryError as exc:
+        text = str(exc)
+        if text.startswith(check.origin):
+            raise PayloadError(text) from None
+        field, _, problem = text.partition(": ")
+        raise check.fail(field, problem) from None
+
+
+def _check_keys(raw: dict, check: _Checker) -> None:
+    known = set(PAYLOAD_FIELDS) | set(GEOJSON_FIELDS)
+    for key in raw:
+        if key in known:
+            continue
+        lower = {k.lower(): k for k in known}
+        hint = f"; did you mean '{lower[key.lower()]}'? (keys are case-sensitive)" if key.lower() in lower else ""
+        if key == "aoi":
+            hint = "; the AOI is the payload's own GeoJSON geometry, and the AOI name goes in 'name'"
+        raise check.fail(key, f"unknown key{hint}. Known keys: {', '.join(PAYLOAD_FIELDS)}")
+
+
+def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
+    """Validate a decoded payload document."""
+    check = _Checker(origin)
+    if not isinstance(raw, dict):
+        raise PayloadError(f"{origin}: the payload must be a JSON object, got {type(raw).__name__}")
+    _check_keys(raw, check)
+    name = check.string(raw, "name", required=True)
+    if not NAME_RE.match(name):
+        raise check.fail("name", f"{name!r} must match {NAME_RE.pattern} (letters, digits, '-', ':', '_')")
+    aoi = _aoi(raw, check)
+    start = check.time(raw, "start_time")
+    end = check.time(raw, "end_time")
+    if end <= start:
+        raise check.fail("end_time", f"must be after start_time ({raw['end_time']} ≤ {raw['start_time']})")
+
+    scene_type = raw.get("scene_type")
+    if not isinstance(scene_type, dict):
+        raise check.fail("scene_type", "is required: {\"constellation\": \"sentinel1\", \"parameters\": {…}}")
+    for key in scene_type:
+        if key not in ("constellation", "parameters"):
+            raise check.fail(f"scene_type.{key}", "unknown key; known keys: constellation, parameters")
+    constellation_raw = scene_type.get("constellation")
+    if not isinstance(constellation_raw, str) or constellation_raw.lower() not in CONSTELLATIONS:
+        raise check.fail(
+            "scene_type.constellation",
+            f"unknown constellation {json.dumps(constellation_raw)}; known: {', '.join(sorted(CONSTELLATIONS))}",
+        )
+    constellation = CONSTELLATIONS[constellation_raw.lower()]
+    parameters = check.str_map(scene_type, "parameters")
+    supported = CATALOGUE_PARAMETERS[constellation]
+    for key in parameters:
+        if key not in supported:
+            lower = {k.lower(): k for k in supported}
+            hint = f" (did you mean '{lower[key.lower()]}'?)" if key.lower() in lower else ""
+            raise PayloadError(
+                f"{origin}: field 'scene_type.parameters.{key}': unknown parameter for {constellation}{hint}; "
+                f"supported: {', '.join(supported)}"
+            )
+    if "cloudcoverpercentage" in parameters and constellation in ("sentinel2", "landsat89"):
+        value = parameters["cloudcoverpercentage"]
+        m = re.fullmatch(r"\s*\[\s*(-?\d+(?:\.\d+)?)\s+TO\s+(-?\d+(?:\.\d+)?)\s*\]\s*", value)
+        if not m or float(m.group(1)) > float(m.group(2)) or not (0 <= float(m.group(1)) and float(m.group(2)) <= 100):
+            raise check.fail("scene_type.parameters.cloudcoverpercentage",
+                             f"{value!r} must be '[min TO max]' with 0 ≤ min ≤ max ≤ 100, e.g. '[0 TO 80]'")
+    if "relativeorbitnumber" in parameters:
+        value = parameters["relativeorbitnumber"]
+        if not value.strip().isdigit() or not 1 <= int(value) <= 175:
+            raise check.fail("scene_type.parameters.relativeorbitnumber",
+                             f"{value!r} must be an integer from 1 to 175")
+    if "polarisationmode" in parameters:
+        value = parameters["polarisationmode"]
+        if not re.fullmatch(r"(HH|VV|HV|VH)([ &](HH|VV|HV|VH))?", value.strip()):
+            raise check.fail("scene_type.parameters.polarisationmode",
+                             f"{value!r} must be one or two of HH, VV, HV, VH, e.g. 'VV VH'")
+    for key in ("producttype", "sensoroperationalmode", "platformname", "filename"):
+        if key in parameters and not re.fullmatch(r"[A-Za-z0-9_\-.*]+", parameters[key]):
+            raise check.fail(f"scene_type.parameters.{key}",
+                             f"{parameters[key]!r} may only hold letters, digits, '_', '-', '.', '*'")
+
+    layers: dict[str, Layer] = {}
+    raw_layers = raw.get("layers") or {}
+    if not isinstance(raw_layers, dict):
+        raise check.fail("layers", "must be an object: layer → {variable, instance}")
+    for layer, spec in raw_layers.items():
+        if not isinstance(spec, dict):
+            raise check.fail(f"layers.{layer}", "must be {\"variable\": …, \"instance\": …}")
+        for key in spec:
+            if key not in ("variable", "instance", "instance_id"):
+                raise check.fail(f"layers.{layer}.{key}", "unknown key; known keys: variable, instance, instance_id")
+        variable = check.string(spec, "variable", required=True) if "variable" in spec else None
+        if variable is None:
+            raise check.fail(f"layers.{layer}.variable", "is required")
+        instance = spec.get("instance")
+        if not isinstance(instance, str) or not instance:
+            raise check.fail(f"layers.{layer}.instance", "is required (a non-empty string)")
+        if not IDENT_RE.match(variable):
+            raise check.fail(f"layers.{layer}.variable", f"{variable!r} must match {IDENT_RE.pattern}")
+        if not IDENT_RE.match(instance):
+            raise check.fail(f"layers.{layer}.instance", f"{instance!r} must match {IDENT_RE.pattern}")
+        instance_id = spec.get("instance_id", "")
+        if not isinstance(instance_id, str):
+            raise check.fail(f"layers.{layer}.instance_id", "must be a string")
+        layers[layer] = Layer(variable, instance, instance_id)
+
+    record_tags = check.str_map(raw, "record_tags")
+    for key, value in record_tags.items():
+        if any(c in key + value for c in "*?"):
+            raise check.fail(f"record_tags.{key}", "tag keys and values must not contain '*' or '?'")
+    annotations = raw.get("annotations_urls") or []
+    if not isinstance(annotations, list) or not all(isinstance(a, str) and a for a in annotations):
+        raise check.fail("annotations_urls", "must be a list of non-empty strings (URL patterns)")
+
+    return Payload(
+        name=name,
+        aoi=aoi,
+        start_time=start,
+        end_time=end,
+        constellation=constellation,
+        parameters=parameters,
+        scene_graph_name=check.string(raw, "scene_graph_name"),
+        tile_graph_name=check.string(raw, "tile_graph_name"),
+        graph_config=check.str_map(raw, "graph_config"),
+        layers=layers,
+        record_tags=record_tags,
+        annotations_urls=tuple(annotations),
+        is_retriable=check.boolean(raw, "is_retriable"),
+        retry_count=check.integer(raw, "retry_count"),
+        storage_uri=check.string(raw, "storage_uri"),
+        page=check.integer(raw, "page"),
+        limit=check.integer(raw, "limit"),
+        path=origin,
+    )
+
+
+def load_payload(path: str | Path) -> Payload:
+    """Read and validate a payload file."""
+    origin = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PayloadError(f"{origin}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"{origin}: cannot read ({exc})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"{origin}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    return parse_payload(raw, origin)

@@ -1,0 +1,392 @@
+"""`Scene` and `Tile` models; reading and writing scenes.json / tiles.json (reference §3).
+
+Both files are one GeoJSON FeatureCollection with a top-level `properties: {"next": "true"|"false"}`;
+each feature's `properties` is a scene whose keys are sorted alphabetically at every level, as the
+original writes them. Reading accepts the current format and the legacy capitalised one (§3.4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from shapely.geometry import MultiPolygon, Polygon
+
+from ingester.errors import ScenesFileError
+from ingester.fileio import atomic_write_text
+from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
+from ingester.times import format_time, parse_time
+
+
+@dataclasses.dataclass(frozen=True)
+class TileRef:
+    """A link to another tile: its scene date, scene id and tile id."""
+
+    date: datetime
+    scene_id: str
+    source_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"Date": format_time(self.date), "SceneID": self.scene_id, "SourceID": self.source_id}
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.scene_id, self.source_id)
+
+
+@dataclasses.dataclass
+class Tile:
+    """One unit of processing: a Sentinel-1 burst, or a whole scene for the other missions."""
+
+    source_id: str
+    scene_id: str
+    date: datetime
+    wkt: str
+    anx_time: int = 0
+    graph_name: str = ""
+    is_retriable: bool = False
+    swath_id: str = ""
+    tile_nr: int = 0
+    burst_id: int | None = None
+    absolute_burst_id: int | None = None
+    previous: TileRef | None = None
+    reference: TileRef | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ref(self) -> TileRef:
+        return TileRef(self.date, self.scene_id, self.source_id)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.scene_id, self.source_id)
+
+    def data_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            **self.extra,
+            "graph_name": self.graph_name,
+            "is_retriable": self.is_retriable,
+            "swath_id": self.swath_id,
+            "tile_nr": self.tile_nr,
+        }
+        if self.burst_id is not None:
+            data["burst_id"] = self.burst_id
+        if self.absolute_burst_id is not None:
+            data["absolute_burst_id"] = self.absolute_burst_id
+        if self.anx_time:
+            data["anx_time"] = self.anx_time
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "Date": format_time(self.date),
+            "SceneID": self.scene_id,
+            "SourceID": self.source_id,
+            "anx_time": self.anx_time,
+            "data": self.data_dict(),
+            "id": 0,
+            "previous": self.previous.to_dict() if self.previous else None,
+            "reference": self.reference.to_dict() if self.reference else None,
+            "wkt": self.wkt,
+        }
+
+
+@dataclasses.dataclass
+class Scene:
+    """One product of a catalogue, with what later steps need (metadata) and its tiles."""
+
+    source_id: str
+    aoi: str
+    date: datetime
+    wkt: str
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    graph_name: str = ""
+    graph_config: dict[str, str] = dataclasses.field(default_factory=dict)
+    is_retriable: bool = False
+    record_id: str = ""
+    storage_uri: str = ""
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    instances_id: dict[str, str] = dataclasses.field(default_factory=dict)
+    tiles: list[Tile] = dataclasses.field(default_factory=list)
+
+    def data_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "date": format_time(self.date),
+            "graph_config": dict(self.graph_config),
+            "graph_name": self.graph_name,
+            "is_retriable": self.is_retriable,
+            "metadata": dict(self.metadata),
+            "record_id": self.record_id,
+            "storage_uri": self.storage_uri,
+        }
+        if self.tiles:
+            data["tiles"] = {t.source_id: {"swath_id": t.swath_id, "tile_nr": t.tile_nr} for t in self.tiles}
+        if self.instances_id:
+            data["instances_id"] = dict(self.instances_id)
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scene object of §3.2 (keys sorted when written)."""
+        props: dict[str, Any] = {
+            "aoi": self.aoi,
+            "data": self.data_dict(),
+            "id": 0,
+            "source_id": self.source_id,
+            "tags": dict(self.tags),
+            "wkt": self.wkt,
+        }
+        if self.tiles:
+            props["tiles"] = [t.to_dict() for t in self.tiles]
+        return props
+
+    def geometry(self) -> dict[str, Any] | None:
+        """The feature geometry: the footprint, plus every tile polygon when the scene has tiles."""
+        try:
+            footprint = single_polygon(from_wkt(self.wkt))
+        except GeometryError:
+            return None
+        if self.tiles and isinstance(footprint, Polygon):
+            polys = [footprint]
+            for tile in self.tiles:
+                try:
+                    geom = from_wkt(tile.wkt)
+                except GeometryError:
+                    continue
+                polys.extend(getattr(geom, "geoms", [geom]))
+            return to_geojson(MultiPolygon([p for p in polys if isinstance(p, Polygon)]))
+        return to_geojson(footprint)
+
+
+@dataclasses.dataclass
+class ScenesFile:
+    scenes: list[Scene]
+    next: bool | None = None
+    extra_properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _sorted(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _sorted(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [_sorted(v) for v in obj]
+    return obj
+
+
+def scenes_to_geojson(scenes: list[Scene], next_: bool | None = None, extra: dict[str, Any] | None = None) -> dict:
+    """The FeatureCollection of §3.1."""
+    features = [
+        {"type": "Feature", "id": i, "geometry": scene.geometry(), "properties": _sorted(scene.to_dict())}
+        for i, scene in enumerate(scenes)
+    ]
+    out: dict[str, Any] = {"type": "FeatureCollection", "features": features}
+    props = dict(extra or {})
+    if next_ is not None:
+        props["next"] = "true" if next_ else "false"
+    if props:
+        out["properties"] = _sorted(props)
+    return out
+
+
+def write_scenes(path: str | Path, scenes: list[Scene], next_: bool | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+    """Write scenes.json / tiles.json atomically (temporary file + rename)."""
+    doc = scenes_to_geojson(scenes, next_, extra)
+    atomic_write_text(path, json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+class _Reader:
+    def __init__(self, origin: str):
+        self.origin = origin
+
+    def fail(self, where: str, problem: str) -> ScenesFileError:
+        return ScenesFileError(f"{self.origin}: {where}: {problem}")
+
+    def time(self, value: Any, where: str) -> datetime:
+        if not isinstance(value, str):
+            raise self.fail(where, f"must be an RFC 3339 timestamp, got {json.dumps(value)}")
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+
+    def wkt(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, "missing or empty WKT footprint")
+        try:
+            from_wkt(value)
+        except GeometryError as exc:
+            raise self.fail(where, str(exc)) from None
+        return value
+
+    def str_map(self, value: Any, where: str) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be an object of strings")
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise self.fail(f"{where}.{key}", f"must be a string, got {json.dumps(item)}")
+        return dict(value)
+
+    def ref(self, value: Any, where: str) -> TileRef | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be {Date, SceneID, SourceID} or null")
+        for key in ("Date", "SceneID", "SourceID"):
+            if key not in value:
+                raise self.fail(f"{where}.{key}", "is required")
+        return TileRef(self.time(value["Date"], f"{where}.Date"), str(value["SceneID"]), str(value["SourceID"]))
+
+    def tile(self, raw: Any, where: str, scene_id: str) -> Tile:
+        if not isinstance(raw, dict):
+            raise self.fail(where, "a tile must be an object")
+        get = _legacy_get(raw, {"anx_time": "AnxTime", "data": "Data", "wkt": "GeometryWKT", "id": "ID",
+                                "previous": "Previous", "reference": "Reference"})
+        source_id = raw.get("SourceID")
+        if not isinstance(source_id, str) or not source_id:
+            raise self.fail(f"{where}.SourceID", "is required (the tile name)")
+        tile_scene = raw.get("SceneID", scene_id)
+        if tile_scene != scene_id:
+            raise self.fail(f"{where}.SceneID", f"{tile_scene!r} differs from the scene's source_id {scene_id!r}")
+        data = get("data") or {}
+        if not isinstance(data, dict):
+            raise self.fail(f"{where}.data", "must be an object")
+        known = {"graph_name", "is_retriable", "swath_id", "tile_nr", "burst_id", "absolute_burst_id", "anx_time"}
+        anx = get("anx_time") or data.get("anx_time") or 0
+        if isinstance(anx, bool) or not isinstance(anx, int):
+            raise self.fail(f"{where}.anx_time", f"must be an integer, got {json.dumps(anx)}")
+        tile_nr = data.get("tile_nr", 0)
+        if isinstance(tile_nr, bool) or not isinstance(tile_nr, int):
+            raise self.fail(f"{where}.data.tile_nr", f"must be an integer, got {json.dumps(tile_nr)}")
+        return Tile(
+            source_id=source_id,
+            scene_id=scene_id,
+            date=self.time(raw.get("Date"), f"{where}.Date"),
+            wkt=self.wkt(get("wkt"), f"{where}.wkt"),
+            anx_time=anx,
+            graph_name=str(data.get("graph_name", "")),
+            is_retriable=bool(data.get("is_retriable", False)),
+            swath_id=str(data.get("swath_id", "")),
+            tile_nr=tile_nr,
+            burst_id=data.get("burst_id"),
+            absolute_burst_id=data.get("absolute_burst_id"),
+            previous=self.ref(get("previous"), f"{where}.previous"),
+            reference=self.ref(get("reference"), f"{where}.reference"),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    def scene(self, props: Any, where: str) -> Scene:
+        if not isinstance(props, dict):
+            raise self.fail(where, "'properties' must be an object")
+        get = _legacy_get(props, {"wkt": "GeometryWKT", "tags": "Tags", "tiles": "Tiles"})
+        source_id = props.get("source_id")
+        if not isinstance(source_id, str) or not source_id.strip():
+            raise self.fail(f"{where}.source_id", "is required (the product id)")
+        if source_id.endswith(".SAFE"):
+            source_id = source_id[: -len(".SAFE")]
+        if props.get("id", 0) not in (0, None):
+            raise self.fail(f"{where}.id", f"must be 0 (scene ids are given by the store), got {props['id']!r}")
+        data = props.get("data")
+        if not isinstance(data, dict):
+            raise self.fail(f"{where}.data", "is required (an object with at least 'date')")
+        metadata = data.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise self.fail(f"{where}.data.metadata", "must be an object")
+        metadata = dict(metadata)
+        if "uuid" in data and "uuid" not in metadata:  # legacy: data.uuid
+            metadata["uuid"] = data["uuid"]
+        graph_config = self.str_map(data.get("graph_config"), f"{where}.data.graph_config")
+        raw_tiles = get("tiles") or []
+        if not isinstance(raw_tiles, list):
+            raise self.fail(f"{where}.tiles", "must be a list of tiles or null")
+        tiles = [self.tile(t, f"{where}.tiles[{i}]", source_id) for i, t in enumerate(raw_tiles)]
+        seen: set[str] = set()
+        for i, tile in enumerate(tiles):
+            if tile.source_id in seen:
+                raise self.fail(f"{where}.tiles[{i}].SourceID", f"duplicate tile {tile.source_id!r} in the scene")
+            seen.add(tile.source_id)
+        data_tiles = data.get("tiles") or {}
+        if tiles and data_tiles and set(data_tiles) != seen:
+            raise self.fail(f"{where}.data.tiles", "does not list the same tiles as 'tiles'")
+        aoi = props.get("aoi", "")
+        if not isinstance(aoi, str):
+            raise self.fail(f"{where}.aoi", "must be a string")
+        is_retriable = data.get("is_retriable", False)
+        if not isinstance(is_retriable, bool):
+            raise self.fail(f"{where}.data.is_retriable", "must be true or false")
+        return Scene(
+            source_id=source_id,
+            aoi=aoi,
+            date=self.time(data.get("date"), f"{where}.data.date"),
+            wkt=self.wkt(get("wkt"), f"{where}.wkt"),
+            tags=self.str_map(get("tags"), f"{where}.tags"),
+            graph_name=str(data.get("graph_name") or ""),
+            graph_config=graph_config,
+            is_retriable=is_retriable,
+            record_id=str(data.get("record_id") or ""),
+            storage_uri=str(data.get("storage_uri") or ""),
+            metadata=metadata,
+            instances_id=self.str_map(data.get("instances_id"), f"{where}.data.instances_id"),
+            tiles=tiles,
+        )
+
+
+def _legacy_get(obj: dict, names: dict[str, str]):
+    """Look a key up in its current spelling, then in its legacy capitalised one."""
+
+    def get(key: str) -> Any:
+        if key in obj:
+            return obj[key]
+        return obj.get(names.get(key, key))
+
+    return get
+
+
+def parse_scenes(doc: Any, origin: str = "<scenes>") -> ScenesFile:
+    """Scenes from a decoded scenes.json / tiles.json document (current or legacy format)."""
+    reader = _Reader(origin)
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        raise ScenesFileError(f"{origin}: not a GeoJSON FeatureCollection (expected \"type\": \"FeatureCollection\")")
+    features = doc.get("features")
+    if not isinstance(features, list):
+        raise ScenesFileError(f"{origin}: 'features' must be a list")
+    scenes: list[Scene] = []
+    seen: dict[str, int] = {}
+    for i, feature in enumerate(features):
+        if not isinstance(feature, dict) or "properties" not in feature:
+            raise reader.fail(f"features[{i}]", "must be a Feature with 'properties'")
+        scene = reader.scene(feature["properties"], f"features[{i}].properties")
+        if scene.source_id in seen:
+            raise reader.fail(
+                f"features[{i}].properties.source_id",
+                f"duplicate scene {scene.source_id!r} (also features[{seen[scene.source_id]}])",
+            )
+        seen[scene.source_id] = i
+        scenes.append(scene)
+    props = doc.get("properties") or {}
+    next_raw = props.get("next") if isinstance(props, dict) else None
+    next_ = None if next_raw is None else str(next_raw).lower() == "true"
+    extra = {k: v for k, v in props.items() if k != "next"} if isinstance(props, dict) else {}
+    return ScenesFile(scenes, next_, extra)
+
+
+def read_scenes(path: str | Path) -> ScenesFile:
+    """Read a scenes.json / tiles.json file, with clear errors for hand-editing mistakes."""
+    origin = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenesFileError(f"{origin}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenesFileError(f"{origin}: cannot read ({exc})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScenesFileError(f"{origin}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    return parse_scenes(doc, origin)

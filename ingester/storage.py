@@ -1,0 +1,48 @@
+"""Storage layout and file naming (reference §12): `<storage>/<aoi>/<scene>/tiles/<tile>/<file>`."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from ingester.errors import InputError
+
+FOLDER_EXTENSIONS = frozenset({"SAFE", "dim", "data", "*"})
+PRODUCT_LAYER = "__product__"
+ANNOTATIONS_LAYER = "__annotations__"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """A product, AOI, tile or layer name that cannot write outside the storage root."""
+    if not name or not _SAFE_NAME.match(name) or ".." in name:
+        raise InputError(f"{kind} name {name!r} is not allowed in storage paths "
+                         "(letters, digits, '.', '_', ':', '-'; no '/', no '..')")
+    return name
+
+
+def layer_file_name(layer: str, extension: str, scene_id: str, tile_id: str, date: datetime) -> str:
+    """The file name of a layer of a tile, before zipping (§12)."""
+    ext = "" if extension in ("", "*") else f".{extension}"
+    if layer == PRODUCT_LAYER:
+        return f"{scene_id}{ext}"
+    if layer == ANNOTATIONS_LAYER:
+        return f"{scene_id}_annotations{ext}"
+    return f"{date.strftime('%Y%m%d')}_{tile_id}_{layer}{ext}"
+
+
+def stored_file_name(layer: str, extension: str, scene_id: str, tile_id: str, date: datetime) -> str:
+    """The object name in storage: folder-like extensions are stored as `.zip`."""
+    name = layer_file_name(layer, extension, scene_id, tile_id, date)
+    if extension in FOLDER_EXTENSIONS:
+        if extension != "*" and name.endswith(f".{extension}"):
+            name = name[: -len(extension) - 1]
+        return f"{name}.zip"
+    return name
+
+
+def tile_prefix(storage_uri: str, aoi: str, scene_id: str, tile_id: str) -> str:
+    """`<storage>/<aoi>/<scene>/tiles/<tile>` with every name checked."""
+    root = storage_uri.rstrip("/")
+    return "/".join([root, check_name("AOI", aoi), check_name("scene", scene_id), "tiles",
+                     check_name("tile", tile_id)])

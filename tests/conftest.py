@@ -1,0 +1,83 @@
+"""Shared fixtures. Feature-specific fixtures live in the test modules or in tests/fakes/."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parent.parent
+TESTDATA = (REPO / ".." / "shared" / "testdata").resolve()
+if not TESTDATA.exists():  # CI lays shared/ beside the clone
+    TESTDATA = (REPO.parent / "shared" / "testdata").resolve()
+
+# Every remote endpoint points at a closed local port unless a test sets its fake: no test can
+# reach a real service by forgetting to configure one.
+_CLOSED = "http://127.0.0.1:9"
+_SAFE_ENV = {
+    "INGESTER_CDSE_CATALOGUE_URL": f"{_CLOSED}/odata/v1",
+    "INGESTER_CDSE_DOWNLOAD_URL": f"{_CLOSED}/odata/v1",
+    "INGESTER_CDSE_TOKEN_URL": f"{_CLOSED}/token",
+    "INGESTER_ASF_URL": _CLOSED,
+    "INGESTER_HTTP_RETRIES": "2",
+    "INGESTER_HTTP_BACKOFF": "0.01",
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """No INGESTER_* leaks in from the developer's shell; HOME has no .netrc; cwd is tmp_path."""
+    for key in list(os.environ):
+        if key.startswith("INGESTER_") or key.startswith("AWS_"):
+            monkeypatch.delenv(key, raising=False)
+    for key, value in _SAFE_ENV.items():
+        monkeypatch.setenv(key, value)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NETRC", str(home / ".netrc"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def testdata() -> Path:
+    """The shared real test data (../shared/testdata)."""
+    assert TESTDATA.exists(), f"shared test data not found at {TESTDATA}"
+    return TESTDATA
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+class Cli:
+    """Runs `ingester …` in-process (fast) and returns (exit code, stdout, stderr)."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None):
+        from ingester.cli import app
+
+        result = self.runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
+        return result
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for `python -m ingester` subprocesses that import this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+PYTHON = sys.executable

@@ -1,0 +1,93 @@
+"""Foundation behaviour: times, naming, config precedence, atomic writes, scenes files round trip."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from ingester.config import load_settings
+from ingester.errors import ConfigError, ScenesFileError
+from ingester.naming import dedup_key, format_pattern, product_keys
+from ingester.scenes import read_scenes, write_scenes
+from ingester.times import format_time, parse_time
+
+S1 = "S1A_IW_SLC__1SDV_20200415T054835_20200415T054902_032134_03B6F4_06BD"
+S2 = "S2A_MSIL1C_20220104T103431_N0510_R108_T32UNG_20240423T092858"
+
+
+def test_times_are_parsed_to_utc_and_written_like_go_rfc3339nano():
+    assert parse_time("2022-02-04T18:01:23.133+01:00") == datetime(2022, 2, 4, 17, 1, 23, 133000, tzinfo=UTC)
+    assert format_time(parse_time("2022-01-04T10:34:31.000000Z")) == "2022-01-04T10:34:31Z"
+    assert format_time(parse_time("2022-02-04T17:01:23.1330000001Z")) == "2022-02-04T17:01:23.133Z"
+    with pytest.raises(ValueError, match="not an RFC 3339"):
+        parse_time("04/02/2022")
+
+
+def test_product_keys_follow_the_reference_slices():
+    keys = product_keys(S1)
+    assert (keys["MISSION_ID"], keys["DATE"], keys["ORBIT"], keys["MISSION"], keys["UNIQUE_ID"]) == (
+        "S1A", "20200415", "032134", "03B6F4", "06BD")
+    keys = product_keys(S2)
+    assert (keys["TILE"], keys["LATITUDE_BAND"], keys["GRID_SQUARE"], keys["GRANULE_ID"], keys["PDGS"]) == (
+        "T32UNG", "32", "U", "NG", "0510")
+    assert format_pattern("/d/{YEAR}/{MONTH}/{DAY}/{SCENE}.zip{NOPE}", S2) == f"/d/2022/01/04/{S2}.zip{{NOPE}}"
+
+
+def test_dedup_keys_ignore_crc_and_s2_processing_baseline():
+    assert dedup_key(S1) == dedup_key(S1[:-4] + "FFFF")
+    assert dedup_key(S2) == dedup_key("S2A_MSIL1C_20220104T103431_N0301_R108_T32UNG_20220104T120000")
+    assert dedup_key(S2) != dedup_key(S2.replace("T32UNG", "T32UNH"))
+
+
+def test_settings_precedence_is_option_then_env_then_toml(tmp_path):
+    toml = tmp_path / "ingester.toml"
+    toml.write_text('db = "from-toml.db"\nhttp_retries = 7\nstorage_uri = "toml-storage"\n')
+    env = {"INGESTER_DB": "from-env.db", "INGESTER_HTTP_RETRIES": "3"}
+    s = load_settings({"db": "from-option.db", "workers": None}, env=env, toml_path=toml)
+    assert (s.db, s.http_retries, s.storage_uri) == ("from-option.db", 3, "toml-storage")
+
+
+def test_settings_reject_unknown_toml_keys_and_bad_values(tmp_path):
+    toml = tmp_path / "ingester.toml"
+    toml.write_text('dbb = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key.*dbb"):
+        load_settings(env={}, toml_path=toml)
+    with pytest.raises(ConfigError, match="INGESTER_HTTP_RETRIES"):
+        toml.write_text("")
+        load_settings(env={"INGESTER_HTTP_RETRIES": "many"}, toml_path=toml)
+
+
+def test_secrets_are_redacted():
+    s = load_settings({"cdse_password": "hunter2"}, env={})
+    assert "hunter2" not in json.dumps(s.redacted())
+
+
+def test_legacy_scenes_and_tiles_files_round_trip_in_the_current_format(testdata, tmp_path):
+    for name in ("scenes.json", "tiles.json"):
+        legacy = read_scenes(testdata / "payloads" / name)
+        out = tmp_path / name
+        write_scenes(out, legacy.scenes, next_=False)
+        doc = json.loads(out.read_text())
+        props = doc["features"][0]["properties"]
+        assert list(props) == sorted(props)
+        assert "GeometryWKT" not in props and props["data"]["metadata"]["uuid"]
+        again = read_scenes(out)
+        assert [s.to_dict() for s in again.scenes] == [s.to_dict() for s in legacy.scenes]
+        assert doc["properties"] == {"next": "false"}
+    tiles = read_scenes(testdata / "payloads" / "tiles.json").scenes
+    first = tiles[0].tiles[0]
+    assert (first.source_id, first.anx_time, first.tile_nr, first.swath_id) == ("A44_IW1_8951", 8951, 4, "IW1")
+    assert first.previous.scene_id.endswith("_1609") and first.reference.scene_id.endswith("_F4D7")
+    assert tiles[2].tiles[0].previous is None
+
+
+def test_hand_editing_mistakes_are_reported_with_position(tmp_path):
+    bad = tmp_path / "scenes.json"
+    bad.write_text('{"type": "FeatureCollection", "features": [\n  {"properties": {}},\n]}')
+    with pytest.raises(ScenesFileError, match=r"line 3, column 1"):
+        read_scenes(bad)
+    bad.write_text(json.dumps({"type": "FeatureCollection", "features": [{"properties": {"data": {}}}]}))
+    with pytest.raises(ScenesFileError, match=r"features\[0\].properties.source_id: is required"):
+        read_scenes(bad)
