@@ -46,3 +46,55 @@ def tile_prefix(storage_uri: str, aoi: str, scene_id: str, tile_id: str) -> str:
     root = storage_uri.rstrip("/")
     return "/".join([root, check_name("AOI", aoi), check_name("scene", scene_id), "tiles",
                      check_name("tile", tile_id)])
+
+
+# --- I/O through fsspec (local paths, file://, s3://, gs://) ------------------------------------
+
+def _fs(uri: str):
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs, path
+
+
+def exists(uri: str) -> bool:
+    fs, path = _fs(uri)
+    return bool(fs.exists(path))
+
+
+def put_file(local_path: str, uri: str) -> str:
+    """Upload a local file to `uri` (atomically for local targets: temp name + rename). Returns `uri`."""
+    import os
+    import shutil
+
+    fs, path = _fs(uri)
+    if getattr(fs, "protocol", None) in ("file", ("file", "local"), "local") or uri.startswith(("/", "file://")) \
+            or "://" not in uri:
+        target = path
+        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+        tmp = f"{target}.part"
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, target)
+        return uri
+    fs.put_file(local_path, path)
+    return uri
+
+
+def get_file(uri: str, local_path: str) -> str:
+    """Download `uri` to a local file."""
+    import os
+
+    fs, path = _fs(uri)
+    os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
+    fs.get_file(path, local_path)
+    return local_path
+
+
+def delete(uri: str) -> bool:
+    """Delete a stored object; a missing one is tolerated (returns False)."""
+    fs, path = _fs(uri)
+    try:
+        fs.rm_file(path)
+        return True
+    except FileNotFoundError:
+        return False

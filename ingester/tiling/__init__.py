@@ -1,1 +1,57 @@
-"""tiling package."""
+"""Tile inventory: Sentinel-1 bursts from annotation files, and tile = scene for the other missions.
+
+Entry point: `make_tiles`. Sentinel-1 burst parsing, ESA burst ids, annotation sources and
+previous/reference chaining live in the sub-modules of this package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from ingester.config import Settings
+from ingester.payload import Payload
+from ingester.scenes import Scene, Tile
+
+
+@dataclasses.dataclass
+class TilingResult:
+    scenes: list[Scene]  # scenes that have at least one tile, tiles filled and chained
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (scene id, reason)
+
+
+def uses_bursts(payload: Payload) -> bool:
+    """Sentinel-1 is split into bursts, unless its scene graph just copies the product."""
+    return payload.constellation == "sentinel1" and payload.scene_graph_name != "CopyProductToStorage"
+
+
+def scene_tiles(scene: Scene, payload: Payload) -> list[Tile]:
+    """One tile per scene (tile = scene): no previous, no reference (reference §7)."""
+    return [
+        Tile(
+            source_id=scene.source_id,
+            scene_id=scene.source_id,
+            date=scene.date,
+            wkt=scene.wkt,
+            graph_name=payload.tile_graph_name,
+            is_retriable=payload.is_retriable,
+        )
+    ]
+
+
+def make_tiles(
+    payload: Payload,
+    scenes: Sequence[Scene],
+    settings: Settings,
+    existing: Sequence[Tile] = (),
+) -> TilingResult:
+    """Split scenes into tiles and chain them; `existing` are the AOI's tiles already in the store."""
+    if uses_bursts(payload):
+        from ingester.tiling.inventory import burst_inventory
+
+        return burst_inventory(payload, scenes, settings, existing)
+    out = []
+    for scene in scenes:
+        copy = dataclasses.replace(scene, tiles=scene_tiles(scene, payload))
+        out.append(copy)
+    return TilingResult(out)
