@@ -75,7 +75,10 @@ class BucketProvider(Provider):
                 if found is None:
                     continue
                 if found.lower().endswith(".zip"):
-                    return fetch_fsspec(self, found, workdir / f"{name}.zip", scene)
+                    try:
+                        return fetch_fsspec(self, found, workdir / f"{name}.zip", scene)
+                    except NotFound:
+                        continue
                 folder = self._copy_folder(found, workdir)
                 if folder is not None:
                     return folder
