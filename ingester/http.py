@@ -403,11 +403,24 @@ def _stream(service: Service, url: str, part: str, expected: Expected, auth: boo
     """Fill `part` completely (resuming as needed); returns (size, hex digest, announced size)."""
     import os
 
-    from ingester.errors import DownloadError
 
     algorithm = expected.algorithm
     offset = os.path.getsize(part) if os.path.exists(part) else 0
-    hasher = hash_file(part, algorithm, limit=offset) if offset else new_hasher(algorithm)
+    hasher = _BackgroundHasher(hash_file(part, algorithm, limit=offset) if offset else new_hasher(algorithm))
+    try:
+        return _stream_into(service, url, part, expected, auth, progress, max_resumes, chunk_size, offset, hasher)
+    finally:
+        hasher.close()
+
+
+def _stream_into(service: Service, url: str, part: str, expected: Expected, auth: bool,
+                 progress: TransferProgress, max_resumes: int, chunk_size: int, offset: int,
+                 hasher: _BackgroundHasher) -> tuple[int, str, int | None]:
+    import os
+
+    from ingester.errors import DownloadError
+
+    algorithm = expected.algorithm
     announced: int | None = expected.size
     drops = 0
     started = False
@@ -422,7 +435,8 @@ def _stream(service: Service, url: str, part: str, expected: Expected, auth: boo
                 total = cr[1] if cr else None
                 if total is not None and total == offset:
                     return offset, hasher.hexdigest(), total
-                offset, hasher = 0, new_hasher(algorithm)  # restart from scratch
+                offset = 0  # restart from scratch
+                hasher.reset(new_hasher(algorithm))
                 open(part, "wb").close()
                 continue
             if response.status_code not in (200, 206):  # e.g. 202: accepted, product not ready yet
@@ -439,7 +453,8 @@ def _stream(service: Service, url: str, part: str, expected: Expected, auth: boo
                 mode = "ab"
             else:  # 200: the whole body, from the start
                 if offset:
-                    offset, hasher = 0, new_hasher(algorithm)
+                    offset = 0
+                    hasher.reset(new_hasher(algorithm))
                     progress.restart()
                 length = response.headers.get("Content-Length")
                 if expected.size is None and length and length.isdigit() and "Content-Encoding" not in response.headers:
@@ -479,6 +494,44 @@ def _stream(service: Service, url: str, part: str, expected: Expected, auth: boo
             return offset, hasher.hexdigest(), announced
         finally:
             response.close()
+
+
+class _BackgroundHasher:
+    """Hashes chunks on a second thread (hashlib and blake3 release the GIL on large buffers), so
+    checksumming overlaps the network and disk I/O; a bounded queue keeps memory bounded."""
+
+    def __init__(self, hasher: Any, depth: int = 4):
+        import queue
+
+        self._hasher = hasher
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="download-hasher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            block = self._queue.get()
+            try:
+                if block is None:
+                    return
+                self._hasher.update(block)
+            finally:
+                self._queue.task_done()
+
+    def update(self, block: bytes) -> None:
+        self._queue.put(block)
+
+    def reset(self, hasher: Any) -> None:
+        self._queue.join()
+        self._hasher = hasher
+
+    def hexdigest(self) -> str:
+        self._queue.join()
+        return self._hasher.hexdigest()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
 
 
 def _urllib3_errors() -> type[Exception] | tuple[type[Exception], ...]:
