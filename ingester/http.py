@@ -6,6 +6,7 @@ an OAuth2 token manager (password grant once, refresh-token grant before expiry)
 from __future__ import annotations
 
 import email.utils
+import http.client
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -422,6 +423,7 @@ def _stream_into(service: Service, url: str, part: str, expected: Expected, auth
 
     algorithm = expected.algorithm
     announced: int | None = expected.size
+    ring = _Ring(chunk_size, hasher.depth + 2)
     drops = 0
     started = False
     while True:
@@ -466,18 +468,12 @@ def _stream_into(service: Service, url: str, part: str, expected: Expected, auth
             before = offset
             try:
                 with open(part, mode) as out:
-                    raw = response.raw
-                    # read1: what has arrived (up to chunk_size), so a drop loses no received byte
-                    read = raw.read1 if hasattr(raw, "read1") else raw.read
-                    while True:
-                        block = read(chunk_size)
-                        if not block:
-                            break
+                    for block in _blocks(response, ring):
                         out.write(block)
                         hasher.update(block)
                         offset += len(block)
                         progress.advance(len(block))
-            except (requests.RequestException, OSError, _urllib3_errors()) as exc:
+            except (requests.RequestException, OSError, http.client.HTTPException, _urllib3_errors()) as exc:
                 if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | TimeoutError):
                     raise
                 drops = drops + 1 if offset == before else 1
@@ -496,6 +492,37 @@ def _stream_into(service: Service, url: str, part: str, expected: Expected, auth
             response.close()
 
 
+class _Ring:
+    """Reusable receive buffers: no allocation per chunk (a fresh process would otherwise map and
+    unmap every 1 MiB block, which costs more than the transfer). With `depth + 2` buffers and a
+    hasher queue of `depth`, a buffer is refilled only after the hasher has finished with it."""
+
+    def __init__(self, size: int, count: int):
+        self.views = [memoryview(bytearray(size)) for _ in range(count)]
+        self.next = 0
+
+    def take(self) -> memoryview:
+        view = self.views[self.next % len(self.views)]
+        self.next += 1
+        return view
+
+
+def _blocks(response: requests.Response, ring: _Ring):
+    """The body's chunks as they arrive, read into the ring's buffers (http.client's readinto);
+    urllib3's read1 when the body is content-encoded or the connection is not http.client's."""
+    fp = getattr(response.raw, "_fp", None)
+    if isinstance(fp, http.client.HTTPResponse) and not response.headers.get("Content-Encoding"):
+        while True:
+            view = ring.take()
+            n = fp.readinto(view)
+            if not n:
+                return
+            yield view[:n]
+    read = response.raw.read1 if hasattr(response.raw, "read1") else response.raw.read
+    while block := read(len(ring.views[0])):
+        yield block
+
+
 class _BackgroundHasher:
     """Hashes chunks on a second thread (hashlib and blake3 release the GIL on large buffers), so
     checksumming overlaps the network and disk I/O; a bounded queue keeps memory bounded."""
@@ -503,6 +530,7 @@ class _BackgroundHasher:
     def __init__(self, hasher: Any, depth: int = 4):
         import queue
 
+        self.depth = depth
         self._hasher = hasher
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._run, name="download-hasher", daemon=True)
