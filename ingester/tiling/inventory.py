@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import shapely
 
 from ingester.config import Settings
-from ingester.errors import IngesterError, TilingError, TilingWarning
+from ingester.errors import ConfigError, IngesterError, TilingWarning
 from ingester.naming import constellation_of
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
@@ -38,9 +38,9 @@ def annotation_sources(payload: Payload, settings: Settings) -> list[AnnotationS
         elif kind == "urls":
             out.extend(PatternSource(p, payload.name, settings) for p in payload.annotations_urls)
         elif kind:
-            raise TilingError(f"INGESTER_ANNOTATION_SOURCES: unknown source {kind!r} (known: cdse, urls)")
+            raise ConfigError(f"INGESTER_ANNOTATION_SOURCES: unknown source {kind!r} (known: cdse, urls)")
     if not out:
-        raise TilingError("no annotation source: add 'annotations_urls' to the payload or enable 'cdse' "
+        raise ConfigError("no annotation source: add 'annotations_urls' to the payload or enable 'cdse' "
                           "in INGESTER_ANNOTATION_SOURCES")
     return out
 
