@@ -8,9 +8,12 @@ bytes and parsed with ElementTree; a file where that fails is parsed whole.
 from __future__ import annotations
 
 import dataclasses
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
+import numpy as np
+import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
@@ -18,6 +21,13 @@ from ingester.geometry import split_antimeridian, tile_wkt
 from ingester.tiling.burst_ids import BurstIdError, anx_key, burst_ids, cycle_offset
 
 _SECTIONS = ("adsHeader", "productInformation", "imageInformation", "swathTiming", "geolocationGrid")
+# The grid is the largest section; its points have a fixed element order (XSD), read by a regex.
+# A grid where the regex does not find every point is parsed with ElementTree instead.
+_GRID_POINT = re.compile(
+    rb"<geolocationGridPoint>\s*<azimuthTime>[^<]*</azimuthTime>\s*<slantRangeTime>[^<]*</slantRangeTime>\s*"
+    rb"<line>\s*(-?\d+)\s*</line>\s*<pixel>\s*(-?\d+)\s*</pixel>\s*<latitude>([^<]+)</latitude>\s*"
+    rb"<longitude>([^<]+)</longitude>"
+)
 
 
 class AnnotationError(ValueError):
@@ -74,13 +84,20 @@ class SwathAnnotation:
                 f"{self.origin}: geolocation grid has {len(keys)} lines for {len(self.bursts)} bursts "
                 f"(expected {len(self.bursts) + 1})"
             )
-        out: list[BaseGeometry] = []
+        rings = np.empty((len(self.bursts), 2 * len(lines[keys[0]]) + 1, 2))
         for k in range(len(self.bursts)):
-            top = [(lon, lat) for _p, lon, lat in lines[keys[k]]]
-            bottom = [(lon, lat) for _p, lon, lat in reversed(lines[keys[k + 1]])]
-            ring = top + bottom + [top[0]]
-            out.append(split_antimeridian(Polygon(ring)))
-        return out
+            top, bottom = lines[keys[k]], lines[keys[k + 1]]
+            if len(top) != len(bottom):
+                raise AnnotationError(f"{self.origin}: grid lines {keys[k]} and {keys[k + 1]} have "
+                                      f"{len(top)} and {len(bottom)} points")
+            ring = [(lon, lat) for _p, lon, lat in top] + [(lon, lat) for _p, lon, lat in reversed(bottom)]
+            ring.append(ring[0])
+            if len(ring) != rings.shape[1]:
+                raise AnnotationError(f"{self.origin}: grid lines have different numbers of points")
+            rings[k] = ring
+        polygons = shapely.polygons(rings)
+        crossing = np.abs(np.diff(rings[:, :, 0], axis=1)).max(axis=1) > 180
+        return [split_antimeridian(poly) if cross else poly for poly, cross in zip(polygons, crossing, strict=True)]
 
     def geocube_polygons(self) -> list[str]:
         """The original's four-corner burst polygons (s1-bursts.md §3.1), as its WKT text."""
@@ -124,7 +141,7 @@ class SwathAnnotation:
 def footprint_wkt(geom: BaseGeometry) -> str:
     """`POLYGON((lon lat, …))` with 6 decimals, or the MULTIPOLYGON of a split footprint."""
     if isinstance(geom, Polygon):
-        return tile_wkt(list(geom.exterior.coords))
+        return tile_wkt(shapely.get_coordinates(geom).tolist())
     if isinstance(geom, MultiPolygon):
         parts = [
             "((" + ", ".join(f"{x:.6f} {y:.6f}" for x, y in p.exterior.coords) + "))" for p in geom.geoms
@@ -143,32 +160,42 @@ def _time(text: str | None, where: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _sections(data: bytes) -> dict[str, ET.Element]:
-    """The needed elements cut out of the file; falls back to a full parse if a cut fails."""
+def _sections(data: bytes) -> tuple[dict[str, ET.Element], list[tuple[bytes, ...]] | None]:
+    """The needed elements cut out of the file (they come in document order), and the grid points
+    when the regex read them all; falls back to a full parse if a cut fails."""
     out: dict[str, ET.Element] = {}
+    fast_grid = None
+    position = 0
     try:
         for tag in _SECTIONS:
-            start = data.find(b"<" + tag.encode() + b">")
+            start = data.find(b"<" + tag.encode() + b">", position)
             end = data.find(b"</" + tag.encode() + b">", start)
             if start < 0 or end < 0:
                 break
-            out[tag] = ET.fromstring(data[start : end + len(tag) + 3])
+            position = end + len(tag) + 3
+            if tag == "geolocationGrid":
+                grid = _GRID_POINT.findall(data, start, end)
+                if grid and len(grid) == data.count(b"<geolocationGridPoint>", start, end):
+                    out[tag], fast_grid = ET.Element(tag), grid
+                    continue
+            out[tag] = ET.fromstring(data[start:position])
         else:
-            return out
+            return out, fast_grid
     except ET.ParseError:
         pass
+    out.clear()
     root = ET.fromstring(data)
     for tag in _SECTIONS:
         element = root.find(f".//{tag}")
         if element is not None:
             out[tag] = element
-    return out
+    return out, None
 
 
 def parse_annotation(data: bytes, origin: str = "<annotation>") -> SwathAnnotation:
     """Parse a product annotation (one swath, one polarisation). Raises AnnotationError."""
     try:
-        sections = _sections(data)
+        sections, fast = _sections(data)
     except ET.ParseError as exc:
         raise AnnotationError(f"{origin}: not valid XML ({exc})") from None
     missing = [t for t in _SECTIONS if t not in sections]
@@ -218,6 +245,8 @@ def parse_annotation(data: bytes, origin: str = "<annotation>") -> SwathAnnotati
 
     grid: list[tuple[int, int, float, float]] = []
     try:
+        if fast is not None:
+            grid = [(int(line), int(pixel), float(lon), float(lat)) for line, pixel, lat, lon in fast]
         for point in grid_el.iter("geolocationGridPoint"):
             grid.append((
                 int(point.findtext("line") or ""),
