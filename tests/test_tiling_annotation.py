@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from shapely.geometry import MultiPolygon, Point, Polygon
@@ -11,6 +12,8 @@ from ingester.geometry import from_wkt
 from ingester.tiling.annotation import AnnotationError, footprint_wkt, parse_annotation
 from ingester.tiling.burst_ids import T_ORB, anx_key, burst_ids, relative_orbit_from_absolute
 from tests.fakes.cdse_nodes import EW1_2021, IW2_2022, IW2_2023, shift_annotation
+
+T0 = datetime(2023, 1, 1, tzinfo=UTC)
 
 
 def load(testdata, name):
@@ -182,3 +185,32 @@ def test_burst_count_attribute_must_match_the_bursts(testdata):
     data = (testdata / "s1" / IW2_2023).read_bytes().replace(b'<burstList count="9">', b'<burstList count="8">')
     with pytest.raises(AnnotationError, match=r"count=8 but 9 burst elements"):
         parse_annotation(data, "x.xml")
+
+
+def test_grid_in_an_unexpected_element_order_is_read_by_the_xml_parser(testdata):
+    data = (testdata / "s1" / IW2_2023).read_bytes()
+    reordered = re.sub(rb"(<line>[^<]*</line>)(\s*)(<pixel>[^<]*</pixel>)", rb"\3\2\1", data)
+    assert reordered != data
+    assert parse_annotation(reordered, "x").grid == parse_annotation(data, "y").grid
+
+
+def test_annotated_burst_id_wins_over_a_different_computed_one_with_warnings(testdata):
+    import warnings as w
+
+    from ingester.errors import TilingWarning
+    from ingester.payload import Payload
+    from ingester.tiling.inventory import scene_bursts
+    from tests.fakes.cdse_nodes import make_product, product_scene
+
+    data = (testdata / "s1" / IW2_2023).read_bytes().replace(b">151231</burstId>", b">151299</burstId>")
+    ann = parse_annotation(data, "odd.xml")
+    product = make_product(testdata, IW2_2023)
+    payload = Payload(name="t", aoi=MultiPolygon([Polygon([(-120, 33), (-116, 33), (-116, 36), (-120, 36)])]),
+                      start_time=T0, end_time=T0, constellation="sentinel1", parameters={})
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        tiles = scene_bursts(product_scene(product), [ann], payload.aoi, payload)
+    messages = [str(c.message) for c in caught if issubclass(c.category, TilingWarning)]
+    assert "odd.xml: burst 5: computed burst id 151231 differs from the annotated 151299" in messages[0]
+    assert any("burst ids not contiguous (151230 then 151299)" in m for m in messages)
+    assert [t.burst_id for t in tiles][3:6] == [151230, 151299, 151232]

@@ -115,7 +115,7 @@ def scene_bursts(scene: Scene, annotations: Sequence[SwathAnnotation], area, pay
                 burst_id=relative,
                 absolute_burst_id=absolute,
             ))
-    tiles.sort(key=lambda t: (t.swath_id, t.burst_id or 0))
+    tiles.sort(key=lambda t: (t.swath_id, t.tile_nr))
     return tiles
 
 
