@@ -145,8 +145,9 @@ def test_inventory_chains_a_stack_with_a_missing_date(testdata, payload):
         warnings.simplefilter("always")
         result = burst_inventory(payload, scenes, Settings(), sources=[MemorySource(products)])
     messages = sorted(str(w.message) for w in caught if issubclass(w.category, TilingWarning))
-    assert len(messages) == 2  # one per burst of the AOI
-    assert re.match(r"burst 071_151228_IW2: 24 days between \S*20230120\S* and \S*20230213", messages[1])
+    assert len(messages) == 1  # one for the pair of scenes, naming every burst
+    assert re.match(r"24 days between \S*20230120\S* and \S*20230213\S* \(more than the 12-day repeat cycle\) "
+                    r"for bursts 071_151227_IW2, 071_151228_IW2: an acquisition may be missing", messages[0])
     assert [s.source_id for s in result.scenes] == [p.scene_id for p in products]  # input order
     by_scene = {s.source_id[17:25]: s.tiles for s in result.scenes}
     assert [t.source_id for t in by_scene["20230108"]] == ["071_151227_IW2", "071_151228_IW2"]
@@ -227,3 +228,15 @@ def test_copy_product_graph_gives_one_tile_per_scene(testdata, payload):
     [only] = result.scenes[0].tiles
     assert (only.source_id, only.scene_id, only.wkt, only.previous, only.reference) == (
         scene.source_id, scene.source_id, scene.wkt, None, None)
+
+
+def test_non_sentinel1_scene_in_a_burst_payload_is_skipped_with_a_warning(testdata, payload):
+    import dataclasses
+
+    product = make_product(testdata, IW2_2023)
+    s2_id = "S2A_MSIL1C_20220104T103431_N0510_R108_T32UNG_20240423T092858"
+    s2 = dataclasses.replace(product_scene(product), source_id=s2_id)
+    with pytest.warns(TilingWarning, match=r"S2A_MSIL1C_\S+: not a Sentinel-1 product, skipped"):
+        result = burst_inventory(payload, [s2, product_scene(product)], Settings(), sources=[MemorySource([product])])
+    assert [s.source_id for s in result.scenes] == [product.scene_id]
+    assert result.skipped == [(s2.source_id, "not a Sentinel-1 product")]

@@ -53,6 +53,7 @@ def chain_tiles(new: Sequence[Tile], existing: Sequence[Tile] = (),
             continue
         groups.setdefault(tile.source_id, ([], []))[1].append(tile)
 
+    gaps: dict[tuple[str, str, int], list[str]] = {}
     for source_id in sorted(groups):
         old, fresh = groups[source_id]
         if not fresh:
@@ -84,10 +85,12 @@ def chain_tiles(new: Sequence[Tile], existing: Sequence[Tile] = (),
             tile.reference = reference
             gap = tile.date - before.date
             if gap > repeat_cycle + timedelta(days=1):
-                result.messages.append(
-                    f"burst {source_id}: {gap.days} days between {before.scene_id} and {tile.scene_id} "
-                    f"(more than the {repeat_cycle.days}-day repeat cycle): an acquisition may be missing"
-                )
+                gaps.setdefault((before.scene_id, tile.scene_id, gap.days), []).append(source_id)
+    for (before_id, scene_id, days), bursts in gaps.items():  # one message per pair of scenes
+        result.messages.append(
+            f"{days} days between {before_id} and {scene_id} (more than the {repeat_cycle.days}-day repeat "
+            f"cycle) for burst{'s' if len(bursts) > 1 else ''} {', '.join(bursts)}: an acquisition may be missing"
+        )
     return result
 
 
