@@ -240,3 +240,33 @@ def test_non_sentinel1_scene_in_a_burst_payload_is_skipped_with_a_warning(testda
         result = burst_inventory(payload, [s2, product_scene(product)], Settings(), sources=[MemorySource([product])])
     assert [s.source_id for s in result.scenes] == [product.scene_id]
     assert result.skipped == [(s2.source_id, "not a Sentinel-1 product")]
+
+
+def test_scenes_are_fetched_concurrently(testdata, payload):
+    import threading
+
+    products = [make_product(testdata, IW2_2023, c) for c in range(3)]
+    barrier = threading.Barrier(3, timeout=10)
+
+    class Meeting(MemorySource):
+        def fetch(self, scene):
+            barrier.wait()  # passes only when three fetches run at the same time
+            return super().fetch(scene)
+
+    result = burst_inventory(payload, [product_scene(p) for p in products], Settings(annotation_concurrency=3),
+                             sources=[Meeting(products)])
+    assert len(result.scenes) == 3 and result.skipped == []
+
+
+def test_an_unexpected_source_exception_moves_on_to_the_next_source(testdata, payload):
+    product = make_product(testdata, IW2_2023)
+
+    class Broken:
+        name = "broken"
+
+        def fetch(self, scene):
+            raise KeyError("credentials")
+
+    result = burst_inventory(payload, [product_scene(product)], Settings(),
+                             sources=[Broken(), MemorySource([product])])
+    assert [s.source_id for s in result.scenes] == [product.scene_id]

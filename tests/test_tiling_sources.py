@@ -171,6 +171,7 @@ class RangeServer:
         self.folder = folder
         self.sent = 0
         self.ranges: list[str] = []
+        self.authorizations: list[str | None] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -193,6 +194,7 @@ class RangeServer:
                 header = self.headers.get("Range")
                 if header and honour_range:
                     server.ranges.append(header)
+                    server.authorizations.append(self.headers.get("Authorization"))
                     start, end = header.removeprefix("bytes=").split("-")
                     start, end = int(start), min(int(end), len(data) - 1)
                     body = data[start : end + 1]
@@ -295,3 +297,42 @@ def make_product_stub():
     from tests.fakes.cdse_nodes import Product
 
     return Product(SCENE_2023, "u", {}, datetime(2023, 1, 8))
+
+
+def test_asf_datapool_zip_gets_the_earthdata_token_and_the_redirect_target_does_not(testdata, tmp_path,
+                                                                                   range_server):
+    product = make_product(testdata, IW2_2023)
+    (tmp_path / "SLC" / "SA").mkdir(parents=True)
+    write_zip(tmp_path / "SLC" / "SA" / f"{product.scene_id}.zip", product.scene_id, product.annotations)
+    storage = range_server()  # the "pre-signed S3" host, reached by another name
+    seen: list[tuple[str, str | None]] = []
+
+    class Datapool(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            seen.append((self.path, self.headers.get("Authorization")))
+            if self.headers.get("Authorization") != "Bearer edl-token":
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(307)
+            self.send_header("Location", f"http://localhost:{storage.httpd.server_address[1]}{self.path}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    datapool = ThreadingHTTPServer(("127.0.0.1", 0), Datapool)
+    threading.Thread(target=datapool.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        asf_url = f"http://127.0.0.1:{datapool.server_address[1]}"
+        settings = quick_settings(asf_url=asf_url, asf_token="edl-token")
+        files = PatternSource(f"{asf_url}/SLC/SA/{{SCENE}}.zip", "LA", settings).fetch(product_scene(product))
+    finally:
+        datapool.shutdown()
+        datapool.server_close()
+    assert files == list(product.annotations.items())
+    assert seen and all(auth == "Bearer edl-token" for _path, auth in seen)
+    assert storage.ranges  # the zip itself came from the redirect target, read by ranges
+    assert storage.authorizations == [None] * len(storage.ranges)  # and never saw the token

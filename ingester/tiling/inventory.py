@@ -57,8 +57,11 @@ def fetch_annotations(scene: Scene, sources: Sequence[AnnotationSource]) -> _Fet
     for source in sources:
         try:
             files = source.fetch(scene)
-        except (IngesterError, OSError, ValueError) as exc:
+        except IngesterError as exc:
             attempts.append(f"{source.name}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a storage client's own errors (botocore, …): next source
+            attempts.append(f"{source.name}: {type(exc).__name__}: {exc}")
             continue
         if not files:
             attempts.append(f"{source.name}: not found")

@@ -149,10 +149,18 @@ class PatternSource:
         return None
 
     def _remote_zip(self, scene: Scene, url: str) -> AnnotationFiles | None:
-        service = Service("annotations", url, timeout=self.settings.http_timeout,
-                          retries=self.settings.http_retries, backoff=self.settings.http_backoff)
+        """A zip over http(s) read with Range requests. The ASF datapool gets the Earthdata bearer
+        token (settings.asf_token), sent to ASF and Earthdata hosts only, never to the pre-signed
+        S3 URLs it redirects to."""
+        token = None
+        host = urlparse(url).hostname or ""
+        if self.settings.asf_token and host == urlparse(self.settings.asf_url).hostname:
+            token = StaticToken(self.settings.asf_token)
+        service = Service("annotations", url, timeout=self.settings.http_timeout, token=token,
+                          retries=self.settings.http_retries, backoff=self.settings.http_backoff,
+                          trusted_hosts=("urs.earthdata.nasa.gov",) if token else ())
         try:
-            raw = HTTPRangeFile(service, url)
+            raw = HTTPRangeFile(service, url, auth=token is not None)
         except FileNotFoundError:
             return None
         try:
@@ -214,13 +222,15 @@ class HTTPRangeFile(io.RawIOBase):
     send the whole file, which is exactly what this class exists to avoid).
     """
 
-    def __init__(self, service: Service, url: str):
+    def __init__(self, service: Service, url: str, auth: bool = False):
         super().__init__()
         self.service = service
         self.url = url
+        self.auth = auth
         self.pos = 0
         self.bytes_read = 0
-        response = service.request("GET", url, headers={"Range": "bytes=0-0"}, stream=True, ok_statuses=(404,))
+        response = service.request("GET", url, headers={"Range": "bytes=0-0"}, stream=True, ok_statuses=(404,),
+                                   auth=auth)
         with response:
             if response.status_code == 404:
                 raise FileNotFoundError(url)
@@ -251,7 +261,8 @@ class HTTPRangeFile(io.RawIOBase):
         if self.pos >= self.size or len(buffer) == 0:
             return 0
         end = min(self.size, self.pos + len(buffer)) - 1
-        response = self.service.request("GET", self.url, headers={"Range": f"bytes={self.pos}-{end}"})
+        response = self.service.request("GET", self.url, headers={"Range": f"bytes={self.pos}-{end}"},
+                                        auth=self.auth)
         data = response.content
         if response.status_code != 206 and len(data) != end - self.pos + 1:
             raise TilingError(f"{_safe(self.url)}: Range request answered {response.status_code}")
@@ -260,6 +271,22 @@ class HTTPRangeFile(io.RawIOBase):
         self.pos += n
         self.bytes_read += n
         return n
+
+
+class StaticToken:
+    """A bearer token given by the user (Earthdata): what `Service` needs of a token manager."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "StaticToken(***)"
+
+    def access_token(self) -> str:
+        return self._token
+
+    def invalidate(self) -> None:
+        """Nothing to refresh: a refused token fails with the server's message."""
 
 
 def _safe(url: str) -> str:
