@@ -214,3 +214,29 @@ def test_annotated_burst_id_wins_over_a_different_computed_one_with_warnings(tes
     assert "odd.xml: burst 5: computed burst id 151231 differs from the annotated 151299" in messages[0]
     assert any("burst ids not contiguous (151230 then 151299)" in m for m in messages)
     assert [t.burst_id for t in tiles][3:6] == [151230, 151299, 151232]
+
+
+def _with_anx(data: bytes, seconds_earlier: float) -> bytes:
+    from datetime import timedelta
+
+    m = re.search(rb"<ascendingNodeTime>([^<]+)</ascendingNodeTime>", data)
+    anx = datetime.fromisoformat(m.group(1).decode()) - timedelta(seconds=seconds_earlier)
+    return data.replace(m.group(0), b"<ascendingNodeTime>%s</ascendingNodeTime>" % anx.isoformat().encode())
+
+
+def test_stale_ascending_node_time_one_orbit_early_gives_the_same_ids(testdata):
+    data = _with_anx((testdata / "s1" / IW2_2023).read_bytes(), T_ORB)
+    ann = parse_annotation(data, "stale")
+    assert [ann.burst_identity(b, 71) for b in ann.bursts] == [
+        (71, b.annotated_id, b.annotated_absolute_id) for b in ann.bursts]
+
+
+def test_product_crossing_the_ascending_node_switches_track_with_contiguous_ids(testdata):
+    data = (testdata / "s1" / IW2_2023).read_bytes()
+    ann = parse_annotation(data, "x")
+    cycle_start_5 = (ann.bursts[4].sensing_time - ann.anx_time).total_seconds() - 0.832  # IW2 → IW1
+    ann = parse_annotation(_with_anx(data, T_ORB - cycle_start_5 + 0.5), "crossing")
+    identities = [ann.burst_identity(b, 71) for b in ann.bursts]
+    assert [track for track, _r, _a in identities] == [71] * 4 + [72] * 5
+    ids = [r for _t, r, _a in identities]
+    assert ids == list(range(ids[0], ids[0] + 9))

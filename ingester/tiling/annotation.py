@@ -18,7 +18,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from ingester.geometry import split_antimeridian, tile_wkt
-from ingester.tiling.burst_ids import BurstIdError, anx_key, burst_ids, cycle_offset
+from ingester.tiling.burst_ids import T_ORB, BurstIdError, anx_key, burst_ids, cycle_offset, first_swath_offset
 
 _SECTIONS = ("adsHeader", "productInformation", "imageInformation", "swathTiming", "geolocationGrid")
 # The grid is the largest section; its points have a fixed element order (XSD), read by a regex.
@@ -127,12 +127,35 @@ class SwathAnnotation:
         """t_b − t_anx in seconds: the reference time of the burst's cycle (central-swath rule)."""
         return (burst.sensing_time - self.anx_time).total_seconds() + cycle_offset(self.swath)
 
-    def computed_ids(self, burst: Burst, relative_orbit: int) -> tuple[int, int]:
-        """ESA (relative, absolute) burst ids computed with the DAD formula."""
+    def _cycle_start_since_anx(self, burst: Burst) -> float:
+        """t_IW1 − t_anx: from the ANX to the start of the burst's cycle (its first swath)."""
+        return (burst.sensing_time - self.anx_time).total_seconds() + first_swath_offset(self.swath)
+
+    def burst_identity(self, burst: Burst, relative_orbit: int) -> tuple[int, int, int]:
+        """(track, relative id, absolute id) with the DAD formula, `relative_orbit` being the
+        product's (start) relative orbit.
+
+        Two cases need care (s1-bursts.md §4.2). A product whose first burst is already more than
+        an orbit after the annotated ANX carries a stale ANX (one orbit too early): one orbit period
+        is taken off. Otherwise a burst more than an orbit after the ANX lies after the next ANX (the
+        product crosses it): its id follows from the same formula and its track is the next one.
+        """
         try:
-            return burst_ids(self.swath, self.since_anx(burst), relative_orbit, self.absolute_orbit)
+            since = self.since_anx(burst)
+            track = relative_orbit
+            if self._cycle_start_since_anx(self.bursts[0]) >= T_ORB:
+                since -= T_ORB
+            elif self._cycle_start_since_anx(burst) >= T_ORB:
+                track = relative_orbit % 175 + 1
+            relative, absolute = burst_ids(self.swath, since, relative_orbit, self.absolute_orbit)
         except BurstIdError as exc:
             raise AnnotationError(f"{self.origin}: {exc}") from None
+        return track, relative, absolute
+
+    def computed_ids(self, burst: Burst, relative_orbit: int) -> tuple[int, int]:
+        """ESA (relative, absolute) burst ids computed with the DAD formula."""
+        _track, relative, absolute = self.burst_identity(burst, relative_orbit)
+        return relative, absolute
 
     def anx_key(self, burst: Burst) -> int:
         return anx_key(burst.azimuth_anx_time)

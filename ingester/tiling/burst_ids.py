@@ -41,6 +41,15 @@ def cycle_offset(swath: str) -> float:
     return sum(offsets[:central]) + offsets[central] / 2 - sum(offsets[:n])
 
 
+def first_swath_offset(swath: str) -> float:
+    """Seconds from the start of a swath's burst back to the start of its cycle's first swath (≤ 0)."""
+    mode, index = swath[:2].upper(), swath[2:]
+    if mode not in _MODES or not index.isdigit():
+        raise BurstIdError(f"no burst-id formula for swath {swath!r} (IW1–IW3, EW1–EW5)")
+    offsets = _MODES[mode][2]
+    return -sum(offsets[: int(index) - 1])
+
+
 def burst_ids(swath: str, since_anx: float, relative_orbit: int, absolute_orbit: int) -> tuple[int, int]:
     """(relative, absolute) ESA burst ids from t_b − t_anx (`since_anx`, seconds).
 

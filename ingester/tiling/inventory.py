@@ -91,7 +91,7 @@ def scene_bursts(scene: Scene, annotations: Sequence[SwathAnnotation], area, pay
         footprints = ann.footprints()
         previous_id = None
         for burst, footprint in zip(ann.bursts, footprints, strict=True):
-            relative, absolute = ann.computed_ids(burst, orbit)
+            track, relative, absolute = ann.burst_identity(burst, orbit)
             if burst.annotated_id is not None and burst.annotated_id != relative:
                 warnings.warn(f"{ann.origin}: burst {burst.index + 1}: computed burst id {relative} differs from "
                               f"the annotated {burst.annotated_id}; using the annotated one", TilingWarning,
@@ -106,7 +106,7 @@ def scene_bursts(scene: Scene, annotations: Sequence[SwathAnnotation], area, pay
             if not area.intersects(footprint):
                 continue
             tiles.append(Tile(
-                source_id=f"{orbit:03d}_{relative:06d}_{ann.swath}",
+                source_id=f"{track:03d}_{relative:06d}_{ann.swath}",
                 scene_id=scene.source_id,
                 date=scene.date,
                 wkt=footprint_wkt(footprint),
