@@ -8,8 +8,7 @@ import pytest
 
 from ingester.catalogue import SearchResult
 from ingester.scenes import read_scenes, write_scenes
-from tests.fakes.cdse_nodes import IW2_2022, IW2_2023, FakeCdseNodes, make_product, product_scene
-from tests.test_tiling_sources import write_safe
+from tests.fakes.cdse_nodes import IW2_2022, IW2_2023, FakeCdseNodes, make_product, product_scene, write_safe
 
 PASSWORD = "s3cr3t-pa55"
 

@@ -8,8 +8,7 @@ import pytest
 
 from ingester.config import Settings
 from ingester.tiling.sources import PatternSource
-from tests.fakes.cdse_nodes import IW2_2023, make_product, product_scene
-from tests.test_tiling_sources import write_zip
+from tests.fakes.cdse_nodes import IW2_2023, make_product, product_scene, write_zip
 
 moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")

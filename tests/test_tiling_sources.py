@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,7 +11,15 @@ from ingester.config import Settings
 from ingester.errors import HTTPError, TilingError
 from ingester.tiling.inventory import fetch_annotations
 from ingester.tiling.sources import CdseNodesSource, PatternSource, select_annotations
-from tests.fakes.cdse_nodes import IW2_2022, IW2_2023, FakeCdseNodes, make_product, product_scene
+from tests.fakes.cdse_nodes import (
+    IW2_2022,
+    IW2_2023,
+    FakeCdseNodes,
+    make_product,
+    product_scene,
+    write_safe,
+    write_zip,
+)
 
 SCENE_2023 = "S1A_IW_SLC__1SDV_20230108T135249_20230108T135316_046693_0598D3_BA76"
 
@@ -96,30 +102,6 @@ def test_cdse_nodes_retries_a_503_then_succeeds(testdata):
 
 
 # --- local folder and zip ------------------------------------------------------------------------
-
-def write_safe(root, scene_id: str, annotations: dict[str, bytes]):
-    safe = root / f"{scene_id}.SAFE"
-    (safe / "annotation" / "calibration").mkdir(parents=True)
-    (safe / "annotation" / "rfi").mkdir()
-    (safe / "manifest.safe").write_text("<manifest/>")
-    for name, data in annotations.items():
-        (safe / "annotation" / name).write_bytes(data)
-        (safe / "annotation" / "calibration" / f"calibration-{name}").write_text("<calibration/>")
-        (safe / "annotation" / "rfi" / f"rfi-{name}").write_text("<rfi/>")
-    return safe
-
-
-def write_zip(path, scene_id: str, annotations: dict[str, bytes], padding: int = 0):
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(f"{scene_id}.SAFE/manifest.safe", "<manifest/>")
-        if padding:  # an incompressible "measurement" that a ranged reader must not fetch
-            archive.writestr(f"{scene_id}.SAFE/measurement/s1a-iw2-slc-vv.tiff", os.urandom(padding),
-                             compress_type=zipfile.ZIP_STORED)
-        for name, data in annotations.items():
-            archive.writestr(f"{scene_id}.SAFE/annotation/{name}", data)
-            archive.writestr(f"{scene_id}.SAFE/annotation/calibration/calibration-{name}", "<calibration/>")
-    return path
-
 
 def test_local_safe_folder_pattern_with_product_keys_and_area(testdata, tmp_path):
     product = make_product(testdata, IW2_2023)

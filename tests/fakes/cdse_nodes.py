@@ -1,4 +1,5 @@
-"""A fake CDSE OData `Nodes` service on 127.0.0.1, and builders of S1 test products from the fixtures.
+"""A fake CDSE OData `Nodes` service on 127.0.0.1, and builders of S1 test products (annotations,
+SAFE folders, zips) from the fixtures.
 
 The fake speaks the real URL form (remote-apis.md §3): listing
 `GET /odata/v1/Products(<uuid>)/Nodes(<name>.SAFE)/Nodes(annotation)/Nodes` (no quotes, no auth) answers
@@ -13,8 +14,10 @@ repeat cycles and adds 175 to the absolute orbit per 12 days, as s1-bursts.md §
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -225,3 +228,27 @@ class FakeCdseNodes:
                 self._error(404, "not found")
 
         return Handler
+
+
+def write_safe(root, scene_id: str, annotations: dict[str, bytes]):
+    safe = root / f"{scene_id}.SAFE"
+    (safe / "annotation" / "calibration").mkdir(parents=True)
+    (safe / "annotation" / "rfi").mkdir()
+    (safe / "manifest.safe").write_text("<manifest/>")
+    for name, data in annotations.items():
+        (safe / "annotation" / name).write_bytes(data)
+        (safe / "annotation" / "calibration" / f"calibration-{name}").write_text("<calibration/>")
+        (safe / "annotation" / "rfi" / f"rfi-{name}").write_text("<rfi/>")
+    return safe
+
+
+def write_zip(path, scene_id: str, annotations: dict[str, bytes], padding: int = 0):
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{scene_id}.SAFE/manifest.safe", "<manifest/>")
+        if padding:  # an incompressible "measurement" that a ranged reader must not fetch
+            archive.writestr(f"{scene_id}.SAFE/measurement/s1a-iw2-slc-vv.tiff", os.urandom(padding),
+                             compress_type=zipfile.ZIP_STORED)
+        for name, data in annotations.items():
+            archive.writestr(f"{scene_id}.SAFE/annotation/{name}", data)
+            archive.writestr(f"{scene_id}.SAFE/annotation/calibration/calibration-{name}", "<calibration/>")
+    return path
