@@ -270,3 +270,35 @@ def test_an_unexpected_source_exception_moves_on_to_the_next_source(testdata, pa
     result = burst_inventory(payload, [product_scene(product)], Settings(),
                              sources=[Broken(), MemorySource([product])])
     assert [s.source_id for s in result.scenes] == [product.scene_id]
+
+
+def test_burst_across_the_antimeridian_is_written_as_a_multipolygon_and_reads_back(testdata, tmp_path):
+    import re as _re
+
+    from ingester.payload import parse_payload
+    from ingester.scenes import read_scenes, write_scenes
+    from tests.fakes.cdse_nodes import EW1_2021, Product
+
+    def move(m):
+        return b"<longitude>%.12e</longitude>" % ((float(m.group(1)) + 245.0 + 180) % 360 - 180)
+
+    product = make_product(testdata, EW1_2021)
+    moved = {name: _re.sub(rb"<longitude>([^<]+)</longitude>", move, data)
+             for name, data in product.annotations.items()}
+    product = Product(product.scene_id, product.uuid, moved, product.date, product.tags)
+    payload = parse_payload({
+        "name": "Dateline", "type": "MultiPolygon", "coordinates": [
+            [[[179.0, 79.0], [180.0, 79.0], [180.0, 79.6], [179.0, 79.6], [179.0, 79.0]]],
+            [[[-180.0, 79.0], [-179.0, 79.0], [-179.0, 79.6], [-180.0, 79.6], [-180.0, 79.0]]]],
+        "start_time": "2021-01-01T00:00:00Z", "end_time": "2022-01-01T00:00:00Z",
+        "scene_type": {"constellation": "sentinel1", "parameters": {}},
+        "scene_graph_name": "S1Preprocessing", "tile_graph_name": "S1BackscatterCoherence",
+    }, "dateline.json")
+    scene = product_scene(product, wkt="POLYGON ((170 78, 180 78, 180 81, 170 81, 170 78))")
+    result = burst_inventory(payload, [scene], Settings(aoi_buffer_degrees=0), sources=[MemorySource([product])])
+    tiles = result.scenes[0].tiles
+    assert tiles and tiles[0].tile_nr == 1 and tiles[0].wkt.startswith("MULTIPOLYGON(((")
+    assert tiles[0].source_id == "114_220876_EW1"
+    write_scenes(tmp_path / "tiles.json", result.scenes)
+    back = read_scenes(tmp_path / "tiles.json").scenes[0].tiles
+    assert [t.wkt for t in back] == [t.wkt for t in tiles]
