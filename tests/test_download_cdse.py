@@ -316,3 +316,41 @@ def test_without_the_cap_the_fake_quota_is_hit(tmp_path, product, zipper):
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(_download_in_process, args))
     assert zipper.rejected_quota > 0
+
+
+def test_catalogue_metadata_shape_is_understood(tmp_path, product, zipper):
+    """The CDSE catalogue stores `checksums` {"MD5", "BLAKE3"}, `size` and `online` in the scene metadata."""
+    from blake3 import blake3
+
+    pid = zipper.add_product(product)
+    meta = {"uuid": pid, "checksums": {"BLAKE3": blake3(product).hexdigest()}, "size": len(product),
+            "online": True}
+    scene = Scene(source_id=S2_ID, aoi="denmark", date=datetime(2018, 1, 1, tzinfo=UTC), wkt="POINT(0 0)",
+                  graph_name="CopyProductToStorage", metadata=meta)
+    job = SceneJob(1, 1, "denmark", scene, str(tmp_path / "storage"), str(tmp_path / "work" / "j"))
+    result = run_scene_job(job, make_settings(tmp_path, zipper))
+    assert result.outcome == "done" and "blake3" in result.message
+    offline = Scene(**{**scene.__dict__, "metadata": {**meta, "online": False}})
+    job = SceneJob(2, 1, "denmark", offline, str(tmp_path / "storage2"), str(tmp_path / "work" / "k"))
+    assert run_scene_job(job, make_settings(tmp_path, zipper)).outcome == "temporary"
+
+
+def test_progress_bars_show_each_download_and_the_run_total(tmp_path, product, zipper, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from ingester.providers import progress
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(progress, "console", Console(file=buffer, force_terminal=True, width=120))
+    pid = zipper.add_product(product)
+    try:
+        result = run_scene_job(make_job(tmp_path, pid, product), make_settings(tmp_path, zipper),
+                               progress=progress.RichProgress())
+    finally:
+        progress.stop()
+    assert result.outcome == "done"
+    text = buffer.getvalue()
+    assert "run total" in text and S2_ID[:30] in text
+    assert f"{len(product) / 1e6:.1f}" in text  # the total size in MB

@@ -11,6 +11,7 @@ from ingester.http import TransferProgress
 
 _lock = threading.Lock()
 _shared: dict[str, Any] = {}
+console: Any = None  # a rich Console to draw on (default: stderr)
 
 
 def _bars():
@@ -29,7 +30,7 @@ def _bars():
 
             progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                 TransferSpeedColumn(), TimeRemainingColumn(),
-                                console=Console(stderr=True), transient=False)
+                                console=console or Console(stderr=True), transient=False)
             progress.start()
             _shared["progress"] = progress
             _shared["total"] = progress.add_task("run total", total=0)
@@ -69,10 +70,22 @@ class RichProgress(TransferProgress):
             progress.update(self.task, visible=False)
 
 
+def stop() -> None:
+    """End the run's bars (the last frame stays on the terminal)."""
+    with _lock:
+        progress = _shared.pop("progress", None)
+        _shared.pop("total", None)
+    if progress is not None:
+        progress.stop()
+
+
 def default_progress() -> TransferProgress | None:
-    """Bars only for people at a terminal; cron jobs and pipes get none."""
+    """Bars only for people at a terminal (cron jobs and pipes get none), and only in the main
+    process: worker processes of a pool would draw over each other."""
+    import multiprocessing
+
     try:
         interactive = sys.stderr.isatty()
     except (AttributeError, ValueError):
         interactive = False
-    return RichProgress() if interactive else None
+    return RichProgress() if interactive and multiprocessing.parent_process() is None else None
