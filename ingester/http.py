@@ -365,20 +365,21 @@ def _content_range_start(value: str | None) -> tuple[int, int | None] | None:
 
 def download(service: Service, url: str, dest: str, *, expected: Expected | None = None, auth: bool = False,
              progress: TransferProgress | None = None, max_resumes: int = 10, max_refetch: int = 2,
-             chunk_size: int = _CHUNK) -> Verified:
+             chunk_size: int = _CHUNK, part: str | None = None) -> Verified:
     """Download `url` to `dest` through `<dest>.part`: bounded memory, resumed with `Range` after a
     dropped connection (206 + matching Content-Range, else restart from 0), verified against the
     published checksum or size (else the server's announced size), and renamed only when verified.
 
     A mismatch deletes the part and fetches again (at most `max_refetch` times) before raising
-    DownloadError. HTTP errors surface as HTTPError from `Service.request`."""
+    DownloadError. HTTP errors surface as HTTPError from `Service.request`. `part` may name a
+    partial file kept elsewhere (e.g. across job attempts); an existing one is resumed."""
     import os
 
     from ingester.errors import DownloadError
 
     expected = expected or Expected()
     progress = progress or TransferProgress()
-    part = f"{dest}.part"
+    part = part or f"{dest}.part"
     name = os.path.basename(dest)
     last_error: DownloadError | None = None
     for _fetch in range(max_refetch + 1):
@@ -393,10 +394,23 @@ def download(service: Service, url: str, dest: str, *, expected: Expected | None
                 pass
             progress.restart()
             continue
-        os.replace(part, dest)
+        _move(part, dest)
         progress.finish()
         return Verified(dest, size, expected.algorithm, digest, checked)
     raise DownloadError(f"{last_error} (after {max_refetch + 1} downloads)")
+
+
+def _move(src: str, dest: str) -> None:
+    import os
+    import shutil
+
+    try:
+        os.replace(src, dest)
+    except OSError:  # another file system: copy to a temporary name beside dest, then rename
+        tmp = f"{dest}.moving"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+        os.unlink(src)
 
 
 def _stream(service: Service, url: str, part: str, expected: Expected, auth: bool, progress: TransferProgress,

@@ -354,3 +354,22 @@ def test_progress_bars_show_each_download_and_the_run_total(tmp_path, product, z
     text = buffer.getvalue()
     assert "run total" in text and S2_ID[:30] in text
     assert f"{len(product) / 1e6:.1f}" in text  # the total size in MB
+
+
+def test_a_partial_download_survives_the_failed_attempt_and_the_next_attempt_resumes_it(
+        tmp_path, product, zipper):
+    pid = zipper.add_product(product)
+    zipper.drop_after = [800_000]
+    zipper.fail_after_drop = [503] * 20  # the link stays down for the rest of the first attempt
+    settings = make_settings(tmp_path, zipper, http_retries=1)
+    cdse.download_service(settings).sleep = lambda s: None
+    first = run_scene_job(make_job(tmp_path, pid, product), settings)
+    assert first.outcome == "temporary" and "503" in first.message
+    part = tmp_path / "work" / "downloads" / "cdse" / "denmark" / f"{S2_ID}.zip.part"
+    assert part.stat().st_size == 800_000
+    zipper.fail_next = []
+    second = run_scene_job(make_job(tmp_path, pid, product, attempt=2), settings)
+    assert second.outcome == "done", second.message
+    assert value_gets(zipper)[-1]["range"] == "bytes=800000-"
+    assert stored(tmp_path).read_bytes() == product
+    assert not part.exists()

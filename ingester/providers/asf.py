@@ -15,7 +15,14 @@ from ingester.config import Settings, netrc_credentials
 from ingester.errors import AuthError, HTTPError, NotFound
 from ingester.http import Service, download
 from ingester.naming import NameError_, product_keys
-from ingester.providers.base import Provider, expected_from_metadata, product_name, provider_error, without_netrc
+from ingester.providers.base import (
+    Provider,
+    expected_from_metadata,
+    product_name,
+    provider_error,
+    resume_part,
+    without_netrc,
+)
 from ingester.scenes import Scene
 
 EDL_HOSTS = ("urs.earthdata.nasa.gov",)
@@ -93,7 +100,8 @@ class AsfProvider(Provider):
         for path in candidates:
             try:
                 verified = download(service, path, str(dest), auth=True, progress=self.progress,
-                                    expected=expected_from_metadata(scene.metadata))
+                                    expected=expected_from_metadata(scene.metadata),
+                                    part=resume_part(self.settings, self.name, scene, dest.name))
             except HTTPError as exc:
                 error = provider_error("asf", exc)
                 if isinstance(error, NotFound):

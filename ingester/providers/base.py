@@ -28,7 +28,7 @@ from ingester.http import Expected, TransferProgress, Verified
 from ingester.scenes import Scene
 from ingester.storage import check_name
 
-_OFFLINE_WORDS = ("offline", "not online", "long term archive", "lta", "being restored", "not available yet")
+_OFFLINE_WORDS = ("offline", "not online", "long term archive", "being restored", "not available yet")
 
 
 class Provider:
@@ -66,6 +66,15 @@ def without_netrc(session):
     """Keep `requests` from reading ~/.netrc for this session (proxies from the environment still apply)."""
     session.auth = NoNetrcAuth()
     return session
+
+
+def resume_part(settings: Settings, provider: str, scene: Scene, file_name: str) -> str:
+    """Where a partial HTTP download is kept between job attempts (the job's work directory is
+    deleted after each attempt): `<workdir>/downloads/<provider>/<aoi>/<file>.part`. One run holds
+    an AOI at a time, so no two jobs write the same part."""
+    folder = Path(settings.workdir).resolve() / "downloads" / provider / check_name("AOI", scene.aoi or "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"{file_name}.part")
 
 
 def product_name(scene: Scene) -> str:

@@ -25,6 +25,7 @@ from ingester.providers.base import (
     is_offline,
     product_name,
     provider_error,
+    resume_part,
     without_netrc,
 )
 from ingester.providers.slots import slot
@@ -96,7 +97,8 @@ class CdseProvider(Provider):
         try:
             with slot(slots_dir, self.settings.cdse_max_downloads):
                 verified = download(service, f"Products({uuid})/$value", str(dest), auth=True,
-                                    expected=expected_from_metadata(scene.metadata), progress=self.progress)
+                                    expected=expected_from_metadata(scene.metadata), progress=self.progress,
+                                    part=resume_part(self.settings, self.name, scene, dest.name))
         except HTTPError as exc:
             raise provider_error("cdse", exc) from None
         self.verified[str(dest)] = verified

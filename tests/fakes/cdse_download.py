@@ -54,6 +54,8 @@ class FakeCdse:
         self.throttle_next: list[int] = []  # Retry-After values for the next answers (429)
         self.unauthorized_next = 0  # answer 401 to the next N authorised downloads
         self.ignore_range = False  # answer 200 with the whole body to Range requests
+        self.fail_next: list[int] = []  # statuses (e.g. 503) for the next authorised downloads
+        self.fail_after_drop: list[int] = []  # becomes fail_next when a connection is dropped
         self.revoke_on_drop = False  # the access token expires when a connection is dropped
         self.offline: set[str] = set()
         self.server = ThreadingHTTPServer((host, 0), self._handler())
@@ -173,6 +175,9 @@ class FakeCdse:
                     return self._send(422, b'{"detail": {"message": "Product is offline: it is not online '
                                            b'and must be ordered first"}}')
                 with fake.lock:
+                    if fake.fail_next:
+                        status = fake.fail_next.pop(0)
+                        return self._send(status, b'{"detail": "Service Unavailable"}')
                     if fake.throttle_next:
                         wait = fake.throttle_next.pop(0)
                         return self._send(429, b'{"detail": "Too Many Requests"}', {"Retry-After": str(wait)})
@@ -232,6 +237,8 @@ class FakeCdse:
                         self.connection.shutdown(2)
                         if fake.revoke_on_drop:
                             fake.revoke_tokens()
+                        with fake.lock:
+                            fake.fail_next, fake.fail_after_drop = fake.fail_after_drop, []
                         return
                     if pos + len(block) >= len(data):
                         self._uncount()
