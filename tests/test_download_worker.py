@@ -81,7 +81,7 @@ def test_other_graphs_get_the_unpacked_product_from_the_graph_engine(tmp_path, p
     settings = _archive(tmp_path, S2_ID, product)
     result = run_scene_job(_job(tmp_path, _scene(S2_ID, graph="S2_Preprocessing")), settings)
     assert result.outcome == "done" and result.message == "graph ok"
-    assert Path(seen["path"]).name == f"{S2_ID}.SAFE" and seen["has_mtd"]
+    assert Path(seen["path"]) == tmp_path / "work" / "scene-7-1" / f"{S2_ID}.SAFE" and seen["has_mtd"]
     assert not (tmp_path / "work" / "scene-7-1").exists()
 
 

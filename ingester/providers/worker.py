@@ -110,15 +110,15 @@ def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path) -> 
 
 
 def _product_folder(path: Path, workdir: Path) -> Path:
-    """The unpacked product: a zip is extracted safely; its single top entry is the product."""
-    if path.is_dir():
+    """The unpacked product in the work directory (`<workdir>/<scene>.SAFE`, as the reference's
+    providers leave it): a zip is extracted safely next to itself, then deleted; its single top entry
+    is the product (several top entries: the work directory itself)."""
+    if path.is_dir() or not zipfile.is_zipfile(path):
         return path
-    if not zipfile.is_zipfile(path):
-        return path
-    target = workdir / "product"
-    entries = extract(path, target)
-    path.unlink(missing_ok=True)
-    return entries[0] if len(entries) == 1 else target
+    archive = path.rename(path.with_name(f".{path.name}.unpacking"))
+    entries = extract(archive, path.parent)
+    archive.unlink(missing_ok=True)
+    return entries[0] if len(entries) == 1 else path.parent
 
 
 def run_scene_job(job: SceneJob, settings: Settings, progress: TransferProgress | None = None) -> JobResult:
