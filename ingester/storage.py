@@ -56,7 +56,10 @@ def _fs(uri: str):
     import fsspec
 
     protocol = uri.split("://", 1)[0].lower() if "://" in uri else "file"
-    fs, path = fsspec.core.url_to_fs(uri, **_options(protocol))
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **_options(protocol))
+    except ImportError as exc:  # e.g. gs:// without gcsfs installed
+        raise StorageError(f"{uri}: the {protocol}:// back-end is not installed ({exc})") from None
     return fs, path
 
 

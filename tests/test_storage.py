@@ -158,3 +158,16 @@ def test_s3_storage_round_trip_on_a_real_s3_api(safe, tmp_path, monkeypatch):
         assert delete_output(uri) is True
         assert not exists(uri)
         assert delete_output(uri) is False
+
+
+def test_a_missing_fsspec_back_end_is_a_clear_storage_error(tmp_path, monkeypatch):
+    import fsspec
+
+    def no_backend(uri, **kw):
+        raise ImportError("Please install gcsfs to access Google Storage")
+
+    monkeypatch.setattr(fsspec.core, "url_to_fs", no_backend)
+    f = tmp_path / "x.tif"
+    f.write_text("x")
+    with pytest.raises(StorageError, match=r"gs://bucket/p/x.tif: the gs:// back-end is not installed"):
+        save_output(f, "tif", "gs://bucket/p")
