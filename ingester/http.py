@@ -491,15 +491,16 @@ def _stream_into(service: Service, url: str, part: str, expected: Expected, auth
                 if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | TimeoutError):
                     raise
                 drops = drops + 1 if offset == before else 1
-                if drops > max_resumes:
-                    raise DownloadError(f"{os.path.basename(part)}: connection dropped {drops} times "
-                                        f"without progress ({type(exc).__name__})") from None
+                if drops > max_resumes:  # no response: temporary; the part is kept for a later attempt
+                    raise HTTPError(f"{service.name}: GET {_short(url)}: connection dropped {drops} time(s) in a "
+                                    f"row at byte {offset} ({type(exc).__name__})", None, url) from None
                 service.sleep(min(service.backoff * 2 ** (drops - 1), 30.0))
                 continue
             if announced is not None and offset < announced:  # closed early without an error
                 drops = drops + 1 if offset == before else 1
                 if drops > max_resumes:
-                    raise DownloadError(f"{os.path.basename(part)}: transfer stops at {offset} of {announced} bytes")
+                    raise HTTPError(f"{service.name}: GET {_short(url)}: transfer stops at {offset} of {announced} "
+                                    "bytes", None, url)
                 continue
             return offset, hasher.hexdigest(), announced
         finally:
