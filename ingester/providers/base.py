@@ -174,4 +174,4 @@ def place_local(source: Path, workdir: Path) -> Path:
 
 
 __all__ = ["Provider", "product_name", "expected_from_metadata", "is_offline", "provider_error", "place_local",
-           "NotFound", "AuthError", "RateLimited", "Unavailable", "ProviderError", "DownloadError"]
+           "resume_part", "without_netrc"]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingester.config import Settings
-from ingester.errors import ConfigError, DownloadError, IngesterError, NotFound, ProviderError, Unavailable
+from ingester.errors import ConfigError, DownloadError, IngesterError, NotFound, ProviderError
 from ingester.http import TransferProgress, Verified
 from ingester.providers.base import Provider
 from ingester.scenes import Scene
@@ -111,4 +111,4 @@ def _clean_partial(workdir: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
-__all__ = ["fetch_product", "provider_order", "registry", "Fetched", "Unavailable"]
+__all__ = ["fetch_product", "provider_order", "registry", "Fetched"]

@@ -30,7 +30,6 @@ from ingester.errors import (
     HTTPError,
     IngesterError,
     InputError,
-    NotFound,
     ProviderError,
     StorageError,
 )
@@ -206,4 +205,4 @@ def _result_of(exc: BaseException) -> JobResult:
     return JobResult("error", f"unexpected {type(exc).__name__}: {message}{where}")
 
 
-__all__ = ["run_scene_job", "is_verified_in_storage", "product_uris", "NotFound"]
+__all__ = ["run_scene_job", "is_verified_in_storage", "product_uris"]
