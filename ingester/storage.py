@@ -75,11 +75,23 @@ def put_file(local_path: str, uri: str) -> str:
     fs, path = _fs(uri)
     if getattr(fs, "protocol", None) in ("file", ("file", "local"), "local") or uri.startswith(("/", "file://")) \
             or "://" not in uri:
+        import tempfile
+
         target = path
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        tmp = f"{target}.part"
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part",
+                                   dir=os.path.dirname(target) or ".")
+        os.close(fd)
+        try:
+            shutil.copyfile(local_path, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide stored files from other readers
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
         return uri
     fs.put_file(local_path, path)
     return uri
