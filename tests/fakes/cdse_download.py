@@ -60,7 +60,8 @@ class FakeCdse:
         self.offline: set[str] = set()
         self.server = ThreadingHTTPServer((host, 0), self._handler())
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> FakeCdse:

@@ -25,6 +25,7 @@ def ftp_server(root: Path, user: str = "ftpuser", password: str = "ftp-Pa55") ->
 
     Handler.authorizer = authorizer
     Handler.passive_ports = None
+    Handler.auth_failed_timeout = 0  # no 3 s penalty after a refused login
     server = ThreadedFTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"timeout": 0.1}, daemon=True)
     thread.start()
