@@ -1,0 +1,160 @@
+"""Reading an ordered OData result set row by row, whatever its size.
+
+The CDSE catalogue pages with `$top` (≤ 1000) and `$skip` (≤ 10000) and announces the next page with
+`@odata.nextLink` (spelt `@OData.nextLink` in its documentation). `ODataPager.rows(start, count)`
+yields the rows `start … start+count−1` of the result ordered by `ContentDate/Start asc` (the server
+breaks ties by `Id`):
+
+- it follows the next link while it points where we want to go, and computes `$skip` itself when
+  the link is missing, broken or would fetch more than needed;
+- when the wanted row lies beyond the `$skip` ceiling, it narrows the time window: the new window
+  is `ContentDate/Start ge d`, where `d` is the date of the last row fetched, and starts at the
+  first row of date `d` already seen (all rows of that date before it were in the same page, so the
+  absolute position of every row stays known and already-seen Ids are never yielded twice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from ingester.errors import CatalogueError, HTTPError
+from ingester.http import Service
+from ingester.times import parse_time
+
+NEXT_LINK_KEYS = ("@odata.nextLink", "@OData.nextLink")
+
+
+def odata_time(value: datetime) -> str:
+    """An OData DateTimeOffset literal in UTC: milliseconds, or microseconds when they matter."""
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S.")
+    if value.microsecond % 1000:
+        return text + f"{value.microsecond:06d}Z"
+    return text + f"{value.microsecond // 1000:03d}Z"
+
+
+@dataclasses.dataclass
+class PagerStats:
+    pages: int = 0  # answers received
+    windows: int = 0  # time-window splits past the $skip ceiling
+    link_fallbacks: int = 0  # next links missing or broken, replaced by a computed $skip
+
+
+class ODataPager:
+    """Rows of one `$filter` on `<base>/Products`, ordered by `ContentDate/Start asc`."""
+
+    def __init__(self, service: Service, filter_: str, *, page_size: int = 1000, max_skip: int = 10000,
+                 expand: str = "Attributes", entity: str = "Products", stats: PagerStats | None = None):
+        if not 1 <= page_size:
+            raise ValueError("page_size must be ≥ 1")
+        self.service = service
+        self.filter = filter_
+        self.page_size = page_size
+        self.max_skip = max_skip
+        self.expand = expand
+        self.entity = entity
+        self.stats = stats or PagerStats()
+
+    def _params(self, lower: str | None, skip: int, top: int) -> dict[str, Any]:
+        flt = self.filter if lower is None else f"{self.filter} and ContentDate/Start ge {lower}"
+        params: dict[str, Any] = {"$filter": flt, "$orderby": "ContentDate/Start asc", "$top": top}
+        if skip:
+            params["$skip"] = skip
+        if self.expand:
+            params["$expand"] = self.expand
+        return params
+
+    def _get(self, url: str, params: dict[str, Any] | None) -> tuple[list[dict], str | None]:
+        body = self.service.get_json(url, params=params)
+        if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+            raise CatalogueError(f"{self.service.name}: unexpected answer (no 'value' list): {str(body)[:200]}")
+        status = body.get("status")
+        if status not in (None, 0, 200, "0", "200"):
+            raise CatalogueError(f"{self.service.name}: answer with status {status}: {str(body)[:200]}")
+        self.stats.pages += 1
+        link = next((body[k] for k in NEXT_LINK_KEYS if isinstance(body.get(k), str) and body[k]), None)
+        return body["value"], link
+
+    def _link_matches(self, link: str | None, skip: int, top: int) -> bool:
+        """Whether a next link asks for exactly the page we want next."""
+        if not link:
+            return False
+        query = parse_qs(urlparse(link).query)
+        try:
+            return int(query.get("$skip", ["0"])[0]) == skip and int(query.get("$top", ["20"])[0]) == top
+        except ValueError:
+            return False
+
+    def rows(self, start: int = 0, count: int | None = None) -> Iterator[dict]:
+        """Yield rows `start … start+count−1` (all rows from `start` when count is None)."""
+        end = None if count is None else start + count
+        pos = start  # absolute position of the next row wanted
+        lower: str | None = None  # current window: ContentDate/Start ge lower (None: the whole period)
+        base = 0  # absolute position of the current window's first row
+        link: str | None = None  # next link of the last answer
+        last_page: list[dict] = []  # last page fetched in the current window
+        last_skip = 0
+        seen: set[str] = set()
+        while end is None or pos < end:
+            wskip = pos - base
+            if wskip > self.max_skip:
+                if last_page:  # move the window to the last date seen
+                    lower, base = self._cut(last_page, base + last_skip)
+                    self.stats.windows += 1
+                    link, last_page = None, []
+                    continue
+                skip, top = self.max_skip, self.page_size  # a page that tells where to cut
+            else:
+                skip = wskip
+                top = self.page_size if end is None else min(self.page_size, end - pos)
+            page, link = self._page(link, lower, skip, top, full_before=len(last_page) == self.page_size)
+            first = base + skip
+            for i, row in enumerate(page):
+                at = first + i
+                if at < pos or (end is not None and at >= end):
+                    continue
+                pos = at + 1
+                rid = str(row.get("Id", ""))
+                if rid and rid in seen:  # a server that repeats a row across pages
+                    continue
+                seen.add(rid)
+                yield row
+            if len(page) < top:
+                return  # the result set ends here
+            last_page, last_skip = page, skip
+
+    def _page(self, link: str | None, lower: str | None, skip: int, top: int,
+              full_before: bool) -> tuple[list[dict], str | None]:
+        """One page: through the server's next link when it asks for this very page, else computed."""
+        if self._link_matches(link, skip, top):
+            try:
+                return self._get(link, None)  # type: ignore[arg-type]
+            except HTTPError as exc:
+                if exc.status is None or exc.status >= 500 or exc.status == 429:
+                    raise
+                self.stats.link_fallbacks += 1  # a broken link: compute the page ourselves
+        elif link is None and full_before and skip:
+            self.stats.link_fallbacks += 1  # a full page without a next link
+        return self._get(self.entity, self._params(lower, skip, top))
+
+    def _cut(self, page: list[dict], first: int) -> tuple[str, int]:
+        """New window starting at the first row that shares the last row's date."""
+        last = _date(page[-1])
+        j = next(i for i, row in enumerate(page) if _date(row) == last)
+        if j == 0:
+            raise CatalogueError(
+                f"{self.service.name}: more than {len(page)} products share ContentDate/Start {last}: "
+                "cannot page past the $skip ceiling; narrow the search period"
+            )
+        return odata_time(parse_time(last)), first + j
+
+
+def _date(row: dict) -> str:
+    try:
+        return str(row["ContentDate"]["Start"])
+    except (KeyError, TypeError):
+        raise CatalogueError(f"catalogue product {row.get('Name', '?')!r} has no ContentDate/Start") from None
