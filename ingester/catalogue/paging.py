@@ -6,7 +6,8 @@ yields the rows `start … start+count−1` of the result ordered by `ContentDat
 breaks ties by `Id`):
 
 - it follows the next link while it points where we want to go, and computes `$skip` itself when
-  the link is missing, broken or would fetch more than needed;
+  the link is missing, broken or would fetch more than needed; once the server has sent links, a
+  full page without one (below the ceiling) is the last;
 - when the wanted row lies beyond the `$skip` ceiling, it narrows the time window: the new window
   is `ContentDate/Start ge d`, where `d` is the date of the last row fetched, and starts at the
   first row of date `d` already seen (all rows of that date before it were in the same page, so the
@@ -99,6 +100,7 @@ class ODataPager:
         last_page: list[dict] = []  # last page fetched in the current window
         last_skip = 0
         seen: set[str] = set()
+        links_seen = False  # the server announces next pages: a full page without a link is the last
         while end is None or pos < end:
             wskip = pos - base
             if wskip > self.max_skip:
@@ -123,8 +125,11 @@ class ODataPager:
                     continue
                 seen.add(rid)
                 yield row
+            links_seen = links_seen or link is not None
             if len(page) < top:
                 return  # the result set ends here
+            if link is None and links_seen and pos - base <= self.max_skip:
+                return  # no link although the next page is allowed: nothing more
             last_page, last_skip = page, skip
 
     def _page(self, link: str | None, lower: str | None, skip: int, top: int,

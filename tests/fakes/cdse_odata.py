@@ -280,6 +280,7 @@ class FakeCdseCatalogue:
         self.max_skip = max_skip
         self.next_link_key: str | None = "@odata.nextLink"
         self.ignore_filter = False
+        self.link_resource = "Products"  # where next links point (another name: a broken link, 404)
         self.requests: list[dict[str, Any]] = []  # {"path", "params", "url", "status"}
         self._products: list[dict] = []
         self._serialized: dict[tuple[str, bool], str] = {}
@@ -393,7 +394,7 @@ class FakeCdseCatalogue:
         parts.append('"value":[' + ",".join(self._public(p, "Attributes" in expand) for p in page) + "]")
         if self.next_link_key and skip + top < len(rows) and skip + top <= self.max_skip:
             params = [(k, x) for k, v in query.items() if k != "$skip" for x in v] + [("$skip", str(skip + top))]
-            link = f"{self.url}/Products?{urlencode(params)}"
+            link = f"{self.url}/{self.link_resource}?{urlencode(params)}"
             parts.append(f"{json.dumps(self.next_link_key)}:{json.dumps(link)}")
         return 200, {}, ("{" + ",".join(parts) + "}").encode()
 
