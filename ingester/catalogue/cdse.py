@@ -14,16 +14,20 @@ than L scenes after the checks. `next` is true exactly when the ordered result h
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
+import gc
+import itertools
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry import Polygon, shape
 from shapely.geometry.base import BaseGeometry
@@ -121,7 +125,9 @@ def number(value: float | int) -> str:
         return str(value).lower()
     if isinstance(value, int):
         return str(value)
-    text = format(Decimal(repr(float(value))), "f")
+    text = repr(float(value))
+    if "e" in text or "n" in text:  # exponent (or inf/nan): write the digits out
+        text = format(Decimal(text), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"
@@ -165,27 +171,46 @@ def build_filter(filters: Filters, polygon: Polygon) -> str:
 # --- products → scenes -----------------------------------------------------------------------------
 
 def attributes(product: dict) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for att in product.get("Attributes") or []:
-        if isinstance(att, dict) and "Name" in att:
-            out[str(att["Name"])] = att.get("Value")
-    return out
+    try:
+        return {att["Name"]: att["Value"] for att in product.get("Attributes") or []}
+    except (KeyError, TypeError, AttributeError):
+        return {str(a["Name"]): a.get("Value") for a in product.get("Attributes") or []
+                if isinstance(a, dict) and "Name" in a}
 
 
 def text(value: Any) -> str:
     """An attribute value as a tag string; numbers plainly."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int:
+        return str(value)
     if value is None:
         return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if kind is float:
         return number(value)
     return str(value)
+
+
+def fast_time(value: str) -> datetime:
+    """ContentDate strings as the catalogue writes them (6 fraction digits, Z) without the general parser."""
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is not None:
+            return parsed.astimezone(UTC)
+    except (TypeError, ValueError):
+        pass
+    return parse_time(value)
 
 
 def footprint(product: dict) -> BaseGeometry | None:
     """The product footprint from GeoFootprint (GeoJSON), else Footprint (EWKT); None when absent."""
     geo = product.get("GeoFootprint")
     try:
-        if isinstance(geo, dict) and geo.get("type"):
+        if isinstance(geo, dict) and geo.get("type") == "Polygon" and geo.get("coordinates"):
+            rings = geo["coordinates"]  # the common case, without shape()'s slow pure-Python checks
+            geom = shapely.polygons(rings[0], holes=rings[1:] or None)
+        elif isinstance(geo, dict) and geo.get("type"):
             geom = shape(geo)
         elif isinstance(product.get("Footprint"), str) and product["Footprint"].strip():
             geom = from_wkt(product["Footprint"])
@@ -203,7 +228,7 @@ def filter_mismatch(product: dict, atts: dict[str, Any], filters: Filters) -> st
     if prefix and not name.startswith(prefix):
         return f"platformname={filters.collection}"
     try:
-        date = parse_time(product["ContentDate"]["Start"])
+        date = fast_time(product["ContentDate"]["Start"])
     except (KeyError, TypeError, ValueError):
         return "ContentDate/Start (missing)"
     if not filters.start < date < filters.end:
@@ -226,7 +251,7 @@ def filter_mismatch(product: dict, atts: dict[str, Any], filters: Filters) -> st
     return None
 
 
-def scene_of(product: dict, geom: BaseGeometry, atts: dict[str, Any], payload: Payload) -> Scene:
+def scene_of(product: dict, wkt: str, atts: dict[str, Any], payload: Payload) -> Scene:
     """The scene of a product that passed every check (tags of reference §6.2/§6.6)."""
     name = str(product["Name"])
     source_id = name[: -len(".SAFE")] if name.endswith(".SAFE") else name
@@ -269,13 +294,13 @@ def scene_of(product: dict, geom: BaseGeometry, atts: dict[str, Any], payload: P
         "s3_path": product.get("S3Path") or "",
         "publication_date": product.get("PublicationDate") or "",
     }
-    if len(payload.annotations_urls) == 1:
+    if len(payload.annotations_urls) == 1:  # the original's single-annotations_urls rule
         metadata["download_link"] = format_pattern(payload.annotations_urls[0], source_id, {"AREA": payload.name})
     return Scene(
         source_id=source_id,
         aoi=payload.name,
-        date=parse_time(start),
-        wkt=to_wkt(geom),
+        date=fast_time(start),
+        wkt=wkt,
         tags=tags,
         graph_name=payload.scene_graph_name,
         graph_config=dict(payload.graph_config),
@@ -329,14 +354,59 @@ class _Report:
         return counts
 
 
-def scenes_from_products(products: Iterable[dict], payload: Payload, filters: Filters) -> tuple[list[Scene], dict]:
-    """Check, map, de-duplicate and sort; warnings for what the server returned but we set aside."""
+def footprints(products: list[dict]) -> list[BaseGeometry | None]:
+    """Footprints of many products at once: single-ring Polygons (nearly all) are built in one
+    vectorised call; the rest go through `footprint`."""
+    out: list[BaseGeometry | None] = [None] * len(products)
+    flat: list[Any] = []
+    index: list[int] = []
+    which: list[int] = []
+    for i, product in enumerate(products):
+        geo = product.get("GeoFootprint")
+        rings = geo.get("coordinates") if isinstance(geo, dict) and geo.get("type") == "Polygon" else None
+        ring = rings[0] if isinstance(rings, list) and len(rings) == 1 and isinstance(rings[0], list) else None
+        if ring and len(ring) >= 4:  # a ragged or non-numeric ring makes the batch fail: see below
+            flat.extend(ring)
+            index.extend([len(which)] * len(ring))
+            which.append(i)
+        else:
+            out[i] = footprint(product)
+    if which:
+        try:
+            polys = shapely.polygons(shapely.linearrings(np.asarray(flat, dtype=float), indices=index))
+        except (ValueError, TypeError, shapely.errors.GEOSException):
+            polys = [footprint(products[i]) for i in which]  # one is broken: find it the slow way
+        for i, poly in zip(which, polys, strict=True):
+            out[i] = None if poly is None or poly.is_empty else poly
+    return out
+
+
+def scenes_from_products(products: Iterable[dict], payload: Payload, filters: Filters,
+                         chunk: int = 1000) -> tuple[list[Scene], dict]:
+    """Check, map, de-duplicate and sort; warnings for what the server returned but we set aside.
+
+    Products are handled `chunk` at a time as they arrive (a streaming source keeps fetching the
+    next page meanwhile)."""
     report = _Report()
     scenes: list[Scene] = []
     outside = 0
-    for product in products:
+    iterator = iter(products)
+    while batch := list(itertools.islice(iterator, chunk)):
+        outside += _map_batch(batch, payload, filters, report, scenes)
+    kept, dropped = deduplicate(scenes)
+    kept.sort(key=lambda s: (s.date, s.source_id))
+    counts = report.emit()
+    counts["outside the exact AOI"] = outside
+    counts["reprocessed duplicates"] = len(dropped)
+    return kept, counts
+
+
+def _map_batch(products: list[dict], payload: Payload, filters: Filters, report: _Report,
+               scenes: list[Scene]) -> int:
+    """Append the scenes of a batch of products; return how many fell outside the exact AOI."""
+    candidates: list[tuple[dict, BaseGeometry, dict[str, Any]]] = []
+    for product, geom in zip(products, footprints(products), strict=True):
         name = str(product.get("Name", product.get("Id", "?")))
-        geom = footprint(product)
         if geom is None:
             report.add(CatalogueWarning, "without footprint skipped", name)
             continue
@@ -345,22 +415,26 @@ def scenes_from_products(products: Iterable[dict], payload: Payload, filters: Fi
         if reason is not None:
             report.add(CatalogueFilterWarning, f"returned by the catalogue but excluded by {reason}", name)
             continue
-        if not geom.intersects(payload.aoi):
-            outside += 1  # matched the simplified query polygon only
+        candidates.append((product, geom, atts))
+    geoms = np.array([g for _, g, _ in candidates], dtype=object)
+    inside = shapely.intersects(payload.aoi, geoms) if len(geoms) else np.zeros(0, dtype=bool)
+    outside = int(len(geoms) - inside.sum())  # matched the simplified query polygon only
+    accepted = []
+    for (product, geom, atts), ok in zip(candidates, inside, strict=True):
+        if not ok:
             continue
         missing = [a for a in REQUIRED_ATTRIBUTES if atts.get(a) is None]
         if missing:
-            report.add(CatalogueWarning, f"without attribute {'/'.join(missing)} skipped", name)
+            report.add(CatalogueWarning, f"without attribute {'/'.join(missing)} skipped", str(product["Name"]))
             continue
         if product.get("Online") is False:
-            report.add(OfflineProductWarning, "offline (long-term archive; metadata.online = false)", name)
-        scenes.append(scene_of(product, geom, atts, payload))
-    kept, dropped = deduplicate(scenes)
-    kept.sort(key=lambda s: (s.date, s.source_id))
-    counts = report.emit()
-    counts["outside the exact AOI"] = outside
-    counts["reprocessed duplicates"] = len(dropped)
-    return kept, counts
+            report.add(OfflineProductWarning, "offline (long-term archive; metadata.online = false)",
+                       str(product["Name"]))
+        accepted.append((product, geom, atts))
+    wkts = shapely.to_wkt(np.array([g for _, g, _ in accepted], dtype=object), rounding_precision=-1, trim=True)
+    scenes.extend(scene_of(product, str(wkt), atts, payload)
+                  for (product, _, atts), wkt in zip(accepted, wkts, strict=True))
+    return outside
 
 
 # --- search ----------------------------------------------------------------------------------------
@@ -371,24 +445,46 @@ def make_service(settings: Settings) -> Service:
 
 
 def _sort_key(product: dict) -> tuple[datetime, str]:
-    return (parse_time(product["ContentDate"]["Start"]), str(product.get("Id", "")))
+    return (fast_time(product["ContentDate"]["Start"]), str(product.get("Id", "")))
 
 
-def fetch_rows(service: Service, filters_: list[str], start: int, count: int | None, *, page_size: int,
-               max_skip: int, stats: PagerStats) -> tuple[list[dict], bool]:
-    """Rows start … start+count−1 of the merged, ordered result of one query per polygon; and `next`."""
-    pagers = [ODataPager(service, f, page_size=page_size, max_skip=max_skip, stats=stats) for f in filters_]
-    if len(pagers) == 1:
-        rows = list(pagers[0].rows(start, None if count is None else count + 1))
-    else:  # the first N merged rows are among the first N rows of every query
+class RowStream:
+    """Rows start … start+count−1 of the merged, ordered result of one query per polygon, as an
+    iterable; after iteration, `next` says whether more rows exist and `count` how many came."""
+
+    def __init__(self, service: Service, filters_: list[str], start: int, count: int | None, *, page_size: int,
+                 max_skip: int, stats: PagerStats):
+        self.pagers = [ODataPager(service, f, page_size=page_size, max_skip=max_skip, stats=stats)
+                       for f in filters_]
+        self.start = start
+        self.limit = count
+        self.next = False
+        self.count = 0
+
+    def _source(self) -> Iterator[dict]:
+        extra = None if self.limit is None else self.limit + 1  # one row more tells whether more exist
+        if len(self.pagers) == 1:
+            return self.pagers[0].rows(self.start, extra)
+        # the first N merged rows are among the first N rows of every query
         merged: dict[str, dict] = {}
-        for pager in pagers:
-            for row in pager.rows(0, None if count is None else start + count + 1):
-                merged.setdefault(str(row.get("Id")), row)
-        rows = sorted(merged.values(), key=_sort_key)[start:]
-    if count is None:
-        return rows, False
-    return rows[:count], len(rows) > count
+        for pager in self.pagers:
+            with contextlib.closing(pager.rows(0, None if extra is None else self.start + extra)) as rows:
+                for row in rows:
+                    merged.setdefault(str(row.get("Id")), row)
+        return iter(sorted(merged.values(), key=_sort_key)[self.start:])
+
+    def __iter__(self) -> Iterator[dict]:
+        source = self._source()
+        try:
+            for row in source:
+                if self.limit is not None and self.count == self.limit:
+                    self.next = True
+                    return
+                self.count += 1
+                yield row
+        finally:
+            if hasattr(source, "close"):
+                source.close()
 
 
 def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None,
@@ -403,21 +499,28 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
     service = service or make_service(settings)
     sent_before = service.requests_sent
     stats = PagerStats()
+    # Decoded products and scenes are acyclic and short-lived: reference counting frees them, and
+    # pausing the cyclic collector saves the repeated full collections of a growing heap.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        rows, next_ = fetch_rows(
+        rows = RowStream(
             service, [build_filter(filters, p) for p in polygons],
             page * limit if limit else 0, limit or None,
             page_size=settings.cdse_page_size, max_skip=settings.cdse_max_skip, stats=stats,
         )
+        scenes, counts = scenes_from_products(rows, payload, filters, chunk=settings.cdse_page_size)
     except HTTPError as exc:
         raise CatalogueError(f"CDSE catalogue search failed: {exc}") from None
-    scenes, counts = scenes_from_products(rows, payload, filters)
+    finally:
+        if collecting:
+            gc.enable()
     return SearchResult(
         scenes=scenes,
-        next=next_,
+        next=rows.next,
         pages=stats.pages,
         requests=service.requests_sent - sent_before,
         catalogue="cdse",
-        rows=len(rows),
+        rows=rows.count,
         dropped={k: v for k, v in counts.items() if v},
     )

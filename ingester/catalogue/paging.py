@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -49,7 +50,8 @@ class ODataPager:
     """Rows of one `$filter` on `<base>/Products`, ordered by `ContentDate/Start asc`."""
 
     def __init__(self, service: Service, filter_: str, *, page_size: int = 1000, max_skip: int = 10000,
-                 expand: str = "Attributes", entity: str = "Products", stats: PagerStats | None = None):
+                 expand: str = "Attributes", entity: str = "Products", stats: PagerStats | None = None,
+                 prefetch: bool = True):
         if not 1 <= page_size:
             raise ValueError("page_size must be ≥ 1")
         self.service = service
@@ -59,6 +61,7 @@ class ODataPager:
         self.expand = expand
         self.entity = entity
         self.stats = stats or PagerStats()
+        self.prefetch = prefetch
 
     def _params(self, lower: str | None, skip: int, top: int) -> dict[str, Any]:
         flt = self.filter if lower is None else f"{self.filter} and ContentDate/Start ge {lower}"
@@ -90,8 +93,26 @@ class ODataPager:
         except ValueError:
             return False
 
+    def _request(self, pos: int, end: int | None, base: int) -> tuple[int, int] | None:
+        """(window $skip, $top) of the request that reads row `pos`; None when the window must move."""
+        wskip = pos - base
+        if wskip > self.max_skip:
+            return None
+        return wskip, self.page_size if end is None else min(self.page_size, end - pos)
+
     def rows(self, start: int = 0, count: int | None = None) -> Iterator[dict]:
-        """Yield rows `start … start+count−1` (all rows from `start` when count is None)."""
+        """Yield rows `start … start+count−1` (all rows from `start` when count is None).
+
+        While the caller handles one page, the next one is already being fetched (one background
+        request at a time, on the service's session)."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="odata-prefetch") if self.prefetch else None
+        try:
+            yield from self._rows(start, count, executor)
+        finally:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+    def _rows(self, start: int, count: int | None, executor: ThreadPoolExecutor | None) -> Iterator[dict]:
         end = None if count is None else start + count
         pos = start  # absolute position of the next row wanted
         lower: str | None = None  # current window: ContentDate/Start ge lower (None: the whole period)
@@ -101,20 +122,30 @@ class ODataPager:
         last_skip = 0
         seen: set[str] = set()
         links_seen = False  # the server announces next pages: a full page without a link is the last
+        pending: tuple[Future, tuple] | None = None  # a request sent ahead: (future, (lower, skip, top))
         while end is None or pos < end:
-            wskip = pos - base
-            if wskip > self.max_skip:
+            request = self._request(pos, end, base)
+            if request is None:
                 if last_page:  # move the window to the last date seen
                     lower, base = self._cut(last_page, base + last_skip)
                     self.stats.windows += 1
                     link, last_page = None, []
                     continue
-                skip, top = self.max_skip, self.page_size  # a page that tells where to cut
+                request = (self.max_skip, self.page_size)  # a page that tells where to cut
+            skip, top = request
+            if pending is not None and pending[1] == (lower, skip, top):
+                page, link = pending[0].result()
             else:
-                skip = wskip
-                top = self.page_size if end is None else min(self.page_size, end - pos)
-            page, link = self._page(link, lower, skip, top, full_before=len(last_page) == self.page_size)
+                page, link = self._page(link, lower, skip, top, full_before=len(last_page) == self.page_size)
+            pending = None
             first = base + skip
+            links_seen = links_seen or link is not None
+            after = max(pos, first + len(page)) if end is None else max(pos, min(first + len(page), end))
+            done = len(page) < top or (link is None and links_seen and after - base <= self.max_skip)
+            ahead = None if done or (end is not None and after >= end) else self._request(after, end, base)
+            if executor is not None and ahead is not None:
+                pending = (executor.submit(self._page, link, lower, *ahead, len(page) == self.page_size),
+                           (lower, *ahead))
             for i, row in enumerate(page):
                 at = first + i
                 if at < pos or (end is not None and at >= end):
@@ -125,11 +156,9 @@ class ODataPager:
                     continue
                 seen.add(rid)
                 yield row
-            links_seen = links_seen or link is not None
-            if len(page) < top:
+            pos = after
+            if done:
                 return  # the result set ends here
-            if link is None and links_seen and pos - base <= self.max_skip:
-                return  # no link although the next page is allowed: nothing more
             last_page, last_skip = page, skip
 
     def _page(self, link: str | None, lower: str | None, skip: int, top: int,

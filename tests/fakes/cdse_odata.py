@@ -17,6 +17,7 @@ It can be told to answer 429 (with Retry-After) or 503 for the next N requests, 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import re
@@ -430,9 +431,14 @@ class FakeCdseCatalogue:
 
 # --- products: real ones, and synthetic ones built from them -------------------------------------------
 
+@functools.lru_cache(maxsize=1)
+def _real_s2_text() -> str:
+    return (TESTDATA / "cdse" / "cop_dataspace_search.json").read_text()
+
+
 def real_s2_products() -> list[dict]:
     """The two S2 L1C products of cop_dataspace_search.json (checksums, attributes, assets)."""
-    return json.loads((TESTDATA / "cdse" / "cop_dataspace_search.json").read_text())["value"]
+    return json.loads(_real_s2_text())["value"]
 
 
 def real_aux_products() -> list[dict]:
