@@ -49,7 +49,7 @@ def serve(n: int, conn) -> None:  # noqa: ANN001 - a multiprocessing connection
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     started = time.perf_counter()

@@ -364,3 +364,14 @@ def test_multipolygon_type_is_kept_out_of_the_polygon_list():
 
     polys = query_polygons(MultiPolygon([box(0, 0, 1, 1), box(2, 2, 3, 3)]))
     assert len(polys) == 2 and all(isinstance(p, Polygon) for p in polys)
+
+
+def test_aoi_across_the_antimeridian_is_split_for_query_and_check(fake):
+    fiji_west = s2_product(sensing=T0, geometry=box(178.5, -17.5, 179.5, -16.5), tile="60KXF")
+    fiji_east = s2_product(sensing=T0 + timedelta(hours=1), geometry=box(-179.9, -17.5, -179.1, -16.5), tile="01KAB")
+    africa = s2_product(sensing=T0 + timedelta(hours=2), geometry=box(20, -17.5, 21, -16.5), tile="34KDF")
+    fake.add([fiji_west, fiji_east, africa])
+    ring = [[178, -18], [-179, -18], [-179, -16], [178, -16], [178, -18]]  # crosses ±180°
+    result, _ = run(fake, payload(geometry={"type": "Polygon", "coordinates": [ring]}))
+    assert [s.tags["sourceID"][39:44] for s in result.scenes] == ["60KXF", "01KAB"]
+    assert len(fake.product_requests) == 2  # one polygon on each side

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from ingester.catalogue import SearchResult
@@ -43,7 +43,7 @@ from ingester.errors import (
     OfflineProductWarning,
     PayloadError,
 )
-from ingester.geometry import GeometryError, from_wkt, query_polygons, to_wkt
+from ingester.geometry import GeometryError, areal_part, from_wkt, query_polygons, split_antimeridian, to_wkt
 from ingester.http import Service
 from ingester.naming import dedup_key, format_pattern
 from ingester.payload import Payload
@@ -253,9 +253,9 @@ def filter_mismatch(product: dict, atts: dict[str, Any], filters: Filters) -> st
 
 def scene_of(product: dict, wkt: str, atts: dict[str, Any], payload: Payload) -> Scene:
     """The scene of a product that passed every check (tags of reference §6.2/§6.6)."""
-    name = str(product["Name"])
-    source_id = name[: -len(".SAFE")] if name.endswith(".SAFE") else name
-    start = str(product["ContentDate"]["Start"])
+    name = product["Name"]
+    source_id = name[:-5] if name.endswith(".SAFE") else name
+    start = product["ContentDate"]["Start"]
     constellation = "SENTINEL1" if source_id.startswith("S1") else "SENTINEL2"
     tags = {
         "constellation": constellation,
@@ -280,11 +280,11 @@ def scene_of(product: dict, wkt: str, atts: dict[str, Any], payload: Payload) ->
                 f"whose catalogue tag {key!r} is {tags[key]!r}"
             )
         tags[key] = value
-    checksums = {
-        str(c["Algorithm"]): str(c["Value"])
-        for c in product.get("Checksum") or []
-        if isinstance(c, dict) and c.get("Algorithm") and c.get("Value")
-    }
+    try:
+        checksums = {c["Algorithm"]: c["Value"] for c in product.get("Checksum") or () if c["Value"]}
+    except (KeyError, TypeError):
+        checksums = {str(c["Algorithm"]): str(c["Value"]) for c in product.get("Checksum") or ()
+                     if isinstance(c, dict) and c.get("Algorithm") and c.get("Value")}
     metadata: dict[str, Any] = {
         "uuid": str(product.get("Id", "")),
         "product_name": name,
@@ -439,6 +439,15 @@ def _map_batch(products: list[dict], payload: Payload, filters: Filters, report:
 
 # --- search ----------------------------------------------------------------------------------------
 
+def search_area(aoi: MultiPolygon) -> MultiPolygon:
+    """The AOI with rings that jump across ±180° split at the antimeridian (same area for the query
+    and for the exact check); unchanged otherwise."""
+    parts = [split_antimeridian(p) for p in aoi.geoms]
+    if all(part is poly for part, poly in zip(parts, aoi.geoms, strict=True)):
+        return aoi
+    return areal_part(shapely.GeometryCollection(parts))
+
+
 def make_service(settings: Settings) -> Service:
     return Service("cdse-catalogue", settings.cdse_catalogue_url, timeout=settings.http_timeout,
                    retries=settings.http_retries, backoff=settings.http_backoff)
@@ -495,7 +504,10 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
     if page < 0 or limit < 0:
         raise PayloadError(f"{payload.path}: page and limit must be ≥ 0 (got page {page}, limit {limit})")
     filters = filters_of(payload)
-    polygons = query_polygons(payload.aoi)
+    area = search_area(payload.aoi)
+    if area is not payload.aoi:
+        payload = dataclasses.replace(payload, aoi=area)
+    polygons = query_polygons(area)
     service = service or make_service(settings)
     sent_before = service.requests_sent
     stats = PagerStats()
