@@ -62,6 +62,7 @@ class Settings:
     lease_seconds: int = 300
     annotation_concurrency: int = 10
     aoi_buffer_degrees: float = 0.05
+    annotation_sources: str = "cdse,urls"  # order of S1 annotation sources: CDSE Nodes, payload annotations_urls
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets replaced, safe to print or log."""

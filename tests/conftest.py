@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
 TESTDATA = (REPO / ".." / "shared" / "testdata").resolve()
-if not TESTDATA.exists():  # a git worktree sits deeper: look for shared/testdata beside any parent
-    TESTDATA = next((p / "shared" / "testdata" for p in REPO.parents if (p / "shared" / "testdata").exists()),
-                    TESTDATA)
+if not TESTDATA.exists():  # CI lays shared/ beside the clone
+    TESTDATA = (REPO.parent / "shared" / "testdata").resolve()
+if not TESTDATA.exists():  # a git worktree one level deeper (…/wt/<branch>)
+    TESTDATA = (REPO.parent.parent / "shared" / "testdata").resolve()
 
 # Every remote endpoint points at a closed local port unless a test sets its fake: no test can
 # reach a real service by forgetting to configure one.
