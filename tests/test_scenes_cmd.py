@@ -157,3 +157,14 @@ def test_help_documents_every_option(cli):
     assert result.exit_code == 0
     for option in ("--page", "--limit", "--output", "--quiet", "--json"):
         assert option in result.stdout
+
+
+def test_tiles_without_a_scenes_file_searches_the_catalogue(cli, repo, fake):
+    products = denmark_s2_catalogue()
+    fake.add(products.values())
+    result = cli("tiles", repo / "payloads" / "denmark-s2.json", env=env(fake))
+    assert result.exit_code == 0, result.stderr
+    tiles = read_scenes(Path("outputs/tiles.json")).scenes
+    assert [s.source_id for s in tiles] == [products[k]["Name"][:-5] for k in ("jan01", "jan01_east", "jan03_new",
+                                                                              "jan11")]
+    assert all([t.source_id for t in s.tiles] == [s.source_id] for s in tiles)
