@@ -375,3 +375,11 @@ def test_aoi_across_the_antimeridian_is_split_for_query_and_check(fake):
     result, _ = run(fake, payload(geometry={"type": "Polygon", "coordinates": [ring]}))
     assert [s.tags["sourceID"][39:44] for s in result.scenes] == ["60KXF", "01KAB"]
     assert len(fake.product_requests) == 2  # one polygon on each side
+
+
+def test_download_link_only_from_a_single_annotations_url(fake):
+    fake.add(daily_s2(1))
+    two, _ = run(fake, payload(annotations_urls=["file:///a/{SCENE}.zip", "file:///b/{SCENE}.zip"]))
+    one, _ = run(fake, payload(annotations_urls=["file:///{AREA}/{YEAR}/{SCENE}.zip"]))
+    assert "download_link" not in two.scenes[0].metadata
+    assert one.scenes[0].metadata["download_link"] == f"file:///Test/2022/{one.scenes[0].source_id}.zip"

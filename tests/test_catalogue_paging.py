@@ -162,3 +162,14 @@ def test_a_broken_next_link_falls_back_to_a_computed_skip():
     assert names(result) == ordered(products)
     assert answered == [("Products", "0", 200), ("Productz", "10", 404), ("Products", "10", 200),
                         ("Productz", "20", 404), ("Products", "20", 200)]
+
+
+def test_time_windows_keep_microseconds_of_the_cut_date():
+    products = [s2_product(sensing=T0 + timedelta(minutes=i // 3, microseconds=123457), tile=TILES[i % 3],
+                           geometry=AREA) for i in range(45)]
+    with FakeCdseCatalogue(products, max_skip=20) as fake:
+        result = run(fake, 0, 0, cdse_page_size=10, cdse_max_skip=20)
+        cuts = {r["params"]["$filter"].rsplit(" ge ", 1)[1] for r in fake.product_requests
+                if " ge " in r["params"]["$filter"]}
+    assert names(result) == ordered(products)
+    assert cuts and all(c.endswith(".123457Z") for c in cuts)
