@@ -9,7 +9,12 @@ client against the exact AOI and every payload filter, mapped to a `Scene`, de-d
 
 Paging counts rows of the server's ordered result (merged over polygons), before client checks:
 `--page P --limit L` maps to rows P·L … P·L+L−1, so pages never overlap and a page may hold fewer
-than L scenes after the checks. `next` is true exactly when the ordered result has more rows.
+than L scenes after the checks (and reprocessings that fall on two pages are de-duplicated within
+each page only). `next` is true exactly when the ordered result has more rows.
+
+Scene metadata kept for later steps (no second search needed): `uuid` (OData Id), `product_name`
+(with `.SAFE`), `checksums` ({"MD5": …, "BLAKE3": …}, possibly empty), `size` (ContentLength),
+`online`, `s3_path`, `publication_date`, and `download_link` only from a single `annotations_urls`.
 """
 
 from __future__ import annotations
@@ -50,7 +55,6 @@ from ingester.payload import Payload
 from ingester.scenes import Scene
 from ingester.times import parse_time
 
-COLLECTIONS = {"sentinel1": "SENTINEL-1", "sentinel2": "SENTINEL-2"}
 # Name prefix of the products of each collection (client-side check of `platformname`).
 COLLECTION_PREFIX = {"SENTINEL-1": "S1", "SENTINEL-2": "S2", "SENTINEL-3": "S3", "SENTINEL-5P": "S5P"}
 DEFAULTS: dict[str, dict[str, str]] = {
