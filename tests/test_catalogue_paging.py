@@ -173,3 +173,23 @@ def test_time_windows_keep_microseconds_of_the_cut_date():
                 if " ge " in r["params"]["$filter"]}
     assert names(result) == ordered(products)
     assert cuts and all(c.endswith(".123457Z") for c in cuts)
+
+
+def test_real_cdse_page_is_read_and_its_upstream_link_not_followed(httpserver, testdata):
+    import json
+
+    from werkzeug import Response
+
+    real = json.loads((testdata / "cdse" / "cop_dataspace_search.json").read_text())
+    assert real["@odata.nextLink"].startswith("https://catalogue.dataspace.copernicus.eu/")
+    empty = {"@odata.context": "$metadata#Products(Attributes())", "value": []}
+    httpserver.expect_request("/odata/v1/Products").respond_with_handler(
+        lambda request: Response(json.dumps(empty if request.args.get("$skip") else real),
+                                 content_type="application/json"))
+    guam = {"type": "Polygon", "coordinates": [[[142, 13], [145.5, 13], [145.5, 15], [142, 15], [142, 13]]]}
+    p = parse_payload({"name": "G", "type": "Feature", "geometry": guam, "start_time": "2020-08-01T00:00:00Z",
+                       "end_time": "2020-08-16T00:00:00Z", "scene_type": {"constellation": "sentinel2"}}, "g.json")
+    s = load_settings({"cdse_catalogue_url": httpserver.url_for("/odata/v1"), "cdse_page_size": 2})
+    result = search(p, s, 0, 0)
+    assert [sc.tags["sourceID"][39:44] for sc in result.scenes] == ["54PXA", "55PBR"]
+    assert [dict(r.args).get("$skip", "0") for r, _ in httpserver.log] == ["0", "2"]

@@ -84,10 +84,15 @@ class ODataPager:
         return body["value"], link
 
     def _link_matches(self, link: str | None, skip: int, top: int) -> bool:
-        """Whether a next link asks for exactly the page we want next."""
+        """Whether a next link asks for exactly the page we want next, on the configured host (a
+        mirror or proxy may answer with the upstream service's links: those are not followed)."""
         if not link:
             return False
-        query = parse_qs(urlparse(link).query)
+        parsed = urlparse(link)
+        base = urlparse(self.service.base_url)
+        if (parsed.scheme, parsed.netloc) != (base.scheme, base.netloc):
+            return False
+        query = parse_qs(parsed.query)
         try:
             return int(query.get("$skip", ["0"])[0]) == skip and int(query.get("$top", ["20"])[0]) == top
         except ValueError:
