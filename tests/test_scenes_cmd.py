@@ -168,3 +168,19 @@ def test_tiles_without_a_scenes_file_searches_the_catalogue(cli, repo, fake):
     assert [s.source_id for s in tiles] == [products[k]["Name"][:-5] for k in ("jan01", "jan01_east", "jan03_new",
                                                                               "jan11")]
     assert all([t.source_id for t in s.tiles] == [s.source_id] for s in tiles)
+
+
+def test_output_that_is_a_directory_exits_2(cli, repo, fake):
+    fake.add(denmark_s2_catalogue().values())
+    Path("somedir").mkdir()
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json", "-o", "somedir", env=env(fake))
+    assert result.exit_code == 2 and "error: --output somedir: not a file path" in result.stderr
+    assert list(Path("somedir").iterdir()) == []
+
+
+def test_summary_names_the_filters_applied(cli, repo, fake):
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--json", env=env(fake))
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["filters"] == {"platformname": "SENTINEL-2", "producttype": "S2MSI1C",
+                                                    "cloudcoverpercentage": "[0 TO 80]"}
+    assert "catalogue filters applied: platformname=SENTINEL-2, producttype=S2MSI1C, " in result.stderr

@@ -21,6 +21,7 @@ class SearchResult:
     catalogue: str = ""  # which catalogue answered
     rows: int = 0  # catalogue rows examined (before client-side checks and de-duplication)
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason → products set aside
+    filters: dict[str, str] = dataclasses.field(default_factory=dict)  # catalogue parameters applied (defaults too)
 
 
 SUPPORTED = ("sentinel1", "sentinel2")

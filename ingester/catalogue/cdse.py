@@ -539,4 +539,5 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
         catalogue="cdse",
         rows=rows.count,
         dropped={k: v for k, v in counts.items() if v},
+        filters={**DEFAULTS[payload.constellation], **payload.parameters},
     )

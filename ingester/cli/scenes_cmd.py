@@ -9,6 +9,7 @@ import typer
 
 from ingester.cli import app
 from ingester.cli.common import UI, JsonOption, QuietOption, command, print_json, settings
+from ingester.errors import IngesterError, InputError
 from ingester.payload import load_payload
 from ingester.scenes import write_scenes
 
@@ -41,7 +42,12 @@ def scenes(
             result = search(loaded, cfg, page, limit)
     else:
         result = search(loaded, cfg, page, limit)
-    write_scenes(output, result.scenes, next_=result.next)
+    try:
+        write_scenes(output, result.scenes, next_=result.next)
+    except (IsADirectoryError, NotADirectoryError) as exc:
+        raise InputError(f"--output {output}: not a file path ({exc.strerror})") from None
+    except OSError as exc:
+        raise IngesterError(f"cannot write {output}: {exc.strerror or exc}") from None
     elapsed = time.monotonic() - started
     summary = {
         "output": str(output),
@@ -52,11 +58,14 @@ def scenes(
         "pages": result.pages,
         "requests": result.requests,
         "dropped": result.dropped,
+        "filters": result.filters,
         "elapsed_seconds": round(elapsed, 3),
     }
     if json_:
         print_json(summary)
     dropped = "".join(f", {n} {reason}" for reason, n in result.dropped.items())
+    applied = ", ".join(f"{k}={v}" for k, v in result.filters.items())
+    ui.info(f"catalogue filters applied: {applied}; checked again on every scene")
     ui.info(
         f"{len(result.scenes)} scene(s) found → {output} (catalogue {result.catalogue}: {result.rows} row(s), "
         f"{result.pages} page(s), {result.requests} request(s){dropped}); next: {str(result.next).lower()}; "
