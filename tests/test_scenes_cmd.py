@@ -184,3 +184,9 @@ def test_summary_names_the_filters_applied(cli, repo, fake):
     assert json.loads(result.stdout)["filters"] == {"platformname": "SENTINEL-2", "producttype": "S2MSI1C",
                                                     "cloudcoverpercentage": "[0 TO 80]"}
     assert "catalogue filters applied: platformname=SENTINEL-2, producttype=S2MSI1C, " in result.stderr
+
+
+def test_a_page_without_a_limit_exits_2(cli, repo, fake):
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--page", "2", env=env(fake))
+    assert result.exit_code == 2 and "page 2 with limit 0: limit 0 returns every scene" in result.stderr
+    assert fake.requests == [] and not OUT.exists()

@@ -45,6 +45,7 @@ from ingester.errors import (
     CatalogueFilterWarning,
     CatalogueWarning,
     HTTPError,
+    InputError,
     OfflineProductWarning,
     PayloadError,
 )
@@ -507,6 +508,9 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
     limit = payload.limit if limit is None else limit
     if page < 0 or limit < 0:
         raise PayloadError(f"{payload.path}: page and limit must be ≥ 0 (got page {page}, limit {limit})")
+    if page and not limit:
+        raise InputError(f"{payload.path}: page {page} with limit 0: limit 0 returns every scene, so a page "
+                         "needs a limit > 0 (--limit N or the payload's 'limit')")
     filters = filters_of(payload)
     area = search_area(payload.aoi)
     if area is not payload.aoi:
