@@ -149,7 +149,7 @@ def test_products_sharing_one_date_beyond_a_page_cannot_be_split_and_say_so():
     with FakeCdseCatalogue(products, max_skip=20) as fake:
         from ingester.errors import CatalogueError
 
-        with pytest.raises(CatalogueError, match="share ContentDate/Start .* narrow the search period"):
+        with pytest.raises(CatalogueError, match="too many products share ContentDate/Start .* narrow the search"):
             run(fake, 0, 0, cdse_page_size=10, cdse_max_skip=20)
 
 
@@ -193,3 +193,43 @@ def test_real_cdse_page_is_read_and_its_upstream_link_not_followed(httpserver, t
     result = search(p, s, 0, 0)
     assert [sc.tags["sourceID"][39:44] for sc in result.scenes] == ["54PXA", "55PBR"]
     assert [dict(r.args).get("$skip", "0") for r, _ in httpserver.log] == ["0", "2"]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_random_catalogues_page_exactly_with_a_small_ceiling(seed):
+    import random
+
+    rng = random.Random(seed)
+    n = rng.randint(0, 70)
+    products, t = [], T0
+    for i in range(n):
+        t += timedelta(minutes=rng.choice([0, 0, 1, 7]))  # many ties: tiles of one datatake
+        west = rng.random() < 0.5
+        products.append(s2_product(sensing=t, tile=f"{i:02d}ABC", geometry=box(9.5, 54.5, 10.5, 55.5) if west
+                                   else box(12.5, 54.5, 13.5, 55.5)))
+    two = rng.random() < 0.5
+    coords = [[[[9.8, 54.9], [10, 54.9], [10, 55], [9.8, 54.9]]]]
+    if two:
+        coords.append([[[12.8, 54.9], [13, 54.9], [13, 55], [12.8, 54.9]]])
+    raw = {"name": "R", "type": "MultiPolygon", "coordinates": coords, "start_time": "2022-01-01T00:00:00Z",
+           "end_time": "2023-01-01T00:00:00Z", "scene_type": {"constellation": "sentinel2"}}
+    matching = [p for p in products if two or p["GeoFootprint"]["coordinates"][0][0][0] < 11]
+    limit = rng.choice([0, 1, 3, 8, 25])
+    page = rng.randint(0, 4) if limit else 0
+    page_size, ceiling = rng.choice([(4, 10), (5, 12), (10, 20), (3, 3)])
+    from collections import Counter
+
+    from ingester.errors import CatalogueError
+
+    largest_tie = max(Counter(p["ContentDate"]["Start"] for p in matching).values(), default=0)
+    with FakeCdseCatalogue(products, max_skip=ceiling) as fake:
+        s = load_settings({"cdse_catalogue_url": fake.url, "cdse_page_size": page_size, "cdse_max_skip": ceiling})
+        try:
+            result = search(parse_payload(raw, "r.json"), s, page, limit)
+        except CatalogueError as exc:  # only when a window cannot see past one date: the API's own limit
+            assert "too many products share" in str(exc) and largest_tie >= ceiling + page_size
+            return
+        assert all(r["status"] == 200 for r in fake.requests)
+    stop = page * limit + limit if limit else None
+    assert names(result) == ordered(matching, page * limit, stop)
+    assert result.next == (limit > 0 and len(matching) > page * limit + limit)

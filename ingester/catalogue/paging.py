@@ -10,8 +10,9 @@ breaks ties by `Id`):
   full page without one (below the ceiling) is the last;
 - when the wanted row lies beyond the `$skip` ceiling, it narrows the time window: the new window
   is `ContentDate/Start ge d`, where `d` is the date of the last row fetched, and starts at the
-  first row of date `d` already seen (all rows of that date before it were in the same page, so the
-  absolute position of every row stays known and already-seen Ids are never yielded twice).
+  first row of date `d` (found among the rows fetched in the window, reading the rows just before
+  when needed), so the absolute position of every row stays known and already-seen Ids are never
+  yielded twice. Only more rows of one date than the ceiling allows cannot be split.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class ODataPager:
         base = 0  # absolute position of the current window's first row
         link: str | None = None  # next link of the last answer
         last_page: list[dict] = []  # last page fetched in the current window
-        last_skip = 0
+        fetched: dict[int, str] = {}  # window position → ContentDate/Start of the rows fetched in this window
         seen: set[str] = set()
         links_seen = False  # the server announces next pages: a full page without a link is the last
         pending: tuple[Future, tuple] | None = None  # a request sent ahead: (future, (lower, skip, top))
@@ -132,9 +133,19 @@ class ODataPager:
             request = self._request(pos, end, base)
             if request is None:
                 if last_page:  # move the window to the last date seen
-                    lower, base = self._cut(last_page, base + last_skip)
+                    first_pos, last = self._first_of_last_date(fetched)
+                    if first_pos > 0 and first_pos - 1 not in fetched:  # rows before it not seen yet: read them
+                        gap_skip = max(0, first_pos - self.page_size)
+                        gap, _ = self._page(None, lower, gap_skip, first_pos - gap_skip, False)
+                        fetched.update((gap_skip + i, _date(row)) for i, row in enumerate(gap))
+                        continue
+                    if first_pos == 0:
+                        raise CatalogueError(
+                            f"{self.service.name}: too many products share ContentDate/Start {last} to page "
+                            f"past the $skip ceiling ({self.max_skip}); narrow the search period or the AOI")
+                    lower, base = odata_time(parse_time(last)), base + first_pos
                     self.stats.windows += 1
-                    link, last_page = None, []
+                    link, last_page, fetched = None, [], {}
                     continue
                 request = (self.max_skip, self.page_size)  # a page that tells where to cut
             skip, top = request
@@ -164,7 +175,8 @@ class ODataPager:
             pos = after
             if done:
                 return  # the result set ends here
-            last_page, last_skip = page, skip
+            last_page = page
+            fetched.update((skip + i, _date(row)) for i, row in enumerate(page))
 
     def _page(self, link: str | None, lower: str | None, skip: int, top: int,
               full_before: bool) -> tuple[list[dict], str | None]:
@@ -180,16 +192,15 @@ class ODataPager:
             self.stats.link_fallbacks += 1  # a full page without a next link
         return self._get(self.entity, self._params(lower, skip, top))
 
-    def _cut(self, page: list[dict], first: int) -> tuple[str, int]:
-        """New window starting at the first row that shares the last row's date."""
-        last = _date(page[-1])
-        j = next(i for i, row in enumerate(page) if _date(row) == last)
-        if j == 0:
-            raise CatalogueError(
-                f"{self.service.name}: more than {len(page)} products share ContentDate/Start {last}: "
-                "cannot page past the $skip ceiling; narrow the search period"
-            )
-        return odata_time(parse_time(last)), first + j
+    @staticmethod
+    def _first_of_last_date(fetched: dict[int, str]) -> tuple[int, str]:
+        """(window position, date) of the first row of the last row's date, going back over the
+        rows fetched in this window while they are contiguous."""
+        pos = max(fetched)
+        last = fetched[pos]
+        while pos - 1 in fetched and fetched[pos - 1] == last:
+            pos -= 1
+        return pos, last
 
 
 def _date(row: dict) -> str:
