@@ -17,6 +17,7 @@ from ingester.errors import (
     CatalogueError,
     CatalogueFilterWarning,
     CatalogueWarning,
+    HTTPError,
     InputError,
     OfflineProductWarning,
     PayloadError,
@@ -166,9 +167,9 @@ def test_the_fake_rejects_what_the_real_service_rejects(fake):
         ({"$top": 1001}, 422, "$top: Input should be less than or equal to 1000"),
         ({"$skip": 10001}, 422, "$skip: Input should be less than or equal to 10000"),
     ):
-        with pytest.raises(Exception) as info:
+        with pytest.raises(HTTPError) as info:
             service.get_json("Products", params=params)
-        assert getattr(info.value, "status", None) == status and message in str(info.value)
+        assert info.value.status == status and message in str(info.value)
 
 
 # --- mapping, tags, metadata -----------------------------------------------------------------------
