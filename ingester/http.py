@@ -258,7 +258,7 @@ class TokenManager:
 
 # --- transfers: streamed to `<name>.part`, resumed with Range, verified, then moved into place ----
 
-_CHUNK = 1024 * 1024
+_CHUNK = 4 * 1024 * 1024
 
 
 class Expected:
