@@ -16,7 +16,8 @@ from ingester.scenes import Scene, write_scenes
 from tests.fakes.cdse_download import FakeCdse
 from tests.fakes.products import S2_ID, zip_safe
 
-pytest.importorskip("ingester.coordinator", reason="the workflow (ingester aoi) is not merged yet")
+pytestmark = pytest.mark.skipif(not (Path(__file__).resolve().parent.parent / "ingester" / "coordinator.py").exists(),
+                                reason="the workflow (ingester aoi) is not merged yet")
 
 AOI = "DenmarkDemoS2"
 IDS = ["S2A_MSIL1C_20220104T103431_N0510_R108_T32UNG_20240423T092858",
