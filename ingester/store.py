@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlite_utils
 
-from ingester.errors import StoreError
+from ingester.errors import InputError, StoreError
 from ingester.scenes import Scene, Tile, TileRef
 from ingester.times import format_time, parse_time
 
@@ -389,7 +389,7 @@ class Store:
         row = self.aoi(name)
         if row is None:
             known = [r[0] for r in self.conn.execute("SELECT name FROM aoi ORDER BY name")]
-            raise StoreError(f"{self.path}: no AOI named {name!r}"
+            raise InputError(f"{self.path}: no AOI named {name!r}"
                              + (f" (known: {', '.join(known)})" if known else " (the store has no AOI yet)"))
         return row
 
