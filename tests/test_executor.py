@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ingester.config import Settings
@@ -34,7 +36,7 @@ def test_jobs_run_in_other_processes_and_return_their_results(pool, tmp_path, mo
 
 def test_a_worker_that_raises_is_an_error_outcome(tmp_path, monkeypatch):
     script = tmp_path / "script.json"
-    script.write_text('{"%s": ["raise"]}' % S2_IDS[0])
+    script.write_text(json.dumps({S2_IDS[0]: ["raise"]}))
     monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))  # read by the worker process (spawned with this env)
     with LocalExecutor(workers=1, settings=Settings()) as fresh:
         result = fresh.submit(f"{W}:scripted", job(0)).result(timeout=60)
