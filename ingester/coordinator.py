@@ -26,6 +26,7 @@ from ingester.ingest import graph_dirs
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
 from ingester.records import index_outputs
+from ingester.scenes import Scene
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
 from ingester.workflow import PENDING, Policy, apply_outcome, summary, unfinished
 
@@ -128,6 +129,7 @@ class Coordinator:
         self.storage_uri = conf.get("storage_uri") or settings.storage_uri
         self.graph_dirs = graph_dirs(conf)
         self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
+        self._scenes: dict[int, Scene] = {}
 
     # -- claiming -------------------------------------------------------------------------------
     def _claim(self, limit: int) -> list[tuple[str, int, int, int]]:
@@ -165,17 +167,26 @@ class Coordinator:
         return SceneJob(scene_id, attempt, self.aoi.name, scene, scene.storage_uri or self.storage_uri,
                         self._workdir("scene", scene_id, attempt), self.graph_dirs)
 
+    def _scene(self, scene_id: int) -> Scene:
+        """Scene attributes never change during a run: cache them (tiles of a scene share it)."""
+        scene = self._scenes.get(scene_id)
+        if scene is None:
+            if len(self._scenes) > 4096:
+                self._scenes.clear()
+            scene = self._scenes[scene_id] = self.store.scene(scene_id)
+        return scene
+
     def tile_job(self, tile_id: int, attempt: int) -> TileJob:
         row = self.store.tile_row(tile_id)
         assert row is not None
-        scene = self.store.scene(row.scene_id)
+        scene = self._scene(row.scene_id)
         tile = self.store.tile(tile_id)
 
         def linked(link_id: int | None):
             if link_id is None:
                 return None, None
             link = self.store.tile_row(link_id)
-            return self.store.tile(link_id), self.store.scene(link.scene_id) if link else None
+            return self.store.tile(link_id), self._scene(link.scene_id) if link else None
 
         previous, previous_scene = linked(row.prev)
         reference, reference_scene = linked(row.ref)
@@ -219,7 +230,7 @@ class Coordinator:
     def run(self, executor: Executor) -> RunReport:
         """Run jobs until none can progress; the caller holds the AOI's lock."""
         executed = 0
-        capacity = max(executor.capacity * 2, 2)
+        capacity = max(executor.capacity * 4, 4)  # jobs in flight: keeps workers fed, batches the writes
         beat_every = max(self.settings.lease_seconds / 3, 0.5)
         last_beat = time.monotonic()
         try:
