@@ -162,8 +162,8 @@ class LocalExecutor:
             for proc in self._procs:
                 while self._pending and len(proc.queue) < self.prefetch:
                     future, message = self._pending.popleft()
-                    if not future.set_running_or_notify_cancel():
-                        continue
+                    if not future.running() and not future.set_running_or_notify_cancel():
+                        continue  # cancelled before it started (re-queued futures are already running)
                     try:
                         proc.conn.send(message)
                     except Exception as exc:  # unpicklable job or dead pipe
@@ -186,6 +186,19 @@ class LocalExecutor:
         self._procs[index] = _Proc(self._ctx, self.settings)
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # never leave a caller waiting on a future forever
+            with self._lock:
+                self._closed = True
+                items = list(self._pending) + [item for p in self._procs for item in p.queue]
+                self._pending.clear()
+            for future, _ in items:
+                if not future.done():
+                    future.set_result(JobResult("error", f"the executor failed: {type(exc).__name__}: {exc}"))
+            raise
+
+    def _serve(self) -> None:
         while True:
             self._dispatch()
             with self._lock:

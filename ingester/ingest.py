@@ -107,8 +107,11 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             scenes = read_scenes(scenes_file).scenes
             _check_aoi(scenes, payload, origin)
         else:
-            from ingester.catalogue import search  # lands with the catalogue issue
-
+            try:
+                from ingester.catalogue import search
+            except ImportError:
+                raise InputError("this ingester has no catalogue search yet: give the scenes with --scenes FILE "
+                                 "(from `ingester scenes`) or --tiles FILE") from None
             origin, source = "catalogue", "catalogue"
             scenes = [dataclasses.replace(s, aoi=s.aoi or payload.name) for s in search(payload, settings).scenes]
         fresh = []

@@ -173,6 +173,20 @@ def test_missing_default_workers_end_jobs_with_a_clear_error_not_a_crash(cli, pa
         assert "No module named 'ingester.nowhere'" in st.one("SELECT message FROM scene")
 
 
+def test_a_worker_process_that_dies_is_a_failed_attempt_not_a_hung_run(cli, payload, tmp_path, markers,
+                                                                        monkeypatch):
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="succeed", tile_worker="crash")
+    assert r.exit_code == 4
+    assert json.loads(r.stdout)["unfinished"]["tile_retry"] == 2
+    with Store("outputs/ingester.db") as st:
+        for (message,) in st.execute("SELECT message FROM tile"):
+            assert "died (exit code 17)" in message
+        assert st.one("SELECT count(*) FROM scene WHERE status = 'DONE'") == 2
+    assert executions(markers).count(("tile", 1)) == 2  # retry_count 1: one automatic re-run
+
+
 # --- bad input: exit 2 and the store unchanged ----------------------------------------------------------
 
 @pytest.fixture
@@ -286,3 +300,14 @@ def test_run_requeues_the_jobs_a_dead_run_left_in_flight(cli, payload, tmp_path,
         assert [a["outcome"] for a in st.attempts("tile", tile)] == ["done", "abandoned", "done"]
     r = cli("run", "Nowhere")
     assert r.exit_code == 2 and "no AOI named 'Nowhere'" in r.stderr
+
+
+def test_without_a_file_and_without_a_catalogue_the_user_is_told_what_to_give(cli, payload, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("ingester.catalogue") and hasattr(
+            importlib.import_module("ingester.catalogue"), "search"):
+        pytest.skip("the catalogue search has landed; its own tests cover `aoi` without a file")
+    r = aoi(cli, payload, "--create-layers")
+    assert r.exit_code == 2 and "--scenes FILE" in r.stderr
+    assert counts() == {k: 0 for k in counts()}

@@ -115,7 +115,9 @@ def test_fail_a_scene_with_force(cli, ingested):
     with Store("outputs/ingester.db") as st:
         scene = st.one("SELECT id FROM scene ORDER BY date DESC LIMIT 1")
     assert cli("fail", "--scene", str(scene)).exit_code == 1  # its tiles ran
-    assert cli("fail", "--scene", str(scene), "--force").exit_code == 0
+    r = cli("fail", "--scene", str(scene), "--force", "--json")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["status"] == "FAILED" and json.loads(r.stdout)["kind"] == "scene"
     with Store("outputs/ingester.db") as st:
         assert {s for (s,) in st.execute("SELECT status FROM tile WHERE scene_id = ?", (scene,))} == {"FAILED"}
 

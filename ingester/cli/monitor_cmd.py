@@ -201,6 +201,7 @@ def fail_command(
     message: str = typer.Option("failed by hand", "--message", "-m", help="Message kept with the job."),
     db: str | None = DbOption,
     quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Set a scene or tile FAILED, with the fail cascade (children re-linked to its previous)."""
     s = settings(db=db)
@@ -213,7 +214,11 @@ def fail_command(
             set_status(store, kind, job_id, FAILED, message, force=force)
         finally:
             release_lock(store, name, run_id)
-    UI(quiet).info(f"{kind} {job_id} of {name}: FAILED")
+        row = store.scene_row(job_id) if kind == "scene" else store.tile_row(job_id)
+    if as_json:
+        print_json({"aoi": name, "kind": kind, **row.to_json()})
+    else:
+        UI(quiet).info(f"{kind} {job_id} of {name}: FAILED")
 
 
 @app.command("dot")
