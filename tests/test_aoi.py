@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ingester.payload import load_payload
 from ingester.store import Store
 from tests.conftest import PYTHON, subprocess_env
 from tests.fakes.aoi_data import s1_chain, write_s1_tiles, write_s2_scenes
@@ -302,12 +303,59 @@ def test_run_requeues_the_jobs_a_dead_run_left_in_flight(cli, payload, tmp_path,
     assert r.exit_code == 2 and "no AOI named 'Nowhere'" in r.stderr
 
 
-def test_without_a_file_and_without_a_catalogue_the_user_is_told_what_to_give(cli, payload, tmp_path):
-    import importlib.util
+def test_without_a_file_aoi_searches_the_catalogue_and_a_rerun_adds_nothing(cli, payload, markers, monkeypatch):
+    from datetime import UTC, datetime, timedelta
 
-    if importlib.util.find_spec("ingester.catalogue") and hasattr(
-            importlib.import_module("ingester.catalogue"), "search"):
-        pytest.skip("the catalogue search has landed; its own tests cover `aoi` without a file")
-    r = aoi(cli, payload, "--create-layers")
-    assert r.exit_code == 2 and "--scenes FILE" in r.stderr
-    assert counts() == {k: 0 for k in counts()}
+    from shapely.geometry import box
+
+    from tests.fakes.cdse_odata import FakeCdseCatalogue, s2_product
+
+    t = datetime(2022, 1, 1, 10, 34, 31, tzinfo=UTC)
+    over = box(9.0, 54.1, 10.6, 55.9)
+    with FakeCdseCatalogue() as fake:
+        fake.add([s2_product(sensing=t, geometry=over, tile="32UNF", cloud=12.0, relative_orbit=108),
+                  s2_product(sensing=t + timedelta(days=5), geometry=over, tile="32UNF", cloud=20.0,
+                             relative_orbit=108)])
+        monkeypatch.setenv("INGESTER_CDSE_CATALOGUE_URL", fake.url)
+        r = aoi(cli, payload, "--create-layers", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["ingested"]["scenes"] == 2
+        assert "from the catalogue" in r.stderr
+        r = aoi(cli, payload, "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["ingested"] == {"scenes": 0, "tiles": 0, "skipped": 2, "records_created": 0,
+                                                    "records_reused": 0}
+    assert len(executions(markers)) == 4
+
+
+def test_s1_scenes_are_split_into_bursts_and_new_acquisitions_chain_onto_the_store(cli, tmp_path, repo, testdata,
+                                                                                     markers, monkeypatch):
+    from ingester.scenes import write_scenes
+    from tests.fakes.cdse_nodes import IW2_2022, IW2_2023, FakeCdseNodes, make_product, product_scene
+
+    later, ascending, first = (make_product(testdata, IW2_2023, 1), make_product(testdata, IW2_2022),
+                               make_product(testdata, IW2_2023))
+    payload = repo / "payloads" / "losangeles-s1.json"
+    with FakeCdseNodes([later, ascending, first]) as fake:
+        for key, value in {"INGESTER_CDSE_DOWNLOAD_URL": fake.url, "INGESTER_CDSE_TOKEN_URL": fake.token_url,
+                           "INGESTER_CDSE_USERNAME": fake.username, "INGESTER_CDSE_PASSWORD": fake.password}.items():
+            monkeypatch.setenv(key, value)
+        tagged = {p.scene_id: product_scene(p, "LosAngelesS1") for p in (later, ascending, first)}
+        for scene in tagged.values():  # the catalogue adds the payload's record tags to every scene
+            scene.tags.update(load_payload(payload).record_tags)
+        write_scenes(tmp_path / "a.json", [tagged[p.scene_id] for p in (ascending, first)])
+        r = aoi(cli, payload, "--scenes", tmp_path / "a.json", "--create-layers", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["ingested"]["tiles"] == 4
+        write_scenes(tmp_path / "b.json", list(tagged.values()))
+        r = aoi(cli, payload, "--scenes", tmp_path / "b.json", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["ingested"] == {"scenes": 1, "tiles": 2, "skipped": 2, "records_created": 1,
+                                                    "records_reused": 0}
+    with Store("outputs/ingester.db") as st:
+        for tile in st.aoi_tiles("LosAngelesS1"):
+            if tile.scene_id == later.scene_id:  # chained onto the stored acquisition 12 days before
+                assert tile.previous.scene_id == first.scene_id and tile.reference.scene_id == first.scene_id
+        (record,) = [r for r in st.records("LosAngelesS1") if r.name == later.scene_id]
+        assert record.tags["previous_scenes"] == f'["{first.scene_id}"]'
+        assert {s for (s,) in st.execute("SELECT status FROM tile")} == {"DONE"}
