@@ -468,13 +468,11 @@ class Store:
             sql += " AND t.status != 'FAILED'"
         rows = self.conn.execute(sql + " ORDER BY s.date, t.id", (row.id,)).fetchall()
         refs = {r[0]: TileRef(parse_time(r[3]), r[2], r[1]) for r in rows}
-        out = []
-        for tid, source_id, scene_sid, _date, data, prev, ref in rows:
-            out.append(tile_from_data(source_id, scene_sid, data,
-                                      refs.get(prev) if prev else self._ref(prev),
-                                      refs.get(ref) if ref else self._ref(ref)))
-            del tid
-        return out
+        def link(tile_id: int | None) -> TileRef | None:
+            return None if tile_id is None else refs.get(tile_id) or self._ref(tile_id)
+
+        return [tile_from_data(source_id, scene_sid, data, link(prev), link(ref))
+                for _tid, source_id, scene_sid, _date, data, prev, ref in rows]
 
     def scene_ids_in_aoi(self, aoi: str) -> set[str]:
         return {r[0] for r in self.conn.execute(

@@ -12,7 +12,8 @@ Rules, as implemented here:
   scene and tile; it is decremented by one on each *automatic* re-run and never below 0; a manual
   retry (`ingester retry`) restores the full budget. Bulk releases never touch it.
 - Outcomes (ingester/jobs.py): `done` → DONE (the message is cleared); `temporary` → PENDING again
-  after a backoff, at most `max_temporary_retries` times, then handled as `error`; `fatal` → FAILED;
+  after a backoff, at most `max_temporary_retries` times per round (a round ends with an automatic or
+  manual re-run), then handled as `error`; `fatal` → FAILED;
   `error` → RETRY if the job `is_retriable`, else FAILED; RETRY with countdown > 0 → automatic re-run
   after `retry_backoff × 2^(n-1)` seconds. The last error stays in `message`; every attempt with its
   message is kept in `job_attempt` (the error history).
@@ -150,7 +151,7 @@ def _retry(store: Store, kind: str, row: dict[str, Any], message: str, policy: P
     if countdown > 0:
         n = policy.retry_count - countdown + 1
         _update(store, kind, row["id"], status=PENDING, message=message, retry_countdown=countdown - 1,
-                not_before=monotonic_now() + policy.backoff(n), **_CLEAR_LEASE)
+                temporary_count=0, not_before=monotonic_now() + policy.backoff(n), **_CLEAR_LEASE)
         return PENDING
     _update(store, kind, row["id"], status=RETRY, message=message, **_CLEAR_LEASE)
     return RETRY

@@ -359,3 +359,26 @@ def test_s1_scenes_are_split_into_bursts_and_new_acquisitions_chain_onto_the_sto
         (record,) = [r for r in st.records("LosAngelesS1") if r.name == later.scene_id]
         assert record.tags["previous_scenes"] == f'["{first.scene_id}"]'
         assert {s for (s,) in st.execute("SELECT status FROM tile")} == {"DONE"}
+
+
+def test_temporary_failures_are_requeued_a_bounded_number_of_times(cli, payload, tmp_path, markers, monkeypatch):
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    monkeypatch.setenv("INGESTER_MAX_TEMPORARY_RETRIES", "2")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="temporary")
+    assert r.exit_code == 4
+    assert json.loads(r.stdout)["unfinished"]["scene_retry"] == 1
+    # 1 run + 2 temporary re-queues, then an error: retry_count 1 gives one automatic re-run of 3 more
+    assert executions(markers).count(("scene", 1)) == 6
+    with Store("outputs/ingester.db") as st:
+        assert "still failing after 2 temporary retries" in st.one("SELECT message FROM scene")
+
+
+def test_help_documents_every_option(cli):
+    text = cli("aoi", "--help").stdout
+    for option in ("--scenes", "--tiles", "--workers", "--db", "--create-layers", "--quiet", "--json"):
+        assert option in text
+    assert "--scene-worker" not in text  # test hook, hidden
+    for command in (["run"], ["status"], ["aois"], ["list", "scenes"], ["list", "tiles"], ["retry"], ["fail"],
+                    ["dot"], ["layers", "add"], ["layers", "list"]):
+        assert cli(*command, "--help").exit_code == 0
