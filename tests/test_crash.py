@@ -34,12 +34,12 @@ def test_sigkill_mid_run_then_rerun_finishes_every_job_done_exactly_once(tmp_pat
     markers = tmp_path / "markers"
     markers.mkdir()
     db = tmp_path / "outputs" / "ingester.db"
-    env = subprocess_env({"FAKE_WORKER_MARKERS": str(markers), "FAKE_WORKER_SLEEP": "0.3",
+    env = subprocess_env({"FAKE_WORKER_MARKERS": str(markers), "FAKE_WORKER_SLEEP": "0.4",
                           "INGESTER_SCENE_WORKER": f"{W}:sleep", "INGESTER_TILE_WORKER": f"{W}:sleep"})
     command = [PYTHON, "-m", "ingester", "aoi", str(payload), "--scenes", str(scenes), "--create-layers",
                "--workers", "2", "-q"]
     recorded_before_kill: set[tuple[str, int]] = set()
-    for kill_after in (2, 6):  # two crashes at different points of the run
+    for kill_after in (2, 5):  # two crashes at different points of the run
         proc = subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
