@@ -203,9 +203,16 @@ class Coordinator:
                     if unknown:
                         result = JobResult("error", f"outputs for layer(s) {', '.join(unknown)} that the payload "
                                            "does not declare", log_path=result.log_path)
-                status = apply_outcome(self.store, kind, job_id, result, self.policy)
-                if status == "DONE" and kind == "tile":
-                    index_outputs(self.store, job_id, result.outputs, self.instances)
+                try:
+                    with self.store.savepoint():
+                        status = apply_outcome(self.store, kind, job_id, result, self.policy)
+                        if status == "DONE" and kind == "tile":
+                            index_outputs(self.store, job_id, result.outputs, self.instances)
+                except StoreError as exc:  # e.g. no record to index into: the job fails, the run goes on
+                    status = self.store.one(f"SELECT status FROM {kind} WHERE id = ?", (job_id,))
+                    result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
+                    if status == PENDING:
+                        status = apply_outcome(self.store, kind, job_id, result, self.policy)
                 self.store.execute("UPDATE job_attempt SET finished_at = ?, outcome = ?, status = ?, message = ?, "
                                    "log_path = ? WHERE id = ?",
                                    (now_text(), result.outcome, status, result.message, result.log_path, attempt_row))

@@ -382,3 +382,22 @@ def test_help_documents_every_option(cli):
     for command in (["run"], ["status"], ["aois"], ["list", "scenes"], ["list", "tiles"], ["retry"], ["fail"],
                     ["dot"], ["layers", "add"], ["layers", "list"]):
         assert cli(*command, "--help").exit_code == 0
+
+
+def test_a_result_that_cannot_be_recorded_fails_its_job_and_the_run_goes_on(cli, payload, tmp_path, markers,
+                                                                             monkeypatch):
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    assert aoi(cli, payload, "--scenes", scenes, "--create-layers", tile_worker="fail").exit_code == 4
+    with Store("outputs/ingester.db") as st:
+        broken = st.one("SELECT min(id) FROM scene")
+        st.execute("UPDATE scene SET record_id = NULL WHERE id = ?", (broken,))
+    monkeypatch.setenv("FAKE_WORKER_LAYERS", "B04")
+    r = cli("retry", S2, "--workers", "1", "--scene-worker", f"{W}:succeed", "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 4
+    with Store("outputs/ingester.db") as st:
+        rows = dict(st.execute("SELECT scene_id, status FROM tile"))
+        assert rows[broken] == "RETRY" and set(rows.values()) == {"RETRY", "DONE"}
+        assert "has no record to index its outputs into" in st.one(
+            "SELECT message FROM tile WHERE scene_id = ?", (broken,))
+        assert len(st.datasets()) == 1
