@@ -380,7 +380,7 @@ def test_help_documents_every_option(cli):
         assert option in text
     assert "--scene-worker" not in text  # test hook, hidden
     for command in (["run"], ["status"], ["aois"], ["list", "scenes"], ["list", "tiles"], ["retry"], ["fail"],
-                    ["dot"], ["layers", "add"], ["layers", "list"]):
+                    ["dot"], ["history"], ["layers", "add"], ["layers", "list"]):
         assert cli(*command, "--help").exit_code == 0
 
 

@@ -152,3 +152,15 @@ def test_dot_is_valid_graphviz_with_every_scene_and_status_colours(cli, ingested
     assert sorted(nodes.values()).count("orange") == 1 and sorted(nodes.values()).count("gray") == 1
     assert sum(a.startswith("s") for a, _ in edges) == 6 and sum(a.startswith("t") for a, _ in edges) == 4
     assert cli("dot", AOI).stdout == (tmp_path / "g.dot").read_text()
+
+
+def test_history_shows_every_attempt_of_a_job(cli, ingested):
+    with Store("outputs/ingester.db") as st:
+        tid = tile_id(st, 1, "A44_IW1_8979")
+    data = json.loads(cli("history", "--tile", str(tid), "--json").stdout)
+    assert data["aoi"] == AOI and data["kind"] == "tile"
+    assert [(a["attempt"], a["outcome"], a["status"]) for a in data["attempts"]] == [
+        (1, "error", "PENDING"), (2, "error", "RETRY")]  # retry_count 1: one automatic re-run
+    assert all(a["pid"] and a["host"] and a["run_id"] for a in data["attempts"])
+    text = cli("history", "--tile", str(tid)).stdout.splitlines()
+    assert len(text) == 2 and "error for tile" in text[1]

@@ -25,6 +25,16 @@ def run_settings(db: str | None, workers: int | None, scene_worker: str | None, 
     return settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker)
 
 
+def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str | None = None,
+                      lock: bool = True) -> RunReport:
+    """Run the AOI, with a live 'n jobs finished' line on an interactive terminal."""
+    if not ui.interactive:
+        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock)
+    with ui.err.status(f"running the jobs of {aoi}…") as status:
+        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock,
+                       progress=lambda text: status.update(f"{aoi}: {text}"))
+
+
 def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None = None) -> None:
     """Print the run summary (stderr text, or JSON on stdout) and exit 4 when jobs ended FAILED/RETRY."""
     if as_json:
@@ -72,7 +82,7 @@ def aoi_command(
             ui.info(f"skipped {scene_id}: {reason}")
         ui.info(f"Ingestion of {result.scenes} scenes and {result.tiles} tiles from the {plan.source} "
                 f"(records: {result.records_created} created, {result.records_reused} reused)")
-        report = run_aoi(store, loaded.name, s, s.workers, run_id, lock=False, progress=None)
+        report = run_with_progress(ui, store, loaded.name, s, run_id, lock=False)
         extra = {"ingested": {"scenes": result.scenes, "tiles": result.tiles, "skipped": len(result.skipped),
                               "records_created": result.records_created, "records_reused": result.records_reused}}
         render_report(ui, report, as_json, extra)
@@ -96,4 +106,4 @@ def run_command(
     s = run_settings(db, workers, scene_worker, tile_worker)
     with Store(s.db) as store:
         store.require_aoi(aoi)
-        render_report(ui, run_aoi(store, aoi, s, s.workers), as_json)
+        render_report(ui, run_with_progress(ui, store, aoi, s), as_json)

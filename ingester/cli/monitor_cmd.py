@@ -8,9 +8,16 @@ from pathlib import Path
 import typer
 
 from ingester.cli import app
-from ingester.cli.aoi_cmd import SceneWorkerOption, TileWorkerOption, WorkersOption, render_report, run_settings
+from ingester.cli.aoi_cmd import (
+    SceneWorkerOption,
+    TileWorkerOption,
+    WorkersOption,
+    render_report,
+    run_settings,
+    run_with_progress,
+)
 from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
-from ingester.coordinator import acquire_lock, new_run_id, release_lock, run_aoi
+from ingester.coordinator import acquire_lock, new_run_id, release_lock
 from ingester.errors import InputError
 from ingester.fileio import atomic_write_text
 from ingester.geometry import GeometryError, from_wkt, to_geojson
@@ -185,7 +192,7 @@ def retry_command(
                         set_status(store, k, i, PENDING, policy=policy)
                     n += len(ids)
                 ui.info(f"{n} jobs of {name}: RETRY → PENDING")
-            report = run_aoi(store, name, s, s.workers, run_id, lock=False)
+            report = run_with_progress(ui, store, name, s, run_id, lock=False)
         except BaseException:
             release_lock(store, name, run_id)
             raise
@@ -219,6 +226,28 @@ def fail_command(
         print_json({"aoi": name, "kind": kind, **row.to_json()})
     else:
         UI(quiet).info(f"{kind} {job_id} of {name}: FAILED")
+
+
+@app.command("history")
+@command
+def history_command(
+    scene: int | None = typer.Option(None, "--scene", help="A scene (store id)."),
+    tile: int | None = typer.Option(None, "--tile", help="A tile (store id)."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Every attempt of a job: when, where (run, host, pid), outcome, status after it, message, log."""
+    s = settings(db=db)
+    with Store(s.db) as store:
+        name, kind, job_id = _target(store, None, scene, tile)
+        assert kind is not None and job_id is not None
+        attempts = store.attempts(kind, job_id)
+    if as_json:
+        print_json({"aoi": name, "kind": kind, "id": job_id, "attempts": attempts})
+        return
+    for a in attempts:
+        typer.echo(f"{a['attempt']}\t{a['started_at']}\t{a['outcome'] or 'running'}\t{a['status'] or '-'}\t"
+                   f"run {a['run_id']} pid {a['pid']}@{a['host']}\t{a['message']}\t{a['log_path']}".rstrip())
 
 
 @app.command("dot")
