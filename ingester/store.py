@@ -338,6 +338,8 @@ class Store:
                              f"({len(MIGRATIONS)}); upgrade ingester")
         for version in range(current, len(MIGRATIONS)):
             with self.transaction():
+                if self.version > version:  # another process migrated it meanwhile
+                    continue
                 for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
                         self.conn.execute(statement)
