@@ -146,3 +146,17 @@ def test_many_openers_of_a_new_file_migrate_it_once(tmp_path):
     assert errors == []
     with Store(path) as st:
         assert st.version == len(MIGRATIONS)
+
+
+def test_a_store_of_an_older_schema_is_migrated_keeping_its_data(store):
+    path = store.path
+    counts = store.counts()
+    store.execute("DROP INDEX scene_aoi_date")
+    store.execute("DROP INDEX tile_aoi_links")
+    store.execute("PRAGMA user_version=1")
+    store.close()
+    with Store(path) as again:
+        assert again.version == len(MIGRATIONS) == 2
+        assert {"scene_aoi_date", "tile_aoi_links"} <= {r[0] for r in again.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert again.counts() == counts
