@@ -289,9 +289,12 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
             return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id))
         executor = executor_factory(workers or settings.workers, settings)
+        finished = False
         try:
-            return coordinator.run(executor)
+            report = coordinator.run(executor)
+            finished = True
+            return report
         finally:
-            executor.shutdown()
+            executor.shutdown(wait=finished)
     finally:
         release_lock(store, aoi, run_id)

@@ -39,7 +39,7 @@ class Executor(Protocol):
 
     def submit(self, worker: str, job: Any) -> Future[JobResult]: ...
 
-    def shutdown(self) -> None: ...
+    def shutdown(self, wait: bool = True) -> None: ...
 
 
 def resolve_worker(path: str) -> Any:
@@ -117,6 +117,7 @@ class LocalExecutor:
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._closed = False
+        self._abort = False
         self._procs = [_Proc(self._ctx, self.settings) for _ in range(self.capacity)]
         self.deaths = 0
         self._thread = threading.Thread(target=self._loop, name="ingester-executor", daemon=True)
@@ -131,11 +132,17 @@ class LocalExecutor:
         self._wake_w.send_bytes(b"x")
         return future
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the pool; with `wait` the jobs in flight finish first, else their processes are killed
+        (an interrupted run: the coordinator has already put their jobs back in the queue)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        if not wait:
+            self._abort = True
+            for proc in self._procs:
+                proc.process.kill()
         self._wake_w.send_bytes(b"x")
         self._thread.join(timeout=30)
         for proc in self._procs:
@@ -158,6 +165,8 @@ class LocalExecutor:
 
     # -- dispatcher thread ----------------------------------------------------------------------
     def _dispatch(self) -> None:
+        if self._abort:
+            return
         with self._lock:
             for proc in self._procs:
                 while self._pending and len(proc.queue) < self.prefetch:
@@ -175,6 +184,13 @@ class LocalExecutor:
         proc = self._procs[index]
         proc.process.join(timeout=1)
         code = proc.process.exitcode
+        with self._lock:
+            closing = self._closed
+        if closing:  # killed by shutdown(wait=False): nothing is restarted
+            while proc.queue:
+                future, _ = proc.queue.popleft()
+                future.set_result(JobResult("error", "executor shut down while the job ran"))
+            return
         self.deaths += 1
         if proc.queue:
             future, (path, _job) = proc.queue.popleft()
@@ -246,5 +262,5 @@ class InlineExecutor:
         future.set_result(call_worker(worker, job, self.settings, self._cache))
         return future
 
-    def shutdown(self) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         pass

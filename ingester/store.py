@@ -144,6 +144,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX job_attempt_job ON job_attempt (kind, job_id);
     CREATE INDEX job_attempt_aoi ON job_attempt (aoi_id);
     """,
+    # 2: indexes for the monitoring summary (root tiles, first/last dates) on large AOIs
+    """
+    CREATE INDEX scene_aoi_date ON scene (aoi_id, date);
+    CREATE INDEX tile_aoi_links ON tile (aoi_id, prev, ref);
+    """,
 )
 
 
@@ -338,6 +343,8 @@ class Store:
                              f"({len(MIGRATIONS)}); upgrade ingester")
         for version in range(current, len(MIGRATIONS)):
             with self.transaction():
+                if self.version > version:  # another process migrated it meanwhile
+                    continue
                 for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
                         self.conn.execute(statement)

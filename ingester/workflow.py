@@ -311,12 +311,16 @@ def summary(store: Store, aoi_id: int) -> dict[str, Any]:
     """The monitoring summary (§10.7) with empty dates shown as empty (§15.30)."""
     scenes = _counts(store, "SELECT status, count(*) FROM scene WHERE aoi_id = ? GROUP BY status", (aoi_id,))
     tiles = _counts(store, "SELECT status, count(*) FROM tile WHERE aoi_id = ? GROUP BY status", (aoi_id,))
-    roots, first = store.execute(
-        "SELECT count(*), min(s.date) FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.aoi_id = ? "
-        "AND t.status != 'FAILED' AND t.prev IS NULL AND t.ref IS NULL", (aoi_id,)).fetchone()
+    roots = store.one("SELECT count(*) FROM tile WHERE aoi_id = ? AND prev IS NULL AND ref IS NULL "
+                      "AND status != 'FAILED'", (aoi_id,))
+    # earliest scene with a root tile / latest scene with a leaf tile: walk the scenes by date
+    first = store.one(
+        "SELECT s.date FROM scene s WHERE s.aoi_id = ? AND EXISTS (SELECT 1 FROM tile t WHERE t.scene_id = s.id "
+        "AND t.prev IS NULL AND t.ref IS NULL AND t.status != 'FAILED') ORDER BY s.date LIMIT 1", (aoi_id,))
     last = store.one(
-        "SELECT max(s.date) FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.aoi_id = ? AND t.status != 'FAILED' "
-        "AND NOT EXISTS (SELECT 1 FROM tile c WHERE c.prev = t.id)", (aoi_id,))
+        "SELECT s.date FROM scene s WHERE s.aoi_id = ? AND EXISTS (SELECT 1 FROM tile t WHERE t.scene_id = s.id "
+        "AND t.status != 'FAILED' AND NOT EXISTS (SELECT 1 FROM tile c WHERE c.prev = t.id)) "
+        "ORDER BY s.date DESC LIMIT 1", (aoi_id,))
     return {
         "aoi": store.aoi_name_of(aoi_id),
         "status": aoi_status(store, aoi_id),

@@ -401,3 +401,25 @@ def test_a_result_that_cannot_be_recorded_fails_its_job_and_the_run_goes_on(cli,
         assert "has no record to index its outputs into" in st.one(
             "SELECT message FROM tile WHERE scene_id = ?", (broken,))
         assert len(st.datasets()) == 1
+
+
+def test_different_aois_run_side_by_side_on_one_store(tmp_path, repo, markers):
+    procs = []
+    env = subprocess_env({"FAKE_WORKER_SLEEP": "0.1", "INGESTER_SCENE_WORKER": f"{W}:sleep",
+                          "INGESTER_TILE_WORKER": f"{W}:sleep"})
+    for name in ("DenmarkA", "DenmarkB"):
+        doc = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+        doc["name"] = name
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+        scenes = write_s2_scenes(tmp_path / f"{name}-scenes.json", 4, aoi=name)
+        procs.append(subprocess.Popen([PYTHON, "-m", "ingester", "aoi", str(tmp_path / f"{name}.json"), "--scenes",
+                                       str(scenes), "--create-layers", "--workers", "1", "-q"], env=env, cwd=tmp_path,
+                                      stderr=subprocess.PIPE))
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    with Store("outputs/ingester.db") as st:
+        assert st.aoi_names() == ["DenmarkA", "DenmarkB"]
+        assert {s for (s,) in st.execute("SELECT status FROM tile UNION SELECT status FROM scene")} == {"DONE"}
+        assert st.one("SELECT count(*) FROM record") == 4  # the same scenes: records shared
+    assert len(executions(markers)) == 16

@@ -78,3 +78,29 @@ def test_sigkill_mid_run_then_rerun_finishes_every_job_done_exactly_once(tmp_pat
     # a job may run twice only if it finished in a worker after the kill hit the coordinator
     # (nothing recorded its result); it was then in flight, so it has an abandoned attempt
     assert all(n == 1 or (n == 2 and job in abandoned) for job, n in executed.items())
+
+
+def test_ctrl_c_stops_at_once_releases_the_lock_and_requeues_the_jobs_in_flight(tmp_path, repo):
+    payload = shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "p.json")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    db = tmp_path / "outputs" / "ingester.db"
+    env = subprocess_env({"FAKE_WORKER_SLEEP": "30", "INGESTER_SCENE_WORKER": f"{W}:sleep",
+                          "INGESTER_TILE_WORKER": f"{W}:sleep"})
+    proc = subprocess.Popen([PYTHON, "-m", "ingester", "aoi", str(payload), "--scenes", str(scenes),
+                             "--create-layers", "--workers", "2"], env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    running = 0
+    while running < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if db.exists():
+            with Store(db) as st:
+                running = st.one("SELECT count(*) FROM scene WHERE lease_run IS NOT NULL") or 0
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)  # the 30 s jobs are not waited for
+    assert proc.returncode == 130, err.decode()
+    assert "interrupted" in err.decode()
+    with Store(db) as st:
+        assert st.one("SELECT lock_run FROM aoi") is None
+        assert st.one("SELECT count(*) FROM scene WHERE lease_run IS NOT NULL") == 0
+        assert st.one("SELECT count(*) FROM scene WHERE status = 'PENDING'") == 2
+        assert {o for (o,) in st.execute("SELECT outcome FROM job_attempt")} == {"abandoned"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -77,3 +78,14 @@ def test_the_default_workers_are_named_by_import_path():
 def test_inline_executor_runs_in_process():
     ex = InlineExecutor()
     assert ex.submit(f"{W}:succeed", job(0)).result().outcome == "done"
+
+
+def test_shutdown_without_wait_kills_the_jobs_in_flight(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_WORKER_SLEEP", "30")
+    ex = LocalExecutor(workers=1, settings=Settings())
+    futures = [ex.submit(f"{W}:sleep", job(i)) for i in range(3)]
+    time.sleep(0.5)
+    ex.shutdown(wait=False)
+    results = [f.result(timeout=5) for f in futures]  # a finished job would say "done" (after 30 s)
+    assert [r.outcome for r in results] == ["error"] * 3
+    assert all(not p.process.is_alive() for p in ex._procs)

@@ -122,3 +122,41 @@ def test_datasets_are_listed_per_aoi_record_and_tile(store):
     assert store.datasets(record_id=ds.record_id) == [ds] == store.datasets(tile_id=tile_id)
     assert store.datasets(tile_id=tile_id + 1) == []
     assert "processingDate" in store.record(ds.record_id).tags
+
+
+def test_many_openers_of_a_new_file_migrate_it_once(tmp_path):
+    import threading
+
+    path = tmp_path / "race.db"
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def open_it():
+        barrier.wait()
+        try:
+            Store(path).close()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Store(path) as st:
+        assert st.version == len(MIGRATIONS)
+
+
+def test_a_store_of_an_older_schema_is_migrated_keeping_its_data(store):
+    path = store.path
+    counts = store.counts()
+    store.execute("DROP INDEX scene_aoi_date")
+    store.execute("DROP INDEX tile_aoi_links")
+    store.execute("PRAGMA user_version=1")
+    store.close()
+    with Store(path) as again:
+        assert again.version == len(MIGRATIONS) == 2
+        assert {"scene_aoi_date", "tile_aoi_links"} <= {r[0] for r in again.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert again.counts() == counts

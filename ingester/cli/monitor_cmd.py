@@ -116,9 +116,10 @@ def list_tiles(
     s = settings(db=db)
     wanted = _status(status)
     with Store(s.db) as store:
-        rows = store.tile_rows(store.require_aoi(aoi).id, wanted)
-        wkts = {r.id: json.loads(store.one("SELECT data FROM tile WHERE id = ?", (r.id,))).get("wkt", "")
-                for r in rows} if geojson else {}
+        aoi_id = store.require_aoi(aoi).id
+        rows = store.tile_rows(aoi_id, wanted)
+        wkts = {tid: json.loads(data).get("wkt", "") for tid, data in store.execute(
+            "SELECT id, data FROM tile WHERE aoi_id = ?", (aoi_id,))} if geojson else {}
     if geojson:
         features = []
         for r in rows:
