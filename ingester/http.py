@@ -62,6 +62,14 @@ def server_message(response: requests.Response) -> str:
     return str(body)[:300]
 
 
+class NoNetrcAuth:
+    """Session auth that adds nothing. Without it, `requests` replaces our bearer header with Basic
+    auth from a ~/.netrc entry for the host (sending the password where only a token should go)."""
+
+    def __call__(self, request):
+        return request
+
+
 class Service:
     """A remote service: base URL, session, retry policy, concurrency cap, optional token."""
 
@@ -87,6 +95,7 @@ class Service:
         self.sleep = sleep
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        self.session.auth = NoNetrcAuth()  # credentials come from settings/netrc explicitly, never implicitly
         self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
         hosts = {urlparse(self.base_url).hostname or ""}
         hosts.update(trusted_hosts)
@@ -206,6 +215,8 @@ class TokenManager:
         self.margin = margin
         self.timeout = timeout
         self.session = session or requests.Session()
+        if session is None:
+            self.session.auth = NoNetrcAuth()
         self.clock = clock
         self._lock = threading.Lock()
         self._access: str | None = None

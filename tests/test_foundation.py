@@ -91,3 +91,17 @@ def test_hand_editing_mistakes_are_reported_with_position(tmp_path):
     bad.write_text(json.dumps({"type": "FeatureCollection", "features": [{"properties": {"data": {}}}]}))
     with pytest.raises(ScenesFileError, match=r"features\[0\].properties.source_id: is required"):
         read_scenes(bad)
+
+
+def test_services_never_send_netrc_passwords_implicitly(httpserver, tmp_path, monkeypatch):
+    """requests would turn a ~/.netrc entry into Basic auth on every call; a Service must not."""
+    from ingester.http import Service
+
+    netrc = tmp_path / "home" / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password s3cret\nmachine localhost login a password s3cret\n")
+    netrc.chmod(0o600)
+    httpserver.expect_request("/odata/v1/Products").respond_with_json({"value": []})
+    service = Service("cdse", httpserver.url_for("/odata/v1"), retries=0)
+    assert service.get_json("Products") == {"value": []}
+    request, _ = httpserver.log[0]
+    assert "Authorization" not in request.headers

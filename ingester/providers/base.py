@@ -24,7 +24,7 @@ from ingester.errors import (
     RateLimited,
     Unavailable,
 )
-from ingester.http import Expected, TransferProgress, Verified
+from ingester.http import Expected, NoNetrcAuth, TransferProgress, Verified
 from ingester.scenes import Scene
 from ingester.storage import check_name
 
@@ -52,14 +52,6 @@ class Provider:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
-
-
-class NoNetrcAuth:
-    """Session auth that adds nothing. Without it, `requests` replaces our bearer header with Basic
-    auth from a ~/.netrc entry for the host (sending the password where only a token should go)."""
-
-    def __call__(self, request):
-        return request
 
 
 def without_netrc(session):
