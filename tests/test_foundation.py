@@ -105,3 +105,14 @@ def test_services_never_send_netrc_passwords_implicitly(httpserver, tmp_path, mo
     assert service.get_json("Products") == {"value": []}
     request, _ = httpserver.log[0]
     assert "Authorization" not in request.headers
+
+
+def test_payload_with_unsupported_storage_scheme_is_rejected_before_anything_runs(cli, repo, tmp_path):
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload["storage_uri"] = "ftp://example.org/storage"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    result = cli("scenes", str(path))
+    assert result.exit_code == 2
+    assert "field 'storage_uri'" in result.stderr and "unsupported scheme" in result.stderr
+    assert not (tmp_path / "outputs" / "scenes.json").exists()
