@@ -5,6 +5,8 @@ Each command group lives in its own module and registers itself on `app`.
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
 from ingester import __version__
@@ -34,15 +36,10 @@ def _root(
     """ingester: satellite scenes → tiles → downloads → processing → index."""
 
 
-# Command modules register themselves on `app` when imported.
-from ingester.cli import (  # noqa: E402,F401
-    aoi_cmd,
-    index_cmd,
-    layers_cmd,
-    monitor_cmd,
-    scenes_cmd,
-    tiles_cmd,
-)
+# Command modules register themselves on `app` when imported, in the order `--help` lists them:
+# the journey first (scenes → tiles → aoi), then layers, monitoring and repair, then the index.
+for _module in ("scenes_cmd", "tiles_cmd", "aoi_cmd", "layers_cmd", "monitor_cmd", "index_cmd"):
+    importlib.import_module(f"ingester.cli.{_module}")
 
 
 def main() -> None:
