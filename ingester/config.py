@@ -60,6 +60,10 @@ class Settings:
     lease_seconds: int = 300
     annotation_concurrency: int = 10
     aoi_buffer_degrees: float = 0.05
+    # Processing graphs
+    step_timeout: float = 21600.0  # seconds per graph step (a graph's config `step_timeout` overrides it)
+    snap_gpt: str = ""  # SNAP's gpt; empty: $SNAPPATH, then `gpt` on PATH, then /usr/local/snap/bin/gpt
+    docker: str = "docker"  # the docker client used by docker steps
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets replaced, safe to print or log."""
