@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 TESTDATA = (REPO / ".." / "shared" / "testdata").resolve()
 if not TESTDATA.exists():  # CI lays shared/ beside the clone
     TESTDATA = (REPO.parent / "shared" / "testdata").resolve()
+if not TESTDATA.exists():  # developers' worktrees live one level deeper (wt/<name>)
+    TESTDATA = (REPO.parent.parent / "shared" / "testdata").resolve()
 
 # Every remote endpoint points at a closed local port unless a test sets its fake: no test can
 # reach a real service by forgetting to configure one.
