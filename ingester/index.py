@@ -266,10 +266,14 @@ def build_collection(aoi: str, tiles: Sequence[StacTile], description: str = "")
 
 def write_stac(aoi: str, tiles: Sequence[StacTile], out_dir: str | Path) -> Path:
     """Write `<out_dir>/<aoi>/collection.json` and its Items (absolute hrefs); returns the collection file."""
+    import shutil
+
     import pystac
 
     root = Path(out_dir).resolve() / aoi
-    collection = build_collection(aoi, tiles)
+    collection = build_collection(aoi, tiles)  # everything that can fail on the data, before writing
+    if (root / "collection.json").is_file():
+        shutil.rmtree(root)  # the previous export of this AOI: no stale Items
     collection.normalize_hrefs(str(root))
     collection.save(catalog_type=pystac.CatalogType.ABSOLUTE_PUBLISHED)
     return root / "collection.json"
@@ -287,3 +291,46 @@ def dataset_rows(datasets: Iterable[Any]) -> list[dict[str, Any]]:
 
 def to_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+# --- reading the store (ingester.store, written by the workflow) ---------------------------------
+
+def stac_tiles_from_store(store: Any, aoi: str) -> list[StacTile]:
+    """The AOI's indexed tiles as `StacTile`s: datasets grouped per tile, with the record's tags."""
+    store.require_aoi(aoi)
+    by_tile: dict[int, list[Any]] = {}
+    for row in store.datasets(aoi=aoi):
+        if row.tile_id is not None:
+            by_tile.setdefault(row.tile_id, []).append(row)
+    tiles: list[StacTile] = []
+    for tile_id, rows in by_tile.items():
+        tile_row = store.tile_row(tile_id)
+        tile = store.tile(tile_id)
+        record = store.record(rows[0].record_id)
+        tags = dict(record.tags) if record else {}
+
+        def link(ref: Any) -> tuple[str, str, datetime] | None:
+            return None if ref is None else (ref.scene_id, ref.source_id, ref.date)
+
+        tiles.append(StacTile(
+            scene_id=tile_row.scene_source_id, tile_id=tile_row.source_id, date=parse_time(tile_row.date),
+            wkt=tile.wkt, tags=tags, datasets=tuple(StacDataset.from_output(r) for r in rows),
+            previous=link(tile.previous), reference=link(tile.reference), graph_name=tile.graph_name))
+    tiles.sort(key=lambda t: (t.date, t.tile_id))
+    return tiles
+
+
+def dataset_listing(store: Any, aoi: str) -> list[dict[str, Any]]:
+    """`ingester datasets AOI --json`: one object per dataset (record, layer, tile, uri, format, real range)."""
+    store.require_aoi(aoi)
+    out = []
+    for row in store.datasets(aoi=aoi):
+        tile = store.tile_row(row.tile_id) if row.tile_id is not None else None
+        out.append({
+            "record": row.record_name, "time": row.record_time, "layer": row.layer, "variable": row.variable,
+            "instance": row.instance, "tile": tile.source_id if tile else None, "uri": row.uri,
+            "bands": list(row.bands), "dformat": {"dtype": row.dtype, "nodata": row.nodata,
+                                                  "min": row.min_value, "max": row.max_value},
+            "real_min": row.real_min, "real_max": row.real_max, "exponent": row.exponent,
+        })
+    return out

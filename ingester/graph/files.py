@@ -16,15 +16,20 @@ from ingester.storage import FOLDER_EXTENSIONS
 
 
 def save(local_path: Path, extension: str, prefix_uri: str) -> str:
-    """Store a work-folder output under `prefix_uri`; folder-like outputs are zipped. Returns the URI."""
+    """Store a work-folder output under `prefix_uri`; folder-like outputs are zipped. Returns the URI.
+
+    Extension `*` zips every entry of the work folder (the parent of `local_path`) as `<name>.zip`."""
     native = getattr(storage, "save_output", None)
-    if native is not None:
+    if native is not None and extension != "*":
         return native(local_path, extension, prefix_uri)
     return _save_fallback(Path(local_path), extension, prefix_uri)
 
 
 def import_input(uri: str, extension: str, workdir: Path, expected_name: str) -> Path:
-    """Fetch a stored input into the work folder (unzipping folder-like ones) as `expected_name`."""
+    """Fetch a stored input into the work folder (unzipping folder-like ones) as `expected_name`.
+    Raises FileNotFoundError when the object is not in storage."""
+    if not storage.exists(uri):
+        raise FileNotFoundError(uri)
     native = getattr(storage, "import_input", None)
     if native is not None:
         return Path(native(uri, extension, workdir, expected_name))

@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from ingester.errors import ProcessingError
+from ingester.errors import ProcessingError, StorageError
 from ingester.graph import conditions as cond
 from ingester.graph import engines, files
 from ingester.graph.loader import resolve_command
@@ -77,7 +76,7 @@ class Runner:
             raise ValueError("a graph runs on exactly three tiles (T0, T1, T2)")
         self.graph = graph
         self.tiles = list(tiles)
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # scripts get it as an argument and run inside it
         self.log_path = Path(log_path)
         self.config = {**graph.config, **dict(config_overrides or {}), "workdir": str(self.workdir)}
         self.gpt = gpt
@@ -153,9 +152,8 @@ class Runner:
                 except FileNotFoundError:
                     raise ProcessingError(f"input {in_file.layer!r} of T{index} ({tile.tile_id} of {tile.scene_id}) "
                                           f"not found in storage: {uri}") from None
-                except OSError as exc:
-                    kind = "temporary" if exc.errno in engines.TEMPORARY_ERRNOS or exc.errno is None else "permanent"
-                    raise ProcessingError(f"cannot import {uri}: {exc}", kind) from None
+                except (OSError, StorageError) as exc:
+                    raise ProcessingError(f"cannot import {uri}: {exc}", "temporary") from None
 
     def run_steps(self, env: Mapping[str, str] | None = None) -> None:
         for step in self.graph.steps:
@@ -245,7 +243,3 @@ def python_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("GDAL_PAM_ENABLED", "NO")
     return env
-
-
-def is_nan(value: float) -> bool:
-    return isinstance(value, float) and math.isnan(value)

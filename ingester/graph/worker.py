@@ -55,7 +55,7 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
                                   "produced by the graph")
         try:
             uri = files.save(item.path, item.out.extension, item.tile.prefix)
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
             raise ProcessingError(f"cannot store {item.path.name} in {item.tile.prefix}: {exc}", "temporary") from None
         log(f"[ingester] stored T{item.tile_index} {item.out.layer}: {uri}")
         if action != "to_index":
@@ -72,7 +72,7 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
         uri = files.stored_uri(item.tile.prefix, item.path.name, item.out.extension)
         try:
             removed = files.delete(uri)
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
             raise ProcessingError(f"cannot delete {uri}: {exc}", "temporary") from None
         log(f"[ingester] deleted T{item.tile_index} {item.out.layer}: {uri}" + ("" if removed else " (not found)"))
     return outputs, notes
