@@ -316,3 +316,10 @@ def test_pass_graph_is_done_with_nothing(env):
     result, job = run(env, "Pass")
     assert result.outcome == "done" and result.outputs == ()
     assert not Path(job.workdir).exists()
+
+
+def test_tile_without_graph_name_is_an_error_not_the_scene_graph(env):
+    scene, tile = s1_scene(4)
+    scene.graph_name = "CopyProductToStorage"
+    result, _ = run(env, "", (scene, tile))
+    assert result.outcome == "error" and "has no tile graph" in result.message

@@ -32,7 +32,10 @@ def _ctx(job_storage: str, aoi: str, scene: Scene, tile: Tile) -> TileCtx:
 
 
 def _graph_of(job: TileJob) -> str:
-    return job.tile.graph_name or job.scene.graph_name
+    """The tile graph (the payload's tile_graph_name, carried by each tile); never the scene graph."""
+    if not job.tile.graph_name.strip():
+        raise GraphError(f"tile {job.tile.source_id} of {job.scene.source_id} has no tile graph (graph_name is empty)")
+    return job.tile.graph_name
 
 
 def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> tuple[list[IndexedOutput], list[str]]:
