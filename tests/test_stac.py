@@ -3,30 +3,21 @@ validated with pystac against the STAC 1.1 and extension schemas (vendored: no n
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pystac
 import pytest
-from pystac.validation import JsonSchemaSTACValidator, set_validator
 
 from ingester.index import StacDataset, StacTile, build_item, raster_band, write_stac
 from tests.fakes.graph_jobs import S2_ID, WKT
-
-SCHEMAS = Path(__file__).resolve().parent / "data" / "stac_schemas"
+from tests.fakes.stac_schemas import offline_validation
 
 
 @pytest.fixture
 def offline_validator():
-    """pystac's validator with the vendored extension schemas: a missing one would need the network."""
-    validator = JsonSchemaSTACValidator()
-    for path in SCHEMAS.glob("*.json"):
-        schema = json.loads(path.read_text())
-        validator.schema_cache[schema["$id"].rstrip("#")] = schema
-    set_validator(validator)
-    yield validator
-    set_validator(JsonSchemaSTACValidator())
+    with offline_validation() as validator:
+        yield validator
 
 
 S1_TAGS = {"constellation": "SENTINEL1", "satellite": "SENTINEL1A", "orbitDirection": "ASCENDING",

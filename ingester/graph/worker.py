@@ -6,6 +6,7 @@ turns `outputs` into datasets and sets the record's processingDate (reference §
 
 from __future__ import annotations
 
+import os
 import shutil
 import traceback
 from pathlib import Path
@@ -60,6 +61,7 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
             uri = files.save(item.path, item.out.extension, item.tile.prefix)
         except (OSError, StorageError) as exc:
             raise ProcessingError(f"cannot store {item.path.name} in {item.tile.prefix}: {exc}", "temporary") from None
+        uri = _absolute(uri)
         log(f"[ingester] stored T{item.tile_index} {item.out.layer}: {uri}")
         if action != "to_index":
             continue
@@ -79,6 +81,11 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
             raise ProcessingError(f"cannot delete {uri}: {exc}", "temporary") from None
         log(f"[ingester] deleted T{item.tile_index} {item.out.layer}: {uri}" + ("" if removed else " (not found)"))
     return outputs, notes
+
+
+def _absolute(uri: str) -> str:
+    """Indexed URIs must be readable from anywhere: a relative local path becomes absolute."""
+    return uri if "://" in uri or os.path.isabs(uri) else os.path.abspath(uri)
 
 
 def _raster_info(path: Path) -> dict:
