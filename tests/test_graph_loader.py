@@ -146,3 +146,13 @@ def test_dformat_parsing_is_case_insensitive_and_strict():
     for bad in ("int16,0,1,1", "int64,0,0,1", "int16,x,0,1"):
         with pytest.raises(ValueError):
             DFormat.parse(bad)
+
+
+def test_out_file_numbers_accept_numeric_strings_and_reject_others():
+    doc = copy.deepcopy(GOOD)
+    doc["out_files"][0][0].update(ext_min_value="-1", ext_max_value=1, nodata="NaN")
+    out = parse(doc).out_files[0][0]
+    assert out.ext_min_value == -1 and out.nodata != out.nodata
+    doc["out_files"][0][0].update(ext_max_value=[1])
+    with pytest.raises(GraphError, match=r"out_files\[0\]\[0\]\.ext_max_value: must be a number, got \[1\]"):
+        parse(doc)

@@ -60,19 +60,18 @@ class _Checker:
         return str(value)
 
     def number(self, raw: dict, key: str, where: str, default: float) -> float:
-        value = raw.get(key, default)
+        """A number, or a string holding one (the original's JSON accepts both); null means the default."""
+        value = raw.get(key)
         if value is None:
             return default
+        if not isinstance(value, bool) and isinstance(value, int | float):
+            return float(value)
         if isinstance(value, str):
             try:
                 return float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise self.fail(f"{where}.{key}", f"must be a number, got {json.dumps(value)}")
-        if isinstance(value, str):
-            raise self.fail(f"{where}.{key}", f"must be a number, got {json.dumps(value)}")
-        return float(value)
+        raise self.fail(f"{where}.{key}", f"must be a number, got {json.dumps(value)}")
 
     def condition(self, raw: dict, key: str, where: str, allowed: frozenset[str], place: str) -> str:
         value = raw.get(key)
