@@ -323,3 +323,18 @@ def test_tile_without_graph_name_is_an_error_not_the_scene_graph(env):
     scene.graph_name = "CopyProductToStorage"
     result, _ = run(env, "", (scene, tile))
     assert result.outcome == "error" and "has no tile graph" in result.message
+
+
+def test_steps_do_not_see_the_ingester_credentials(env, monkeypatch):
+    monkeypatch.setenv("INGESTER_CDSE_PASSWORD", "hunter2")
+    monkeypatch.setenv("INGESTER_ASF_TOKEN", "tok")
+    monkeypatch.setenv("MY_STEP_SETTING", "visible")
+    (env / "graphs" / "envdump.py").write_text(
+        "import os\nopen('20220104_A44_IW1_8951_env.txt', 'w').write(repr(sorted(os.environ.items())))\n")
+    name = graph(env, "g.json", [{"engine": "python", "command": "envdump.py", "args": {}}],
+                 [[{"layer": "env", "extension": "txt", "action": "to_create"}]])
+    scene, tile = s1_scene(4)
+    result, _ = run(env, name, (scene, tile))
+    assert result.outcome == "done", result.message
+    dumped = (prefix(env, scene, tile) / "20220104_A44_IW1_8951_env.txt").read_text()
+    assert "MY_STEP_SETTING" in dumped and "hunter2" not in dumped and "INGESTER_ASF_TOKEN" not in dumped
