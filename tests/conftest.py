@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 TESTDATA = (REPO / ".." / "shared" / "testdata").resolve()
 if not TESTDATA.exists():  # CI lays shared/ beside the clone
     TESTDATA = (REPO.parent / "shared" / "testdata").resolve()
-if not TESTDATA.exists():  # developers' worktrees live one level deeper (wt/<name>)
+if not TESTDATA.exists():  # a git worktree one level deeper (…/wt/<branch>)
     TESTDATA = (REPO.parent.parent / "shared" / "testdata").resolve()
 
 # Every remote endpoint points at a closed local port unless a test sets its fake: no test can

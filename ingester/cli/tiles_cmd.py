@@ -1,5 +1,65 @@
-"""tiles_cmd commands (registered on the shared Typer app)."""
+"""`ingester tiles`: scenes → tiles (S1 bursts chained across dates; tile = scene otherwise)."""
 
 from __future__ import annotations
 
-from ingester.cli import app  # noqa: F401
+from pathlib import Path
+
+import typer
+
+from ingester.cli import app
+from ingester.cli.common import UI, QuietOption, command, settings
+from ingester.errors import InputError, TilingError
+from ingester.payload import load_payload
+from ingester.scenes import read_scenes, write_scenes
+
+
+@app.command()
+@command
+def tiles(
+    payload_path: Path = typer.Argument(..., metavar="PAYLOAD", help="Payload JSON file (AOI, period, …)."),
+    scenes_path: Path | None = typer.Option(
+        None, "--scenes", help="scenes.json to split (default: run the scene search of the payload first)."),
+    output: Path = typer.Option(Path("outputs/tiles.json"), "--output", "-o", help="Tiles file to write."),
+    buffer: float | None = typer.Option(
+        None, "--buffer", help="Degrees added around the AOI before the burst test "
+        "(default: $INGESTER_AOI_BUFFER_DEGREES or 0.05)."),
+    quiet: bool = QuietOption,
+) -> None:
+    """List the tiles of the scenes: Sentinel-1 bursts over the AOI with their previous and reference
+    acquisition (from the product annotations only, no product download), or one tile per scene for
+    the other missions. Writes the tiles file (tiles.json format) atomically."""
+    from ingester.tiling import make_tiles
+    from ingester.tiling.inventory import NO_ANNOTATION
+
+    ui = UI(quiet)
+    if buffer is not None and buffer < 0:
+        raise InputError(f"--buffer: must be ≥ 0 degrees, got {buffer}")
+    payload = load_payload(payload_path)
+    config = settings(aoi_buffer_degrees=buffer)
+    if scenes_path is not None:
+        scenes = read_scenes(scenes_path).scenes
+    else:
+        from ingester import catalogue
+
+        search = getattr(catalogue, "search", None)
+        if search is None:
+            raise TilingError("the scene search is not available in this build; pass --scenes FILE")
+        scenes = search(payload, config).scenes
+    result = make_tiles(payload, scenes, config)
+    missing = [sid for sid, reason in result.skipped if reason.startswith(NO_ANNOTATION)]
+    if scenes and missing and len(missing) == len(scenes):
+        raise TilingError(f"no annotation found for any of the {len(scenes)} scenes; nothing written "
+                          "(check annotations_urls, INGESTER_CDSE_* settings and credentials)")
+    write_scenes(output, result.scenes)
+    n_tiles = sum(len(s.tiles) for s in result.scenes)
+    chained = sum(1 for s in result.scenes for t in s.tiles if t.previous is not None)
+    ui.info(f"{len(result.scenes)} scenes, {n_tiles} tiles ({chained} chained to a previous acquisition) "
+            f"→ {output}")
+    if result.skipped:
+        others = len(result.skipped) - len(missing)
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} without annotation")
+        if others:
+            parts.append(f"{others} without any burst over the AOI or unusable")
+        ui.info(f"skipped {len(result.skipped)} scenes: {', '.join(parts)}")
