@@ -33,6 +33,8 @@ class Settings:
     cdse_username: str = ""
     cdse_password: str = ""
     cdse_max_downloads: int = 4
+    cdse_page_size: int = 1000  # OData $top per request (the catalogue allows 1 … 1000)
+    cdse_max_skip: int = 10000  # the catalogue's $skip ceiling; past it the search is split by time window
     # ASF datapool (Earthdata bearer token)
     asf_url: str = "https://datapool.asf.alaska.edu"
     asf_token: str = ""

@@ -122,5 +122,13 @@ class CatalogueWarning(IngesterWarning):
     """A catalogue answer had something odd (no footprint, offline product, …)."""
 
 
+class CatalogueFilterWarning(CatalogueWarning):
+    """The catalogue returned a product that a payload filter excludes (dropped on the client)."""
+
+
+class OfflineProductWarning(CatalogueWarning):
+    """A product is offline (long-term archive): it is listed, flagged `metadata.online = false`."""
+
+
 class TilingWarning(IngesterWarning):
     """The tile inventory skipped or doubted something."""

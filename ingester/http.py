@@ -50,7 +50,12 @@ def server_message(response: requests.Response) -> str:
         for key in ("detail", "error_description", "message", "error", "Message"):
             value = body.get(key)
             if isinstance(value, dict):
-                value = value.get("message") or value.get("Message") or value
+                value = value.get("message") or value.get("Message") or value.get("ErrorMessage") or value
+            elif isinstance(value, list) and value and isinstance(value[0], dict) and "msg" in value[0]:
+                # validation errors: [{"loc": ["query", "$skip"], "msg": "Input should be …"}, …]
+                value = "; ".join(
+                    f"{'.'.join(str(p) for p in v.get('loc', [])[1:]) or 'request'}: {v.get('msg')}" for v in value
+                )
             if value:
                 return str(value)[:300]
     return str(body)[:300]

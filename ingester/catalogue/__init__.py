@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from ingester.scenes import Scene
+
+if TYPE_CHECKING:
+    from ingester.config import Settings
+    from ingester.payload import Payload
 
 
 @dataclasses.dataclass
@@ -14,3 +19,29 @@ class SearchResult:
     pages: int = 0  # provider pages fetched
     requests: int = 0  # HTTP requests sent
     catalogue: str = ""  # which catalogue answered
+    rows: int = 0  # catalogue rows examined (before client-side checks and de-duplication)
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason → products set aside
+    filters: dict[str, str] = dataclasses.field(default_factory=dict)  # catalogue parameters applied (defaults too)
+
+
+SUPPORTED = ("sentinel1", "sentinel2")
+
+
+def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None) -> SearchResult:
+    """The payload's scenes: rows page·limit … page·limit+limit−1 of the ordered catalogue result
+    (limit 0: all of them). `page`/`limit` default to the payload's. Raises InputError for a
+    constellation without a catalogue, CatalogueError when the catalogue fails."""
+    from ingester.errors import InputError
+
+    if settings.cdse_page_size < 1 or settings.cdse_page_size > 1000:
+        from ingester.errors import ConfigError
+
+        raise ConfigError(f"cdse_page_size must be 1 … 1000, got {settings.cdse_page_size}")
+    if payload.constellation in SUPPORTED:
+        from ingester.catalogue import cdse
+
+        return cdse.search(payload, settings, page, limit)
+    raise InputError(
+        f"{payload.path}: field 'scene_type.constellation': no catalogue is configured for "
+        f"{payload.constellation!r} in this version (supported: {', '.join(SUPPORTED)})"
+    )

@@ -1,5 +1,73 @@
-"""scenes_cmd commands (registered on the shared Typer app)."""
+"""`ingester scenes PAYLOAD`: search the catalogue and write outputs/scenes.json."""
 
 from __future__ import annotations
 
-from ingester.cli import app  # noqa: F401
+import time
+from pathlib import Path
+
+import typer
+
+from ingester.cli import app
+from ingester.cli.common import UI, JsonOption, QuietOption, command, print_json, settings
+from ingester.errors import IngesterError, InputError
+from ingester.payload import load_payload
+from ingester.scenes import write_scenes
+
+
+@app.command("scenes")
+@command
+def scenes(
+    payload: Path = typer.Argument(..., help="Payload file (GeoJSON AOI + period + constellation + graphs …)."),
+    page: int | None = typer.Option(None, "--page", min=0, help="0-based page (default: the payload's 'page')."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=0,
+        help="Rows per page of the ordered catalogue result; 0 = every scene (default: the payload's 'limit').",
+    ),
+    output: Path = typer.Option(Path("outputs/scenes.json"), "-o", "--output", help="Scenes file to write."),
+    quiet: bool = QuietOption,
+    json_: bool = JsonOption,
+) -> None:
+    """List the scenes over the payload's AOI and period, and write them to a scenes file.
+
+    The file can be edited by hand and given to `ingester tiles --scenes` or `ingester aoi --scenes`.
+    """
+    from ingester.catalogue import search
+
+    ui = UI(quiet=quiet)
+    started = time.monotonic()
+    loaded = load_payload(payload)
+    cfg = settings()
+    if ui.interactive:
+        with ui.err.status(f"searching the catalogue for {loaded.name} …"):
+            result = search(loaded, cfg, page, limit)
+    else:
+        result = search(loaded, cfg, page, limit)
+    try:
+        write_scenes(output, result.scenes, next_=result.next)
+    except (IsADirectoryError, NotADirectoryError) as exc:
+        raise InputError(f"--output {output}: not a file path ({exc.strerror})") from None
+    except OSError as exc:
+        raise IngesterError(f"cannot write {output}: {exc.strerror or exc}") from None
+    elapsed = time.monotonic() - started
+    summary = {
+        "output": str(output),
+        "scenes": len(result.scenes),
+        "next": result.next,
+        "catalogue": result.catalogue,
+        "rows": result.rows,
+        "pages": result.pages,
+        "requests": result.requests,
+        "dropped": result.dropped,
+        "filters": result.filters,
+        "elapsed_seconds": round(elapsed, 3),
+    }
+    if json_:
+        print_json(summary)
+    dropped = "".join(f", {n} {reason}" for reason, n in result.dropped.items())
+    applied = ", ".join(f"{k}={v}" for k, v in result.filters.items())
+    ui.info(f"catalogue filters applied: {applied}; checked again on every scene")
+    ui.info(
+        f"{len(result.scenes)} scene(s) found → {output} (catalogue {result.catalogue}: {result.rows} row(s), "
+        f"{result.pages} page(s), {result.requests} request(s){dropped}); next: {str(result.next).lower()}; "
+        f"{elapsed:.1f} s"
+    )
