@@ -60,6 +60,10 @@ class Settings:
     # Runs
     workers: int = 0  # 0: the CPU count
     lease_seconds: int = 300
+    scene_worker: str = "ingester.providers.worker:run_scene_job"  # import path of the scene worker
+    tile_worker: str = "ingester.graph.worker:run_tile_job"  # import path of the tile worker
+    retry_backoff: float = 30.0  # seconds before an automatic re-run; doubles per attempt
+    max_temporary_retries: int = 5  # temporary failures re-queued before counting as an error
     annotation_concurrency: int = 10
     aoi_buffer_degrees: float = 0.05
     annotation_sources: str = "cdse,urls"  # order of S1 annotation sources: CDSE Nodes, payload annotations_urls

@@ -1,5 +1,109 @@
-"""aoi_cmd commands (registered on the shared Typer app)."""
+"""`ingester aoi` (ingest an area and run its jobs) and `ingester run` (resume an AOI's pending work)."""
 
 from __future__ import annotations
 
-from ingester.cli import app  # noqa: F401
+from pathlib import Path
+
+import typer
+
+from ingester.cli import app
+from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
+from ingester.config import Settings
+from ingester.coordinator import RunReport, check_lock, new_run_id, run_aoi
+from ingester.errors import EXIT_JOBS_FAILED
+from ingester.ingest import commit, prepare
+from ingester.payload import load_payload
+from ingester.store import Store
+from ingester.workflow import summary_text
+
+WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the CPU count).")
+SceneWorkerOption = typer.Option(None, "--scene-worker", hidden=True, help="Import path of the scene worker.")
+TileWorkerOption = typer.Option(None, "--tile-worker", hidden=True, help="Import path of the tile worker.")
+
+
+def run_settings(db: str | None, workers: int | None, scene_worker: str | None, tile_worker: str | None) -> Settings:
+    return settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker)
+
+
+def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str | None = None,
+                      lock: bool = True) -> RunReport:
+    """Run the AOI, with a live 'n jobs finished' line on an interactive terminal."""
+    if not ui.interactive:
+        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock)
+    with ui.err.status(f"running the jobs of {aoi}…") as status:
+        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock,
+                       progress=lambda text: status.update(f"{aoi}: {text}"))
+
+
+def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None = None) -> None:
+    """Print the run summary (stderr text, or JSON on stdout) and exit 4 when jobs ended FAILED/RETRY."""
+    if as_json:
+        print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "executed": report.executed,
+                    "summary": report.summary, "unfinished": report.unfinished})
+    else:
+        ui.info(f"AOI {report.aoi}: {report.executed} jobs run (status {report.summary['status']})")
+        ui.info(summary_text(report.summary))
+    if report.failed:
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.unfinished.items() if v)
+        ui.error(f"some jobs did not finish: {counts} (see `ingester list tiles {report.aoi} --status FAILED`, "
+                 f"`ingester retry {report.aoi}`)")
+        raise typer.Exit(EXIT_JOBS_FAILED)
+
+
+@app.command("aoi")
+@command
+def aoi_command(
+    payload: Path = typer.Argument(..., help="Payload file (GeoJSON AOI + period + constellation + graphs + layers)."),
+    scenes: Path | None = typer.Option(None, "--scenes", help="Ingest exactly these scenes (tiles are computed)."),
+    tiles: Path | None = typer.Option(None, "--tiles", help="Ingest these scenes with their tiles as given."),
+    workers: int | None = WorkersOption,
+    db: str | None = DbOption,
+    create_layers: bool = typer.Option(False, "--create-layers", help="Create the payload's missing layers."),
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+    scene_worker: str | None = SceneWorkerOption,
+    tile_worker: str | None = TileWorkerOption,
+) -> None:
+    """Ingest an area: scenes (searched, or from --scenes/--tiles) → records, scenes and tiles in the store,
+    then run one download job per scene and one processing job per tile until no job can progress.
+
+    Without a file the catalogue is searched. Scenes already in the AOI are skipped; re-running is safe.
+    Exit 4 when some jobs ended FAILED or RETRY."""
+    ui = UI(quiet)
+    s = run_settings(db, workers, scene_worker, tile_worker)
+    loaded = load_payload(payload)
+    with Store(s.db) as store:
+        run_id = new_run_id()
+        check_lock(store, loaded.name, s.lease_seconds)
+        plan = prepare(store, loaded, s, str(scenes) if scenes else None, str(tiles) if tiles else None,
+                       create_layers)
+        result = commit(store, plan, run_id, create_layers, s.lease_seconds)
+        for scene_id, reason in result.skipped:
+            ui.info(f"skipped {scene_id}: {reason}")
+        ui.info(f"Ingestion of {result.scenes} scenes and {result.tiles} tiles from the {plan.source} "
+                f"(records: {result.records_created} created, {result.records_reused} reused)")
+        report = run_with_progress(ui, store, loaded.name, s, run_id, lock=False)
+        extra = {"ingested": {"scenes": result.scenes, "tiles": result.tiles, "skipped": len(result.skipped),
+                              "records_created": result.records_created, "records_reused": result.records_reused}}
+        render_report(ui, report, as_json, extra)
+
+
+@app.command("run")
+@command
+def run_command(
+    aoi: str = typer.Argument(..., help="AOI name (the payload's name)."),
+    workers: int | None = WorkersOption,
+    db: str | None = DbOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+    scene_worker: str | None = SceneWorkerOption,
+    tile_worker: str | None = TileWorkerOption,
+) -> None:
+    """Resume an AOI's pending work (after a crash, a reboot or `ingester retry`) without searching.
+
+    Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY."""
+    ui = UI(quiet)
+    s = run_settings(db, workers, scene_worker, tile_worker)
+    with Store(s.db) as store:
+        store.require_aoi(aoi)
+        render_report(ui, run_with_progress(ui, store, aoi, s), as_json)

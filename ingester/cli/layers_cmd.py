@@ -1,5 +1,49 @@
-"""layers_cmd commands (registered on the shared Typer app)."""
+"""`ingester layers add|list`: the variables and instances a payload's layers may name."""
 
 from __future__ import annotations
 
-from ingester.cli import app  # noqa: F401
+import typer
+
+from ingester.cli import app
+from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
+from ingester.records import add_layer
+from ingester.store import Store
+
+layers_app = typer.Typer(help="Layers (variable + instance) that payloads may name.", no_args_is_help=True)
+app.add_typer(layers_app, name="layers")
+
+
+@layers_app.command("add")
+@command
+def layers_add(
+    variable: str = typer.Argument(..., help="Variable name, e.g. B04 or SigmaNought."),
+    instance: str = typer.Argument(..., help="Instance name, e.g. raw or RNKell."),
+    dformat: str | None = typer.Option(None, "--dformat", help="dtype,nodata,min,max (default float32,0,0,1)."),
+    unit: str = typer.Option("", "--unit", help="Unit of the values."),
+    bands: str = typer.Option("", "--bands", help="Comma-separated band names (e.g. VV,VH)."),
+    db: str | None = DbOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Add a layer: the variable (created if new) and one instance of it."""
+    s = settings(db=db)
+    with Store(s.db) as store:
+        iid, created = add_layer(store, variable, instance, dformat, unit,
+                                 [b.strip() for b in bands.split(",") if b.strip()])
+    UI(quiet).info(f"{'added' if created else 'already present:'} {variable}/{instance} (instance id {iid})")
+
+
+@layers_app.command("list")
+@command
+def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
+    """List the layers (one line per variable/instance)."""
+    s = settings(db=db)
+    with Store(s.db) as store:
+        rows = store.layers()
+    if as_json:
+        print_json([{"variable": r.variable, "instance": r.instance, "instance_id": r.instance_id, "unit": r.unit,
+                     "dformat": {"dtype": r.dtype, "nodata": r.nodata, "min": r.min_value, "max": r.max_value},
+                     "bands": r.bands} for r in rows])
+        return
+    for r in rows:
+        typer.echo(f"{r.variable}\t{r.instance or '-'}\t{r.instance_id or '-'}\t"
+                   f"{r.dtype},{r.nodata:g},{r.min_value:g},{r.max_value:g}\t{r.unit}\t{','.join(r.bands)}")

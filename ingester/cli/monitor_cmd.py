@@ -1,5 +1,268 @@
-"""monitor_cmd commands (registered on the shared Typer app)."""
+"""Monitoring and repair: status, aois, list scenes|tiles, retry, fail, dot (all read the local store)."""
 
 from __future__ import annotations
 
-from ingester.cli import app  # noqa: F401
+import json
+from pathlib import Path
+
+import typer
+
+from ingester.cli import app
+from ingester.cli.aoi_cmd import (
+    SceneWorkerOption,
+    TileWorkerOption,
+    WorkersOption,
+    render_report,
+    run_settings,
+    run_with_progress,
+)
+from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
+from ingester.coordinator import acquire_lock, new_run_id, release_lock
+from ingester.errors import InputError
+from ingester.fileio import atomic_write_text
+from ingester.geometry import GeometryError, from_wkt, to_geojson
+from ingester.store import STATUSES, Store
+from ingester.workflow import FAILED, PENDING, RETRY, Policy, aoi_status, dot, set_status, summary, summary_text
+
+list_app = typer.Typer(help="List an AOI's scenes or tiles.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+
+StatusOption = typer.Option(None, "--status", "-s", help=f"Only this status ({', '.join(STATUSES)}).")
+
+
+def _status(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.upper() not in STATUSES:
+        raise InputError(f"--status {value!r}: unknown status; known: {', '.join(STATUSES)}")
+    return value.upper()
+
+
+@app.command("status")
+@command
+def status_command(
+    aoi: str | None = typer.Argument(None, help="AOI name (default: every AOI)."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Scenes and tiles per status, root tiles and their date range (one AOI or all)."""
+    s = settings(db=db)
+    with Store(s.db) as store:
+        names = [store.require_aoi(aoi).name] if aoi else store.aoi_names()
+        summaries = [summary(store, store.require_aoi(n).id) for n in names]
+    if as_json:
+        print_json(summaries[0] if aoi else summaries)
+        return
+    if not summaries:
+        typer.echo("no AOI in the store")
+    for i, item in enumerate(summaries):
+        if i:
+            typer.echo("")
+        typer.echo(f"AOI {item['aoi']} ({item['status']})")
+        typer.echo(summary_text(item))
+
+
+@app.command("aois")
+@command
+def aois_command(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
+    """The AOIs of the store, with their status and counts."""
+    s = settings(db=db)
+    with Store(s.db) as store:
+        rows = []
+        for name in store.aoi_names():
+            row = store.require_aoi(name)
+            scenes = store.one("SELECT count(*) FROM scene WHERE aoi_id = ?", (row.id,))
+            tiles = store.one("SELECT count(*) FROM tile WHERE aoi_id = ?", (row.id,))
+            rows.append({"aoi": name, "status": aoi_status(store, row.id), "scenes": scenes, "tiles": tiles,
+                         "locked_by": f"pid {row.lock_pid} on {row.lock_host}" if row.lock_run else ""})
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['aoi']}\t{r['status']}\t{r['scenes']} scenes\t{r['tiles']} tiles"
+                   + (f"\tlocked by {r['locked_by']}" if r["locked_by"] else ""))
+
+
+@list_app.command("scenes")
+@command
+def list_scenes(
+    aoi: str = typer.Argument(..., help="AOI name."),
+    status: str | None = StatusOption,
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The AOI's scenes, oldest first: id, status, date, source id, last message."""
+    s = settings(db=db)
+    wanted = _status(status)
+    with Store(s.db) as store:
+        rows = store.scene_rows(store.require_aoi(aoi).id, wanted)
+    if as_json:
+        print_json([{**r.to_json(), "aoi": aoi} for r in rows])
+        return
+    for r in rows:
+        typer.echo(f"{r.id}\t{r.status}\t{r.date}\t{r.source_id}\t{r.message}".rstrip())
+
+
+@list_app.command("tiles")
+@command
+def list_tiles(
+    aoi: str = typer.Argument(..., help="AOI name."),
+    status: str | None = StatusOption,
+    geojson: bool = typer.Option(False, "--geojson", help="Print a GeoJSON FeatureCollection of the tiles."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The AOI's tiles, oldest scene first: id, status, scene, tile, previous, reference, last message."""
+    s = settings(db=db)
+    wanted = _status(status)
+    with Store(s.db) as store:
+        aoi_id = store.require_aoi(aoi).id
+        rows = store.tile_rows(aoi_id, wanted)
+        wkts = {tid: json.loads(data).get("wkt", "") for tid, data in store.execute(
+            "SELECT id, data FROM tile WHERE aoi_id = ?", (aoi_id,))} if geojson else {}
+    if geojson:
+        features = []
+        for r in rows:
+            try:
+                geometry = to_geojson(from_wkt(wkts[r.id]))
+            except GeometryError:
+                geometry = None
+            features.append({"type": "Feature", "id": r.id, "geometry": geometry,
+                             "properties": {**r.to_json(), "aoi": aoi}})
+        print_json({"type": "FeatureCollection", "features": features})
+        return
+    if as_json:
+        print_json([{**r.to_json(), "aoi": aoi} for r in rows])
+        return
+    for r in rows:
+        typer.echo(f"{r.id}\t{r.status}\t{r.date}\t{r.scene_source_id}\t{r.source_id}\t"
+                   f"prev={r.prev or '-'}\tref={r.ref or '-'}\t{r.message}".rstrip())
+
+
+def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None) -> tuple[str, str | None, int | None]:
+    """(AOI name, kind, id) from exactly one of AOI / --scene / --tile."""
+    given = [x for x in (aoi, scene, tile) if x is not None]
+    if len(given) != 1:
+        raise InputError("give exactly one of AOI, --scene ID, --tile ID")
+    if scene is not None:
+        row = store.scene_row(scene)
+        if row is None:
+            raise InputError(f"--scene {scene}: no scene with this id")
+        return store.aoi_name_of(row.aoi_id), "scene", scene
+    if tile is not None:
+        trow = store.tile_row(tile)
+        if trow is None:
+            raise InputError(f"--tile {tile}: no tile with this id")
+        return store.aoi_name_of(trow.aoi_id), "tile", tile
+    assert aoi is not None
+    return store.require_aoi(aoi).name, None, None
+
+
+@app.command("retry")
+@command
+def retry_command(
+    aoi: str | None = typer.Argument(None, help="AOI name: retry all its RETRY scenes and tiles."),
+    scene: int | None = typer.Option(None, "--scene", help="Retry this scene (store id)."),
+    tile: int | None = typer.Option(None, "--tile", help="Retry this tile (store id)."),
+    workers: int | None = WorkersOption,
+    db: str | None = DbOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+    scene_worker: str | None = SceneWorkerOption,
+    tile_worker: str | None = TileWorkerOption,
+) -> None:
+    """RETRY → PENDING (with a fresh retry budget), then run the AOI. DONE work is never redone."""
+    ui = UI(quiet)
+    s = run_settings(db, workers, scene_worker, tile_worker)
+    with Store(s.db) as store:
+        name, kind, job_id = _target(store, aoi, scene, tile)
+        run_id = new_run_id()
+        acquire_lock(store, name, run_id, s.lease_seconds)
+        try:
+            row = store.require_aoi(name)
+            policy = Policy(int(row.settings.get("retry_count", 0)), s.retry_backoff, s.max_temporary_retries)
+            if kind is not None and job_id is not None:
+                set_status(store, kind, job_id, PENDING, policy=policy)
+                ui.info(f"{kind} {job_id}: RETRY → PENDING")
+            else:
+                n = 0
+                for k in ("scene", "tile"):
+                    ids = [r[0] for r in store.execute(
+                        f"SELECT id FROM {k} WHERE aoi_id = ? AND status = ? ORDER BY id", (row.id, RETRY))]
+                    for i in ids:
+                        set_status(store, k, i, PENDING, policy=policy)
+                    n += len(ids)
+                ui.info(f"{n} jobs of {name}: RETRY → PENDING")
+            report = run_with_progress(ui, store, name, s, run_id, lock=False)
+        except BaseException:
+            release_lock(store, name, run_id)
+            raise
+    render_report(ui, report, as_json)
+
+
+@app.command("fail")
+@command
+def fail_command(
+    scene: int | None = typer.Option(None, "--scene", help="Fail this scene and its tiles (store id)."),
+    tile: int | None = typer.Option(None, "--tile", help="Fail this tile (store id); its children are re-linked."),
+    force: bool = typer.Option(False, "--force", help="Fail whatever the current status."),
+    message: str = typer.Option("failed by hand", "--message", "-m", help="Message kept with the job."),
+    db: str | None = DbOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Set a scene or tile FAILED, with the fail cascade (children re-linked to its previous)."""
+    s = settings(db=db)
+    with Store(s.db) as store:
+        name, kind, job_id = _target(store, None, scene, tile)
+        assert kind is not None and job_id is not None
+        run_id = new_run_id()
+        acquire_lock(store, name, run_id, s.lease_seconds)
+        try:
+            set_status(store, kind, job_id, FAILED, message, force=force)
+        finally:
+            release_lock(store, name, run_id)
+        row = store.scene_row(job_id) if kind == "scene" else store.tile_row(job_id)
+    if as_json:
+        print_json({"aoi": name, "kind": kind, **row.to_json()})
+    else:
+        UI(quiet).info(f"{kind} {job_id} of {name}: FAILED")
+
+
+@app.command("history")
+@command
+def history_command(
+    scene: int | None = typer.Option(None, "--scene", help="A scene (store id)."),
+    tile: int | None = typer.Option(None, "--tile", help="A tile (store id)."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Every attempt of a job: when, where (run, host, pid), outcome, status after it, message, log."""
+    s = settings(db=db)
+    with Store(s.db) as store:
+        name, kind, job_id = _target(store, None, scene, tile)
+        assert kind is not None and job_id is not None
+        attempts = store.attempts(kind, job_id)
+    if as_json:
+        print_json({"aoi": name, "kind": kind, "id": job_id, "attempts": attempts})
+        return
+    for a in attempts:
+        typer.echo(f"{a['attempt']}\t{a['started_at']}\t{a['outcome'] or 'running'}\t{a['status'] or '-'}\t"
+                   f"run {a['run_id']} pid {a['pid']}@{a['host']}\t{a['message']}\t{a['log_path']}".rstrip())
+
+
+@app.command("dot")
+@command
+def dot_command(
+    aoi: str = typer.Argument(..., help="AOI name."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (default: stdout)."),
+    db: str | None = DbOption,
+) -> None:
+    """The AOI's scenes and tiles as a Graphviz digraph (colours by status)."""
+    s = settings(db=db)
+    with Store(s.db) as store:
+        text = dot(store, store.require_aoi(aoi).id)
+    if output:
+        atomic_write_text(output, text)
+    else:
+        typer.echo(text, nl=False)

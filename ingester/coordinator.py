@@ -1,0 +1,300 @@
+"""The run loop: one coordinator per AOI owns the store, hands job descriptions to an executor and
+writes each result in one transaction.
+
+Crash safety: the AOI's lock (pid, host, start, heartbeat) stops a second run at once (exit 3);
+a lock whose process is dead, or whose heartbeat is older than `lease_seconds`, is taken over.
+A claimed job carries a lease (run id + expiry renewed by the heartbeat); when a run takes the
+lock, the jobs still leased by an earlier run are put back in the queue (attempt `abandoned`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from ingester.config import Settings
+from ingester.errors import LockedError, StoreError
+from ingester.executor import Executor, LocalExecutor
+from ingester.ingest import graph_dirs
+from ingester.jobs import JobResult, SceneJob, TileJob
+from ingester.payload import Layer
+from ingester.records import index_outputs
+from ingester.scenes import Scene
+from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
+from ingester.workflow import PENDING, Policy, apply_outcome, summary, unfinished
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+# --- the AOI lock --------------------------------------------------------------------------------
+
+def lock_holder(store: Store, aoi: str, stale_after: float) -> str | None:
+    """A description of the live run holding the AOI's lock, or None (free or stale)."""
+    row = store.aoi(aoi)
+    if row is None or row.lock_run is None:
+        return None
+    fresh = row.lock_heartbeat is not None and monotonic_now() - row.lock_heartbeat < stale_after
+    if row.lock_host == host_name():
+        alive = row.lock_pid is not None and pid_alive(row.lock_pid) and fresh
+    else:
+        alive = fresh
+    if not alive:
+        return None
+    return f"pid {row.lock_pid} on host {row.lock_host} since {row.lock_started} (run {row.lock_run})"
+
+
+def check_lock(store: Store, aoi: str, stale_after: float) -> None:
+    holder = lock_holder(store, aoi, stale_after)
+    if holder:
+        raise LockedError(f"AOI {aoi!r} is locked by another run: {holder}")
+
+
+def acquire_lock(store: Store, aoi: str, run_id: str, stale_after: float) -> None:
+    """Take the AOI's lock (inside a transaction); re-queue what a dead run left leased."""
+    with store.transaction():
+        check_lock(store, aoi, stale_after)
+        row = store.aoi(aoi)
+        if row is None:
+            raise StoreError(f"no AOI named {aoi!r}")
+        store.execute("UPDATE aoi SET lock_run = ?, lock_pid = ?, lock_host = ?, lock_started = ?, "
+                      "lock_heartbeat = ? WHERE id = ?",
+                      (run_id, os.getpid(), host_name(), now_text(), monotonic_now(), row.id))
+        requeue_abandoned(store, row.id, run_id)
+
+
+def release_lock(store: Store, aoi: str, run_id: str) -> None:
+    with store.transaction():
+        store.execute("UPDATE aoi SET lock_run = NULL, lock_pid = NULL, lock_host = NULL, lock_started = NULL, "
+                      "lock_heartbeat = NULL WHERE name = ? AND lock_run = ?", (aoi, run_id))
+
+
+def requeue_abandoned(store: Store, aoi_id: int, run_id: str) -> int:
+    """Jobs leased by another (dead) run go back to the queue; their open attempts end `abandoned`."""
+    n = 0
+    for kind in ("scene", "tile"):
+        n += store.execute(f"UPDATE {kind} SET lease_run = NULL, lease_expires = NULL WHERE aoi_id = ? "
+                           "AND lease_run IS NOT NULL AND lease_run != ?", (aoi_id, run_id)).rowcount
+    store.execute("UPDATE job_attempt SET finished_at = ?, outcome = 'abandoned', status = 'PENDING', "
+                  "message = 'the run was interrupted; job re-queued' WHERE aoi_id = ? AND finished_at IS NULL "
+                  "AND run_id != ?", (now_text(), aoi_id, run_id))
+    return n
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class RunReport:
+    aoi: str
+    run_id: str
+    executed: int
+    summary: dict[str, Any]
+    unfinished: dict[str, int]
+    worker_deaths: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return any(self.unfinished.values())
+
+
+ExecutorFactory = Callable[[int, Settings], Executor]
+
+
+def default_executor(workers: int, settings: Settings) -> Executor:
+    return LocalExecutor(workers, settings)
+
+
+class Coordinator:
+    def __init__(self, store: Store, aoi: str, settings: Settings, run_id: str | None = None,
+                 progress: Callable[[str], None] | None = None):
+        self.store = store
+        self.aoi = store.require_aoi(aoi)
+        self.settings = settings
+        self.run_id = run_id or new_run_id()
+        self.progress = progress or (lambda _text: None)
+        conf = self.aoi.settings
+        self.policy = Policy(int(conf.get("retry_count", 0)), settings.retry_backoff,
+                             settings.max_temporary_retries)
+        self.instances: dict[str, str] = dict(conf.get("instances") or {})
+        self.layers = {k: Layer(v[0], v[1], self.instances.get(k, "")) for k, v in (conf.get("layers") or {}).items()}
+        self.graph_config: dict[str, str] = dict(conf.get("graph_config") or {})
+        self.storage_uri = conf.get("storage_uri") or settings.storage_uri
+        self.graph_dirs = graph_dirs(conf)
+        self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
+        self._scenes: dict[int, Scene] = {}
+
+    # -- claiming -------------------------------------------------------------------------------
+    def _claim(self, limit: int) -> list[tuple[str, int, int, int]]:
+        """Lease up to `limit` ready jobs (tiles first: they finish chains), in one transaction."""
+        claimed = []
+        now = monotonic_now()
+        expires = now + self.settings.lease_seconds
+        started = now_text()
+        with self.store.transaction():
+            for kind, order in (("tile", "(SELECT date FROM scene WHERE scene.id = tile.scene_id), id"),
+                                ("scene", "date, id")):
+                if len(claimed) >= limit:
+                    break
+                rows = self.store.execute(
+                    f"SELECT id, attempts FROM {kind} WHERE aoi_id = ? AND status = 'PENDING' AND lease_run IS NULL "
+                    f"AND not_before <= ? ORDER BY {order} LIMIT ?", (self.aoi.id, now, limit - len(claimed))
+                ).fetchall()
+                worker = self.settings.tile_worker if kind == "tile" else self.settings.scene_worker
+                for job_id, attempts in rows:
+                    attempt = attempts + 1
+                    self.store.execute(f"UPDATE {kind} SET lease_run = ?, lease_expires = ?, attempts = ? "
+                                       "WHERE id = ?", (self.run_id, expires, attempt, job_id))
+                    cur = self.store.execute(
+                        "INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, "
+                        "started_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (kind, job_id, self.aoi.id, attempt, self.run_id, host_name(), os.getpid(), worker, started))
+                    claimed.append((kind, job_id, attempt, cur.lastrowid))
+        return claimed
+
+    def _workdir(self, kind: str, job_id: int, attempt: int) -> str:
+        return str(Path(self.settings.workdir) / self.aoi.name / f"{kind}-{job_id}-{attempt}")
+
+    def scene_job(self, scene_id: int, attempt: int) -> SceneJob:
+        scene = self.store.scene(scene_id, with_tiles=True)
+        return SceneJob(scene_id, attempt, self.aoi.name, scene, scene.storage_uri or self.storage_uri,
+                        self._workdir("scene", scene_id, attempt), self.graph_dirs)
+
+    def _scene(self, scene_id: int) -> Scene:
+        """Scene attributes never change during a run: cache them (tiles of a scene share it)."""
+        scene = self._scenes.get(scene_id)
+        if scene is None:
+            if len(self._scenes) > 4096:
+                self._scenes.clear()
+            scene = self._scenes[scene_id] = self.store.scene(scene_id)
+        return scene
+
+    def tile_job(self, tile_id: int, attempt: int) -> TileJob:
+        row = self.store.tile_row(tile_id)
+        assert row is not None
+        scene = self._scene(row.scene_id)
+        tile = self.store.tile(tile_id)
+
+        def linked(link_id: int | None):
+            if link_id is None:
+                return None, None
+            link = self.store.tile_row(link_id)
+            return self.store.tile(link_id), self._scene(link.scene_id) if link else None
+
+        previous, previous_scene = linked(row.prev)
+        reference, reference_scene = linked(row.ref)
+        return TileJob(tile_id, attempt, self.aoi.name, scene, tile, previous, previous_scene, reference,
+                       reference_scene, scene.storage_uri or self.storage_uri, self._workdir("tile", tile_id, attempt),
+                       dict(self.layers), {**self.graph_config, **scene.graph_config}, self.graph_dirs)
+
+    # -- results --------------------------------------------------------------------------------
+    def _write(self, done: list[tuple[tuple[str, int, int, int], JobResult]]) -> None:
+        with self.store.transaction():
+            for (kind, job_id, _attempt, attempt_row), result in done:
+                if result.outcome == "done" and kind == "tile" and result.outputs:
+                    unknown = [o.layer for o in result.outputs if o.layer not in self.instances]
+                    if unknown:
+                        result = JobResult("error", f"outputs for layer(s) {', '.join(unknown)} that the payload "
+                                           "does not declare", log_path=result.log_path)
+                try:
+                    with self.store.savepoint():
+                        status = apply_outcome(self.store, kind, job_id, result, self.policy)
+                        if status == "DONE" and kind == "tile":
+                            index_outputs(self.store, job_id, result.outputs, self.instances)
+                except StoreError as exc:  # e.g. no record to index into: the job fails, the run goes on
+                    status = self.store.one(f"SELECT status FROM {kind} WHERE id = ?", (job_id,))
+                    result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
+                    if status == PENDING:
+                        status = apply_outcome(self.store, kind, job_id, result, self.policy)
+                self.store.execute("UPDATE job_attempt SET finished_at = ?, outcome = ?, status = ?, message = ?, "
+                                   "log_path = ? WHERE id = ?",
+                                   (now_text(), result.outcome, status, result.message, result.log_path, attempt_row))
+
+    def _heartbeat(self) -> None:
+        now = monotonic_now()
+        with self.store.transaction():
+            self.store.execute("UPDATE aoi SET lock_heartbeat = ? WHERE id = ? AND lock_run = ?",
+                               (now, self.aoi.id, self.run_id))
+            for kind in ("scene", "tile"):
+                self.store.execute(f"UPDATE {kind} SET lease_expires = ? WHERE aoi_id = ? AND lease_run = ?",
+                                   (now + self.settings.lease_seconds, self.aoi.id, self.run_id))
+
+    def _next_wakeup(self) -> float | None:
+        """Seconds until the earliest backed-off PENDING job becomes ready (None: none waiting)."""
+        t = self.store.one(
+            "SELECT min(nb) FROM (SELECT min(not_before) AS nb FROM scene WHERE aoi_id = ?1 AND status = 'PENDING' "
+            "AND lease_run IS NULL UNION ALL SELECT min(not_before) FROM tile WHERE aoi_id = ?1 "
+            "AND status = 'PENDING' AND lease_run IS NULL)", (self.aoi.id,))
+        return None if t is None else max(t - monotonic_now(), 0.0)
+
+    def run(self, executor: Executor) -> RunReport:
+        """Run jobs until none can progress; the caller holds the AOI's lock."""
+        executed = 0
+        capacity = max(executor.capacity * 4, 4)  # jobs in flight: keeps workers fed, batches the writes
+        beat_every = max(self.settings.lease_seconds / 3, 0.5)
+        last_beat = time.monotonic()
+        try:
+            while True:
+                if len(self.running) < capacity:
+                    for kind, job_id, attempt, attempt_row in self._claim(capacity - len(self.running)):
+                        try:
+                            job = self.scene_job(job_id, attempt) if kind == "scene" else self.tile_job(job_id, attempt)
+                            worker = self.settings.scene_worker if kind == "scene" else self.settings.tile_worker
+                            future = executor.submit(worker, job)
+                        except Exception as exc:  # a job that cannot even be described fails alone
+                            future = Future()
+                            future.set_result(JobResult("error", f"cannot build the {kind} job: {exc}"))
+                        self.running[future] = (kind, job_id, attempt, attempt_row)
+                if not self.running:
+                    wake = self._next_wakeup()
+                    if wake is None:
+                        break
+                    time.sleep(min(wake, beat_every) + 0.01)
+                else:
+                    done, _ = concurrent.futures.wait(list(self.running), timeout=beat_every,
+                                                      return_when=concurrent.futures.FIRST_COMPLETED)
+                    batch = [(self.running.pop(f), f.result()) for f in done]
+                    if batch:
+                        self._write(batch)
+                        executed += len(batch)
+                        self.progress(f"{executed} jobs finished")
+                if time.monotonic() - last_beat >= beat_every:
+                    self._heartbeat()
+                    last_beat = time.monotonic()
+        finally:
+            if self.running:  # interrupted: give the leases back so the next run re-queues at once
+                with self.store.transaction():
+                    requeue_abandoned(self.store, self.aoi.id, "")
+        return RunReport(self.aoi.name, self.run_id, executed, summary(self.store, self.aoi.id),
+                         unfinished(self.store, self.aoi.id), getattr(executor, "deaths", 0))
+
+
+def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
+            executor_factory: ExecutorFactory = default_executor, lock: bool = True,
+            progress: Callable[[str], None] | None = None) -> RunReport:
+    """Take the AOI's lock (unless the caller already holds it), run, release."""
+    run_id = run_id or new_run_id()
+    if lock:
+        acquire_lock(store, aoi, run_id, settings.lease_seconds)
+    try:
+        coordinator = Coordinator(store, aoi, settings, run_id, progress)
+        if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
+                         "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
+            return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id))
+        executor = executor_factory(workers or settings.workers, settings)
+        finished = False
+        try:
+            report = coordinator.run(executor)
+            finished = True
+            return report
+        finally:
+            executor.shutdown(wait=finished)
+    finally:
+        release_lock(store, aoi, run_id)

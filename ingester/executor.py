@@ -1,0 +1,266 @@
+"""Executors: run worker functions on job descriptions, away from the coordinator.
+
+The interface is small so that a Dask back-end can implement it later:
+
+    executor = LocalExecutor(workers=4, settings=settings)
+    future = executor.submit("ingester.graph.worker:run_tile_job", job)   # concurrent.futures.Future
+    result: JobResult = future.result()
+    executor.shutdown()
+
+A worker is named by an import path `module:function` and called as `fn(job, settings) -> JobResult`
+in a worker process. Every failure becomes a `JobResult`, never an exception in the coordinator: an
+import error is an `error` outcome naming what is missing, an exception raised by the worker is an
+`error` outcome with its text, and a worker process that dies (os._exit, SIGKILL, segfault) fails only
+the job it was running, with its exit code in the message; a fresh process replaces it.
+
+`LocalExecutor` keeps one pipe per worker process (not `ProcessPoolExecutor`, which breaks the whole
+pool when one process dies and cannot say which job killed it). Each process has at most
+`prefetch` jobs queued, in order, so the job at the head of its queue is the one running.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import multiprocessing
+import os
+import threading
+import traceback
+from concurrent.futures import Future
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol
+
+from ingester.config import Settings
+from ingester.jobs import JobResult
+
+
+class Executor(Protocol):
+    capacity: int
+
+    def submit(self, worker: str, job: Any) -> Future[JobResult]: ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
+
+
+def resolve_worker(path: str) -> Any:
+    """`module:function` → the function; raises ImportError/AttributeError with a clear text."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ImportError(f"worker {path!r} is not an import path of the form 'module:function'")
+    module = importlib.import_module(module_name)
+    try:
+        fn = getattr(module, attr)
+    except AttributeError:
+        raise AttributeError(f"module {module_name!r} has no function {attr!r}") from None
+    if not callable(fn):
+        raise ImportError(f"worker {path!r} is not callable")
+    return fn
+
+
+def call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None) -> JobResult:
+    """Resolve and call a worker; every failure becomes an `error` JobResult."""
+    cache = {} if cache is None else cache
+    try:
+        fn = cache.get(path) or resolve_worker(path)
+        cache[path] = fn
+    except (ImportError, AttributeError) as exc:
+        return JobResult("error", f"worker {path!r} is not available: {exc}")
+    try:
+        result = fn(job, settings)
+    except Exception as exc:  # a worker bug must not stop the run
+        tb = traceback.format_exc(limit=5)
+        return JobResult("error", f"worker {path} raised {type(exc).__name__}: {exc}", details={"traceback": tb})
+    if not isinstance(result, JobResult):
+        return JobResult("error", f"worker {path} returned {type(result).__name__}, not a JobResult")
+    return result
+
+
+def _worker_main(conn: Connection, settings: Settings) -> None:
+    """Loop of a worker process: receive (path, job), send the JobResult; stop on None or EOF."""
+    cache: dict[str, Any] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        path, job = message
+        result = call_worker(path, job, settings, cache)
+        try:
+            conn.send(result)
+        except (BrokenPipeError, OSError):
+            return
+        except Exception as exc:  # an unpicklable result
+            conn.send(JobResult("error", f"worker {path} returned a result that cannot be sent back: {exc}"))
+
+
+class _Proc:
+    def __init__(self, ctx: Any, settings: Settings):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, settings), daemon=True)
+        self.process.start()
+        child.close()
+        self.queue: collections.deque[tuple[Future[JobResult], tuple[str, Any]]] = collections.deque()
+
+
+class LocalExecutor:
+    """A local pool of worker processes with per-process pipes (see the module docstring)."""
+
+    def __init__(self, workers: int = 0, settings: Settings | None = None, prefetch: int = 2,
+                 start_method: str = "spawn"):
+        self.capacity = workers if workers > 0 else (os.cpu_count() or 1)
+        self.settings = settings or Settings()
+        self.prefetch = max(prefetch, 1)
+        self._ctx = multiprocessing.get_context(start_method)
+        self._pending: collections.deque[tuple[Future[JobResult], tuple[str, Any]]] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._closed = False
+        self._abort = False
+        self._procs = [_Proc(self._ctx, self.settings) for _ in range(self.capacity)]
+        self.deaths = 0
+        self._thread = threading.Thread(target=self._loop, name="ingester-executor", daemon=True)
+        self._thread.start()
+
+    def submit(self, worker: str, job: Any) -> Future[JobResult]:
+        future: Future[JobResult] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("executor is shut down")
+            self._pending.append((future, (worker, job)))
+        self._wake_w.send_bytes(b"x")
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the pool; with `wait` the jobs in flight finish first, else their processes are killed
+        (an interrupted run: the coordinator has already put their jobs back in the queue)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if not wait:
+            self._abort = True
+            for proc in self._procs:
+                proc.process.kill()
+        self._wake_w.send_bytes(b"x")
+        self._thread.join(timeout=30)
+        for proc in self._procs:
+            try:
+                proc.conn.send(None)
+            except OSError:
+                pass
+        for proc in self._procs:
+            proc.process.join(timeout=5)
+            if proc.process.is_alive():
+                proc.process.kill()
+                proc.process.join(timeout=5)
+            proc.conn.close()
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- dispatcher thread ----------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        if self._abort:
+            return
+        with self._lock:
+            for proc in self._procs:
+                while self._pending and len(proc.queue) < self.prefetch:
+                    future, message = self._pending.popleft()
+                    if not future.running() and not future.set_running_or_notify_cancel():
+                        continue  # cancelled before it started (re-queued futures are already running)
+                    try:
+                        proc.conn.send(message)
+                    except Exception as exc:  # unpicklable job or dead pipe
+                        future.set_result(JobResult("error", f"cannot send the job to a worker process: {exc}"))
+                        continue
+                    proc.queue.append((future, message))
+
+    def _replace(self, index: int) -> None:
+        proc = self._procs[index]
+        proc.process.join(timeout=1)
+        code = proc.process.exitcode
+        with self._lock:
+            closing = self._closed
+        if closing:  # killed by shutdown(wait=False): nothing is restarted
+            while proc.queue:
+                future, _ = proc.queue.popleft()
+                future.set_result(JobResult("error", "executor shut down while the job ran"))
+            return
+        self.deaths += 1
+        if proc.queue:
+            future, (path, _job) = proc.queue.popleft()
+            future.set_result(JobResult("error", f"the worker process running {path} died (exit code {code})"))
+        with self._lock:  # the jobs queued behind it never started: run them elsewhere
+            for item in reversed(proc.queue):
+                self._pending.appendleft(item)
+        proc.conn.close()
+        self._procs[index] = _Proc(self._ctx, self.settings)
+
+    def _loop(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:  # never leave a caller waiting on a future forever
+            with self._lock:
+                self._closed = True
+                items = list(self._pending) + [item for p in self._procs for item in p.queue]
+                self._pending.clear()
+            for future, _ in items:
+                if not future.done():
+                    future.set_result(JobResult("error", f"the executor failed: {type(exc).__name__}: {exc}"))
+            raise
+
+    def _serve(self) -> None:
+        while True:
+            self._dispatch()
+            with self._lock:
+                closing = self._closed
+            busy = any(p.queue for p in self._procs)
+            if closing and not busy:
+                break
+            waitables: list[Any] = [self._wake_r]
+            for proc in self._procs:
+                waitables.append(proc.conn)
+                waitables.append(proc.process.sentinel)
+            ready = wait(waitables, timeout=1.0)
+            if self._wake_r in ready:
+                while self._wake_r.poll():
+                    self._wake_r.recv_bytes()
+            for i, proc in enumerate(list(self._procs)):
+                if proc.conn in ready:
+                    try:
+                        while proc.conn.poll():
+                            result = proc.conn.recv()
+                            future, _ = proc.queue.popleft()
+                            future.set_result(result)
+                    except (EOFError, OSError):
+                        self._replace(i)
+                        continue
+                if proc.process.sentinel in ready and not proc.process.is_alive():
+                    self._replace(i)
+        with self._lock:
+            for future, _ in self._pending:
+                future.set_result(JobResult("error", "executor shut down before the job ran"))
+            self._pending.clear()
+
+
+class InlineExecutor:
+    """Runs workers in the coordinator's process, one at a time (debugging and small tests)."""
+
+    capacity = 1
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self._cache: dict[str, Any] = {}
+
+    def submit(self, worker: str, job: Any) -> Future[JobResult]:
+        future: Future[JobResult] = Future()
+        future.set_result(call_worker(worker, job, self.settings, self._cache))
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass

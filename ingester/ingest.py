@@ -1,0 +1,195 @@
+"""Ingesting an area (reference §4): validate everything, then write records, scenes and tiles in
+one transaction (which also takes the AOI's lock).
+
+`prepare` reads and checks (no write); `commit` writes. Bad input raises an InputError (exit 2)
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ingester.config import Settings
+from ingester.errors import InputError, ScenesFileError, StoreError, TilingWarning
+from ingester.payload import Payload
+from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
+from ingester.scenes import Scene, read_scenes
+from ingester.store import Store, dumps, now_text, scene_data, tile_data
+from ingester.times import format_time
+from ingester.workflow import FAILED, NEW, PENDING
+
+
+@dataclasses.dataclass
+class Plan:
+    payload: Payload
+    scenes: list[Scene]  # new scenes, with tiles, sorted by date
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (scene id, reason)
+    source: str = ""  # "tiles file", "scenes file", "catalogue"
+
+
+@dataclasses.dataclass
+class IngestResult:
+    aoi_id: int
+    scenes: int
+    tiles: int
+    records_created: int
+    records_reused: int
+    skipped: list[tuple[str, str]]
+
+
+def aoi_settings(payload: Payload, instances: dict[str, str]) -> dict[str, Any]:
+    """What a later `ingester run AOI` needs from the payload (stored with the AOI)."""
+    return {
+        "payload_path": os.path.abspath(payload.path) if payload.path and not payload.path.startswith("<") else "",
+        "retry_count": payload.retry_count,
+        "storage_uri": payload.storage_uri,
+        "graph_config": payload.graph_config,
+        "layers": {k: [v.variable, v.instance] for k, v in payload.layers.items()},
+        "instances": instances,
+        "record_tags": payload.record_tags,
+    }
+
+
+def _check_aoi(scenes: list[Scene], payload: Payload, origin: str) -> None:
+    for i, scene in enumerate(scenes):
+        if scene.aoi != payload.name:
+            raise ScenesFileError(f"{origin}: features[{i}].properties.aoi: {scene.aoi!r} differs from the payload "
+                                  f"name {payload.name!r} (this file is for another AOI)")
+
+
+def _check_links(scenes: list[Scene], store: Store, aoi: str, origin: str) -> None:
+    """Previous/reference tiles must exist in the file or in the store and not be FAILED."""
+    in_file = {t.key for s in scenes for t in s.tiles}
+    stored = store.tile_status_by_key(aoi)
+    for scene in scenes:
+        for tile in scene.tiles:
+            for name, link in (("previous", tile.previous), ("reference", tile.reference)):
+                if link is None or link.key in in_file:
+                    continue
+                found = stored.get(link.key)
+                if found is None:
+                    raise ScenesFileError(f"{origin}: scene {scene.source_id}, tile {tile.source_id}: {name} tile "
+                                          f"{link.source_id} of scene {link.scene_id} is neither in the file nor in "
+                                          f"the AOI {aoi!r}")
+                if found[1] == FAILED:
+                    raise ScenesFileError(f"{origin}: scene {scene.source_id}, tile {tile.source_id}: {name} tile "
+                                          f"{link.source_id} of scene {link.scene_id} (id {found[0]}) is FAILED")
+
+
+def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str | None = None,
+            tiles_file: str | None = None, create_layers: bool = False) -> Plan:
+    """Read and validate the input; nothing is written."""
+    if scenes_file and tiles_file:
+        raise InputError("give either --scenes or --tiles, not both")
+    if not create_layers:
+        resolve_layers(store, payload, create=False)
+    existing = store.scene_ids_in_aoi(payload.name)
+    skipped: list[tuple[str, str]] = []
+    if tiles_file:
+        origin, source = tiles_file, "tiles file"
+        scenes = read_scenes(tiles_file).scenes
+        _check_aoi(scenes, payload, origin)
+        new = []
+        for scene in scenes:
+            if scene.source_id in existing:
+                skipped.append((scene.source_id, "already in the AOI"))
+            elif not scene.tiles:
+                skipped.append((scene.source_id, "no tiles"))
+            else:
+                new.append(scene)
+    else:
+        if scenes_file:
+            origin, source = scenes_file, "scenes file"
+            scenes = read_scenes(scenes_file).scenes
+            _check_aoi(scenes, payload, origin)
+        else:
+            try:
+                from ingester.catalogue import search
+            except ImportError:
+                raise InputError("this ingester has no catalogue search yet: give the scenes with --scenes FILE "
+                                 "(from `ingester scenes`) or --tiles FILE") from None
+            origin, source = "catalogue", "catalogue"
+            scenes = [dataclasses.replace(s, aoi=s.aoi or payload.name) for s in search(payload, settings).scenes]
+        fresh = []
+        for scene in scenes:
+            if scene.source_id in existing:
+                skipped.append((scene.source_id, "already in the AOI"))
+            else:
+                fresh.append(scene)
+        from ingester.tiling import make_tiles
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", TilingWarning)
+            tiling = make_tiles(payload, fresh, settings, existing=store.aoi_tiles(payload.name))
+        skipped += tiling.skipped
+        new = [s for s in tiling.scenes if s.tiles]
+        skipped += [(s.source_id, "no tiles") for s in tiling.scenes if not s.tiles]
+    for scene in new:
+        check_record_tags(payload, scene)
+    _check_links(new, store, payload.name, origin)
+    new.sort(key=lambda s: (s.date, s.source_id))
+    return Plan(payload, new, skipped, source)
+
+
+def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
+           lock_stale_after: float = 300.0) -> IngestResult:
+    """One transaction: take the AOI's lock, resolve layers, records, scenes, tiles, links."""
+    from ingester.coordinator import acquire_lock  # the lock lives with the run loop
+
+    payload = plan.payload
+    created = reused = n_tiles = 0
+    with store.transaction():
+        instances = resolve_layers(store, payload, create=create_layers)
+        settings_json = dumps(aoi_settings(payload, instances))
+        now = now_text()
+        store.execute("INSERT INTO aoi (name, settings, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT (name) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+                      (payload.name, settings_json, now, now))
+        aoi_id = store.one("SELECT id FROM aoi WHERE name = ?", (payload.name,))
+        acquire_lock(store, payload.name, run_id, lock_stale_after)
+        keys: dict[tuple[str, str], int] = {k: v[0] for k, v in store.tile_status_by_key(payload.name).items()
+                                            if v[1] != FAILED}
+        pending_links = []
+        for scene in plan.scenes:
+            if scene.record_id:
+                record_id, was_created = trusted_record(store, scene), False
+            else:
+                record_id, was_created = find_or_create_record(store, scene)
+            created += was_created
+            reused += not was_created
+            stored = dataclasses.replace(scene, record_id=str(record_id), instances_id=dict(instances))
+            try:
+                cur = store.execute(
+                    "INSERT INTO scene (aoi_id, source_id, date, status, retry_countdown, record_id, data, tags, wkt, "
+                    "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (aoi_id, scene.source_id, format_time(scene.date), PENDING, payload.retry_count, record_id,
+                     scene_data(stored), dumps(scene.tags), scene.wkt, now))
+            except Exception as exc:
+                raise StoreError(f"scene {scene.source_id}: cannot store it: {exc}") from None
+            scene_id = cur.lastrowid
+            for tile in scene.tiles:
+                cur = store.execute(
+                    "INSERT INTO tile (scene_id, aoi_id, source_id, status, retry_countdown, data, updated_at) "
+                    "VALUES (?,?,?,?,?,?,?)", (scene_id, aoi_id, tile.source_id, NEW, payload.retry_count,
+                                               tile_data(tile), now))
+                keys[tile.key] = cur.lastrowid
+                n_tiles += 1
+                pending_links.append((cur.lastrowid, tile))
+        for tile_id, tile in pending_links:
+            prev = keys.get(tile.previous.key) if tile.previous else None
+            ref = keys.get(tile.reference.key) if tile.reference else None
+            if (tile.previous and prev is None) or (tile.reference and ref is None):
+                raise StoreError(f"insert tile {tile.source_id} of {tile.scene_id}: its previous or reference tile "
+                                 "is missing or FAILED (hint: check the parent tile is not FAILED)")
+            if prev is not None or ref is not None:
+                store.execute("UPDATE tile SET prev = ?, ref = ? WHERE id = ?", (prev, ref, tile_id))
+    return IngestResult(aoi_id, len(plan.scenes), n_tiles, created, reused, plan.skipped)
+
+
+def graph_dirs(aoi_settings_json: dict[str, Any]) -> tuple[str, ...]:
+    path = aoi_settings_json.get("payload_path") or ""
+    return (str(Path(path).parent),) if path else ()

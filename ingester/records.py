@@ -1,0 +1,195 @@
+"""Layers (variable + instance) and records (reference §9), with the store standing in for the Geocube.
+
+Records: one per scene; name = scene id, time = scene date, tags = the scene's tags plus
+`previous_scenes` / `reference_scenes`, each a JSON array (as a string) of the distinct scene ids
+its tiles point to, sorted (§15.20). A record is reused when name, time and tags are equal, the
+`processingDate` tag (set when a tile's outputs are indexed) excluded from the comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from ingester.errors import InputError, StoreError
+from ingester.jobs import IndexedOutput
+from ingester.payload import Layer, Payload
+from ingester.scenes import Scene
+from ingester.store import PROCESSING_DATE_TAG, Store, dumps, now_text
+from ingester.times import format_time
+
+DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64", "complex64")
+
+
+# --- layers --------------------------------------------------------------------------------------
+
+def parse_dformat(text: str) -> tuple[str, float, float, float]:
+    """`dtype,nodata,min,max` (e.g. `float32,0,0,1`)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 4:
+        raise InputError(f"--dformat {text!r}: expected dtype,nodata,min,max (e.g. float32,0,0,1)")
+    dtype = parts[0].lower()
+    if dtype not in DTYPES:
+        raise InputError(f"--dformat {text!r}: unknown dtype {parts[0]!r}; known: {', '.join(DTYPES)}")
+    try:
+        nodata, lo, hi = (float(p) for p in parts[1:])
+    except ValueError:
+        raise InputError(f"--dformat {text!r}: nodata, min and max must be numbers") from None
+    if lo > hi:
+        raise InputError(f"--dformat {text!r}: min {lo} is greater than max {hi}")
+    return dtype, nodata, lo, hi
+
+
+def add_layer(store: Store, variable: str, instance: str, dformat: str | None = None, unit: str = "",
+              bands: Sequence[str] = ()) -> tuple[int, bool]:
+    """Create the variable (if new) and its instance; returns (instance id, created)."""
+    from ingester.payload import IDENT_RE
+
+    for kind, name in (("variable", variable), ("instance", instance)):
+        if not IDENT_RE.match(name):
+            raise InputError(f"{kind} name {name!r} must match {IDENT_RE.pattern}")
+    with store.transaction():
+        row = store.execute("SELECT id, dtype, nodata, min_value, max_value FROM variable WHERE name = ?",
+                            (variable,)).fetchone()
+        if row is None:
+            dtype, nodata, lo, hi = parse_dformat(dformat) if dformat else ("float32", 0.0, 0.0, 1.0)
+            cur = store.execute(
+                "INSERT INTO variable (name, unit, dtype, nodata, min_value, max_value, bands, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (variable, unit, dtype, nodata, lo, hi, json.dumps(list(bands)),
+                                                    now_text()))
+            variable_id = cur.lastrowid
+        else:
+            variable_id = row[0]
+            if dformat and parse_dformat(dformat) != tuple(row[1:]):
+                raise InputError(f"variable {variable!r} exists with dformat "
+                                 f"{row[1]},{row[2]:g},{row[3]:g},{row[4]:g}; it cannot be changed")
+        existing = store.one("SELECT id FROM instance WHERE variable_id = ? AND name = ?", (variable_id, instance))
+        if existing is not None:
+            return existing, False
+        cur = store.execute("INSERT INTO instance (variable_id, name) VALUES (?, ?)", (variable_id, instance))
+        return cur.lastrowid, True
+
+
+def add_layer_command(layer: Layer) -> str:
+    return f"ingester layers add {shlex.quote(layer.variable)} {shlex.quote(layer.instance)}"
+
+
+def resolve_layers(store: Store, payload: Payload, create: bool = False) -> dict[str, str]:
+    """Payload layer → instance id (as a string, like the original's `instances_id`).
+
+    Missing layers raise an InputError listing them with the commands that add them; with
+    `create` they are created instead (call inside the ingestion transaction)."""
+    out: dict[str, str] = {}
+    missing: list[tuple[str, Layer]] = []
+    for name, layer in sorted(payload.layers.items()):
+        if layer.instance_id:
+            row = store.execute("SELECT v.name, i.name FROM instance i JOIN variable v ON v.id = i.variable_id "
+                                "WHERE i.id = ?", (layer.instance_id,)).fetchone()
+            if row is None or row != (layer.variable, layer.instance):
+                raise InputError(f"{payload.path}: field 'layers.{name}.instance_id': no instance "
+                                 f"{layer.instance_id} for {layer.variable}/{layer.instance} in the store")
+            out[name] = layer.instance_id
+            continue
+        iid = store.instance_id(layer.variable, layer.instance)
+        if iid is None:
+            missing.append((name, layer))
+        else:
+            out[name] = str(iid)
+    if missing and not create:
+        lines = "\n".join(f"  {add_layer_command(layer)}" for _, layer in missing)
+        names = ", ".join(f"{n} ({layer.variable}/{layer.instance})" for n, layer in missing)
+        raise InputError(f"{payload.path}: unknown layer(s) {names}. Add them with:\n{lines}\n"
+                         "or run `ingester aoi` with --create-layers")
+    for name, layer in missing:
+        iid, _ = add_layer(store, layer.variable, layer.instance)
+        out[name] = str(iid)
+    return out
+
+
+# --- records -------------------------------------------------------------------------------------
+
+def linked_scenes(scene: Scene) -> tuple[list[str], list[str]]:
+    """Sorted distinct scene ids the scene's tiles point to as previous and as reference."""
+    prev = sorted({t.previous.scene_id for t in scene.tiles if t.previous})
+    ref = sorted({t.reference.scene_id for t in scene.tiles if t.reference})
+    return prev, ref
+
+
+def record_tags(scene: Scene) -> dict[str, str]:
+    prev, ref = linked_scenes(scene)
+    tags = dict(scene.tags)
+    tags["previous_scenes"] = json.dumps(prev, separators=(",", ":"))
+    tags["reference_scenes"] = json.dumps(ref, separators=(",", ":"))
+    return tags
+
+
+def check_record_tags(payload: Payload, scene: Scene) -> None:
+    """Every payload `record_tags` pair must be among the scene's tags (§9.3)."""
+    for key, value in payload.record_tags.items():
+        if scene.tags.get(key) != value:
+            got = scene.tags.get(key)
+            raise InputError(f"scene {scene.source_id}: tag {key!r} is {json.dumps(got)}, but the payload's "
+                             f"record_tags require {json.dumps(value)}")
+
+
+def match_tags(tags: Mapping[str, str]) -> str:
+    return dumps({k: v for k, v in tags.items() if k != PROCESSING_DATE_TAG})
+
+
+def find_or_create_record(store: Store, scene: Scene) -> tuple[int, bool]:
+    """(record id, created) for a scene: reused when name, time and tags (minus processingDate) match."""
+    tags = record_tags(scene)
+    key = (scene.source_id, format_time(scene.date), match_tags(tags))
+    existing = store.one("SELECT id FROM record WHERE name = ? AND time = ? AND match_tags = ?", key)
+    if existing is not None:
+        return existing, False
+    cur = store.execute("INSERT INTO record (name, time, tags, match_tags, aoi_wkt, created_at) VALUES (?,?,?,?,?,?)",
+                        (key[0], key[1], dumps(tags), key[2], scene.wkt, now_text()))
+    return cur.lastrowid, True
+
+
+def trusted_record(store: Store, scene: Scene) -> int:
+    """A scene file's non-empty `data.record_id` is trusted, but it must exist."""
+    try:
+        rid = int(scene.record_id)
+    except ValueError:
+        rid = -1
+    if store.record(rid) is None:
+        raise InputError(f"scene {scene.source_id}: data.record_id {scene.record_id!r} is not a record of the store")
+    return rid
+
+
+# --- datasets ------------------------------------------------------------------------------------
+
+def index_outputs(store: Store, tile_id: int, outputs: Sequence[IndexedOutput],
+                  instances: Mapping[str, str]) -> int:
+    """Write a DONE tile's outputs as datasets of its scene's record and set the record's
+    processingDate tag (call inside the transaction that sets the tile DONE). Returns the count."""
+    if not outputs:
+        return 0
+    row = store.execute("SELECT s.record_id, t.aoi_id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.id = ?",
+                        (tile_id,)).fetchone()
+    if row is None or row[0] is None:
+        raise StoreError(f"tile {tile_id} has no record to index its outputs into")
+    record_id, aoi_id = row
+    now = now_text()
+    for out in outputs:
+        if out.layer not in instances:
+            raise StoreError(f"output layer {out.layer!r} ({out.uri}) is not one of the payload layers "
+                             f"({', '.join(sorted(instances)) or 'none'})")
+        store.execute(
+            "INSERT INTO dataset (record_id, instance_id, aoi_id, tile_id, layer, uri, bands, dtype, nodata, "
+            "min_value, max_value, real_min, real_max, exponent, extra, created_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (record_id, instance_id, uri) DO UPDATE SET "
+            "tile_id = excluded.tile_id, bands = excluded.bands, dtype = excluded.dtype, nodata = excluded.nodata, "
+            "min_value = excluded.min_value, max_value = excluded.max_value, real_min = excluded.real_min, "
+            "real_max = excluded.real_max, exponent = excluded.exponent, extra = excluded.extra",
+            (record_id, int(instances[out.layer]), aoi_id, tile_id, out.layer, out.uri, json.dumps(list(out.bands)),
+             out.dtype, out.nodata, out.min_value, out.max_value, out.real_min, out.real_max, out.exponent,
+             dumps(out.extra), now))
+    tags = json.loads(store.one("SELECT tags FROM record WHERE id = ?", (record_id,)))
+    tags[PROCESSING_DATE_TAG] = format_time(datetime.now(UTC))
+    store.execute("UPDATE record SET tags = ? WHERE id = ?", (dumps(tags), record_id))
+    return len(outputs)

@@ -1,0 +1,384 @@
+"""The workflow state machine (reference §10), pure logic over the store, with the defects of §15 fixed.
+
+Statuses: NEW (tile waiting for its scene and previous), PENDING (queued or running), DONE, RETRY
+(failed, waiting for a manual retry), FAILED (terminal).
+
+Rules, as implemented here:
+
+- Release: a NEW tile becomes PENDING when its scene is DONE, its previous is null or DONE, *and* its
+  reference is null or DONE (§15.27: the new previous of a re-linked child is checked too). It is
+  checked after every change that can make it true: a scene DONE, a tile DONE, a fail cascade.
+- One countdown rule (§15.26): `retry_countdown` starts at the payload's `retry_count` for every
+  scene and tile; it is decremented by one on each *automatic* re-run and never below 0; a manual
+  retry (`ingester retry`) restores the full budget. Bulk releases never touch it.
+- Outcomes (ingester/jobs.py): `done` → DONE (the message is cleared); `temporary` → PENDING again
+  after a backoff, at most `max_temporary_retries` times per round (a round ends with an automatic or
+  manual re-run), then handled as `error`; `fatal` → FAILED;
+  `error` → RETRY if the job `is_retriable`, else FAILED; RETRY with countdown > 0 → automatic re-run
+  after `retry_backoff × 2^(n-1)` seconds. The last error stays in `message`; every attempt with its
+  message is kept in `job_attempt` (the error history).
+- Fail cascade (§10.6 fixed): the failed tile's children take its previous; when the failed tile was
+  a root, its earliest child becomes the root and every other child and every tile that referenced
+  the failed tile now points to that new root (consistent links for all children).
+- Forced changes propagate every error (§15.28).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from ingester.errors import StoreError
+from ingester.jobs import JobResult
+from ingester.store import STATUSES, Store, monotonic_now, now_text
+
+NEW, PENDING, DONE, RETRY, FAILED = STATUSES
+# AOI status priority (§10.2): the first present wins.
+PRIORITY = (RETRY, PENDING, NEW, DONE, FAILED)
+COLOURS = {NEW: "gray", PENDING: "blue", DONE: "green", RETRY: "orange", FAILED: "red"}
+
+
+class TransitionError(StoreError):
+    """A status change the transition table does not allow."""
+
+
+# (current, requested) → action; anything else is refused (§10.4). Same for scenes and tiles.
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (PENDING, DONE): "finish",
+    (PENDING, RETRY): "retry",  # automatic re-run while the countdown lasts, else RETRY
+    (PENDING, FAILED): "fail",
+    (RETRY, DONE): "finish",
+    (RETRY, PENDING): "manual_retry",
+    (RETRY, FAILED): "fail",
+}
+FORCED: dict[str, str] = {DONE: "finish", PENDING: "manual_retry", FAILED: "fail", RETRY: "set", NEW: "set"}
+
+
+def action_for(kind: str, job_id: int, current: str, requested: str, force: bool = False) -> str | None:
+    """The action of the transition table; None when nothing changes (same status)."""
+    if requested not in STATUSES:
+        raise TransitionError(f"unknown status {requested!r}; known: {', '.join(STATUSES)}")
+    if current == requested:
+        return None
+    if force:
+        return FORCED[requested]
+    action = TRANSITIONS.get((current, requested))
+    if action is None:
+        raise TransitionError(f"cannot update {kind} {job_id} status {current}->{requested}")
+    return action
+
+
+@dataclasses.dataclass
+class Policy:
+    """Per-AOI retry settings."""
+
+    retry_count: int = 0
+    retry_backoff: float = 30.0
+    max_temporary_retries: int = 5
+
+    def backoff(self, n: int) -> float:
+        """Delay before the n-th re-run (n ≥ 1): backoff × 2^(n-1), capped at one hour."""
+        return min(self.retry_backoff * (2 ** max(n - 1, 0)), 3600.0) if self.retry_backoff > 0 else 0.0
+
+
+def _table(kind: str) -> str:
+    if kind not in ("scene", "tile"):
+        raise ValueError(kind)
+    return kind
+
+
+def _row(store: Store, kind: str, job_id: int) -> dict[str, Any]:
+    cur = store.execute(f"SELECT * FROM {_table(kind)} WHERE id = ?", (job_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise StoreError(f"no {kind} with id {job_id}")
+    return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+
+def _update(store: Store, kind: str, job_id: int, **values: Any) -> None:
+    values["updated_at"] = now_text()
+    cols = ", ".join(f"{k} = ?" for k in values)
+    store.execute(f"UPDATE {_table(kind)} SET {cols} WHERE id = ?", (*values.values(), job_id))
+
+
+_CLEAR_LEASE = {"lease_run": None, "lease_expires": None}
+
+
+# --- release -------------------------------------------------------------------------------------
+
+def release(store: Store, tile_ids: Iterable[int]) -> list[int]:
+    """NEW → PENDING for the given tiles that are ready (scene DONE, previous and reference null or DONE)."""
+    released = []
+    now = now_text()
+    for tid in tile_ids:
+        cur = store.execute(
+            "UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? WHERE id = ? AND status = 'NEW' "
+            "AND (SELECT status FROM scene WHERE scene.id = tile.scene_id) = 'DONE' "
+            "AND (prev IS NULL OR (SELECT p.status FROM tile p WHERE p.id = tile.prev) = 'DONE') "
+            "AND (ref IS NULL OR ref = id OR (SELECT r.status FROM tile r WHERE r.id = tile.ref) = 'DONE')",
+            (now, tid))
+        if cur.rowcount:
+            released.append(tid)
+    return released
+
+
+def _release_after_tile(store: Store, tile_id: int) -> list[int]:
+    ids = [r[0] for r in store.execute("SELECT id FROM tile WHERE (prev = ? OR ref = ?) AND status = 'NEW'",
+                                       (tile_id, tile_id))]
+    return release(store, ids)
+
+
+def _release_scene_tiles(store: Store, scene_id: int) -> list[int]:
+    ids = [r[0] for r in store.execute("SELECT id FROM tile WHERE scene_id = ? AND status = 'NEW' ORDER BY id",
+                                       (scene_id,))]
+    return release(store, ids)
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+def _finish(store: Store, kind: str, job_id: int) -> None:
+    _update(store, kind, job_id, status=DONE, message="", not_before=0, temporary_count=0, **_CLEAR_LEASE)
+    if kind == "scene":
+        _release_scene_tiles(store, job_id)
+    else:
+        _release_after_tile(store, job_id)
+
+
+def _retry(store: Store, kind: str, row: dict[str, Any], message: str, policy: Policy) -> str:
+    countdown = row["retry_countdown"]
+    if countdown > 0:
+        n = policy.retry_count - countdown + 1
+        _update(store, kind, row["id"], status=PENDING, message=message, retry_countdown=countdown - 1,
+                temporary_count=0, not_before=monotonic_now() + policy.backoff(n), **_CLEAR_LEASE)
+        return PENDING
+    _update(store, kind, row["id"], status=RETRY, message=message, **_CLEAR_LEASE)
+    return RETRY
+
+
+def _manual_retry(store: Store, kind: str, row: dict[str, Any], policy: Policy) -> None:
+    if kind == "tile":
+        scene_status = store.one("SELECT status FROM scene WHERE id = ?", (row["scene_id"],))
+        if scene_status != DONE:
+            raise TransitionError(f"cannot retry tile {row['id']} with scene status {scene_status}")
+        for link in ("prev", "ref"):
+            if row[link] is not None and row[link] != row["id"]:
+                status = store.one("SELECT status FROM tile WHERE id = ?", (row[link],))
+                if status != DONE:
+                    name = "previous" if link == "prev" else "reference"
+                    raise TransitionError(f"cannot retry tile {row['id']}: its {name} tile {row[link]} is {status}")
+    _update(store, kind, row["id"], status=PENDING, retry_countdown=policy.retry_count, temporary_count=0,
+            not_before=0, **_CLEAR_LEASE)
+
+
+def fail_tile(store: Store, tile_id: int, message: str, force: bool = False) -> list[int]:
+    """The fail cascade (§10.6, fixed); returns the tiles released by it."""
+    row = _row(store, "tile", tile_id)
+    prev, ref = row["prev"], row["ref"]
+    if prev is not None and not force:
+        p_status, p_scene_status = store.execute(
+            "SELECT t.status, s.status FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.id = ?",
+            (prev,)).fetchone()
+        if FAILED in (p_status, p_scene_status):
+            raise TransitionError(f"cannot fail tile {tile_id}: its previous tile {prev} or its scene is FAILED")
+    children = [r[0] for r in store.execute(
+        "SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.prev = ? ORDER BY s.date, t.id",
+        (tile_id,))]
+    if not force:
+        for child in children:
+            status = store.one("SELECT status FROM tile WHERE id = ?", (child,))
+            if status != NEW:
+                raise TransitionError(f"cannot fail tile {tile_id}: child tile {child} status {status}")
+    _update(store, "tile", tile_id, status=FAILED, message=message, prev=None, **_CLEAR_LEASE)
+    now = now_text()
+    if prev is None and ref is None and children:
+        new_root = children[0]
+        store.execute("UPDATE tile SET prev = NULL, ref = NULL, updated_at = ? WHERE id = ?", (now, new_root))
+        for child in children[1:]:
+            store.execute("UPDATE tile SET prev = ?, ref = ?, updated_at = ? WHERE id = ?",
+                          (new_root, new_root, now, child))
+        store.execute("UPDATE tile SET ref = ?, updated_at = ? WHERE ref = ? AND id != ?",
+                      (new_root, now, tile_id, new_root))
+    else:
+        for child in children:
+            store.execute("UPDATE tile SET prev = ?, updated_at = ? WHERE id = ?", (prev, now, child))
+        store.execute("UPDATE tile SET ref = ?, updated_at = ? WHERE ref = ?", (ref, now, tile_id))
+    return release(store, children)
+
+
+def fail_scene(store: Store, scene_id: int, message: str, force: bool = False) -> None:
+    """Fail a scene and, with the cascade, every tile of it."""
+    tiles = store.execute("SELECT id, status FROM tile WHERE scene_id = ? ORDER BY id", (scene_id,)).fetchall()
+    if not force:
+        for tid, status in tiles:
+            if status != NEW:
+                raise TransitionError(f"cannot fail scene {scene_id}: tile {tid} status {status}")
+    _update(store, "scene", scene_id, status=FAILED, message=message, **_CLEAR_LEASE)
+    for tid, status in tiles:
+        if status != FAILED:
+            fail_tile(store, tid, f"scene {scene_id} failed: {message}" if message else f"scene {scene_id} failed",
+                      force=True)
+
+
+def set_status(store: Store, kind: str, job_id: int, requested: str, message: str = "",
+               force: bool = False, policy: Policy | None = None) -> str | None:
+    """Apply one status change per the transition table, in one transaction. Returns the status the
+    job ends in, or None when nothing changed (same status)."""
+    policy = policy or Policy()
+    with store.transaction():
+        row = _row(store, kind, job_id)
+        action = action_for(kind, job_id, row["status"], requested, force)
+        if action is None:
+            return None
+        if action == "finish":
+            _finish(store, kind, job_id)
+            return DONE
+        if action == "retry":
+            return _retry(store, kind, row, message, policy)
+        if action == "manual_retry":
+            _manual_retry(store, kind, row, policy)
+            return PENDING
+        if action == "fail":
+            if kind == "tile":
+                fail_tile(store, job_id, message, force)
+            else:
+                fail_scene(store, job_id, message, force)
+            return FAILED
+        _update(store, kind, job_id, status=requested, message=message, **_CLEAR_LEASE)
+        return requested
+
+
+# --- job outcomes --------------------------------------------------------------------------------
+
+def is_retriable(store: Store, kind: str, job_id: int) -> bool:
+    data = store.one(f"SELECT data FROM {_table(kind)} WHERE id = ?", (job_id,))
+    return bool(json.loads(data).get("is_retriable", False)) if data else False
+
+
+def apply_outcome(store: Store, kind: str, job_id: int, result: JobResult, policy: Policy) -> str:
+    """Write a job's result (call inside a transaction); returns the job's new status.
+
+    `temporary` re-queues the job after a backoff (bounded), the others go through `set_status`."""
+    row = _row(store, kind, job_id)
+    if row["status"] != PENDING:
+        raise TransitionError(f"{kind} {job_id} finished while {row['status']}; result ignored")
+    outcome = result.outcome
+    message = result.message
+    if outcome == "temporary":
+        count = row["temporary_count"] + 1
+        if count <= policy.max_temporary_retries:
+            _update(store, kind, job_id, temporary_count=count, message=message,
+                    not_before=monotonic_now() + policy.backoff(count), **_CLEAR_LEASE)
+            return PENDING
+        outcome = "error"
+        message = f"{message} (still failing after {policy.max_temporary_retries} temporary retries)"
+    if outcome == "done":
+        requested = DONE
+    elif outcome == "fatal":
+        requested = FAILED
+    elif outcome == "error":
+        requested = RETRY if is_retriable(store, kind, job_id) else FAILED
+    else:
+        requested = FAILED
+        message = f"unknown outcome {outcome!r}: {message}"
+    return set_status(store, kind, job_id, requested, message, policy=policy) or requested
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+def _counts(store: Store, sql: str, params: tuple) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for status, n in store.execute(sql, params):
+        counts[status] = n
+    return counts
+
+
+def aoi_status(store: Store, aoi_id: int) -> str:
+    """§10.2: highest-priority scene status; if DONE, the same over the tiles of its DONE scenes."""
+    scenes = _counts(store, "SELECT status, count(*) FROM scene WHERE aoi_id = ? GROUP BY status", (aoi_id,))
+    if not any(scenes.values()):
+        return NEW
+    status = next(s for s in PRIORITY if scenes[s])
+    if status != DONE:
+        return status
+    tiles = _counts(store, "SELECT t.status, count(*) FROM tile t JOIN scene s ON s.id = t.scene_id "
+                           "WHERE t.aoi_id = ? AND s.status = 'DONE' GROUP BY t.status", (aoi_id,))
+    return next((s for s in PRIORITY if tiles[s]), DONE)
+
+
+def summary(store: Store, aoi_id: int) -> dict[str, Any]:
+    """The monitoring summary (§10.7) with empty dates shown as empty (§15.30)."""
+    scenes = _counts(store, "SELECT status, count(*) FROM scene WHERE aoi_id = ? GROUP BY status", (aoi_id,))
+    tiles = _counts(store, "SELECT status, count(*) FROM tile WHERE aoi_id = ? GROUP BY status", (aoi_id,))
+    roots = store.one("SELECT count(*) FROM tile WHERE aoi_id = ? AND prev IS NULL AND ref IS NULL "
+                      "AND status != 'FAILED'", (aoi_id,))
+    # earliest scene with a root tile / latest scene with a leaf tile: walk the scenes by date
+    first = store.one(
+        "SELECT s.date FROM scene s WHERE s.aoi_id = ? AND EXISTS (SELECT 1 FROM tile t WHERE t.scene_id = s.id "
+        "AND t.prev IS NULL AND t.ref IS NULL AND t.status != 'FAILED') ORDER BY s.date LIMIT 1", (aoi_id,))
+    last = store.one(
+        "SELECT s.date FROM scene s WHERE s.aoi_id = ? AND EXISTS (SELECT 1 FROM tile t WHERE t.scene_id = s.id "
+        "AND t.status != 'FAILED' AND NOT EXISTS (SELECT 1 FROM tile c WHERE c.prev = t.id)) "
+        "ORDER BY s.date DESC LIMIT 1", (aoi_id,))
+    return {
+        "aoi": store.aoi_name_of(aoi_id),
+        "status": aoi_status(store, aoi_id),
+        "scenes": {**{k.lower(): v for k, v in scenes.items()}, "total": sum(scenes.values())},
+        "tiles": {**{k.lower(): v for k, v in tiles.items()}, "total": sum(tiles.values())},
+        "root_tiles": roots,
+        "from": first[:10] if first else "",
+        "to": last[:10] if last else "",
+    }
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    lines = []
+    for title, key in (("Scenes", "scenes"), ("Tiles", "tiles")):
+        lines.append(f"{title}:")
+        for status in ("new", "pending", "done", "retry", "failed"):
+            lines.append(f"  {status + ':':<8} {s[key][status]}")
+        lines.append(f"  {'Total:':<8} {s[key]['total']}")
+    lines += ["", f"Root tiles : {s['root_tiles']}", f"  From: {s['from'] or '-'}", f"  To:   {s['to'] or '-'}"]
+    return "\n".join(lines)
+
+
+def unfinished(store: Store, aoi_id: int) -> dict[str, int]:
+    """Jobs that ended RETRY or FAILED (exit 4 when any)."""
+    out = {}
+    for kind in ("scene", "tile"):
+        for status in (RETRY, FAILED):
+            out[f"{kind}_{status.lower()}"] = store.one(
+                f"SELECT count(*) FROM {kind} WHERE aoi_id = ? AND status = ?", (aoi_id, status))
+    return out
+
+
+def _quote(text: str) -> str:
+    """A Graphviz quoted id; `\\n` sequences in labels are kept (Graphviz reads them as line breaks)."""
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def dot(store: Store, aoi_id: int) -> str:
+    """The AOI as a Graphviz digraph (§10.8, fixed): quoted ids, every scene, `[style=dotted]` edges."""
+    name = store.aoi_name_of(aoi_id)
+    scenes = store.execute("SELECT id, source_id, status FROM scene WHERE aoi_id = ? ORDER BY id",
+                           (aoi_id,)).fetchall()
+    tiles = store.execute("SELECT id, scene_id, source_id, status, prev FROM tile WHERE aoi_id = ? "
+                          "ORDER BY scene_id, id", (aoi_id,)).fetchall()
+    scene_status = {sid: status for sid, _, status in scenes}
+    lines = [f"digraph {_quote(name)} {{"]
+    for sid, source_id, status in scenes:
+        label = _quote(f"{source_id}\\n(id={sid})")
+        lines.append(f"{_quote(f's{sid}')} [label={label} shape=box color={COLOURS[status]}];")
+    for tid, _sid, source_id, status, _prev in tiles:
+        label = _quote(f"{source_id}\\n(id={tid})")
+        lines.append(f"{_quote(f't{tid}')} [label={label} color={COLOURS[status]}];")
+    for tid, sid, _source_id, _status, _prev in tiles:
+        style = "" if scene_status.get(sid) == DONE else " style=dotted"
+        lines.append(f"{_quote(f's{sid}')} -> {_quote(f't{tid}')} [color=gray{style}];")
+    for tid, _sid, _source_id, status, prev in tiles:
+        if prev is not None:
+            style = "" if status == DONE else " [style=dotted]"
+            lines.append(f"{_quote(f't{prev}')} -> {_quote(f't{tid}')}{style};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,101 @@
+"""Test workers, selected by import path (`--scene-worker tests.fakes.workers:succeed`, or the
+INGESTER_SCENE_WORKER / INGESTER_TILE_WORKER settings). They run in real worker processes.
+
+Every worker writes a marker file per execution in $FAKE_WORKER_MARKERS (when set), named
+`<kind>-<job id>-<attempt>-<pid>-<n>`, so tests count executions without trusting the store.
+`scripted` reads $FAKE_WORKER_SCRIPT: a JSON object `source id → [outcome, …]`, one per attempt
+(the last one repeats); an outcome is done/temporary/fatal/error/crash/raise; unlisted jobs succeed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+from ingester.jobs import IndexedOutput, JobResult, SceneJob, TileJob
+
+_counter = itertools.count()
+
+
+def _name(job: SceneJob | TileJob) -> tuple[str, str]:
+    if isinstance(job, TileJob):
+        return "tile", f"{job.scene.source_id}/{job.tile.source_id}"
+    return "scene", job.scene.source_id
+
+
+def _mark(job: SceneJob | TileJob, outcome: str) -> None:
+    folder = os.environ.get("FAKE_WORKER_MARKERS")
+    if not folder:
+        return
+    kind, name = _name(job)
+    path = Path(folder) / f"{kind}-{job.job_id}-{job.attempt}-{os.getpid()}-{next(_counter)}"
+    path.write_text(json.dumps({"name": name, "outcome": outcome}))
+
+
+def _outputs(job: SceneJob | TileJob) -> tuple[IndexedOutput, ...]:
+    layers = os.environ.get("FAKE_WORKER_LAYERS", "")
+    if not isinstance(job, TileJob) or not layers:
+        return ()
+    return tuple(IndexedOutput(layer=layer, uri=f"{job.storage_uri}/{job.aoi}/{job.tile.source_id}_{layer}.tif",
+                               tile_source_id=job.tile.source_id, dtype="uint16", max_value=10000.0)
+                 for layer in layers.split(","))
+
+
+def succeed(job: SceneJob | TileJob, settings: object) -> JobResult:
+    delay = float(os.environ.get("FAKE_WORKER_SLEEP", "0") or 0)
+    if delay:
+        time.sleep(delay)
+    _mark(job, "done")
+    return JobResult.done("ok", outputs=_outputs(job))
+
+
+def noop(job: SceneJob | TileJob, settings: object) -> JobResult:
+    """No marker, no sleep: the benchmark's worker."""
+    return JobResult("done")
+
+
+def fail(job: SceneJob | TileJob, settings: object) -> JobResult:
+    _mark(job, "error")
+    return JobResult("error", f"ERROR: cannot process {_name(job)[1]}")
+
+
+def fatal(job: SceneJob | TileJob, settings: object) -> JobResult:
+    _mark(job, "fatal")
+    return JobResult("fatal", "FATAL ERROR: corrupt product")
+
+
+def temporary(job: SceneJob | TileJob, settings: object) -> JobResult:
+    _mark(job, "temporary")
+    return JobResult("temporary", "503 Service Unavailable")
+
+
+def crash(job: SceneJob | TileJob, settings: object) -> JobResult:
+    _mark(job, "crash")
+    os._exit(17)
+
+
+def sleep(job: SceneJob | TileJob, settings: object) -> JobResult:
+    time.sleep(float(os.environ.get("FAKE_WORKER_SLEEP", "0.2") or 0.2))
+    _mark(job, "done")
+    return JobResult.done("slept")
+
+
+def scripted(job: SceneJob | TileJob, settings: object) -> JobResult:
+    script = json.loads(Path(os.environ["FAKE_WORKER_SCRIPT"]).read_text())
+    kind, name = _name(job)
+    key = name if name in script else (job.tile.source_id if isinstance(job, TileJob) else name)
+    plan = script.get(key) or ["done"]
+    outcome = plan[min(job.attempt, len(plan)) - 1]
+    if outcome == "crash":
+        _mark(job, "crash")
+        os._exit(17)
+    if outcome == "raise":
+        _mark(job, "raise")
+        raise RuntimeError(f"bug in the worker for {name}")
+    _mark(job, outcome)
+    if outcome == "done":
+        return JobResult.done("ok", outputs=_outputs(job))
+    return JobResult(outcome, f"{outcome} for {kind} {name} (attempt {job.attempt})")

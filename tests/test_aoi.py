@@ -1,0 +1,425 @@
+"""`ingester aoi` and `ingester run` end to end: real SQLite file, real worker processes, test workers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ingester.payload import load_payload
+from ingester.store import Store
+from tests.conftest import PYTHON, subprocess_env
+from tests.fakes.aoi_data import s1_chain, write_s1_tiles, write_s2_scenes
+
+W = "tests.fakes.workers"
+S2 = "DenmarkDemoS2"
+
+
+@pytest.fixture
+def markers(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "markers"
+    folder.mkdir()
+    monkeypatch.setenv("FAKE_WORKER_MARKERS", str(folder))
+    return folder
+
+
+@pytest.fixture
+def payload(tmp_path, repo) -> Path:
+    return Path(shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "denmark-s2.json"))
+
+
+def executions(folder: Path) -> list[tuple[str, int]]:
+    return sorted((p.name.split("-")[0], int(p.name.split("-")[1])) for p in folder.iterdir())
+
+
+def aoi(cli, *args, worker: str = "succeed", tile_worker: str | None = None):
+    return cli("aoi", *args, "--workers", "1", "--scene-worker", f"{W}:{worker}",
+               "--tile-worker", f"{W}:{tile_worker or worker}")
+
+
+def counts(db: str = "outputs/ingester.db") -> dict[str, int]:
+    with Store(db) as st:
+        return st.counts()
+
+
+def test_aoi_ingests_the_scenes_file_and_runs_each_job_once(cli, payload, tmp_path, markers):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ingested"] == {"scenes": 3, "tiles": 3, "skipped": 0, "records_created": 3, "records_reused": 0}
+    assert out["summary"]["scenes"]["done"] == 3 and out["summary"]["tiles"]["done"] == 3
+    assert out["executed"] == 6
+    assert len(executions(markers)) == 6 and len(set(executions(markers))) == 6
+    assert "Ingestion of 3 scenes and 3 tiles" in r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert st.one("SELECT count(*) FROM job_attempt WHERE outcome = 'done'") == 6
+        assert st.one("SELECT lock_run FROM aoi") is None  # released
+
+
+def test_rerunning_with_the_same_file_does_nothing_and_an_extended_file_adds_only_new_scenes(
+        cli, payload, tmp_path, markers):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    assert aoi(cli, payload, "--scenes", scenes, "--create-layers").exit_code == 0
+    r = aoi(cli, payload, "--scenes", scenes)
+    assert r.exit_code == 0, r.stderr
+    assert "Ingestion of 0 scenes and 0 tiles" in r.stderr and "0 jobs run" in r.stderr
+    assert len(executions(markers)) == 6
+    extended = write_s2_scenes(tmp_path / "more.json", 5)
+    r = aoi(cli, payload, "--scenes", extended, "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ingested"]["scenes"] == 2 and out["ingested"]["records_created"] == 2
+    assert out["executed"] == 4
+    assert len(executions(markers)) == 10 and len(set(executions(markers))) == 10
+    assert counts()["scene"] == 5
+
+
+def test_tiles_file_chains_run_in_order_and_later_dates_chain_onto_the_store(cli, tmp_path, repo, markers):
+    payload = tmp_path / "s1.json"
+    doc = json.loads((repo / "payloads" / "denmark-s1.json").read_text())
+    payload.write_text(json.dumps(doc))
+    chain = s1_chain("DenmarkDemoS1", 4, 2)
+    first = write_s1_tiles(tmp_path / "t1.json", chain[:2])
+    assert aoi(cli, payload, "--tiles", first, "--create-layers").exit_code == 0
+    later = write_s1_tiles(tmp_path / "t2.json", chain)  # the first two again (skipped) + two new dates
+    r = aoi(cli, payload, "--tiles", later, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 2
+    with Store("outputs/ingester.db") as st:
+        rows = st.execute("SELECT t.id, t.prev FROM tile t WHERE t.status = 'DONE' ORDER BY id").fetchall()
+        assert len(rows) == 8
+        started = {job: aid for aid, job in st.execute(
+            "SELECT id, job_id FROM job_attempt WHERE kind = 'tile' AND outcome = 'done'")}
+        for tid, prev in rows:
+            if prev is not None:
+                assert started[prev] < started[tid]  # a tile ran only after its previous was DONE
+        graph = {r[0]: r[1] for r in st.execute("SELECT data, prev FROM tile")}
+        assert sum(p is None for p in graph.values()) == 2  # still one chain per burst
+
+
+def test_legacy_tiles_file_with_its_legacy_payload(cli, testdata, markers):
+    r = aoi(cli, testdata / "payloads" / "DenmarkDemoS1.json", "--tiles", testdata / "payloads" / "tiles.json",
+            "--create-layers", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ingested"]["tiles"] == 9
+    assert out["summary"]["root_tiles"] == 3 and out["summary"]["tiles"]["done"] == 9
+    assert (out["summary"]["from"], out["summary"]["to"]) == ("2022-01-11", "2022-02-04")
+
+
+def test_jobs_that_end_retry_or_failed_give_exit_4_and_retry_finishes_them(cli, payload, tmp_path, markers,
+                                                                             monkeypatch):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    doc = json.loads(scenes.read_text())
+    ids = [f["properties"]["source_id"] for f in doc["features"]]
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({ids[0]: ["fatal"], f"{ids[1]}/{ids[1]}": ["error", "error", "error"]}))
+    monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="scripted")
+    assert r.exit_code == 4, r.stderr
+    out = json.loads(r.stdout)
+    assert out["unfinished"] == {"scene_retry": 0, "scene_failed": 1, "tile_retry": 1, "tile_failed": 1}
+    assert "some jobs did not finish" in r.stderr
+    with Store("outputs/ingester.db") as st:
+        tile = st.one("SELECT id FROM tile WHERE status = 'RETRY'")
+        history = st.attempts("tile", tile)
+        assert [h["outcome"] for h in history] == ["error", "error"]  # retry_count 1: one automatic re-run
+        assert st.one("SELECT message FROM tile WHERE id = ?", (tile,)).startswith("error for tile")
+    script.write_text(json.dumps({ids[0]: ["fatal"]}))
+    r = cli("retry", S2, "--workers", "1", "--scene-worker", f"{W}:scripted", "--tile-worker", f"{W}:scripted")
+    assert r.exit_code == 4  # the FAILED scene stays FAILED
+    with Store("outputs/ingester.db") as st:
+        assert st.one("SELECT status FROM tile WHERE id = ?", (tile,)) == "DONE"
+        assert st.one("SELECT message FROM tile WHERE id = ?", (tile,)) == ""
+
+
+def test_outputs_of_done_tiles_become_datasets_of_the_scene_record(cli, payload, tmp_path, markers, monkeypatch):
+    monkeypatch.setenv("FAKE_WORKER_LAYERS", "B04,B08")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    assert aoi(cli, payload, "--scenes", scenes, "--create-layers").exit_code == 0
+    with Store("outputs/ingester.db") as st:
+        datasets = st.datasets(aoi=S2)
+        assert len(datasets) == 4
+        assert {(d.variable, d.instance, d.dtype) for d in datasets} == {("B04", "raw", "uint16"),
+                                                                          ("B08", "raw", "uint16")}
+        for record in st.records(S2):
+            assert "processingDate" in record.tags
+
+
+def test_outputs_for_a_layer_the_payload_does_not_declare_fail_the_tile(cli, payload, tmp_path, markers,
+                                                                          monkeypatch):
+    monkeypatch.setenv("FAKE_WORKER_LAYERS", "NDVI")
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers")
+    assert r.exit_code == 4
+    with Store("outputs/ingester.db") as st:
+        assert "NDVI" in st.one("SELECT message FROM tile")
+        assert st.datasets() == []
+
+
+def test_missing_default_workers_end_jobs_with_a_clear_error_not_a_crash(cli, payload, tmp_path, monkeypatch):
+    monkeypatch.setenv("INGESTER_SCENE_WORKER", "ingester.nowhere.worker:run_scene_job")
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    r = cli("aoi", payload, "--scenes", scenes, "--create-layers", "--workers", "1")
+    assert r.exit_code == 4
+    with Store("outputs/ingester.db") as st:
+        assert "No module named 'ingester.nowhere'" in st.one("SELECT message FROM scene")
+
+
+def test_a_worker_process_that_dies_is_a_failed_attempt_not_a_hung_run(cli, payload, tmp_path, markers,
+                                                                        monkeypatch):
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="succeed", tile_worker="crash")
+    assert r.exit_code == 4
+    assert json.loads(r.stdout)["unfinished"]["tile_retry"] == 2
+    with Store("outputs/ingester.db") as st:
+        for (message,) in st.execute("SELECT message FROM tile"):
+            assert "died (exit code 17)" in message
+        assert st.one("SELECT count(*) FROM scene WHERE status = 'DONE'") == 2
+    assert executions(markers).count(("tile", 1)) == 2  # retry_count 1: one automatic re-run
+
+
+# --- bad input: exit 2 and the store unchanged ----------------------------------------------------------
+
+@pytest.fixture
+def seeded(cli, payload, tmp_path, markers):
+    """A store with one ingested scene, so 'unchanged' is checked on real content."""
+    assert aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "one.json", 1), "--create-layers").exit_code == 0
+    return counts()
+
+
+def _tiles_with_missing_previous(tmp_path: Path) -> Path:
+    chain = s1_chain("DenmarkDemoS2", 2, 1)
+    return write_s1_tiles(tmp_path / "orphan.json", chain[1:])
+
+
+@pytest.mark.parametrize("case", ["unknown layer", "other aoi", "missing previous", "corrupt json", "both files",
+                                  "missing payload"])
+def test_bad_input_exits_2_and_leaves_the_store_unchanged(cli, payload, tmp_path, seeded, case):
+    good = write_s2_scenes(tmp_path / "five.json", 5)
+    args: list = [payload, "--scenes", good]
+    if case == "unknown layer":
+        doc = json.loads(payload.read_text())
+        doc["layers"]["NDVI"] = {"variable": "NDVI", "instance": "v1"}
+        payload.write_text(json.dumps(doc))
+        expected = "ingester layers add NDVI v1"
+    elif case == "other aoi":
+        args = [payload, "--scenes", write_s2_scenes(tmp_path / "other.json", 5, aoi="Sweden")]
+        expected = "differs from the payload name 'DenmarkDemoS2'"
+    elif case == "missing previous":
+        args = [payload, "--tiles", _tiles_with_missing_previous(tmp_path)]
+        expected = "is neither in the file nor in the AOI"
+    elif case == "corrupt json":
+        bad = tmp_path / "bad.json"
+        bad.write_text(good.read_text()[:-40])
+        args = [payload, "--scenes", bad]
+        expected = "invalid JSON"
+    elif case == "both files":
+        args = [payload, "--scenes", good, "--tiles", good]
+        expected = "either --scenes or --tiles"
+    else:
+        args = [tmp_path / "nope.json", "--scenes", good]
+        expected = "file not found"
+    r = aoi(cli, *args)
+    assert r.exit_code == 2, r.stderr
+    assert expected in r.stderr
+    assert counts() == seeded
+
+
+def test_a_previous_tile_that_is_failed_is_refused(cli, tmp_path, repo, markers):
+    payload = Path(shutil.copy(repo / "payloads" / "denmark-s1.json", tmp_path / "s1.json"))
+    chain = s1_chain("DenmarkDemoS1", 2, 1)
+    assert aoi(cli, payload, "--tiles", write_s1_tiles(tmp_path / "a.json", chain[:1]), "--create-layers",
+               worker="fatal").exit_code == 4
+    before = counts()
+    r = aoi(cli, payload, "--tiles", write_s1_tiles(tmp_path / "b.json", chain))
+    assert r.exit_code == 2 and "is FAILED" in r.stderr
+    assert counts() == before
+
+
+# --- locks, leases, resume -------------------------------------------------------------------------
+
+def test_a_second_concurrent_run_exits_3_naming_the_holder(cli, payload, tmp_path, markers):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    env = subprocess_env({"FAKE_WORKER_SLEEP": "1.0", "INGESTER_SCENE_WORKER": f"{W}:sleep",
+                          "INGESTER_TILE_WORKER": f"{W}:sleep"})
+    first = subprocess.Popen([PYTHON, "-m", "ingester", "aoi", str(payload), "--scenes", str(scenes),
+                              "--create-layers", "--workers", "1", "-q"], env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        holder = None
+        while time.monotonic() < deadline and holder is None:
+            time.sleep(0.1)
+            if Path("outputs/ingester.db").exists():
+                with Store("outputs/ingester.db") as st:
+                    holder = st.one("SELECT lock_pid FROM aoi WHERE name = ?", (S2,))
+        assert holder == first.pid
+        r = aoi(cli, payload, "--scenes", scenes)
+        assert r.exit_code == 3
+        assert f"locked by another run: pid {first.pid}" in r.stderr
+        assert cli("run", S2).exit_code == 3
+    finally:
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err.decode()
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(cli, payload, tmp_path, markers):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    assert aoi(cli, payload, "--scenes", scenes, "--create-layers").exit_code == 0
+    dead = subprocess.Popen([PYTHON, "-c", "pass"])
+    dead.wait()
+    with Store("outputs/ingester.db") as st:
+        st.execute("UPDATE aoi SET lock_run = 'old', lock_pid = ?, lock_host = ?, lock_started = 'then', "
+                   "lock_heartbeat = ?", (dead.pid, __import__("os").uname().nodename, time.time()))
+    r = aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "more.json", 2))
+    assert r.exit_code == 0, r.stderr
+
+
+def test_run_requeues_the_jobs_a_dead_run_left_in_flight(cli, payload, tmp_path, markers):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    assert aoi(cli, payload, "--scenes", scenes, "--create-layers").exit_code == 0
+    with Store("outputs/ingester.db") as st:  # pretend a run died while the second tile was running
+        tile = st.one("SELECT max(id) FROM tile")
+        st.execute("UPDATE tile SET status = 'PENDING', lease_run = 'deadrun', lease_expires = 0 WHERE id = ?",
+                   (tile,))
+        st.execute("INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, started_at) "
+                   "VALUES ('tile', ?, 1, 2, 'deadrun', 'h', 1, 'then')", (tile,))
+    r = cli("run", S2, "--workers", "1", "--scene-worker", f"{W}:succeed", "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 0, r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert st.one("SELECT status FROM tile WHERE id = ?", (tile,)) == "DONE"
+        assert [a["outcome"] for a in st.attempts("tile", tile)] == ["done", "abandoned", "done"]
+    r = cli("run", "Nowhere")
+    assert r.exit_code == 2 and "no AOI named 'Nowhere'" in r.stderr
+
+
+def test_without_a_file_aoi_searches_the_catalogue_and_a_rerun_adds_nothing(cli, payload, markers, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from shapely.geometry import box
+
+    from tests.fakes.cdse_odata import FakeCdseCatalogue, s2_product
+
+    t = datetime(2022, 1, 1, 10, 34, 31, tzinfo=UTC)
+    over = box(9.0, 54.1, 10.6, 55.9)
+    with FakeCdseCatalogue() as fake:
+        fake.add([s2_product(sensing=t, geometry=over, tile="32UNF", cloud=12.0, relative_orbit=108),
+                  s2_product(sensing=t + timedelta(days=5), geometry=over, tile="32UNF", cloud=20.0,
+                             relative_orbit=108)])
+        monkeypatch.setenv("INGESTER_CDSE_CATALOGUE_URL", fake.url)
+        r = aoi(cli, payload, "--create-layers", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["ingested"]["scenes"] == 2
+        assert "from the catalogue" in r.stderr
+        r = aoi(cli, payload, "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["ingested"] == {"scenes": 0, "tiles": 0, "skipped": 2, "records_created": 0,
+                                                    "records_reused": 0}
+    assert len(executions(markers)) == 4
+
+
+def test_s1_scenes_are_split_into_bursts_and_new_acquisitions_chain_onto_the_store(cli, tmp_path, repo, testdata,
+                                                                                     markers, monkeypatch):
+    from ingester.scenes import write_scenes
+    from tests.fakes.cdse_nodes import IW2_2022, IW2_2023, FakeCdseNodes, make_product, product_scene
+
+    later, ascending, first = (make_product(testdata, IW2_2023, 1), make_product(testdata, IW2_2022),
+                               make_product(testdata, IW2_2023))
+    payload = repo / "payloads" / "losangeles-s1.json"
+    with FakeCdseNodes([later, ascending, first]) as fake:
+        for key, value in {"INGESTER_CDSE_DOWNLOAD_URL": fake.url, "INGESTER_CDSE_TOKEN_URL": fake.token_url,
+                           "INGESTER_CDSE_USERNAME": fake.username, "INGESTER_CDSE_PASSWORD": fake.password}.items():
+            monkeypatch.setenv(key, value)
+        tagged = {p.scene_id: product_scene(p, "LosAngelesS1") for p in (later, ascending, first)}
+        for scene in tagged.values():  # the catalogue adds the payload's record tags to every scene
+            scene.tags.update(load_payload(payload).record_tags)
+        write_scenes(tmp_path / "a.json", [tagged[p.scene_id] for p in (ascending, first)])
+        r = aoi(cli, payload, "--scenes", tmp_path / "a.json", "--create-layers", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["ingested"]["tiles"] == 4
+        write_scenes(tmp_path / "b.json", list(tagged.values()))
+        r = aoi(cli, payload, "--scenes", tmp_path / "b.json", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["ingested"] == {"scenes": 1, "tiles": 2, "skipped": 2, "records_created": 1,
+                                                    "records_reused": 0}
+    with Store("outputs/ingester.db") as st:
+        for tile in st.aoi_tiles("LosAngelesS1"):
+            if tile.scene_id == later.scene_id:  # chained onto the stored acquisition 12 days before
+                assert tile.previous.scene_id == first.scene_id and tile.reference.scene_id == first.scene_id
+        (record,) = [r for r in st.records("LosAngelesS1") if r.name == later.scene_id]
+        assert record.tags["previous_scenes"] == f'["{first.scene_id}"]'
+        assert {s for (s,) in st.execute("SELECT status FROM tile")} == {"DONE"}
+
+
+def test_temporary_failures_are_requeued_a_bounded_number_of_times(cli, payload, tmp_path, markers, monkeypatch):
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    monkeypatch.setenv("INGESTER_MAX_TEMPORARY_RETRIES", "2")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="temporary")
+    assert r.exit_code == 4
+    assert json.loads(r.stdout)["unfinished"]["scene_retry"] == 1
+    # 1 run + 2 temporary re-queues, then an error: retry_count 1 gives one automatic re-run of 3 more
+    assert executions(markers).count(("scene", 1)) == 6
+    with Store("outputs/ingester.db") as st:
+        assert "still failing after 2 temporary retries" in st.one("SELECT message FROM scene")
+
+
+def test_help_documents_every_option(cli):
+    text = cli("aoi", "--help").stdout
+    for option in ("--scenes", "--tiles", "--workers", "--db", "--create-layers", "--quiet", "--json"):
+        assert option in text
+    assert "--scene-worker" not in text  # test hook, hidden
+    for command in (["run"], ["status"], ["aois"], ["list", "scenes"], ["list", "tiles"], ["retry"], ["fail"],
+                    ["dot"], ["history"], ["layers", "add"], ["layers", "list"]):
+        assert cli(*command, "--help").exit_code == 0
+
+
+def test_a_result_that_cannot_be_recorded_fails_its_job_and_the_run_goes_on(cli, payload, tmp_path, markers,
+                                                                             monkeypatch):
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    assert aoi(cli, payload, "--scenes", scenes, "--create-layers", tile_worker="fail").exit_code == 4
+    with Store("outputs/ingester.db") as st:
+        broken = st.one("SELECT min(id) FROM scene")
+        st.execute("UPDATE scene SET record_id = NULL WHERE id = ?", (broken,))
+    monkeypatch.setenv("FAKE_WORKER_LAYERS", "B04")
+    r = cli("retry", S2, "--workers", "1", "--scene-worker", f"{W}:succeed", "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 4
+    with Store("outputs/ingester.db") as st:
+        rows = dict(st.execute("SELECT scene_id, status FROM tile"))
+        assert rows[broken] == "RETRY" and set(rows.values()) == {"RETRY", "DONE"}
+        assert "has no record to index its outputs into" in st.one(
+            "SELECT message FROM tile WHERE scene_id = ?", (broken,))
+        assert len(st.datasets()) == 1
+
+
+def test_different_aois_run_side_by_side_on_one_store(tmp_path, repo, markers):
+    procs = []
+    env = subprocess_env({"FAKE_WORKER_SLEEP": "0.1", "INGESTER_SCENE_WORKER": f"{W}:sleep",
+                          "INGESTER_TILE_WORKER": f"{W}:sleep"})
+    for name in ("DenmarkA", "DenmarkB"):
+        doc = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+        doc["name"] = name
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+        scenes = write_s2_scenes(tmp_path / f"{name}-scenes.json", 4, aoi=name)
+        procs.append(subprocess.Popen([PYTHON, "-m", "ingester", "aoi", str(tmp_path / f"{name}.json"), "--scenes",
+                                       str(scenes), "--create-layers", "--workers", "1", "-q"], env=env, cwd=tmp_path,
+                                      stderr=subprocess.PIPE))
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    with Store("outputs/ingester.db") as st:
+        assert st.aoi_names() == ["DenmarkA", "DenmarkB"]
+        assert {s for (s,) in st.execute("SELECT status FROM tile UNION SELECT status FROM scene")} == {"DONE"}
+        assert st.one("SELECT count(*) FROM record") == 4  # the same scenes: records shared
+    assert len(executions(markers)) == 16

@@ -1,0 +1,91 @@
+"""The local process pool: results, worker errors, missing workers, and worker processes that die."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from ingester.config import Settings
+from ingester.executor import InlineExecutor, LocalExecutor, resolve_worker
+from ingester.jobs import SceneJob
+from tests.fakes.aoi_data import S2_IDS, s2_scene
+
+W = "tests.fakes.workers"
+
+
+def job(i: int, attempt: int = 1) -> SceneJob:
+    return SceneJob(job_id=i, attempt=attempt, aoi="A", scene=s2_scene(S2_IDS[i % len(S2_IDS)]),
+                    storage_uri="outputs/storage", workdir=f"w{i}")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    ex = LocalExecutor(workers=2, settings=Settings())
+    yield ex
+    ex.shutdown()
+
+
+def test_jobs_run_in_other_processes_and_return_their_results(pool, tmp_path, monkeypatch):
+    results = [pool.submit(f"{W}:succeed", job(i)).result(timeout=60) for i in range(4)]
+    assert [r.outcome for r in results] == ["done"] * 4
+    assert pool.submit(f"{W}:fail", job(1)).result(timeout=60).outcome == "error"
+    assert pool.submit(f"{W}:fatal", job(1)).result(timeout=60).message == "FATAL ERROR: corrupt product"
+    assert pool.submit(f"{W}:temporary", job(1)).result(timeout=60).outcome == "temporary"
+
+
+def test_a_worker_that_raises_is_an_error_outcome(tmp_path, monkeypatch):
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({S2_IDS[0]: ["raise"]}))
+    monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))  # read by the worker process (spawned with this env)
+    with LocalExecutor(workers=1, settings=Settings()) as fresh:
+        result = fresh.submit(f"{W}:scripted", job(0)).result(timeout=60)
+    assert result.outcome == "error"
+    assert "RuntimeError: bug in the worker" in result.message
+
+
+@pytest.mark.parametrize("path,problem", [
+    ("ingester.nothing_here:run", "No module named 'ingester.nothing_here'"),
+    (f"{W}:no_such_function", "has no function 'no_such_function'"),
+    ("no_colon_path", "not an import path of the form 'module:function'"),
+])  # fmt: skip
+def test_a_missing_worker_ends_the_job_with_a_clear_error(pool, path, problem):
+    result = pool.submit(path, job(0)).result(timeout=60)
+    assert result.outcome == "error"
+    assert problem in result.message and path in result.message
+
+
+def test_a_worker_process_that_dies_fails_only_its_job(pool):
+    futures = [pool.submit(f"{W}:succeed", job(i)) for i in range(3)]
+    dead = pool.submit(f"{W}:crash", job(3))
+    futures += [pool.submit(f"{W}:succeed", job(i)) for i in range(4, 8)]
+    result = dead.result(timeout=60)
+    assert result.outcome == "error"
+    assert "died (exit code 17)" in result.message
+    assert [f.result(timeout=60).outcome for f in futures] == ["done"] * 7
+    assert pool.deaths >= 1
+    assert pool.submit(f"{W}:succeed", job(9)).result(timeout=60).outcome == "done"  # the pool goes on
+
+
+def test_the_default_workers_are_named_by_import_path():
+    s = Settings()
+    assert s.scene_worker == "ingester.providers.worker:run_scene_job"
+    assert s.tile_worker == "ingester.graph.worker:run_tile_job"
+    assert resolve_worker(f"{W}:succeed").__name__ == "succeed"
+
+
+def test_inline_executor_runs_in_process():
+    ex = InlineExecutor()
+    assert ex.submit(f"{W}:succeed", job(0)).result().outcome == "done"
+
+
+def test_shutdown_without_wait_kills_the_jobs_in_flight(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_WORKER_SLEEP", "30")
+    ex = LocalExecutor(workers=1, settings=Settings())
+    futures = [ex.submit(f"{W}:sleep", job(i)) for i in range(3)]
+    time.sleep(0.5)
+    ex.shutdown(wait=False)
+    results = [f.result(timeout=5) for f in futures]  # a finished job would say "done" (after 30 s)
+    assert [r.outcome for r in results] == ["error"] * 3
+    assert all(not p.process.is_alive() for p in ex._procs)

@@ -1,0 +1,166 @@
+"""Monitoring and repair commands: status, aois, list, retry, fail, dot."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingester.store import Store
+from tests.fakes.aoi_data import s1_chain, write_s1_tiles
+
+W = "tests.fakes.workers"
+AOI = "DenmarkDemoS1"
+
+
+@pytest.fixture
+def ingested(cli, tmp_path, repo, monkeypatch):
+    """3 dates × 2 bursts; the tile of burst 8979 of the middle date ends RETRY; everything else DONE."""
+    payload = Path(shutil.copy(repo / "payloads" / "denmark-s1.json", tmp_path / "s1.json"))
+    chain = s1_chain(AOI, 3, 2)
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({f"{chain[1].source_id}/A44_IW1_8979": ["error"]}))
+    monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    r = cli("aoi", payload, "--tiles", write_s1_tiles(tmp_path / "t.json", chain), "--create-layers", "--workers", "1",
+            "--scene-worker", f"{W}:scripted", "--tile-worker", f"{W}:scripted")
+    assert r.exit_code == 4, r.stderr
+    return script
+
+
+def tile_id(st: Store, date_index: int, burst: str) -> int:
+    return st.one("SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.source_id = ? "
+                  "ORDER BY s.date LIMIT 1 OFFSET ?", (burst, date_index))
+
+
+def test_status_prints_the_reference_summary(cli, ingested):
+    r = cli("status", AOI)
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[1:] == [
+        "Scenes:", "  new:     0", "  pending: 0", "  done:    3", "  retry:   0", "  failed:  0", "  Total:   3",
+        "Tiles:", "  new:     1", "  pending: 0", "  done:    4", "  retry:   1", "  failed:  0", "  Total:   6",
+        "", "Root tiles : 2", "  From: 2022-01-11", "  To:   2022-02-04",
+    ]
+    assert r.stdout.startswith(f"AOI {AOI} (RETRY)")
+    data = json.loads(cli("status", AOI, "--json").stdout)
+    assert data["tiles"] == {"new": 1, "pending": 0, "done": 4, "retry": 1, "failed": 0, "total": 6}
+    assert json.loads(cli("status", "--json").stdout) == [data]
+
+
+def test_status_of_an_empty_store_and_of_an_unknown_aoi(cli):
+    assert cli("status").stdout == "no AOI in the store\n"
+    r = cli("status", "Nowhere")
+    assert r.exit_code == 2 and "no AOI named 'Nowhere'" in r.stderr
+
+
+def test_aois_and_listings(cli, ingested):
+    (row,) = json.loads(cli("aois", "--json").stdout)
+    assert row == {"aoi": AOI, "status": "RETRY", "scenes": 3, "tiles": 6, "locked_by": ""}
+    scenes = json.loads(cli("list", "scenes", AOI, "--json").stdout)
+    assert [s["date"] for s in scenes] == sorted(s["date"] for s in scenes) and len(scenes) == 3
+    assert all(s["aoi"] == AOI for s in scenes)
+    retry = json.loads(cli("list", "tiles", AOI, "--status", "retry", "--json").stdout)
+    assert [(t["source_id"], t["status"]) for t in retry] == [("A44_IW1_8979", "RETRY")]
+    assert retry[0]["message"].startswith("error for tile")
+    assert len(cli("list", "tiles", AOI).stdout.splitlines()) == 6
+    r = cli("list", "tiles", AOI, "--status", "BROKEN")
+    assert r.exit_code == 2 and "unknown status" in r.stderr
+
+
+def test_tiles_as_geojson(cli, ingested):
+    doc = json.loads(cli("list", "tiles", AOI, "--geojson").stdout)
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 6
+    first = doc["features"][0]
+    assert first["geometry"]["type"] == "Polygon"
+    assert first["properties"]["status"] == "DONE" and first["properties"]["aoi"] == AOI
+
+
+def test_retry_a_tile_runs_it_and_releases_its_children(cli, ingested):
+    ingested.write_text("{}")
+    with Store("outputs/ingester.db") as st:
+        tid = tile_id(st, 1, "A44_IW1_8979")
+    r = cli("retry", "--tile", str(tid), "--workers", "1", "--scene-worker", f"{W}:scripted", "--tile-worker",
+            f"{W}:scripted")
+    assert r.exit_code == 0, r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert {s for (s,) in st.execute("SELECT status FROM tile")} == {"DONE"}
+    r = cli("retry", "--tile", str(tid))
+    assert r.exit_code == 1 and f"cannot update tile {tid} status DONE->PENDING" in r.stderr
+    r = cli("retry", AOI, "--tile", str(tid))
+    assert r.exit_code == 2 and "exactly one of" in r.stderr
+
+
+def test_fail_a_tile_relinks_its_child_and_a_done_tile_needs_force(cli, ingested):
+    with Store("outputs/ingester.db") as st:
+        middle = tile_id(st, 1, "A44_IW1_8979")
+        first, last = tile_id(st, 0, "A44_IW1_8979"), tile_id(st, 2, "A44_IW1_8979")
+    r = cli("fail", "--tile", str(middle), "-m", "bad burst")
+    assert r.exit_code == 0, r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert st.execute("SELECT status, message FROM tile WHERE id = ?", (middle,)).fetchone() == (
+            "FAILED", "bad burst")
+        assert st.execute("SELECT prev, ref, status FROM tile WHERE id = ?", (last,)).fetchone() == (
+            first, first, "PENDING")  # released: its new previous is DONE
+        assert st.one("SELECT lock_run FROM aoi") is None
+    r = cli("fail", "--tile", str(first))
+    assert r.exit_code == 1 and "cannot update tile" in r.stderr
+    r = cli("fail", "--scene", "999")
+    assert r.exit_code == 2 and "no scene with this id" in r.stderr
+
+
+def test_fail_a_scene_with_force(cli, ingested):
+    with Store("outputs/ingester.db") as st:
+        scene = st.one("SELECT id FROM scene ORDER BY date DESC LIMIT 1")
+    assert cli("fail", "--scene", str(scene)).exit_code == 1  # its tiles ran
+    r = cli("fail", "--scene", str(scene), "--force", "--json")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["status"] == "FAILED" and json.loads(r.stdout)["kind"] == "scene"
+    with Store("outputs/ingester.db") as st:
+        assert {s for (s,) in st.execute("SELECT status FROM tile WHERE scene_id = ?", (scene,))} == {"FAILED"}
+
+
+NODE = re.compile(r'^"([st]\d+)" \[label="[^"\\]*\\n\(id=\d+\)"( shape=box)? color=(gray|blue|green|orange|red)\];$')
+EDGE = re.compile(r'^"([st]\d+)" -> "(t\d+)"( \[(color=gray)?( ?style=dotted)?\])?;$')
+
+
+def parse_dot(text: str) -> tuple[str, dict[str, str], list[tuple[str, str]]]:
+    """A tiny parser for the subset of the DOT language the export writes; raises on anything else."""
+    lines = text.splitlines()
+    head = re.fullmatch(r'digraph "([^"]+)" \{', lines[0])
+    assert head and lines[-1] == "}", text
+    nodes, edges = {}, []
+    for line in lines[1:-1]:
+        if m := NODE.match(line):
+            nodes[m.group(1)] = m.group(3)
+        elif m := EDGE.match(line):
+            edges.append((m.group(1), m.group(2)))
+        else:
+            raise AssertionError(f"not valid for this grammar: {line!r}")
+    assert all(a in nodes and b in nodes for a, b in edges)
+    return head.group(1), nodes, edges
+
+
+def test_dot_is_valid_graphviz_with_every_scene_and_status_colours(cli, ingested, tmp_path):
+    r = cli("dot", AOI, "-o", tmp_path / "g.dot")
+    assert r.exit_code == 0
+    name, nodes, edges = parse_dot((tmp_path / "g.dot").read_text())
+    assert name == AOI
+    assert sum(n.startswith("s") for n in nodes) == 3 and sum(n.startswith("t") for n in nodes) == 6
+    assert sorted(nodes.values()).count("orange") == 1 and sorted(nodes.values()).count("gray") == 1
+    assert sum(a.startswith("s") for a, _ in edges) == 6 and sum(a.startswith("t") for a, _ in edges) == 4
+    assert cli("dot", AOI).stdout == (tmp_path / "g.dot").read_text()
+
+
+def test_history_shows_every_attempt_of_a_job(cli, ingested):
+    with Store("outputs/ingester.db") as st:
+        tid = tile_id(st, 1, "A44_IW1_8979")
+    data = json.loads(cli("history", "--tile", str(tid), "--json").stdout)
+    assert data["aoi"] == AOI and data["kind"] == "tile"
+    assert [(a["attempt"], a["outcome"], a["status"]) for a in data["attempts"]] == [
+        (1, "error", "PENDING"), (2, "error", "RETRY")]  # retry_count 1: one automatic re-run
+    assert all(a["pid"] and a["host"] and a["run_id"] for a in data["attempts"])
+    text = cli("history", "--tile", str(tid)).stdout.splitlines()
+    assert len(text) == 2 and "error for tile" in text[1]
