@@ -19,6 +19,7 @@ from tests.fakes.graph_jobs import S2_ID
 from tests.fakes.stac_schemas import offline_validation
 
 pytest.importorskip("ingester.store", reason="needs the workflow's store (lands with the workflow issue)")
+pytest.importorskip("ingester.providers.worker", reason="needs the download worker (lands with the download issue)")
 
 WKT = "POLYGON ((1.77 43.4, 3.1 43.4, 3.1 42.4, 1.77 42.4, 1.77 43.4))"
 
