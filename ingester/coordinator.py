@@ -27,6 +27,7 @@ from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
 from ingester.records import index_outputs
 from ingester.scenes import Scene
+from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
 from ingester.workflow import PENDING, Policy, apply_outcome, summary, unfinished
 
@@ -126,7 +127,7 @@ class Coordinator:
         self.instances: dict[str, str] = dict(conf.get("instances") or {})
         self.layers = {k: Layer(v[0], v[1], self.instances.get(k, "")) for k, v in (conf.get("layers") or {}).items()}
         self.graph_config: dict[str, str] = dict(conf.get("graph_config") or {})
-        self.storage_uri = conf.get("storage_uri") or settings.storage_uri
+        self.payload_storage_uri: str = conf.get("storage_uri") or ""
         self.graph_dirs = graph_dirs(conf)
         self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
         self._scenes: dict[int, Scene] = {}
@@ -159,12 +160,16 @@ class Coordinator:
                     claimed.append((kind, job_id, attempt, cur.lastrowid))
         return claimed
 
+    def _storage(self, scene: Scene) -> str:
+        """The scene's storage, else the payload's, else the settings' (checked at ingestion)."""
+        return resolve_storage_uri(scene.storage_uri, self.payload_storage_uri, self.settings)
+
     def _workdir(self, kind: str, job_id: int, attempt: int) -> str:
         return str(Path(self.settings.workdir) / self.aoi.name / f"{kind}-{job_id}-{attempt}")
 
     def scene_job(self, scene_id: int, attempt: int) -> SceneJob:
         scene = self.store.scene(scene_id, with_tiles=True)
-        return SceneJob(scene_id, attempt, self.aoi.name, scene, scene.storage_uri or self.storage_uri,
+        return SceneJob(scene_id, attempt, self.aoi.name, scene, self._storage(scene),
                         self._workdir("scene", scene_id, attempt), self.graph_dirs)
 
     def _scene(self, scene_id: int) -> Scene:
@@ -191,7 +196,7 @@ class Coordinator:
         previous, previous_scene = linked(row.prev)
         reference, reference_scene = linked(row.ref)
         return TileJob(tile_id, attempt, self.aoi.name, scene, tile, previous, previous_scene, reference,
-                       reference_scene, scene.storage_uri or self.storage_uri, self._workdir("tile", tile_id, attempt),
+                       reference_scene, self._storage(scene), self._workdir("tile", tile_id, attempt),
                        dict(self.layers), {**self.graph_config, **scene.graph_config}, self.graph_dirs)
 
     # -- results --------------------------------------------------------------------------------

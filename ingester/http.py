@@ -6,6 +6,7 @@ an OAuth2 token manager (password grant once, refresh-token grant before expiry)
 from __future__ import annotations
 
 import email.utils
+import http.client
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -61,6 +62,14 @@ def server_message(response: requests.Response) -> str:
     return str(body)[:300]
 
 
+class NoNetrcAuth:
+    """Session auth that adds nothing. Without it, `requests` replaces our bearer header with Basic
+    auth from a ~/.netrc entry for the host (sending the password where only a token should go)."""
+
+    def __call__(self, request):
+        return request
+
+
 class Service:
     """A remote service: base URL, session, retry policy, concurrency cap, optional token."""
 
@@ -86,6 +95,7 @@ class Service:
         self.sleep = sleep
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        self.session.auth = NoNetrcAuth()  # credentials come from settings/netrc explicitly, never implicitly
         self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
         hosts = {urlparse(self.base_url).hostname or ""}
         hosts.update(trusted_hosts)
@@ -205,6 +215,8 @@ class TokenManager:
         self.margin = margin
         self.timeout = timeout
         self.session = session or requests.Session()
+        if session is None:
+            self.session.auth = NoNetrcAuth()
         self.clock = clock
         self._lock = threading.Lock()
         self._access: str | None = None
@@ -253,3 +265,335 @@ class TokenManager:
         if body.get("refresh_token"):
             self._refresh = body["refresh_token"]
             self._refresh_expiry = now + float(body.get("refresh_expires_in", 3600))
+
+
+# --- transfers: streamed to `<name>.part`, resumed with Range, verified, then moved into place ----
+
+_CHUNK = 4 * 1024 * 1024
+
+
+class Expected:
+    """What a downloaded file must match: size and/or checksums (hex digests, lower case)."""
+
+    __slots__ = ("size", "md5", "blake3")
+
+    def __init__(self, size: int | None = None, md5: str | None = None, blake3: str | None = None):
+        self.size = size
+        self.md5 = md5.lower() if md5 else None
+        self.blake3 = blake3.lower() if blake3 else None
+
+    def __repr__(self) -> str:
+        return f"Expected(size={self.size}, md5={self.md5}, blake3={self.blake3})"
+
+    @property
+    def algorithm(self) -> str:
+        """The checksum to compute while streaming: the published one (BLAKE3 is faster), else BLAKE3."""
+        if self.blake3 or not self.md5:
+            return "blake3"
+        return "md5"
+
+    @property
+    def digest(self) -> str | None:
+        return self.blake3 if self.algorithm == "blake3" else self.md5
+
+
+class Verified:
+    """A verified file: where it is, its size, and the digest computed while streaming."""
+
+    __slots__ = ("path", "size", "algorithm", "digest", "checked")
+
+    def __init__(self, path: str, size: int, algorithm: str, digest: str, checked: str):
+        self.path = path
+        self.size = size
+        self.algorithm = algorithm
+        self.digest = digest
+        self.checked = checked  # "blake3", "md5", "size" or "none": what was compared to the catalogue
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "algorithm": self.algorithm, "digest": self.digest, "checked": self.checked}
+
+
+def new_hasher(algorithm: str):
+    if algorithm == "blake3":
+        from blake3 import blake3
+
+        return blake3(max_threads=1)
+    import hashlib
+
+    return hashlib.new(algorithm)
+
+
+def hash_file(path: str, algorithm: str, hasher: Any = None, limit: int | None = None) -> Any:
+    """Feed a file (or its first `limit` bytes) to a hasher; returns the hasher."""
+    hasher = hasher or new_hasher(algorithm)
+    remaining = limit
+    with open(path, "rb") as fh:
+        while remaining is None or remaining > 0:
+            block = fh.read(_CHUNK if remaining is None else min(_CHUNK, remaining))
+            if not block:
+                break
+            hasher.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return hasher
+
+
+def check(size: int, algorithm: str, digest: str, expected: Expected, announced: int | None,
+          name: str) -> str:
+    """Compare what was received with what the catalogue (or the server) announced; returns what was
+    checked, raises DownloadError on a mismatch."""
+    from ingester.errors import DownloadError
+
+    want_size = expected.size if expected.size is not None else announced
+    if want_size is not None and size != want_size:
+        raise DownloadError(f"{name}: size mismatch: received {size} bytes, expected {want_size}")
+    published = expected.digest
+    if published is not None:
+        if digest != published:
+            raise DownloadError(f"{name}: {algorithm.upper()} checksum mismatch: got {digest}, expected {published}")
+        return algorithm
+    return "size" if want_size is not None else "none"
+
+
+class TransferProgress:
+    """Progress callbacks of a transfer (no-op); `ingester.providers.progress` draws rich bars."""
+
+    def start(self, name: str, total: int | None, done: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def restart(self) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def _content_range_start(value: str | None) -> tuple[int, int | None] | None:
+    """(start, total) of a `Content-Range: bytes start-end/total` header."""
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        span, total = value[6:].split("/", 1)
+        start = int(span.split("-", 1)[0])
+        return start, (None if total.strip() == "*" else int(total))
+    except ValueError:
+        return None
+
+
+def download(service: Service, url: str, dest: str, *, expected: Expected | None = None, auth: bool = False,
+             progress: TransferProgress | None = None, max_resumes: int = 10, max_refetch: int = 2,
+             chunk_size: int = _CHUNK, part: str | None = None) -> Verified:
+    """Download `url` to `dest` through `<dest>.part`: bounded memory, resumed with `Range` after a
+    dropped connection (206 + matching Content-Range, else restart from 0), verified against the
+    published checksum or size (else the server's announced size), and renamed only when verified.
+
+    A mismatch deletes the part and fetches again (at most `max_refetch` times) before raising
+    DownloadError. HTTP errors surface as HTTPError from `Service.request`. `part` may name a
+    partial file kept elsewhere (e.g. across job attempts); an existing one is resumed."""
+    import os
+
+    from ingester.errors import DownloadError
+
+    expected = expected or Expected()
+    progress = progress or TransferProgress()
+    part = part or f"{dest}.part"
+    name = os.path.basename(dest)
+    last_error: DownloadError | None = None
+    for _fetch in range(max_refetch + 1):
+        try:
+            size, digest, announced = _stream(service, url, part, expected, auth, progress, max_resumes, chunk_size)
+            checked = check(size, expected.algorithm, digest, expected, announced, name)
+        except DownloadError as exc:
+            last_error = exc
+            try:
+                os.unlink(part)
+            except FileNotFoundError:
+                pass
+            progress.restart()
+            continue
+        _move(part, dest)
+        progress.finish()
+        return Verified(dest, size, expected.algorithm, digest, checked)
+    raise DownloadError(f"{last_error} (after {max_refetch + 1} downloads)")
+
+
+def _move(src: str, dest: str) -> None:
+    import os
+    import shutil
+
+    try:
+        os.replace(src, dest)
+    except OSError:  # another file system: copy to a temporary name beside dest, then rename
+        tmp = f"{dest}.moving"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+        os.unlink(src)
+
+
+def _stream(service: Service, url: str, part: str, expected: Expected, auth: bool, progress: TransferProgress,
+            max_resumes: int, chunk_size: int) -> tuple[int, str, int | None]:
+    """Fill `part` completely (resuming as needed); returns (size, hex digest, announced size)."""
+    import os
+
+
+    algorithm = expected.algorithm
+    offset = os.path.getsize(part) if os.path.exists(part) else 0
+    hasher = _BackgroundHasher(hash_file(part, algorithm, limit=offset) if offset else new_hasher(algorithm))
+    try:
+        return _stream_into(service, url, part, expected, auth, progress, max_resumes, chunk_size, offset, hasher)
+    finally:
+        hasher.close()
+
+
+def _stream_into(service: Service, url: str, part: str, expected: Expected, auth: bool,
+                 progress: TransferProgress, max_resumes: int, chunk_size: int, offset: int,
+                 hasher: _BackgroundHasher) -> tuple[int, str, int | None]:
+    import os
+
+    from ingester.errors import DownloadError
+
+    algorithm = expected.algorithm
+    announced: int | None = expected.size
+    ring = _Ring(chunk_size, hasher.depth + 2)
+    drops = 0
+    started = False
+    while True:
+        if expected.size is not None and offset == expected.size and offset > 0:
+            return offset, hasher.hexdigest(), announced
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        response = service.request("GET", url, auth=auth, stream=True, headers=headers, ok_statuses=(416,))
+        try:
+            if response.status_code == 416:  # nothing left to send: the part is complete (or wrong)
+                cr = _content_range_start(response.headers.get("Content-Range", "").replace("bytes */", "bytes 0-0/"))
+                total = cr[1] if cr else None
+                if total is not None and total == offset:
+                    return offset, hasher.hexdigest(), total
+                offset = 0  # restart from scratch
+                hasher.reset(new_hasher(algorithm))
+                open(part, "wb").close()
+                continue
+            if response.status_code not in (200, 206):  # e.g. 202: accepted, product not ready yet
+                raise HTTPError(f"{service.name}: GET {_short(url)} answered {response.status_code} instead of the "
+                                f"file: {server_message(response)} (not available yet, being restored?)",
+                                response.status_code, url)
+            if offset and response.status_code == 206:
+                cr = _content_range_start(response.headers.get("Content-Range"))
+                if cr is None or cr[0] != offset:
+                    raise DownloadError(f"{os.path.basename(part)}: server answered Range {offset}- with "
+                                        f"Content-Range {response.headers.get('Content-Range')!r}")
+                if cr[1] is not None:
+                    announced = announced if expected.size is not None else cr[1]
+                mode = "ab"
+            else:  # 200: the whole body, from the start
+                if offset:
+                    offset = 0
+                    hasher.reset(new_hasher(algorithm))
+                    progress.restart()
+                length = response.headers.get("Content-Length")
+                if expected.size is None and length and length.isdigit() and "Content-Encoding" not in response.headers:
+                    announced = int(length)
+                mode = "wb"
+            if not started:
+                progress.start(os.path.basename(part)[:-5], announced, offset)
+                started = True
+            before = offset
+            try:
+                with open(part, mode) as out:
+                    for block in _blocks(response, ring):
+                        out.write(block)
+                        hasher.update(block)
+                        offset += len(block)
+                        progress.advance(len(block))
+            except (requests.RequestException, OSError, http.client.HTTPException, _urllib3_errors()) as exc:
+                if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | TimeoutError):
+                    raise
+                drops = drops + 1 if offset == before else 1
+                if drops > max_resumes:  # no response: temporary; the part is kept for a later attempt
+                    raise HTTPError(f"{service.name}: GET {_short(url)}: connection dropped {drops} time(s) in a "
+                                    f"row at byte {offset} ({type(exc).__name__})", None, url) from None
+                service.sleep(min(service.backoff * 2 ** (drops - 1), 30.0))
+                continue
+            if announced is not None and offset < announced:  # closed early without an error
+                drops = drops + 1 if offset == before else 1
+                if drops > max_resumes:
+                    raise HTTPError(f"{service.name}: GET {_short(url)}: transfer stops at {offset} of {announced} "
+                                    "bytes", None, url)
+                continue
+            return offset, hasher.hexdigest(), announced
+        finally:
+            response.close()
+
+
+class _Ring:
+    """Reusable receive buffers: no allocation per chunk (a fresh process would otherwise map and
+    unmap every 1 MiB block, which costs more than the transfer). With `depth + 2` buffers and a
+    hasher queue of `depth`, a buffer is refilled only after the hasher has finished with it."""
+
+    def __init__(self, size: int, count: int):
+        self.views = [memoryview(bytearray(size)) for _ in range(count)]
+        self.next = 0
+
+    def take(self) -> memoryview:
+        view = self.views[self.next % len(self.views)]
+        self.next += 1
+        return view
+
+
+def _blocks(response: requests.Response, ring: _Ring):
+    """The body's chunks as they arrive, read into the ring's buffers (http.client's readinto);
+    urllib3's read1 when the body is content-encoded or the connection is not http.client's."""
+    fp = getattr(response.raw, "_fp", None)
+    if isinstance(fp, http.client.HTTPResponse) and not response.headers.get("Content-Encoding"):
+        while True:
+            view = ring.take()
+            n = fp.readinto(view)
+            if not n:
+                return
+            yield view[:n]
+    read = response.raw.read1 if hasattr(response.raw, "read1") else response.raw.read
+    while block := read(len(ring.views[0])):
+        yield block
+
+
+class _BackgroundHasher:
+    """Hashes chunks on a second thread (hashlib and blake3 release the GIL on large buffers), so
+    checksumming overlaps the network and disk I/O; a bounded queue keeps memory bounded."""
+
+    def __init__(self, hasher: Any, depth: int = 4):
+        import queue
+
+        self.depth = depth
+        self._hasher = hasher
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="download-hasher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            block = self._queue.get()
+            try:
+                if block is None:
+                    return
+                self._hasher.update(block)
+            finally:
+                self._queue.task_done()
+
+    def update(self, block: bytes) -> None:
+        self._queue.put(block)
+
+    def reset(self, hasher: Any) -> None:
+        self._queue.join()
+        self._hasher = hasher
+
+    def hexdigest(self) -> str:
+        self._queue.join()
+        return self._hasher.hexdigest()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _urllib3_errors() -> type[Exception] | tuple[type[Exception], ...]:
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    return Urllib3Error

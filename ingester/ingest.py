@@ -18,6 +18,7 @@ from ingester.errors import InputError, ScenesFileError, StoreError, TilingWarni
 from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
 from ingester.scenes import Scene, read_scenes
+from ingester.storage import resolve_storage_uri
 from ingester.store import Store, dumps, now_text, scene_data, tile_data
 from ingester.times import format_time
 from ingester.workflow import FAILED, NEW, PENDING
@@ -107,11 +108,8 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             scenes = read_scenes(scenes_file).scenes
             _check_aoi(scenes, payload, origin)
         else:
-            try:
-                from ingester.catalogue import search
-            except ImportError:
-                raise InputError("this ingester has no catalogue search yet: give the scenes with --scenes FILE "
-                                 "(from `ingester scenes`) or --tiles FILE") from None
+            from ingester.catalogue import search
+
             origin, source = "catalogue", "catalogue"
             scenes = [dataclasses.replace(s, aoi=s.aoi or payload.name) for s in search(payload, settings).scenes]
         fresh = []
@@ -130,6 +128,10 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         skipped += [(s.source_id, "no tiles") for s in tiling.scenes if not s.tiles]
     for scene in new:
         check_record_tags(payload, scene)
+        try:
+            resolve_storage_uri(scene.storage_uri, payload.storage_uri, settings)
+        except InputError as exc:
+            raise InputError(f"{origin}: scene {scene.source_id}: {exc}") from None
     _check_links(new, store, payload.name, origin)
     new.sort(key=lambda s: (s.date, s.source_id))
     return Plan(payload, new, skipped, source)

@@ -276,6 +276,9 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
     if not isinstance(annotations, list) or not all(isinstance(a, str) and a for a in annotations):
         raise check.fail("annotations_urls", "must be a list of non-empty strings (URL patterns)")
 
+    storage_uri = check.string(raw, "storage_uri").strip()
+    if "://" in storage_uri and storage_uri.split("://", 1)[0].lower() not in ("file", "s3", "gs"):
+        raise check.fail("storage_uri", f"{storage_uri!r}: unsupported scheme (use a local path, file://, s3:// or gs://)")
     return Payload(
         name=name,
         aoi=aoi,
@@ -291,7 +294,7 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         annotations_urls=tuple(annotations),
         is_retriable=check.boolean(raw, "is_retriable"),
         retry_count=check.integer(raw, "retry_count"),
-        storage_uri=check.string(raw, "storage_uri"),
+        storage_uri=storage_uri,
         page=check.integer(raw, "page"),
         limit=check.integer(raw, "limit"),
         path=origin,

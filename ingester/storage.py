@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
+from pathlib import Path
 
-from ingester.errors import InputError
+from ingester.errors import InputError, StorageError
 
 FOLDER_EXTENSIONS = frozenset({"SAFE", "dim", "data", "*"})
 PRODUCT_LAYER = "__product__"
@@ -53,7 +55,11 @@ def tile_prefix(storage_uri: str, aoi: str, scene_id: str, tile_id: str) -> str:
 def _fs(uri: str):
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(uri)
+    protocol = uri.split("://", 1)[0].lower() if "://" in uri else "file"
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **_options(protocol))
+    except ImportError as exc:  # e.g. gs:// without gcsfs installed
+        raise StorageError(f"{uri}: the {protocol}:// back-end is not installed ({exc})") from None
     return fs, path
 
 
@@ -64,17 +70,28 @@ def exists(uri: str) -> bool:
 
 def put_file(local_path: str, uri: str) -> str:
     """Upload a local file to `uri` (atomically for local targets: temp name + rename). Returns `uri`."""
-    import os
     import shutil
 
     fs, path = _fs(uri)
     if getattr(fs, "protocol", None) in ("file", ("file", "local"), "local") or uri.startswith(("/", "file://")) \
             or "://" not in uri:
+        import tempfile
+
         target = path
         os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        tmp = f"{target}.part"
-        shutil.copyfile(local_path, tmp)
-        os.replace(tmp, target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part",
+                                   dir=os.path.dirname(target) or ".")
+        os.close(fd)
+        try:
+            shutil.copyfile(local_path, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide stored files from other readers
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
         return uri
     fs.put_file(local_path, path)
     return uri
@@ -82,8 +99,6 @@ def put_file(local_path: str, uri: str) -> str:
 
 def get_file(uri: str, local_path: str) -> str:
     """Download `uri` to a local file."""
-    import os
-
     fs, path = _fs(uri)
     os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
     fs.get_file(path, local_path)
@@ -94,7 +109,252 @@ def delete(uri: str) -> bool:
     """Delete a stored object; a missing one is tolerated (returns False)."""
     fs, path = _fs(uri)
     try:
+        if not fs.exists(path):  # object stores answer a delete of a missing key with success
+            return False
         fs.rm_file(path)
         return True
     except FileNotFoundError:
         return False
+
+
+# --- storage options (s3 endpoint, keys, requester-pays) -----------------------------------------
+
+_OPTIONS: dict[str, dict] = {}
+
+
+def configure(settings) -> None:
+    """Set the fsspec options of s3:// from the settings (endpoint, keys, requester-pays).
+
+    Without a call, the same values are read from the INGESTER_S3_* environment variables, so that
+    every worker process (and the processing developer's workers) reaches the same storage."""
+    _OPTIONS["s3"] = _s3_options(settings.s3_endpoint_url, settings.s3_access_key_id,
+                                 settings.s3_secret_access_key, settings.s3_requester_pays)
+
+
+def _s3_options(endpoint: str, key: str, secret: str, requester_pays: bool) -> dict:
+    opts: dict = {}
+    if endpoint:
+        opts["endpoint_url"] = endpoint
+    if key and secret:
+        opts["key"] = key
+        opts["secret"] = secret
+    if requester_pays:
+        opts["requester_pays"] = True
+    return opts
+
+
+def _options(protocol: str) -> dict:
+    if protocol != "s3":
+        return {}
+    if "s3" in _OPTIONS:
+        return dict(_OPTIONS["s3"])
+    env = os.environ
+    return _s3_options(env.get("INGESTER_S3_ENDPOINT_URL", ""), env.get("INGESTER_S3_ACCESS_KEY_ID", ""),
+                       env.get("INGESTER_S3_SECRET_ACCESS_KEY", ""),
+                       env.get("INGESTER_S3_REQUESTER_PAYS", "").lower() in ("1", "true", "yes", "on"))
+
+
+# --- §12: saving, importing and deleting outputs ---------------------------------------------------
+
+SCHEMES = ("file", "s3", "gs", "gcs")
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def local_path(uri: str) -> str:
+    """The file-system path of a local storage URI (plain path or file://)."""
+    return uri[len("file://"):] if uri.startswith("file://") else uri
+
+
+def join_uri(prefix_uri: str, name: str) -> str:
+    return f"{prefix_uri.rstrip('/')}/{name}"
+
+
+def resolve_storage_uri(scene_storage_uri: str, payload_storage_uri: str, settings) -> str:
+    """The storage of a scene: its own `storage_uri`, else the payload's, else the settings' default.
+
+    Local paths become absolute (workers may run elsewhere than the coordinator's cwd); only local
+    paths, file://, s3:// and gs:// are accepted."""
+    for candidate in (scene_storage_uri, payload_storage_uri, settings.storage_uri):
+        uri = (candidate or "").strip()
+        if not uri:
+            continue
+        if "://" in uri:
+            scheme = uri.split("://", 1)[0].lower()
+            if scheme not in SCHEMES:
+                raise InputError(f"storage_uri {uri!r}: unsupported scheme {scheme!r} "
+                                 "(use a local path, file://, s3:// or gs://)")
+            if scheme == "file":
+                return "file://" + os.path.abspath(local_path(uri))
+            if not uri.split("://", 1)[1].strip("/"):
+                raise InputError(f"storage_uri {uri!r}: a bucket name is required")
+            return uri.rstrip("/")
+        return os.path.abspath(os.path.expanduser(uri)).rstrip("/") or "/"
+    raise InputError("no storage: set the payload's storage_uri or INGESTER_STORAGE_URI")
+
+
+def _zip_entries(local: str, extension: str) -> tuple[str, list[tuple[str, str]]]:
+    """(stored object name, [(path on disk, name in the zip)]) of a folder-like output."""
+    path = os.path.abspath(local).rstrip("/")
+    base = os.path.basename(path)
+    if extension == "*":
+        if not os.path.isdir(path):
+            raise StorageError(f"output {path}: extension '*' needs a folder")
+        entries = [(os.path.join(path, name), name) for name in sorted(os.listdir(path))]
+        return f"{base}.zip", entries
+    if extension == "dim":
+        stem = base[:-4] if base.endswith(".dim") else base
+        dim = os.path.join(os.path.dirname(path), f"{stem}.dim")
+        data = os.path.join(os.path.dirname(path), f"{stem}.data")
+        if not os.path.isfile(dim):
+            raise StorageError(f"output {dim}: file not found")
+        entries = [(dim, f"{stem}.dim")]
+        if os.path.isdir(data):
+            entries.append((data, f"{stem}.data"))
+        return f"{stem}.zip", entries
+    suffix = f".{extension}"
+    stem = base[: -len(suffix)] if base.endswith(suffix) else base
+    if not os.path.isdir(path):
+        raise StorageError(f"output {path}: a .{extension} output must be a folder")
+    return f"{stem}.zip", [(path, base)]
+
+
+def zip_tree(entries: list[tuple[str, str]], zip_path: str) -> None:
+    """Zip files and folders (fast deflate); `entries` are (path on disk, name in the zip)."""
+    import zipfile
+
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for disk, arc in entries:
+            if os.path.islink(disk):
+                continue
+            if os.path.isdir(disk):
+                zf.write(disk, arc + "/")
+                for root, dirs, files in os.walk(disk):
+                    dirs.sort()
+                    rel_root = os.path.relpath(root, disk)
+                    for name in dirs:
+                        full = os.path.join(root, name)
+                        if not os.path.islink(full):
+                            zf.write(full, _arcname(arc, rel_root, name) + "/")
+                    for name in sorted(files):
+                        full = os.path.join(root, name)
+                        if not os.path.islink(full):
+                            zf.write(full, _arcname(arc, rel_root, name))
+            else:
+                zf.write(disk, arc)
+
+
+def _arcname(arc: str, rel_root: str, name: str) -> str:
+    return "/".join(p for p in (arc, "" if rel_root == "." else rel_root.replace("\\", "/"), name) if p)
+
+
+def save_output(local_path: str | Path, extension: str, prefix_uri: str) -> str:
+    """Store a produced file or folder under `prefix_uri`; returns the stored URI (§12).
+
+    Folder-like extensions (SAFE, dim + its .data, data, `*` = every entry of the folder) are zipped
+    with fast deflate and stored as `<name>.zip`; plain files are stored unchanged. Writes are atomic
+    (a local target is written to a temporary name and renamed; an object store put is atomic)."""
+    import tempfile
+
+    local = os.fspath(local_path)
+    if extension in FOLDER_EXTENSIONS:
+        name, entries = _zip_entries(local, extension)
+        check_name("output", name)
+        fd, tmp = tempfile.mkstemp(prefix=".save-", suffix=".zip",
+                                   dir=os.path.dirname(os.path.abspath(local)) or ".")
+        os.close(fd)
+        try:
+            zip_tree(entries, tmp)
+            return put_file(tmp, join_uri(prefix_uri, name))
+        except OSError as exc:
+            raise StorageError(f"cannot store {local} under {prefix_uri}: {exc}") from None
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    if not os.path.isfile(local):
+        raise StorageError(f"output {local}: file not found")
+    name = check_name("output", os.path.basename(local))
+    try:
+        return put_file(local, join_uri(prefix_uri, name))
+    except OSError as exc:
+        raise StorageError(f"cannot store {local} under {prefix_uri}: {exc}") from None
+
+
+def import_input(uri: str, extension: str, workdir: str | Path, expected_name: str) -> Path:
+    """Fetch a stored file into `workdir`; returns the local path (§12).
+
+    Folder-like ones are unzipped safely (into a temporary folder of workdir); the top entry named
+    `expected_name` (and, for `.dim`, its `.data` folder) is moved into place, or, when there is no
+    such entry (case `*`), the whole unpacked folder is renamed to `expected_name`."""
+    import shutil
+    import tempfile
+
+    from ingester.providers.unpack import ArchiveError, extract
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    name = check_name("input", expected_name or uri.rstrip("/").rsplit("/", 1)[-1])
+    target = workdir / name
+    if extension not in FOLDER_EXTENSIONS:
+        part = workdir / f".{name}.part"
+        try:
+            get_file(uri, str(part))
+            os.replace(part, target)
+        except FileNotFoundError:
+            part.unlink(missing_ok=True)
+            raise StorageError(f"{uri}: not found in storage") from None
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise StorageError(f"cannot fetch {uri}: {exc}") from None
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=workdir))
+    try:
+        archive = tmp / "archive.zip"
+        try:
+            get_file(uri, str(archive))
+        except FileNotFoundError:
+            raise StorageError(f"{uri}: not found in storage") from None
+        except OSError as exc:
+            raise StorageError(f"cannot fetch {uri}: {exc}") from None
+        unpacked = tmp / "unpacked"
+        try:
+            extract(archive, unpacked)
+        except ArchiveError as exc:
+            raise StorageError(f"cannot import {uri}: {exc}") from None
+        moves: list[tuple[Path, Path]] = []
+        if (unpacked / name).exists():
+            moves.append((unpacked / name, target))
+            if extension == "dim" and name.endswith(".dim"):
+                data = unpacked / (name[:-4] + ".data")
+                if data.exists():
+                    moves.append((data, workdir / data.name))
+        else:
+            moves.append((unpacked, target))
+        for _, dest in moves:
+            if dest.exists():
+                raise StorageError(f"cannot import {uri}: {dest} already exists")
+        for src, dest in moves:
+            os.replace(src, dest)
+        return target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def delete_output(uri: str) -> bool:
+    """Delete a stored output (and its verification sidecar); "not found" is tolerated (False)."""
+    try:
+        deleted = delete(uri)
+    except FileNotFoundError:
+        return False
+    try:
+        delete(uri + VERIFIED_SUFFIX)
+    except (FileNotFoundError, OSError):
+        pass
+    return deleted
+
+
+VERIFIED_SUFFIX = ".verified.json"

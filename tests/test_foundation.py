@@ -91,3 +91,28 @@ def test_hand_editing_mistakes_are_reported_with_position(tmp_path):
     bad.write_text(json.dumps({"type": "FeatureCollection", "features": [{"properties": {"data": {}}}]}))
     with pytest.raises(ScenesFileError, match=r"features\[0\].properties.source_id: is required"):
         read_scenes(bad)
+
+
+def test_services_never_send_netrc_passwords_implicitly(httpserver, tmp_path, monkeypatch):
+    """requests would turn a ~/.netrc entry into Basic auth on every call; a Service must not."""
+    from ingester.http import Service
+
+    netrc = tmp_path / "home" / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password s3cret\nmachine localhost login a password s3cret\n")
+    netrc.chmod(0o600)
+    httpserver.expect_request("/odata/v1/Products").respond_with_json({"value": []})
+    service = Service("cdse", httpserver.url_for("/odata/v1"), retries=0)
+    assert service.get_json("Products") == {"value": []}
+    request, _ = httpserver.log[0]
+    assert "Authorization" not in request.headers
+
+
+def test_payload_with_unsupported_storage_scheme_is_rejected_before_anything_runs(cli, repo, tmp_path):
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload["storage_uri"] = "ftp://example.org/storage"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    result = cli("scenes", str(path))
+    assert result.exit_code == 2
+    assert "field 'storage_uri'" in result.stderr and "unsupported scheme" in result.stderr
+    assert not (tmp_path / "outputs" / "scenes.json").exists()

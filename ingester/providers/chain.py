@@ -1,0 +1,114 @@
+"""The provider chain: providers tried in a configurable order until one delivers the product.
+
+Order: `settings.providers` (default "local,url,cdse"), then every other provider that is configured
+(bucket when INGESTER_BUCKET_PATTERNS is set, ftp with INGESTER_FTP_PATTERNS, asf with an Earthdata
+token). NotFound moves on at once; RateLimited/Unavailable are retried with backoff on the same
+provider (honouring the server's wait), then the chain moves on; any other error moves on too. The
+final error names what every provider said, and is temporary when a provider failed temporarily
+(it may succeed later), NotFound when no provider has the product, permanent otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ingester.config import Settings
+from ingester.errors import ConfigError, DownloadError, IngesterError, NotFound, ProviderError
+from ingester.http import TransferProgress, Verified
+from ingester.providers.base import Provider
+from ingester.scenes import Scene
+
+
+def registry() -> dict[str, type[Provider]]:
+    from ingester.providers.asf import AsfProvider
+    from ingester.providers.bucket import BucketProvider
+    from ingester.providers.cdse import CdseProvider
+    from ingester.providers.ftp import FtpProvider
+    from ingester.providers.local import LocalProvider
+    from ingester.providers.url import UrlProvider
+
+    classes: list[type[Provider]] = [LocalProvider, UrlProvider, CdseProvider, BucketProvider, FtpProvider,
+                                     AsfProvider]
+    return {cls.name: cls for cls in classes}
+
+
+def provider_order(settings: Settings) -> list[str]:
+    """The names to try: the configured list first, then the other configured providers."""
+    known = registry()
+    names = [n.strip().lower() for n in settings.providers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"INGESTER_PROVIDERS: unknown provider(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(known)}")
+    order = list(dict.fromkeys(names))
+    order += [n for n, cls in known.items() if n not in order and cls.configured(settings)]
+    return order
+
+
+@dataclasses.dataclass
+class Fetched:
+    path: Path
+    provider: str
+    verified: Verified | None
+    messages: list[str]
+
+
+def fetch_product(scene: Scene, workdir: Path, settings: Settings, *, progress: TransferProgress | None = None,
+                  providers: list[Provider] | None = None, attempts: int = 3,
+                  sleep: Callable[[float], None] = time.sleep) -> Fetched:
+    """Run the chain; returns the product in `workdir` and who delivered it."""
+    if providers is None:
+        known = registry()
+        providers = [known[name](settings, progress) for name in provider_order(settings)]
+    workdir.mkdir(parents=True, exist_ok=True)
+    messages: list[str] = []
+    temporary: list[ProviderError] = []
+    not_found = 0
+    for provider in providers:
+        for attempt in range(1, attempts + 1):
+            try:
+                path = provider.fetch(scene, workdir)
+            except NotFound as exc:
+                messages.append(_prefixed(provider.name, exc))
+                not_found += 1
+                break
+            except ProviderError as exc:
+                if exc.temporary and attempt < attempts:
+                    sleep(getattr(exc, "retry_after", None) or settings.http_backoff * 2 ** (attempt - 1))
+                    continue
+                messages.append(_prefixed(provider.name, exc) + (f" (after {attempt} tries)" if attempt > 1 else ""))
+                if exc.temporary:
+                    temporary.append(exc)
+                break
+            except (DownloadError, IngesterError, OSError) as exc:
+                text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                messages.append(_prefixed(provider.name, text))
+                break
+            else:
+                return Fetched(path, provider.name, provider.verified.get(str(path)), messages)
+        _clean_partial(workdir)
+    summary = "; ".join(messages) or "no provider configured"
+    if temporary:
+        err: ProviderError = type(temporary[-1])(f"no provider delivered {scene.source_id}: {summary}")
+        raise err
+    if not_found == len(providers):
+        raise NotFound(f"no provider has {scene.source_id}: {summary}")
+    raise ProviderError(f"no provider delivered {scene.source_id}: {summary}")
+
+
+def _prefixed(name: str, exc: object) -> str:
+    text = str(exc)
+    return text if text.startswith(f"{name}:") else f"{name}: {text}"
+
+
+def _clean_partial(workdir: Path) -> None:
+    """Remove what a failed provider left in the work directory (temporary names only)."""
+    for entry in workdir.glob("*.part"):
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+__all__ = ["fetch_product", "provider_order", "registry", "Fetched"]

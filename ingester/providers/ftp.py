@@ -1,0 +1,143 @@
+"""FTP servers: `ftp://host[:port]/path/{SCENE}.zip` patterns with `{KEY}` substitution.
+
+`settings.ftp_patterns` (INGESTER_FTP_PATTERNS) holds patterns separated by `;`, optionally prefixed
+by a constellation (`sentinel1=ftp://…`). Credentials: INGESTER_FTP_USER / INGESTER_FTP_PASSWORD, else
+a ~/.netrc entry for the host, else anonymous. Transfers go to `<name>.part`, resume with `REST` after
+a dropped connection, and are verified like every download. Implicit TLS (port 990) is not supported.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from ingester.config import Settings, netrc_credentials
+from ingester.errors import AuthError, ConfigError, DownloadError, NotFound, Unavailable
+from ingester.naming import CONSTELLATIONS, format_pattern
+from ingester.providers.base import Provider, expected_from_metadata, product_name
+from ingester.providers.bucket import scene_constellation
+from ingester.providers.verify import verify_file
+from ingester.scenes import Scene
+from ingester.storage import check_name
+
+_BLOCK = 1024 * 1024
+
+
+def parse_patterns(text: str) -> list[tuple[str | None, str]]:
+    out: list[tuple[str | None, str]] = []
+    for entry in text.replace("\n", ";").split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        constellation: str | None = None
+        if not entry.lower().startswith("ftp://") and "=" in entry:
+            key, _, entry = entry.partition("=")
+            constellation = CONSTELLATIONS.get(key.strip().lower())
+            if constellation is None:
+                raise ConfigError(f"INGESTER_FTP_PATTERNS: unknown constellation {key.strip()!r}")
+            entry = entry.strip()
+        if not entry.lower().startswith("ftp://"):
+            raise ConfigError(f"INGESTER_FTP_PATTERNS: {entry!r} is not an ftp:// pattern")
+        out.append((constellation, entry))
+    return out
+
+
+class FtpProvider(Provider):
+    name = "ftp"
+    max_resumes = 5
+
+    @classmethod
+    def configured(cls, settings: Settings) -> bool:
+        return bool(settings.ftp_patterns.strip())
+
+    def _credentials(self, host: str) -> tuple[str, str]:
+        if self.settings.ftp_user:
+            return self.settings.ftp_user, self.settings.ftp_password
+        creds = netrc_credentials(f"ftp://{host}")
+        return creds if creds else ("anonymous", "anonymous@")
+
+    def fetch(self, scene: Scene, workdir: Path) -> Path:
+        name = product_name(scene)
+        constellation = scene_constellation(scene)
+        patterns = [p for c, p in parse_patterns(self.settings.ftp_patterns) if c in (None, constellation)]
+        if not patterns:
+            raise NotFound(f"ftp: no pattern for constellation {constellation or 'unknown'}")
+        said = []
+        for pattern in patterns:
+            url = format_pattern(pattern, name)
+            try:
+                return self._fetch_one(url, workdir, name, scene)
+            except NotFound as exc:
+                said.append(str(exc))
+        raise NotFound("; ".join(said))
+
+    def _connect(self, host: str, port: int) -> ftplib.FTP:
+        ftp = ftplib.FTP(timeout=self.settings.http_timeout)
+        try:
+            ftp.connect(host, port, timeout=min(self.settings.http_timeout, 5.0) or 5.0)
+            ftp.sock.settimeout(self.settings.http_timeout)
+            user, password = self._credentials(host)
+            ftp.login(user, password)
+        except ftplib.error_perm as exc:
+            ftp.close()
+            raise AuthError(f"ftp: {host}: login refused ({str(exc)[:80]})") from None
+        except (OSError, EOFError, ftplib.Error) as exc:
+            ftp.close()
+            raise Unavailable(f"ftp: {host}:{port}: {type(exc).__name__}: {exc}") from None
+        return ftp
+
+    def _fetch_one(self, url: str, workdir: Path, name: str, scene: Scene) -> Path:
+        parsed = urlparse(url)
+        host, port, path = parsed.hostname or "", parsed.port or 21, unquote(parsed.path)
+        base = path.rsplit("/", 1)[-1]
+        dest = workdir / (f"{name}.zip" if base.lower().endswith(".zip") else check_name("product file", base))
+        part = Path(f"{dest}.part")
+        shown = f"ftp://{host}:{port}{path}"
+        ftp = self._connect(host, port)
+        try:
+            try:
+                ftp.voidcmd("TYPE I")
+                total = ftp.size(path)
+            except ftplib.error_perm as exc:
+                if str(exc).startswith("550"):
+                    raise NotFound(f"ftp: {shown}: not found") from None
+                raise DownloadError(f"ftp: {shown}: {exc}") from None
+            drops = 0
+            while True:
+                offset = part.stat().st_size if part.exists() else 0
+                if total is not None and offset >= total:
+                    break
+                before = offset
+                try:
+                    with open(part, "ab") as out:
+                        ftp.retrbinary(f"RETR {path}", out.write, blocksize=_BLOCK, rest=offset or None)
+                    break
+                except (OSError, EOFError, ftplib.error_temp, ftplib.error_reply) as exc:
+                    offset = part.stat().st_size if part.exists() else 0
+                    drops = drops + 1 if offset == before else 1
+                    if drops > self.max_resumes:
+                        raise Unavailable(f"ftp: {shown}: transfer keeps failing ({type(exc).__name__})") from None
+                    try:
+                        ftp.close()
+                    except OSError:
+                        pass
+                    ftp = self._connect(host, port)
+                    ftp.voidcmd("TYPE I")
+        except TimeoutError:
+            raise Unavailable(f"ftp: {shown}: timeout") from None
+        finally:
+            try:
+                ftp.quit()
+            except (OSError, EOFError, ftplib.Error):
+                ftp.close()
+        try:
+            verified = verify_file(part, expected_from_metadata(scene.metadata), announced=total)
+        except DownloadError:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, dest)
+        verified.path = str(dest)
+        self.verified[str(dest)] = verified
+        return dest

@@ -1,0 +1,208 @@
+"""The default scene worker of `ingester aoi` ("ingester.providers.worker:run_scene_job").
+
+A scene job: fetch the product through the provider chain into the job's work directory (unless
+it is already verified in storage), then run the scene graph. `CopyProductToStorage` stores the
+verified product as `<scene>.zip` under `<storage>/<aoi>/<scene>/tiles/<tile>/` for every tile;
+any other graph is run by `ingester.graph.worker.run_scene_graph` on the unpacked product.
+
+"Verified in storage" is recorded by a sidecar `<scene>.zip.verified.json` (size, checksum algorithm
+and digest, what was compared with the catalogue, provider), written after the zip: a product whose
+sidecar exists, whose stored size matches it and whose digest matches the catalogue's is not fetched
+again. The work directory is always deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import traceback
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from ingester import storage
+from ingester.config import Settings
+from ingester.errors import (
+    DownloadError,
+    HTTPError,
+    IngesterError,
+    InputError,
+    ProviderError,
+    StorageError,
+)
+from ingester.http import TransferProgress, Verified, hash_file
+from ingester.jobs import JobResult, SceneJob
+from ingester.providers.base import expected_from_metadata
+from ingester.providers.chain import fetch_product
+from ingester.providers.progress import default_progress
+from ingester.providers.unpack import ArchiveError, extract, list_members
+from ingester.storage import VERIFIED_SUFFIX, check_name, join_uri, tile_prefix
+
+COPY_GRAPHS = frozenset({"copyproducttostorage", "copyproducttostorage.json"})
+
+
+def is_copy_graph(graph_name: str) -> bool:
+    return os.path.basename(graph_name or "").lower() in COPY_GRAPHS
+
+
+def tile_ids(job: SceneJob) -> list[str]:
+    """The scene's tiles; a scene without tiles is its own single tile (S2, Landsat, …)."""
+    return [t.source_id for t in job.scene.tiles] or [job.scene.source_id]
+
+
+def product_uris(job: SceneJob) -> list[str]:
+    name = check_name("scene", job.scene.source_id)
+    return [join_uri(tile_prefix(job.storage_uri, job.aoi, name, tile), f"{name}.zip") for tile in tile_ids(job)]
+
+
+def read_sidecar(uri: str) -> dict[str, Any] | None:
+    try:
+        fs, path = storage._fs(uri + VERIFIED_SUFFIX)
+        with fs.open(path, "rb") as fh:
+            return json.loads(fh.read().decode("utf-8"))
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+
+
+def is_verified_in_storage(uri: str, metadata: dict[str, Any]) -> bool:
+    """The stored product has its sidecar, the size it records, and the catalogue's digest."""
+    record = read_sidecar(uri)
+    if not record:
+        return False
+    try:
+        fs, path = storage._fs(uri)
+        if int(fs.size(path)) != int(record.get("size", -1)):
+            return False
+    except (FileNotFoundError, OSError, TypeError, ValueError):
+        return False
+    expected = expected_from_metadata(metadata)
+    if expected.size is not None and expected.size != record.get("size"):
+        return False
+    published = {"md5": expected.md5, "blake3": expected.blake3}.get(str(record.get("algorithm")))
+    return not (published and published != record.get("digest"))
+
+
+def write_sidecar(uri: str, record: dict[str, Any], workdir: Path) -> None:
+    local = workdir / f".{os.path.basename(uri)}{VERIFIED_SUFFIX}"
+    local.write_text(json.dumps(record, sort_keys=True) + "\n")
+    storage.put_file(str(local), uri + VERIFIED_SUFFIX)
+    local.unlink(missing_ok=True)
+
+
+def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path) -> tuple[Path, dict[str, Any]]:
+    """The product as a checked `<scene>.zip` and the record of its verification."""
+    if path.is_dir():
+        entries = [(str(path), path.name)]
+        target = workdir / f"{name}.zip"
+        storage.zip_tree(entries, str(target))
+        verified = None
+        path = target
+    else:
+        list_members(path)  # refuse empty, broken or unsafe archives before storing them
+    if verified is None:
+        digest = hash_file(str(path), "blake3").hexdigest()
+        verified = Verified(str(path), path.stat().st_size, "blake3", digest, "none")
+    return path, verified.as_dict()
+
+
+def _product_folder(path: Path, workdir: Path) -> Path:
+    """The unpacked product in the work directory (`<workdir>/<scene>.SAFE`, as the reference's
+    providers leave it): a zip is extracted safely next to itself, then deleted; its single top entry
+    is the product (several top entries: the work directory itself)."""
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        return path
+    archive = path.rename(path.with_name(f".{path.name}.unpacking"))
+    entries = extract(archive, path.parent)
+    archive.unlink(missing_ok=True)
+    return entries[0] if len(entries) == 1 else path.parent
+
+
+def run_scene_job(job: SceneJob, settings: Settings, progress: TransferProgress | None = None) -> JobResult:
+    """Download the scene's product (verified) and run the scene graph; never raises."""
+    workdir = Path(job.workdir)
+    try:
+        storage.configure(settings)
+        workdir.mkdir(parents=True, exist_ok=True)
+        name = check_name("scene", job.scene.source_id)
+        uris = product_uris(job)
+        if progress is None:
+            progress = default_progress()
+        if is_copy_graph(job.scene.graph_name):
+            return _copy_to_storage(job, settings, name, uris, workdir, progress)
+        return _run_graph(job, settings, name, uris, workdir, progress)
+    except BaseException as exc:  # noqa: BLE001 - a worker reports, it does not crash the pool
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return _result_of(exc)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[str], workdir: Path,
+                     progress: TransferProgress | None) -> JobResult:
+    missing = [u for u in uris if not is_verified_in_storage(u, job.scene.metadata)]
+    if not missing:
+        return JobResult.done(f"{name}: already verified in storage ({len(uris)} tile(s)); nothing downloaded",
+                              details={"downloaded": False, "stored": uris})
+    fetched = fetch_product(job.scene, workdir, settings, progress=progress)
+    zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir)
+    record.update({"scene": name, "provider": fetched.provider})
+    for uri in missing:
+        storage.put_file(str(zip_path), uri)
+        write_sidecar(uri, record, workdir)  # last: the sidecar is what says "verified"
+    checked = record["checked"] if record["checked"] != "none" else "unverified: no size or checksum published"
+    return JobResult.done(
+        f"{name}: downloaded from {fetched.provider} ({record['size']} bytes, {checked}); "
+        f"stored in {len(missing)} tile(s)",
+        details={"downloaded": True, "provider": fetched.provider, "stored": missing, **record})
+
+
+def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], workdir: Path,
+               progress: TransferProgress | None) -> JobResult:
+    try:
+        from ingester.graph.worker import run_scene_graph
+    except ImportError as exc:
+        return JobResult("error", f"{name}: graph {job.scene.graph_name!r} needs the graph engine "
+                                  f"(ingester.graph.worker.run_scene_graph), which is not available: {exc}")
+    stored = next((u for u in uris if is_verified_in_storage(u, job.scene.metadata)), None)
+    if stored:
+        local = workdir / f"{name}.zip"
+        storage.get_file(stored, str(local))
+        product, provider = _product_folder(local, workdir), "storage"
+    else:
+        fetched = fetch_product(job.scene, workdir, settings, progress=progress)
+        product, provider = _product_folder(fetched.path, workdir), fetched.provider
+    result = run_scene_graph(job, product, settings)
+    if result.outcome == "done" and not result.message:
+        return JobResult.done(f"{name}: product from {provider}; graph {job.scene.graph_name} done",
+                              outputs=result.outputs, log_path=result.log_path, details=result.details)
+    return result
+
+
+def _result_of(exc: BaseException) -> JobResult:
+    """Job outcome of a failure (jobs.py): temporary for what may pass, fatal for what never will."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, ProviderError):
+        return JobResult("temporary" if exc.temporary else "error", message)
+    if isinstance(exc, ArchiveError):  # a broken download: fetch again later
+        return JobResult("temporary", message)
+    if isinstance(exc, HTTPError):
+        temporary = exc.status is None or exc.status in (408, 429) or exc.status >= 500
+        return JobResult("temporary" if temporary else "error", message)
+    if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
+        return JobResult("temporary", f"{type(exc).__name__}: {message}")
+    if isinstance(exc, InputError):  # e.g. a scene name that cannot be stored: never succeeds
+        return JobResult("fatal", message)
+    if isinstance(exc, DownloadError | StorageError | IngesterError):
+        return JobResult("error", message)
+    if isinstance(exc, OSError):
+        return JobResult("error", f"{type(exc).__name__}: {exc.strerror or exc}")
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
+    return JobResult("error", f"unexpected {type(exc).__name__}: {message}{where}")
+
+
+__all__ = ["run_scene_job", "is_verified_in_storage", "product_uris"]

@@ -1,0 +1,128 @@
+"""The scene worker: tiles, the graph engine hook, re-runs, unsafe names, error outcomes."""
+
+from __future__ import annotations
+
+import sys
+import types
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ingester.config import Settings
+from ingester.jobs import JobResult, SceneJob
+from ingester.providers.worker import run_scene_job
+from ingester.scenes import Scene, Tile
+from tests.fakes.products import S2_ID, checksums, zip_safe
+
+S1_ID = "S1A_IW_SLC__1SDV_20220204T054108_20220204T054135_041757_04F7F7_8E3B"
+
+
+@pytest.fixture(scope="module")
+def product() -> bytes:
+    from tests.conftest import TESTDATA
+
+    return zip_safe(TESTDATA / "s2" / f"{S2_ID}.SAFE")
+
+
+def _job(tmp_path: Path, scene: Scene, attempt: int = 1) -> SceneJob:
+    return SceneJob(job_id=7, attempt=attempt, aoi="denmark", scene=scene, storage_uri=str(tmp_path / "storage"),
+                    workdir=str(tmp_path / "work" / f"scene-7-{attempt}"))
+
+
+def _archive(tmp_path: Path, scene_id: str, data: bytes) -> Settings:
+    (tmp_path / "archive").mkdir(exist_ok=True)
+    (tmp_path / "archive" / f"{scene_id}.zip").write_bytes(data)
+    return Settings(local_path=str(tmp_path / "archive"), providers="local", workdir=str(tmp_path / "work"))
+
+
+def _scene(scene_id: str, graph: str = "CopyProductToStorage", tiles: list[Tile] | None = None, **meta) -> Scene:
+    return Scene(source_id=scene_id, aoi="denmark", date=datetime(2022, 2, 4, tzinfo=UTC),
+                 wkt="POLYGON((0 0,1 0,1 1,0 1,0 0))", graph_name=graph, metadata=meta, tiles=tiles or [])
+
+
+def test_copy_product_stores_the_zip_under_every_burst_tile(tmp_path, product):
+    tiles = [Tile(source_id=t, scene_id=S1_ID, date=datetime(2022, 2, 4, tzinfo=UTC), wkt="")
+             for t in ("A44_IW1_8951", "A44_IW2_8951")]
+    settings = _archive(tmp_path, S1_ID, product)
+    result = run_scene_job(_job(tmp_path, _scene(S1_ID, tiles=tiles, checksum=checksums(product))), settings)
+    assert result.outcome == "done", result.message
+    for tile in ("A44_IW1_8951", "A44_IW2_8951"):
+        stored = tmp_path / "storage" / "denmark" / S1_ID / "tiles" / tile / f"{S1_ID}.zip"
+        assert stored.read_bytes() == product
+    again = run_scene_job(_job(tmp_path, _scene(S1_ID, tiles=tiles, checksum=checksums(product)), 2), settings)
+    assert "nothing downloaded" in again.message
+
+
+def test_a_stored_product_without_sidecar_or_with_a_different_size_is_fetched_again(tmp_path, product):
+    settings = _archive(tmp_path, S2_ID, product)
+    assert run_scene_job(_job(tmp_path, _scene(S2_ID)), settings).outcome == "done"
+    stored = tmp_path / "storage" / "denmark" / S2_ID / "tiles" / S2_ID / f"{S2_ID}.zip"
+    stored.write_bytes(product[:1000])  # truncated by someone
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID), 2), settings)
+    assert "downloaded from local" in result.message and stored.read_bytes() == product
+    Path(f"{stored}.verified.json").unlink()  # an interrupted store: zip there, sidecar missing
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID), 3), settings)
+    assert "downloaded from local" in result.message
+
+
+def test_other_graphs_get_the_unpacked_product_from_the_graph_engine(tmp_path, product, monkeypatch):
+    seen = {}
+
+    def run_scene_graph(job, product_path, settings):
+        seen["path"] = product_path
+        seen["has_mtd"] = (Path(product_path) / "MTD_MSIL1C.xml").exists()
+        return JobResult.done("graph ok")
+
+    module = types.ModuleType("ingester.graph.worker")
+    module.run_scene_graph = run_scene_graph
+    monkeypatch.setitem(sys.modules, "ingester.graph.worker", module)
+    settings = _archive(tmp_path, S2_ID, product)
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID, graph="S2_Preprocessing")), settings)
+    assert result.outcome == "done" and result.message == "graph ok"
+    assert Path(seen["path"]) == tmp_path / "work" / "scene-7-1" / f"{S2_ID}.SAFE" and seen["has_mtd"]
+    assert not (tmp_path / "work" / "scene-7-1").exists()
+
+
+def test_missing_graph_engine_is_an_error_naming_it(tmp_path, product, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ingester.graph.worker", None)
+    settings = _archive(tmp_path, S2_ID, product)
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID, graph="S2_Preprocessing")), settings)
+    assert result.outcome == "error"
+    assert "graph engine" in result.message and "S2_Preprocessing" in result.message
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "S2A/../../x", ".."])
+def test_scene_names_with_slash_or_dotdot_are_fatal_and_write_nothing(tmp_path, product, bad):
+    settings = _archive(tmp_path, S2_ID, product)
+    result = run_scene_job(_job(tmp_path, _scene(bad)), settings)
+    assert result.outcome == "fatal" and "not allowed in storage paths" in result.message
+    assert not (tmp_path / "storage").exists()
+    assert not (tmp_path / "etc").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_zip_with_escaping_members_is_never_stored_or_unpacked(tmp_path, monkeypatch):
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(f"{S2_ID}.SAFE/ok.xml", "ok")
+        zf.writestr("../../escaped.txt", "evil")
+    settings = _archive(tmp_path, S2_ID, buf.getvalue())
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID)), settings)
+    assert result.outcome == "temporary" and "would escape" in result.message
+    assert not (tmp_path / "storage").exists()
+    monkeypatch.setitem(sys.modules, "ingester.graph.worker",
+                        types.SimpleNamespace(run_scene_graph=lambda *a: JobResult.done()))
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID, graph="Other"), 2), settings)
+    assert result.outcome == "temporary" and "would escape" in result.message
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_product_not_found_anywhere_is_an_error_with_each_provider_message(tmp_path):
+    settings = Settings(providers="local,url", local_path=str(tmp_path), workdir=str(tmp_path / "work"))
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID)), settings)
+    assert result.outcome == "error"
+    assert result.message.startswith(f"no provider has {S2_ID}: local: not in")
+    assert "url: the scene has no metadata.download_link" in result.message
