@@ -338,3 +338,36 @@ def test_steps_do_not_see_the_ingester_credentials(env, monkeypatch):
     assert result.outcome == "done", result.message
     dumped = (prefix(env, scene, tile) / "20220104_A44_IW1_8951_env.txt").read_text()
     assert "MY_STEP_SETTING" in dumped and "hunter2" not in dumped and "INGESTER_ASF_TOKEN" not in dumped
+
+
+def test_tile_job_on_s3_storage_imports_and_stores_through_a_real_s3_api(env, monkeypatch):
+    import fsspec
+
+    from tests.fakes.moto_s3 import make_bucket, moto_s3, s3_env
+
+    (env / "graphs" / "chain.py").write_text(CHAIN_STEP)
+    name = graph(env, "chain.json", [{"engine": "python", "command": "chain.py", "args": {
+        "cur": {"type": "in", "tile_index": 0, "layer": "pre", "extension": "txt"},
+        "prev": {"type": "in", "tile_index": 1, "layer": "pre", "extension": "txt"},
+        "ref": {"type": "in", "tile_index": 2, "layer": "pre", "extension": "txt"},
+        "out": {"type": "out", "layer": "result", "extension": "txt"}}}],
+        [[{"layer": "result", "extension": "txt", "action": "to_create"},
+          {"layer": "pre", "extension": "txt", "action": "to_delete", "condition": "different_T0_T2"}]],
+        in_files=[[{"layer": "pre", "extension": "txt"}], [{"layer": "pre", "extension": "txt"}],
+                  [{"layer": "pre", "extension": "txt"}]])
+    with moto_s3() as endpoint:
+        s3_env(monkeypatch, endpoint)
+        make_bucket(endpoint, "cube")
+        fs = fsspec.filesystem("s3", key="testing", secret="testing", client_kwargs={"endpoint_url": endpoint})
+        ref, cur = s1_scene(11), s1_scene(23)
+        for s, t in (ref, cur):
+            fs.pipe(f"cube/data/aoi/{s.source_id}/tiles/{t.source_id}/{t.date:%Y%m%d}_{t.source_id}_pre.txt",
+                    f"{t.date:%d}".encode())
+        job = tile_job(cur[0], cur[1], "s3://cube/data", env / "work" / "s3job", name, [env / "graphs"],
+                       previous=ref, reference=ref)
+        result = run_tile_job(job, settings(s3_endpoint_url=endpoint, s3_access_key_id="testing",
+                                            s3_secret_access_key="testing"))
+        assert result.outcome == "done", result.message
+        folder = f"cube/data/aoi/{cur[0].source_id}/tiles/{cur[1].source_id}"
+        assert fs.cat(f"{folder}/20220123_A44_IW1_8951_result.txt") == b"23|prev=11|ref=11"
+        assert not fs.exists(f"{folder}/20220123_A44_IW1_8951_pre.txt")  # deleted once processed

@@ -11,6 +11,7 @@ import shutil
 import traceback
 from pathlib import Path
 
+from ingester import storage
 from ingester.config import Settings
 from ingester.errors import GraphError, ProcessingError, StorageError
 from ingester.graph import files
@@ -140,6 +141,7 @@ def run_tile_job(job: TileJob, settings: Settings) -> JobResult:
     log_path = log_path_for(workdir)
     log = _log_to(log_path)
     try:
+        storage.configure(settings)
         workdir.mkdir(parents=True, exist_ok=True)
         log(f"[ingester] tile job {job.job_id} attempt {job.attempt}: {job.tile.source_id} of {job.scene.source_id}")
         graph = load_graph(_graph_of(job), job.graph_dirs)
@@ -169,6 +171,7 @@ def run_scene_graph(job: SceneJob, product_path: Path, settings: Settings) -> Jo
     log_path = log_path_for(job.workdir)
     log = _log_to(log_path)
     try:
+        storage.configure(settings)
         graph = load_graph(job.scene.graph_name, job.graph_dirs, scene_graph=True)
         stored = 0
         for tile in job.scene.tiles or []:
