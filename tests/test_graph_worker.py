@@ -371,3 +371,20 @@ def test_tile_job_on_s3_storage_imports_and_stores_through_a_real_s3_api(env, mo
         folder = f"cube/data/aoi/{cur[0].source_id}/tiles/{cur[1].source_id}"
         assert fs.cat(f"{folder}/20220123_A44_IW1_8951_result.txt") == b"23|prev=11|ref=11"
         assert not fs.exists(f"{folder}/20220123_A44_IW1_8951_pre.txt")  # deleted once processed
+
+
+def test_scene_graph_of_a_scene_without_tiles_runs_on_the_scene_itself(env):
+    (env / "graphs" / "touch.py").write_text(
+        "import sys\nargs = dict(a[2:].split('=', 1) for a in sys.argv[1:])\nopen(args['out'], 'w').write('x')\n")
+    write_graph(env / "graphs", "sg.json", {"processing_steps": [{"engine": "python", "command": "touch.py",
+        "args": {"out": {"type": "out", "layer": "quicklook", "extension": "txt"}}}],
+        "out_files": [[{"layer": "quicklook", "extension": "txt", "action": "to_create"}]]})
+    scene, _ = s1_scene(4)
+    scene.tiles = []
+    scene.graph_name = "sg.json"
+    (env / "dl").mkdir()
+    result = run_scene_graph(scene_job(scene, env / "storage", env / "dl", [env / "graphs"]), env / "dl" / "p.SAFE",
+                             settings())
+    assert result.outcome == "done", result.message
+    folder = env / "storage" / "aoi" / scene.source_id / "tiles" / scene.source_id
+    assert (folder / f"20220104_{scene.source_id}_quicklook.txt").read_text() == "x"

@@ -174,7 +174,8 @@ def run_scene_graph(job: SceneJob, product_path: Path, settings: Settings) -> Jo
         storage.configure(settings)
         graph = load_graph(job.scene.graph_name, job.graph_dirs, scene_graph=True)
         stored = 0
-        for tile in job.scene.tiles or []:
+        tiles = job.scene.tiles or [Tile(job.scene.source_id, job.scene.source_id, job.scene.date, job.scene.wkt)]
+        for tile in tiles:  # a scene without tiles is its own single tile (S2, Landsat, …)
             t0 = _ctx(job.storage_uri, job.aoi, job.scene, tile)
             log(f"[ingester] scene graph {graph.name} on tile {tile.source_id}")
             runner = Runner(graph, [t0, t0, t0], workdir, log_path, job.scene.graph_config, settings.step_timeout,
