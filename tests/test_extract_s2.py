@@ -127,3 +127,30 @@ def test_extract_graph_documents_its_format():
     assert [o.layer for o in indexed] == ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09",
                                           "B10", "B11", "B12"]
     assert {(o.ext_min_value, o.ext_max_value) for o in indexed} == {(-0.0999, 6.4535)}
+
+
+def test_l2a_layout_takes_the_finest_resolution_and_boa_metadata(testdata, tmp_path):
+    safe = tmp_path / "S2B_MSIL2A_20240101T105441_N0510_R051_T31TDH_20240101T124911.SAFE"
+    img = safe / "GRANULE" / "L2A_T31TDH_A000001_20240101T105435" / "IMG_DATA"
+    src = testdata / "s2" / JP2
+    for res in ("R20m", "R60m"):
+        (img / res).mkdir(parents=True)
+        shutil.copy(src, img / res / f"T31TDH_20240101T105441_B01_{res[1:]}.jp2")
+    shutil.copy(src, img / "R60m" / "T31TDH_20240101T105441_SCL_60m.jp2")
+    (safe / "MTD_MSIL2A.xml").write_text(
+        '<n1:Level-2A_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-2A.xsd">'
+        "<BOA_QUANTIFICATION_VALUE>10000</BOA_QUANTIFICATION_VALUE>"
+        '<BOA_ADD_OFFSET band_id="0">-1000</BOA_ADD_OFFSET></n1:Level-2A_User_Product>')
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import extract_s2
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    assert extract_s2.radiometry(safe) == (10000.0, {"B01": -1000.0})
+    assert {b: p.parent.name for b, p in extract_s2.band_files(safe).items()} == {"B01": "R20m"}
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "extract_s2.py"), f"--workdir={tmp_path}",
+                           "--pattern-out=l2a_*.tif"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(src) as s, rasterio.open(tmp_path / "l2a_B01.tif") as d:
+        dn, stored = s.read(1), d.read(1)
+    assert (stored[dn != 0] == np.clip(dn[dn != 0], 1, 65535)).all()  # ≥ 04.00: stored = DN
