@@ -137,6 +137,8 @@ def test_error_and_file_conditions():
     ("snap", ["Error: no orbit"], "permanent"),
     ("cmd", ["Read timed out"], "permanent"),
     ("python", ["ERROR: bad"], "permanent"),
+    ("docker", ["docker: Error response from daemon: manifest for tool:9 not found: manifest unknown"], "temporary"),
+    ("docker", ["docker: Error response from daemon: invalid mount config"], "permanent"),
 ])
 def test_failures_are_classified_per_engine(engine, lines, kind):
     assert classify(lines, engine)[0] == kind

@@ -78,6 +78,12 @@ def classify(lines: Sequence[str], engine: str) -> tuple[str, str]:
             kind, last = ("temporary" if kind != "fatal" else kind), text
         elif engine == "python" and ("temporary failure" in text.lower() or "timed out" in text.lower()):
             kind, last = ("temporary" if kind != "fatal" else kind), text
+        elif engine == "docker" and "Error response from daemon" in text:
+            # image not found / registry throttling or unreachable: may pass (reference §14)
+            lowered = text.lower()
+            if any(w in lowered for w in ("not found", "toomanyrequests", "timeout", "connection")):
+                kind = "temporary" if kind != "fatal" else kind
+            last = text
         elif engine == "snap" and text.startswith("Error:"):
             if "Try again" in text or "Temporary failure" in text:
                 kind = "temporary" if kind != "fatal" else kind
