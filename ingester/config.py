@@ -67,6 +67,10 @@ class Settings:
     annotation_concurrency: int = 10
     aoi_buffer_degrees: float = 0.05
     annotation_sources: str = "cdse,urls"  # order of S1 annotation sources: CDSE Nodes, payload annotations_urls
+    # Processing graphs
+    step_timeout: float = 21600.0  # seconds per graph step (a graph's config `step_timeout` overrides it)
+    snap_gpt: str = ""  # SNAP's gpt; empty: $SNAPPATH, then `gpt` on PATH, then /usr/local/snap/bin/gpt
+    docker: str = "docker"  # the docker client used by docker steps
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets replaced, safe to print or log."""

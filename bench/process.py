@@ -1,0 +1,108 @@
+"""ExtractS2Bands on the Sentinel-2 excerpt (B01, 1830 × 1830) against a plain COG conversion of the same band.
+
+    python -m bench.process [--runs N]
+
+The graph run is the whole processing job (`run_tile_job`): import the stored SAFE zip, run the python step
+(extract_s2.py: read the JPEG 2000, encode reflectance, write a COG), store and describe the output.
+Baselines, measured in the same run on the same file: GDAL's COG driver (deflate, 512 blocks, overviews, as
+the graph) called in-process through rasterio, and the same in a separate Python process (the cost of a plain
+command-line conversion). Target: graph ≤ 1.3 × the plain conversion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from ingester.config import load_settings
+from ingester.graph.worker import run_tile_job
+from ingester.jobs import TileJob
+from ingester.scenes import Scene, Tile
+from ingester.times import parse_time
+
+S2_ID = "S2A_MSIL1C_20180101T105441_N0206_R051_T31TDH_20180101T124911"
+TESTDATA = Path(__file__).resolve().parent.parent / ".." / "shared" / "testdata"
+for candidate in (TESTDATA, TESTDATA.parent.parent / "shared" / "testdata",
+                  Path(__file__).resolve().parents[3] / "shared" / "testdata"):
+    if candidate.exists():
+        TESTDATA = candidate.resolve()
+        break
+SAFE = TESTDATA / "s2" / f"{S2_ID}.SAFE"
+JP2 = next(SAFE.glob("GRANULE/*/IMG_DATA/*_B01.jp2"), None) if SAFE.exists() else None
+
+
+def graph_run(tmp: Path, i: int) -> float:
+    date = parse_time("2018-01-01T10:54:41Z")
+    tile = Tile(S2_ID, S2_ID, date, "POLYGON((1 42,3 42,3 43,1 43,1 42))", graph_name="ExtractS2Bands")
+    scene = Scene(S2_ID, "bench", date, tile.wkt, tiles=[tile])
+    storage = tmp / "storage"
+    prefix = storage / "bench" / S2_ID / "tiles" / S2_ID
+    prefix.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(prefix / f"{S2_ID}.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for path in sorted(SAFE.rglob("*")):
+            zf.write(path, path.relative_to(SAFE.parent).as_posix())
+    job = TileJob(i, 1, "bench", scene, tile, None, None, None, None, str(storage), str(tmp / "work" / f"t{i}"))
+    start = time.perf_counter()
+    result = run_tile_job(job, load_settings({}))
+    elapsed = time.perf_counter() - start
+    if result.outcome != "done":
+        raise SystemExit(f"graph failed: {result.message}")
+    return elapsed
+
+
+def gdal_cog(tmp: Path, i: int) -> float:
+    import rasterio
+    import rasterio.shutil
+
+    start = time.perf_counter()
+    with rasterio.open(JP2) as src:
+        rasterio.shutil.copy(src, tmp / f"gdal{i}.tif", driver="COG", COMPRESS="DEFLATE",
+                             BLOCKSIZE="512", OVERVIEWS="AUTO", RESAMPLING="AVERAGE", NUM_THREADS="ALL_CPUS")
+    return time.perf_counter() - start
+
+
+def gdal_translate_cli(tmp: Path, i: int) -> float:
+    """The same conversion as a separate process (what a plain `rio cogeo create` / `gdal_translate -of COG`
+    costs: interpreter start, GDAL init, conversion). rio-cogeo 7 cannot read this JPEG 2000 ("Cannot invert
+    geotransform" in its WarpedVRT), so the process runs GDAL's COG driver through rasterio."""
+    code = ("import sys, rasterio, rasterio.shutil\n"
+            "with rasterio.open(sys.argv[1]) as src:\n"
+            "    rasterio.shutil.copy(src, sys.argv[2], driver='COG', COMPRESS='DEFLATE', BLOCKSIZE='512',"
+            " OVERVIEWS='AUTO', RESAMPLING='AVERAGE', NUM_THREADS='ALL_CPUS')\n")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(JP2), str(tmp / f"cli{i}.tif")], check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    if JP2 is None:
+        raise SystemExit(f"S2 excerpt not found under {TESTDATA}")
+    cases = {"ExtractS2Bands (run_tile_job)": graph_run, "GDAL COG driver (rasterio, in-process)": gdal_cog,
+             "GDAL COG driver (separate process)": gdal_translate_cli}
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    with tempfile.TemporaryDirectory(prefix="bench-process-") as tmpdir:
+        tmp = Path(tmpdir)
+        for fn in cases.values():  # warm-up: file cache, imports
+            fn(tmp, 0)
+        for i in range(1, args.runs + 1):  # interleaved, so that load changes hit every case alike
+            for name, fn in cases.items():
+                times[name].append(fn(tmp, i))
+    graph = statistics.median(times["ExtractS2Bands (run_tile_job)"])
+    print(f"B01 1830×1830 JPEG 2000 → COG, median of {args.runs} runs")
+    print(f"{'case':<40} {'median s':>9} {'min s':>7} {'graph / case':>13}")
+    for name, values in times.items():
+        med = statistics.median(values)
+        print(f"{name:<40} {med:>9.3f} {min(values):>7.3f} {graph / med:>12.2f}×")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""Load and validate graph JSON files (reference §13.2–13.5, fixes of §15.40–46).
+
+Every problem is reported at load time as a `GraphError` naming the graph file and the place
+(`processing_steps[1].args.file-in`, `out_files[0][2].condition`, …). Graph names resolve to the
+built-in library first (by name, or by a file name whose stem is a built-in: `library/graph/Pass.json`),
+then to files relative to the given folders (the payload's folder).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ingester.errors import GraphError
+from ingester.graph import conditions as cond
+from ingester.graph.model import (
+    ACTIONS,
+    ARG_TYPES,
+    ENGINES,
+    TILE_KEYS,
+    Arg,
+    DFormat,
+    Graph,
+    InFile,
+    OutFile,
+    Step,
+    canonical_dtype,
+)
+
+LIBRARY_DIR = Path(__file__).resolve().parent / "library"
+SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
+SNAP_DIR = LIBRARY_DIR / "snap"
+TOP_KEYS = {"config", "envs", "processing_steps", "in_files", "out_files", "description"}
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in LIBRARY_DIR.glob("*.json"))
+
+
+class _Checker:
+    def __init__(self, origin: str, scene_graph: bool):
+        self.origin = origin
+        self.scene_graph = scene_graph
+
+    def fail(self, where: str, problem: str) -> GraphError:
+        return GraphError(f"graph {self.origin}: {where}: {problem}" if where else f"graph {self.origin}: {problem}")
+
+    def string(self, raw: dict, key: str, where: str, required: bool = True, default: str = "") -> str:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                raise self.fail(f"{where}.{key}", "is required")
+            return default
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(f"{where}.{key}", f"must be a string, got {json.dumps(value)}")
+        return str(value)
+
+    def number(self, raw: dict, key: str, where: str, default: float) -> float:
+        """A number, or a string holding one (the original's JSON accepts both); null means the default."""
+        value = raw.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool) and isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise self.fail(f"{where}.{key}", f"must be a number, got {json.dumps(value)}")
+
+    def condition(self, raw: dict, key: str, where: str, allowed: frozenset[str], place: str) -> str:
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self.fail(f"{where}.{key}", f"must be a string, got {json.dumps(value)}")
+        name = cond.normalise(value)
+        if name not in cond.ALL_CONDITIONS:
+            raise self.fail(f"{where}.{key}", f"unknown condition {name!r} (expected one of "
+                                              f"{', '.join(sorted(cond.ALL_CONDITIONS))})")
+        if name not in allowed:
+            raise self.fail(f"{where}.{key}", f"condition {name!r} is not allowed on {place} "
+                                              f"(allowed: {', '.join(sorted(allowed))})")
+        if self.scene_graph and name not in cond.SCENE_GRAPH_CONDITIONS:
+            raise self.fail(f"{where}.{key}", f"condition {name!r} compares T1/T2, which a scene graph does "
+                                              "not have (only pass, file and error conditions)")
+        return name
+
+    def arg(self, raw: Any, where: str, out_only: bool = False) -> Arg:
+        if not isinstance(raw, dict):
+            raise self.fail(where, f"an argument must be an object with a 'type', got {json.dumps(raw)}")
+        kind = raw.get("type")
+        allowed = ("fixed", "config") if out_only else ARG_TYPES
+        if kind not in allowed:
+            raise self.fail(f"{where}.type", f"unknown argument type {json.dumps(kind)} (expected one of "
+                                             f"{', '.join(allowed)})")
+        if kind in ("fixed", "config"):
+            value = self.string(raw, "value", where, required=True)
+            if kind == "config" and not value:
+                raise self.fail(f"{where}.value", "must name a config key")
+            return Arg(kind, value)
+        if kind == "tile":
+            value = self.string(raw, "value", where)
+            if value not in TILE_KEYS:
+                raise self.fail(f"{where}.value",
+                                f"unknown tile key {value!r} (expected one of {', '.join(TILE_KEYS)})")
+            if self.scene_graph and value == "cohdate":
+                raise self.fail(f"{where}.value", "'cohdate' needs T1/T2, which a scene graph does not have")
+            return Arg(kind, value)
+        layer = self.string(raw, "layer", where)
+        extension = self.string(raw, "extension", where, required=False)
+        if not layer:
+            raise self.fail(f"{where}.layer", "must not be empty")
+        tile_index = 0
+        if kind == "in":
+            tile_index = raw.get("tile_index", 0)
+            if isinstance(tile_index, bool) or not isinstance(tile_index, int) or not 0 <= tile_index <= 2:
+                raise self.fail(f"{where}.tile_index", f"must be 0, 1 or 2 (T0, T1, T2), got {json.dumps(tile_index)}")
+            if self.scene_graph and tile_index:
+                raise self.fail(f"{where}.tile_index", "a scene graph only has T0")
+        return Arg(kind, "", tile_index, layer, extension)
+
+    def step(self, raw: Any, i: int) -> Step:
+        where = f"processing_steps[{i}]"
+        if not isinstance(raw, dict):
+            raise self.fail(where, "a step must be an object")
+        engine = raw.get("engine")
+        if engine not in ENGINES:
+            raise self.fail(f"{where}.engine", f"unknown engine {json.dumps(engine)} (expected one of "
+                                               f"{', '.join(ENGINES)})")
+        command = self.string(raw, "command", where)
+        if not command.strip():
+            raise self.fail(f"{where}.command", "must not be empty")
+        args_raw = raw.get("args") or {}
+        if not isinstance(args_raw, dict):
+            raise self.fail(f"{where}.args", "must be an object name → argument")
+        args = {str(k): self.arg(v, f"{where}.args.{k}") for k, v in args_raw.items()}
+        condition = self.condition(raw, "condition", where, cond.TILE_CONDITIONS, "a step")
+        return Step(engine, command, args, condition, i)
+
+    def in_file(self, raw: Any, where: str) -> InFile:
+        if not isinstance(raw, dict):
+            raise self.fail(where, "an in-file must be an object")
+        layer = self.string(raw, "layer", where)
+        ext = self.string(raw, "extension", where, required=False)
+        return InFile(layer, ext, self.condition(raw, "condition", where, cond.TILE_CONDITIONS, "an in-file"))
+
+    def out_file(self, raw: Any, where: str) -> OutFile:
+        if not isinstance(raw, dict):
+            raise self.fail(where, "an out-file must be an object")
+        layer = self.string(raw, "layer", where)
+        ext = self.string(raw, "extension", where, required=False)
+        action = raw.get("action") or "to_ignore"
+        if action not in ACTIONS:
+            raise self.fail(f"{where}.action", f"unknown action {json.dumps(action)} (expected one of "
+                                               f"{', '.join(ACTIONS)})")
+        condition = self.condition(raw, "condition", where, cond.ALL_CONDITIONS, "an out-file")
+        error_condition = ""
+        if raw.get("error_condition") not in (None, ""):
+            error_condition = self.condition(raw, "error_condition", where, cond.ERROR_CONDITIONS,
+                                             "error_condition")
+        dformat_out = None
+        if raw.get("dformat_out") is not None:
+            dformat_out = self.arg(raw["dformat_out"], f"{where}.dformat_out", out_only=True)
+            if dformat_out.type == "fixed":
+                try:
+                    DFormat.parse(dformat_out.value)
+                except ValueError as exc:
+                    raise self.fail(f"{where}.dformat_out", str(exc)) from None
+        datatype = self.string(raw, "datatype", where, required=False)
+        if datatype:
+            try:
+                datatype = canonical_dtype(datatype)
+            except ValueError as exc:
+                raise self.fail(f"{where}.datatype", str(exc)) from None
+        nbands = raw.get("nbands", 1)
+        if isinstance(nbands, bool) or not isinstance(nbands, int) or nbands < 1:
+            raise self.fail(f"{where}.nbands", f"must be a positive integer, got {json.dumps(nbands)}")
+        exponent = self.number(raw, "exponent", where, 1.0)
+        if not exponent > 0 or math.isinf(exponent):
+            raise self.fail(f"{where}.exponent", "must be a positive number")
+        out = OutFile(
+            layer=layer, extension=ext, action=action, condition=condition, error_condition=error_condition,
+            dformat_out=dformat_out, datatype=datatype,
+            nodata=self.number(raw, "nodata", where, 0.0),
+            min_value=self.number(raw, "min_value", where, 0.0),
+            max_value=self.number(raw, "max_value", where, 0.0),
+            ext_min_value=self.number(raw, "ext_min_value", where, 0.0),
+            ext_max_value=self.number(raw, "ext_max_value", where, 0.0),
+            exponent=exponent, nbands=nbands,
+        )
+        if action == "to_index" and not out.ext_min_value < out.ext_max_value:
+            raise self.fail(where, f"layer {layer!r} is indexed but ext_min_value ({out.ext_min_value:g}) is not "
+                                   f"lower than ext_max_value ({out.ext_max_value:g})")
+        if action == "to_index" and dformat_out is None and not datatype:
+            raise self.fail(where, f"layer {layer!r} is indexed but has neither dformat_out nor datatype")
+        return out
+
+    def file_lists(self, raw: Any, key: str, parse, minimum: int) -> list[tuple]:
+        if raw is None:
+            raw = []
+        if not isinstance(raw, list):
+            raise self.fail(key, "must be a list of lists (T0, T1, T2)")
+        if len(raw) > 3:
+            raise self.fail(key, f"has {len(raw)} lists; at most 3 (T0, T1, T2)")
+        if self.scene_graph and any(raw[1:]):
+            raise self.fail(key, "a scene graph only has T0: lists for T1/T2 must be empty")
+        lists: list[tuple] = []
+        for i, items in enumerate(raw):
+            if items is None:
+                items = []
+            if not isinstance(items, list):
+                raise self.fail(f"{key}[{i}]", "must be a list")
+            lists.append(tuple(parse(item, f"{key}[{i}][{j}]") for j, item in enumerate(items)))
+        while len(lists) < max(minimum, 3 if key == "in_files" else 1):
+            lists.append(())
+        return lists
+
+
+def parse_graph(doc: Any, origin: str, name: str = "", base_dir: str = "", scene_graph: bool = False,
+                builtin: bool = False) -> Graph:
+    """Validate a decoded graph document; `scene_graph` applies the downloader's restrictions."""
+    check = _Checker(origin, scene_graph)
+    if not isinstance(doc, dict):
+        raise check.fail("", "must be a JSON object")
+    unknown = sorted(set(doc) - TOP_KEYS)
+    if unknown:
+        raise check.fail("", f"unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(TOP_KEYS))})")
+    config_raw = doc.get("config") or {}
+    if not isinstance(config_raw, dict):
+        raise check.fail("config", "must be an object of strings or null")
+    config: dict[str, str] = {}
+    for key, value in config_raw.items():
+        if not isinstance(value, str):
+            raise check.fail(f"config.{key}", f"must be a string, got {json.dumps(value)}")
+        config[str(key)] = value
+    envs_raw = doc.get("envs") or []
+    if not isinstance(envs_raw, list) or not all(isinstance(e, str) and e and not e.startswith("=")
+                                                 for e in envs_raw):
+        raise check.fail("envs", "must be a list of 'KEY=VALUE' (or 'KEY' to pass the host's value)")
+    steps_raw = doc.get("processing_steps") or []
+    if not isinstance(steps_raw, list):
+        raise check.fail("processing_steps", "must be a list of steps")
+    steps = tuple(check.step(s, i) for i, s in enumerate(steps_raw))
+    in_files = check.file_lists(doc.get("in_files"), "in_files", check.in_file, 3)
+    out_files = check.file_lists(doc.get("out_files"), "out_files", check.out_file, 1)
+    graph = Graph(
+        name=name or Path(origin).stem, origin=origin, config=config, envs=tuple(envs_raw), steps=steps,
+        in_files=(in_files[0], in_files[1], in_files[2]), out_files=tuple(out_files),
+        base_dir=base_dir, builtin=builtin,
+    )
+    for step in steps:
+        resolve_command(graph, step)  # a missing script or SNAP graph fails the load
+    return graph
+
+
+def resolve_command(graph: Graph, step: Step) -> str:
+    """The script / SNAP graph file of a step (library first, then beside the graph); cmd and docker as given."""
+    if step.engine not in ("python", "snap"):
+        return step.command
+    command = Path(step.command)
+    library = SCRIPTS_DIR if step.engine == "python" else SNAP_DIR
+    candidates = [library / command.name] if command.parent.name in ("", "python", "snap", "scripts") else []
+    if command.is_absolute():
+        candidates = [command]
+    elif graph.base_dir:
+        candidates.append(Path(graph.base_dir) / command)
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    raise GraphError(f"graph {graph.origin}: processing_steps[{step.index}].command: {step.engine} file "
+                     f"{step.command!r} not found (looked in {', '.join(str(c.parent) for c in candidates)})")
+
+
+@functools.lru_cache(maxsize=64)
+def _load_file(path: str, mtime: float, name: str, scene_graph: bool, builtin: bool) -> Graph:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise GraphError(f"graph {path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GraphError(f"graph {path}: cannot read ({exc})") from None
+    return parse_graph(doc, path, name, str(Path(path).parent), scene_graph, builtin)
+
+
+def find_graph(name: str, graph_dirs: Sequence[str] = ()) -> tuple[Path, bool]:
+    """(file, is built-in) for a graph name: the library first, then the given folders."""
+    name = name.strip()
+    if not name:
+        raise GraphError("graph name is empty")
+    stem = Path(name).name
+    stem = stem[: -len(".json")] if stem.endswith(".json") else stem
+    builtin = LIBRARY_DIR / f"{stem}.json"
+    if builtin.is_file() and (name == stem or name.endswith(".json")):
+        return builtin, True
+    path = _user_file(name, graph_dirs)
+    if path is not None:
+        return path, False
+    looked = ", ".join(str(d) for d in graph_dirs) or "(no folder)"
+    raise GraphError(f"graph {name!r} not found: not a built-in graph ({', '.join(builtin_names())}) "
+                     f"nor a file in {looked}")
+
+
+def _user_file(name: str, graph_dirs: Sequence[str]) -> Path | None:
+    path = Path(name).expanduser()
+    if path.is_absolute():
+        return path if path.is_file() else None
+    for folder in graph_dirs:
+        candidate = Path(folder) / path
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def load_graph(name: str, graph_dirs: Sequence[str] = (), scene_graph: bool = False) -> Graph:
+    """Resolve and load a graph, validated for its use (tile graph, or scene graph with `scene_graph`)."""
+    path, builtin = find_graph(name, graph_dirs)
+    return _load_file(str(path), path.stat().st_mtime, path.stem, scene_graph, builtin)

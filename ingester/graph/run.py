@@ -1,0 +1,251 @@
+"""Running a graph on (T0, T1, T2) in a work folder: import inputs, run steps, choose the out-files
+(reference §13.1, §13.5, §13.6, with the fixes of §15.41: per-tile file conditions, formats always resolved)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from ingester.errors import ProcessingError, StorageError
+from ingester.graph import conditions as cond
+from ingester.graph import engines, files
+from ingester.graph.loader import resolve_command
+from ingester.graph.model import Arg, DFormat, Graph, OutFile
+from ingester.naming import constellation_of
+from ingester.storage import layer_file_name, tile_prefix
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_CONSTELLATION_NAMES = {"sentinel1": "Sentinel1", "sentinel2": "Sentinel2", "phr": "PHR", "spot": "SPOT",
+                        "landsat89": "Landsat89"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TileCtx:
+    """What a graph needs to know about one of T0, T1, T2."""
+
+    scene_id: str
+    tile_id: str
+    date: datetime
+    prefix: str  # <storage>/<aoi>/<scene>/tiles/<tile>
+    swath: str = ""
+    number: int = 0
+
+    def file_name(self, layer: str, extension: str) -> str:
+        return layer_file_name(layer, extension, self.scene_id, self.tile_id, self.date)
+
+
+def tile_ctx(storage_uri: str, aoi: str, scene_id: str, tile_id: str, date: datetime, swath: str = "",
+             number: int = 0) -> TileCtx:
+    return TileCtx(scene_id, tile_id, date, tile_prefix(storage_uri, aoi, scene_id, tile_id), swath, number)
+
+
+def snap_date(date: datetime) -> str:
+    """SNAP's `02Jan2006` form, independent of the locale."""
+    return f"{date.day:02d}{_MONTHS[date.month - 1]}{date.year}"
+
+
+@dataclasses.dataclass(frozen=True)
+class KeptFile:
+    """An out-file selected for its action."""
+
+    tile_index: int
+    out: OutFile
+    tile: TileCtx
+    path: Path
+    dformat: DFormat | None
+
+
+@dataclasses.dataclass
+class GraphRun:
+    failed: bool = False
+    kind: str = ""  # permanent / fatal / temporary
+    message: str = ""
+    kept: list[KeptFile] = dataclasses.field(default_factory=list)
+
+
+class Runner:
+    """One graph on one tile triple, in one work folder, logging to one file."""
+
+    def __init__(self, graph: Graph, tiles: Sequence[TileCtx], workdir: Path, log_path: Path,
+                 config_overrides: Mapping[str, str] | None = None, step_timeout: float = 21600.0,
+                 gpt: str = "", docker: str = "docker"):
+        if len(tiles) != 3:
+            raise ValueError("a graph runs on exactly three tiles (T0, T1, T2)")
+        self.graph = graph
+        self.tiles = list(tiles)
+        self.workdir = Path(workdir).resolve()  # scripts get it as an argument and run inside it
+        self.log_path = Path(log_path)
+        self.config = {**graph.config, **dict(config_overrides or {}), "workdir": str(self.workdir)}
+        self.gpt = gpt
+        self.docker = docker
+        raw_timeout = self.config.get("step_timeout", "")
+        try:
+            self.timeout = float(raw_timeout) if raw_timeout else float(step_timeout)
+        except ValueError:
+            raise ProcessingError(f"graph {graph.origin}: config step_timeout {raw_timeout!r} is not a number "
+                                  "of seconds") from None
+
+    # --- values -----------------------------------------------------------------------------
+    @property
+    def scene_ids(self) -> list[str]:
+        return [t.scene_id for t in self.tiles]
+
+    def config_value(self, key: str, where: str) -> str:
+        if key not in self.config:
+            raise ProcessingError(f"graph {self.graph.origin}: {where}: key '{key}' not found in config")
+        return self.config[key]
+
+    def tile_value(self, key: str) -> str:
+        t0, t1, t2 = self.tiles
+        if key == "swath":
+            return t0.swath
+        if key == "number":
+            return str(t0.number)
+        if key == "scene":
+            return t0.scene_id
+        if key == "date":
+            return snap_date(t0.date)
+        if key == "constellation":
+            return _CONSTELLATION_NAMES.get(constellation_of(t0.scene_id) or "", "Unknown")
+        if key == "cohdate":
+            return snap_date(t0.date if t1.scene_id == t2.scene_id else t2.date)
+        raise ProcessingError(f"unknown tile key {key!r}")
+
+    def arg_value(self, arg: Arg, where: str) -> str:
+        if arg.type == "fixed":
+            return arg.value
+        if arg.type == "config":
+            return self.config_value(arg.value, where)
+        if arg.type == "tile":
+            return self.tile_value(arg.value)
+        if arg.type == "in":
+            return self.tiles[arg.tile_index].file_name(arg.layer, arg.extension)
+        if arg.type == "out":
+            return self.tiles[0].file_name(arg.layer, arg.extension)
+        raise ProcessingError(f"graph {self.graph.origin}: {where}: unknown argument type {arg.type!r}")
+
+    # --- phases -----------------------------------------------------------------------------
+    def log(self, text: str) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(text.rstrip("\n") + "\n")
+
+    def import_inputs(self) -> None:
+        """Fetch the in-files of T0/T1/T2 whose tile condition holds (each file name once)."""
+        seen: set[str] = set()
+        for index, in_files in enumerate(self.graph.in_files):
+            for in_file in in_files:
+                if not cond.tile_condition(in_file.condition, self.scene_ids):
+                    continue
+                tile = self.tiles[index]
+                name = tile.file_name(in_file.layer, in_file.extension)
+                if name in seen:
+                    continue
+                seen.add(name)
+                uri = files.stored_uri(tile.prefix, name, in_file.extension)
+                self.log(f"[ingester] import T{index} {in_file.layer}: {uri}")
+                try:
+                    files.import_input(uri, in_file.extension, self.workdir, name)
+                except FileNotFoundError:
+                    raise ProcessingError(f"input {in_file.layer!r} of T{index} ({tile.tile_id} of {tile.scene_id}) "
+                                          f"not found in storage: {uri}") from None
+                except (OSError, StorageError) as exc:
+                    raise ProcessingError(f"cannot import {uri}: {exc}", "temporary") from None
+
+    def run_steps(self, env: Mapping[str, str] | None = None) -> None:
+        for step in self.graph.steps:
+            label = f"step {step.index} ({step.engine} {Path(step.command).name})"
+            if not cond.tile_condition(step.condition, self.scene_ids):
+                self.log(f"[ingester] {label} skipped: condition {step.condition} is false")
+                continue
+            args = {name: self.arg_value(arg, f"processing_steps[{step.index}].args.{name}")
+                    for name, arg in step.args.items()}
+            command = resolve_command(self.graph, step)
+            inv = engines.Invocation(
+                engine=step.engine, command=command, args=args, workdir=self.workdir, timeout=self.timeout,
+                envs=self.graph.envs, snap_parallelism=self.config.get("snap_cpu_parallelism", "1") or "1",
+                snap_memory=self.config.get("snap_memory", "4G") or "4G", label=label)
+            engines.run_step(inv, self.log_path, gpt=self.gpt, docker=self.docker, env=env)
+
+    def resolve_dformat(self, out: OutFile, where: str) -> DFormat | None:
+        if out.dformat_out is None:
+            return out.dformat()
+        text = out.dformat_out.value if out.dformat_out.type == "fixed" else \
+            self.config_value(out.dformat_out.value, f"{where}.dformat_out")
+        try:
+            return DFormat.parse(text)
+        except ValueError as exc:
+            raise ProcessingError(f"graph {self.graph.origin}: {where}.dformat_out: {exc}") from None
+
+    def select_outputs(self, failed: bool, fatal: bool, retriable: bool) -> list[KeptFile]:
+        """The out-files to act on after success or failure (§13.5), each with its resolved format."""
+        if failed and not retriable:
+            fatal = True
+        kept: list[KeptFile] = []
+        for index, outs in enumerate(self.graph.out_files):
+            tile = self.tiles[index]
+            for j, out in enumerate(outs):
+                where = f"out_files[{index}][{j}]"
+                path = self.workdir / tile.file_name(out.layer, out.extension)
+                if not self._keep(out, path, failed, fatal):
+                    continue
+                kept.append(KeptFile(index, out, tile, path, self.resolve_dformat(out, where)))
+        return kept
+
+    def _condition(self, name: str, path: Path, failed: bool, fatal: bool) -> bool:
+        kind = cond.kind(name)
+        if kind == "tile":
+            return cond.tile_condition(name, self.scene_ids)
+        if kind == "file":
+            return cond.file_condition(name, path.exists())
+        return cond.error_condition(name, failed, fatal)
+
+    def _keep(self, out: OutFile, path: Path, failed: bool, fatal: bool) -> bool:
+        if not failed:
+            return cond.kind(out.condition) != "error" and self._condition(out.condition, path, False, False)
+        if out.error_condition and not cond.error_condition(out.error_condition, failed, fatal):
+            return False
+        if cond.kind(out.condition) == "error":
+            return cond.error_condition(out.condition, failed, fatal)
+        return bool(out.error_condition) and self._condition(out.condition, path, failed, fatal)
+
+    def run(self, retriable: bool, import_inputs: bool = True, env: Mapping[str, str] | None = None) -> GraphRun:
+        """Import, run the steps, select the out-files. Step failures are returned, not raised."""
+        result = GraphRun()
+        try:
+            if import_inputs:
+                self.import_inputs()
+            self.run_steps(env)
+        except ProcessingError as exc:
+            result.failed, result.kind, result.message = True, exc.kind, str(exc)
+            self.log(f"[ingester] graph failed ({exc.kind}): {exc}")
+        result.kept = self.select_outputs(result.failed, result.kind == "fatal", retriable)
+        return result
+
+
+def indexed_fields(kept: KeptFile) -> dict[str, float | str | tuple[int, ...]]:
+    """IndexedOutput fields of an out-file: bands, stored format, real range, exponent."""
+    fmt = kept.dformat
+    if fmt is None:
+        raise ProcessingError(f"out-file {kept.out.layer!r} is indexed without a data format")
+    return {
+        "bands": tuple(range(1, kept.out.nbands + 1)), "dtype": fmt.dtype,
+        "nodata": fmt.nodata, "min_value": fmt.min_value, "max_value": fmt.max_value,
+        "real_min": kept.out.ext_min_value, "real_max": kept.out.ext_max_value, "exponent": kept.out.exponent,
+    }
+
+
+def python_env() -> dict[str, str]:
+    """The environment of python/cmd steps: ours, without the ingester's own credentials (a graph step
+    has no business with the catalogue or download passwords), GDAL writing no .aux.xml side files."""
+    from ingester.config import SECRET_FIELDS
+
+    secret = {f"INGESTER_{name.upper()}" for name in SECRET_FIELDS}
+    env = {k: v for k, v in os.environ.items()
+           if k not in secret and not (k.startswith("INGESTER_") and any(w in k for w in ("PASSWORD", "TOKEN",
+                                                                                          "SECRET")))}
+    env.setdefault("GDAL_PAM_ENABLED", "NO")
+    return env
