@@ -96,7 +96,7 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT NOT NULL UNIQUE,
         unit TEXT NOT NULL DEFAULT '',
         dtype TEXT NOT NULL DEFAULT 'float32',
-        nodata REAL NOT NULL DEFAULT 0,
+        nodata REAL DEFAULT 0,                    -- NULL: NaN (SQLite stores NaN as NULL)
         min_value REAL NOT NULL DEFAULT 0,
         max_value REAL NOT NULL DEFAULT 1,
         bands TEXT NOT NULL DEFAULT '[]',
@@ -117,7 +117,7 @@ MIGRATIONS: tuple[str, ...] = (
         layer TEXT NOT NULL,
         uri TEXT NOT NULL,
         bands TEXT NOT NULL,
-        dtype TEXT NOT NULL, nodata REAL NOT NULL, min_value REAL NOT NULL, max_value REAL NOT NULL,
+        dtype TEXT NOT NULL, nodata REAL, min_value REAL NOT NULL, max_value REAL NOT NULL,
         real_min REAL NOT NULL, real_max REAL NOT NULL, exponent REAL NOT NULL,
         extra TEXT NOT NULL DEFAULT '{}',
         created_at TEXT NOT NULL,
@@ -301,6 +301,11 @@ def tile_from_data(source_id: str, scene_id: str, data: str, previous: TileRef |
 
 
 # --- the store -----------------------------------------------------------------------------------
+
+def _nan(value: float | None) -> float:
+    """A nodata read back: SQLite stores NaN as NULL."""
+    return float("nan") if value is None else value
+
 
 class Store:
     """One connection to the SQLite file. Not shared across processes (workers never open it)."""
@@ -523,7 +528,7 @@ class Store:
         rows = self.conn.execute(
             "SELECT v.id, v.name, i.id, i.name, v.unit, v.dtype, v.nodata, v.min_value, v.max_value, v.bands "
             "FROM variable v LEFT JOIN instance i ON i.variable_id = v.id ORDER BY v.name, i.name")
-        return [LayerRow(*r[:9], json.loads(r[9])) for r in rows]
+        return [LayerRow(*r[:6], _nan(r[6]), *r[7:9], json.loads(r[9])) for r in rows]
 
     def instance_id(self, variable: str, instance: str) -> int | None:
         return self.one("SELECT i.id FROM instance i JOIN variable v ON v.id = i.variable_id "
@@ -549,7 +554,7 @@ class Store:
             params.append(tile_id)
         out = []
         for r in self.conn.execute(sql + " ORDER BY r.time, d.id", params):
-            out.append(DatasetRow(*r[:11], tuple(json.loads(r[11])), *r[12:19], json.loads(r[19])))
+            out.append(DatasetRow(*r[:11], tuple(json.loads(r[11])), r[12], _nan(r[13]), *r[14:19], json.loads(r[19])))
         return out
 
     # -- job attempts -------------------------------------------------------------------------------

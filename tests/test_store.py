@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 
 import pytest
@@ -122,6 +123,25 @@ def test_datasets_are_listed_per_aoi_record_and_tile(store):
     assert store.datasets(record_id=ds.record_id) == [ds] == store.datasets(tile_id=tile_id)
     assert store.datasets(tile_id=tile_id + 1) == []
     assert "processingDate" in store.record(ds.record_id).tags
+
+
+def test_nan_nodata_is_kept_for_datasets_and_layers(store, cli, tmp_path):
+    """The original's S2 graph indexes `uint16,NaN,0,32767`: NaN must survive SQLite (which stores it as NULL)."""
+    import math
+
+    tile_id = store.one("SELECT min(id) FROM tile")
+    instances = {"sigma0_VV": str(store.instance_id("BackscatterSigma0VV", "RNKell"))}
+    with store.transaction():
+        index_outputs(store, tile_id, [IndexedOutput("sigma0_VV", "s3://b/nan.tif", "A44_IW1_8951", dtype="uint16",
+                                                     nodata=float("nan"), min_value=0, max_value=32767)], instances)
+    (ds,) = store.datasets(aoi=AOI)
+    assert math.isnan(ds.nodata)
+    db = tmp_path / "layers.db"
+    assert cli("layers", "add", "B01", "raw", "--dformat", "uint16,NaN,0,32767", "--db", db).exit_code == 0
+    listed = cli("layers", "list", "--json", "--db", db)
+    assert listed.exit_code == 0
+    (layer,) = json.loads(listed.stdout)
+    assert layer["dformat"]["nodata"] is None  # strict JSON: NaN is written as null
 
 
 def test_many_openers_of_a_new_file_migrate_it_once(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -46,9 +47,20 @@ class UI:
             print(f"error: {text}", file=sys.stderr)
 
 
+def _strict(obj: Any) -> Any:
+    """NaN and infinities become null: stdout JSON must parse with strict parsers (jq, JSON.parse)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def print_json(obj: Any) -> None:
     """Machine-readable output on stdout."""
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.write(json.dumps(_strict(obj), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
