@@ -361,6 +361,34 @@ def test_s1_scenes_are_split_into_bursts_and_new_acquisitions_chain_onto_the_sto
         assert {s for (s,) in st.execute("SELECT status FROM tile")} == {"DONE"}
 
 
+def test_tiles_command_leaves_ingested_scenes_out_and_chains_onto_the_store(cli, tmp_path, repo, testdata, markers,
+                                                                           monkeypatch):
+    from ingester.scenes import read_scenes, write_scenes
+    from tests.fakes.cdse_nodes import IW2_2023, FakeCdseNodes, make_product, product_scene
+
+    later, first = make_product(testdata, IW2_2023, 1), make_product(testdata, IW2_2023)
+    payload = repo / "payloads" / "losangeles-s1.json"
+    with FakeCdseNodes([later, first]) as fake:
+        for key, value in {"INGESTER_CDSE_DOWNLOAD_URL": fake.url, "INGESTER_CDSE_TOKEN_URL": fake.token_url,
+                           "INGESTER_CDSE_USERNAME": fake.username, "INGESTER_CDSE_PASSWORD": fake.password}.items():
+            monkeypatch.setenv(key, value)
+        tagged = {p.scene_id: product_scene(p, "LosAngelesS1") for p in (later, first)}
+        for scene in tagged.values():
+            scene.tags.update(load_payload(payload).record_tags)
+        write_scenes(tmp_path / "a.json", [tagged[first.scene_id]])
+        assert aoi(cli, payload, "--scenes", tmp_path / "a.json", "--create-layers").exit_code == 0
+        write_scenes(tmp_path / "b.json", list(tagged.values()))
+        r = cli("tiles", payload, "--scenes", tmp_path / "b.json", "-o", tmp_path / "tiles.json")
+        assert r.exit_code == 0, r.stderr
+        assert "1 scenes already in the AOI" in r.stderr
+    (scene,) = read_scenes(tmp_path / "tiles.json").scenes
+    assert scene.source_id == later.scene_id and scene.tiles
+    assert all(t.previous.scene_id == first.scene_id == t.reference.scene_id for t in scene.tiles)
+    r = aoi(cli, payload, "--tiles", tmp_path / "tiles.json", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 1
+
+
 def test_temporary_failures_are_requeued_a_bounded_number_of_times(cli, payload, tmp_path, markers, monkeypatch):
     monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
     monkeypatch.setenv("INGESTER_MAX_TEMPORARY_RETRIES", "2")

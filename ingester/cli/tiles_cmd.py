@@ -7,10 +7,20 @@ from pathlib import Path
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, QuietOption, command, settings
+from ingester.cli.common import UI, DbOption, QuietOption, command, settings
 from ingester.errors import InputError, TilingError
 from ingester.payload import load_payload
-from ingester.scenes import read_scenes, write_scenes
+from ingester.scenes import Tile, read_scenes, write_scenes
+
+
+def stored_tiles(db: Path, aoi: str) -> tuple[list[Tile], set[str]]:
+    """The AOI's tiles and scene ids in the store, if the store exists (it is never created here)."""
+    if not db.exists():
+        return [], set()
+    from ingester.store import Store
+
+    with Store(db) as store:
+        return store.aoi_tiles(aoi), store.scene_ids_in_aoi(aoi)
 
 
 @app.command()
@@ -23,11 +33,15 @@ def tiles(
     buffer: float | None = typer.Option(
         None, "--buffer", help="Degrees added around the AOI before the burst test "
         "(default: $INGESTER_AOI_BUFFER_DEGREES or 0.05)."),
+    db: str | None = DbOption,
     quiet: bool = QuietOption,
 ) -> None:
     """List the tiles of the scenes: Sentinel-1 bursts over the AOI with their previous and reference
     acquisition (from the product annotations only, no product download), or one tile per scene for
-    the other missions. Writes the tiles file (tiles.json format) atomically."""
+    the other missions. Writes the tiles file (tiles.json format) atomically.
+
+    When the store already holds the AOI (`ingester aoi` ran before), its scenes are left out and new
+    bursts chain onto its tiles, so the file can be ingested with `ingester aoi --tiles`."""
     from ingester.tiling import make_tiles
     from ingester.tiling.inventory import NO_ANNOTATION
 
@@ -39,13 +53,16 @@ def tiles(
     if scenes_path is not None:
         scenes = read_scenes(scenes_path).scenes
     else:
-        from ingester import catalogue
+        from ingester.catalogue import search
 
-        search = getattr(catalogue, "search", None)
-        if search is None:
-            raise TilingError("the scene search is not available in this build; pass --scenes FILE")
         scenes = search(payload, config).scenes
-    result = make_tiles(payload, scenes, config)
+    existing, ingested = stored_tiles(Path(db or config.db), payload.name)
+    if ingested:
+        before = len(scenes)
+        scenes = [s for s in scenes if s.source_id not in ingested]
+        ui.info(f"{before - len(scenes)} scenes already in the AOI {payload.name!r} left out; "
+                f"new bursts chain onto its {len(existing)} tiles")
+    result = make_tiles(payload, scenes, config, existing=existing)
     missing = [sid for sid, reason in result.skipped if reason.startswith(NO_ANNOTATION)]
     if scenes and missing and len(missing) == len(scenes):
         raise TilingError(f"no annotation found for any of the {len(scenes)} scenes; nothing written "
