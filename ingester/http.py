@@ -198,6 +198,23 @@ def _short(url: str, limit: int = 160) -> str:
     return url if len(url) <= limit else url[:limit] + "…"
 
 
+class StaticToken:
+    """A bearer token given by the user (e.g. Earthdata, valid 60 days): what `Service` needs of a
+    token manager, without refresh."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def __repr__(self) -> str:  # never show secrets
+        return "StaticToken(***)"
+
+    def access_token(self) -> str:
+        return self._token
+
+    def invalidate(self) -> None:
+        """Nothing to refresh: a refused token fails with the server's message."""
+
+
 class TokenManager:
     """OAuth2 tokens for one account, shared by every job of a run (thread-safe).
 

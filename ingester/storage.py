@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ingester.errors import InputError, StorageError
+from ingester.fileio import atomic_copy
 
 FOLDER_EXTENSIONS = frozenset({"SAFE", "dim", "data", "*"})
 PRODUCT_LAYER = "__product__"
@@ -70,28 +71,10 @@ def exists(uri: str) -> bool:
 
 def put_file(local_path: str, uri: str) -> str:
     """Upload a local file to `uri` (atomically for local targets: temp name + rename). Returns `uri`."""
-    import shutil
-
     fs, path = _fs(uri)
     if getattr(fs, "protocol", None) in ("file", ("file", "local"), "local") or uri.startswith(("/", "file://")) \
             or "://" not in uri:
-        import tempfile
-
-        target = path
-        os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".part",
-                                   dir=os.path.dirname(target) or ".")
-        os.close(fd)
-        try:
-            shutil.copyfile(local_path, tmp)
-            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide stored files from other readers
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_copy(local_path, path)
         return uri
     fs.put_file(local_path, path)
     return uri

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from ingester.config import Settings, netrc_credentials
 from ingester.errors import AuthError, HTTPError, NotFound
-from ingester.http import Service, download
+from ingester.http import Service, StaticToken, download
 from ingester.naming import NameError_, product_keys
 from ingester.providers.base import (
     Provider,
@@ -28,22 +28,6 @@ from ingester.scenes import Scene
 EDL_HOSTS = ("urs.earthdata.nasa.gov",)
 _lock = threading.Lock()
 _services: dict[tuple, Service] = {}
-
-
-class StaticToken:
-    """A bearer token that does not expire (EDL tokens last 60 days); same interface as TokenManager."""
-
-    def __init__(self, token: str):
-        self._token = token
-
-    def __repr__(self) -> str:
-        return "StaticToken(***)"
-
-    def access_token(self) -> str:
-        return self._token
-
-    def invalidate(self) -> None:  # a refused EDL token cannot be refreshed here
-        pass
 
 
 def asf_token(settings: Settings) -> str:

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlparse
 
 from ingester.config import Settings, cdse_credentials
 from ingester.errors import HTTPError, TilingError
-from ingester.http import Service, TokenManager
+from ingester.http import Service, StaticToken, TokenManager
 from ingester.naming import format_pattern
 from ingester.scenes import Scene
 
@@ -272,21 +272,6 @@ class HTTPRangeFile(io.RawIOBase):
         self.bytes_read += n
         return n
 
-
-class StaticToken:
-    """A bearer token given by the user (Earthdata): what `Service` needs of a token manager."""
-
-    def __init__(self, token: str):
-        self._token = token
-
-    def __repr__(self) -> str:
-        return "StaticToken(***)"
-
-    def access_token(self) -> str:
-        return self._token
-
-    def invalidate(self) -> None:
-        """Nothing to refresh: a refused token fails with the server's message."""
 
 
 def _safe(url: str) -> str:
