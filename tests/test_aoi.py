@@ -174,18 +174,48 @@ def test_missing_default_workers_end_jobs_with_a_clear_error_not_a_crash(cli, pa
         assert "No module named 'ingester.nowhere'" in st.one("SELECT message FROM scene")
 
 
-def test_a_worker_process_that_dies_is_a_failed_attempt_not_a_hung_run(cli, payload, tmp_path, markers,
-                                                                        monkeypatch):
+def test_a_worker_process_that_dies_is_a_temporary_failure_not_a_hung_run(cli, payload, tmp_path, markers,
+                                                                           monkeypatch):
     monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    monkeypatch.setenv("INGESTER_MAX_TEMPORARY_RETRIES", "1")
     scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
     r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="succeed", tile_worker="crash")
     assert r.exit_code == 4
     assert json.loads(r.stdout)["unfinished"]["tile_retry"] == 2
     with Store("outputs/ingester.db") as st:
         for (message,) in st.execute("SELECT message FROM tile"):
-            assert "died (exit code 17)" in message
+            assert "died (exit code 17)" in message and "still failing after 1 temporary retries" in message
         assert st.one("SELECT count(*) FROM scene WHERE status = 'DONE'") == 2
-    assert executions(markers).count(("tile", 1)) == 2  # retry_count 1: one automatic re-run
+        assert st.execute("SELECT group_concat(outcome), group_concat(status) FROM (SELECT outcome, status "
+                          "FROM job_attempt WHERE kind = 'tile' AND job_id = 1 ORDER BY id)").fetchone() == (
+            "temporary,temporary,temporary,temporary", "PENDING,PENDING,PENDING,RETRY")
+    # a process death is temporary (re-queued once), then an error; retry_count 1: one automatic re-run
+    assert executions(markers).count(("tile", 1)) == 4
+
+
+def test_a_broken_executor_stops_the_run_and_leaves_the_jobs_queued(cli, payload, tmp_path, markers, monkeypatch):
+    from ingester import coordinator
+    from ingester.executor import LocalExecutor
+
+    class Broken(LocalExecutor):
+        def _dispatch(self) -> None:
+            raise RuntimeError("dispatcher bug")
+
+    monkeypatch.setattr(coordinator, "LocalExecutor", Broken)
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers")
+    assert r.exit_code == 1
+    assert "the executor failed: RuntimeError: dispatcher bug" in r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert {s for (s,) in st.execute("SELECT status FROM scene")} == {"PENDING"}
+        assert st.one("SELECT count(*) FROM scene WHERE lease_run IS NOT NULL") == 0
+        assert st.one("SELECT lock_run FROM aoi") is None
+        assert {o for (o,) in st.execute("SELECT outcome FROM job_attempt")} == {"abandoned"}
+    assert executions(markers) == []
+    monkeypatch.setattr(coordinator, "LocalExecutor", LocalExecutor)
+    r = cli("run", S2, "--workers", "1", "--scene-worker", f"{W}:succeed", "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 0, r.stderr
+    assert len(executions(markers)) == 4 and len(set(executions(markers))) == 4
 
 
 # --- bad input: exit 2 and the store unchanged ----------------------------------------------------------
@@ -250,15 +280,16 @@ def test_a_previous_tile_that_is_failed_is_refused(cli, tmp_path, repo, markers)
 
 def test_a_second_concurrent_run_exits_3_naming_the_holder(cli, payload, tmp_path, markers):
     scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
-    env = subprocess_env({"FAKE_WORKER_SLEEP": "1.0", "INGESTER_SCENE_WORKER": f"{W}:sleep",
-                          "INGESTER_TILE_WORKER": f"{W}:sleep"})
+    gate = tmp_path / "gate"  # the first run's jobs last until the test opens the gate
+    env = subprocess_env({"FAKE_WORKER_GATE": str(gate), "INGESTER_SCENE_WORKER": f"{W}:gate",
+                          "INGESTER_TILE_WORKER": f"{W}:gate"})
     first = subprocess.Popen([PYTHON, "-m", "ingester", "aoi", str(payload), "--scenes", str(scenes),
                               "--create-layers", "--workers", "1", "-q"], env=env, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         holder = None
-        while time.monotonic() < deadline and holder is None:
+        while time.monotonic() < deadline and holder is None and first.poll() is None:
             time.sleep(0.1)
             if Path("outputs/ingester.db").exists():
                 with Store("outputs/ingester.db") as st:
@@ -269,7 +300,8 @@ def test_a_second_concurrent_run_exits_3_naming_the_holder(cli, payload, tmp_pat
         assert f"locked by another run: pid {first.pid}" in r.stderr
         assert cli("run", S2).exit_code == 3
     finally:
-        out, err = first.communicate(timeout=120)
+        gate.touch()
+        out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err.decode()
 
 

@@ -38,7 +38,7 @@ def test_a_new_store_is_wal_with_foreign_keys_and_the_latest_schema(tmp_path):
         assert st.one("PRAGMA foreign_keys") == 1
         assert st.version == len(MIGRATIONS)
         assert {"aoi", "scene", "tile", "record", "variable", "instance", "dataset", "job_attempt"} <= set(
-            st.db.table_names())
+            r[0] for r in st.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
 
 
 def test_reopening_keeps_the_data_and_a_newer_schema_is_refused(tmp_path, store):

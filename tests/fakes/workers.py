@@ -83,6 +83,17 @@ def sleep(job: SceneJob | TileJob, settings: object) -> JobResult:
     return JobResult.done("slept")
 
 
+def gate(job: SceneJob | TileJob, settings: object) -> JobResult:
+    """Runs until the file $FAKE_WORKER_GATE exists (at most 300 s): a run that lasts as long as a test
+    needs, whatever the machine's load."""
+    gate_file = Path(os.environ["FAKE_WORKER_GATE"])
+    deadline = time.monotonic() + 300
+    while not gate_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _mark(job, "done")
+    return JobResult.done("gate opened")
+
+
 def scripted(job: SceneJob | TileJob, settings: object) -> JobResult:
     script = json.loads(Path(os.environ["FAKE_WORKER_SCRIPT"]).read_text())
     kind, name = _name(job)
