@@ -24,11 +24,13 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingester.errors import InputError, StoreError
-from ingester.scenes import Scene, Tile, TileRef
 from ingester.times import format_time, parse_time
+
+if TYPE_CHECKING:  # the models (and shapely behind them) load only when a command needs them
+    from ingester.scenes import Scene, Tile, TileRef
 
 STATUSES = ("NEW", "PENDING", "DONE", "RETRY", "FAILED")
 PROCESSING_DATE_TAG = "processingDate"
@@ -280,6 +282,8 @@ def scene_data(scene: Scene) -> str:
 
 
 def scene_from_row(source_id: str, aoi: str, date: str, data: str, tags: str, wkt: str) -> Scene:
+    from ingester.scenes import Scene
+
     d = json.loads(data)
     return Scene(
         source_id=source_id, aoi=aoi, date=parse_time(date), wkt=wkt, tags=json.loads(tags),
@@ -301,6 +305,8 @@ _TILE_KNOWN = {"date", "wkt", "anx_time", "graph_name", "is_retriable", "swath_i
 
 def tile_from_data(source_id: str, scene_id: str, data: str, previous: TileRef | None = None,
                    reference: TileRef | None = None) -> Tile:
+    from ingester.scenes import Tile
+
     d = json.loads(data)
     return Tile(
         source_id=source_id, scene_id=scene_id, date=parse_time(d["date"]), wkt=d.get("wkt", ""),
@@ -489,6 +495,8 @@ class Store:
         return scene
 
     def _ref(self, tile_id: int | None) -> TileRef | None:
+        from ingester.scenes import TileRef
+
         if tile_id is None:
             return None
         row = self.conn.execute("SELECT s.date, s.source_id, t.source_id FROM tile t JOIN scene s "
@@ -514,6 +522,8 @@ class Store:
         if not include_failed:
             sql += " AND t.status != 'FAILED'"
         rows = self.conn.execute(sql + " ORDER BY s.date_key, t.id", (row.id,)).fetchall()
+        from ingester.scenes import TileRef
+
         refs = {r[0]: TileRef(parse_time(r[3]), r[2], r[1]) for r in rows}
         def link(tile_id: int | None) -> TileRef | None:
             return None if tile_id is None else refs.get(tile_id) or self._ref(tile_id)

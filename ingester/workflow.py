@@ -34,11 +34,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingester.errors import StoreError
-from ingester.jobs import JobResult
 from ingester.store import STATUSES, Store, monotonic_now, now_text
+
+if TYPE_CHECKING:  # jobs imports the payload model (and shapely): not needed by the status commands
+    from ingester.jobs import JobResult
 
 NEW, PENDING, DONE, RETRY, FAILED = STATUSES
 # AOI status priority (§10.2): the first present wins.

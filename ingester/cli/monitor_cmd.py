@@ -175,7 +175,7 @@ def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None) 
 @app.command("retry")
 @command
 def retry_command(
-    aoi: str | None = typer.Argument(None, help="AOI name: retry all its RETRY scenes and tiles."),
+    aoi: str | None = typer.Argument(None, help="AOI name: retry all its RETRY (with --force also FAILED) jobs."),
     scene: int | None = typer.Option(None, "--scene", help="Retry this scene (store id)."),
     tile: int | None = typer.Option(None, "--tile", help="Retry this tile (store id)."),
     force: bool = typer.Option(False, "--force", help="Also bring back FAILED jobs (a scene with its FAILED tiles, "
