@@ -155,3 +155,37 @@ def test_messages_with_brackets_are_shown_verbatim_and_unwritable_outputs_are_cl
     result = cli("tiles", repo / "payloads" / "denmark-s2.json", "--scenes", scenes, "-o", tmp_path / "out[1]")
     assert result.exit_code == 1
     assert "out[1]" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    ({"start_time": "2022-13-45"}, "field 'start_time': '2022-13-45' is not a date and time"),
+    ({"start_time": "2022-01-01T00:00:00"}, "field 'start_time': '2022-01-01T00:00:00' has no time zone"),
+    ({"start_tim": "2022-01-01T00:00:00Z"}, "field 'start_tim': unknown key; did you mean 'start_time'?"),
+])
+def test_payload_mistakes_get_the_message_that_names_the_real_problem(cli, repo, tmp_path, edit, expected):
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload.update(edit)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    result = cli("scenes", str(path))
+    assert result.exit_code == 2 and expected in result.stderr
+
+
+def test_unclosed_ring_is_closed_with_a_warning(cli, repo, tmp_path):
+    from ingester.payload import load_payload
+
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload["geometry"] = {"type": "Polygon", "coordinates": [[[10.0, 54.9], [9.9, 54.9], [9.9, 55.0]]]}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    with pytest.warns(UserWarning, match="a ring is not closed"):
+        assert load_payload(path).aoi.area > 0
+
+
+def test_endpoints_must_be_http_urls_and_their_passwords_stay_hidden(cli, repo, monkeypatch):
+    monkeypatch.setenv("INGESTER_CDSE_CATALOGUE_URL", "notaurl")
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json")
+    assert result.exit_code == 2 and "INGESTER_CDSE_CATALOGUE_URL: 'notaurl' is not an http(s) URL" in result.stderr
+    monkeypatch.setenv("INGESTER_CDSE_CATALOGUE_URL", "ftp://bob:hunter2@127.0.0.1/x")
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json")
+    assert result.exit_code == 2 and "hunter2" not in result.stderr and "bob:***@" in result.stderr
