@@ -189,3 +189,17 @@ def test_endpoints_must_be_http_urls_and_their_passwords_stay_hidden(cli, repo, 
     monkeypatch.setenv("INGESTER_CDSE_CATALOGUE_URL", "ftp://bob:hunter2@127.0.0.1/x")
     result = cli("scenes", repo / "payloads" / "denmark-s2.json")
     assert result.exit_code == 2 and "hunter2" not in result.stderr and "bob:***@" in result.stderr
+
+
+@pytest.mark.parametrize(("field", "name"), [("tile_graph_name", "ExtractS2Bandz"),
+                                             ("scene_graph_name", "CopyProductToStorag")])
+def test_misspelt_graph_names_are_input_errors_before_any_search(cli, repo, tmp_path, field, name):
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload[field] = name
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    for command in (["scenes", path], ["tiles", path]):
+        result = cli(*command)  # the catalogue URL is a closed port: reaching it would be exit 1
+        assert result.exit_code == 2, result.stderr
+        assert f"field '{field}': graph '{name}' not found" in result.stderr
+    assert not (tmp_path / "outputs").exists()
