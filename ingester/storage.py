@@ -64,6 +64,12 @@ def _fs(uri: str):
     return fs, path
 
 
+def filesystem(uri: str):
+    """(fsspec file system, path) of a URI, with the storage's options (s3 endpoint, keys,
+    requester-pays): the one place where those options are applied."""
+    return _fs(uri)
+
+
 def exists(uri: str) -> bool:
     fs, path = _fs(uri)
     return bool(fs.exists(path))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ingester import http
 from ingester.config import Settings
 from ingester.http import TokenManager
 from ingester.jobs import SceneJob
@@ -158,7 +159,7 @@ def test_access_token_is_refreshed_before_expiry_and_shared_by_jobs(tmp_path, pr
     clock = [1000.0]
     settings = make_settings(tmp_path, zipper)
     manager = TokenManager(settings.cdse_token_url, zipper.username, zipper.password, clock=lambda: clock[0])
-    cdse._tokens[(settings.cdse_token_url, zipper.username)] = manager
+    http._managers[(settings.cdse_token_url, zipper.username)] = manager
     pids = [zipper.add_product(product) for _ in range(3)]
     scenes = [S2_ID, S2_ID.replace("T31TDH", "T31TDJ"), S2_ID.replace("T31TDH", "T31TDK")]
     assert run_scene_job(make_job(tmp_path, pids[0], product, scene_id=scenes[0]), settings).outcome == "done"
