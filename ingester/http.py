@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -195,6 +196,9 @@ class Service:
                             f"({response.text[:120]!r})", response.status_code, response.url) from None
 
 
+_CONNECTION_PREFIX = re.compile(r"^(\w+\(host=[^)]*\)|<[^>]*>): ")
+
+
 def connection_reason(exc: BaseException) -> str:
     """`Type: reason` of a connection failure, without the URL and pool details requests repeats
     (`HTTPConnectionPool(host=…, port=…): Max retries exceeded with url: … (Caused by …)`)."""
@@ -212,10 +216,9 @@ def connection_reason(exc: BaseException) -> str:
             continue
         break
     text = str(reason)
-    if text.startswith(("HTTPConnectionPool(", "HTTPSConnectionPool(")) and "): " in text:
-        text = text.split("): ", 1)[1]  # "HTTPConnectionPool(host=…, port=…): Read timed out."
-    if text.startswith("<") and ": " in text:  # "<urllib3.connection.HTTPConnection object at 0x…>: reason"
-        text = text.split(": ", 1)[1]
+    # urllib3 prefixes the connection: "HTTPConnectionPool(host=…, port=…): …", "<…HTTPConnection object
+    # at 0x…>: …", "HTTPConnection(host=…, port=…): …"
+    text = _CONNECTION_PREFIX.sub("", text)
     text = text.strip() or type(reason).__name__
     names = dict.fromkeys((type(exc).__name__, type(reason).__name__))
     return f"{': '.join(names)}: {text[:200]}"
