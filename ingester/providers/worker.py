@@ -26,6 +26,7 @@ import requests
 from ingester import storage
 from ingester.config import Settings
 from ingester.errors import (
+    ConfigError,
     DownloadError,
     HTTPError,
     IngesterError,
@@ -38,7 +39,7 @@ from ingester.jobs import JobResult, SceneJob
 from ingester.providers.base import expected_from_metadata
 from ingester.providers.chain import fetch_product
 from ingester.providers.progress import default_progress
-from ingester.providers.unpack import ArchiveError, extract, list_members
+from ingester.providers.unpack import ArchiveError, UnsafeArchiveError, extract, list_members
 from ingester.storage import VERIFIED_SUFFIX, check_name, join_uri, tile_prefix
 
 COPY_GRAPHS = frozenset({"copyproducttostorage", "copyproducttostorage.json"})
@@ -187,13 +188,17 @@ def _result_of(exc: BaseException) -> JobResult:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, ProviderError):
         return JobResult("temporary" if exc.temporary else "error", message)
-    if isinstance(exc, ArchiveError):  # a broken download: fetch again later
+    if isinstance(exc, UnsafeArchiveError):  # the same archive every time: never fetched again by itself
+        return JobResult("error", message)
+    if isinstance(exc, ArchiveError):  # truncated or bad CRC: a broken download, fetch again later
         return JobResult("temporary", message)
     if isinstance(exc, HTTPError):
         temporary = exc.status is None or exc.status in (408, 429) or exc.status >= 500
         return JobResult("temporary" if temporary else "error", message)
     if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
         return JobResult("temporary", f"{type(exc).__name__}: {message}")
+    if isinstance(exc, ConfigError):  # the settings can be fixed, then the job retried
+        return JobResult("error", message)
     if isinstance(exc, InputError):  # e.g. a scene name that cannot be stored: never succeeds
         return JobResult("fatal", message)
     if isinstance(exc, DownloadError | StorageError | IngesterError):
