@@ -421,3 +421,41 @@ def test_patterns_without_constellation_apply_to_every_constellation(tmp_path, s
     cfg = settings(tmp_path, bucket_patterns="s3://any/{SCENE}.zip", s3_endpoint_url=s3)
     with pytest.raises(NotFound, match=f"nothing at s3://any/{S1_ID}.zip"):
         BucketProvider(cfg).fetch(scene(S1_ID), tmp_path)
+
+
+def test_bucket_folder_copy_stops_at_the_first_failed_object(tmp_path, s3, monkeypatch):
+    from ingester import storage
+    from ingester.providers import bucket
+    from tests.fakes.moto_s3 import make_bucket
+
+    make_bucket(s3, "many")
+    for i in range(40):
+        _put(s3, "many", f"p/{S2_ID}.SAFE/f{i:02d}.bin", b"x")
+    real = storage.filesystem
+    copied: list[str] = []
+
+    class FailingFirst:
+        def __init__(self, fs):
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def get_file(self, key, local):
+            copied.append(key)
+            if len(copied) == 1:
+                raise ConnectionResetError("connection reset by peer")
+            self.fs.get_file(key, local)
+
+    def filesystem(uri):
+        fs, path = real(uri)
+        return FailingFirst(fs), path
+
+    monkeypatch.setattr(storage, "filesystem", filesystem)
+    cfg = settings(tmp_path, bucket_patterns="sentinel2=s3://many/p/{SCENE}.SAFE", s3_endpoint_url=s3)
+    work = tmp_path / "job"
+    work.mkdir()
+    with pytest.raises(Unavailable, match="connection reset by peer"):
+        BucketProvider(cfg).fetch(scene(), work)
+    assert len(copied) <= 2 * bucket.FOLDER_WORKERS  # not the 40 objects
+    assert list(work.iterdir()) == []

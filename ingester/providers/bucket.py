@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from ingester import storage
@@ -78,7 +79,7 @@ class BucketProvider(Provider):
 
     def _resolve(self, uri: str) -> str | None:
         """The URI itself, or the last match of a wildcard pattern."""
-        fs, path = storage._fs(uri)
+        fs, path = storage.filesystem(uri)
         protocol = uri.split("://", 1)[0]
         if any(c in path for c in "*?["):
             try:
@@ -92,7 +93,7 @@ class BucketProvider(Provider):
 
     def _copy_folder(self, uri: str, workdir: Path) -> Path | None:
         """Copy every object under the prefix into `<workdir>/<basename>` (bounded pool, all or nothing)."""
-        fs, path = storage._fs(uri)
+        fs, path = storage.filesystem(uri)
         path = path.rstrip("/")
         try:
             files = [f for f in fs.find(path) if f != path]
@@ -107,7 +108,11 @@ class BucketProvider(Provider):
         tmp = workdir / f".{base}.part"
         shutil.rmtree(tmp, ignore_errors=True)
 
+        stop = threading.Event()
+
         def copy(key: str) -> None:
+            if stop.is_set():  # another object failed: the folder is refused anyway
+                return
             rel = key[len(path) + 1:]
             if not rel or any(p in ("", "..") for p in rel.split("/")):
                 raise Unavailable(f"bucket: refusing object name {key!r}")
@@ -115,13 +120,18 @@ class BucketProvider(Provider):
             local.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(key, str(local))
 
+        pool = ThreadPoolExecutor(FOLDER_WORKERS)
         try:
-            with ThreadPoolExecutor(FOLDER_WORKERS) as pool:
-                for future in [pool.submit(copy, key) for key in files]:
-                    future.result()  # first error wins; the pool finishes the others before exiting
+            for future in as_completed([pool.submit(copy, key) for key in files]):
+                error = future.exception()
+                if error is not None:  # first error wins: queued copies are cancelled, running ones skip
+                    stop.set()
+                    raise error
             os.replace(tmp, target)
         except (OSError, ValueError) as exc:
             raise Unavailable(f"bucket: copying {uri}: {type(exc).__name__}: {exc}") from None
         finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
             shutil.rmtree(tmp, ignore_errors=True)
         return target

@@ -61,7 +61,7 @@ def product_uris(job: SceneJob) -> list[str]:
 
 def read_sidecar(uri: str) -> dict[str, Any] | None:
     try:
-        fs, path = storage._fs(uri + VERIFIED_SUFFIX)
+        fs, path = storage.filesystem(uri + VERIFIED_SUFFIX)
         with fs.open(path, "rb") as fh:
             return json.loads(fh.read().decode("utf-8"))
     except (FileNotFoundError, ValueError, OSError):
@@ -74,7 +74,7 @@ def is_verified_in_storage(uri: str, metadata: dict[str, Any]) -> bool:
     if not record:
         return False
     try:
-        fs, path = storage._fs(uri)
+        fs, path = storage.filesystem(uri)
         if int(fs.size(path)) != int(record.get("size", -1)):
             return False
     except (FileNotFoundError, OSError, TypeError, ValueError):
