@@ -170,3 +170,45 @@ def test_configuration_mistakes_met_in_a_worker_are_errors_never_fatal(tmp_path,
     result = run_scene_job(_job(tmp_path, _scene(S2_ID, uuid="abc")), settings)
     assert result.outcome == "error", result.message
     assert message in result.message
+
+
+# --- "verified in storage" on re-runs --------------------------------------------------------------
+
+def _stored(tmp_path: Path, scene_id: str = S2_ID) -> Path:
+    return tmp_path / "storage" / "denmark" / scene_id / "tiles" / scene_id / f"{scene_id}.zip"
+
+
+def test_a_folder_product_zipped_here_is_verified_in_storage_on_the_next_run(tmp_path, testdata, product):
+    import shutil
+
+    shutil.copytree(testdata / "s2" / f"{S2_ID}.SAFE", tmp_path / "archive" / f"{S2_ID}.SAFE")
+    settings = Settings(local_path=str(tmp_path / "archive"), providers="local", workdir=str(tmp_path / "work"))
+    published = {"checksum": checksums(product), "content_length": len(product)}  # the catalogue's own zip
+    first = run_scene_job(_job(tmp_path, _scene(S2_ID, **published)), settings)
+    assert first.outcome == "done" and first.details["downloaded"], first.message
+    stored = _stored(tmp_path)
+    mtime = stored.stat().st_mtime_ns
+    again = run_scene_job(_job(tmp_path, _scene(S2_ID, **published), 2), settings)
+    assert again.outcome == "done" and "nothing downloaded" in again.message
+    assert stored.stat().st_mtime_ns == mtime  # not uploaded again
+    assert first.details.get("rezipped") is True
+    data = bytearray(stored.read_bytes())  # damaged in storage, same size: zipped and stored again
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    third = run_scene_job(_job(tmp_path, _scene(S2_ID, **published), 3), settings)
+    assert third.details["downloaded"], third.message
+    with zipfile.ZipFile(stored) as zf:
+        assert zf.testzip() is None
+
+
+def test_a_published_md5_is_checked_against_a_blake3_sidecar(tmp_path, product):
+    import hashlib
+
+    settings = _archive(tmp_path, S2_ID, product)
+    first = run_scene_job(_job(tmp_path, _scene(S2_ID)), settings)  # no checksum published yet
+    assert first.outcome == "done" and first.details["algorithm"] == "blake3", first.message
+    right = run_scene_job(_job(tmp_path, _scene(S2_ID, md5=hashlib.md5(product).hexdigest()), 2), settings)
+    assert "nothing downloaded" in right.message
+    wrong = run_scene_job(_job(tmp_path, _scene(S2_ID, md5="0" * 32), 3), settings)
+    assert "nothing downloaded" not in wrong.message  # fetched again, and the local copy fails the MD5
+    assert wrong.outcome == "error" and "MD5 checksum mismatch" in wrong.message
