@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ingester.errors import InputError, StorageError
 from ingester.fileio import atomic_copy
+from ingester.naming import STORAGE_SCHEMES
 
 FOLDER_EXTENSIONS = frozenset({"SAFE", "dim", "data", "*"})
 PRODUCT_LAYER = "__product__"
@@ -32,16 +33,6 @@ def layer_file_name(layer: str, extension: str, scene_id: str, tile_id: str, dat
     if layer == ANNOTATIONS_LAYER:
         return f"{scene_id}_annotations{ext}"
     return f"{date.strftime('%Y%m%d')}_{tile_id}_{layer}{ext}"
-
-
-def stored_file_name(layer: str, extension: str, scene_id: str, tile_id: str, date: datetime) -> str:
-    """The object name in storage: folder-like extensions are stored as `.zip`."""
-    name = layer_file_name(layer, extension, scene_id, tile_id, date)
-    if extension in FOLDER_EXTENSIONS:
-        if extension != "*" and name.endswith(f".{extension}"):
-            name = name[: -len(extension) - 1]
-        return f"{name}.zip"
-    return name
 
 
 def tile_prefix(storage_uri: str, aoi: str, scene_id: str, tile_id: str) -> str:
@@ -145,11 +136,7 @@ def _options(protocol: str) -> dict:
 
 # --- §12: saving, importing and deleting outputs ---------------------------------------------------
 
-SCHEMES = ("file", "s3", "gs", "gcs")
-
-
-def is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
+SCHEMES = STORAGE_SCHEMES
 
 
 def local_path(uri: str) -> str:
@@ -165,7 +152,7 @@ def resolve_storage_uri(scene_storage_uri: str, payload_storage_uri: str, settin
     """The storage of a scene: its own `storage_uri`, else the payload's, else the settings' default.
 
     Local paths become absolute (workers may run elsewhere than the coordinator's cwd); only local
-    paths, file://, s3:// and gs:// are accepted."""
+    paths and the schemes of `naming.STORAGE_SCHEMES` (file://, s3://, gs://, gcs://) are accepted."""
     for candidate in (scene_storage_uri, payload_storage_uri, settings.storage_uri):
         uri = (candidate or "").strip()
         if not uri:
@@ -174,7 +161,7 @@ def resolve_storage_uri(scene_storage_uri: str, payload_storage_uri: str, settin
             scheme = uri.split("://", 1)[0].lower()
             if scheme not in SCHEMES:
                 raise InputError(f"storage_uri {uri!r}: unsupported scheme {scheme!r} "
-                                 "(use a local path, file://, s3:// or gs://)")
+                                 "(use a local path, file://, s3://, gs:// or gcs://)")
             if scheme == "file":
                 return "file://" + os.path.abspath(local_path(uri))
             if not uri.split("://", 1)[1].strip("/"):

@@ -19,7 +19,7 @@ from pathlib import Path
 from ingester import storage
 from ingester.config import Settings
 from ingester.errors import AuthError, NotFound, Unavailable
-from ingester.naming import CONSTELLATIONS, constellation_of, format_pattern
+from ingester.naming import CONSTELLATIONS, OBJECT_STORE_SCHEMES, constellation_of, format_pattern
 from ingester.providers.base import Provider, product_name
 from ingester.providers.patterns import patterns_for
 from ingester.providers.url import fetch_fsspec
@@ -28,7 +28,7 @@ from ingester.scenes import Scene
 FOLDER_WORKERS = 5
 
 
-BUCKET_SCHEMES = ("s3", "gs", "gcs")
+BUCKET_SCHEMES = OBJECT_STORE_SCHEMES
 
 
 def bucket_patterns(settings: Settings, constellation: str | None) -> list[str]:

@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlparse
 from ingester.config import Settings
 from ingester.errors import DownloadError, HTTPError, NotFound, ProviderError
 from ingester.http import Service, download, shared_service
+from ingester.naming import OBJECT_STORE_SCHEMES
 from ingester.providers.base import (
     Provider,
     expected_from_metadata,
@@ -98,7 +99,7 @@ class UrlProvider(Provider):
                 raise provider_error("url", exc) from None
             self.verified[str(dest)] = verified
             return _zip_name(dest, name, self)
-        if scheme in ("s3", "gs", "gcs"):
+        if scheme in OBJECT_STORE_SCHEMES:
             return _zip_name(fetch_fsspec(self, link, dest, scene), name, self)
         raise ProviderError(f"url: unsupported link scheme {scheme!r} in metadata.download_link")
 

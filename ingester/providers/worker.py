@@ -37,6 +37,7 @@ from ingester.errors import (
 )
 from ingester.http import TransferProgress, Verified, hash_file, new_hasher
 from ingester.jobs import JobResult, SceneJob
+from ingester.naming import is_copy_graph
 from ingester.providers.base import expected_from_metadata
 from ingester.providers.chain import fetch_product
 from ingester.providers.progress import default_progress
@@ -44,13 +45,6 @@ from ingester.providers.unpack import ArchiveError, UnsafeArchiveError, extract,
 from ingester.storage import VERIFIED_SUFFIX, check_name, join_uri, tile_prefix
 
 _HASH_BLOCK = 4 * 1024 * 1024
-COPY_GRAPHS = frozenset({"copyproducttostorage", "copyproducttostorage.json"})
-
-
-def is_copy_graph(graph_name: str) -> bool:
-    return os.path.basename(graph_name or "").lower() in COPY_GRAPHS
-
-
 def tile_ids(job: SceneJob) -> list[str]:
     """The scene's tiles; a scene without tiles is its own single tile (S2, Landsat, …)."""
     return [t.source_id for t in job.scene.tiles] or [job.scene.source_id]
@@ -181,7 +175,12 @@ def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[st
     for uri in missing:
         storage.put_file(str(zip_path), uri)
         write_sidecar(uri, record, workdir)  # last: the sidecar is what says "verified"
-    checked = record["checked"] if record["checked"] != "none" else "unverified: no size or checksum published"
+    if record.get("rezipped"):
+        checked = "folder product zipped here: the catalogue's size and checksums do not apply"
+    elif record["checked"] != "none":
+        checked = record["checked"]
+    else:
+        checked = "unverified: no size or checksum published"
     return JobResult.done(
         f"{name}: downloaded from {fetched.provider} ({record['size']} bytes, {checked}); "
         f"stored in {len(missing)} tile(s)",

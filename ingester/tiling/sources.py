@@ -27,7 +27,7 @@ from ingester import storage
 from ingester.config import CDSE_DOMAINS, Settings, cdse_credentials
 from ingester.errors import HTTPError, StorageError, TilingError
 from ingester.http import Service, StaticToken, TokenManager, shared_token_manager
-from ingester.naming import format_pattern
+from ingester.naming import OBJECT_STORE_SCHEMES, format_pattern
 from ingester.scenes import Scene
 
 _POL_PREFERENCE = {"vv": 0, "hh": 1, "vh": 2, "hv": 3}
@@ -152,7 +152,7 @@ class PatternSource:
         scheme = urlparse(where).scheme.lower()
         if scheme in ("http", "https"):
             return self._remote_zip(scene, where)
-        if scheme in ("s3", "gs", "gcs"):
+        if scheme in OBJECT_STORE_SCHEMES:
             return self._fsspec_zip(scene, where)
         if scheme == "file":
             where = unquote(urlparse(where).path)
