@@ -195,3 +195,13 @@ def test_connection_errors_are_short_and_name_the_url_once():
     assert "ConnectionError" in message and "refused" in message.lower()
     assert message.count("127.0.0.1") == 1 and "HTTPConnectionPool" not in message
     assert len(message) < 400
+
+
+def test_asf_service_trusts_asf_hosts_and_earthdata_login_not_the_presigned_s3_host():
+    from ingester.providers.asf import AsfProvider
+
+    svc = AsfProvider(Settings(asf_url="https://datapool.asf.alaska.edu", asf_token="t"))._service()
+    assert svc.is_trusted("https://sentinel1.asf.alaska.edu/SLC/SA/x.zip")  # the datapool's CNAME
+    assert svc.is_trusted("https://urs.earthdata.nasa.gov/oauth/authorize")
+    assert not svc.is_trusted("https://asf-ngap2w-p-s1-slc-7b420b89.s3.us-west-2.amazonaws.com/x.zip")
+    assert not svc.is_trusted("https://asf.alaska.edu.evil.example/x.zip")

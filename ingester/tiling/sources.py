@@ -24,7 +24,7 @@ from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from ingester import storage
-from ingester.config import CDSE_DOMAINS, Settings, cdse_credentials
+from ingester.config import ASF_DOMAINS, CDSE_DOMAINS, Settings, cdse_credentials
 from ingester.errors import HTTPError, StorageError, TilingError
 from ingester.http import Service, StaticToken, TokenManager, shared_token_manager
 from ingester.naming import OBJECT_STORE_SCHEMES, format_pattern
@@ -196,7 +196,8 @@ class PatternSource:
                 service = Service("annotations", key[0], timeout=self.settings.http_timeout,
                                   token=StaticToken(token) if token else None,  # type: ignore[arg-type]
                                   retries=self.settings.http_retries, backoff=self.settings.http_backoff,
-                                  trusted_hosts=("urs.earthdata.nasa.gov",) if token else ())
+                                  trusted_hosts=("urs.earthdata.nasa.gov",) if token else (),
+                                  trusted_domains=ASF_DOMAINS if token else ())
                 self._services[key] = service
             return service
 
