@@ -36,23 +36,23 @@ class Settings:
         "https://identity.dataspace.copernicus.eu/auth/realms/CDSE/protocol/openid-connect/token"
     )
     cdse_username: str = ""
-    cdse_password: str = ""
+    cdse_password: str = dataclasses.field(default="", repr=False)
     cdse_max_downloads: int = 4
     cdse_page_size: int = 1000  # OData $top per request (the catalogue allows 1 … 1000)
     cdse_max_skip: int = 10000  # the catalogue's $skip ceiling; past it the search is split by time window
     # ASF datapool (Earthdata bearer token)
     asf_url: str = "https://datapool.asf.alaska.edu"
-    asf_token: str = ""
+    asf_token: str = dataclasses.field(default="", repr=False)
     # Other providers
     local_path: str = ""
     providers: str = "local,url,cdse"
     bucket_patterns: str = ""  # "sentinel2=s3://bucket/{SCENE}.zip;sentinel1=gs://…"
     ftp_patterns: str = ""
     ftp_user: str = ""
-    ftp_password: str = ""
+    ftp_password: str = dataclasses.field(default="", repr=False)
     s3_endpoint_url: str = ""
     s3_access_key_id: str = ""
-    s3_secret_access_key: str = ""
+    s3_secret_access_key: str = dataclasses.field(default="", repr=False)
     s3_requester_pays: bool = False
     # Local paths
     db: str = "outputs/ingester.db"
@@ -76,6 +76,23 @@ class Settings:
     step_timeout: float = 21600.0  # seconds per graph step (a graph's config `step_timeout` overrides it)
     snap_gpt: str = ""  # SNAP's gpt; empty: $SNAPPATH, then `gpt` on PATH, then /usr/local/snap/bin/gpt
     docker: str = "docker"  # the docker client used by docker steps
+
+    def __post_init__(self) -> None:
+        """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
+        positive = ("http_timeout", "lease_seconds", "cdse_max_downloads", "cdse_page_size", "annotation_concurrency")
+        not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
+                        "aoi_buffer_degrees", "cdse_max_skip", "step_timeout")
+        for name in positive:
+            value = getattr(self, name, 1)
+            if not value > 0:
+                raise ConfigError(f"INGESTER_{name.upper()}: must be > 0, got {value!r}")
+        for name in not_negative:
+            value = getattr(self, name, 0)
+            if value < 0:
+                raise ConfigError(f"INGESTER_{name.upper()}: must be ≥ 0, got {value!r}")
+        if self.cdse_page_size > 1000:
+            raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
+                              f"got {self.cdse_page_size}")
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets replaced, safe to print or log."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ingester import __version__
+from ingester.errors import InputError
 from ingester.geometry import from_wkt
 from ingester.times import format_time, parse_time
 
@@ -264,16 +265,41 @@ def build_collection(aoi: str, tiles: Sequence[StacTile], description: str = "")
     return collection
 
 
-def write_stac(aoi: str, tiles: Sequence[StacTile], out_dir: str | Path) -> Path:
-    """Write `<out_dir>/<aoi>/collection.json` and its Items (absolute hrefs); returns the collection file."""
-    import shutil
+def _previous_export(root: Path) -> list[Path]:
+    """The files of an earlier export of this AOI in `root`, or an InputError when `root` holds anything
+    else (a STAC export never deletes what it did not write, e.g. when pointed at the storage)."""
+    if not root.exists():
+        return []
+    ours = []
+    for path in (p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root)
+        if path.suffix == ".json" and (rel == Path("collection.json") or len(rel.parts) == 2) and _is_stac(path):
+            ours.append(path)
+            continue
+        raise InputError(f"{root}: holds files that are not an earlier STAC export of this AOI ({rel}); "
+                         "choose an empty or dedicated folder with -o")
+    return ours
 
+
+def _is_stac(path: Path) -> bool:
+    try:
+        return "stac_version" in json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def write_stac(aoi: str, tiles: Sequence[StacTile], out_dir: str | Path) -> Path:
+    """Write `<out_dir>/<aoi>/collection.json` and its Items (absolute hrefs); returns the collection file.
+    An earlier export of the AOI is replaced (no stale Items); nothing else is ever deleted."""
     import pystac
 
     root = Path(out_dir).resolve() / aoi
     collection = build_collection(aoi, tiles)  # everything that can fail on the data, before writing
-    if (root / "collection.json").is_file():
-        shutil.rmtree(root)  # the previous export of this AOI: no stale Items
+    for path in _previous_export(root):
+        path.unlink()
+    for folder in sorted((p for p in root.glob("*") if p.is_dir()), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
     collection.normalize_hrefs(str(root))
     collection.save(catalog_type=pystac.CatalogType.ABSOLUTE_PUBLISHED)
     return root / "collection.json"

@@ -147,3 +147,41 @@ def test_copy_graph_is_decided_once_for_tiling_and_downloads(name, copy):
     assert is_copy_graph(name) is copy
     payload = SimpleNamespace(constellation="sentinel1", scene_graph_name=name)
     assert uses_bursts(payload) is (not copy)  # type: ignore[arg-type]
+
+def test_written_files_follow_the_umask_not_mkstemps_private_mode(tmp_path):
+    import os
+    import stat
+
+    from ingester.fileio import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+
+
+def test_secrets_stay_out_of_the_settings_repr():
+    s = load_settings({"cdse_password": "hunter2", "asf_token": "tok-123"}, env={})
+    assert "hunter2" not in repr(s) and "tok-123" not in repr(s)
+
+
+@pytest.mark.parametrize(("variable", "value"), [("INGESTER_HTTP_TIMEOUT", "-1"), ("INGESTER_LEASE_SECONDS", "0"),
+                                                 ("INGESTER_HTTP_RETRIES", "-2"), ("INGESTER_CDSE_PAGE_SIZE", "5000")])
+def test_out_of_range_settings_are_input_errors(cli, repo, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json")
+    assert result.exit_code == 2
+    assert variable in result.stderr and "Traceback" not in result.stderr
+
+
+def test_messages_with_brackets_are_shown_verbatim_and_unwritable_outputs_are_clear_errors(cli, repo, tmp_path):
+    (tmp_path / "out[1]").mkdir()
+    result = cli("tiles", repo / "payloads" / "denmark-s2.json", "--scenes", tmp_path / "none[/tmp].json")
+    assert result.exit_code == 2 and "none[/tmp].json" in result.stderr
+    scenes = tmp_path / "scenes.json"
+    scenes.write_text('{"type": "FeatureCollection", "features": []}')
+    result = cli("tiles", repo / "payloads" / "denmark-s2.json", "--scenes", scenes, "-o", tmp_path / "out[1]")
+    assert result.exit_code == 1
+    assert "out[1]" in result.stderr and "Traceback" not in result.stderr

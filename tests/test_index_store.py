@@ -75,6 +75,13 @@ def test_datasets_and_stac_of_a_processed_chain(cli, repo, tmp_path):
     again = cli("stac", "DenmarkDemoS1", "-o", tmp_path / "stac", "--quiet")  # re-export replaces, no stale items
     assert again.exit_code == 0 and len(list(pystac.Collection.from_file(again.stdout.strip()).get_items())) == 3
 
+    # pointed at the storage (which holds the products under <storage>/<aoi>/…), it refuses and deletes nothing
+    storage = Path(rows[0]["uri"]).parents[4]
+    before = sorted(p for p in storage.rglob("*") if p.is_file())
+    refused = cli("stac", "DenmarkDemoS1", "-o", storage, "--quiet")
+    assert refused.exit_code == 2 and "not an earlier STAC export" in refused.stderr
+    assert sorted(p for p in storage.rglob("*") if p.is_file()) == before
+
 
 def test_unknown_aoi_in_an_existing_store_exits_2(cli, repo, tmp_path):
     from ingester.store import Store

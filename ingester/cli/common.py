@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ingester.config import Settings, load_settings
-from ingester.errors import IngesterError, IngesterWarning
+from ingester.errors import EXIT_FAILURE, IngesterError, IngesterWarning
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,8 +25,9 @@ DbOption = typer.Option(None, "--db", help="SQLite store (default: $INGESTER_DB 
 
 
 class UI:
-    """Human output on stderr: silent with --quiet or when stderr is not a terminal, except errors
-    and warnings, which are always shown (plain text when not a terminal)."""
+    """Human output on stderr. Live progress (bars, spinners) only on a terminal; one-line summaries
+    unless --quiet (so that cron mails say what a run did); warnings and errors always. Text is never
+    read as rich markup: server messages and paths may contain `[…]`."""
 
     def __init__(self, quiet: bool = False):
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -34,17 +36,19 @@ class UI:
 
     def info(self, text: str) -> None:
         if not self.quiet:
-            self.err.print(text)
+            self.err.print(text, markup=False)
 
     def warn(self, text: str) -> None:
-        self.err.print(f"[yellow]warning:[/yellow] {text}", markup=True) if self.err.is_terminal else \
-            print(f"warning: {text}", file=sys.stderr)
+        self._tagged("warning", "yellow", text)
 
     def error(self, text: str) -> None:
+        self._tagged("error", "bold red", text)
+
+    def _tagged(self, tag: str, style: str, text: str) -> None:
         if self.err.is_terminal:
-            self.err.print(f"[bold red]error:[/bold red] {text}", markup=True, highlight=False)
+            self.err.print(f"[{style}]{tag}:[/{style}] {escape(text)}", markup=True, highlight=False)
         else:
-            print(f"error: {text}", file=sys.stderr)
+            print(f"{tag}: {text}", file=sys.stderr)
 
 
 def _strict(obj: Any) -> Any:
@@ -91,6 +95,10 @@ def command(fn: F) -> F:
         except IngesterError as exc:
             ui.error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # an output path that is a folder, unwritable, on a full disk, …
+            where = f"{exc.filename}: " if exc.filename else ""
+            ui.error(f"{where}{exc.strerror or exc}")
+            raise typer.Exit(EXIT_FAILURE) from None
         except KeyboardInterrupt:
             ui.error("interrupted")
             raise typer.Exit(130) from None
