@@ -307,13 +307,13 @@ def test_at_most_four_downloads_at_once_across_worker_processes(tmp_path, produc
 
 
 def test_without_the_cap_the_fake_quota_is_hit(tmp_path, product, zipper):
-    """Control for the test above: the fake's counter does see more than 4 concurrent downloads."""
+    """Control for the test above: the fake's counter does see more than 4 concurrent downloads (cap of 100)."""
     from concurrent.futures import ThreadPoolExecutor
 
     zipper.delay = 0.02
     zipper.chunk = len(product) // 30 + 1
     args = [(str(tmp_path), zipper.odata, zipper.token_url, zipper.username, zipper.password,
-             zipper.add_product(product), S2_ID.replace("T31TDH", f"T31TD{c}"), 0) for c in "ABCDEF"]
+             zipper.add_product(product), S2_ID.replace("T31TDH", f"T31TD{c}"), 100) for c in "ABCDEF"]
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(_download_in_process, args))
     assert zipper.rejected_quota > 0
