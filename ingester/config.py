@@ -19,6 +19,11 @@ from urllib.parse import urlparse
 
 from ingester.errors import ConfigError
 
+# Domains whose hosts (catalogue., zipper., download., identity.) may receive the CDSE bearer token.
+CDSE_DOMAINS = ("dataspace.copernicus.eu",)
+# Domains whose hosts (datapool., sentinel1. — the datapool's CNAME) may receive the Earthdata token.
+ASF_DOMAINS = ("asf.alaska.edu",)
+
 SECRET_FIELDS = frozenset({"cdse_password", "asf_token", "ftp_password", "s3_secret_access_key"})
 
 

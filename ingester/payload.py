@@ -19,7 +19,7 @@ from shapely.geometry import MultiPolygon
 
 from ingester.errors import PayloadError
 from ingester.geometry import GeometryError, geometry_from_geojson, validate_area
-from ingester.naming import CONSTELLATIONS
+from ingester.naming import CONSTELLATIONS, STORAGE_SCHEMES
 from ingester.times import parse_time
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9\-:_]+$")
@@ -280,8 +280,9 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         raise check.fail("annotations_urls", "must be a list of non-empty strings (URL patterns)")
 
     storage_uri = check.string(raw, "storage_uri").strip()
-    if "://" in storage_uri and storage_uri.split("://", 1)[0].lower() not in ("file", "s3", "gs"):
-        raise check.fail("storage_uri", f"{storage_uri!r}: unsupported scheme (use a local path, file://, s3:// or gs://)")
+    if "://" in storage_uri and storage_uri.split("://", 1)[0].lower() not in STORAGE_SCHEMES:
+        raise check.fail("storage_uri", f"{storage_uri!r}: unsupported scheme (use a local path, file://, s3://, gs:// "
+                                        "or gcs://)")
     return Payload(
         name=name,
         aoi=aoi,

@@ -118,6 +118,36 @@ def test_payload_with_unsupported_storage_scheme_is_rejected_before_anything_run
     assert not (tmp_path / "outputs" / "scenes.json").exists()
 
 
+@pytest.mark.parametrize("uri", ["gcs://bucket/storage", "gs://bucket/storage", "s3://bucket/x", "file:///tmp/x"])
+def test_payload_and_storage_accept_the_same_storage_schemes(repo, tmp_path, uri):
+    from types import SimpleNamespace
+
+    from ingester.payload import load_payload
+    from ingester.storage import resolve_storage_uri
+
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload["storage_uri"] = uri
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    loaded = load_payload(path)
+    assert resolve_storage_uri("", loaded.storage_uri, SimpleNamespace(storage_uri=""))
+
+
+@pytest.mark.parametrize("name, copy", [
+    ("CopyProductToStorage", True), ("copyproducttostorage", True), ("CopyProductToStorage.json", True),
+    ("graphs/CopyProductToStorage.json", True), ("S1Preprocessing", False), ("CopyProductToStorageX", False),
+    ("", False),
+])
+def test_copy_graph_is_decided_once_for_tiling_and_downloads(name, copy):
+    from types import SimpleNamespace
+
+    from ingester.naming import is_copy_graph
+    from ingester.tiling import uses_bursts
+
+    assert is_copy_graph(name) is copy
+    payload = SimpleNamespace(constellation="sentinel1", scene_graph_name=name)
+    assert uses_bursts(payload) is (not copy)  # type: ignore[arg-type]
+
 def test_written_files_follow_the_umask_not_mkstemps_private_mode(tmp_path):
     import os
     import stat
