@@ -94,7 +94,7 @@ class Settings:
             value = getattr(self, name)
             parsed = urlparse(value)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
-                raise ConfigError(f"INGESTER_{name.upper()}: {_redact_url(value)!r} is not an http(s) URL")
+                raise ConfigError(f"INGESTER_{name.upper()}: {redact_url(value)!r} is not an http(s) URL")
         if self.cdse_page_size > 1000:
             raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
                               f"got {self.cdse_page_size}")
@@ -108,7 +108,7 @@ class Settings:
         return out
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """A URL without the password of its user-info part (http://bob:***@host/…)."""
     parsed = urlparse(url)
     if parsed.password:

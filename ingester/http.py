@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import requests
 
 from ingester import __version__
+from ingester.config import redact_url
 from ingester.errors import AuthError, HTTPError, RateLimited, Unavailable
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -225,6 +226,8 @@ def connection_reason(exc: BaseException) -> str:
 
 
 def _short(url: str, limit: int = 160) -> str:
+    """A URL fit for a message: no password from its user-info part, cut after `limit` characters."""
+    url = redact_url(url)
     return url if len(url) <= limit else url[:limit] + "…"
 
 
@@ -300,7 +303,7 @@ class TokenManager:
         """One token request. 400/401 (bad credentials, expired refresh token) raise AuthError; no
         answer, 408/5xx raise Unavailable and 429 RateLimited (they may pass: the job is retried)."""
         form = {**form, "client_id": self.client_id}
-        where = f"token endpoint {self.token_url}"
+        where = f"token endpoint {_short(self.token_url)}"
         try:
             response = self.session.post(self.token_url, data=form, timeout=self.timeout)
         except requests.RequestException as exc:

@@ -233,3 +233,18 @@ def test_misspelt_graph_names_are_input_errors_before_any_search(cli, repo, tmp_
         assert result.exit_code == 2, result.stderr
         assert f"field '{field}': graph '{name}' not found" in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_passwords_written_into_endpoint_urls_never_reach_messages(httpserver):
+    from ingester.errors import AuthError, HTTPError
+    from ingester.http import Service, TokenManager
+
+    httpserver.expect_request("/odata/v1/Products").respond_with_json({"detail": "nope"}, status=400)
+    httpserver.expect_request("/token").respond_with_json({"error": "invalid_grant"}, status=401)
+    base = httpserver.url_for("/").replace("http://", "http://bob:hunter2@").rstrip("/")
+    with pytest.raises(HTTPError) as caught:
+        Service("cdse", f"{base}/odata/v1", retries=0).get_json("Products")
+    assert "hunter2" not in str(caught.value) and "bob:***@" in str(caught.value)
+    with pytest.raises(AuthError) as refused:
+        TokenManager(f"{base}/token", "user", "pw").access_token()
+    assert "hunter2" not in str(refused.value)
