@@ -19,6 +19,11 @@ from urllib.parse import urlparse
 
 from ingester.errors import ConfigError
 
+# Domains whose hosts (catalogue., zipper., download., identity.) may receive the CDSE bearer token.
+CDSE_DOMAINS = ("dataspace.copernicus.eu",)
+# Domains whose hosts (datapool., sentinel1. — the datapool's CNAME) may receive the Earthdata token.
+ASF_DOMAINS = ("asf.alaska.edu",)
+
 SECRET_FIELDS = frozenset({"cdse_password", "asf_token", "ftp_password", "s3_secret_access_key"})
 
 
@@ -74,9 +79,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
-        positive = ("http_timeout", "lease_seconds", "cdse_max_downloads", "cdse_page_size", "annotation_concurrency")
+        positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
-                        "aoi_buffer_degrees", "cdse_max_skip", "step_timeout")
+                        "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads")  # 0: no cap
         for name in positive:
             value = getattr(self, name, 1)
             if not value > 0:
@@ -85,6 +90,11 @@ class Settings:
             value = getattr(self, name, 0)
             if value < 0:
                 raise ConfigError(f"INGESTER_{name.upper()}: must be ≥ 0, got {value!r}")
+        for name in ("cdse_catalogue_url", "cdse_download_url", "cdse_token_url", "asf_url"):
+            value = getattr(self, name)
+            parsed = urlparse(value)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ConfigError(f"INGESTER_{name.upper()}: {redact_url(value)!r} is not an http(s) URL")
         if self.cdse_page_size > 1000:
             raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
                               f"got {self.cdse_page_size}")
@@ -96,6 +106,14 @@ class Settings:
             if out.get(key):
                 out[key] = "***"
         return out
+
+
+def redact_url(url: str) -> str:
+    """A URL without the password of its user-info part (http://bob:***@host/…)."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@", 1)
+    return url
 
 
 def _coerce(name: str, kind: Any, raw: Any, origin: str) -> Any:

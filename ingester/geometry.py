@@ -28,7 +28,7 @@ def _check_positions(coords: Any, where: str) -> None:
     """Recursively check GeoJSON positions: numbers, finite, lon in [-180, 180], lat in [-90, 90]."""
     if isinstance(coords, (list, tuple)) and coords and isinstance(coords[0], (int, float)):
         if len(coords) < 2 or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coords):
-            raise GeometryError(f"{where}: position {coords!r} is not [longitude, latitude]")
+            raise GeometryError(f"{where}: position {coords!r} is not [longitude, latitude] (numbers, not strings)")
         lon, lat = coords[0], coords[1]
         if not (math.isfinite(lon) and math.isfinite(lat)):
             raise GeometryError(f"{where}: position {coords!r} is not finite")
@@ -61,6 +61,13 @@ def geometry_from_geojson(obj: Any, where: str = "geometry") -> BaseGeometry:
     if "coordinates" not in obj:
         raise GeometryError(f"{where}: missing 'coordinates'")
     _check_positions(obj["coordinates"], where)
+    if gtype in ("Polygon", "MultiPolygon"):
+        polygons = [obj["coordinates"]] if gtype == "Polygon" else obj["coordinates"]
+        for rings in polygons:
+            for ring in rings if isinstance(rings, list) else []:
+                if isinstance(ring, list) and len(ring) >= 2 and ring[0][:2] != ring[-1][:2]:
+                    warnings.warn(f"{where}: a ring is not closed (its last position differs from the first); "
+                                  "it was closed", GeometryRepairedWarning, stacklevel=2)
     try:
         return shape(obj)
     except (ValueError, TypeError, IndexError, AttributeError, shapely.errors.GEOSException) as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,7 +17,8 @@ from urllib.parse import urlparse
 import requests
 
 from ingester import __version__
-from ingester.errors import AuthError, HTTPError
+from ingester.config import redact_url
+from ingester.errors import AuthError, HTTPError, RateLimited, Unavailable
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = f"ingester/{__version__}"
@@ -84,6 +86,7 @@ class Service:
         max_concurrency: int | None = None,
         token: TokenManager | None = None,
         trusted_hosts: Iterable[str] = (),
+        trusted_domains: Iterable[str] = (),
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.name = name
@@ -99,7 +102,8 @@ class Service:
         self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
         hosts = {urlparse(self.base_url).hostname or ""}
         hosts.update(trusted_hosts)
-        self.trusted_hosts = {h for h in hosts if h}
+        self.trusted_hosts = {h.lower() for h in hosts if h}
+        self.trusted_domains = {d.lower().strip(".") for d in trusted_domains if d.strip(".")}
         self.requests_sent = 0
 
     def url(self, path: str) -> str:
@@ -108,17 +112,16 @@ class Service:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def is_trusted(self, url: str) -> bool:
-        """Whether credentials may be sent to this URL's host: a trusted host, or a sibling host of
-        the same service domain (catalogue.… and zipper.dataspace.copernicus.eu). IPs match exactly."""
-        host = urlparse(url).hostname or ""
+        """Whether credentials may be sent to this URL's host: a trusted host exactly, or a host under
+        one of the service's explicitly allowed domains (`trusted_domains`, e.g. dataspace.copernicus.eu
+        for CDSE's catalogue/zipper/download hosts). Sharing a parent domain is not enough: a bucket
+        on s3.amazonaws.com must not receive the token meant for another bucket there."""
+        host = (urlparse(url).hostname or "").lower()
+        if not host:
+            return False
         if host in self.trusted_hosts:
             return True
-        for trusted in self.trusted_hosts:
-            parts = trusted.split(".")
-            if len(parts) >= 3 and not trusted.replace(".", "").isdigit():
-                if host.endswith("." + ".".join(parts[1:])):
-                    return True
-        return False
+        return any(host == d or host.endswith("." + d) for d in self.trusted_domains)
 
     def request(self, method: str, path: str, *, auth: bool = False, stream: bool = False,
                 ok_statuses: Iterable[int] = (), **kwargs: Any) -> requests.Response:
@@ -145,7 +148,7 @@ class Service:
             except requests.RequestException as exc:
                 if attempt > self.retries:
                     raise HTTPError(f"{self.name}: {method} {_short(url)}: no response after {attempt} tries "
-                                    f"({type(exc).__name__}: {exc})", None, url) from None
+                                    f"({connection_reason(exc)})", None, url) from None
                 self.sleep(self.backoff * 2 ** (attempt - 1))
                 continue
             status = response.status_code
@@ -194,7 +197,37 @@ class Service:
                             f"({response.text[:120]!r})", response.status_code, response.url) from None
 
 
+_CONNECTION_PREFIX = re.compile(r"^(\w+\(host=[^)]*\)|<[^>]*>): ")
+
+
+def connection_reason(exc: BaseException) -> str:
+    """`Type: reason` of a connection failure, without the URL and pool details requests repeats
+    (`HTTPConnectionPool(host=…, port=…): Max retries exceeded with url: … (Caused by …)`)."""
+    reason: BaseException = exc
+    seen = 0
+    while seen < 5:  # requests → urllib3 MaxRetryError → the underlying error
+        seen += 1
+        inner = getattr(reason, "reason", None)
+        if isinstance(inner, BaseException):
+            reason = inner
+            continue
+        args = getattr(reason, "args", ())
+        if args and isinstance(args[0], BaseException):
+            reason = args[0]
+            continue
+        break
+    text = str(reason)
+    # urllib3 prefixes the connection: "HTTPConnectionPool(host=…, port=…): …", "<…HTTPConnection object
+    # at 0x…>: …", "HTTPConnection(host=…, port=…): …"
+    text = _CONNECTION_PREFIX.sub("", text)
+    text = text.strip() or type(reason).__name__
+    names = dict.fromkeys((type(exc).__name__, type(reason).__name__))
+    return f"{': '.join(names)}: {text[:200]}"
+
+
 def _short(url: str, limit: int = 160) -> str:
+    """A URL fit for a message: no password from its user-info part, cut after `limit` characters."""
+    url = redact_url(url)
     return url if len(url) <= limit else url[:limit] + "…"
 
 
@@ -267,21 +300,88 @@ class TokenManager:
             return self._access or ""
 
     def _grant(self, form: dict[str, str]) -> None:
+        """One token request. 400/401 (bad credentials, expired refresh token) raise AuthError; no
+        answer, 408/5xx raise Unavailable and 429 RateLimited (they may pass: the job is retried)."""
         form = {**form, "client_id": self.client_id}
+        where = f"token endpoint {_short(self.token_url)}"
         try:
             response = self.session.post(self.token_url, data=form, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise AuthError(f"token endpoint {self.token_url}: no response ({type(exc).__name__})") from None
-        if response.status_code != 200:
-            raise AuthError(f"token endpoint {self.token_url} refused the {form['grant_type']} grant "
-                            f"({response.status_code}: {server_message(response)})")
-        body = response.json()
+            raise Unavailable(f"{where}: no response ({connection_reason(exc)})") from None
+        status = response.status_code
+        if status != 200:
+            detail = f"{status}: {server_message(response)}"
+            wait = retry_after_seconds(response, 0.0)
+            response.close()
+            if status == 429:
+                limited = RateLimited(f"{where}: too many requests ({detail})")
+                limited.retry_after = wait or None  # type: ignore[attr-defined]
+                raise limited
+            if status == 408 or status >= 500:
+                raise Unavailable(f"{where}: unavailable ({detail})")
+            raise AuthError(f"{where} refused the {form['grant_type']} grant ({detail})")
+        try:
+            body = response.json()
+            access = body["access_token"]
+            if not isinstance(access, str) or not access:
+                raise TypeError
+            expires = float(body.get("expires_in", 600))
+            refresh_expires = float(body.get("refresh_expires_in", 3600))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise AuthError(f"{where}: the {form['grant_type']} grant answered 200 without a usable token "
+                            f"(expected JSON with an access_token; got {response.headers.get('Content-Type') or 'no'} "
+                            "content)") from None
         now = self.clock()
-        self._access = body["access_token"]
-        self._access_expiry = now + float(body.get("expires_in", 600))
+        self._access = access
+        self._access_expiry = now + expires
         if body.get("refresh_token"):
             self._refresh = body["refresh_token"]
-            self._refresh_expiry = now + float(body.get("refresh_expires_in", 3600))
+            self._refresh_expiry = now + refresh_expires
+
+
+_managers: dict[tuple[str, str], TokenManager] = {}
+_managers_lock = threading.Lock()
+
+
+def shared_token_manager(token_url: str, username: str, password: str, *, client_id: str = "cdse-public",
+                         timeout: float = 30.0) -> TokenManager:
+    """The process's one token manager for an account at a token endpoint (created on first use), so
+    that every user of a service (downloads, annotation Nodes, …) logs in once per process."""
+    key = (token_url, username)
+    with _managers_lock:
+        manager = _managers.get(key)
+        if manager is None or manager._password != password or manager.client_id != client_id:
+            manager = TokenManager(token_url, username, password, client_id, timeout=timeout)
+            _managers[key] = manager
+        return manager
+
+
+def forget_token_managers() -> None:
+    """Drop the process's shared token managers (tests; a new run in the same process)."""
+    with _managers_lock:
+        _managers.clear()
+
+
+_services: dict[tuple, Service] = {}
+_services_lock = threading.Lock()
+
+
+def shared_service(key: tuple, make: Callable[[], Service]) -> Service:
+    """The process's one `Service` for `key` (built by `make` on first use): one session and one
+    connection pool per remote service and configuration, shared by every job of the process."""
+    with _services_lock:
+        service = _services.get(key)
+        if service is None:
+            service = _services[key] = make()
+        return service
+
+
+def forget_services() -> None:
+    """Close and drop the process's shared services (tests; a new run in the same process)."""
+    with _services_lock:
+        for service in _services.values():
+            service.session.close()
+        _services.clear()
 
 
 # --- transfers: streamed to `<name>.part`, resumed with Range, verified, then moved into place ----
@@ -580,6 +680,7 @@ class _BackgroundHasher:
 
         self.depth = depth
         self._hasher = hasher
+        self._error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._run, name="download-hasher", daemon=True)
         self._thread.start()
@@ -590,19 +691,30 @@ class _BackgroundHasher:
             try:
                 if block is None:
                     return
-                self._hasher.update(block)
+                if self._error is None:  # after a failure, drain the queue so that put() never blocks
+                    self._hasher.update(block)
+            except BaseException as exc:  # noqa: BLE001 - forwarded to the streaming thread
+                self._error = exc
             finally:
                 self._queue.task_done()
 
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"checksum thread failed: {type(self._error).__name__}: {self._error}") \
+                from self._error
+
     def update(self, block: bytes) -> None:
+        self._raise()
         self._queue.put(block)
 
     def reset(self, hasher: Any) -> None:
         self._queue.join()
+        self._raise()
         self._hasher = hasher
 
     def hexdigest(self) -> str:
         self._queue.join()
+        self._raise()
         return self._hasher.hexdigest()
 
     def close(self) -> None:

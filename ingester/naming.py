@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+
+# URI schemes of object stores (fsspec: s3fs, gcsfs) and of every storage the tool writes to: one
+# list for the payload's storage_uri, storage.py and the providers (payload.py cannot import storage).
+OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs")
+STORAGE_SCHEMES = ("file", *OBJECT_STORE_SCHEMES)
+
+# The scene graph that only copies the product to storage (no burst split for Sentinel-1).
+COPY_GRAPH = "CopyProductToStorage"
 
 CONSTELLATIONS = {
     "sentinel1": "sentinel1",
@@ -93,18 +100,13 @@ def product_keys(product_id: str) -> dict[str, str]:
     return keys
 
 
-def product_date(product_id: str) -> datetime | None:
-    """The acquisition day of a product from its name (None when the name has no date)."""
-    try:
-        keys = product_keys(product_id)
-    except NameError_:
-        return None
-    if not {"YEAR", "MONTH", "DAY"} <= keys.keys():
-        return None
-    try:
-        return datetime(int(keys["YEAR"]), int(keys["MONTH"]), int(keys["DAY"]), tzinfo=UTC)
-    except ValueError:
-        return None
+def is_copy_graph(graph_name: str | None) -> bool:
+    """Whether a scene graph is `CopyProductToStorage`, named as in the payload or as its file
+    (`graphs/CopyProductToStorage.json`), in any case."""
+    base = re.split(r"[/\\]", graph_name or "")[-1]
+    if base.lower().endswith(".json"):
+        base = base[:-5]
+    return base.lower() == COPY_GRAPH.lower()
 
 
 def format_pattern(pattern: str, product_id: str, extra: dict[str, str] | None = None) -> str:

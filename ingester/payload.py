@@ -7,6 +7,7 @@ Everything is checked when the file is loaded, before any request or write; each
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
 import warnings
@@ -18,7 +19,7 @@ from shapely.geometry import MultiPolygon
 
 from ingester.errors import PayloadError
 from ingester.geometry import GeometryError, geometry_from_geojson, validate_area
-from ingester.naming import CONSTELLATIONS
+from ingester.naming import CONSTELLATIONS, STORAGE_SCHEMES
 from ingester.times import parse_time
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9\-:_]+$")
@@ -124,12 +125,14 @@ class _Checker:
         value = raw[field]
         if not isinstance(value, str):
             raise self.fail(field, f"must be an RFC 3339 string, got {json.dumps(value)}")
-        if not re.search(r"(Z|z|[+-]\d\d:?\d\d)$", value.strip()):
-            raise self.fail(field, f"{value!r} has no time zone; write it in UTC with a 'Z' suffix")
+        example = "write it like 2022-01-01T00:00:00Z (RFC 3339, UTC)"
         try:
-            return parse_time(value)
-        except ValueError as exc:
-            raise self.fail(field, str(exc)) from None
+            parsed = parse_time(value)
+        except ValueError:
+            raise self.fail(field, f"{value!r} is not a date and time; {example}") from None
+        if not re.search(r"(Z|z|[+-]\d\d:?\d\d)$", value.strip()):
+            raise self.fail(field, f"{value!r} has no time zone; {example}")
+        return parsed
 
 
 def _aoi(raw: dict, check: _Checker) -> MultiPolygon:
@@ -177,8 +180,8 @@ def _check_keys(raw: dict, check: _Checker) -> None:
     for key in raw:
         if key in known:
             continue
-        lower = {k.lower(): k for k in known}
-        hint = f"; did you mean '{lower[key.lower()]}'? (keys are case-sensitive)" if key.lower() in lower else ""
+        close = difflib.get_close_matches(key.lower(), sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean '{close[0]}'? (keys are exact and case-sensitive)" if close else ""
         if key == "aoi":
             hint = "; the AOI is the payload's own GeoJSON geometry, and the AOI name goes in 'name'"
         raise check.fail(key, f"unknown key{hint}. Known keys: {', '.join(PAYLOAD_FIELDS)}")
@@ -277,8 +280,9 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         raise check.fail("annotations_urls", "must be a list of non-empty strings (URL patterns)")
 
     storage_uri = check.string(raw, "storage_uri").strip()
-    if "://" in storage_uri and storage_uri.split("://", 1)[0].lower() not in ("file", "s3", "gs"):
-        raise check.fail("storage_uri", f"{storage_uri!r}: unsupported scheme (use a local path, file://, s3:// or gs://)")
+    if "://" in storage_uri and storage_uri.split("://", 1)[0].lower() not in STORAGE_SCHEMES:
+        raise check.fail("storage_uri", f"{storage_uri!r}: unsupported scheme (use a local path, file://, s3://, gs:// "
+                                        "or gcs://)")
     return Payload(
         name=name,
         aoi=aoi,

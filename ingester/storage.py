@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ingester.errors import InputError, StorageError
 from ingester.fileio import atomic_copy
+from ingester.naming import STORAGE_SCHEMES
 
 FOLDER_EXTENSIONS = frozenset({"SAFE", "dim", "data", "*"})
 PRODUCT_LAYER = "__product__"
@@ -34,16 +35,6 @@ def layer_file_name(layer: str, extension: str, scene_id: str, tile_id: str, dat
     return f"{date.strftime('%Y%m%d')}_{tile_id}_{layer}{ext}"
 
 
-def stored_file_name(layer: str, extension: str, scene_id: str, tile_id: str, date: datetime) -> str:
-    """The object name in storage: folder-like extensions are stored as `.zip`."""
-    name = layer_file_name(layer, extension, scene_id, tile_id, date)
-    if extension in FOLDER_EXTENSIONS:
-        if extension != "*" and name.endswith(f".{extension}"):
-            name = name[: -len(extension) - 1]
-        return f"{name}.zip"
-    return name
-
-
 def tile_prefix(storage_uri: str, aoi: str, scene_id: str, tile_id: str) -> str:
     """`<storage>/<aoi>/<scene>/tiles/<tile>` with every name checked."""
     root = storage_uri.rstrip("/")
@@ -62,6 +53,12 @@ def _fs(uri: str):
     except ImportError as exc:  # e.g. gs:// without gcsfs installed
         raise StorageError(f"{uri}: the {protocol}:// back-end is not installed ({exc})") from None
     return fs, path
+
+
+def filesystem(uri: str):
+    """(fsspec file system, path) of a URI, with the storage's options (s3 endpoint, keys,
+    requester-pays): the one place where those options are applied."""
+    return _fs(uri)
 
 
 def exists(uri: str) -> bool:
@@ -139,11 +136,7 @@ def _options(protocol: str) -> dict:
 
 # --- §12: saving, importing and deleting outputs ---------------------------------------------------
 
-SCHEMES = ("file", "s3", "gs", "gcs")
-
-
-def is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
+SCHEMES = STORAGE_SCHEMES
 
 
 def local_path(uri: str) -> str:
@@ -159,7 +152,7 @@ def resolve_storage_uri(scene_storage_uri: str, payload_storage_uri: str, settin
     """The storage of a scene: its own `storage_uri`, else the payload's, else the settings' default.
 
     Local paths become absolute (workers may run elsewhere than the coordinator's cwd); only local
-    paths, file://, s3:// and gs:// are accepted."""
+    paths and the schemes of `naming.STORAGE_SCHEMES` (file://, s3://, gs://, gcs://) are accepted."""
     for candidate in (scene_storage_uri, payload_storage_uri, settings.storage_uri):
         uri = (candidate or "").strip()
         if not uri:
@@ -168,7 +161,7 @@ def resolve_storage_uri(scene_storage_uri: str, payload_storage_uri: str, settin
             scheme = uri.split("://", 1)[0].lower()
             if scheme not in SCHEMES:
                 raise InputError(f"storage_uri {uri!r}: unsupported scheme {scheme!r} "
-                                 "(use a local path, file://, s3:// or gs://)")
+                                 "(use a local path, file://, s3://, gs:// or gcs://)")
             if scheme == "file":
                 return "file://" + os.path.abspath(local_path(uri))
             if not uri.split("://", 1)[1].strip("/"):

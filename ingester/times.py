@@ -40,13 +40,3 @@ def format_time(value: datetime) -> str:
     if value.microsecond:
         text += "." + f"{value.microsecond:06d}".rstrip("0")
     return text + "Z"
-
-
-def format_odata_time(value: datetime) -> str:
-    """The form the CDSE filter takes: 2022-01-01T00:00:00.000Z (milliseconds, UTC)."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

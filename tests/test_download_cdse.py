@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ingester import http
 from ingester.config import Settings
 from ingester.http import TokenManager
 from ingester.jobs import SceneJob
@@ -158,7 +159,7 @@ def test_access_token_is_refreshed_before_expiry_and_shared_by_jobs(tmp_path, pr
     clock = [1000.0]
     settings = make_settings(tmp_path, zipper)
     manager = TokenManager(settings.cdse_token_url, zipper.username, zipper.password, clock=lambda: clock[0])
-    cdse._tokens[(settings.cdse_token_url, zipper.username)] = manager
+    http._managers[(settings.cdse_token_url, zipper.username)] = manager
     pids = [zipper.add_product(product) for _ in range(3)]
     scenes = [S2_ID, S2_ID.replace("T31TDH", "T31TDJ"), S2_ID.replace("T31TDH", "T31TDK")]
     assert run_scene_job(make_job(tmp_path, pids[0], product, scene_id=scenes[0]), settings).outcome == "done"
@@ -306,13 +307,13 @@ def test_at_most_four_downloads_at_once_across_worker_processes(tmp_path, produc
 
 
 def test_without_the_cap_the_fake_quota_is_hit(tmp_path, product, zipper):
-    """Control for the test above: the fake's counter does see more than 4 concurrent downloads."""
+    """Control for the test above: the fake's counter does see more than 4 concurrent downloads (cap of 100)."""
     from concurrent.futures import ThreadPoolExecutor
 
     zipper.delay = 0.02
     zipper.chunk = len(product) // 30 + 1
     args = [(str(tmp_path), zipper.odata, zipper.token_url, zipper.username, zipper.password,
-             zipper.add_product(product), S2_ID.replace("T31TDH", f"T31TD{c}"), 0) for c in "ABCDEF"]
+             zipper.add_product(product), S2_ID.replace("T31TDH", f"T31TD{c}"), 100) for c in "ABCDEF"]
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(_download_in_process, args))
     assert zipper.rejected_quota > 0

@@ -111,12 +111,12 @@ def test_a_zip_with_escaping_members_is_never_stored_or_unpacked(tmp_path, monke
         zf.writestr("../../escaped.txt", "evil")
     settings = _archive(tmp_path, S2_ID, buf.getvalue())
     result = run_scene_job(_job(tmp_path, _scene(S2_ID)), settings)
-    assert result.outcome == "temporary" and "would escape" in result.message
+    assert result.outcome == "error" and "would escape" in result.message  # the same zip every time
     assert not (tmp_path / "storage").exists()
     monkeypatch.setitem(sys.modules, "ingester.graph.worker",
                         types.SimpleNamespace(run_scene_graph=lambda *a: JobResult.done()))
     result = run_scene_job(_job(tmp_path, _scene(S2_ID, graph="Other"), 2), settings)
-    assert result.outcome == "temporary" and "would escape" in result.message
+    assert result.outcome == "error" and "would escape" in result.message
     assert not list(tmp_path.rglob("escaped.txt"))
 
 
@@ -126,3 +126,89 @@ def test_product_not_found_anywhere_is_an_error_with_each_provider_message(tmp_p
     assert result.outcome == "error"
     assert result.message.startswith(f"no provider has {S2_ID}: local: not in")
     assert "url: the scene has no metadata.download_link" in result.message
+
+
+def _zip_with(tmp_path: Path, members: list[tuple[zipfile.ZipInfo | str, str]]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for info, data in members:
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def _symlink_member(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (0o120777 << 16)
+    return info
+
+
+@pytest.mark.parametrize("kind", ["symlink", "empty"])
+def test_unsafe_or_empty_archives_are_errors_not_retried_as_temporary(tmp_path, kind):
+    members = [(f"{S2_ID}.SAFE/ok.xml", "ok"), (_symlink_member(f"{S2_ID}.SAFE/link"), "/etc/passwd")]
+    data = _zip_with(tmp_path, members if kind == "symlink" else [])
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID)), _archive(tmp_path, S2_ID, data))
+    assert result.outcome == "error", result.message
+    assert ("symbolic link" if kind == "symlink" else "empty zip archive") in result.message
+    assert not (tmp_path / "storage").exists()
+
+
+def test_a_truncated_archive_stays_temporary(tmp_path, product):
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID)), _archive(tmp_path, S2_ID, product[: len(product) // 2]))
+    assert result.outcome == "temporary" and "not a valid zip archive" in result.message
+    assert not (tmp_path / "storage").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"providers": "local,peps"}, "INGESTER_PROVIDERS: unknown provider(s) peps"),
+    ({"providers": "local", "bucket_patterns": "venus=s3://b/{SCENE}.zip"}, "INGESTER_BUCKET_PATTERNS"),
+    ({"providers": "cdse"}, "cdse: no credentials"),
+])
+def test_configuration_mistakes_met_in_a_worker_are_errors_never_fatal(tmp_path, overrides, message):
+    settings = Settings(**{"local_path": str(tmp_path), "workdir": str(tmp_path / "work"), **overrides})
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID, uuid="abc")), settings)
+    assert result.outcome == "error", result.message
+    assert message in result.message
+
+
+# --- "verified in storage" on re-runs --------------------------------------------------------------
+
+def _stored(tmp_path: Path, scene_id: str = S2_ID) -> Path:
+    return tmp_path / "storage" / "denmark" / scene_id / "tiles" / scene_id / f"{scene_id}.zip"
+
+
+def test_a_folder_product_zipped_here_is_verified_in_storage_on_the_next_run(tmp_path, testdata, product):
+    import shutil
+
+    shutil.copytree(testdata / "s2" / f"{S2_ID}.SAFE", tmp_path / "archive" / f"{S2_ID}.SAFE")
+    settings = Settings(local_path=str(tmp_path / "archive"), providers="local", workdir=str(tmp_path / "work"))
+    published = {"checksum": checksums(product), "content_length": len(product)}  # the catalogue's own zip
+    first = run_scene_job(_job(tmp_path, _scene(S2_ID, **published)), settings)
+    assert first.outcome == "done" and first.details["downloaded"], first.message
+    stored = _stored(tmp_path)
+    mtime = stored.stat().st_mtime_ns
+    again = run_scene_job(_job(tmp_path, _scene(S2_ID, **published), 2), settings)
+    assert again.outcome == "done" and "nothing downloaded" in again.message
+    assert stored.stat().st_mtime_ns == mtime  # not uploaded again
+    assert first.details.get("rezipped") is True
+    data = bytearray(stored.read_bytes())  # damaged in storage, same size: zipped and stored again
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    third = run_scene_job(_job(tmp_path, _scene(S2_ID, **published), 3), settings)
+    assert third.details["downloaded"], third.message
+    with zipfile.ZipFile(stored) as zf:
+        assert zf.testzip() is None
+
+
+def test_a_published_md5_is_checked_against_a_blake3_sidecar(tmp_path, product):
+    import hashlib
+
+    settings = _archive(tmp_path, S2_ID, product)
+    first = run_scene_job(_job(tmp_path, _scene(S2_ID)), settings)  # no checksum published yet
+    assert first.outcome == "done" and first.details["algorithm"] == "blake3", first.message
+    right = run_scene_job(_job(tmp_path, _scene(S2_ID, md5=hashlib.md5(product).hexdigest()), 2), settings)
+    assert "nothing downloaded" in right.message
+    wrong = run_scene_job(_job(tmp_path, _scene(S2_ID, md5="0" * 32), 3), settings)
+    assert "nothing downloaded" not in wrong.message  # fetched again, and the local copy fails the MD5
+    assert wrong.outcome == "error" and "MD5 checksum mismatch" in wrong.message

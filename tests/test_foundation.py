@@ -118,6 +118,36 @@ def test_payload_with_unsupported_storage_scheme_is_rejected_before_anything_run
     assert not (tmp_path / "outputs" / "scenes.json").exists()
 
 
+@pytest.mark.parametrize("uri", ["gcs://bucket/storage", "gs://bucket/storage", "s3://bucket/x", "file:///tmp/x"])
+def test_payload_and_storage_accept_the_same_storage_schemes(repo, tmp_path, uri):
+    from types import SimpleNamespace
+
+    from ingester.payload import load_payload
+    from ingester.storage import resolve_storage_uri
+
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload["storage_uri"] = uri
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    loaded = load_payload(path)
+    assert resolve_storage_uri("", loaded.storage_uri, SimpleNamespace(storage_uri=""))
+
+
+@pytest.mark.parametrize("name, copy", [
+    ("CopyProductToStorage", True), ("copyproducttostorage", True), ("CopyProductToStorage.json", True),
+    ("graphs/CopyProductToStorage.json", True), ("S1Preprocessing", False), ("CopyProductToStorageX", False),
+    ("", False),
+])
+def test_copy_graph_is_decided_once_for_tiling_and_downloads(name, copy):
+    from types import SimpleNamespace
+
+    from ingester.naming import is_copy_graph
+    from ingester.tiling import uses_bursts
+
+    assert is_copy_graph(name) is copy
+    payload = SimpleNamespace(constellation="sentinel1", scene_graph_name=name)
+    assert uses_bursts(payload) is (not copy)  # type: ignore[arg-type]
+
 def test_written_files_follow_the_umask_not_mkstemps_private_mode(tmp_path):
     import os
     import stat
@@ -155,3 +185,66 @@ def test_messages_with_brackets_are_shown_verbatim_and_unwritable_outputs_are_cl
     result = cli("tiles", repo / "payloads" / "denmark-s2.json", "--scenes", scenes, "-o", tmp_path / "out[1]")
     assert result.exit_code == 1
     assert "out[1]" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    ({"start_time": "2022-13-45"}, "field 'start_time': '2022-13-45' is not a date and time"),
+    ({"start_time": "2022-01-01T00:00:00"}, "field 'start_time': '2022-01-01T00:00:00' has no time zone"),
+    ({"start_tim": "2022-01-01T00:00:00Z"}, "field 'start_tim': unknown key; did you mean 'start_time'?"),
+])
+def test_payload_mistakes_get_the_message_that_names_the_real_problem(cli, repo, tmp_path, edit, expected):
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload.update(edit)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    result = cli("scenes", str(path))
+    assert result.exit_code == 2 and expected in result.stderr
+
+
+def test_unclosed_ring_is_closed_with_a_warning(cli, repo, tmp_path):
+    from ingester.payload import load_payload
+
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload["geometry"] = {"type": "Polygon", "coordinates": [[[10.0, 54.9], [9.9, 54.9], [9.9, 55.0]]]}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    with pytest.warns(UserWarning, match="a ring is not closed"):
+        assert load_payload(path).aoi.area > 0
+
+
+def test_endpoints_must_be_http_urls_and_their_passwords_stay_hidden(cli, repo, monkeypatch):
+    monkeypatch.setenv("INGESTER_CDSE_CATALOGUE_URL", "notaurl")
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json")
+    assert result.exit_code == 2 and "INGESTER_CDSE_CATALOGUE_URL: 'notaurl' is not an http(s) URL" in result.stderr
+    monkeypatch.setenv("INGESTER_CDSE_CATALOGUE_URL", "ftp://bob:hunter2@127.0.0.1/x")
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json")
+    assert result.exit_code == 2 and "hunter2" not in result.stderr and "bob:***@" in result.stderr
+
+
+@pytest.mark.parametrize(("field", "name"), [("tile_graph_name", "ExtractS2Bandz"),
+                                             ("scene_graph_name", "CopyProductToStorag")])
+def test_misspelt_graph_names_are_input_errors_before_any_search(cli, repo, tmp_path, field, name):
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload[field] = name
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(payload))
+    for command in (["scenes", path], ["tiles", path]):
+        result = cli(*command)  # the catalogue URL is a closed port: reaching it would be exit 1
+        assert result.exit_code == 2, result.stderr
+        assert f"field '{field}': graph '{name}' not found" in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_passwords_written_into_endpoint_urls_never_reach_messages(httpserver):
+    from ingester.errors import AuthError, HTTPError
+    from ingester.http import Service, TokenManager
+
+    httpserver.expect_request("/odata/v1/Products").respond_with_json({"detail": "nope"}, status=400)
+    httpserver.expect_request("/token").respond_with_json({"error": "invalid_grant"}, status=401)
+    base = httpserver.url_for("/").replace("http://", "http://bob:hunter2@").rstrip("/")
+    with pytest.raises(HTTPError) as caught:
+        Service("cdse", f"{base}/odata/v1", retries=0).get_json("Products")
+    assert "hunter2" not in str(caught.value) and "bob:***@" in str(caught.value)
+    with pytest.raises(AuthError) as refused:
+        TokenManager(f"{base}/token", "user", "pw").access_token()
+    assert "hunter2" not in str(refused.value)

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from ingester.config import Settings
-from ingester.errors import AuthError, ConfigError, DownloadError, NotFound, Unavailable
+from ingester.errors import AuthError, ConfigError, DownloadError, NotFound, ProviderError, Unavailable
 from ingester.providers.bucket import BucketProvider
 from ingester.providers.chain import fetch_product, provider_order
 from ingester.providers.ftp import FtpProvider
@@ -189,7 +189,7 @@ def test_bucket_miss_and_bad_pattern(tmp_path, s3):
         BucketProvider(cfg).fetch(scene(), tmp_path)
     with pytest.raises(NotFound, match="no pattern for constellation sentinel1"):
         BucketProvider(cfg).fetch(scene(S1_ID), tmp_path)
-    with pytest.raises(ConfigError, match="expected constellation=pattern"):
+    with pytest.raises(ConfigError, match="INGESTER_BUCKET_PATTERNS: .*unknown constellation 'venus'"):
         BucketProvider(settings(tmp_path, bucket_patterns="venus=s3://x/{SCENE}.zip")).fetch(scene(), tmp_path)
 
 
@@ -356,3 +356,106 @@ def test_zip_in_storage_from_a_folder_product(tmp_path, testdata):
     zpath = tmp_path / "storage" / "denmark" / S2_ID / "tiles" / S2_ID / f"{S2_ID}.zip"
     with zipfile.ZipFile(zpath) as zf:
         assert f"{S2_ID}.SAFE/MTD_MSIL1C.xml" in zf.namelist()
+
+
+def test_ftp_refusal_during_a_resumed_retr_is_a_provider_error(tmp_path, product):
+    from tests.fakes.ftp_server import ftp_server
+
+    (tmp_path / "ftproot").mkdir()
+    (tmp_path / "ftproot" / f"{S2_ID}.zip").write_bytes(product)
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / f"{S2_ID}.zip.part").write_bytes(product[:100_000])
+    with ftp_server(tmp_path / "ftproot", retr_reply="550 File vanished.") as ftp:
+        cfg = settings(tmp_path, ftp_patterns=f"{ftp['url']}/{{SCENE}}.zip", ftp_user=ftp["user"],
+                       ftp_password=ftp["password"])
+        with pytest.raises(ProviderError, match=r"refused the transfer \(550 File vanished") as info:
+            FtpProvider(cfg).fetch(scene(content_length=len(product)), work)
+        assert not info.value.temporary
+        with pytest.raises(ProviderError, match=r"no provider delivered .*ftp: .*refused the transfer"):
+            fetch_product(scene(content_length=len(product)), work, cfg, providers=[FtpProvider(cfg)],
+                          sleep=lambda s: None)
+
+
+# --- settings checked before any run ---------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"providers": "local,peps"}, r"INGESTER_PROVIDERS: unknown provider\(s\) peps"),
+    ({"bucket_patterns": "venus=s3://b/{SCENE}.zip"}, r"INGESTER_BUCKET_PATTERNS: .*unknown constellation 'venus'"),
+    ({"bucket_patterns": "sentinel2=https://b/{SCENE}.zip"}, r"INGESTER_BUCKET_PATTERNS: .*expected \[constell"),
+    ({"bucket_patterns": "sentinel2=s3://"}, r"INGESTER_BUCKET_PATTERNS"),
+    ({"ftp_patterns": "sentinel1=s3://b/{SCENE}.zip"}, r"INGESTER_FTP_PATTERNS: .*ftp://"),
+    ({"ftp_patterns": "pleiades2=ftp://h/{SCENE}.zip"}, r"INGESTER_FTP_PATTERNS: .*unknown constellation"),
+    ({"providers": "local,cdse"}, r"INGESTER_PROVIDERS: cdse is listed but has no credentials.*INGESTER_CDSE_USERNAME"),
+])
+def test_check_settings_refuses_configuration_mistakes_with_the_variable_named(tmp_path, overrides, message):
+    from ingester.errors import EXIT_INPUT
+    from ingester.providers import check_settings
+
+    with pytest.raises(ConfigError, match=message) as info:
+        check_settings(settings(tmp_path, **overrides))
+    assert info.value.exit_code == EXIT_INPUT
+
+
+def test_check_settings_accepts_good_settings_and_netrc_credentials(tmp_path, monkeypatch):
+    from ingester.providers import check_settings
+
+    check_settings(Settings())  # the defaults: cdse without credentials is only a miss at run time
+    good = settings(tmp_path, providers="local,cdse,ftp",
+                    bucket_patterns="sentinel2=gs://b/{SCENE}.SAFE; s3://other/{SCENE}.zip",
+                    ftp_patterns="ftp://h/{SCENE}.zip\nsentinel-1=ftp://h2:2121/{YEAR}/{SCENE}.zip",
+                    cdse_username="u", cdse_password="p")
+    check_settings(good)
+    home = tmp_path / "netrc-home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine 127.0.0.1 login u password p\n")
+    (home / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(home))
+    check_settings(settings(tmp_path, providers="cdse", cdse_token_url="http://127.0.0.1:9/token"))
+
+
+def test_patterns_without_constellation_apply_to_every_constellation(tmp_path, s3):
+    from tests.fakes.moto_s3 import make_bucket
+
+    make_bucket(s3, "any")
+    cfg = settings(tmp_path, bucket_patterns="s3://any/{SCENE}.zip", s3_endpoint_url=s3)
+    with pytest.raises(NotFound, match=f"nothing at s3://any/{S1_ID}.zip"):
+        BucketProvider(cfg).fetch(scene(S1_ID), tmp_path)
+
+
+def test_bucket_folder_copy_stops_at_the_first_failed_object(tmp_path, s3, monkeypatch):
+    from ingester import storage
+    from ingester.providers import bucket
+    from tests.fakes.moto_s3 import make_bucket
+
+    make_bucket(s3, "many")
+    for i in range(40):
+        _put(s3, "many", f"p/{S2_ID}.SAFE/f{i:02d}.bin", b"x")
+    real = storage.filesystem
+    copied: list[str] = []
+
+    class FailingFirst:
+        def __init__(self, fs):
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def get_file(self, key, local):
+            copied.append(key)
+            if len(copied) == 1:
+                raise ConnectionResetError("connection reset by peer")
+            self.fs.get_file(key, local)
+
+    def filesystem(uri):
+        fs, path = real(uri)
+        return FailingFirst(fs), path
+
+    monkeypatch.setattr(storage, "filesystem", filesystem)
+    cfg = settings(tmp_path, bucket_patterns="sentinel2=s3://many/p/{SCENE}.SAFE", s3_endpoint_url=s3)
+    work = tmp_path / "job"
+    work.mkdir()
+    with pytest.raises(Unavailable, match="connection reset by peer"):
+        BucketProvider(cfg).fetch(scene(), work)
+    assert len(copied) <= 2 * bucket.FOLDER_WORKERS  # not the 40 objects
+    assert list(work.iterdir()) == []

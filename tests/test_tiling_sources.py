@@ -318,3 +318,52 @@ def test_asf_datapool_zip_gets_the_earthdata_token_and_the_redirect_target_does_
     assert seen and all(auth == "Bearer edl-token" for _path, auth in seen)
     assert storage.ranges  # the zip itself came from the redirect target, read by ranges
     assert storage.authorizations == [None] * len(storage.ranges)  # and never saw the token
+
+
+# --- one login and one session per run -----------------------------------------------------------
+
+def test_cdse_nodes_reuse_the_token_of_the_cdse_downloads_one_login_per_process(testdata):
+    from ingester.providers import cdse
+
+    product = make_product(testdata, IW2_2023)
+    try:
+        with FakeCdseNodes([product]) as fake:
+            settings = quick_settings(cdse_download_url=fake.url, cdse_token_url=fake.token_url,
+                                      cdse_username=fake.username, cdse_password=fake.password)
+            assert cdse.token_manager(settings).access_token() == "token-1"  # the downloads logged in
+            for _ in range(2):  # two tiling runs in the same process
+                source = CdseNodesSource(settings)
+                assert source.fetch(product_scene(product))
+                source.close()
+        logins = [p for m, p, _h in fake.requests if m == "POST"]
+        assert logins == ["/token"]
+        assert {h.get("Authorization") for m, p, h in fake.requests if p.endswith("/$value")} == {"Bearer token-1"}
+    finally:
+        cdse.reset()
+
+
+def test_zips_over_http_share_one_session_per_host_closed_at_the_end(testdata, tmp_path, range_server,
+                                                                     monkeypatch):
+    from ingester.tiling import sources as sources_module
+
+    opened: list[object] = []
+    closed: list[object] = []
+
+    class CountingService(sources_module.Service):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+            real_close = self.session.close
+            self.session.close = lambda: (closed.append(self), real_close())  # type: ignore[method-assign]
+
+    monkeypatch.setattr(sources_module, "Service", CountingService)
+    products = [make_product(testdata, IW2_2023), make_product(testdata, IW2_2022)]
+    for product in products:
+        write_zip(tmp_path / f"{product.scene_id}.zip", product.scene_id, product.annotations)
+    server = range_server()
+    source = PatternSource(f"{server.url}/{{SCENE}}.zip", "LA", quick_settings())
+    for product in products:
+        assert source.fetch(product_scene(product)) == list(product.annotations.items())
+    assert len(opened) == 1
+    source.close()
+    assert closed == opened

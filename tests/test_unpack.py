@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingester.providers.unpack import ArchiveError, extract
+from ingester.providers.unpack import ArchiveError, UnsafeArchiveError, extract
 
 
 def _zip(path: Path, members: dict[str, bytes]) -> Path:
@@ -35,7 +35,7 @@ def test_product_zip_is_extracted_with_its_top_level_entries_moved_into_the_targ
 def test_members_escaping_the_target_are_refused_and_nothing_is_written(tmp_path, member, message):
     archive = _zip(tmp_path / "bad.zip", {"P.SAFE/ok.txt": b"ok", member: b"evil"})
     target = tmp_path / "a" / "work"
-    with pytest.raises(ArchiveError, match=message):
+    with pytest.raises(UnsafeArchiveError, match=message):
         extract(archive, target)
     assert not list(tmp_path.rglob("escape.txt"))
     assert not target.exists() or list(target.iterdir()) == []
@@ -47,14 +47,14 @@ def test_symbolic_link_members_are_refused(tmp_path):
         info = zipfile.ZipInfo("P.SAFE/link")
         info.external_attr = (stat.S_IFLNK | 0o777) << 16
         zf.writestr(info, "/etc/passwd")
-    with pytest.raises(ArchiveError, match="symbolic link"):
+    with pytest.raises(UnsafeArchiveError, match="symbolic link"):
         extract(archive, tmp_path / "work")
     assert not (tmp_path / "work" / "P.SAFE").exists()
 
 
 def test_empty_archive_is_a_clear_error(tmp_path):
     archive = _zip(tmp_path / "empty.zip", {})
-    with pytest.raises(ArchiveError, match="empty.zip: empty zip archive"):
+    with pytest.raises(UnsafeArchiveError, match="empty.zip: empty zip archive"):
         extract(archive, tmp_path / "work")
 
 
@@ -62,8 +62,9 @@ def test_truncated_or_garbage_archive_is_a_clear_error(tmp_path):
     good = _zip(tmp_path / "good.zip", {"P.SAFE/a.bin": bytes(range(256)) * 400})
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(good.read_bytes()[:-200])
-    with pytest.raises(ArchiveError, match="truncated.zip: not a valid zip archive"):
+    with pytest.raises(ArchiveError, match="truncated.zip: not a valid zip archive") as info:
         extract(truncated, tmp_path / "work")
+    assert not isinstance(info.value, UnsafeArchiveError)  # a broken transfer: fetched again
     garbage = tmp_path / "garbage.zip"
     garbage.write_bytes(b"<html>502 Bad Gateway</html>")
     with pytest.raises(ArchiveError, match="garbage.zip: not a valid zip archive"):

@@ -10,6 +10,7 @@ import typer
 from ingester.cli import app
 from ingester.cli.common import UI, JsonOption, QuietOption, command, print_json, settings
 from ingester.errors import IngesterError, InputError
+from ingester.graph.loader import check_payload_graphs
 from ingester.payload import load_payload
 from ingester.scenes import write_scenes
 
@@ -36,6 +37,7 @@ def scenes(
     ui = UI(quiet=quiet)
     started = time.monotonic()
     loaded = load_payload(payload)
+    check_payload_graphs(loaded)
     cfg = settings()
     if ui.interactive:
         with ui.err.status(f"searching the catalogue for {loaded.name} …"):

@@ -9,6 +9,7 @@ import typer
 from ingester.cli import app
 from ingester.cli.common import UI, DbOption, QuietOption, command, settings
 from ingester.errors import InputError, TilingError
+from ingester.graph.loader import check_payload_graphs
 from ingester.payload import load_payload
 from ingester.scenes import Tile, read_scenes, write_scenes
 
@@ -26,7 +27,7 @@ def stored_tiles(db: Path, aoi: str) -> tuple[list[Tile], set[str]]:
 @app.command()
 @command
 def tiles(
-    payload_path: Path = typer.Argument(..., metavar="PAYLOAD", help="Payload JSON file (AOI, period, …)."),
+    payload_path: Path = typer.Argument(..., help="Payload JSON file (AOI, period, …)."),
     scenes_path: Path | None = typer.Option(
         None, "--scenes", help="scenes.json to split (default: run the scene search of the payload first)."),
     output: Path = typer.Option(Path("outputs/tiles.json"), "--output", "-o", help="Tiles file to write."),
@@ -49,6 +50,7 @@ def tiles(
     if buffer is not None and buffer < 0:
         raise InputError(f"--buffer: must be ≥ 0 degrees, got {buffer}")
     payload = load_payload(payload_path)
+    check_payload_graphs(payload)
     config = settings(aoi_buffer_degrees=buffer)
     if scenes_path is not None:
         scenes = read_scenes(scenes_path).scenes

@@ -30,6 +30,7 @@ from ingester.graph.model import (
     Step,
     canonical_dtype,
 )
+from ingester.payload import Payload
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
@@ -319,3 +320,21 @@ def load_graph(name: str, graph_dirs: Sequence[str] = (), scene_graph: bool = Fa
     """Resolve and load a graph, validated for its use (tile graph, or scene graph with `scene_graph`)."""
     path, builtin = find_graph(name, graph_dirs)
     return _load_file(str(path), path.stat().st_mtime, path.stem, scene_graph, builtin)
+
+
+def check_graphs(origin: str, scene_graph_name: str, tile_graph_name: str, graph_dirs: Sequence[str]) -> None:
+    """Load a payload's (or a file's) scene and tile graphs up front, so that a misspelt graph name is an
+    input error (exit 2) before anything is searched, written or downloaded. Empty names are skipped."""
+    for field, name, scene in (("scene_graph_name", scene_graph_name, True),
+                               ("tile_graph_name", tile_graph_name, False)):
+        if not name.strip():
+            continue
+        try:
+            load_graph(name, graph_dirs, scene_graph=scene)
+        except GraphError as exc:
+            raise GraphError(f"{origin}: field '{field}': {exc}") from None
+
+
+def check_payload_graphs(payload: Payload) -> None:
+    """`check_graphs` for a payload; relative graph files are looked up in the payload's folder."""
+    check_graphs(payload.path, payload.scene_graph_name, payload.tile_graph_name, (str(Path(payload.path).parent),))

@@ -2,18 +2,17 @@
 
 URLs: `<asf_url>/SLC/S{MISSION_VERSION}/{SCENE}.zip`, `<asf_url>/GRD_HD/S{MISSION_VERSION}/{SCENE}.zip`
 (then the reference's `GRD-HD`). The token (INGESTER_ASF_TOKEN, or the password of a ~/.netrc entry
-for the datapool host) is sent to ASF and Earthdata hosts only: the datapool redirects to pre-signed
-S3 URLs on amazonaws.com, which get no Authorization header."""
+for the datapool host) is sent to ASF hosts (`config.ASF_DOMAINS`) and Earthdata Login only: the
+datapool redirects to pre-signed S3 URLs on amazonaws.com, which get no Authorization header."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ingester.config import Settings, netrc_credentials
+from ingester.config import ASF_DOMAINS, Settings, netrc_credentials
 from ingester.errors import AuthError, HTTPError, NotFound
-from ingester.http import Service, StaticToken, download
+from ingester.http import Service, StaticToken, download, shared_service
 from ingester.naming import NameError_, product_keys
 from ingester.providers.base import (
     Provider,
@@ -21,13 +20,10 @@ from ingester.providers.base import (
     product_name,
     provider_error,
     resume_part,
-    without_netrc,
 )
 from ingester.scenes import Scene
 
 EDL_HOSTS = ("urs.earthdata.nasa.gov",)
-_lock = threading.Lock()
-_services: dict[tuple, Service] = {}
 
 
 def asf_token(settings: Settings) -> str:
@@ -64,14 +60,10 @@ class AsfProvider(Provider):
             raise AuthError("asf: no Earthdata token: set INGESTER_ASF_TOKEN or a ~/.netrc entry for "
                             f"{urlparse(self.settings.asf_url).hostname}")
         s = self.settings
-        key = (s.asf_url, token, s.http_timeout, s.http_retries, s.http_backoff)
-        with _lock:
-            if key not in _services:
-                _services[key] = Service("asf", s.asf_url, timeout=s.http_timeout, retries=s.http_retries,
-                                         backoff=s.http_backoff, token=StaticToken(token),  # type: ignore[arg-type]
-                                         trusted_hosts=EDL_HOSTS)
-                without_netrc(_services[key].session)
-            return _services[key]
+        key = ("asf", s.asf_url, token, s.http_timeout, s.http_retries, s.http_backoff)
+        return shared_service(key, lambda: Service("asf", s.asf_url, timeout=s.http_timeout, retries=s.http_retries,
+                                                   backoff=s.http_backoff, token=StaticToken(token),  # type: ignore[arg-type]
+                                                   trusted_hosts=EDL_HOSTS, trusted_domains=ASF_DOMAINS))
 
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)

@@ -24,7 +24,7 @@ from ingester.errors import (
     RateLimited,
     Unavailable,
 )
-from ingester.http import Expected, NoNetrcAuth, TransferProgress, Verified
+from ingester.http import Expected, TransferProgress, Verified
 from ingester.scenes import Scene
 from ingester.storage import check_name
 
@@ -52,12 +52,6 @@ class Provider:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
-
-
-def without_netrc(session):
-    """Keep `requests` from reading ~/.netrc for this session (proxies from the environment still apply)."""
-    session.auth = NoNetrcAuth()
-    return session
 
 
 def resume_part(settings: Settings, provider: str, scene: Scene, file_name: str) -> str:
@@ -166,4 +160,4 @@ def place_local(source: Path, workdir: Path) -> Path:
 
 
 __all__ = ["Provider", "product_name", "expected_from_metadata", "is_offline", "provider_error", "place_local",
-           "resume_part", "without_netrc"]
+           "resume_part"]

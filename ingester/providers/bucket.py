@@ -1,7 +1,7 @@
 """Object-store buckets (s3://, gs://): per-constellation URL patterns with `{KEY}` substitution.
 
-`settings.bucket_patterns` (INGESTER_BUCKET_PATTERNS) holds `constellation=pattern` entries separated
-by `;` or new lines, tried in order, e.g.
+`settings.bucket_patterns` (INGESTER_BUCKET_PATTERNS) holds `[constellation=]pattern` entries separated
+by `;` or new lines (grammar: `providers.patterns`), tried in order, e.g.
 `sentinel2=gs://gcp-public-data-sentinel-2/tiles/{LATITUDE_BAND}/{GRID_SQUARE}/{GRANULE_ID}/{SCENE}.SAFE`.
 With `*` or `?` wildcards the lexicographically last match (the newest processing) is taken. A `.zip`
 is downloaded and verified; anything else is a folder prefix whose objects are copied (5 at a time)
@@ -12,34 +12,27 @@ from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from ingester import storage
 from ingester.config import Settings
-from ingester.errors import AuthError, ConfigError, NotFound, Unavailable
-from ingester.naming import CONSTELLATIONS, constellation_of, format_pattern
+from ingester.errors import AuthError, NotFound, Unavailable
+from ingester.naming import CONSTELLATIONS, OBJECT_STORE_SCHEMES, constellation_of, format_pattern
 from ingester.providers.base import Provider, product_name
+from ingester.providers.patterns import patterns_for
 from ingester.providers.url import fetch_fsspec
 from ingester.scenes import Scene
 
 FOLDER_WORKERS = 5
 
 
-def parse_patterns(text: str, origin: str = "INGESTER_BUCKET_PATTERNS") -> list[tuple[str, str]]:
-    """[(constellation, pattern)] from `constellation=pattern` entries."""
-    out = []
-    for entry in text.replace("\n", ";").split(";"):
-        entry = entry.strip()
-        if not entry:
-            continue
-        key, sep, pattern = entry.partition("=")
-        constellation = CONSTELLATIONS.get(key.strip().lower())
-        if not sep or not constellation or not pattern.strip():
-            raise ConfigError(f"{origin}: {entry!r}: expected constellation=pattern with a constellation among "
-                              f"{', '.join(sorted(set(CONSTELLATIONS.values())))}")
-        out.append((constellation, pattern.strip()))
-    return out
+BUCKET_SCHEMES = OBJECT_STORE_SCHEMES
+
+
+def bucket_patterns(settings: Settings, constellation: str | None) -> list[str]:
+    return patterns_for(settings.bucket_patterns, "INGESTER_BUCKET_PATTERNS", BUCKET_SCHEMES, constellation)
 
 
 def scene_constellation(scene: Scene) -> str | None:
@@ -61,14 +54,12 @@ class BucketProvider(Provider):
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         constellation = scene_constellation(scene)
-        patterns = [p for c, p in parse_patterns(self.settings.bucket_patterns) if c == constellation]
+        patterns = bucket_patterns(self.settings, constellation)
         if not patterns:
             raise NotFound(f"bucket: no pattern for constellation {constellation or 'unknown'}")
         tried = []
         for pattern in patterns:
             uri = format_pattern(pattern, name)
-            if "://" not in uri or uri.split("://", 1)[0] not in ("s3", "gs", "gcs"):
-                raise ConfigError(f"INGESTER_BUCKET_PATTERNS: {pattern!r} is not an s3:// or gs:// pattern")
             tried.append(uri)
             try:
                 found = self._resolve(uri)
@@ -88,7 +79,7 @@ class BucketProvider(Provider):
 
     def _resolve(self, uri: str) -> str | None:
         """The URI itself, or the last match of a wildcard pattern."""
-        fs, path = storage._fs(uri)
+        fs, path = storage.filesystem(uri)
         protocol = uri.split("://", 1)[0]
         if any(c in path for c in "*?["):
             try:
@@ -102,7 +93,7 @@ class BucketProvider(Provider):
 
     def _copy_folder(self, uri: str, workdir: Path) -> Path | None:
         """Copy every object under the prefix into `<workdir>/<basename>` (bounded pool, all or nothing)."""
-        fs, path = storage._fs(uri)
+        fs, path = storage.filesystem(uri)
         path = path.rstrip("/")
         try:
             files = [f for f in fs.find(path) if f != path]
@@ -117,7 +108,11 @@ class BucketProvider(Provider):
         tmp = workdir / f".{base}.part"
         shutil.rmtree(tmp, ignore_errors=True)
 
+        stop = threading.Event()
+
         def copy(key: str) -> None:
+            if stop.is_set():  # another object failed: the folder is refused anyway
+                return
             rel = key[len(path) + 1:]
             if not rel or any(p in ("", "..") for p in rel.split("/")):
                 raise Unavailable(f"bucket: refusing object name {key!r}")
@@ -125,13 +120,18 @@ class BucketProvider(Provider):
             local.parent.mkdir(parents=True, exist_ok=True)
             fs.get_file(key, str(local))
 
+        pool = ThreadPoolExecutor(FOLDER_WORKERS)
         try:
-            with ThreadPoolExecutor(FOLDER_WORKERS) as pool:
-                for future in [pool.submit(copy, key) for key in files]:
-                    future.result()  # first error wins; the pool finishes the others before exiting
+            for future in as_completed([pool.submit(copy, key) for key in files]):
+                error = future.exception()
+                if error is not None:  # first error wins: queued copies are cancelled, running ones skip
+                    stop.set()
+                    raise error
             os.replace(tmp, target)
         except (OSError, ValueError) as exc:
             raise Unavailable(f"bucket: copying {uri}: {type(exc).__name__}: {exc}") from None
         finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
             shutil.rmtree(tmp, ignore_errors=True)
         return target

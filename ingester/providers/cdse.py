@@ -4,7 +4,7 @@ Tokens: one `TokenManager` per account *per process* (password grant once, refre
 expiry, shared by every job the process runs); in a local process pool each worker process keeps its
 own manager, so a run logs in at most once per worker process. The Authorization header follows
 redirects only to the service's own hosts (`http.Service`: the configured download, catalogue and
-token hosts and their `*.dataspace.copernicus.eu` siblings), never to a foreign host.
+token hosts and the hosts of `config.CDSE_DOMAINS`), never to a foreign host.
 
 Concurrency: at most `settings.cdse_max_downloads` downloads at once across all processes of the
 machine that share the work folder (`slots.slot` on `<workdir>/.slots/cdse`).
@@ -12,13 +12,20 @@ machine that share the work folder (`slots.slot` on `<workdir>/.slots/cdse`).
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ingester.config import Settings, cdse_credentials
+from ingester.config import CDSE_DOMAINS, Settings, cdse_credentials
 from ingester.errors import AuthError, HTTPError, NotFound, Unavailable
-from ingester.http import Service, TokenManager, download
+from ingester.http import (
+    Service,
+    TokenManager,
+    download,
+    forget_services,
+    forget_token_managers,
+    shared_service,
+    shared_token_manager,
+)
 from ingester.providers.base import (
     Provider,
     expected_from_metadata,
@@ -26,54 +33,41 @@ from ingester.providers.base import (
     product_name,
     provider_error,
     resume_part,
-    without_netrc,
 )
 from ingester.providers.slots import slot
 from ingester.scenes import Scene
 
-_lock = threading.Lock()
-_tokens: dict[tuple[str, str], TokenManager] = {}
-_services: dict[tuple, Service] = {}
-
 
 def token_manager(settings: Settings) -> TokenManager:
-    """The process's token manager for the configured CDSE account (created on first use)."""
+    """The process's token manager for the configured CDSE account (created on first use, shared
+    with the annotation sources of `ingester tiles`)."""
     creds = cdse_credentials(settings)
     if not creds or not creds[0] or not creds[1]:
         raise AuthError("cdse: no credentials: set INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD, "
                         f"or a ~/.netrc entry for {urlparse(settings.cdse_token_url).hostname}")
-    key = (settings.cdse_token_url, creds[0])
-    with _lock:
-        manager = _tokens.get(key)
-        if manager is None or manager._password != creds[1]:
-            manager = TokenManager(settings.cdse_token_url, creds[0], creds[1], timeout=settings.http_timeout)
-            _tokens[key] = manager
-        return manager
+    return shared_token_manager(settings.cdse_token_url, creds[0], creds[1], timeout=settings.http_timeout)
 
 
 def download_service(settings: Settings) -> Service:
     token = token_manager(settings)
-    key = (settings.cdse_download_url, settings.cdse_catalogue_url, settings.http_timeout, settings.http_retries,
-           settings.http_backoff, id(token))
-    with _lock:
-        service = _services.get(key)
-        if service is None:
-            # the service's own hosts: download (zipper), catalogue (redirects to zipper), identity
-            hosts = {urlparse(u).hostname or "" for u in (settings.cdse_catalogue_url, settings.cdse_token_url)}
-            service = Service("cdse", settings.cdse_download_url, timeout=settings.http_timeout,
-                              retries=settings.http_retries, backoff=settings.http_backoff, token=token,
-                              trusted_hosts=hosts)
-            without_netrc(service.session)
-            without_netrc(token.session)
-            _services[key] = service
-        return service
+    key = ("cdse", settings.cdse_download_url, settings.cdse_catalogue_url, settings.http_timeout,
+           settings.http_retries, settings.http_backoff, id(token))
+
+    def make() -> Service:
+        # the service's own hosts: download (zipper), catalogue (redirects to zipper), identity, and
+        # the other hosts of the CDSE domain
+        hosts = {urlparse(u).hostname or "" for u in (settings.cdse_catalogue_url, settings.cdse_token_url)}
+        return Service("cdse", settings.cdse_download_url, timeout=settings.http_timeout,
+                       retries=settings.http_retries, backoff=settings.http_backoff, token=token,
+                       trusted_hosts=hosts, trusted_domains=CDSE_DOMAINS)
+
+    return shared_service(key, make)
 
 
 def reset() -> None:
     """Forget the process's tokens and sessions (tests; a new run in the same process)."""
-    with _lock:
-        _tokens.clear()
-        _services.clear()
+    forget_token_managers()
+    forget_services()
 
 
 class CdseProvider(Provider):

@@ -36,16 +36,21 @@ def registry() -> dict[str, type[Provider]]:
     return {cls.name: cls for cls in classes}
 
 
-def provider_order(settings: Settings) -> list[str]:
-    """The names to try: the configured list first, then the other configured providers."""
+def listed_providers(settings: Settings) -> list[str]:
+    """The names of INGESTER_PROVIDERS, in order, without repeats; raises ConfigError for unknown ones."""
     known = registry()
     names = [n.strip().lower() for n in settings.providers.split(",") if n.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"INGESTER_PROVIDERS: unknown provider(s) {', '.join(unknown)}; "
                           f"known: {', '.join(known)}")
-    order = list(dict.fromkeys(names))
-    order += [n for n, cls in known.items() if n not in order and cls.configured(settings)]
+    return list(dict.fromkeys(names))
+
+
+def provider_order(settings: Settings) -> list[str]:
+    """The names to try: the configured list first, then the other configured providers."""
+    order = listed_providers(settings)
+    order += [n for n, cls in registry().items() if n not in order and cls.configured(settings)]
     return order
 
 
@@ -111,4 +116,4 @@ def _clean_partial(workdir: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
-__all__ = ["fetch_product", "provider_order", "registry", "Fetched"]
+__all__ = ["fetch_product", "listed_providers", "provider_order", "registry", "Fetched"]

@@ -1,9 +1,10 @@
 """FTP servers: `ftp://host[:port]/path/{SCENE}.zip` patterns with `{KEY}` substitution.
 
 `settings.ftp_patterns` (INGESTER_FTP_PATTERNS) holds patterns separated by `;`, optionally prefixed
-by a constellation (`sentinel1=ftp://…`). Credentials: INGESTER_FTP_USER / INGESTER_FTP_PASSWORD, else
-a ~/.netrc entry for the host, else anonymous. Transfers go to `<name>.part`, resume with `REST` after
-a dropped connection, and are verified like every download. Implicit TLS (port 990) is not supported.
+by a constellation (`sentinel1=ftp://…`; grammar: `providers.patterns`). Credentials:
+INGESTER_FTP_USER / INGESTER_FTP_PASSWORD, else a ~/.netrc entry for the host, else anonymous.
+Transfers go to `<name>.part`, resume with `REST` after a dropped connection, and are verified like
+every download. Implicit TLS (port 990) is not supported.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ingester.config import Settings, netrc_credentials
-from ingester.errors import AuthError, ConfigError, DownloadError, NotFound, Unavailable
-from ingester.naming import CONSTELLATIONS, format_pattern
+from ingester.errors import AuthError, DownloadError, NotFound, ProviderError, Unavailable
+from ingester.naming import format_pattern
 from ingester.providers.base import Provider, expected_from_metadata, product_name
 from ingester.providers.bucket import scene_constellation
+from ingester.providers.patterns import patterns_for
 from ingester.providers.verify import verify_file
 from ingester.scenes import Scene
 from ingester.storage import check_name
@@ -25,23 +27,15 @@ from ingester.storage import check_name
 _BLOCK = 1024 * 1024
 
 
-def parse_patterns(text: str) -> list[tuple[str | None, str]]:
-    out: list[tuple[str | None, str]] = []
-    for entry in text.replace("\n", ";").split(";"):
-        entry = entry.strip()
-        if not entry:
-            continue
-        constellation: str | None = None
-        if not entry.lower().startswith("ftp://") and "=" in entry:
-            key, _, entry = entry.partition("=")
-            constellation = CONSTELLATIONS.get(key.strip().lower())
-            if constellation is None:
-                raise ConfigError(f"INGESTER_FTP_PATTERNS: unknown constellation {key.strip()!r}")
-            entry = entry.strip()
-        if not entry.lower().startswith("ftp://"):
-            raise ConfigError(f"INGESTER_FTP_PATTERNS: {entry!r} is not an ftp:// pattern")
-        out.append((constellation, entry))
-    return out
+FTP_SCHEMES = ("ftp",)
+
+
+def ftp_patterns(settings: Settings, constellation: str | None) -> list[str]:
+    return patterns_for(settings.ftp_patterns, "INGESTER_FTP_PATTERNS", FTP_SCHEMES, constellation)
+
+
+def _reply(exc: BaseException) -> str:
+    return str(exc).strip().replace("\n", " ")[:160]
 
 
 class FtpProvider(Provider):
@@ -61,7 +55,7 @@ class FtpProvider(Provider):
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         constellation = scene_constellation(scene)
-        patterns = [p for c, p in parse_patterns(self.settings.ftp_patterns) if c in (None, constellation)]
+        patterns = ftp_patterns(self.settings, constellation)
         if not patterns:
             raise NotFound(f"ftp: no pattern for constellation {constellation or 'unknown'}")
         said = []
@@ -127,6 +121,10 @@ class FtpProvider(Provider):
                     ftp.voidcmd("TYPE I")
         except TimeoutError:
             raise Unavailable(f"ftp: {shown}: timeout") from None
+        except ftplib.error_perm as exc:  # e.g. 550 during a resumed RETR, REST refused: permanent here
+            raise ProviderError(f"ftp: {shown}: the server refused the transfer ({_reply(exc)})") from None
+        except ftplib.Error as exc:  # a garbled reply: may pass
+            raise Unavailable(f"ftp: {shown}: {type(exc).__name__}: {_reply(exc)}") from None
         finally:
             try:
                 ftp.quit()

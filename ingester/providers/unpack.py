@@ -18,20 +18,25 @@ from ingester.errors import DownloadError
 
 
 class ArchiveError(DownloadError):
-    """A zip archive is empty, broken or unsafe (a member would land outside the target)."""
+    """A zip archive is broken (truncated, bad CRC) or unsafe; a broken download may be fetched again."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """A zip archive that is refused whatever the transfer: empty, or a member with an absolute path,
+    a path escaping the target, or a symbolic link. Fetching it again gives the same archive."""
 
 
 def _check_member(archive: Path, info: zipfile.ZipInfo) -> PurePosixPath | None:
     """The member's relative path, or None for the archive's root entries ('./'); raises if unsafe."""
     name = info.filename.replace("\\", "/")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise ArchiveError(f"{archive.name}: member {info.filename!r} has an absolute path")
+        raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} has an absolute path")
     parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
     if any(p == ".." for p in parts):
-        raise ArchiveError(f"{archive.name}: member {info.filename!r} would escape the target folder")
+        raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} would escape the target folder")
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
-        raise ArchiveError(f"{archive.name}: member {info.filename!r} is a symbolic link (refused)")
+        raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} is a symbolic link (refused)")
     if not parts:
         return None
     return PurePosixPath(*parts)
@@ -48,7 +53,7 @@ def list_members(archive: str | Path) -> list[zipfile.ZipInfo]:
     except OSError as exc:
         raise ArchiveError(f"{archive.name}: cannot read the archive ({exc.strerror or exc})") from None
     if not infos:
-        raise ArchiveError(f"{archive.name}: empty zip archive")
+        raise UnsafeArchiveError(f"{archive.name}: empty zip archive")
     for info in infos:
         _check_member(archive, info)
     return infos
@@ -74,7 +79,7 @@ def extract(archive: str | Path, target: str | Path) -> list[Path]:
                     continue
                 dest = (tmp / rel).resolve()
                 if root not in dest.parents:
-                    raise ArchiveError(f"{archive.name}: member {info.filename!r} would escape the target folder")
+                    raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} would escape the target folder")
                 if info.is_dir():
                     dest.mkdir(parents=True, exist_ok=True)
                     continue
@@ -83,7 +88,7 @@ def extract(archive: str | Path, target: str | Path) -> list[Path]:
                     shutil.copyfileobj(src, out, 1024 * 1024)
         entries = sorted(p.name for p in tmp.iterdir())
         if not entries:
-            raise ArchiveError(f"{archive.name}: the archive holds no file")
+            raise UnsafeArchiveError(f"{archive.name}: the archive holds no file")
         clashes = [name for name in entries if (target / name).exists()]
         if clashes:
             raise ArchiveError(f"{archive.name}: {', '.join(clashes)} already exist(s) in {target}")

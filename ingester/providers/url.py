@@ -5,14 +5,14 @@ A link without a `.zip` name is saved as `<scene>.zip` when it is a zip, else un
 from __future__ import annotations
 
 import os
-import threading
 import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ingester.config import Settings
 from ingester.errors import DownloadError, HTTPError, NotFound, ProviderError
-from ingester.http import Service, download
+from ingester.http import Service, download, shared_service
+from ingester.naming import OBJECT_STORE_SCHEMES
 from ingester.providers.base import (
     Provider,
     expected_from_metadata,
@@ -23,17 +23,12 @@ from ingester.providers.base import (
 from ingester.providers.verify import verify_file
 from ingester.scenes import Scene
 
-_services: dict[tuple, Service] = {}
-_lock = threading.Lock()
-
 
 def plain_service(settings: Settings, name: str = "url") -> Service:
+    """The process's session for plain links (no token)."""
     key = (name, settings.http_timeout, settings.http_retries, settings.http_backoff)
-    with _lock:
-        if key not in _services:
-            _services[key] = Service(name, "http://unused.invalid", timeout=settings.http_timeout,
-                                     retries=settings.http_retries, backoff=settings.http_backoff)
-        return _services[key]
+    return shared_service(key, lambda: Service(name, "http://unused.invalid", timeout=settings.http_timeout,
+                                               retries=settings.http_retries, backoff=settings.http_backoff))
 
 
 def fetch_fsspec(provider: Provider, uri: str, dest: Path, scene: Scene) -> Path:
@@ -104,7 +99,7 @@ class UrlProvider(Provider):
                 raise provider_error("url", exc) from None
             self.verified[str(dest)] = verified
             return _zip_name(dest, name, self)
-        if scheme in ("s3", "gs", "gcs"):
+        if scheme in OBJECT_STORE_SCHEMES:
             return _zip_name(fetch_fsspec(self, link, dest, scene), name, self)
         raise ProviderError(f"url: unsupported link scheme {scheme!r} in metadata.download_link")
 

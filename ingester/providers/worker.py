@@ -6,9 +6,10 @@ verified product as `<scene>.zip` under `<storage>/<aoi>/<scene>/tiles/<tile>/` 
 any other graph is run by `ingester.graph.worker.run_scene_graph` on the unpacked product.
 
 "Verified in storage" is recorded by a sidecar `<scene>.zip.verified.json` (size, checksum algorithm
-and digest, what was compared with the catalogue, provider), written after the zip: a product whose
-sidecar exists, whose stored size matches it and whose digest matches the catalogue's is not fetched
-again. The work directory is always deleted.
+and digest, what was compared with the catalogue, provider, `rezipped` for folder products zipped
+here), written after the zip: a product whose sidecar exists, whose stored size matches it and whose
+digest matches the catalogue's (for a rezipped product: the sidecar's own) is not fetched again
+(`is_verified_in_storage`). The work directory is always deleted.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import requests
 from ingester import storage
 from ingester.config import Settings
 from ingester.errors import (
+    ConfigError,
     DownloadError,
     HTTPError,
     IngesterError,
@@ -33,21 +35,16 @@ from ingester.errors import (
     ProviderError,
     StorageError,
 )
-from ingester.http import TransferProgress, Verified, hash_file
+from ingester.http import TransferProgress, Verified, hash_file, new_hasher
 from ingester.jobs import JobResult, SceneJob
+from ingester.naming import is_copy_graph
 from ingester.providers.base import expected_from_metadata
 from ingester.providers.chain import fetch_product
 from ingester.providers.progress import default_progress
-from ingester.providers.unpack import ArchiveError, extract, list_members
+from ingester.providers.unpack import ArchiveError, UnsafeArchiveError, extract, list_members
 from ingester.storage import VERIFIED_SUFFIX, check_name, join_uri, tile_prefix
 
-COPY_GRAPHS = frozenset({"copyproducttostorage", "copyproducttostorage.json"})
-
-
-def is_copy_graph(graph_name: str) -> bool:
-    return os.path.basename(graph_name or "").lower() in COPY_GRAPHS
-
-
+_HASH_BLOCK = 4 * 1024 * 1024
 def tile_ids(job: SceneJob) -> list[str]:
     """The scene's tiles; a scene without tiles is its own single tile (S2, Landsat, …)."""
     return [t.source_id for t in job.scene.tiles] or [job.scene.source_id]
@@ -60,29 +57,54 @@ def product_uris(job: SceneJob) -> list[str]:
 
 def read_sidecar(uri: str) -> dict[str, Any] | None:
     try:
-        fs, path = storage._fs(uri + VERIFIED_SUFFIX)
+        fs, path = storage.filesystem(uri + VERIFIED_SUFFIX)
         with fs.open(path, "rb") as fh:
             return json.loads(fh.read().decode("utf-8"))
     except (FileNotFoundError, ValueError, OSError):
         return None
 
 
+def stored_digest(uri: str, algorithm: str) -> str:
+    """The checksum of a stored object, read as a stream."""
+    fs, path = storage.filesystem(uri)
+    hasher = new_hasher(algorithm)
+    with fs.open(path, "rb") as fh:
+        while block := fh.read(_HASH_BLOCK):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
 def is_verified_in_storage(uri: str, metadata: dict[str, Any]) -> bool:
-    """The stored product has its sidecar, the size it records, and the catalogue's digest."""
+    """The stored product has its sidecar and the size it records, and its digest is right:
+
+    - a product zipped by us from a folder (`rezipped` in the sidecar) is compared with the sidecar's
+      own digest (the catalogue's size and checksums describe the provider's zip, not ours);
+    - any other is compared with the catalogue: its size, and a published checksum, taken from the
+      sidecar when it holds that algorithm, else computed from the stored object (a sidecar holding
+      BLAKE3 never passes for a catalogue that publishes only MD5 without the MD5 being checked)."""
     record = read_sidecar(uri)
     if not record:
         return False
     try:
-        fs, path = storage._fs(uri)
+        fs, path = storage.filesystem(uri)
         if int(fs.size(path)) != int(record.get("size", -1)):
             return False
+        if record.get("rezipped"):
+            algorithm, digest = str(record.get("algorithm")), record.get("digest")
+            return bool(digest) and algorithm in ("blake3", "md5") and stored_digest(uri, algorithm) == digest
+        expected = expected_from_metadata(metadata)
+        if expected.size is not None and expected.size != record.get("size"):
+            return False
+        published = {"md5": expected.md5, "blake3": expected.blake3}
+        algorithm = str(record.get("algorithm"))
+        if published.get(algorithm):
+            return published[algorithm] == record.get("digest")
+        for algorithm in ("blake3", "md5"):  # the sidecar has another checksum than the published one
+            if published[algorithm]:
+                return stored_digest(uri, algorithm) == published[algorithm]
+        return True
     except (FileNotFoundError, OSError, TypeError, ValueError):
         return False
-    expected = expected_from_metadata(metadata)
-    if expected.size is not None and expected.size != record.get("size"):
-        return False
-    published = {"md5": expected.md5, "blake3": expected.blake3}.get(str(record.get("algorithm")))
-    return not (published and published != record.get("digest"))
 
 
 def write_sidecar(uri: str, record: dict[str, Any], workdir: Path) -> None:
@@ -93,15 +115,15 @@ def write_sidecar(uri: str, record: dict[str, Any], workdir: Path) -> None:
 
 
 def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path) -> tuple[Path, dict[str, Any]]:
-    """The product as a checked `<scene>.zip` and the record of its verification."""
+    """The product as a checked `<scene>.zip` and the record of its verification. A folder product
+    (local or bucket `.SAFE`) is zipped here: its record says `rezipped`, and its digest is ours."""
     if path.is_dir():
-        entries = [(str(path), path.name)]
         target = workdir / f"{name}.zip"
-        storage.zip_tree(entries, str(target))
-        verified = None
-        path = target
-    else:
-        list_members(path)  # refuse empty, broken or unsafe archives before storing them
+        storage.zip_tree([(str(path), path.name)], str(target))
+        digest = hash_file(str(target), "blake3").hexdigest()
+        record = Verified(str(target), target.stat().st_size, "blake3", digest, "none").as_dict()
+        return target, {**record, "rezipped": True}
+    list_members(path)  # refuse empty, broken or unsafe archives before storing them
     if verified is None:
         digest = hash_file(str(path), "blake3").hexdigest()
         verified = Verified(str(path), path.stat().st_size, "blake3", digest, "none")
@@ -153,7 +175,12 @@ def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[st
     for uri in missing:
         storage.put_file(str(zip_path), uri)
         write_sidecar(uri, record, workdir)  # last: the sidecar is what says "verified"
-    checked = record["checked"] if record["checked"] != "none" else "unverified: no size or checksum published"
+    if record.get("rezipped"):
+        checked = "folder product zipped here: the catalogue's size and checksums do not apply"
+    elif record["checked"] != "none":
+        checked = record["checked"]
+    else:
+        checked = "unverified: no size or checksum published"
     return JobResult.done(
         f"{name}: downloaded from {fetched.provider} ({record['size']} bytes, {checked}); "
         f"stored in {len(missing)} tile(s)",
@@ -187,13 +214,17 @@ def _result_of(exc: BaseException) -> JobResult:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, ProviderError):
         return JobResult("temporary" if exc.temporary else "error", message)
-    if isinstance(exc, ArchiveError):  # a broken download: fetch again later
+    if isinstance(exc, UnsafeArchiveError):  # the same archive every time: never fetched again by itself
+        return JobResult("error", message)
+    if isinstance(exc, ArchiveError):  # truncated or bad CRC: a broken download, fetch again later
         return JobResult("temporary", message)
     if isinstance(exc, HTTPError):
         temporary = exc.status is None or exc.status in (408, 429) or exc.status >= 500
         return JobResult("temporary" if temporary else "error", message)
     if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
         return JobResult("temporary", f"{type(exc).__name__}: {message}")
+    if isinstance(exc, ConfigError):  # the settings can be fixed, then the job retried
+        return JobResult("error", message)
     if isinstance(exc, InputError):  # e.g. a scene name that cannot be stored: never succeeds
         return JobResult("fatal", message)
     if isinstance(exc, DownloadError | StorageError | IngesterError):

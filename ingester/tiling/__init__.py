@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from ingester.config import Settings
+from ingester.naming import is_copy_graph
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
 
@@ -22,7 +23,7 @@ class TilingResult:
 
 def uses_bursts(payload: Payload) -> bool:
     """Sentinel-1 is split into bursts, unless its scene graph just copies the product."""
-    return payload.constellation == "sentinel1" and payload.scene_graph_name != "CopyProductToStorage"
+    return payload.constellation == "sentinel1" and not is_copy_graph(payload.scene_graph_name)
 
 
 def scene_tiles(scene: Scene, payload: Payload) -> list[Tile]:

@@ -130,10 +130,21 @@ def burst_inventory(
     sources: Sequence[AnnotationSource] | None = None,
 ):
     """Bursts of every scene over the AOI, chained onto each other and onto `existing` tiles."""
+
+    owned: Sequence[AnnotationSource] = ()
+    if sources is None:
+        sources = owned = annotation_sources(payload, settings)
+    try:
+        return _inventory(payload, scenes, settings, existing, sources)
+    finally:
+        for source in owned:  # the sessions opened for this run
+            source.close()
+
+
+def _inventory(payload: Payload, scenes: Sequence[Scene], settings: Settings, existing: Sequence[Tile],
+               sources: Sequence[AnnotationSource]):
     from ingester.tiling import TilingResult
 
-    if sources is None:
-        sources = annotation_sources(payload, settings)
     area = payload.aoi.buffer(settings.aoi_buffer_degrees) if settings.aoi_buffer_degrees > 0 else payload.aoi
     shapely.prepare(area)
     skipped: list[tuple[str, str]] = []

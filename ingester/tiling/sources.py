@@ -16,16 +16,18 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from ingester.config import Settings, cdse_credentials
-from ingester.errors import HTTPError, TilingError
-from ingester.http import Service, StaticToken, TokenManager
-from ingester.naming import format_pattern
+from ingester import storage
+from ingester.config import ASF_DOMAINS, CDSE_DOMAINS, Settings, cdse_credentials
+from ingester.errors import HTTPError, StorageError, TilingError
+from ingester.http import Service, StaticToken, TokenManager, shared_token_manager
+from ingester.naming import OBJECT_STORE_SCHEMES, format_pattern
 from ingester.scenes import Scene
 
 _POL_PREFERENCE = {"vv": 0, "hh": 1, "vh": 2, "hv": 3}
@@ -36,6 +38,8 @@ class AnnotationSource(Protocol):
     name: str
 
     def fetch(self, scene: Scene) -> AnnotationFiles | None: ...
+
+    def close(self) -> None: ...
 
 
 def annotation_regex(scene_id: str) -> re.Pattern[str]:
@@ -70,7 +74,8 @@ class CdseNodesSource:
     """`Products(<uuid>)/Nodes(<name>.SAFE)/Nodes(annotation)/Nodes` on the CDSE download service.
 
     Listing needs no authentication; each `$value` is fetched with a bearer token when credentials
-    exist (settings or ~/.netrc). A scene without a catalogue uuid, or a 404, is a miss.
+    exist (settings or ~/.netrc), from the process's shared token manager (the one the CDSE
+    downloads use: one login per process). A scene without a catalogue uuid, or a 404, is a miss.
     """
 
     name = "cdse-nodes"
@@ -78,13 +83,17 @@ class CdseNodesSource:
     def __init__(self, settings: Settings, token: TokenManager | None = None):
         if token is None:
             creds = cdse_credentials(settings)
-            if creds:
-                token = TokenManager(settings.cdse_token_url, creds[0], creds[1], timeout=settings.http_timeout)
+            if creds and creds[0] and creds[1]:
+                token = shared_token_manager(settings.cdse_token_url, creds[0], creds[1],
+                                             timeout=settings.http_timeout)
         self.service = Service(
             "CDSE Nodes", settings.cdse_download_url, timeout=settings.http_timeout,
             retries=settings.http_retries, backoff=settings.http_backoff, token=token,
-            max_concurrency=settings.cdse_max_downloads,
+            max_concurrency=settings.cdse_max_downloads, trusted_domains=CDSE_DOMAINS,
         )
+
+    def close(self) -> None:
+        self.service.session.close()
 
     def fetch(self, scene: Scene) -> AnnotationFiles | None:
         uuid = str(scene.metadata.get("uuid") or scene.tags.get("uuid") or "")
@@ -125,6 +134,15 @@ class PatternSource:
         self.area = area
         self.settings = settings
         self.bytes_read = 0  # remote bytes fetched (http only), for tests and the benchmark
+        self._services: dict[tuple[str, str], Service] = {}  # (host, token) → one session for all scenes
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the sessions opened for remote zips."""
+        with self._lock:
+            for service in self._services.values():
+                service.session.close()
+            self._services.clear()
 
     def location(self, scene: Scene) -> str:
         return format_pattern(self.pattern, scene.source_id, {"AREA": self.area})
@@ -134,7 +152,7 @@ class PatternSource:
         scheme = urlparse(where).scheme.lower()
         if scheme in ("http", "https"):
             return self._remote_zip(scene, where)
-        if scheme in ("s3", "gs", "gcs"):
+        if scheme in OBJECT_STORE_SCHEMES:
             return self._fsspec_zip(scene, where)
         if scheme == "file":
             where = unquote(urlparse(where).path)
@@ -152,15 +170,10 @@ class PatternSource:
         """A zip over http(s) read with Range requests. The ASF datapool gets the Earthdata bearer
         token (settings.asf_token), sent to ASF and Earthdata hosts only, never to the pre-signed
         S3 URLs it redirects to."""
-        token = None
-        host = urlparse(url).hostname or ""
-        if self.settings.asf_token and host == urlparse(self.settings.asf_url).hostname:
-            token = StaticToken(self.settings.asf_token)
-        service = Service("annotations", url, timeout=self.settings.http_timeout, token=token,
-                          retries=self.settings.http_retries, backoff=self.settings.http_backoff,
-                          trusted_hosts=("urs.earthdata.nasa.gov",) if token else ())
+        service = self._service(url)
+        auth = service.token is not None
         try:
-            raw = HTTPRangeFile(service, url, auth=token is not None)
+            raw = HTTPRangeFile(service, url, auth=auth)
         except FileNotFoundError:
             return None
         try:
@@ -169,21 +182,32 @@ class PatternSource:
         finally:
             self.bytes_read += raw.bytes_read
 
-    def _fsspec_zip(self, scene: Scene, url: str) -> AnnotationFiles | None:
-        import fsspec
+    def _service(self, url: str) -> Service:
+        """One session per (scheme, host, token) for the whole run (scenes are fetched concurrently)."""
+        parsed = urlparse(url)
+        host = parsed.hostname or ""
+        token = ""
+        if self.settings.asf_token and host == urlparse(self.settings.asf_url).hostname:
+            token = self.settings.asf_token
+        key = (f"{parsed.scheme}://{parsed.netloc}", token)
+        with self._lock:
+            service = self._services.get(key)
+            if service is None:
+                service = Service("annotations", key[0], timeout=self.settings.http_timeout,
+                                  token=StaticToken(token) if token else None,  # type: ignore[arg-type]
+                                  retries=self.settings.http_retries, backoff=self.settings.http_backoff,
+                                  trusted_hosts=("urs.earthdata.nasa.gov",) if token else (),
+                                  trusted_domains=ASF_DOMAINS if token else ())
+                self._services[key] = service
+            return service
 
-        options: dict = {}
-        if url.startswith("s3://"):
-            s = self.settings
-            if s.s3_endpoint_url:
-                options["client_kwargs"] = {"endpoint_url": s.s3_endpoint_url}
-            if s.s3_access_key_id:
-                options["key"], options["secret"] = s.s3_access_key_id, s.s3_secret_access_key
-            if s.s3_requester_pays:
-                options["requester_pays"] = True
+    def _fsspec_zip(self, scene: Scene, url: str) -> AnnotationFiles | None:
+        """A zip on s3:// or gs:// through the storage's file systems (same endpoint, keys and
+        requester-pays options as the storage: INGESTER_S3_*)."""
+        storage.configure(self.settings)
         try:
-            fs, path = fsspec.core.url_to_fs(url, **options)
-        except ImportError as exc:
+            fs, path = storage.filesystem(url)
+        except StorageError as exc:
             raise TilingError(f"annotation source {self.pattern!r}: {exc}") from None
         try:
             with fs.open(path, "rb", block_size=256 * 1024) as fh:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 
 @contextmanager
-def ftp_server(root: Path, user: str = "ftpuser", password: str = "ftp-Pa55") -> Iterator[dict]:
+def ftp_server(root: Path, user: str = "ftpuser", password: str = "ftp-Pa55",
+               retr_reply: str | None = None) -> Iterator[dict]:
+    """`retr_reply`: answer every RETR with this reply instead of the file (e.g. "550 No such file")."""
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import FTPHandler
     from pyftpdlib.servers import ThreadedFTPServer
@@ -22,6 +24,12 @@ def ftp_server(root: Path, user: str = "ftpuser", password: str = "ftp-Pa55") ->
         def ftp_REST(self, line):  # record resume offsets
             stats["rest"].append(line)
             return super().ftp_REST(line)
+
+        def ftp_RETR(self, file):  # noqa: N802
+            if retr_reply:
+                self.respond(retr_reply)
+                return None
+            return super().ftp_RETR(file)
 
     Handler.authorizer = authorizer
     Handler.passive_ports = None
