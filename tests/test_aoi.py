@@ -665,3 +665,10 @@ def test_an_aoi_ingested_by_another_run_meanwhile_gives_a_clear_message(cli, pay
         assert st.one("SELECT lock_run FROM aoi") is None
     monkeypatch.setattr(ingest, "prepare", real_prepare)
     assert aoi(cli, payload, "--scenes", scenes).exit_code == 0  # the re-run skips what the other run ingested
+
+
+def test_a_provider_typo_is_refused_by_the_real_check_before_the_store_exists(cli, payload, tmp_path, monkeypatch):
+    monkeypatch.setenv("INGESTER_PROVIDERS", "locl")
+    r = cli("aoi", payload, "--scenes", write_s2_scenes(tmp_path / "scenes.json", 1), "--create-layers")
+    assert r.exit_code == 2 and "locl" in r.stderr
+    assert not Path("outputs").exists()
