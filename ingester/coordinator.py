@@ -21,7 +21,7 @@ from typing import Any
 
 from ingester.config import Settings
 from ingester.errors import LockedError, StoreError
-from ingester.executor import Executor, LocalExecutor
+from ingester.executor import Executor, ExecutorBroken, LocalExecutor
 from ingester.ingest import graph_dirs
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
@@ -140,8 +140,8 @@ class Coordinator:
         expires = now + self.settings.lease_seconds
         started = now_text()
         with self.store.transaction():
-            for kind, order in (("tile", "(SELECT date FROM scene WHERE scene.id = tile.scene_id), id"),
-                                ("scene", "date, id")):
+            for kind, order in (("tile", "(SELECT date_key FROM scene WHERE scene.id = tile.scene_id), id"),
+                                ("scene", "date_key, id")):
                 if len(claimed) >= limit:
                     break
                 rows = self.store.execute(
@@ -213,7 +213,7 @@ class Coordinator:
                         status = apply_outcome(self.store, kind, job_id, result, self.policy)
                         if status == "DONE" and kind == "tile":
                             index_outputs(self.store, job_id, result.outputs, self.instances)
-                except StoreError as exc:  # e.g. no record to index into: the job fails, the run goes on
+                except Exception as exc:  # no record to index into, a bad output value…: the job fails alone
                     status = self.store.one(f"SELECT status FROM {kind} WHERE id = ?", (job_id,))
                     result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
                     if status == PENDING:
@@ -245,6 +245,7 @@ class Coordinator:
         capacity = max(executor.capacity * 4, 4)  # jobs in flight: keeps workers fed, batches the writes
         beat_every = max(self.settings.lease_seconds / 3, 0.5)
         last_beat = time.monotonic()
+        interrupted = True
         try:
             while True:
                 if len(self.running) < capacity:
@@ -253,6 +254,9 @@ class Coordinator:
                             job = self.scene_job(job_id, attempt) if kind == "scene" else self.tile_job(job_id, attempt)
                             worker = self.settings.scene_worker if kind == "scene" else self.settings.tile_worker
                             future = executor.submit(worker, job)
+                        except ExecutorBroken:
+                            self.running[Future()] = (kind, job_id, attempt, attempt_row)  # leased: give back
+                            raise
                         except Exception as exc:  # a job that cannot even be described fails alone
                             future = Future()
                             future.set_result(JobResult("error", f"cannot build the {kind} job: {exc}"))
@@ -265,6 +269,9 @@ class Coordinator:
                 else:
                     done, _ = concurrent.futures.wait(list(self.running), timeout=beat_every,
                                                       return_when=concurrent.futures.FIRST_COMPLETED)
+                    broken = next((f.exception() for f in done if f.exception() is not None), None)
+                    if broken is not None:  # the executor broke down (ExecutorBroken): stop, jobs re-queued
+                        raise broken
                     batch = [(self.running.pop(f), f.result()) for f in done]
                     if batch:
                         self._write(batch)
@@ -273,8 +280,11 @@ class Coordinator:
                 if time.monotonic() - last_beat >= beat_every:
                     self._heartbeat()
                     last_beat = time.monotonic()
+            interrupted = False
         finally:
-            if self.running:  # interrupted: give the leases back so the next run re-queues at once
+            # interrupted (Ctrl-C, broken executor), even between a claim and its submit: give the
+            # leases back so the next run re-queues at once
+            if interrupted or self.running:
                 with self.store.transaction():
                     requeue_abandoned(self.store, self.aoi.id, "")
         return RunReport(self.aoi.name, self.run_id, executed, summary(self.store, self.aoi.id),

@@ -10,8 +10,12 @@ The interface is small so that a Dask back-end can implement it later:
 A worker is named by an import path `module:function` and called as `fn(job, settings) -> JobResult`
 in a worker process. Every failure becomes a `JobResult`, never an exception in the coordinator: an
 import error is an `error` outcome naming what is missing, an exception raised by the worker is an
-`error` outcome with its text, and a worker process that dies (os._exit, SIGKILL, segfault) fails only
-the job it was running, with its exit code in the message; a fresh process replaces it.
+`error` outcome with its text, and a worker process that dies (os._exit, SIGKILL, the OOM killer,
+segfault) gives the job it was running a `temporary` outcome with the exit code in the message (the
+workflow re-queues it, at most `max_temporary_retries` times); a fresh process replaces it.
+
+A breakdown of the executor itself (its dispatcher thread dies) is not charged to the jobs: every
+waiting future raises `ExecutorBroken` (exit 1), the coordinator gives the leases back and the run stops.
 
 `LocalExecutor` keeps one pipe per worker process (not `ProcessPoolExecutor`, which breaks the whole
 pool when one process dies and cannot say which job killed it). Each process has at most
@@ -31,7 +35,12 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
 from ingester.config import Settings
+from ingester.errors import IngesterError
 from ingester.jobs import JobResult
+
+
+class ExecutorBroken(IngesterError):
+    """The executor cannot run jobs any more (not the jobs' fault): the run stops, the jobs stay queued."""
 
 
 class Executor(Protocol):
@@ -118,6 +127,7 @@ class LocalExecutor:
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
         self._closed = False
         self._abort = False
+        self._broken = ""
         self._procs = [_Proc(self._ctx, self.settings) for _ in range(self.capacity)]
         self.deaths = 0
         self._thread = threading.Thread(target=self._loop, name="ingester-executor", daemon=True)
@@ -126,6 +136,8 @@ class LocalExecutor:
     def submit(self, worker: str, job: Any) -> Future[JobResult]:
         future: Future[JobResult] = Future()
         with self._lock:
+            if self._broken:
+                raise ExecutorBroken(self._broken)
             if self._closed:
                 raise RuntimeError("executor is shut down")
             self._pending.append((future, (worker, job)))
@@ -194,7 +206,7 @@ class LocalExecutor:
         self.deaths += 1
         if proc.queue:
             future, (path, _job) = proc.queue.popleft()
-            future.set_result(JobResult("error", f"the worker process running {path} died (exit code {code})"))
+            future.set_result(JobResult("temporary", f"the worker process running {path} died (exit code {code})"))
         with self._lock:  # the jobs queued behind it never started: run them elsewhere
             for item in reversed(proc.queue):
                 self._pending.appendleft(item)
@@ -207,12 +219,14 @@ class LocalExecutor:
         except BaseException as exc:  # never leave a caller waiting on a future forever
             with self._lock:
                 self._closed = True
+                self._broken = f"the executor failed: {type(exc).__name__}: {exc}"
                 items = list(self._pending) + [item for p in self._procs for item in p.queue]
                 self._pending.clear()
-            for future, _ in items:
+                for p in self._procs:
+                    p.queue.clear()
+            for future, _ in items:  # not the jobs' fault: the caller re-queues them
                 if not future.done():
-                    future.set_result(JobResult("error", f"the executor failed: {type(exc).__name__}: {exc}"))
-            raise
+                    future.set_exception(ExecutorBroken(self._broken))
 
     def _serve(self) -> None:
         while True:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ingester.config import Settings
-from ingester.errors import InputError, ScenesFileError, StoreError, TilingWarning
+from ingester.errors import InputError, PayloadError, ScenesFileError, StoreError, TilingWarning
 from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
 from ingester.scenes import Scene, read_scenes
@@ -55,6 +55,31 @@ def aoi_settings(payload: Payload, instances: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def check_aoi_settings(store: Store, payload: Payload) -> None:
+    """An existing AOI keeps its storage and its layers: a payload that changes them is refused (its
+    tiles already ingested were stored and indexed with the old ones). retry_count, graph_config and
+    record tags may change: retry_count gives the budget of the scenes and tiles ingested from now on
+    (existing jobs keep theirs until a manual retry), graph_config applies to the jobs not run yet."""
+    row = store.aoi(payload.name)
+    if row is None:
+        return
+    old = row.settings
+    differences = []
+    if (old.get("storage_uri") or "") != (payload.storage_uri or ""):
+        differences.append(f"storage_uri {old.get('storage_uri') or '(default)'!r} → "
+                           f"{payload.storage_uri or '(default)'!r}")
+    new_layers = {k: [v.variable, v.instance] for k, v in payload.layers.items()}
+    old_layers = old.get("layers") or {}
+    if old_layers != new_layers:
+        def fmt(layers: dict[str, Any]) -> str:
+            return ", ".join(f"{k}={v[0]}/{v[1]}" for k, v in sorted(layers.items())) or "(none)"
+        differences.append(f"layers {fmt(old_layers)} → {fmt(new_layers)}")
+    if differences:
+        where = payload.path or "the payload"
+        raise PayloadError(f"{where}: the AOI {payload.name!r} already exists with other settings: "
+                           f"{'; '.join(differences)}. Keep the AOI's settings, or ingest under another name")
+
+
 def _check_aoi(scenes: list[Scene], payload: Payload, origin: str) -> None:
     for i, scene in enumerate(scenes):
         if scene.aoi != payload.name:
@@ -88,6 +113,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         raise InputError("give either --scenes or --tiles, not both")
     if not create_layers:
         resolve_layers(store, payload, create=False)
+    check_aoi_settings(store, payload)
     existing = store.scene_ids_in_aoi(payload.name)
     skipped: list[tuple[str, str]] = []
     if tiles_file:
@@ -145,14 +171,21 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
     payload = plan.payload
     created = reused = n_tiles = 0
     with store.transaction():
-        instances = resolve_layers(store, payload, create=create_layers)
-        settings_json = dumps(aoi_settings(payload, instances))
         now = now_text()
-        store.execute("INSERT INTO aoi (name, settings, created_at, updated_at) VALUES (?, ?, ?, ?) "
-                      "ON CONFLICT (name) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
-                      (payload.name, settings_json, now, now))
+        store.execute("INSERT INTO aoi (name, created_at, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                      (payload.name, now, now))
+        acquire_lock(store, payload.name, run_id, lock_stale_after)  # LockedError (exit 3): all rolled back
+        if store.aoi(payload.name).settings:  # type: ignore[union-attr]  # an existing AOI: same storage, layers
+            check_aoi_settings(store, payload)
+        raced = sorted(store.scene_ids_in_aoi(payload.name) & {sc.source_id for sc in plan.scenes})
+        if raced:
+            raise StoreError(f"AOI {payload.name!r} changed while the input was checked: another run ingested "
+                             f"{len(raced)} of these scenes (e.g. {raced[0]}); nothing was written, re-run the "
+                             "command (the scenes already in the AOI are then skipped)")
+        instances = resolve_layers(store, payload, create=create_layers)
+        store.execute("UPDATE aoi SET settings = ?, updated_at = ? WHERE name = ?",
+                      (dumps(aoi_settings(payload, instances)), now, payload.name))
         aoi_id = store.one("SELECT id FROM aoi WHERE name = ?", (payload.name,))
-        acquire_lock(store, payload.name, run_id, lock_stale_after)
         keys: dict[tuple[str, str], int] = {k: v[0] for k, v in store.tile_status_by_key(payload.name).items()
                                             if v[1] != FAILED}
         pending_links = []

@@ -4,6 +4,10 @@ One file (`--db`, `INGESTER_DB`, default `outputs/ingester.db`) in WAL mode with
 The schema version is `PRAGMA user_version`; `MIGRATIONS[i]` brings version i to i + 1.
 Every state change goes through `Store.transaction()` (one `BEGIN IMMEDIATE` … `COMMIT`).
 
+Dates are stored as written (`format_time`: RFC 3339 with a trimmed fraction, so `…24.37Z` sorts
+before `…24.3Z` as text); every ORDER BY uses the generated fixed-width column `date_key`
+(`record.time_key`), whose fraction is padded to nine digits.
+
 A scene row keeps the scene's full attributes (`data`, `tags`, `wkt`, `date`) and a tile row the
 tile's (`data`), so a job description can be rebuilt from the store alone. A tile's previous and
 reference are the `prev` / `ref` columns (tile ids), never the copies in `data`.
@@ -20,13 +24,13 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from ingester.errors import InputError, StoreError
-from ingester.scenes import Scene, Tile, TileRef
 from ingester.times import format_time, parse_time
+
+if TYPE_CHECKING:  # the models (and shapely behind them) load only when a command needs them
+    from ingester.scenes import Scene, Tile, TileRef
 
 STATUSES = ("NEW", "PENDING", "DONE", "RETRY", "FAILED")
 PROCESSING_DATE_TAG = "processingDate"
@@ -45,6 +49,9 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL,
         time TEXT NOT NULL,
+        time_key TEXT GENERATED ALWAYS AS (
+            substr(time, 1, 19) || substr(CASE WHEN substr(time, 20, 1) = '.'
+            THEN substr(time, 20, length(time) - 20) ELSE '.' END || '000000000', 1, 10)) VIRTUAL,
         tags TEXT NOT NULL,                       -- JSON object, keys sorted
         match_tags TEXT NOT NULL,                 -- the same without processingDate: the reuse key
         aoi_wkt TEXT NOT NULL DEFAULT '',
@@ -56,6 +63,9 @@ MIGRATIONS: tuple[str, ...] = (
         aoi_id INTEGER NOT NULL REFERENCES aoi(id) ON DELETE CASCADE,
         source_id TEXT NOT NULL,
         date TEXT NOT NULL,                       -- RFC 3339, UTC
+        date_key TEXT GENERATED ALWAYS AS (
+            substr(date, 1, 19) || substr(CASE WHEN substr(date, 20, 1) = '.'
+            THEN substr(date, 20, length(date) - 20) ELSE '.' END || '000000000', 1, 10)) VIRTUAL,  -- sortable
         status TEXT NOT NULL CHECK (status IN ('NEW','PENDING','DONE','RETRY','FAILED')),
         message TEXT NOT NULL DEFAULT '',
         retry_countdown INTEGER NOT NULL DEFAULT 0,
@@ -69,6 +79,7 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (aoi_id, source_id)
     );
     CREATE INDEX scene_aoi_status ON scene (aoi_id, status);
+    CREATE INDEX record_time ON record (time_key);
     CREATE TABLE tile (
         id INTEGER PRIMARY KEY,
         scene_id INTEGER NOT NULL REFERENCES scene(id) ON DELETE CASCADE,
@@ -83,6 +94,8 @@ MIGRATIONS: tuple[str, ...] = (
         lease_run TEXT, lease_expires REAL,
         prev INTEGER REFERENCES tile(id),
         ref INTEGER REFERENCES tile(id),
+        failed_prev INTEGER REFERENCES tile(id),  -- prev/ref before the fail cascade (forced retry restores them)
+        failed_ref INTEGER REFERENCES tile(id),
         data TEXT NOT NULL,
         updated_at TEXT NOT NULL,
         UNIQUE (scene_id, source_id)
@@ -146,7 +159,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: indexes for the monitoring summary (root tiles, first/last dates) on large AOIs
     """
-    CREATE INDEX scene_aoi_date ON scene (aoi_id, date);
+    CREATE INDEX scene_aoi_date ON scene (aoi_id, date_key);
     CREATE INDEX tile_aoi_links ON tile (aoi_id, prev, ref);
     """,
 )
@@ -269,6 +282,8 @@ def scene_data(scene: Scene) -> str:
 
 
 def scene_from_row(source_id: str, aoi: str, date: str, data: str, tags: str, wkt: str) -> Scene:
+    from ingester.scenes import Scene
+
     d = json.loads(data)
     return Scene(
         source_id=source_id, aoi=aoi, date=parse_time(date), wkt=wkt, tags=json.loads(tags),
@@ -290,6 +305,8 @@ _TILE_KNOWN = {"date", "wkt", "anx_time", "graph_name", "is_retriable", "swath_i
 
 def tile_from_data(source_id: str, scene_id: str, data: str, previous: TileRef | None = None,
                    reference: TileRef | None = None) -> Tile:
+    from ingester.scenes import Tile
+
     d = json.loads(data)
     return Tile(
         source_id=source_id, scene_id=scene_id, date=parse_time(d["date"]), wkt=d.get("wkt", ""),
@@ -310,22 +327,34 @@ def _nan(value: float | None) -> float:
 class Store:
     """One connection to the SQLite file. Not shared across processes (workers never open it)."""
 
-    def __init__(self, path: str | Path, timeout: float = 30.0):
+    def __init__(self, path: str | Path, timeout: float = 30.0, create: bool = True):
+        """Open (with `create`, create) the store. Without `create` a missing file is an InputError
+        (exit 2) naming the path and how to choose another: read commands never create a store."""
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if not create and not Path(self.path).is_file():
+                raise InputError(f"{self.path}: no store here (run `ingester aoi` first, or choose the store "
+                                 "with --db or INGESTER_DB)")
+            if create:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self.conn = conn
+            self._depth = 0
+            self.migrate()
         except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
             raise StoreError(f"{self.path}: cannot open the store: {exc}") from None
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        self.conn = conn
-        self.db = sqlite_utils.Database(conn)
-        self._depth = 0
-        self.migrate()
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()
@@ -430,7 +459,7 @@ class Store:
         if status:
             sql += " AND status = ?"
             params.append(status)
-        return [SceneRow(*r) for r in self.conn.execute(sql + " ORDER BY date, id", params)]
+        return [SceneRow(*r) for r in self.conn.execute(sql + " ORDER BY date_key, id", params)]
 
     def scene_row(self, scene_id: int) -> SceneRow | None:
         row = self.conn.execute(f"SELECT {_SCENE_COLS} FROM scene WHERE id = ?", (scene_id,)).fetchone()
@@ -445,7 +474,7 @@ class Store:
         if scene_id is not None:
             sql += " AND t.scene_id = ?"
             params.append(scene_id)
-        return [TileRow(*r) for r in self.conn.execute(sql + " ORDER BY s.date, t.scene_id, t.id", params)]
+        return [TileRow(*r) for r in self.conn.execute(sql + " ORDER BY s.date_key, t.scene_id, t.id", params)]
 
     def tile_row(self, tile_id: int) -> TileRow | None:
         row = self.conn.execute(f"SELECT {_TILE_COLS} FROM tile t JOIN scene s ON s.id = t.scene_id "
@@ -466,6 +495,8 @@ class Store:
         return scene
 
     def _ref(self, tile_id: int | None) -> TileRef | None:
+        from ingester.scenes import TileRef
+
         if tile_id is None:
             return None
         row = self.conn.execute("SELECT s.date, s.source_id, t.source_id FROM tile t JOIN scene s "
@@ -490,7 +521,9 @@ class Store:
                "JOIN scene s ON s.id = t.scene_id WHERE t.aoi_id = ?")
         if not include_failed:
             sql += " AND t.status != 'FAILED'"
-        rows = self.conn.execute(sql + " ORDER BY s.date, t.id", (row.id,)).fetchall()
+        rows = self.conn.execute(sql + " ORDER BY s.date_key, t.id", (row.id,)).fetchall()
+        from ingester.scenes import TileRef
+
         refs = {r[0]: TileRef(parse_time(r[3]), r[2], r[1]) for r in rows}
         def link(tile_id: int | None) -> TileRef | None:
             return None if tile_id is None else refs.get(tile_id) or self._ref(tile_id)
@@ -512,11 +545,11 @@ class Store:
     def records(self, aoi: str | None = None) -> list[RecordRow]:
         """Records with their tags; with `aoi`, only the records of that AOI's scenes."""
         if aoi is None:
-            rows = self.conn.execute("SELECT id, name, time, tags FROM record ORDER BY time, id")
+            rows = self.conn.execute("SELECT id, name, time, tags FROM record ORDER BY time_key, id")
         else:
             rows = self.conn.execute(
                 "SELECT DISTINCT r.id, r.name, r.time, r.tags FROM record r JOIN scene s ON s.record_id = r.id "
-                "JOIN aoi a ON a.id = s.aoi_id WHERE a.name = ? ORDER BY r.time, r.id", (aoi,))
+                "JOIN aoi a ON a.id = s.aoi_id WHERE a.name = ? ORDER BY r.time_key, r.id", (aoi,))
         return [RecordRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
     def record(self, record_id: int) -> RecordRow | None:
@@ -553,7 +586,7 @@ class Store:
             sql += " AND d.tile_id = ?"
             params.append(tile_id)
         out = []
-        for r in self.conn.execute(sql + " ORDER BY r.time, d.id", params):
+        for r in self.conn.execute(sql + " ORDER BY r.time_key, d.id", params):
             out.append(DatasetRow(*r[:11], tuple(json.loads(r[11])), r[12], _nan(r[13]), *r[14:19], json.loads(r[19])))
         return out
 

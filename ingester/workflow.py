@@ -21,6 +21,12 @@ Rules, as implemented here:
   a root, its earliest child becomes the root and every other child and every tile that referenced
   the failed tile now points to that new root (consistent links for all children).
 - Forced changes propagate every error (§15.28).
+- Forced retry (`ingester retry --force`, `force_retry`): FAILED and RETRY jobs go back with a fresh
+  budget. A scene → PENDING and its FAILED tiles → NEW; a tile → NEW, then released when ready. A
+  revived tile gets back the previous/reference it had before the cascade (`failed_prev`/`failed_ref`;
+  when that tile is itself still FAILED, its own earlier link, and so on). Limit: the children the
+  cascade re-linked keep their new previous (they may already be processed against it), so a revived
+  tile starts a branch of the chain rather than being re-inserted in the middle of it.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingester.errors import StoreError
-from ingester.jobs import JobResult
 from ingester.store import STATUSES, Store, monotonic_now, now_text
+
+if TYPE_CHECKING:  # jobs imports the payload model (and shapely): not needed by the status commands
+    from ingester.jobs import JobResult
 
 NEW, PENDING, DONE, RETRY, FAILED = STATUSES
 # AOI status priority (§10.2): the first present wins.
@@ -183,14 +191,15 @@ def fail_tile(store: Store, tile_id: int, message: str, force: bool = False) -> 
         if FAILED in (p_status, p_scene_status):
             raise TransitionError(f"cannot fail tile {tile_id}: its previous tile {prev} or its scene is FAILED")
     children = [r[0] for r in store.execute(
-        "SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.prev = ? ORDER BY s.date, t.id",
+        "SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.prev = ? ORDER BY s.date_key, t.id",
         (tile_id,))]
     if not force:
         for child in children:
             status = store.one("SELECT status FROM tile WHERE id = ?", (child,))
             if status != NEW:
                 raise TransitionError(f"cannot fail tile {tile_id}: child tile {child} status {status}")
-    _update(store, "tile", tile_id, status=FAILED, message=message, prev=None, **_CLEAR_LEASE)
+    keep = {} if row["status"] == FAILED else {"failed_prev": prev, "failed_ref": ref}
+    _update(store, "tile", tile_id, status=FAILED, message=message, prev=None, **keep, **_CLEAR_LEASE)
     now = now_text()
     if prev is None and ref is None and children:
         new_root = children[0]
@@ -247,6 +256,71 @@ def set_status(store: Store, kind: str, job_id: int, requested: str, message: st
             return FAILED
         _update(store, kind, job_id, status=requested, message=message, **_CLEAR_LEASE)
         return requested
+
+
+# --- forced retry ----------------------------------------------------------------------------------
+
+def _alive_link(store: Store, link: int | None, column: str) -> int | None:
+    """`link`, or when it is FAILED the link it had before its own cascade, and so on."""
+    seen: set[int] = set()
+    while link is not None and link not in seen:
+        seen.add(link)
+        status, earlier = store.execute(f"SELECT status, {column} FROM tile WHERE id = ?", (link,)).fetchone()
+        if status != FAILED:
+            return link
+        link = earlier
+    return None
+
+
+def _revive_tile(store: Store, row: dict[str, Any], policy: Policy) -> None:
+    """A FAILED or RETRY tile → NEW with a fresh budget (links restored when it was FAILED)."""
+    values: dict[str, Any] = {}
+    if row["status"] == FAILED:
+        prev = _alive_link(store, row["failed_prev"], "failed_prev")
+        ref = row["failed_ref"]
+        ref = row["id"] if ref == row["id"] else _alive_link(store, ref, "failed_ref")
+        if ref is None and prev is not None:  # a chain needs a reference: the root of its previous
+            ref = store.one("SELECT coalesce(ref, id) FROM tile WHERE id = ?", (prev,))
+        values = {"prev": prev, "ref": ref, "failed_prev": None, "failed_ref": None}
+    _update(store, "tile", row["id"], status=NEW, retry_countdown=policy.retry_count, temporary_count=0,
+            not_before=0, **values, **_CLEAR_LEASE)
+
+
+def force_retry(store: Store, kind: str, job_id: int, policy: Policy) -> list[int]:
+    """FAILED/RETRY → back in the workflow with a fresh budget (see the module docstring); returns the
+    ids of the jobs revived (a scene: itself and its tiles). Call inside a transaction."""
+    row = _row(store, kind, job_id)
+    if row["status"] not in (FAILED, RETRY):
+        raise TransitionError(f"cannot retry {kind} {job_id}: its status is {row['status']}, not FAILED or RETRY")
+    if kind == "scene":
+        _update(store, "scene", job_id, status=PENDING, message="", retry_countdown=policy.retry_count,
+                temporary_count=0, not_before=0, **_CLEAR_LEASE)
+        revived = [job_id]
+        for tid in [r[0] for r in store.execute("SELECT id FROM tile WHERE scene_id = ? AND status IN "
+                                                "('FAILED', 'RETRY') ORDER BY id", (job_id,))]:
+            _revive_tile(store, _row(store, "tile", tid), policy)
+            revived.append(tid)
+        return revived
+    scene_status = store.one("SELECT status FROM scene WHERE id = ?", (row["scene_id"],))
+    if scene_status == FAILED:
+        raise TransitionError(f"cannot retry tile {job_id}: its scene {row['scene_id']} is FAILED "
+                              f"(retry the scene: ingester retry --force --scene {row['scene_id']})")
+    _revive_tile(store, row, policy)
+    release(store, [job_id])
+    return [job_id]
+
+
+def force_retry_aoi(store: Store, aoi_id: int, policy: Policy) -> int:
+    """Every FAILED/RETRY scene and tile of the AOI, oldest first, in the caller's transaction."""
+    n = 0
+    for (sid,) in store.execute("SELECT id FROM scene WHERE aoi_id = ? AND status IN ('FAILED', 'RETRY') "
+                                "ORDER BY date_key, id", (aoi_id,)).fetchall():
+        n += len(force_retry(store, "scene", sid, policy))
+    for (tid,) in store.execute("SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.aoi_id = ? "
+                                "AND t.status IN ('FAILED', 'RETRY') ORDER BY s.date_key, t.id",
+                                (aoi_id,)).fetchall():
+        n += len(force_retry(store, "tile", tid, policy))
+    return n
 
 
 # --- job outcomes --------------------------------------------------------------------------------
@@ -316,11 +390,11 @@ def summary(store: Store, aoi_id: int) -> dict[str, Any]:
     # earliest scene with a root tile / latest scene with a leaf tile: walk the scenes by date
     first = store.one(
         "SELECT s.date FROM scene s WHERE s.aoi_id = ? AND EXISTS (SELECT 1 FROM tile t WHERE t.scene_id = s.id "
-        "AND t.prev IS NULL AND t.ref IS NULL AND t.status != 'FAILED') ORDER BY s.date LIMIT 1", (aoi_id,))
+        "AND t.prev IS NULL AND t.ref IS NULL AND t.status != 'FAILED') ORDER BY s.date_key LIMIT 1", (aoi_id,))
     last = store.one(
         "SELECT s.date FROM scene s WHERE s.aoi_id = ? AND EXISTS (SELECT 1 FROM tile t WHERE t.scene_id = s.id "
         "AND t.status != 'FAILED' AND NOT EXISTS (SELECT 1 FROM tile c WHERE c.prev = t.id)) "
-        "ORDER BY s.date DESC LIMIT 1", (aoi_id,))
+        "ORDER BY s.date_key DESC LIMIT 1", (aoi_id,))
     return {
         "aoi": store.aoi_name_of(aoi_id),
         "status": aoi_status(store, aoi_id),

@@ -174,18 +174,48 @@ def test_missing_default_workers_end_jobs_with_a_clear_error_not_a_crash(cli, pa
         assert "No module named 'ingester.nowhere'" in st.one("SELECT message FROM scene")
 
 
-def test_a_worker_process_that_dies_is_a_failed_attempt_not_a_hung_run(cli, payload, tmp_path, markers,
-                                                                        monkeypatch):
+def test_a_worker_process_that_dies_is_a_temporary_failure_not_a_hung_run(cli, payload, tmp_path, markers,
+                                                                           monkeypatch):
     monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    monkeypatch.setenv("INGESTER_MAX_TEMPORARY_RETRIES", "1")
     scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
     r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="succeed", tile_worker="crash")
     assert r.exit_code == 4
     assert json.loads(r.stdout)["unfinished"]["tile_retry"] == 2
     with Store("outputs/ingester.db") as st:
         for (message,) in st.execute("SELECT message FROM tile"):
-            assert "died (exit code 17)" in message
+            assert "died (exit code 17)" in message and "still failing after 1 temporary retries" in message
         assert st.one("SELECT count(*) FROM scene WHERE status = 'DONE'") == 2
-    assert executions(markers).count(("tile", 1)) == 2  # retry_count 1: one automatic re-run
+        assert st.execute("SELECT group_concat(outcome), group_concat(status) FROM (SELECT outcome, status "
+                          "FROM job_attempt WHERE kind = 'tile' AND job_id = 1 ORDER BY id)").fetchone() == (
+            "temporary,temporary,temporary,temporary", "PENDING,PENDING,PENDING,RETRY")
+    # a process death is temporary (re-queued once), then an error; retry_count 1: one automatic re-run
+    assert executions(markers).count(("tile", 1)) == 4
+
+
+def test_a_broken_executor_stops_the_run_and_leaves_the_jobs_queued(cli, payload, tmp_path, markers, monkeypatch):
+    from ingester import coordinator
+    from ingester.executor import LocalExecutor
+
+    class Broken(LocalExecutor):
+        def _dispatch(self) -> None:
+            raise RuntimeError("dispatcher bug")
+
+    monkeypatch.setattr(coordinator, "LocalExecutor", Broken)
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers")
+    assert r.exit_code == 1
+    assert "the executor failed: RuntimeError: dispatcher bug" in r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert {s for (s,) in st.execute("SELECT status FROM scene")} == {"PENDING"}
+        assert st.one("SELECT count(*) FROM scene WHERE lease_run IS NOT NULL") == 0
+        assert st.one("SELECT lock_run FROM aoi") is None
+        assert {o for (o,) in st.execute("SELECT outcome FROM job_attempt")} == {"abandoned"}
+    assert executions(markers) == []
+    monkeypatch.setattr(coordinator, "LocalExecutor", LocalExecutor)
+    r = cli("run", S2, "--workers", "1", "--scene-worker", f"{W}:succeed", "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 0, r.stderr
+    assert len(executions(markers)) == 4 and len(set(executions(markers))) == 4
 
 
 # --- bad input: exit 2 and the store unchanged ----------------------------------------------------------
@@ -250,15 +280,16 @@ def test_a_previous_tile_that_is_failed_is_refused(cli, tmp_path, repo, markers)
 
 def test_a_second_concurrent_run_exits_3_naming_the_holder(cli, payload, tmp_path, markers):
     scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
-    env = subprocess_env({"FAKE_WORKER_SLEEP": "1.0", "INGESTER_SCENE_WORKER": f"{W}:sleep",
-                          "INGESTER_TILE_WORKER": f"{W}:sleep"})
+    gate = tmp_path / "gate"  # the first run's jobs last until the test opens the gate
+    env = subprocess_env({"FAKE_WORKER_GATE": str(gate), "INGESTER_SCENE_WORKER": f"{W}:gate",
+                          "INGESTER_TILE_WORKER": f"{W}:gate"})
     first = subprocess.Popen([PYTHON, "-m", "ingester", "aoi", str(payload), "--scenes", str(scenes),
                               "--create-layers", "--workers", "1", "-q"], env=env, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         holder = None
-        while time.monotonic() < deadline and holder is None:
+        while time.monotonic() < deadline and holder is None and first.poll() is None:
             time.sleep(0.1)
             if Path("outputs/ingester.db").exists():
                 with Store("outputs/ingester.db") as st:
@@ -269,7 +300,8 @@ def test_a_second_concurrent_run_exits_3_naming_the_holder(cli, payload, tmp_pat
         assert f"locked by another run: pid {first.pid}" in r.stderr
         assert cli("run", S2).exit_code == 3
     finally:
-        out, err = first.communicate(timeout=120)
+        gate.touch()
+        out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err.decode()
 
 
@@ -451,3 +483,192 @@ def test_different_aois_run_side_by_side_on_one_store(tmp_path, repo, markers):
         assert {s for (s,) in st.execute("SELECT status FROM tile UNION SELECT status FROM scene")} == {"DONE"}
         assert st.one("SELECT count(*) FROM record") == 4  # the same scenes: records shared
     assert len(executions(markers)) == 16
+
+
+@pytest.mark.parametrize("mode", ["min_none", "extra"])
+def test_an_output_the_store_cannot_record_fails_its_job_and_reruns_do_not_crash(cli, payload, tmp_path, markers,
+                                                                                   monkeypatch, mode):
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    monkeypatch.setenv("FAKE_WORKER_LAYERS", "B04")
+    monkeypatch.setenv("FAKE_WORKER_BAD_OUTPUT", mode)
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", worker="succeed", tile_worker="bad_output")
+    assert r.exit_code == 4, r.stderr  # not a traceback: every tile ran, each result was recorded
+    with Store("outputs/ingester.db") as st:
+        assert {s for (s,) in st.execute("SELECT status FROM tile")} == {"RETRY"}
+        for (message,) in st.execute("SELECT message FROM tile"):
+            assert message.startswith("cannot record the result: ")
+        assert st.datasets() == [] and st.one("SELECT count(*) FROM job_attempt WHERE finished_at IS NULL") == 0
+    r = cli("retry", S2, "--workers", "1", "--scene-worker", f"{W}:succeed", "--tile-worker", f"{W}:bad_output")
+    assert r.exit_code == 4, r.stderr
+
+
+def test_an_interrupt_between_claim_and_submit_gives_the_leases_back(cli, payload, tmp_path, markers, monkeypatch):
+    from ingester.coordinator import Coordinator
+
+    def interrupted(self, scene_id, attempt):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Coordinator, "scene_job", interrupted)
+    r = aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "scenes.json", 2), "--create-layers")
+    assert r.exit_code == 130 and "interrupted" in r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert st.one("SELECT count(*) FROM scene WHERE lease_run IS NOT NULL") == 0
+        assert st.one("SELECT lock_run FROM aoi") is None
+
+
+# --- settings checked before any write; FAILED jobs brought back ----------------------------------------
+
+def _bad_settings(monkeypatch) -> None:
+    import ingester.providers
+    from ingester.errors import ConfigError
+
+    def check_settings(settings) -> None:
+        if settings.providers and "locl" in settings.providers:
+            raise ConfigError("INGESTER_PROVIDERS: unknown provider 'locl'")
+
+    monkeypatch.setattr(ingester.providers, "check_settings", check_settings, raising=False)
+    monkeypatch.setenv("INGESTER_PROVIDERS", "locl")
+
+
+def test_bad_download_settings_exit_2_before_anything_is_written(cli, payload, tmp_path, markers, monkeypatch):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    with monkeypatch.context() as m:
+        _bad_settings(m)
+        r = aoi(cli, payload, "--scenes", scenes, "--create-layers")
+        assert r.exit_code == 2 and "unknown provider 'locl'" in r.stderr
+        assert not Path("outputs").exists()
+    assert aoi(cli, payload, "--scenes", scenes, "--create-layers").exit_code == 0
+    before = counts()
+    _bad_settings(monkeypatch)
+    for command in (["run", S2], ["retry", S2], ["retry", "--force", S2]):
+        r = cli(*command)
+        assert r.exit_code == 2 and "unknown provider 'locl'" in r.stderr, command
+    assert counts() == before and executions(markers).__len__() == 2
+
+
+def test_failed_jobs_come_back_with_retry_force_and_the_hint_says_so(cli, payload, tmp_path, markers):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", worker="fatal")
+    assert r.exit_code == 4
+    assert f"ingester retry --force {S2}" in r.stderr and f"`ingester retry {S2}`" not in r.stderr
+    with Store("outputs/ingester.db") as st:
+        first, second = [r.id for r in st.scene_rows(1)]
+        assert {r.status for r in st.scene_rows(1)} == {"FAILED"}
+    r = cli("retry", "--scene", str(first))
+    assert r.exit_code == 2
+    assert "status FAILED->PENDING" in r.stderr and f"ingester retry --force --scene {first}" in r.stderr
+    r = aoi(cli, payload, "--scenes", scenes)  # re-running aoi skips them: still FAILED, still exit 4
+    assert r.exit_code == 4
+    r = cli("retry", "--force", "--scene", str(first), "--workers", "1", "--scene-worker", f"{W}:succeed",
+            "--tile-worker", f"{W}:succeed", "--json")
+    assert r.exit_code == 4  # the other scene is still FAILED
+    with Store("outputs/ingester.db") as st:
+        assert st.scene_row(first).status == "DONE" and st.scene_row(second).status == "FAILED"
+        assert {t.status for t in st.tile_rows(1, scene_id=first)} == {"DONE"}
+        assert st.scene_row(first).retry_countdown == 1  # a fresh budget (payload retry_count)
+    r = cli("retry", "--force", S2, "--workers", "1", "--scene-worker", f"{W}:succeed", "--tile-worker",
+            f"{W}:succeed")
+    assert r.exit_code == 0, r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert {s for (s,) in st.execute("SELECT status FROM scene UNION SELECT status FROM tile")} == {"DONE"}
+
+
+def test_bulk_retry_is_one_transaction(cli, payload, tmp_path, markers, monkeypatch):
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    assert aoi(cli, payload, "--scenes", scenes, "--create-layers", worker="succeed", tile_worker="fail").exit_code == 4
+    import ingester.workflow as workflow
+
+    real, calls = workflow.set_status, []
+
+    def breaks_on_the_third(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 3:
+            raise workflow.TransitionError("simulated failure halfway")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workflow, "set_status", breaks_on_the_third)
+    before = counts()
+    with Store("outputs/ingester.db") as st:
+        statuses = st.execute("SELECT id, status, retry_countdown FROM tile ORDER BY id").fetchall()
+    r = cli("retry", S2, "--workers", "1", "--scene-worker", f"{W}:succeed", "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 2 and "simulated failure halfway" in r.stderr and "nothing was changed" in r.stderr
+    assert len(calls) == 3
+    with Store("outputs/ingester.db") as st:
+        assert st.execute("SELECT id, status, retry_countdown FROM tile ORDER BY id").fetchall() == statuses
+        assert st.one("SELECT lock_run FROM aoi") is None
+    assert counts() == before
+
+
+# --- the store is created only for valid input; an AOI keeps its storage and layers --------------------
+
+@pytest.mark.parametrize("case", ["missing scenes file", "missing payload", "unknown layer"])
+def test_bad_input_in_an_empty_directory_creates_no_store(cli, payload, tmp_path, case):
+    args: list = [payload, "--scenes", tmp_path / "missing.json"]
+    if case == "missing payload":
+        args = [tmp_path / "nope.json", "--scenes", write_s2_scenes(tmp_path / "s.json", 1)]
+    if case == "unknown layer":
+        args = [payload, "--scenes", write_s2_scenes(tmp_path / "s.json", 1)]  # no --create-layers
+    r = cli("aoi", *args)
+    assert r.exit_code == 2, r.stderr
+    assert not Path("outputs").exists() and not list(tmp_path.rglob("*.db"))
+
+
+@pytest.mark.parametrize("change", ["storage_uri", "layers"])
+def test_rerunning_with_another_storage_or_layer_set_is_refused(cli, payload, tmp_path, markers, change):
+    assert aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "one.json", 1), "--create-layers").exit_code == 0
+    with Store("outputs/ingester.db") as st:
+        settings_before = st.one("SELECT settings FROM aoi")
+    doc = json.loads(payload.read_text())
+    if change == "storage_uri":
+        doc["storage_uri"] = str(tmp_path / "elsewhere")
+        expected = "storage_uri"
+    else:
+        doc["layers"].pop(sorted(doc["layers"])[0])
+        expected = "layers "
+    payload.write_text(json.dumps(doc))
+    before = counts()
+    r = aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "two.json", 2), "--create-layers")
+    assert r.exit_code == 2, r.stderr
+    assert "already exists with other settings" in r.stderr and expected in r.stderr
+    assert counts() == before
+    with Store("outputs/ingester.db") as st:
+        assert st.one("SELECT settings FROM aoi") == settings_before
+
+
+def test_an_aoi_ingested_by_another_run_meanwhile_gives_a_clear_message(cli, payload, tmp_path, markers,
+                                                                         monkeypatch):
+    import ingester.ingest as ingest
+
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    assert aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "one.json", 1), "--create-layers").exit_code == 0
+    real_prepare = ingest.prepare
+
+    def prepare_then_another_run_ingests(store, *args, **kwargs):
+        plan = real_prepare(store, *args, **kwargs)
+        other = Store(store.path)  # another process, between our check and our commit
+        try:
+            ingest.commit(other, real_prepare(other, *args, **kwargs), "other")
+            from ingester.coordinator import release_lock
+            release_lock(other, S2, "other")
+        finally:
+            other.close()
+        return plan
+
+    monkeypatch.setattr(ingest, "prepare", prepare_then_another_run_ingests)
+    r = aoi(cli, payload, "--scenes", scenes)
+    assert r.exit_code == 1
+    assert "changed while the input was checked" in r.stderr and "re-run the command" in r.stderr
+    assert "cannot store it" not in r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert st.one("SELECT lock_run FROM aoi") is None
+    monkeypatch.setattr(ingest, "prepare", real_prepare)
+    assert aoi(cli, payload, "--scenes", scenes).exit_code == 0  # the re-run skips what the other run ingested
+
+
+def test_a_provider_typo_is_refused_by_the_real_check_before_the_store_exists(cli, payload, tmp_path, monkeypatch):
+    monkeypatch.setenv("INGESTER_PROVIDERS", "locl")
+    r = cli("aoi", payload, "--scenes", write_s2_scenes(tmp_path / "scenes.json", 1), "--create-layers")
+    assert r.exit_code == 2 and "locl" in r.stderr
+    assert not Path("outputs").exists()

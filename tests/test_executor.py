@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ingester.config import Settings
-from ingester.executor import InlineExecutor, LocalExecutor, resolve_worker
+from ingester.executor import ExecutorBroken, InlineExecutor, LocalExecutor, resolve_worker
 from ingester.jobs import SceneJob
 from tests.fakes.aoi_data import S2_IDS, s2_scene
 
@@ -56,12 +56,12 @@ def test_a_missing_worker_ends_the_job_with_a_clear_error(pool, path, problem):
     assert problem in result.message and path in result.message
 
 
-def test_a_worker_process_that_dies_fails_only_its_job(pool):
+def test_a_worker_process_that_dies_is_a_temporary_failure_of_its_job_only(pool):
     futures = [pool.submit(f"{W}:succeed", job(i)) for i in range(3)]
     dead = pool.submit(f"{W}:crash", job(3))
     futures += [pool.submit(f"{W}:succeed", job(i)) for i in range(4, 8)]
     result = dead.result(timeout=60)
-    assert result.outcome == "error"
+    assert result.outcome == "temporary"  # killed (OOM, SIGKILL): not the job's fault, re-queued (bounded)
     assert "died (exit code 17)" in result.message
     assert [f.result(timeout=60).outcome for f in futures] == ["done"] * 7
     assert pool.deaths >= 1
@@ -89,3 +89,25 @@ def test_shutdown_without_wait_kills_the_jobs_in_flight(tmp_path, monkeypatch):
     results = [f.result(timeout=5) for f in futures]  # a finished job would say "done" (after 30 s)
     assert [r.outcome for r in results] == ["error"] * 3
     assert all(not p.process.is_alive() for p in ex._procs)
+
+
+def test_a_broken_dispatcher_raises_executor_broken_instead_of_failing_the_jobs(monkeypatch):
+    monkeypatch.setenv("FAKE_WORKER_SLEEP", "5")
+    ex = LocalExecutor(workers=1, settings=Settings())
+    try:
+        running = ex.submit(f"{W}:sleep", job(0))
+        while not running.running():
+            time.sleep(0.01)
+
+        def broken() -> None:
+            raise RuntimeError("dispatcher bug")
+
+        ex._dispatch = broken  # type: ignore[method-assign]
+        waiting = ex.submit(f"{W}:succeed", job(1))
+        for future in (running, waiting):
+            with pytest.raises(ExecutorBroken, match="dispatcher bug"):
+                future.result(timeout=60)
+        with pytest.raises(ExecutorBroken):
+            ex.submit(f"{W}:succeed", job(2))
+    finally:
+        ex.shutdown(wait=False)

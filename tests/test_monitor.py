@@ -50,7 +50,20 @@ def test_status_prints_the_reference_summary(cli, ingested):
     assert json.loads(cli("status", "--json").stdout) == [data]
 
 
+@pytest.mark.parametrize("command", [["status"], ["status", "X"], ["aois"], ["list", "scenes", "X"],
+                                     ["list", "tiles", "X"], ["retry", "X"], ["retry", "--force", "--scene", "1"],
+                                     ["fail", "--scene", "1"], ["history", "--tile", "1"], ["dot", "X"],
+                                     ["run", "X"], ["layers", "list"], ["datasets", "X"], ["stac", "X"]])
+def test_read_commands_in_an_empty_directory_say_there_is_no_store_and_create_nothing(cli, tmp_path, command):
+    r = cli(*command, "--db", "typo.db")
+    assert r.exit_code == 2, r.stderr
+    assert "typo.db: no store here" in r.stderr and "--db or INGESTER_DB" in r.stderr
+    assert not (tmp_path / "typo.db").exists() and not (tmp_path / "outputs").exists()
+    assert not list(tmp_path.rglob("*.db*"))
+
+
 def test_status_of_an_empty_store_and_of_an_unknown_aoi(cli):
+    assert cli("layers", "add", "B04", "raw").exit_code == 0  # creates the store, with no AOI
     assert cli("status").stdout == "no AOI in the store\n"
     r = cli("status", "Nowhere")
     assert r.exit_code == 2 and "no AOI named 'Nowhere'" in r.stderr
@@ -87,8 +100,8 @@ def test_retry_a_tile_runs_it_and_releases_its_children(cli, ingested):
     assert r.exit_code == 0, r.stderr
     with Store("outputs/ingester.db") as st:
         assert {s for (s,) in st.execute("SELECT status FROM tile")} == {"DONE"}
-    r = cli("retry", "--tile", str(tid))
-    assert r.exit_code == 1 and f"cannot update tile {tid} status DONE->PENDING" in r.stderr
+    r = cli("retry", "--tile", str(tid))  # invalid input, not a runtime failure
+    assert r.exit_code == 2 and f"cannot update tile {tid} status DONE->PENDING" in r.stderr
     r = cli("retry", AOI, "--tile", str(tid))
     assert r.exit_code == 2 and "exactly one of" in r.stderr
 
@@ -106,7 +119,7 @@ def test_fail_a_tile_relinks_its_child_and_a_done_tile_needs_force(cli, ingested
             first, first, "PENDING")  # released: its new previous is DONE
         assert st.one("SELECT lock_run FROM aoi") is None
     r = cli("fail", "--tile", str(first))
-    assert r.exit_code == 1 and "cannot update tile" in r.stderr
+    assert r.exit_code == 2 and "cannot update tile" in r.stderr
     r = cli("fail", "--scene", "999")
     assert r.exit_code == 2 and "no scene with this id" in r.stderr
 
@@ -114,7 +127,7 @@ def test_fail_a_tile_relinks_its_child_and_a_done_tile_needs_force(cli, ingested
 def test_fail_a_scene_with_force(cli, ingested):
     with Store("outputs/ingester.db") as st:
         scene = st.one("SELECT id FROM scene ORDER BY date DESC LIMIT 1")
-    assert cli("fail", "--scene", str(scene)).exit_code == 1  # its tiles ran
+    assert cli("fail", "--scene", str(scene)).exit_code == 2  # its tiles ran
     r = cli("fail", "--scene", str(scene), "--force", "--json")
     assert r.exit_code == 0
     assert json.loads(r.stdout)["status"] == "FAILED" and json.loads(r.stdout)["kind"] == "scene"

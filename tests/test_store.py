@@ -10,7 +10,7 @@ import pytest
 
 from ingester.config import Settings
 from ingester.coordinator import release_lock
-from ingester.errors import StoreError
+from ingester.errors import InputError, StoreError
 from ingester.ingest import commit, prepare
 from ingester.jobs import IndexedOutput
 from ingester.payload import load_payload
@@ -38,7 +38,7 @@ def test_a_new_store_is_wal_with_foreign_keys_and_the_latest_schema(tmp_path):
         assert st.one("PRAGMA foreign_keys") == 1
         assert st.version == len(MIGRATIONS)
         assert {"aoi", "scene", "tile", "record", "variable", "instance", "dataset", "job_attempt"} <= set(
-            st.db.table_names())
+            r[0] for r in st.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
 
 
 def test_reopening_keeps_the_data_and_a_newer_schema_is_refused(tmp_path, store):
@@ -180,3 +180,32 @@ def test_a_store_of_an_older_schema_is_migrated_keeping_its_data(store):
         assert {"scene_aoi_date", "tile_aoi_links"} <= {r[0] for r in again.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert again.counts() == counts
+
+
+@pytest.mark.parametrize("case", ["not a database", "newer schema"])
+def test_a_store_that_cannot_be_opened_leaves_no_connection_open(tmp_path, monkeypatch, case):
+    path = tmp_path / "x.db"
+    if case == "not a database":
+        path.write_bytes(b"this is not SQLite" * 100)
+    else:
+        with Store(path) as st:
+            st.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    opened = []
+    real_connect = sqlite3.connect
+
+    def tracking_connect(*args, **kwargs):
+        opened.append(real_connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(sqlite3, "connect", tracking_connect)
+    with pytest.raises(StoreError, match="x.db"):
+        Store(path)
+    assert len(opened) == 1
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened[0].execute("SELECT 1")
+
+
+def test_opening_without_create_a_missing_store_is_input_error_and_creates_nothing(tmp_path):
+    with pytest.raises(InputError, match="no store here.*--db or INGESTER_DB"):
+        Store(tmp_path / "sub" / "typo.db", create=False)
+    assert not (tmp_path / "sub").exists()

@@ -26,6 +26,8 @@ from ingester.workflow import (
     TransitionError,
     aoi_status,
     apply_outcome,
+    force_retry,
+    force_retry_aoi,
     set_status,
     summary,
 )
@@ -319,3 +321,83 @@ def test_aoi_status_follows_the_reference_priority(chain):
     assert aoi_status(chain, aoi_id) == PENDING
     chain.execute("UPDATE tile SET status = 'DONE'")
     assert aoi_status(chain, aoi_id) == DONE
+
+
+# --- forced retry: FAILED jobs come back ------------------------------------------------------------
+
+def test_forced_retry_of_a_failed_middle_tile_restores_its_previous_and_reference(chain):
+    t = ids(chain)
+    s0, s1, _ = scene_ids(chain)
+    set_status(chain, "scene", s0, DONE)
+    set_status(chain, "scene", s1, DONE)
+    set_status(chain, "tile", t[0, 0], DONE)
+    set_status(chain, "tile", t[1, 0], FAILED, "bad burst")
+    assert links(chain, t[1, 0]) == (None, t[0, 0])
+    policy = Policy(retry_count=2)
+    with chain.transaction():
+        assert force_retry(chain, "tile", t[1, 0], policy) == [t[1, 0]]
+    assert links(chain, t[1, 0]) == (t[0, 0], t[0, 0])
+    assert chain.execute("SELECT status, retry_countdown FROM tile WHERE id = ?", (t[1, 0],)).fetchone() == (
+        PENDING, 2)  # released at once: its scene and previous are DONE; a fresh budget
+    assert links(chain, t[2, 0]) == (t[0, 0], t[0, 0])  # documented limit: the re-linked child keeps its link
+
+
+def test_forced_retry_of_a_failed_scene_brings_back_its_tiles_as_new(chain):
+    t = ids(chain)
+    s0 = scene_ids(chain)[0]
+    set_status(chain, "scene", s0, FAILED, "corrupt product")
+    assert {status(chain, "tile", t[0, k]) for k in (0, 1)} == {FAILED}
+    assert links(chain, t[1, 0]) == (None, None)  # the cascade made it the root
+    with chain.transaction():
+        revived = force_retry(chain, "scene", s0, Policy(retry_count=1))
+    assert sorted(revived) == sorted([s0, t[0, 0], t[0, 1]])
+    assert status(chain, "scene", s0) == PENDING
+    assert {status(chain, "tile", t[0, k]) for k in (0, 1)} == {NEW}
+    assert links(chain, t[0, 0]) == (None, None)  # a root again
+    set_status(chain, "scene", s0, DONE)
+    assert {status(chain, "tile", t[0, k]) for k in (0, 1)} == {PENDING}
+
+
+def test_forced_retry_of_a_tile_of_a_failed_scene_or_of_a_done_job_is_refused(chain):
+    t = ids(chain)
+    s0 = scene_ids(chain)[0]
+    set_status(chain, "scene", s0, FAILED)
+    with pytest.raises(TransitionError, match=f"retry --force --scene {s0}"):
+        force_retry(chain, "tile", t[0, 0], Policy())
+    with chain.transaction():
+        force_retry(chain, "scene", s0, Policy())
+    set_status(chain, "scene", s0, DONE)
+    with pytest.raises(TransitionError, match="status is DONE, not FAILED or RETRY"):
+        force_retry(chain, "scene", s0, Policy())
+
+
+def test_forced_retry_of_the_whole_aoi_revives_chains_oldest_first(chain):
+    t = ids(chain)
+    s0, s1, s2 = scene_ids(chain)
+    for s in (s0, s1, s2):
+        set_status(chain, "scene", s, DONE)
+    set_status(chain, "tile", t[0, 0], DONE)
+    set_status(chain, "tile", t[1, 0], FAILED)
+    set_status(chain, "tile", t[2, 0], FAILED)
+    with chain.transaction():
+        assert force_retry_aoi(chain, 1, Policy()) == 2
+    assert links(chain, t[1, 0]) == (t[0, 0], t[0, 0]) and status(chain, "tile", t[1, 0]) == PENDING
+    assert links(chain, t[2, 0])[1] == t[0, 0] and status(chain, "tile", t[2, 0]) in (NEW, PENDING)
+
+
+# --- dates are ordered as dates, not as text -----------------------------------------------------------
+
+def test_scenes_are_ordered_by_date_whatever_the_length_of_their_fraction(tmp_path):
+    with Store(tmp_path / "x.db") as st:
+        st.execute("INSERT INTO aoi (name, created_at, updated_at) VALUES ('A', '', '')")
+        # as text, '…24.37Z' < '…24.3Z' < '…24Z' (wrong); as dates 24 < 24.3 < 24.37
+        for sid, date in (("b", "2022-01-11T10:20:24.37Z"), ("a", "2022-01-11T10:20:24.3Z"),
+                          ("c", "2022-01-11T10:20:24Z"), ("d", "2022-01-11T10:20:24.300001Z")):
+            st.execute("INSERT INTO scene (aoi_id, source_id, date, status, data, tags, wkt, updated_at) "
+                       "VALUES (1, ?, ?, 'PENDING', '{}', '{}', '', '')", (sid, date))
+        assert [r.source_id for r in st.scene_rows(1)] == ["c", "a", "d", "b"]
+        assert [r.date for r in st.scene_rows(1)][1] == "2022-01-11T10:20:24.3Z"  # written format unchanged
+        for name, time_ in (("r1", "2022-01-11T10:20:24.37Z"), ("r2", "2022-01-11T10:20:24.3Z")):
+            st.execute("INSERT INTO record (name, time, tags, match_tags, created_at) VALUES (?, ?, '{}', '{}', '')",
+                       (name, time_))
+        assert [r.name for r in st.records()] == ["r2", "r1"]

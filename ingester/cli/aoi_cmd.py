@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ingester.cli import app
 from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
-from ingester.config import Settings
-from ingester.coordinator import RunReport, check_lock, new_run_id, run_aoi
 from ingester.errors import EXIT_JOBS_FAILED
-from ingester.ingest import commit, prepare
-from ingester.payload import load_payload
-from ingester.store import Store
-from ingester.workflow import summary_text
+
+if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load inside the commands
+    from ingester.config import Settings
+    from ingester.coordinator import RunReport
+    from ingester.store import Store
 
 WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the CPU count).")
 SceneWorkerOption = typer.Option(None, "--scene-worker", hidden=True, help="Import path of the scene worker.")
@@ -25,9 +25,24 @@ def run_settings(db: str | None, workers: int | None, scene_worker: str | None, 
     return settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker)
 
 
+def check_download_settings(s: Settings) -> None:
+    """Provider settings are checked before anything is written: a typo (INGESTER_PROVIDERS=locl) or
+    missing credentials are a ConfigError (exit 2), not FAILED jobs. Uses
+    `ingester.providers.check_settings` when the providers package has it."""
+    try:
+        import ingester.providers as providers
+    except ImportError:
+        return
+    check = getattr(providers, "check_settings", None)
+    if check is not None:
+        check(s)
+
+
 def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str | None = None,
                       lock: bool = True) -> RunReport:
     """Run the AOI, with a live 'n jobs finished' line on an interactive terminal."""
+    from ingester.coordinator import run_aoi
+
     if not ui.interactive:
         return run_aoi(store, aoi, s, s.workers, run_id, lock=lock)
     with ui.err.status(f"running the jobs of {aoi}…") as status:
@@ -37,6 +52,8 @@ def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str |
 
 def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None = None) -> None:
     """Print the run summary (stderr text, or JSON on stdout) and exit 4 when jobs ended FAILED/RETRY."""
+    from ingester.workflow import summary_text
+
     if as_json:
         print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "executed": report.executed,
                     "summary": report.summary, "unfinished": report.unfinished})
@@ -44,9 +61,15 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
         ui.info(f"AOI {report.aoi}: {report.executed} jobs run (status {report.summary['status']})")
         ui.info(summary_text(report.summary))
     if report.failed:
-        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in report.unfinished.items() if v)
-        ui.error(f"some jobs did not finish: {counts} (see `ingester list tiles {report.aoi} --status FAILED`, "
-                 f"`ingester retry {report.aoi}`)")
+        u = report.unfinished
+        counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in u.items() if v)
+        hints = []
+        if u.get("scene_retry") or u.get("tile_retry"):
+            hints.append(f"`ingester list tiles {report.aoi} --status RETRY`, then `ingester retry {report.aoi}`")
+        if u.get("scene_failed") or u.get("tile_failed"):
+            hints.append(f"`ingester list tiles {report.aoi} --status FAILED` and `ingester history --tile ID`, "
+                         f"then after fixing the cause `ingester retry --force {report.aoi}`")
+        ui.error(f"some jobs did not finish: {counts} (see {'; '.join(hints)})")
         raise typer.Exit(EXIT_JOBS_FAILED)
 
 
@@ -69,14 +92,30 @@ def aoi_command(
 
     Without a file the catalogue is searched. Scenes already in the AOI are skipped; re-running is safe.
     Exit 4 when some jobs ended FAILED or RETRY."""
+    from ingester.coordinator import check_lock, new_run_id
+    from ingester.ingest import commit, prepare
+    from ingester.payload import load_payload
+    from ingester.store import Store
+
     ui = UI(quiet)
     s = run_settings(db, workers, scene_worker, tile_worker)
     loaded = load_payload(payload)
-    with Store(s.db) as store:
-        run_id = new_run_id()
-        check_lock(store, loaded.name, s.lease_seconds)
-        plan = prepare(store, loaded, s, str(scenes) if scenes else None, str(tiles) if tiles else None,
-                       create_layers)
+    check_download_settings(s)
+    scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
+    run_id = new_run_id()
+    if Path(s.db).is_file():
+        store = Store(s.db, create=False)
+        try:
+            check_lock(store, loaded.name, s.lease_seconds)
+            plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers)
+        except BaseException:
+            store.close()
+            raise
+    else:  # no store yet: the input is validated against an empty one, the file is created only then
+        with Store(":memory:") as empty:
+            plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers)
+        store = Store(s.db)
+    with store:
         result = commit(store, plan, run_id, create_layers, s.lease_seconds)
         for scene_id, reason in result.skipped:
             ui.info(f"skipped {scene_id}: {reason}")
@@ -102,8 +141,11 @@ def run_command(
     """Resume an AOI's pending work (after a crash, a reboot or `ingester retry`) without searching.
 
     Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY."""
+    from ingester.store import Store
+
     ui = UI(quiet)
     s = run_settings(db, workers, scene_worker, tile_worker)
-    with Store(s.db) as store:
+    check_download_settings(s)
+    with Store(s.db, create=False) as store:
         store.require_aoi(aoi)
         render_report(ui, run_with_progress(ui, store, aoi, s), as_json)

@@ -9,16 +9,12 @@ import typer
 
 from ingester.cli import app
 from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
-from ingester.errors import InputError
 
 
 def _open_store(db: str | None):
-    path = settings(db=db).db
-    if not Path(path).is_file():
-        raise InputError(f"{path}: no store here (run `ingester aoi` first, or give --db)")
     from ingester.store import Store
 
-    return Store(path)
+    return Store(settings(db=db).db, create=False)  # a missing store: InputError naming --db/INGESTER_DB
 
 
 def _num(value: float) -> str:

@@ -6,8 +6,6 @@ import typer
 
 from ingester.cli import app
 from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
-from ingester.records import add_layer
-from ingester.store import Store
 
 layers_app = typer.Typer(help="Layers (variable + instance) that payloads may name.", no_args_is_help=True)
 app.add_typer(layers_app, name="layers")
@@ -25,6 +23,9 @@ def layers_add(
     quiet: bool = QuietOption,
 ) -> None:
     """Add a layer: the variable (created if new) and one instance of it."""
+    from ingester.records import add_layer
+    from ingester.store import Store
+
     s = settings(db=db)
     with Store(s.db) as store:
         iid, created = add_layer(store, variable, instance, dformat, unit,
@@ -36,8 +37,10 @@ def layers_add(
 @command
 def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     """List the layers (one line per variable/instance)."""
+    from ingester.store import Store
+
     s = settings(db=db)
-    with Store(s.db) as store:
+    with Store(s.db, create=False) as store:
         rows = store.layers()
     if as_json:
         print_json([{"variable": r.variable, "instance": r.instance, "instance_id": r.instance_id, "unit": r.unit,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -12,17 +13,19 @@ from ingester.cli.aoi_cmd import (
     SceneWorkerOption,
     TileWorkerOption,
     WorkersOption,
+    check_download_settings,
     render_report,
     run_settings,
     run_with_progress,
 )
 from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
-from ingester.coordinator import acquire_lock, new_run_id, release_lock
 from ingester.errors import InputError
-from ingester.fileio import atomic_write_text
-from ingester.geometry import GeometryError, from_wkt, to_geojson
-from ingester.store import STATUSES, Store
-from ingester.workflow import FAILED, PENDING, RETRY, Policy, aoi_status, dot, set_status, summary, summary_text
+
+if TYPE_CHECKING:
+    from ingester.store import Store
+
+# kept here (not imported from the store) so that loading the command line stays light
+STATUSES = ("NEW", "PENDING", "DONE", "RETRY", "FAILED")
 
 list_app = typer.Typer(help="List an AOI's scenes or tiles.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
@@ -46,8 +49,11 @@ def status_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Scenes and tiles per status, root tiles and their date range (one AOI or all)."""
+    from ingester.store import Store
+    from ingester.workflow import summary, summary_text
+
     s = settings(db=db)
-    with Store(s.db) as store:
+    with Store(s.db, create=False) as store:
         names = [store.require_aoi(aoi).name] if aoi else store.aoi_names()
         summaries = [summary(store, store.require_aoi(n).id) for n in names]
     if as_json:
@@ -66,8 +72,11 @@ def status_command(
 @command
 def aois_command(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     """The AOIs of the store, with their status and counts."""
+    from ingester.store import Store
+    from ingester.workflow import aoi_status
+
     s = settings(db=db)
-    with Store(s.db) as store:
+    with Store(s.db, create=False) as store:
         rows = []
         for name in store.aoi_names():
             row = store.require_aoi(name)
@@ -92,9 +101,11 @@ def list_scenes(
     as_json: bool = JsonOption,
 ) -> None:
     """The AOI's scenes, oldest first: id, status, date, source id, last message."""
+    from ingester.store import Store
+
     s = settings(db=db)
     wanted = _status(status)
-    with Store(s.db) as store:
+    with Store(s.db, create=False) as store:
         rows = store.scene_rows(store.require_aoi(aoi).id, wanted)
     if as_json:
         print_json([{**r.to_json(), "aoi": aoi} for r in rows])
@@ -113,9 +124,12 @@ def list_tiles(
     as_json: bool = JsonOption,
 ) -> None:
     """The AOI's tiles, oldest scene first: id, status, scene, tile, previous, reference, last message."""
+    from ingester.geometry import GeometryError, from_wkt, to_geojson
+    from ingester.store import Store
+
     s = settings(db=db)
     wanted = _status(status)
-    with Store(s.db) as store:
+    with Store(s.db, create=False) as store:
         aoi_id = store.require_aoi(aoi).id
         rows = store.tile_rows(aoi_id, wanted)
         wkts = {tid: json.loads(data).get("wkt", "") for tid, data in store.execute(
@@ -161,9 +175,11 @@ def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None) 
 @app.command("retry")
 @command
 def retry_command(
-    aoi: str | None = typer.Argument(None, help="AOI name: retry all its RETRY scenes and tiles."),
+    aoi: str | None = typer.Argument(None, help="AOI name: retry all its RETRY (with --force also FAILED) jobs."),
     scene: int | None = typer.Option(None, "--scene", help="Retry this scene (store id)."),
     tile: int | None = typer.Option(None, "--tile", help="Retry this tile (store id)."),
+    force: bool = typer.Option(False, "--force", help="Also bring back FAILED jobs (a scene with its FAILED tiles, "
+                               "re-linked to the chain), with a fresh retry budget."),
     workers: int | None = WorkersOption,
     db: str | None = DbOption,
     quiet: bool = QuietOption,
@@ -171,28 +187,51 @@ def retry_command(
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
 ) -> None:
-    """RETRY → PENDING (with a fresh retry budget), then run the AOI. DONE work is never redone."""
+    """RETRY → PENDING (with a fresh retry budget), then run the AOI. DONE work is never redone.
+
+    With --force, FAILED jobs come back too (fix the cause first): a scene → PENDING and its FAILED
+    tiles → NEW; a tile → NEW, released when its scene and previous are DONE. All changes are made in
+    one transaction: either every job is retried or none."""
+    from ingester.coordinator import acquire_lock, new_run_id, release_lock
+    from ingester.store import Store
+    from ingester.workflow import PENDING, RETRY, Policy, TransitionError, force_retry, force_retry_aoi, set_status
+
     ui = UI(quiet)
     s = run_settings(db, workers, scene_worker, tile_worker)
-    with Store(s.db) as store:
+    check_download_settings(s)
+    with Store(s.db, create=False) as store:
         name, kind, job_id = _target(store, aoi, scene, tile)
         run_id = new_run_id()
         acquire_lock(store, name, run_id, s.lease_seconds)
         try:
             row = store.require_aoi(name)
             policy = Policy(int(row.settings.get("retry_count", 0)), s.retry_backoff, s.max_temporary_retries)
-            if kind is not None and job_id is not None:
-                set_status(store, kind, job_id, PENDING, policy=policy)
-                ui.info(f"{kind} {job_id}: RETRY → PENDING")
-            else:
-                n = 0
-                for k in ("scene", "tile"):
-                    ids = [r[0] for r in store.execute(
-                        f"SELECT id FROM {k} WHERE aoi_id = ? AND status = ? ORDER BY id", (row.id, RETRY))]
-                    for i in ids:
-                        set_status(store, k, i, PENDING, policy=policy)
-                    n += len(ids)
-                ui.info(f"{n} jobs of {name}: RETRY → PENDING")
+            try:
+                with store.transaction():
+                    if kind is not None and job_id is not None:
+                        if force:
+                            n = len(force_retry(store, kind, job_id, policy))
+                            ui.info(f"{kind} {job_id}: back in the queue ({n} job(s))")
+                        else:
+                            set_status(store, kind, job_id, PENDING, policy=policy)
+                            ui.info(f"{kind} {job_id}: RETRY → PENDING")
+                    elif force:
+                        n = force_retry_aoi(store, row.id, policy)
+                        ui.info(f"{n} jobs of {name}: FAILED/RETRY → back in the queue")
+                    else:
+                        n = 0
+                        for k in ("scene", "tile"):
+                            ids = [r[0] for r in store.execute(
+                                f"SELECT id FROM {k} WHERE aoi_id = ? AND status = ? ORDER BY id", (row.id, RETRY))]
+                            for i in ids:
+                                set_status(store, k, i, PENDING, policy=policy)
+                            n += len(ids)
+                        ui.info(f"{n} jobs of {name}: RETRY → PENDING")
+            except TransitionError as exc:  # asking to retry a job that cannot be retried: invalid input
+                hint = ""
+                if not force and kind is not None and "FAILED->" in str(exc):
+                    hint = f" (a FAILED {kind} comes back with `ingester retry --force --{kind} {job_id}`)"
+                raise InputError(f"{exc}{hint}; nothing was changed") from None
             report = run_with_progress(ui, store, name, s, run_id, lock=False)
         except BaseException:
             release_lock(store, name, run_id)
@@ -212,14 +251,20 @@ def fail_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Set a scene or tile FAILED, with the fail cascade (children re-linked to its previous)."""
+    from ingester.coordinator import acquire_lock, new_run_id, release_lock
+    from ingester.store import Store
+    from ingester.workflow import FAILED, TransitionError, set_status
+
     s = settings(db=db)
-    with Store(s.db) as store:
+    with Store(s.db, create=False) as store:
         name, kind, job_id = _target(store, None, scene, tile)
         assert kind is not None and job_id is not None
         run_id = new_run_id()
         acquire_lock(store, name, run_id, s.lease_seconds)
         try:
             set_status(store, kind, job_id, FAILED, message, force=force)
+        except TransitionError as exc:
+            raise InputError(f"{exc} (--force fails it whatever its status)") from None
         finally:
             release_lock(store, name, run_id)
         row = store.scene_row(job_id) if kind == "scene" else store.tile_row(job_id)
@@ -238,8 +283,10 @@ def history_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Every attempt of a job: when, where (run, host, pid), outcome, status after it, message, log."""
+    from ingester.store import Store
+
     s = settings(db=db)
-    with Store(s.db) as store:
+    with Store(s.db, create=False) as store:
         name, kind, job_id = _target(store, None, scene, tile)
         assert kind is not None and job_id is not None
         attempts = store.attempts(kind, job_id)
@@ -259,8 +306,12 @@ def dot_command(
     db: str | None = DbOption,
 ) -> None:
     """The AOI's scenes and tiles as a Graphviz digraph (colours by status)."""
+    from ingester.fileio import atomic_write_text
+    from ingester.store import Store
+    from ingester.workflow import dot
+
     s = settings(db=db)
-    with Store(s.db) as store:
+    with Store(s.db, create=False) as store:
         text = dot(store, store.require_aoi(aoi).id)
     if output:
         atomic_write_text(output, text)

@@ -9,6 +9,7 @@ Every worker writes a marker file per execution in $FAKE_WORKER_MARKERS (when se
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -81,6 +82,29 @@ def sleep(job: SceneJob | TileJob, settings: object) -> JobResult:
     time.sleep(float(os.environ.get("FAKE_WORKER_SLEEP", "0.2") or 0.2))
     _mark(job, "done")
     return JobResult.done("slept")
+
+
+def bad_output(job: SceneJob | TileJob, settings: object) -> JobResult:
+    """A tile output the store cannot record: $FAKE_WORKER_BAD_OUTPUT is `min_none` (min_value None, a
+    NOT NULL column) or `extra` (a set in `extra`, not JSON)."""
+    _mark(job, "done")
+    if not isinstance(job, TileJob):
+        return JobResult.done("ok")
+    (good,) = _outputs(job)[:1]
+    bad = (dataclasses.replace(good, min_value=None) if os.environ["FAKE_WORKER_BAD_OUTPUT"] == "min_none"
+           else dataclasses.replace(good, extra={"bands": {1, 2}}))
+    return JobResult.done("ok", outputs=(bad,))
+
+
+def gate(job: SceneJob | TileJob, settings: object) -> JobResult:
+    """Runs until the file $FAKE_WORKER_GATE exists (at most 300 s): a run that lasts as long as a test
+    needs, whatever the machine's load."""
+    gate_file = Path(os.environ["FAKE_WORKER_GATE"])
+    deadline = time.monotonic() + 300
+    while not gate_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _mark(job, "done")
+    return JobResult.done("gate opened")
 
 
 def scripted(job: SceneJob | TileJob, settings: object) -> JobResult:
