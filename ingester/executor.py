@@ -28,7 +28,9 @@ import collections
 import importlib
 import multiprocessing
 import os
+import signal
 import threading
+import time
 import traceback
 from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
@@ -84,8 +86,26 @@ def call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] |
     return result
 
 
-def _worker_main(conn: Connection, settings: Settings) -> None:
-    """Loop of a worker process: receive (path, job), send the JobResult; stop on None or EOF."""
+def _die_with_parent(parent: int, every: float = 0.5) -> None:
+    """Exit when the coordinator is gone (kill -9, OOM): an orphan worker would go on downloading and
+    collide with the next run's jobs. A thread polls the parent pid (PR_SET_PDEATHSIG is tied to the
+    creating thread, which is not the coordinator's life)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker_main(conn: Connection, settings: Settings, parent: int | None = None) -> None:
+    """Loop of a worker process: receive (path, job), send the JobResult; stop on None or EOF.
+
+    Ctrl-C is the coordinator's to handle (it stops the workers itself), so workers ignore SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent is not None:
+        _die_with_parent(parent)
     cache: dict[str, Any] = {}
     while True:
         try:
@@ -107,7 +127,7 @@ def _worker_main(conn: Connection, settings: Settings) -> None:
 class _Proc:
     def __init__(self, ctx: Any, settings: Settings):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, settings), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, settings, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.queue: collections.deque[tuple[Future[JobResult], tuple[str, Any]]] = collections.deque()

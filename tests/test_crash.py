@@ -105,3 +105,33 @@ def test_ctrl_c_stops_at_once_releases_the_lock_and_requeues_the_jobs_in_flight(
         assert st.one("SELECT count(*) FROM scene WHERE lease_run IS NOT NULL") == 0
         assert st.one("SELECT count(*) FROM scene WHERE status = 'PENDING'") == 2
         assert {o for (o,) in st.execute("SELECT outcome FROM job_attempt")} == {"abandoned"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in state  # a zombie waiting to be reaped is dead
+
+
+def test_workers_die_with_a_killed_coordinator_instead_of_racing_the_next_run(tmp_path, repo):
+    payload = shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "p.json")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = subprocess_env({"FAKE_WORKER_GATE": str(tmp_path / "never"), "FAKE_WORKER_PIDS": str(pids),
+                          "INGESTER_SCENE_WORKER": f"{W}:gate", "INGESTER_TILE_WORKER": f"{W}:gate"})
+    proc = subprocess.Popen([PYTHON, "-m", "ingester", "aoi", str(payload), "--scenes", str(scenes),
+                             "--create-layers", "--workers", "1", "--quiet"], env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not any(pids.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int(p.name) for p in pids.iterdir()]
+    assert workers, "no worker started"
+    proc.kill()  # the coordinator alone, as the OOM killer or `kill -9 <pid>` would
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)

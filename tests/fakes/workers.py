@@ -100,6 +100,8 @@ def gate(job: SceneJob | TileJob, settings: object) -> JobResult:
     """Runs until the file $FAKE_WORKER_GATE exists (at most 300 s): a run that lasts as long as a test
     needs, whatever the machine's load."""
     gate_file = Path(os.environ["FAKE_WORKER_GATE"])
+    if os.environ.get("FAKE_WORKER_PIDS"):
+        (Path(os.environ["FAKE_WORKER_PIDS"]) / str(os.getpid())).touch()
     deadline = time.monotonic() + 300
     while not gate_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
