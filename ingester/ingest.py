@@ -111,6 +111,9 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     """Read and validate the input; nothing is written."""
     if scenes_file and tiles_file:
         raise InputError("give either --scenes or --tiles, not both")
+    from ingester.graph.loader import check_graphs, check_payload_graphs
+
+    check_payload_graphs(payload)
     if not create_layers:
         resolve_layers(store, payload, create=False)
     check_aoi_settings(store, payload)
@@ -120,6 +123,17 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         origin, source = tiles_file, "tiles file"
         scenes = read_scenes(tiles_file).scenes
         _check_aoi(scenes, payload, origin)
+        if scenes and not any(scene.tiles for scene in scenes):
+            raise ScenesFileError(f"{origin}: no scene of this file has tiles: it is a scenes file, not a tiles "
+                                  "file (give it with --scenes, or make tiles with `ingester tiles`)")
+        graph_dirs = (str(Path(payload.path).parent),)
+        checked: set[tuple[str, str]] = set()
+        for i, scene in enumerate(scenes):  # with --tiles, graph names come from the file (reference §4)
+            for tile in scene.tiles[:1]:
+                names = (scene.graph_name, tile.graph_name)
+                if names not in checked:
+                    check_graphs(f"{origin}: features[{i}]", *names, graph_dirs)
+                    checked.add(names)
         new = []
         for scene in scenes:
             if scene.source_id in existing:

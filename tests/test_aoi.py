@@ -672,3 +672,25 @@ def test_a_provider_typo_is_refused_by_the_real_check_before_the_store_exists(cl
     r = cli("aoi", payload, "--scenes", write_s2_scenes(tmp_path / "scenes.json", 1), "--create-layers")
     assert r.exit_code == 2 and "locl" in r.stderr
     assert not Path("outputs").exists()
+
+
+def test_a_scenes_file_given_as_tiles_and_misspelt_graphs_are_input_errors_before_any_write(cli, payload, tmp_path,
+                                                                                            markers, repo, testdata):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    r = aoi(cli, payload, "--tiles", scenes, "--create-layers")
+    assert r.exit_code == 2 and "it is a scenes file, not a tiles file" in r.stderr
+    doc = json.loads(payload.read_text())
+    doc["tile_graph_name"] = "ExtractS2Bandz"
+    payload.write_text(json.dumps(doc))
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers")
+    assert r.exit_code == 2 and "field 'tile_graph_name': graph 'ExtractS2Bandz' not found" in r.stderr
+    # a tiles file whose own graph name is misspelt (with --tiles, graph names come from the file)
+    legacy = json.loads((testdata / "payloads" / "tiles.json").read_text())
+    legacy["features"][0]["properties"]["Tiles"][0]["Data"]["graph_name"] = "S1BackscatterCoherense"
+    (tmp_path / "tiles.json").write_text(json.dumps(legacy))
+    s1 = json.loads((repo / "payloads" / "denmark-s1.json").read_text())
+    s1["name"] = "DenmarkDemo"
+    (tmp_path / "s1.json").write_text(json.dumps(s1))
+    r = aoi(cli, tmp_path / "s1.json", "--tiles", tmp_path / "tiles.json", "--create-layers")
+    assert r.exit_code == 2 and "graph 'S1BackscatterCoherense' not found" in r.stderr
+    assert not (tmp_path / "outputs").exists() and executions(markers) == []
