@@ -177,3 +177,22 @@ def test_history_shows_every_attempt_of_a_job(cli, ingested):
     assert all(a["pid"] and a["host"] and a["run_id"] for a in data["attempts"])
     text = cli("history", "--tile", str(tid)).stdout.splitlines()
     assert len(text) == 2 and "error for tile" in text[1]
+
+
+def test_exit_4_hints_name_the_listings_of_what_actually_failed(cli, tmp_path, repo, monkeypatch):
+    import shutil
+
+    from tests.fakes.aoi_data import write_s2_scenes
+
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    payload = shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "p.json")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    r = cli("aoi", payload, "--scenes", scenes, "--create-layers", "--workers", "1",
+            "--scene-worker", "tests.fakes.workers:fail", "--tile-worker", "tests.fakes.workers:succeed")
+    assert r.exit_code == 4
+    assert "ingester list scenes DenmarkDemoS2 --status RETRY" in r.stderr
+    assert "list tiles" not in r.stderr
+    r = cli("history", "DenmarkDemoS2")
+    assert r.exit_code == 2
+    r = cli("history")
+    assert r.exit_code == 2 and "give exactly one of --scene ID or --tile ID" in r.stderr

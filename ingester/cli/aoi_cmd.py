@@ -17,8 +17,12 @@ if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load insi
     from ingester.store import Store
 
 WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the CPU count).")
-SceneWorkerOption = typer.Option(None, "--scene-worker", hidden=True, help="Import path of the scene worker.")
-TileWorkerOption = typer.Option(None, "--tile-worker", hidden=True, help="Import path of the tile worker.")
+SceneWorkerOption = typer.Option(
+    None, "--scene-worker", help="Advanced: import path `module:function` of the scene worker "
+    "(default: $INGESTER_SCENE_WORKER or ingester.providers.worker:run_scene_job).")
+TileWorkerOption = typer.Option(
+    None, "--tile-worker", help="Advanced: import path `module:function` of the tile worker "
+    "(default: $INGESTER_TILE_WORKER or ingester.graph.worker:run_tile_job).")
 
 
 def run_settings(db: str | None, workers: int | None, scene_worker: str | None, tile_worker: str | None) -> Settings:
@@ -64,11 +68,12 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
         u = report.unfinished
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in u.items() if v)
         hints = []
-        if u.get("scene_retry") or u.get("tile_retry"):
-            hints.append(f"`ingester list tiles {report.aoi} --status RETRY`, then `ingester retry {report.aoi}`")
-        if u.get("scene_failed") or u.get("tile_failed"):
-            hints.append(f"`ingester list tiles {report.aoi} --status FAILED` and `ingester history --tile ID`, "
-                         f"then after fixing the cause `ingester retry --force {report.aoi}`")
+        for status, then in (("retry", f"then `ingester retry {report.aoi}`"),
+                             ("failed", f"then after fixing the cause `ingester retry --force {report.aoi}`")):
+            kinds = [k for k in ("scene", "tile") if u.get(f"{k}_{status}")]
+            if kinds:
+                lists = " and ".join(f"`ingester list {k}s {report.aoi} --status {status.upper()}`" for k in kinds)
+                hints.append(f"{lists} and `ingester history --{kinds[0]} ID`, {then}")
         ui.error(f"some jobs did not finish: {counts} (see {'; '.join(hints)})")
         raise typer.Exit(EXIT_JOBS_FAILED)
 

@@ -47,6 +47,9 @@ def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
                      "dformat": {"dtype": r.dtype, "nodata": r.nodata, "min": r.min_value, "max": r.max_value},
                      "bands": r.bands} for r in rows])
         return
+    if not rows:
+        UI().info("no layer yet: add one with `ingester layers add VARIABLE INSTANCE`, or run "
+                  "`ingester aoi … --create-layers`")
     for r in rows:
         typer.echo(f"{r.variable}\t{r.instance or '-'}\t{r.instance_id or '-'}\t"
                    f"{r.dtype},{r.nodata:g},{r.min_value:g},{r.max_value:g}\t{r.unit}\t{','.join(r.bands)}")

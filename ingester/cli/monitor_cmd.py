@@ -153,11 +153,13 @@ def list_tiles(
                    f"prev={r.prev or '-'}\tref={r.ref or '-'}\t{r.message}".rstrip())
 
 
-def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None) -> tuple[str, str | None, int | None]:
+def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None,
+            aoi_allowed: bool = True) -> tuple[str, str | None, int | None]:
     """(AOI name, kind, id) from exactly one of AOI / --scene / --tile."""
     given = [x for x in (aoi, scene, tile) if x is not None]
     if len(given) != 1:
-        raise InputError("give exactly one of AOI, --scene ID, --tile ID")
+        choices = "AOI, --scene ID or --tile ID" if aoi_allowed else "--scene ID or --tile ID"
+        raise InputError(f"give exactly one of {choices} (ids from `ingester list scenes|tiles AOI`)")
     if scene is not None:
         row = store.scene_row(scene)
         if row is None:
@@ -257,7 +259,7 @@ def fail_command(
 
     s = settings(db=db)
     with Store(s.db, create=False) as store:
-        name, kind, job_id = _target(store, None, scene, tile)
+        name, kind, job_id = _target(store, None, scene, tile, aoi_allowed=False)
         assert kind is not None and job_id is not None
         run_id = new_run_id()
         acquire_lock(store, name, run_id, s.lease_seconds)
@@ -287,7 +289,7 @@ def history_command(
 
     s = settings(db=db)
     with Store(s.db, create=False) as store:
-        name, kind, job_id = _target(store, None, scene, tile)
+        name, kind, job_id = _target(store, None, scene, tile, aoi_allowed=False)
         assert kind is not None and job_id is not None
         attempts = store.attempts(kind, job_id)
     if as_json:
