@@ -10,9 +10,6 @@ import typer
 from ingester.cli import app
 from ingester.cli.common import UI, JsonOption, QuietOption, command, print_json, settings
 from ingester.errors import IngesterError, InputError
-from ingester.graph.loader import check_payload_graphs
-from ingester.payload import load_payload
-from ingester.scenes import write_scenes
 
 
 @app.command("scenes")
@@ -33,6 +30,9 @@ def scenes(
     The file can be edited by hand and given to `ingester tiles --scenes` or `ingester aoi --scenes`.
     """
     from ingester.catalogue import search
+    from ingester.graph.loader import check_payload_graphs
+    from ingester.payload import load_payload
+    from ingester.scenes import write_scenes
 
     ui = UI(quiet=quiet)
     started = time.monotonic()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ingester.cli import app
 from ingester.cli.common import UI, DbOption, QuietOption, command, settings
 from ingester.errors import InputError, TilingError
-from ingester.graph.loader import check_payload_graphs
-from ingester.payload import load_payload
-from ingester.scenes import Tile, read_scenes, write_scenes
+
+if TYPE_CHECKING:
+    from ingester.scenes import Tile
 
 
 def stored_tiles(db: Path, aoi: str) -> tuple[list[Tile], set[str]]:
@@ -43,6 +44,9 @@ def tiles(
 
     When the store already holds the AOI (`ingester aoi` ran before), its scenes are left out and new
     bursts chain onto its tiles, so the file can be ingested with `ingester aoi --tiles`."""
+    from ingester.graph.loader import check_payload_graphs
+    from ingester.payload import load_payload
+    from ingester.scenes import read_scenes, write_scenes
     from ingester.tiling import make_tiles
     from ingester.tiling.inventory import NO_ANNOTATION
 
