@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -303,20 +303,6 @@ def write_stac(aoi: str, tiles: Sequence[StacTile], out_dir: str | Path) -> Path
     collection.normalize_hrefs(str(root))
     collection.save(catalog_type=pystac.CatalogType.ABSOLUTE_PUBLISHED)
     return root / "collection.json"
-
-
-def dataset_rows(datasets: Iterable[Any]) -> list[dict[str, Any]]:
-    """Datasets (objects with the StacDataset fields, or dicts) as plain dicts for `--json` output."""
-    rows = []
-    for ds in datasets:
-        row = dataclasses.asdict(ds) if dataclasses.is_dataclass(ds) else dict(ds)
-        row["bands"] = list(row.get("bands") or [1])
-        rows.append(row)
-    return rows
-
-
-def to_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)
 
 
 # --- reading the store (ingester.store, written by the workflow) ---------------------------------
