@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then rename over the target."""
+"""Atomic file writes: a temporary file in the same folder, then rename over the target, so that
+readers see the old file or the whole new one, never a part."""
 
 from __future__ import annotations
 
@@ -6,27 +7,8 @@ import functools
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from the user's group
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 @functools.cache
@@ -44,15 +26,16 @@ def _umask() -> int:
     return mask
 
 
-def atomic_copy(source: str | Path, path: str | Path, mode: int = 0o644) -> None:
-    """Copy a file so that readers see the old target or the whole copy, never a part."""
+def _replace(path: str | Path, fill: Callable[[str], None]) -> None:
+    """Create a temporary sibling of `path`, let `fill` write it, give it the umask's mode (mkstemp's
+    0600 would hide it from the user's group) and rename it over `path`; on any failure remove it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     try:
-        shutil.copyfile(source, tmp)
-        os.chmod(tmp, mode)  # mkstemp's 0600 would hide the file from other readers
+        fill(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -60,6 +43,20 @@ def atomic_copy(source: str | Path, path: str | Path, mode: int = 0o644) -> None
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    def fill(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    _replace(path, fill)
+
+
+def atomic_copy(source: str | Path, path: str | Path) -> None:
+    _replace(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
