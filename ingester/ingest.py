@@ -106,12 +106,29 @@ def _check_links(scenes: list[Scene], store: Store, aoi: str, origin: str) -> No
                                           f"{link.source_id} of scene {link.scene_id} (id {found[0]}) is FAILED")
 
 
+def _check_file_graphs(scenes: list[Scene], payload: Payload, origin: str, with_tiles: bool) -> None:
+    """Graph names read from a scenes or tiles file (reference §4: scene graph from the file, tile graph
+    from the tiles file with --tiles) are loaded up front, like the payload's."""
+    from ingester.graph.loader import check_graphs
+
+    graph_dirs = (str(Path(payload.path).parent),)
+    checked: set[tuple[str, str]] = set()
+    for i, scene in enumerate(scenes):
+        tiles = list(enumerate(scene.tiles)) if with_tiles and scene.tiles else [(0, None)]
+        for j, tile in tiles:
+            names = (scene.graph_name, tile.graph_name if tile else "")
+            if names not in checked:
+                check_graphs(f"{origin}: features[{i}]", *names, graph_dirs,
+                             fields=("properties.data.graph_name", f"properties.tiles[{j}].data.graph_name"))
+                checked.add(names)
+
+
 def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str | None = None,
             tiles_file: str | None = None, create_layers: bool = False) -> Plan:
     """Read and validate the input; nothing is written."""
     if scenes_file and tiles_file:
         raise InputError("give either --scenes or --tiles, not both")
-    from ingester.graph.loader import check_graphs, check_payload_graphs
+    from ingester.graph.loader import check_payload_graphs
 
     check_payload_graphs(payload)
     if not create_layers:
@@ -126,14 +143,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         if scenes and not any(scene.tiles for scene in scenes):
             raise ScenesFileError(f"{origin}: no scene of this file has tiles: it is a scenes file, not a tiles "
                                   "file (give it with --scenes, or make tiles with `ingester tiles`)")
-        graph_dirs = (str(Path(payload.path).parent),)
-        checked: set[tuple[str, str]] = set()
-        for i, scene in enumerate(scenes):  # with --tiles, graph names come from the file (reference §4)
-            for tile in scene.tiles[:1]:
-                names = (scene.graph_name, tile.graph_name)
-                if names not in checked:
-                    check_graphs(f"{origin}: features[{i}]", *names, graph_dirs)
-                    checked.add(names)
+        _check_file_graphs(scenes, payload, origin, with_tiles=True)
         new = []
         for scene in scenes:
             if scene.source_id in existing:
@@ -147,6 +157,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             origin, source = scenes_file, "scenes file"
             scenes = read_scenes(scenes_file).scenes
             _check_aoi(scenes, payload, origin)
+            _check_file_graphs(scenes, payload, origin, with_tiles=False)
         else:
             from ingester.catalogue import search
 

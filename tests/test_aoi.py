@@ -693,4 +693,14 @@ def test_a_scenes_file_given_as_tiles_and_misspelt_graphs_are_input_errors_befor
     (tmp_path / "s1.json").write_text(json.dumps(s1))
     r = aoi(cli, tmp_path / "s1.json", "--tiles", tmp_path / "tiles.json", "--create-layers")
     assert r.exit_code == 2 and "graph 'S1BackscatterCoherense' not found" in r.stderr
+    assert "field 'properties.tiles[0].data.graph_name'" in r.stderr
+    # a scenes file whose scene graph is misspelt (with --scenes, the scene graph comes from the file)
+    doc["tile_graph_name"] = "ExtractS2Bands"
+    payload.write_text(json.dumps(doc))
+    edited = json.loads(scenes.read_text())
+    edited["features"][1]["properties"]["data"]["graph_name"] = "CopyProductToStorag"
+    scenes.write_text(json.dumps(edited))
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers")
+    assert r.exit_code == 2, r.stderr
+    assert "features[1]: field 'properties.data.graph_name': graph 'CopyProductToStorag' not found" in r.stderr
     assert not (tmp_path / "outputs").exists() and executions(markers) == []

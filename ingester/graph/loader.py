@@ -322,11 +322,12 @@ def load_graph(name: str, graph_dirs: Sequence[str] = (), scene_graph: bool = Fa
     return _load_file(str(path), path.stat().st_mtime, path.stem, scene_graph, builtin)
 
 
-def check_graphs(origin: str, scene_graph_name: str, tile_graph_name: str, graph_dirs: Sequence[str]) -> None:
+def check_graphs(origin: str, scene_graph_name: str, tile_graph_name: str, graph_dirs: Sequence[str],
+                 fields: tuple[str, str] = ("scene_graph_name", "tile_graph_name")) -> None:
     """Load a payload's (or a file's) scene and tile graphs up front, so that a misspelt graph name is an
-    input error (exit 2) before anything is searched, written or downloaded. Empty names are skipped."""
-    for field, name, scene in (("scene_graph_name", scene_graph_name, True),
-                               ("tile_graph_name", tile_graph_name, False)):
+    input error (exit 2) before anything is searched, written or downloaded. Empty names are skipped;
+    `fields` names where each name was read, for the message."""
+    for field, name, scene in ((fields[0], scene_graph_name, True), (fields[1], tile_graph_name, False)):
         if not name.strip():
             continue
         try:
