@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from ingester.store import Store
 from tests.conftest import PYTHON, subprocess_env
 from tests.fakes.aoi_data import write_s2_scenes
@@ -80,7 +82,10 @@ def test_sigkill_mid_run_then_rerun_finishes_every_job_done_exactly_once(tmp_pat
     assert all(n == 1 or (n == 2 and job in abandoned) for job, n in executed.items())
 
 
-def test_ctrl_c_stops_at_once_releases_the_lock_and_requeues_the_jobs_in_flight(tmp_path, repo):
+@pytest.mark.parametrize(("signum", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                      (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_stops_at_once_releases_the_lock_and_requeues_the_jobs_in_flight(tmp_path, repo, signum, code, word):
+    """Ctrl-C, and SIGTERM from cron's `timeout` or systemd, unwind the run the same way."""
     payload = shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "p.json")
     scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
     db = tmp_path / "outputs" / "ingester.db"
@@ -96,10 +101,10 @@ def test_ctrl_c_stops_at_once_releases_the_lock_and_requeues_the_jobs_in_flight(
             with Store(db) as st:
                 running = st.one("SELECT count(*) FROM scene WHERE lease_run IS NOT NULL") or 0
     assert running == 2, "the two scene jobs were never claimed"
-    proc.send_signal(signal.SIGINT)  # whenever it lands (even between claim and submit), leases come back
+    proc.send_signal(signum)  # whenever it lands (even between claim and submit), leases come back
     _, err = proc.communicate(timeout=120)  # the 300 s jobs are not waited for
-    assert proc.returncode == 130, err.decode()
-    assert "interrupted" in err.decode()
+    assert proc.returncode == code, err.decode()
+    assert word in err.decode() and "Traceback" not in err.decode()
     with Store(db) as st:
         assert st.one("SELECT lock_run FROM aoi") is None
         assert st.one("SELECT count(*) FROM scene WHERE lease_run IS NOT NULL") == 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -72,6 +74,22 @@ def settings(**overrides: Any) -> Settings:
     return load_settings(overrides)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (cron's `timeout`, systemd, kill): unwinds like Ctrl-C, so that a run gives its leases
+    back, stops its workers and releases the AOI's lock before exiting 143."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _on_sigterm() -> Any:
+    """Turn SIGTERM into `Terminated` while a command runs (main thread only); returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def command(fn: F) -> F:
     """Map IngesterError to its exit code with a one-line message; show our warnings on stderr."""
 
@@ -87,6 +105,7 @@ def command(fn: F) -> F:
 
         old = warnings.showwarning
         warnings.showwarning = show
+        old_term = _on_sigterm()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("always", IngesterWarning)
@@ -99,10 +118,15 @@ def command(fn: F) -> F:
             where = f"{exc.filename}: " if exc.filename else ""
             ui.error(f"{where}{exc.strerror or exc}")
             raise typer.Exit(EXIT_FAILURE) from None
+        except Terminated:
+            ui.error("terminated; re-run the command (or `ingester run AOI`) to resume")
+            raise typer.Exit(128 + signal.SIGTERM) from None
         except KeyboardInterrupt:
-            ui.error("interrupted")
+            ui.error("interrupted; re-run the command (or `ingester run AOI`) to resume")
             raise typer.Exit(130) from None
         finally:
             warnings.showwarning = old
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
 
     return wrapper  # type: ignore[return-value]

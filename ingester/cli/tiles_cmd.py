@@ -28,7 +28,7 @@ def stored_tiles(db: Path, aoi: str) -> tuple[list[Tile], set[str]]:
 @app.command()
 @command
 def tiles(
-    payload_path: Path = typer.Argument(..., help="Payload JSON file (AOI, period, …)."),
+    payload_path: Path = typer.Argument(..., metavar="payload", help="Payload JSON file (AOI, period, …)."),
     scenes_path: Path | None = typer.Option(
         None, "--scenes", help="scenes.json to split (default: run the scene search of the payload first)."),
     output: Path = typer.Option(Path("outputs/tiles.json"), "--output", "-o", help="Tiles file to write."),
