@@ -31,15 +31,11 @@ def run_settings(db: str | None, workers: int | None, scene_worker: str | None, 
 
 def check_download_settings(s: Settings) -> None:
     """Provider settings are checked before anything is written: a typo (INGESTER_PROVIDERS=locl) or
-    missing credentials are a ConfigError (exit 2), not FAILED jobs. Uses
-    `ingester.providers.check_settings` when the providers package has it."""
-    try:
-        import ingester.providers as providers
-    except ImportError:
-        return
-    check = getattr(providers, "check_settings", None)
-    if check is not None:
-        check(s)
+    missing credentials are a ConfigError (exit 2), not FAILED jobs. Imported here, not at the top,
+    so that `ingester status` does not load the providers."""
+    from ingester.providers import check_settings
+
+    check_settings(s)
 
 
 def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str | None = None,
