@@ -27,12 +27,7 @@ from ingester.scenes import Scene, Tile
 from ingester.times import parse_time
 
 S2_ID = "S2A_MSIL1C_20180101T105441_N0206_R051_T31TDH_20180101T124911"
-TESTDATA = Path(__file__).resolve().parent.parent / ".." / "shared" / "testdata"
-for candidate in (TESTDATA, TESTDATA.parent.parent / "shared" / "testdata",
-                  Path(__file__).resolve().parents[3] / "shared" / "testdata"):
-    if candidate.exists():
-        TESTDATA = candidate.resolve()
-        break
+TESTDATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 SAFE = TESTDATA / "s2" / f"{S2_ID}.SAFE"
 JP2 = next(SAFE.glob("GRANULE/*/IMG_DATA/*_B01.jp2"), None) if SAFE.exists() else None
 

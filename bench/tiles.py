@@ -29,10 +29,7 @@ SCENE = "S1A_IW_SLC__1SDV_20230108T135249_20230108T135316_046693_0598D3_BA76"
 
 
 def testdata() -> Path:
-    for base in (REPO.parent, REPO.parent.parent):
-        if (base / "shared" / "testdata").exists():
-            return base / "shared" / "testdata"
-    raise SystemExit("shared/testdata not found beside the repository")
+    return REPO / "tests" / "data"
 
 
 def scene_id(i: int) -> str:

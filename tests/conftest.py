@@ -10,11 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
-TESTDATA = (REPO / ".." / "shared" / "testdata").resolve()
-if not TESTDATA.exists():  # CI lays shared/ beside the clone
-    TESTDATA = (REPO.parent / "shared" / "testdata").resolve()
-if not TESTDATA.exists():  # a git worktree one level deeper (…/wt/<branch>)
-    TESTDATA = (REPO.parent.parent / "shared" / "testdata").resolve()
+TESTDATA = REPO / "tests" / "data"  # real data carried with the project (see tests/data/README.md)
 
 # Every remote endpoint points at a closed local port unless a test sets its fake: no test can
 # reach a real service by forgetting to configure one.
@@ -46,8 +42,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 @pytest.fixture
 def testdata() -> Path:
-    """The shared real test data (../shared/testdata)."""
-    assert TESTDATA.exists(), f"shared test data not found at {TESTDATA}"
+    """The real test data carried in tests/data (origins in tests/data/README.md)."""
     return TESTDATA
 
 

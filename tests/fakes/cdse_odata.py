@@ -33,8 +33,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 from shapely import wkt as shapely_wkt
 from shapely.geometry import mapping, shape
 
-TESTDATA = next((p / "shared" / "testdata" for p in Path(__file__).resolve().parents
-                 if (p / "shared" / "testdata").exists()), Path("shared/testdata"))
+TESTDATA = Path(__file__).resolve().parent.parent / "data"
 
 
 class ODataError(Exception):

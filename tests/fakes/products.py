@@ -1,4 +1,4 @@
-"""Product zips built from the real S2 SAFE of ../shared/testdata/s2 (zipped in the test)."""
+"""Product zips built from the real S2 SAFE of tests/data/s2 (zipped in the test)."""
 
 from __future__ import annotations
 
