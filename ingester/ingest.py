@@ -179,6 +179,11 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         skipped += [(s.source_id, "no tiles") for s in tiling.scenes if not s.tiles]
     for scene in new:
         check_record_tags(payload, scene)
+        if scene.record_id:  # a record named by the file must exist before anything is written
+            try:
+                trusted_record(store, scene)
+            except InputError as exc:
+                raise InputError(f"{origin}: {exc}") from None
         try:
             resolve_storage_uri(scene.storage_uri, payload.storage_uri, settings)
         except InputError as exc:

@@ -160,6 +160,10 @@ def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None,
     if len(given) != 1:
         choices = "AOI, --scene ID or --tile ID" if aoi_allowed else "--scene ID or --tile ID"
         raise InputError(f"give exactly one of {choices} (ids from `ingester list scenes|tiles AOI`)")
+    for option, value in (("--scene", scene), ("--tile", tile)):
+        if value is not None and not 0 < value < 2**63:  # store ids are positive 64-bit integers
+            raise InputError(f"{option} {value}: no {option[2:]} with this id (ids come from "
+                             f"`ingester list {option[2:]}s AOI`)")
     if scene is not None:
         row = store.scene_row(scene)
         if row is None:

@@ -30,6 +30,8 @@ from ingester.graph.model import (
     Step,
     canonical_dtype,
 )
+from ingester.ids import layer_problem, shown
+from ingester.jsonfile import read_json
 from ingester.payload import Payload
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
@@ -115,6 +117,9 @@ class _Checker:
         extension = self.string(raw, "extension", where, required=False)
         if not layer:
             raise self.fail(f"{where}.layer", "must not be empty")
+        if not (kind == "out" and layer == "*"):  # `*`: every out-file of the step (a pattern)
+            self.layer(layer, f"{where}.layer")
+        self.extension(extension, f"{where}.extension")
         tile_index = 0
         if kind == "in":
             tile_index = raw.get("tile_index", 0)
@@ -142,18 +147,31 @@ class _Checker:
         condition = self.condition(raw, "condition", where, cond.TILE_CONDITIONS, "a step")
         return Step(engine, command, args, condition, i)
 
+    def layer(self, name: str, where: str) -> str:
+        """A layer name: part of file names in the work folder and the storage (`ingester.ids`)."""
+        problem = layer_problem(name)
+        if problem is not None:
+            raise self.fail(where, problem)
+        return name
+
+    def extension(self, ext: str, where: str) -> str:
+        """A file extension (`tif`, `dim`, `SAFE`, `*` for any): no path separator, no '..'."""
+        if ext and ext != "*" and layer_problem(ext) is not None:
+            raise self.fail(where, f"{shown(ext)} is not a file extension (letters, digits, '.', '_', '-')")
+        return ext
+
     def in_file(self, raw: Any, where: str) -> InFile:
         if not isinstance(raw, dict):
             raise self.fail(where, "an in-file must be an object")
-        layer = self.string(raw, "layer", where)
-        ext = self.string(raw, "extension", where, required=False)
+        layer = self.layer(self.string(raw, "layer", where), f"{where}.layer")
+        ext = self.extension(self.string(raw, "extension", where, required=False), f"{where}.extension")
         return InFile(layer, ext, self.condition(raw, "condition", where, cond.TILE_CONDITIONS, "an in-file"))
 
     def out_file(self, raw: Any, where: str) -> OutFile:
         if not isinstance(raw, dict):
             raise self.fail(where, "an out-file must be an object")
-        layer = self.string(raw, "layer", where)
-        ext = self.string(raw, "extension", where, required=False)
+        layer = self.layer(self.string(raw, "layer", where), f"{where}.layer")
+        ext = self.extension(self.string(raw, "extension", where, required=False), f"{where}.extension")
         action = raw.get("action") or "to_ignore"
         if action not in ACTIONS:
             raise self.fail(f"{where}.action", f"unknown action {json.dumps(action)} (expected one of "
@@ -278,12 +296,7 @@ def resolve_command(graph: Graph, step: Step) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _load_file(path: str, mtime: float, name: str, scene_graph: bool, builtin: bool) -> Graph:
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise GraphError(f"graph {path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GraphError(f"graph {path}: cannot read ({exc})") from None
+    doc = read_json(path, GraphError, origin=f"graph {path}")
     return parse_graph(doc, path, name, str(Path(path).parent), scene_graph, builtin)
 
 
