@@ -29,7 +29,16 @@ from ingester.records import index_outputs
 from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
-from ingester.workflow import PENDING, Policy, apply_outcome, summary, unfinished
+from ingester.workflow import (
+    PENDING,
+    Policy,
+    apply_outcome,
+    explain_stuck,
+    release,
+    stuck_tiles,
+    summary,
+    unfinished,
+)
 
 
 def new_run_id() -> str:
@@ -100,6 +109,7 @@ class RunReport:
     summary: dict[str, Any]
     unfinished: dict[str, int]
     worker_deaths: int = 0
+    stuck: str = ""  # why NEW tiles can never be released (a cycle in their links), when some are
 
     @property
     def failed(self) -> bool:
@@ -264,6 +274,8 @@ class Coordinator:
                 if not self.running:
                     wake = self._next_wakeup()
                     if wake is None:
+                        if release_ready(self.store, self.aoi.id):
+                            continue
                         break
                     time.sleep(min(wake, beat_every) + 0.01)
                 else:
@@ -287,8 +299,27 @@ class Coordinator:
             if interrupted or self.running:
                 with self.store.transaction():
                     requeue_abandoned(self.store, self.aoi.id, "")
-        return RunReport(self.aoi.name, self.run_id, executed, summary(self.store, self.aoi.id),
-                         unfinished(self.store, self.aoi.id), getattr(executor, "deaths", 0))
+        return run_report(self.store, self.aoi.id, self.run_id, executed, getattr(executor, "deaths", 0))
+
+
+def release_ready(store: Store, aoi_id: int) -> int:
+    """Release NEW tiles that are ready but were not released (a store edited by hand or by an older
+    version, an interrupted cascade): without this they would wait forever. Returns how many."""
+    with store.transaction():
+        ids = [r[0] for r in store.execute("SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE "
+                                           "t.aoi_id = ? AND t.status = 'NEW' AND s.status = 'DONE'", (aoi_id,))]
+        return len(release(store, ids))
+
+
+def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, worker_deaths: int = 0) -> RunReport:
+    """The end-of-run summary; NEW tiles that no run can release are counted and explained."""
+    left = unfinished(store, aoi_id)
+    stuck = ""
+    if left.get("tile_stuck"):
+        ids = stuck_tiles(store, aoi_id)
+        stuck = (f"{len(ids)} tiles can never be released: {explain_stuck(store, aoi_id, ids)}; take one out of the "
+                 f"chain with `ingester fail --force --tile {ids[0]}` (its children are re-linked to its previous)")
+    return RunReport(store.aoi_name_of(aoi_id), run_id, executed, summary(store, aoi_id), left, worker_deaths, stuck)
 
 
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
@@ -300,9 +331,10 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
     try:
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
+        release_ready(store, coordinator.aoi.id)
         if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
-            return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id))
+            return run_report(store, coordinator.aoi.id, run_id)
         executor = executor_factory(workers or settings.workers, settings)
         finished = False
         try:

@@ -106,6 +106,46 @@ def _check_links(scenes: list[Scene], store: Store, aoi: str, origin: str) -> No
                                           f"{link.source_id} of scene {link.scene_id} (id {found[0]}) is FAILED")
 
 
+def _check_cycles(scenes: list[Scene], origin: str) -> None:
+    """Previous/reference links must lead back to a root: a cycle (A.previous = B and B.previous = A,
+    a tile that is its own previous, a previous at a later date whose own chain comes back) leaves its
+    tiles NEW forever. A tile whose reference is itself is a root (the original writes roots so)."""
+    links: dict[tuple[str, str], list[tuple[str, tuple[str, str]]]] = {}
+    for scene in scenes:
+        for tile in scene.tiles:
+            out = []
+            if tile.previous is not None:
+                out.append(("previous", tile.previous.key))
+            if tile.reference is not None and tile.reference.key != tile.key:
+                out.append(("reference", tile.reference.key))
+            links[tile.key] = out
+    state: dict[tuple[str, str], int] = {}  # 1: on the current path, 2: no cycle through it
+    for start in links:
+        if state.get(start):
+            continue
+        path: list[tuple[tuple[str, str], str]] = [(start, "")]
+        stack = [iter(links[start])]
+        state[start] = 1
+        while stack:
+            step = next(stack[-1], None)
+            if step is None:
+                state[path.pop()[0]] = 2
+                stack.pop()
+                continue
+            name, key = step
+            if key not in links or state.get(key) == 2:
+                continue
+            if state.get(key) == 1:
+                begin = next(i for i, (k, _) in enumerate(path) if k == key)
+                cycle = [*path[begin:], (key, name)]
+                text = " → ".join((f"({how}) " if how else "") + "/".join(k) for k, how in cycle)
+                raise ScenesFileError(f"{origin}: the previous/reference links form a cycle: {text}; every chain "
+                                      "must lead back to a root tile (previous and reference null)")
+            state[key] = 1
+            path.append((key, name))
+            stack.append(iter(links[key]))
+
+
 def _check_file_graphs(scenes: list[Scene], payload: Payload, origin: str, with_tiles: bool) -> None:
     """Graph names read from a scenes or tiles file (reference §4: scene graph from the file, tile graph
     from the tiles file with --tiles) are loaded up front, like the payload's."""
@@ -189,6 +229,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         except InputError as exc:
             raise InputError(f"{origin}: scene {scene.source_id}: {exc}") from None
     _check_links(new, store, payload.name, origin)
+    _check_cycles(new, origin)
     new.sort(key=lambda s: (s.date, s.source_id))
     return Plan(payload, new, skipped, source)
 

@@ -210,8 +210,9 @@ def fail_tile(store: Store, tile_id: int, message: str, force: bool = False) -> 
         store.execute("UPDATE tile SET ref = ?, updated_at = ? WHERE ref = ? AND id != ?",
                       (new_root, now, tile_id, new_root))
     else:
-        for child in children:
-            store.execute("UPDATE tile SET prev = ?, updated_at = ? WHERE id = ?", (prev, now, child))
+        for child in children:  # never the child's own previous (a failed tile of a cycle A ⇄ B)
+            store.execute("UPDATE tile SET prev = ?, updated_at = ? WHERE id = ?",
+                          (None if prev == child else prev, now, child))
         store.execute("UPDATE tile SET ref = ?, updated_at = ? WHERE ref = ?", (ref, now, tile_id))
     return release(store, children)
 
@@ -418,13 +419,63 @@ def summary_text(s: dict[str, Any]) -> str:
 
 
 def unfinished(store: Store, aoi_id: int) -> dict[str, int]:
-    """Jobs that ended RETRY or FAILED (exit 4 when any)."""
+    """Jobs that ended RETRY or FAILED, and NEW tiles that can never be released (exit 4 when any)."""
     out = {}
     for kind in ("scene", "tile"):
         for status in (RETRY, FAILED):
             out[f"{kind}_{status.lower()}"] = store.one(
                 f"SELECT count(*) FROM {kind} WHERE aoi_id = ? AND status = ?", (aoi_id, status))
+    out["tile_stuck"] = len(stuck_tiles(store, aoi_id))
     return out
+
+
+def _new_tiles(store: Store, aoi_id: int) -> dict[int, tuple[str, list[int]]]:
+    """NEW tile id → (its scene's status, the tiles it waits for: previous, reference other than itself)."""
+    rows = store.execute("SELECT t.id, s.status, t.prev, t.ref FROM tile t JOIN scene s ON s.id = t.scene_id "
+                         "WHERE t.aoi_id = ? AND t.status = 'NEW'", (aoi_id,)).fetchall()
+    return {tid: (scene_status, [x for x in (prev, ref) if x is not None and x != tid])
+            for tid, scene_status, prev, ref in rows}
+
+
+def stuck_tiles(store: Store, aoi_id: int) -> list[int]:
+    """NEW tiles that no run can ever release: nothing they wait for (their scene, previous and
+    reference, transitively through other NEW tiles) is PENDING or RETRY, so nothing will ever make
+    them ready. A cycle in the links (A.previous = B, B.previous = A) is the usual cause."""
+    waiting = _new_tiles(store, aoi_id)
+    if not waiting:
+        return []
+    links = {x for _, deps in waiting.values() for x in deps if x not in waiting}
+    status = dict(store.execute(f"SELECT id, status FROM tile WHERE id IN ({','.join('?' * len(links))})",
+                                tuple(links)).fetchall()) if links else {}
+    alive = {tid for tid, (scene_status, deps) in waiting.items()
+             if scene_status in (PENDING, RETRY) or any(status.get(d) in (PENDING, RETRY) for d in deps)}
+    changed = True
+    while changed:  # waiting on a NEW tile that will be released is fine too
+        changed = False
+        for tid, (_scene_status, deps) in waiting.items():
+            if tid not in alive and any(d in alive for d in deps):
+                alive.add(tid)
+                changed = True
+    return sorted(set(waiting) - alive)
+
+
+def explain_stuck(store: Store, aoi_id: int, stuck: list[int]) -> str:
+    """One line about tiles that can never be released: the cycle they wait in, or what blocks them."""
+    waiting = _new_tiles(store, aoi_id)
+    start = stuck[0]
+    path = [start]
+    while True:
+        deps = [d for d in waiting.get(path[-1], ("", []))[1] if d in stuck]
+        if not deps:
+            scene_status, others = waiting.get(path[-1], ("", []))
+            blocker = f"its scene, which is {scene_status}" if scene_status != DONE else \
+                ", ".join(f"tile {d}" for d in others) or "nothing (release it with `ingester retry --force`)"
+            return f"tile {path[0]} waits for " + "".join(f"tile {t}, which waits for " for t in path[1:]) + blocker
+        if deps[0] in path:
+            cycle = path[path.index(deps[0]):] + [deps[0]]
+            return (f"tile {cycle[0]} waits for " + ", which waits for ".join(f"tile {t}" for t in cycle[1:])
+                    + " (a cycle in the previous/reference links)")
+        path.append(deps[0])
 
 
 def _quote(text: str) -> str:

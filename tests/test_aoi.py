@@ -124,7 +124,8 @@ def test_jobs_that_end_retry_or_failed_give_exit_4_and_retry_finishes_them(cli, 
     r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="scripted")
     assert r.exit_code == 4, r.stderr
     out = json.loads(r.stdout)
-    assert out["unfinished"] == {"scene_retry": 0, "scene_failed": 1, "tile_retry": 1, "tile_failed": 1}
+    assert out["unfinished"] == {"scene_retry": 0, "scene_failed": 1, "tile_retry": 1, "tile_failed": 1,
+                                 "tile_stuck": 0}
     assert "some jobs did not finish" in r.stderr
     with Store("outputs/ingester.db") as st:
         tile = st.one("SELECT id FROM tile WHERE status = 'RETRY'")

@@ -15,7 +15,7 @@ app = typer.Typer(
     name="ingester",
     help="Find satellite scenes over an area, split them into tiles, download, process and index them.\n\n"
     "Exit codes: 0 success; 1 runtime failure; 2 invalid input; 3 another run holds the AOI's lock; "
-    "4 the run finished but some jobs ended FAILED or RETRY.",
+    "4 the run finished but some jobs ended FAILED or RETRY (or tiles can never be released).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -60,8 +60,12 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
     else:
         ui.info(f"AOI {report.aoi}: {report.executed} jobs run (status {report.summary['status']})")
         ui.info(summary_text(report.summary))
+    if report.stuck:
+        ui.error(report.stuck)
     if report.failed:
-        u = report.unfinished
+        u = {k: v for k, v in report.unfinished.items() if k != "tile_stuck"}
+        if not any(u.values()):
+            raise typer.Exit(EXIT_JOBS_FAILED)
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in u.items() if v)
         hints = []
         for status, then in (("retry", f"then `ingester retry {report.aoi}`"),
@@ -92,7 +96,7 @@ def aoi_command(
     then run one download job per scene and one processing job per tile until no job can progress.
 
     Without a file the catalogue is searched. Scenes already in the AOI are skipped; re-running is safe.
-    Exit 4 when some jobs ended FAILED or RETRY."""
+    Exit 4 when some jobs ended FAILED or RETRY, or some tiles can never be released."""
     from ingester.coordinator import check_lock, new_run_id
     from ingester.ingest import commit, prepare
     from ingester.payload import load_payload
@@ -141,7 +145,8 @@ def run_command(
 ) -> None:
     """Resume an AOI's pending work (after a crash, a reboot or `ingester retry`) without searching.
 
-    Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY."""
+    Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY, or some
+    tiles can never be released (a cycle in their links)."""
     from ingester.store import Store
 
     ui = UI(quiet)
