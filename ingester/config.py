@@ -9,6 +9,7 @@ the key `foo_bar` of `ingester.toml` (looked up in the current directory, or the
 from __future__ import annotations
 
 import dataclasses
+import math
 import netrc
 import os
 import tomllib
@@ -79,9 +80,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
-        positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency")
+        positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "step_timeout")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
-                        "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads")  # 0: no cap
+                        "aoi_buffer_degrees", "cdse_max_skip", "cdse_max_downloads")  # 0: no cap
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison below
+                raise ConfigError(f"INGESTER_{field.name.upper()}: must be a finite number, got {value!r}")
         for name in positive:
             value = getattr(self, name, 1)
             if not value > 0:

@@ -152,15 +152,18 @@ def _check_file_graphs(scenes: list[Scene], payload: Payload, origin: str, with_
     from ingester.graph.loader import check_graphs
 
     graph_dirs = (str(Path(payload.path).parent),)
-    checked: set[tuple[str, str]] = set()
+    checked: set[tuple] = set()
     for i, scene in enumerate(scenes):
         tiles = list(enumerate(scene.tiles)) if with_tiles and scene.tiles else [(0, None)]
         for j, tile in tiles:
             names = (scene.graph_name, tile.graph_name if tile else "")
-            if names not in checked:
+            config = {**payload.graph_config, **scene.graph_config}
+            key = (*names, tuple(sorted(config.items())))
+            if key not in checked:
                 check_graphs(f"{origin}: features[{i}]", *names, graph_dirs,
-                             fields=("properties.data.graph_name", f"properties.tiles[{j}].data.graph_name"))
-                checked.add(names)
+                             fields=("properties.data.graph_name", f"properties.tiles[{j}].data.graph_name"),
+                             config=config, config_field="properties.data.graph_config")
+                checked.add(key)
 
 
 def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str | None = None,

@@ -19,6 +19,7 @@ from shapely.geometry import MultiPolygon
 
 from ingester.errors import PayloadError
 from ingester.geometry import GeometryError, geometry_from_geojson, validate_area
+from ingester.graph.engine_config import check_config
 from ingester.ids import MAX_LENGTH, id_problem, layer_problem, shown
 from ingester.jsonfile import read_json
 from ingester.naming import CONSTELLATIONS, STORAGE_SCHEMES
@@ -289,6 +290,8 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
     if not isinstance(annotations, list) or not all(isinstance(a, str) and a for a in annotations):
         raise check.fail("annotations_urls", "must be a list of non-empty strings (URL patterns)")
 
+    graph_config = check.str_map(raw, "graph_config")
+    check_config(graph_config, lambda key, problem: check.fail(f"graph_config.{key}", problem))
     storage_uri = check.string(raw, "storage_uri").strip()
     if "://" in storage_uri and storage_uri.split("://", 1)[0].lower() not in STORAGE_SCHEMES:
         raise check.fail("storage_uri", f"{storage_uri!r}: unsupported scheme (use a local path, file://, s3://, gs:// "
@@ -302,7 +305,7 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         parameters=parameters,
         scene_graph_name=check.string(raw, "scene_graph_name"),
         tile_graph_name=check.string(raw, "tile_graph_name"),
-        graph_config=check.str_map(raw, "graph_config"),
+        graph_config=graph_config,
         layers=layers,
         record_tags=record_tags,
         annotations_urls=tuple(annotations),

@@ -18,6 +18,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from ingester.errors import ScenesFileError
 from ingester.fileio import atomic_write_text
 from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
+from ingester.graph.engine_config import check_config
 from ingester.ids import id_problem, record_id_problem, shown, uuid_problem
 from ingester.jsonfile import parse_json
 from ingester.naming import constellation_of
@@ -338,6 +339,7 @@ class _Reader:
                 raise self.fail(f"{where}.data.uuid", problem)
             metadata["uuid"] = data["uuid"]
         graph_config = self.str_map(data.get("graph_config"), f"{where}.data.graph_config")
+        check_config(graph_config, lambda key, problem: self.fail(f"{where}.data.graph_config.{key}", problem))
         raw_tiles = get("tiles") or []
         if not isinstance(raw_tiles, list):
             raise self.fail(f"{where}.tiles", "must be a list of tiles or null")

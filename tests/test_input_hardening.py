@@ -268,3 +268,58 @@ def test_an_id_beyond_the_store_integers_is_no_such_job_not_a_traceback(cli, pay
     r = cli(*command, option, "99999999999999999999999")
     refused(r, f"{option} 99999999999999999999999: no {option[2:]} with this id")
     assert Store("outputs/ingester.db").counts() == before
+
+
+# --- item 14: graph config values the engine reads are range-checked at load -------------------------------
+
+BAD_CONFIG = [("step_timeout", "-1"), ("step_timeout", "nan"), ("step_timeout", "inf"), ("step_timeout", "soon"),
+              ("snap_cpu_parallelism", "0"), ("snap_memory", "lots")]
+
+
+@pytest.mark.parametrize("key, value", BAD_CONFIG)
+@pytest.mark.parametrize("place", ["payload", "graph", "scenes file"])
+def test_graph_config_out_of_range_is_exit_2_at_load_naming_the_key(cli, payload, tmp_path, place, key, value):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    doc = json.loads(payload.read_text())
+    if place == "payload":
+        doc["graph_config"] = {key: value}
+        expected = f"field 'graph_config.{key}': {value!r}"
+    elif place == "graph":
+        (tmp_path / "mine.json").write_text(json.dumps({"config": {key: value}, "processing_steps": []}))
+        doc["tile_graph_name"] = "mine.json"
+        expected = f"config.{key}: {value!r}"
+    else:
+        edit_scene(scenes, 0, lambda p: p["data"].update(graph_config={key: value}))
+        expected = f"line 2: features[0].properties.data.graph_config.{key}: {value!r}"
+    payload.write_text(json.dumps(doc))
+    r = aoi(cli, payload, "--scenes", scenes)
+    refused(r, expected)
+    assert nothing_written(tmp_path)
+
+
+def test_a_data_format_given_through_graph_config_is_checked_against_the_graph_that_reads_it(cli, payload, tmp_path):
+    doc = json.loads(payload.read_text())
+    doc["graph_config"] = {"dformat_out": "uint16,0,1"}  # ExtractS2Bands reads its dformat_out from config
+    payload.write_text(json.dumps(doc))
+    r = aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "scenes.json", 1))
+    refused(r, "field 'graph_config.dformat_out': dformat 'uint16,0,1' must have 4 comma-separated parts",
+            "in graph 'ExtractS2Bands'")
+    assert nothing_written(tmp_path)
+
+
+def test_valid_engine_config_is_accepted(cli, payload, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_WORKER_MARKERS", str(tmp_path))
+    doc = json.loads(payload.read_text())
+    doc["graph_config"] = {"step_timeout": "3600", "snap_cpu_parallelism": "8", "snap_memory": "16G",
+                           "dformat_out": "uint16,0,1,65535", "projection": "EPSG:32632"}
+    payload.write_text(json.dumps(doc))
+    r = aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "scenes.json", 1))
+    assert r.exit_code == 0, r.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_the_step_timeout_setting_is_range_checked_too(cli, payload, tmp_path, monkeypatch, value):
+    monkeypatch.setenv("INGESTER_STEP_TIMEOUT", value)
+    r = aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "scenes.json", 1))
+    refused(r, "INGESTER_STEP_TIMEOUT")
+    assert nothing_written(tmp_path)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ingester.errors import GraphError
 from ingester.graph import conditions as cond
+from ingester.graph.engine_config import check_config
 from ingester.graph.model import (
     ACTIONS,
     ARG_TYPES,
@@ -256,6 +257,7 @@ def parse_graph(doc: Any, origin: str, name: str = "", base_dir: str = "", scene
         if not isinstance(value, str):
             raise check.fail(f"config.{key}", f"must be a string, got {json.dumps(value)}")
         config[str(key)] = value
+    check_config(config, lambda key, problem: check.fail(f"config.{key}", problem))
     envs_raw = doc.get("envs") or []
     if not isinstance(envs_raw, list) or not all(isinstance(e, str) and e and not e.startswith("=")
                                                  for e in envs_raw):
@@ -273,7 +275,22 @@ def parse_graph(doc: Any, origin: str, name: str = "", base_dir: str = "", scene
     )
     for step in steps:
         resolve_command(graph, step)  # a missing script or SNAP graph fails the load
+    check_config_formats(graph, graph.config, lambda where, problem: check.fail(where, problem))
     return graph
+
+
+def check_config_formats(graph: Graph, config: Mapping[str, str], fail: Callable[[str, str], Exception]) -> None:
+    """Out-files whose `dformat_out` names a config key: the value found in `config` (the graph's
+    defaults, or a payload's/scene's graph_config) must be a valid `dtype,nodata,min,max`."""
+    for index, outs in enumerate(graph.out_files):
+        for j, out in enumerate(outs):
+            if out.dformat_out is None or out.dformat_out.type != "config" or out.dformat_out.value not in config:
+                continue
+            try:
+                DFormat.parse(config[out.dformat_out.value])
+            except ValueError as exc:
+                raise fail(f"config.{out.dformat_out.value}", f"{exc} (read as out_files[{index}][{j}].dformat_out)") \
+                    from None
 
 
 def resolve_command(graph: Graph, step: Step) -> str:
@@ -336,19 +353,25 @@ def load_graph(name: str, graph_dirs: Sequence[str] = (), scene_graph: bool = Fa
 
 
 def check_graphs(origin: str, scene_graph_name: str, tile_graph_name: str, graph_dirs: Sequence[str],
-                 fields: tuple[str, str] = ("scene_graph_name", "tile_graph_name")) -> None:
+                 fields: tuple[str, str] = ("scene_graph_name", "tile_graph_name"),
+                 config: Mapping[str, str] | None = None, config_field: str = "graph_config") -> None:
     """Load a payload's (or a file's) scene and tile graphs up front, so that a misspelt graph name is an
     input error (exit 2) before anything is searched, written or downloaded. Empty names are skipped;
-    `fields` names where each name was read, for the message."""
+    `fields` names where each name was read, for the message. `config` (the payload's or scene's
+    graph_config, read from `config_field`) must give valid data formats to the graphs that read one."""
     for field, name, scene in ((fields[0], scene_graph_name, True), (fields[1], tile_graph_name, False)):
         if not name.strip():
             continue
         try:
-            load_graph(name, graph_dirs, scene_graph=scene)
+            graph = load_graph(name, graph_dirs, scene_graph=scene)
         except GraphError as exc:
             raise GraphError(f"{origin}: field '{field}': {exc}") from None
+        if config:
+            check_config_formats(graph, config, lambda where, problem, name=name: GraphError(
+                f"{origin}: field '{config_field}.{where.removeprefix('config.')}': {problem} in graph {name!r}"))
 
 
 def check_payload_graphs(payload: Payload) -> None:
     """`check_graphs` for a payload; relative graph files are looked up in the payload's folder."""
-    check_graphs(payload.path, payload.scene_graph_name, payload.tile_graph_name, (str(Path(payload.path).parent),))
+    check_graphs(payload.path, payload.scene_graph_name, payload.tile_graph_name, (str(Path(payload.path).parent),),
+                 config=payload.graph_config)
