@@ -65,6 +65,7 @@ class Settings:
     http_backoff: float = 1.0
     # Runs
     workers: int = 0  # 0: the CPU count
+    max_workers: int = 32  # refuse more (--workers 100000 would fork until memory runs out)
     lease_seconds: int = 300
     scene_worker: str = "ingester.providers.worker:run_scene_job"  # import path of the scene worker
     tile_worker: str = "ingester.graph.worker:run_tile_job"  # import path of the tile worker
@@ -80,7 +81,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
-        positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "step_timeout")
+        positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "step_timeout",
+                    "max_workers")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
                         "aoi_buffer_degrees", "cdse_max_skip", "cdse_max_downloads")  # 0: no cap
         for field in dataclasses.fields(self):
@@ -100,6 +102,10 @@ class Settings:
             parsed = urlparse(value)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise ConfigError(f"INGESTER_{name.upper()}: {redact_url(value)!r} is not an http(s) URL")
+        if self.workers > self.max_workers:
+            raise ConfigError(f"--workers / INGESTER_WORKERS: {self.workers} worker processes is more than "
+                              f"INGESTER_MAX_WORKERS ({self.max_workers}); each one is a Python process of its own "
+                              "(raise INGESTER_MAX_WORKERS if this machine can really run that many)")
         if self.cdse_page_size > 1000:
             raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
                               f"got {self.cdse_page_size}")

@@ -110,6 +110,7 @@ class RunReport:
     unfinished: dict[str, int]
     worker_deaths: int = 0
     stuck: str = ""  # why NEW tiles can never be released (a cycle in their links), when some are
+    workers: int = 0  # worker processes the run used (0: none started)
 
     @property
     def failed(self) -> bool:
@@ -299,7 +300,9 @@ class Coordinator:
             if interrupted or self.running:
                 with self.store.transaction():
                     requeue_abandoned(self.store, self.aoi.id, "")
-        return run_report(self.store, self.aoi.id, self.run_id, executed, getattr(executor, "deaths", 0))
+        result = run_report(self.store, self.aoi.id, self.run_id, executed, getattr(executor, "deaths", 0))
+        result.workers = executor.capacity
+        return result
 
 
 def release_ready(store: Store, aoi_id: int) -> int:
@@ -309,6 +312,15 @@ def release_ready(store: Store, aoi_id: int) -> int:
         ids = [r[0] for r in store.execute("SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE "
                                            "t.aoi_id = ? AND t.status = 'NEW' AND s.status = 'DONE'", (aoi_id,))]
         return len(release(store, ids))
+
+
+def pool_size(store: Store, aoi_id: int, requested: int, settings: Settings) -> int:
+    """Worker processes for a run: as requested (0: the CPU count), at most INGESTER_MAX_WORKERS, and
+    never more than the jobs this run can still run (PENDING scenes and tiles, NEW tiles waiting for
+    them): a process with nothing to do costs its start-up and its memory for nothing."""
+    runnable = store.one("SELECT (SELECT count(*) FROM scene WHERE aoi_id = ?1 AND status = 'PENDING') + "
+                         "(SELECT count(*) FROM tile WHERE aoi_id = ?1 AND status IN ('PENDING', 'NEW'))", (aoi_id,))
+    return max(1, min(requested or os.cpu_count() or 1, settings.max_workers, runnable))
 
 
 def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, worker_deaths: int = 0) -> RunReport:
@@ -335,7 +347,8 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
             return run_report(store, coordinator.aoi.id, run_id)
-        executor = executor_factory(workers or settings.workers, settings)
+        executor = executor_factory(pool_size(store, coordinator.aoi.id, workers or settings.workers, settings),
+                                    settings)
         finished = False
         try:
             report = coordinator.run(executor)

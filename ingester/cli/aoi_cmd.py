@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load insi
     from ingester.coordinator import RunReport
     from ingester.store import Store
 
-WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the CPU count).")
+WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the CPU count); "
+                             "never more than the jobs the run can run, at most $INGESTER_MAX_WORKERS (32).")
 SceneWorkerOption = typer.Option(
     None, "--scene-worker", help="Advanced: import path `module:function` of the scene worker "
     "(default: $INGESTER_SCENE_WORKER or ingester.providers.worker:run_scene_job).")
@@ -56,7 +57,7 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
 
     if as_json:
         print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "executed": report.executed,
-                    "summary": report.summary, "unfinished": report.unfinished})
+                    "workers": report.workers, "summary": report.summary, "unfinished": report.unfinished})
     else:
         ui.info(f"AOI {report.aoi}: {report.executed} jobs run (status {report.summary['status']})")
         ui.info(summary_text(report.summary))
