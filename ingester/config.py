@@ -50,7 +50,7 @@ class Settings:
         "planetary-computer=https://planetarycomputer.microsoft.com/api/stac/v1"
     )  # "name=URL;…": names a payload may give as `scene_type.catalogue`
     stac_page_size: int = 250  # items per STAC search page (USGS answers errors above ~500)
-    landsat_s3_endpoint_url: str = ""  # the usgs-landsat bucket's S3 endpoint (empty: AWS, region us-west-2)
+    stac_s3_endpoint_url: str = ""  # the usgs-landsat bucket's S3 endpoint (empty: AWS, region us-west-2)
     pc_sas_url: str = ""  # Planetary Computer SAS token API (empty: the planetary-computer package's default)
     # Other providers
     local_path: str = ""
@@ -100,9 +100,9 @@ class Settings:
             if value < 0:
                 raise ConfigError(f"INGESTER_{name.upper()}: must be ≥ 0, got {value!r}")
         for name in ("cdse_catalogue_url", "cdse_download_url", "cdse_token_url", "asf_url", "landsat_stac_url",
-                     "landsat_s3_endpoint_url", "pc_sas_url"):
+                     "stac_s3_endpoint_url", "pc_sas_url"):
             value = getattr(self, name)
-            if not value and name in ("landsat_s3_endpoint_url", "pc_sas_url"):
+            if not value and name in ("stac_s3_endpoint_url", "pc_sas_url"):
                 continue
             parsed = urlparse(value)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
