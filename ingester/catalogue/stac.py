@@ -160,18 +160,20 @@ def check_collections(client, query: StacQuery) -> None:
 
     for collection in query.collections:
         try:
-            client.get_collection(collection)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # FallbackToPystac on servers without /collections
+                found = client.get_collection(collection)
         except APIError as exc:
-            if getattr(exc, "status_code", None) != 404:
-                raise CatalogueError(f"STAC API {redact_url(query.url)}: collection {collection!r}: "
-                                     f"{api_message(exc)}") from None
-            known = _collection_ids(client)
-            hint = f"; it has: {', '.join(known[:20])}{' …' if len(known) > 20 else ''}" if known else ""
-            raise InputError(f"collection {collection!r} does not exist on the STAC API {redact_url(query.url)} "
-                             f"({query.catalogue}){hint}") from None
+            raise CatalogueError(f"STAC API {redact_url(query.url)}: collection {collection!r}: "
+                                 f"{api_message(exc)}") from None
         except Exception as exc:  # noqa: BLE001 - pystac errors on a broken collection document
             raise CatalogueError(f"STAC API {redact_url(query.url)}: collection {collection!r}: "
                                  f"{api_message(exc)}") from None
+        if found is None:  # 404, or absent from the catalogue's children
+            known = _collection_ids(client)
+            hint = f"; it has: {', '.join(known[:20])}{' …' if len(known) > 20 else ''}" if known else ""
+            raise InputError(f"collection {collection!r} does not exist on the STAC API {redact_url(query.url)} "
+                             f"({query.catalogue}){hint}")
 
 
 def _collection_ids(client) -> list[str]:
@@ -188,7 +190,9 @@ def search_parameters(client, query: StacQuery, area: BaseGeometry, page_size: i
 
     polygons = query_polygons(area)
     geometry = mapping(polygons[0]) if len(polygons) == 1 else mapping(shapely.MultiPolygon(polygons))
+    methods = {str(link.extra_fields.get("method") or "GET").upper() for link in client.get_links("search")}
     params: dict[str, Any] = {
+        "method": "POST" if "POST" in methods or not methods else "GET",
         "collections": list(query.collections),
         "intersects": geometry,
         "datetime": f"{odata_time(query.start)}/{odata_time(query.end)}",
