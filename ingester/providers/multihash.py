@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from ingester.errors import DownloadError
 
@@ -40,6 +41,7 @@ def parse(text: str) -> tuple[str, str]:
 
 
 def digest_file(path: Path, algorithm: str) -> str:
+    hasher: Any
     if algorithm == "blake3":
         from blake3 import blake3
 
