@@ -315,7 +315,7 @@ def constellation_tag(item: dict[str, Any]) -> str:
 
 
 def tags_of(item: dict[str, Any], source_id: str) -> dict[str, str]:
-    """Record tags from the `eo`, `sat`, `view`, `s2` and `landsat` fields (reference tag names)."""
+    """Record tags from the `eo`, `sat`, `view`, `s2` and `landsat` fields (the original's tag names)."""
     props = item.get("properties") or {}
     tags = {
         "sourceID": source_id,
@@ -391,7 +391,7 @@ def self_link(item: dict[str, Any]) -> str:
 
 def landsat_prefix(item: dict[str, Any], assets: dict[str, dict[str, Any]], source_id: str) -> str:
     """`s3://usgs-landsat/collection02/…/<product>/`: the folder of the alternate S3 hrefs, else built
-    from the id (reference: level-1|2/standard/<sensor family>/<year>/<path>/<row>/<product>/)."""
+    from the id (the bucket's layout: level-1|2/standard/<sensor family>/<year>/<path>/<row>/<product>/)."""
     for entry in assets.values():
         href = entry.get("s3") or ""
         if href.startswith("s3://usgs-landsat/") and f"/{source_id}/" in href:
