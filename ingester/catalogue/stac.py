@@ -134,7 +134,9 @@ def open_client(url: str, settings: Settings):
                   respect_retry_after_header=True, raise_on_status=False)
     io = StacApiIO(headers={"User-Agent": f"ingester/{__version__}"}, timeout=settings.http_timeout,
                    max_retries=retry)
-    io.session.trust_env = True
+    from ingester.http import NoNetrcAuth
+
+    io.session.auth = NoNetrcAuth()  # proxies from the environment yes, a ~/.netrc password never
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NoConformsTo and friends: we check conformance ourselves
         try:
