@@ -1,4 +1,5 @@
-"""Product-name parsing (mission, dates, orbit, tile, …) and `{KEY}` URL patterns (reference §5)."""
+"""Product-name parsing (mission, dates, orbit, tile, …) and `{KEY}` URL patterns
+(docs/payload.md, "Product-name keys")."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ CONSTELLATIONS = {
     "sentinel2": "sentinel2",
     "sentinel-2": "sentinel2",
     "landsat89": "landsat89",
+    "landsat": "landsat89",
+    "landsat-8": "landsat89",
+    "landsat-9": "landsat89",
+    "landsat8": "landsat89",
+    "landsat9": "landsat89",
     "phr": "phr",
     "pleiades": "phr",
     "spot": "spot",

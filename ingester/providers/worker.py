@@ -131,7 +131,7 @@ def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path) -> 
 
 
 def _product_folder(path: Path, workdir: Path) -> Path:
-    """The unpacked product in the work directory (`<workdir>/<scene>.SAFE`, as the reference's
+    """The unpacked product in the work directory (`<workdir>/<scene>.SAFE`, as the original's
     providers leave it): a zip is extracted safely next to itself, then deleted; its single top entry
     is the product (several top entries: the work directory itself)."""
     if path.is_dir() or not zipfile.is_zipfile(path):
@@ -169,7 +169,7 @@ def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[st
     if not missing:
         return JobResult.done(f"{name}: already verified in storage ({len(uris)} tile(s)); nothing downloaded",
                               details={"downloaded": False, "stored": uris})
-    fetched = fetch_product(job.scene, workdir, settings, progress=progress)
+    fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs)
     zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir)
     record.update({"scene": name, "provider": fetched.provider})
     for uri in missing:
@@ -200,7 +200,7 @@ def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], wo
         storage.get_file(stored, str(local))
         product, provider = _product_folder(local, workdir), "storage"
     else:
-        fetched = fetch_product(job.scene, workdir, settings, progress=progress)
+        fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs)
         product, provider = _product_folder(fetched.path, workdir), fetched.provider
     result = run_scene_graph(job, product, settings)
     if result.outcome == "done" and not result.message:
