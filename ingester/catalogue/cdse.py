@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry import Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from ingester.catalogue import SearchResult
@@ -49,7 +49,7 @@ from ingester.errors import (
     OfflineProductWarning,
     PayloadError,
 )
-from ingester.geometry import GeometryError, areal_part, from_wkt, query_polygons, split_antimeridian, to_wkt
+from ingester.geometry import GeometryError, from_wkt, query_polygons, to_wkt
 from ingester.http import Service
 from ingester.naming import dedup_key, format_pattern
 from ingester.payload import Payload
@@ -444,15 +444,6 @@ def _map_batch(products: list[dict], payload: Payload, filters: Filters, report:
 
 # --- search ----------------------------------------------------------------------------------------
 
-def search_area(aoi: MultiPolygon) -> MultiPolygon:
-    """The AOI with rings that jump across ±180° split at the antimeridian (same area for the query
-    and for the exact check); unchanged otherwise."""
-    parts = [split_antimeridian(p) for p in aoi.geoms]
-    if all(part is poly for part, poly in zip(parts, aoi.geoms, strict=True)):
-        return aoi
-    return areal_part(shapely.GeometryCollection(parts))
-
-
 def make_service(settings: Settings) -> Service:
     return Service("cdse-catalogue", settings.cdse_catalogue_url, timeout=settings.http_timeout,
                    retries=settings.http_retries, backoff=settings.http_backoff)
@@ -512,10 +503,7 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
         raise InputError(f"{payload.path}: page {page} with limit 0: limit 0 returns every scene, so a page "
                          "needs a limit > 0 (--limit N or the payload's 'limit')")
     filters = filters_of(payload)
-    area = search_area(payload.aoi)
-    if area is not payload.aoi:
-        payload = dataclasses.replace(payload, aoi=area)
-    polygons = query_polygons(area)
+    polygons = query_polygons(payload.aoi)  # the AOI is within [-180, 180] (payload: normalise_longitudes)
     service = service or make_service(settings)
     sent_before = service.requests_sent
     stats = PagerStats()
