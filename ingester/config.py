@@ -41,6 +41,7 @@ class Settings:
     cdse_max_downloads: int = 4
     cdse_page_size: int = 1000  # OData $top per request (the catalogue allows 1 … 1000)
     cdse_max_skip: int = 10000  # the catalogue's $skip ceiling; past it the search is split by time window
+    cdse_search_concurrency: int = 4  # catalogue requests at once (the parts of a MultiPolygon AOI); CDSE quota: 4
     # ASF datapool (Earthdata bearer token)
     asf_url: str = "https://datapool.asf.alaska.edu"
     asf_token: str = dataclasses.field(default="", repr=False)
@@ -91,7 +92,7 @@ class Settings:
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
         positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size",
-                    "step_timeout", "max_workers")
+                    "step_timeout", "max_workers", "cdse_search_concurrency")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
                         "aoi_buffer_degrees", "cdse_max_skip", "cdse_max_downloads")  # 0: no cap
         for field in dataclasses.fields(self):

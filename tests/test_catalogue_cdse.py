@@ -458,3 +458,40 @@ def test_download_link_only_from_a_single_annotations_url(fake):
     one, _ = run(fake, payload(annotations_urls=["file:///{AREA}/{YEAR}/{SCENE}.zip"]))
     assert "download_link" not in two.scenes[0].metadata
     assert one.scenes[0].metadata["download_link"] == f"file:///Test/2022/{one.scenes[0].source_id}.zip"
+
+
+# --- many polygons: searched concurrently, bounded, same result ---------------------------------------------
+
+def _islands(n: int) -> dict:
+    """A MultiPolygon of `n` small squares (an archipelago), 0.2° apart."""
+    return {"type": "MultiPolygon", "coordinates": [
+        [[[x, y], [x + 0.1, y], [x + 0.1, y + 0.1], [x, y + 0.1], [x, y]]]
+        for i in range(n) for x, y in [(5 + 0.2 * (i % 20), 50 + 0.2 * (i // 20))]]}
+
+
+def test_the_parts_of_a_multipolygon_are_searched_concurrently_within_the_connection_cap(fake):
+    fake.add([s2_product(sensing=T0 + timedelta(hours=i), geometry=box(5 + 0.2 * i, 50, 5.15 + 0.2 * i, 50.05),
+                         tile=f"{i:02d}ABC") for i in range(20)])
+    fake.latency = 0.05
+    islands = payload(geometry=_islands(40))
+    result, _ = run(fake, islands, settings={"cdse_search_concurrency": 3})
+    assert len(fake.product_requests) == 40
+    assert fake.max_in_flight == 3  # concurrent, never above the cap (CDSE: 4 connections per user)
+    fake.requests.clear()
+    fake.max_in_flight = 0
+    one_at_a_time, _ = run(fake, islands, settings={"cdse_search_concurrency": 1})
+    assert fake.max_in_flight == 1
+    assert [s.to_dict() for s in result.scenes] == [s.to_dict() for s in one_at_a_time.scenes]
+    assert len(result.scenes) == 20 and result.rows == one_at_a_time.rows == 20
+
+
+@pytest.mark.parametrize("page", [0, 1, 2])
+def test_pages_of_a_concurrent_multipolygon_search_are_those_of_a_sequential_one(fake, page):
+    fake.add([s2_product(sensing=T0 + timedelta(hours=i), geometry=box(5 + 0.2 * i, 50, 5.15 + 0.2 * i, 50.05),
+                         tile=f"{i:02d}ABC") for i in range(20)])
+    islands = payload(geometry=_islands(40))
+    a, _ = run(fake, islands, page=page, limit=7, settings={"cdse_search_concurrency": 4})
+    b, _ = run(fake, islands, page=page, limit=7, settings={"cdse_search_concurrency": 1})
+    assert [s.source_id for s in a.scenes] == [s.source_id for s in b.scenes] and len(a.scenes) == (7 if page < 2
+                                                                                                     else 6)
+    assert a.next == b.next == (page < 2)

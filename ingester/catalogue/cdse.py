@@ -28,6 +28,7 @@ import re
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -446,7 +447,8 @@ def _map_batch(products: list[dict], payload: Payload, filters: Filters, report:
 
 def make_service(settings: Settings) -> Service:
     return Service("cdse-catalogue", settings.cdse_catalogue_url, timeout=settings.http_timeout,
-                   retries=settings.http_retries, backoff=settings.http_backoff)
+                   retries=settings.http_retries, backoff=settings.http_backoff,
+                   max_concurrency=settings.cdse_search_concurrency)
 
 
 def _sort_key(product: dict) -> tuple[datetime, str]:
@@ -458,11 +460,13 @@ class RowStream:
     iterable; after iteration, `next` says whether more rows exist and `count` how many came."""
 
     def __init__(self, service: Service, filters_: list[str], start: int, count: int | None, *, page_size: int,
-                 max_skip: int, stats: PagerStats):
-        self.pagers = [ODataPager(service, f, page_size=page_size, max_skip=max_skip, stats=stats)
-                       for f in filters_]
+                 max_skip: int, stats: PagerStats, concurrency: int = 1):
+        self.stats = stats
+        self.pagers = [ODataPager(service, f, page_size=page_size, max_skip=max_skip,
+                                  stats=stats if len(filters_) == 1 else PagerStats()) for f in filters_]
         self.start = start
         self.limit = count
+        self.concurrency = max(1, concurrency)
         self.next = False
         self.count = 0
 
@@ -471,11 +475,27 @@ class RowStream:
         if len(self.pagers) == 1:
             return self.pagers[0].rows(self.start, extra)
         # the first N merged rows are among the first N rows of every query
+        wanted = None if extra is None else self.start + extra
+
+        def fetch(pager: ODataPager) -> list[dict]:
+            with contextlib.closing(pager.rows(0, wanted)) as rows:
+                return list(rows)
+
+        # the queries run side by side (at most `concurrency`; the service caps connections too), and
+        # are merged in query order: the result is the one a query-after-query search gives
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(self.pagers)),
+                                  thread_name_prefix="odata-polygon")
+        try:
+            answers = list(pool.map(fetch, self.pagers))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for pager in self.pagers:
+                for name in ("pages", "windows", "link_fallbacks"):
+                    setattr(self.stats, name, getattr(self.stats, name) + getattr(pager.stats, name))
         merged: dict[str, dict] = {}
-        for pager in self.pagers:
-            with contextlib.closing(pager.rows(0, None if extra is None else self.start + extra)) as rows:
-                for row in rows:
-                    merged.setdefault(str(row.get("Id")), row)
+        for rows in answers:
+            for row in rows:
+                merged.setdefault(str(row.get("Id")), row)
         return iter(sorted(merged.values(), key=_sort_key)[self.start:])
 
     def __iter__(self) -> Iterator[dict]:
@@ -516,6 +536,7 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
             service, [build_filter(filters, p) for p in polygons],
             page * limit if limit else 0, limit or None,
             page_size=settings.cdse_page_size, max_skip=settings.cdse_max_skip, stats=stats,
+            concurrency=settings.cdse_search_concurrency,
         )
         scenes, counts = scenes_from_products(rows, payload, filters, chunk=settings.cdse_page_size)
     except HTTPError as exc:
