@@ -410,12 +410,30 @@ def read_scenes_document(path: str | Path) -> tuple[str, Any]:
 
 
 _BLANK = re.compile(r"[ \t\n\r]*")
+_FEATURE_LINE = '{"type": "Feature"'
+
+
+def _written_layout(text: str) -> list[int] | None:
+    """Lines 2…n+1 when the text has the layout `dumps_scenes` writes (the head line, one feature per
+    line, the tail line), possibly with lines deleted; None otherwise (then the text is walked)."""
+    lines = text.split("\n", text.count("\n"))
+    if not lines or lines[0] != '{"type": "FeatureCollection", "features": [':
+        return None
+    n = 1
+    while n < len(lines) and lines[n].startswith(_FEATURE_LINE):
+        n += 1
+    if n == len(lines) or not lines[n].startswith("]") or text.count(_FEATURE_LINE) != n - 1:
+        return None
+    return list(range(2, n + 1))
 
 
 def feature_lines(text: str) -> list[int]:
     """The 1-based line on which each feature of a FeatureCollection's text starts: with the written
     format (one feature per line) deleting that line deletes the scene. Call it on text that
     `json.loads` accepted; [] when the text is not a JSON object."""
+    fast = _written_layout(text)
+    if fast is not None:
+        return fast
     decoder = json.JSONDecoder()
 
     def skip(i: int) -> int:

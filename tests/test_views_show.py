@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from shapely.geometry import box
 
 from ingester.scenes import read_scenes, write_scenes
 from tests.fakes.aoi_data import S2_IDS, s1_chain, write_s1_tiles
-from tests.fakes.views_data import AOI_BOX, BOXES, box_payload, grid_scenes, write_grid_scenes
+from tests.fakes.views_data import AOI_BOX, BOXES, box_payload, grid_scenes, los_angeles_tiles, write_grid_scenes
 
 
 @pytest.fixture
@@ -224,3 +225,21 @@ def test_filter_warns_about_chains_it_breaks_and_aoi_refuses_them_like_a_hand_ed
 
     r = cli("filter", tiles, "--orbit", "45", "--orbit", "44", "-o", tmp_path / "all.json")
     assert r.exit_code == 0 and "warning" not in r.stderr
+
+
+def test_line_numbers_of_a_file_in_another_layout_come_from_its_json(cli, scenes, tmp_path):
+    doc = json.loads(scenes.read_text())
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps({"properties": doc["properties"], **doc}, indent=2))
+    starts = [i + 1 for i, line in enumerate(pretty.read_text().splitlines()) if line == "    {"]
+    rows = json.loads(cli("show", pretty, "--json").stdout)
+    assert [r["line"] for r in rows] == starts and len(starts) == 4
+
+
+def test_the_los_angeles_tiles_fixture_is_what_ingester_tiles_makes(cli, testdata, repo, tmp_path):
+    def without_uuids(text: str) -> str:  # the fake products' uuids are drawn per process
+        return re.sub(r'"uuid": "[^"]*"', '"uuid": ""', text)
+
+    made = los_angeles_tiles(cli, testdata, repo, tmp_path)
+    assert without_uuids(made.read_text()) == without_uuids((testdata / "views" / "losangeles-s1-tiles.json")
+                                                            .read_text())

@@ -77,6 +77,7 @@ def _cells(scene: SceneView, tiles: bool, sep: str) -> list[str]:
     return cells
 
 
+RICH_ROWS = 300  # beyond, a terminal gets the same columns aligned as plain text (printed at once)
 HEADERS = ["line", "date (UTC)", "source id", "platform", "track", "cloud", "AOI covered", "online", "size"]
 
 
@@ -86,6 +87,18 @@ def _print_table(view: View, rows: list[SceneView]) -> None:
     from rich.console import Console
 
     console = Console(highlight=False, soft_wrap=False)
+    if console.is_terminal and len(rows) > RICH_ROWS:  # rich needs about 1 ms a row: align the text here
+        right = {"line", "cloud", "AOI covered", "size"}
+        cells = [_cells(scene, tiles, "; ") for scene in rows]
+        widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
+
+        def line(values: list[str]) -> str:
+            return "  ".join(v.rjust(w) if h in right else v.ljust(w)
+                             for v, w, h in zip(values, widths, headers, strict=True)).rstrip() + "\n"
+
+        console.print(line(headers).rstrip(), style="bold", markup=False)
+        console.file.writelines(line(c) for c in cells)
+        return
     if console.is_terminal:
         from rich import box
         from rich.table import Table

@@ -11,18 +11,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
-from shapely.geometry.polygon import orient
 
 from ingester.errors import InputError
-from ingester.geometry import GeometryError, areal_part, from_wkt
+from ingester.geometry import GeometryError, areal_part, from_wkt, from_wkt_many
 from ingester.naming import NameError_, constellation_of, product_keys
 from ingester.scenes import Scene, feature_lines, parse_scenes, read_scenes_document
 from ingester.times import format_time
@@ -239,44 +239,66 @@ def geod() -> Any:
 
 
 def geodesic_area(geom: BaseGeometry) -> float:
-    """Area in m² on the WGS84 ellipsoid (polygons oriented first: pyproj's area is signed)."""
+    """Area in m² on the WGS84 ellipsoid, edges taken as geodesics (pyproj's `Geod`); holes subtracted."""
     ellipsoid = geod()
-    return sum(abs(ellipsoid.geometry_area_perimeter(orient(p, 1.0))[0]) for p in areal_part(geom).geoms)
+    total = 0.0
+    for poly in areal_part(geom).geoms:
+        rings = [poly.exterior, *poly.interiors]
+        areas = [abs(ellipsoid.polygon_area_perimeter(*np.asarray(r.coords).T[:2])[0]) for r in rings]
+        total += areas[0] - sum(areas[1:])
+    return total
 
 
 def coverage(footprints: Sequence[BaseGeometry | None], aoi: BaseGeometry) -> list[float | None]:
-    """The share (0…1) of the AOI's geodesic area that each footprint covers (None: no footprint)."""
+    """The share (0…1) of the AOI's geodesic area that each footprint covers (None: no footprint).
+
+    The predicates and intersections run vectorised in GEOS; only the areas of partial overlaps are
+    measured one by one."""
     total = geodesic_area(aoi)
+    out: list[float | None] = [None] * len(footprints)
     if total <= 0:
-        return [None] * len(footprints)
+        return out
+    index = np.array([i for i, g in enumerate(footprints) if g is not None], dtype=int)
+    if not len(index):
+        return out
+    geoms = np.empty(len(index), dtype=object)
+    geoms[:] = [footprints[i] for i in index]
     shapely.prepare(aoi)
-    out: list[float | None] = []
-    for geom in footprints:
-        if geom is None:
-            out.append(None)
-            continue
-        if not aoi.intersects(geom):
-            out.append(0.0)
-            continue
-        try:
-            part = shapely.intersection(geom, aoi)
-        except shapely.errors.GEOSException:  # an invalid footprint (self-crossing ring)
-            part = shapely.intersection(shapely.make_valid(geom), aoi)
-        out.append(min(1.0, geodesic_area(part) / total))
+    hits = shapely.intersects(geoms, aoi)
+    whole = np.zeros(len(index), dtype=bool)
+    whole[hits] = shapely.covers(geoms[hits], aoi)
+    for i in index[~hits]:
+        out[i] = 0.0
+    for i in index[whole]:
+        out[i] = 1.0
+    partial = hits & ~whole
+    try:
+        parts = shapely.intersection(geoms[partial], aoi)
+    except shapely.errors.GEOSException:  # an invalid footprint (self-crossing ring)
+        parts = shapely.intersection(shapely.make_valid(geoms[partial]), aoi)
+    for i, part in zip(index[partial], parts, strict=True):
+        out[i] = min(1.0, geodesic_area(part) / total)
     return out
 
 
 # --- building views --------------------------------------------------------------------------------
 
-def _scene_view(index: int, scene: Scene, present: set[str]) -> SceneView:
+def _scene_view(index: int, scene: Scene, present: set[str], shapes: Iterator[BaseGeometry | None]) -> SceneView:
+    """`shapes` yields the parsed footprint of the scene, then those of its tiles."""
     info = describe(scene.source_id, scene.tags, scene.metadata)
+    geometry = next(shapes)
     tiles = []
     for tile in scene.tiles:
         links = [None if ref is None else Link(ref.date, ref.scene_id, ref.source_id, ref.scene_id in present)
                  for ref in (tile.previous, tile.reference)]
-        tiles.append(TileView(tile.source_id, tile.date, _geometry(tile.wkt), links[0], links[1]))
+        tiles.append(TileView(tile.source_id, tile.date, next(shapes), links[0], links[1]))
     return SceneView(index=index, source_id=scene.source_id, aoi=scene.aoi, date=scene.date,
-                     geometry=_geometry(scene.wkt), tiles=tiles, **info)
+                     geometry=geometry, tiles=tiles, **info)
+
+
+def _shapes(wkts: list[str]) -> Iterator[BaseGeometry | None]:
+    for geom in from_wkt_many(wkts):
+        yield None if geom is None or geom.is_empty else geom
 
 
 def from_file(path: str | Path, aoi: MultiPolygon | None = None) -> View:
@@ -287,7 +309,8 @@ def from_file(path: str | Path, aoi: MultiPolygon | None = None) -> View:
     scenes = parse_scenes(doc, origin).scenes
     lines = feature_lines(text)
     present = {s.source_id for s in scenes}
-    views = [_scene_view(i, s, present) for i, s in enumerate(scenes)]
+    shapes = _shapes([w for s in scenes for w in (s.wkt, *(t.wkt for t in s.tiles))])
+    views = [_scene_view(i, s, present, shapes) for i, s in enumerate(scenes)]
     for view, line in zip(views, lines, strict=False):
         view.line = line
     names = sorted({s.aoi for s in scenes if s.aoi})
