@@ -296,3 +296,14 @@ def test_timeline_of_an_aoi_colours_acquisitions_by_status(cli, status_aoi, tmp_
         if scene.online is False:  # hollow marker: the outline carries the colour
             continue
         assert pixels.close_to(pixels.mode_near(img, column, row, 2), color, tol=10), scene.status
+
+
+def test_a_file_without_scenes_draws_the_aoi_alone_or_is_refused_without_one(cli, payload, tmp_path):
+    write_scenes(tmp_path / "empty.json", [], next_=False)
+    r = cli("map", tmp_path / "empty.json", "--payload", payload, "-o", tmp_path / "aoi.png")
+    assert r.exit_code == 0, r.stderr
+    assert pixels.load(tmp_path / "aoi.png").shape[1] == 1200
+    r = cli("map", tmp_path / "empty.json", "-o", tmp_path / "none.png")
+    assert r.exit_code == 2 and "nothing to draw" in r.stderr and not (tmp_path / "none.png").exists()
+    r = cli("timeline", tmp_path / "empty.json", "-o", tmp_path / "none.png")
+    assert r.exit_code == 2 and "no scene" in r.stderr and not (tmp_path / "none.png").exists()

@@ -4,6 +4,7 @@ filters that name lines, and filtered files that equal a hand edit."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -243,3 +244,47 @@ def test_the_los_angeles_tiles_fixture_is_what_ingester_tiles_makes(cli, testdat
     made = los_angeles_tiles(cli, testdata, repo, tmp_path)
     assert without_uuids(made.read_text()) == without_uuids((testdata / "views" / "losangeles-s1-tiles.json")
                                                             .read_text())
+
+
+def test_a_terminal_gets_a_rich_table_and_a_long_list_aligned_text(cli, scenes, payload, tmp_path):
+    terminal = {"FORCE_COLOR": "1", "COLUMNS": "200"}
+    r = cli("show", scenes, "--payload", payload, env=terminal)
+    assert r.exit_code == 0, r.stderr
+    text = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout)
+    assert f"DenmarkDemoS2 ({scenes})" in text and "─" * 10 in text  # the rich table's title and rule
+    assert all(sid in text for sid in S2_IDS[:4])
+    first = grid_scenes(1)[0]
+    write_scenes(tmp_path / "big.json", [dataclasses.replace(first, source_id=f"{S2_IDS[0][:-6]}{i:06d}")
+                                         for i in range(301)])
+    r = cli("show", tmp_path / "big.json", env=terminal)
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout).splitlines()
+    assert len(lines) == 302 and lines[0].startswith("line  date (UTC)")
+    assert lines[1].split()[0] == "2" and lines[-1].split()[0] == "302"
+    assert len({line.index("S2A_") for line in lines[1:]}) == 1  # aligned columns
+
+
+def test_an_aoi_of_the_store_has_its_bursts_with_their_statuses_and_links(cli, tmp_path, repo, monkeypatch):
+    """3 dates × 2 bursts; the tile of burst 8979 of the middle date ends RETRY, its child stays NEW."""
+    from ingester.store import Store
+    from ingester.views.model import footprints, from_store
+
+    chain = s1_chain("DenmarkDemoS1", 3, 2)
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({f"{chain[1].source_id}/A44_IW1_8979": ["error"]}))
+    monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    r = cli("aoi", repo / "payloads" / "denmark-s1.json", "--tiles", write_s1_tiles(tmp_path / "t.json", chain),
+            "--create-layers", "--workers", "1", "--scene-worker", "tests.fakes.workers:scripted",
+            "--tile-worker", "tests.fakes.workers:scripted")
+    assert r.exit_code == 4, r.stderr
+    with Store("outputs/ingester.db") as store:
+        view = from_store(store, "DenmarkDemoS1")
+    assert view.aoi is not None and view.is_tiles_file  # the outline kept at ingestion
+    assert [s.status for s in view.scenes] == ["DONE", "RETRY", "NEW"]  # the worst of each scene's tiles
+    assert view.scenes[1].message.startswith("error for tile")
+    items = footprints(view)
+    assert sorted((f.scene.date.day, f.label, f.status) for f in items) == [
+        (4, "A44_IW1_8951", "DONE"), (4, "A44_IW1_8979", "NEW"), (11, "A44_IW1_8951", "DONE"),
+        (11, "A44_IW1_8979", "DONE"), (23, "A44_IW1_8951", "DONE"), (23, "A44_IW1_8979", "RETRY")]
+    later = view.scenes[2].tiles[0]
+    assert later.previous.scene_id == chain[1].source_id and later.reference.scene_id == chain[0].source_id
