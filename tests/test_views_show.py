@@ -9,6 +9,7 @@ import io
 import json
 import math
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,21 @@ def test_an_aoi_of_the_store_has_its_bursts_with_their_statuses_and_links(cli, t
         (11, "A44_IW1_8979", "DONE"), (23, "A44_IW1_8951", "DONE"), (23, "A44_IW1_8979", "RETRY")]
     later = view.scenes[2].tiles[0]
     assert later.previous.scene_id == chain[1].source_id and later.reference.scene_id == chain[0].source_id
+
+
+@pytest.mark.parametrize(("source_id", "tags", "platform", "track", "orbit"), [
+    ("S1A_IW_SLC__1SDV_20220204T170123_20220204T170150_041766_04F863_D5BE",
+     {"relativeOrbit": "44", "orbitDirection": "ASCENDING"}, "S1A", "A44", 44),
+    ("S2A_MSIL1C_20220104T103431_N0510_R108_T32UNG_20240423T092858", {}, "S2A", "R108 32UNG", 108),
+    ("S2B_32UNG_20220104_0_L2A", {"relativeOrbit": "65"}, "S2B", "R065 32UNG", 65),  # an Earth Search item id
+    ("LC09_L2SP_196022_20220105_20220107_02_T1", {"path": "196", "row": "022"}, "LC09", "196/022", 196),
+    ("LC08_L1TP_196022_20220105_20220107_02_T1", {}, "LC08", "196/022", 196),
+])
+def test_platform_track_and_orbit_of_each_mission(source_id, tags, platform, track, orbit):
+    from ingester.views.model import Filters, SceneView, describe
+
+    info = describe(source_id, tags, {})
+    assert (info["platform"], info["track"], info["orbit"]) == (platform, track, orbit)
+    scene = SceneView(0, source_id, "a", datetime(2022, 1, 1, tzinfo=UTC), geometry=None, **info)
+    assert Filters(orbits=(str(orbit),)).keeps(scene) and Filters(orbits=(track.split()[-1],)).keeps(scene)
+    assert not Filters(orbits=("999",)).keeps(scene)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -169,6 +170,7 @@ def _integer(value: Any) -> int | None:
     return int(number) if number is not None and number.is_integer() else None
 
 
+_MGRS = re.compile(r"_T?(\d{2}[C-X][A-Z]{2})_")
 CLOUD_KEYS = ("cloudCoverPercentage", "cloudCover", "eo:cloud_cover", "cloud_cover")
 
 
@@ -191,12 +193,15 @@ def describe(source_id: str, tags: dict[str, str], metadata: dict[str, Any]) -> 
         if orbit is None:
             orbit = _integer(keys.get("ORBIT"))
         tile = keys.get("TILE", "")[1:] if keys.get("TILE", "").startswith("T") else ""
+        if not tile:  # a STAC item id (Earth Search: S2B_32UNG_20220104_0_L2A)
+            found = _MGRS.search(source_id)
+            tile = found.group(1) if found else ""
         track = " ".join(x for x in (f"R{orbit:03d}" if orbit is not None else "", tile) if x) or "?"
         stack = tile or track
     elif kind == "landsat89":
         platform = source_id[:4]
-        path = tags.get("wrsPath") or tags.get("landsat:wrs_path") or keys.get("PATH", "")
-        row = tags.get("wrsRow") or tags.get("landsat:wrs_row") or keys.get("ROW", "")
+        path = tags.get("path") or keys.get("PATH", "")
+        row = tags.get("row") or keys.get("ROW", "")
         orbit = _integer(path)
         track = stack = f"{str(path).zfill(3)}/{str(row).zfill(3)}" if path else "?"
     else:
