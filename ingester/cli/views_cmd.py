@@ -42,8 +42,8 @@ def _filters(max_cloud: float | None, min_coverage: float | None, orbits: list[s
     return Filters(max_cloud, min_coverage, tuple(orbits or ()))
 
 
-def _ranges(numbers: list[int]) -> str:
-    """2, 3, 4, 7 → "2-4, 7"."""
+def _ranges(numbers: list[int], limit: int = 20) -> str:
+    """2, 3, 4, 7 → "2-4, 7"; beyond `limit` groups, the first ones and a count."""
     out: list[str] = []
     values = sorted(set(numbers))
     i = 0
@@ -53,6 +53,8 @@ def _ranges(numbers: list[int]) -> str:
             j += 1
         out.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
         i = j + 1
+    if len(out) > limit:
+        return ", ".join(out[:limit]) + f", … ({len(values)} lines in all)"
     return ", ".join(out) or "none"
 
 
@@ -137,12 +139,14 @@ def _summary(ui: UI, view: View, kept: list[SceneView], filters: Filters, file: 
     if not filters.active:
         return
     lines = [s.line for s in view.scenes if s.line is not None]
-    others = [s for s in view.scenes if s not in kept]
+    kept_index = {s.index for s in kept}
+    others = [s for s in view.scenes if s.index not in kept_index]
     text = (f"{len(kept)} of {len(view.scenes)} scenes match ({filters.describe()}): lines "
             f"{_ranges([s.line for s in kept if s.line is not None])}")
     if len(set(lines)) == len(view.scenes):
         text += (f"; the other {len(others)} are on lines {_ranges([s.line for s in others if s.line])}: delete "
-                 f"those lines, or run `ingester filter {file} {options} -o NEW.json`")
+                 f"those lines, or run `ingester filter {file} {options} -o NEW.json`"
+                 + ("" if len(others) <= 20 else " (`--lines` lists the matching lines in full)"))
     else:
         text += (f"; this file does not hold one scene per line: `ingester filter {file} {options} -o NEW.json` "
                  "writes the kept scenes, one per line")

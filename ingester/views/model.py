@@ -48,7 +48,7 @@ class Link:
         return {"date": format_time(self.date), "scene": self.scene_id, "tile": self.tile, "present": self.present}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class TileView:
     """A tile of a scene: a Sentinel-1 burst (`name` is its burst id), or the whole scene."""
 
@@ -69,7 +69,7 @@ class TileView:
         return out
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class SceneView:
     """One row of `ingester show`."""
 
