@@ -236,8 +236,8 @@ def render_map_png(view: View, output: str | Path, color_by: str = "date") -> Ma
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: date.fromordinal(int(round(v))).isoformat()))
         bar.ax.tick_params(labelsize=8)
         bar.set_label(f"acquisition date ({len(set(days))} days)", fontsize=9)
-        fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(legend_x - 0.01, _BOTTOM / height),
-                   frameon=False, fontsize=9)
+        fig.legend(handles=handles, loc="upper left", frameon=False, fontsize=9,  # under the colour bar
+                   bbox_to_anchor=(legend_x - 0.01, (_BOTTOM + axes_h * 0.25 - 6) / height))
     else:
         for label, color, count in legend:
             handles.append(Patch(facecolor=to_rgba(color, alpha), edgecolor=color, linewidth=1.2,
