@@ -162,9 +162,13 @@ def main() -> None:
         show = ["show", str(scenes), "--payload", str(PAYLOAD_S2)]
         print(row("`show` in-process, to a pipe (tab-separated)", timed(lambda: cli(show), runs), b))
         print(row("`show --json` in-process", timed(lambda: cli([*show, "--json"]), runs), b))
-        os.environ["FORCE_COLOR"] = "1"  # rich then renders the table a terminal gets
+        os.environ["FORCE_COLOR"] = "1"  # rich then renders what a terminal gets
         os.environ["COLUMNS"] = "220"
-        print(row("`show` in-process, rich table (terminal, 220 columns)", timed(lambda: cli(show), runs), b))
+        print(row("`show` in-process on a terminal (beyond 300 rows: aligned text)", timed(lambda: cli(show), runs),
+                  b))
+        small = ["show", str(s2_file(tmp / "small.json", 300)), "--payload", str(PAYLOAD_S2)]
+        print(row("for information: `show` of 300 scenes on a terminal (the rich table)",
+                  timed(lambda: cli(small), runs), b))
         del os.environ["FORCE_COLOR"], os.environ["COLUMNS"]
         print(row("**`python -m ingester show` (process, interpreter start included)**",
                   timed(lambda: process(show), runs), b))

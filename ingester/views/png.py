@@ -175,7 +175,7 @@ def render_map_png(view: View, output: str | Path, color_by: str = "date") -> Ma
     axes_h = int(min(1000, max(420, axes_w * (y1 - y0) / ((x1 - x0) * kx))))
     height = axes_h + _TOP + _BOTTOM
     fig = Figure(figsize=(WIDTH_PX / DPI, height / DPI), dpi=DPI, facecolor="white")
-    canvas = FigureCanvasAgg(fig)
+    FigureCanvasAgg(fig)
     ax = fig.add_axes((_LEFT / WIDTH_PX, _BOTTOM / height, axes_w / WIDTH_PX, axes_h / height))
     ax.set_facecolor("white")
     x0, y0, x1, y1 = fit_box(x0, y0, x1, y1, kx, axes_w / axes_h)
@@ -265,7 +265,8 @@ def render_map_png(view: View, output: str | Path, color_by: str = "date") -> Ma
     if notes:
         fig.text(_LEFT / WIDTH_PX, 8 / height, "; ".join(notes), fontsize=8, color="#555555")
 
-    canvas.draw()
+    # the axes sit at a fixed place with fixed limits: the data → pixel transform is known without
+    # drawing (savefig draws once, at the figure's own dpi)
     (px0, py0), (px1, py1) = ax.transData.transform([(0.0, 0.0), (1.0, 1.0)])
     transform = (px1 - px0, px0, -(py1 - py0), height - py0)
     buffer = io.BytesIO()

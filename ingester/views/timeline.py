@@ -104,7 +104,7 @@ def render_timeline_png(view: View, output: str | Path) -> TimelineImage:
     axes_h = height - _TOP - _BOTTOM
     axes_w = WIDTH_PX - _LEFT - _RIGHT
     fig = Figure(figsize=(WIDTH_PX / DPI, height / DPI), dpi=DPI, facecolor="white")
-    canvas = FigureCanvasAgg(fig)
+    FigureCanvasAgg(fig)
     ax = fig.add_axes((_LEFT / WIDTH_PX, _BOTTOM / height, axes_w / WIDTH_PX, axes_h / height))
     first = min(s.date for s in view.scenes)
     last = max(s.date for s in view.scenes)
@@ -186,7 +186,8 @@ def render_timeline_png(view: View, output: str | Path) -> TimelineImage:
              + ("; coloured by status" if view.from_store else ""))
     fig.text(_LEFT / WIDTH_PX, 1 - 12 / height, title, fontsize=10, va="top")
 
-    canvas.draw()
+    # the axes sit at a fixed place with fixed limits: the data → pixel transform is known without
+    # drawing (savefig draws once, at the figure's own dpi)
     (px0, py0), (px1, py1) = ax.transData.transform([(0.0, 0.0), (1.0, 1.0)])
     transform = (px1 - px0, px0, -(py1 - py0), height - py0)
     buffer = io.BytesIO()
