@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -478,7 +479,8 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
                     f"duplicate scene {scene.source_id!r} (also features[{seen[scene.source_id]}])",
                 )
         except ScenesFileError as exc:
-            line = feature_line(text, i) if text is not None else None
+            lines = feature_lines(text) if text is not None else []
+            line = lines[i] if i < len(lines) else None
             if line is None:
                 raise
             raise ScenesFileError(str(exc).replace(f"{origin}: ", f"{origin}: line {line}: ", 1)) from None
@@ -493,6 +495,12 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
 
 def read_scenes(path: str | Path) -> ScenesFile:
     """Read a scenes.json / tiles.json file, with clear errors for hand-editing mistakes."""
+    text, doc = read_scenes_document(path)
+    return parse_scenes(doc, str(path), text)
+
+
+def read_scenes_document(path: str | Path) -> tuple[str, Any]:
+    """The text of a scenes.json / tiles.json file and its decoded JSON (not yet checked as scenes)."""
     origin = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -500,45 +508,65 @@ def read_scenes(path: str | Path) -> ScenesFile:
         raise ScenesFileError(f"{origin}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenesFileError(f"{origin}: cannot read ({exc})") from None
-    return parse_scenes(parse_json(text, origin, ScenesFileError), origin, text)
+    return text, parse_json(text, origin, ScenesFileError)
 
 
-def feature_line(text: str, index: int) -> int | None:
-    """The line on which feature `index` of a FeatureCollection text starts (None if not found).
+_BLANK = re.compile(r"[ \t\n\r]*")
+_FEATURE_LINE = '{"type": "Feature"'
 
-    Used only to word an error: the text is walked member by member with the JSON decoder, so the
-    answer is exact for any layout (one feature per line as written, or indented by hand)."""
-    decoder = json.JSONDecoder()
-    ws = " \t\n\r"
 
-    def skip(pos: int) -> int:
-        while pos < len(text) and text[pos] in ws:
-            pos += 1
-        return pos
-
-    try:
-        pos = skip(0)
-        if text[pos] != "{":
-            return None
-        pos = skip(pos + 1)
-        while pos < len(text) and text[pos] != "}":
-            key, pos = decoder.raw_decode(text, pos)
-            pos = skip(pos)
-            pos = skip(pos + 1)  # ':'
-            if key == "features" and text[pos] == "[":
-                pos = skip(pos + 1)
-                for i in range(index + 1):
-                    if text[pos] == "]":
-                        return None
-                    if i == index:
-                        return text.count("\n", 0, pos) + 1
-                    _value, pos = decoder.raw_decode(text, pos)
-                    pos = skip(pos)
-                    pos = skip(pos + 1) if text[pos] == "," else pos
-                return None
-            _value, pos = decoder.raw_decode(text, pos)
-            pos = skip(pos)
-            pos = skip(pos + 1) if text[pos] == "," else pos
-    except (ValueError, IndexError, RecursionError):
+def _written_layout(text: str) -> list[int] | None:
+    """Lines 2…n+1 when the text has the layout `dumps_scenes` writes (the head line, one feature per
+    line, the tail line), possibly with lines deleted; None otherwise (then the text is walked)."""
+    lines = text.split("\n", text.count("\n"))
+    if not lines or lines[0] != '{"type": "FeatureCollection", "features": [':
         return None
-    return None
+    n = 1
+    while n < len(lines) and lines[n].startswith(_FEATURE_LINE):
+        n += 1
+    if n == len(lines) or not lines[n].startswith("]") or text.count(_FEATURE_LINE) != n - 1:
+        return None
+    return list(range(2, n + 1))
+
+
+def feature_lines(text: str) -> list[int]:
+    """The 1-based line on which each feature of a FeatureCollection's text starts: with the written
+    format (one feature per line) deleting that line deletes the scene. Call it on text that
+    `json.loads` accepted; [] when the text is not a JSON object."""
+    fast = _written_layout(text)
+    if fast is not None:
+        return fast
+    decoder = json.JSONDecoder()
+
+    def skip(i: int) -> int:
+        return _BLANK.match(text, i).end()  # type: ignore[union-attr]
+
+    i = skip(0)
+    if text[i:i + 1] != "{":
+        return []
+    i = skip(i + 1)
+    starts: list[int] = []
+    while i < len(text) and text[i] != "}":
+        key, i = decoder.raw_decode(text, i)
+        i = skip(skip(i) + 1)  # the ':' and the blanks around it
+        if key == "features" and text[i] == "[":
+            starts = []  # a repeated key: the last one wins, as in json.loads
+            i = skip(i + 1)
+            while text[i] != "]":
+                starts.append(i)
+                _value, i = decoder.raw_decode(text, i)
+                i = skip(i)
+                if text[i] == ",":
+                    i = skip(i + 1)
+            i += 1
+        else:
+            _value, i = decoder.raw_decode(text, i)
+        i = skip(i)
+        if text[i:i + 1] == ",":
+            i = skip(i + 1)
+    lines, line, pos = [], 1, 0
+    for start in starts:
+        line += text.count("\n", pos, start)
+        pos = start
+        lines.append(line)
+    return lines
