@@ -720,8 +720,8 @@ def _receive(response: requests.Response, sink: _WriteThrough) -> Iterator[int]:
     `read1`. An early close ends the iteration: the caller compares the count with the size."""
     fp = getattr(response.raw, "_fp", None)
     sock = getattr(fp, "fp", None)
-    if (isinstance(fp, http.client.HTTPResponse) and not fp.chunked and hasattr(sock, "readinto1")
-            and not response.headers.get("Content-Encoding")):
+    if (isinstance(fp, http.client.HTTPResponse) and not fp.chunked and sock is not None
+            and hasattr(sock, "readinto1") and not response.headers.get("Content-Encoding")):
         while fp.length is None or fp.length > 0:
             room = sink.free()
             n = sock.readinto1(room if fp.length is None else room[:fp.length])
@@ -770,7 +770,7 @@ class _BackgroundHasher:
             raise RuntimeError(f"checksum thread failed: {type(self._error).__name__}: {self._error}") \
                 from self._error
 
-    def update(self, block: bytes) -> None:
+    def update(self, block: bytes | memoryview) -> None:
         self._raise()
         self._queue.put(block)
 

@@ -19,7 +19,6 @@ Scene metadata kept for later steps (no second search needed): `uuid` (OData Id)
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fnmatch
 import gc
@@ -478,8 +477,7 @@ class RowStream:
         wanted = None if extra is None else self.start + extra
 
         def fetch(pager: ODataPager) -> list[dict]:
-            with contextlib.closing(pager.rows(0, wanted)) as rows:
-                return list(rows)
+            return list(pager.rows(0, wanted))  # read to the end: the pager's generator closes itself
 
         # the queries run side by side (at most `concurrency`; the service caps connections too), and
         # are merged in query order: the result is the one a query-after-query search gives

@@ -14,7 +14,7 @@ from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, 
 def _open_store(db: str | None):
     from ingester.store import Store
 
-    return Store(settings(db=db).db, create=False)  # a missing store: InputError naming --db/INGESTER_DB
+    return Store(settings(db=db).db, readonly=True)  # a missing store: InputError naming --db/INGESTER_DB
 
 
 def _num(value: float) -> str:

@@ -61,7 +61,7 @@ def status_command(
             raise InputError("--map needs an AOI: `ingester status AOI --map PATH`")
         check_map_output("status --map", map_path, MAP_SUFFIXES)
     s = settings(db=db)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         names = [store.require_aoi(aoi).name] if aoi else store.aoi_names()
         summaries = [summary(store, store.require_aoi(n).id) for n in names]
     if as_json:
@@ -89,7 +89,7 @@ def aois_command(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     from ingester.workflow import aoi_status
 
     s = settings(db=db)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         rows = []
         for name in store.aoi_names():
             row = store.require_aoi(name)
@@ -118,7 +118,7 @@ def list_scenes(
 
     s = settings(db=db)
     wanted = _status(status)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         rows = store.scene_rows(store.require_aoi(aoi).id, wanted)
     if as_json:
         print_json([{**r.to_json(), "aoi": aoi} for r in rows])
@@ -142,7 +142,7 @@ def list_tiles(
 
     s = settings(db=db)
     wanted = _status(status)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         aoi_id = store.require_aoi(aoi).id
         rows = store.tile_rows(aoi_id, wanted)
         wkts = {tid: json.loads(data).get("wkt", "") for tid, data in store.execute(
@@ -305,7 +305,7 @@ def history_command(
     from ingester.store import Store
 
     s = settings(db=db)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         name, kind, job_id = _target(store, None, scene, tile, aoi_allowed=False)
         assert kind is not None and job_id is not None
         attempts = store.attempts(kind, job_id)
@@ -330,7 +330,7 @@ def dot_command(
     from ingester.workflow import dot
 
     s = settings(db=db)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         text = dot(store, store.require_aoi(aoi).id)
     if output:
         atomic_write_text(output, text)

@@ -395,8 +395,11 @@ def check_graphs(origin: str, scene_graph_name: str, tile_graph_name: str, graph
         except GraphError as exc:
             raise GraphError(f"{origin}: field '{field}': {exc}") from None
         if config:
-            check_config_formats(graph, config, lambda where, problem, name=name: GraphError(
-                f"{origin}: field '{config_field}.{where.removeprefix('config.')}': {problem} in graph {name!r}"))
+            def fail(where: str, problem: str, name: str = name) -> GraphError:
+                return GraphError(f"{origin}: field '{config_field}.{where.removeprefix('config.')}': {problem} "
+                                  f"in graph {name!r}")
+
+            check_config_formats(graph, config, fail)
 
 
 def check_payload_graphs(payload: Payload) -> None:
