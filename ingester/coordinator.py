@@ -29,16 +29,8 @@ from ingester.records import index_outputs
 from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
-from ingester.workflow import (
-    PENDING,
-    Policy,
-    apply_outcome,
-    explain_stuck,
-    release,
-    stuck_tiles,
-    summary,
-    unfinished,
-)
+from ingester.workflow import PENDING, Policy, apply_outcome, explain_stuck, stuck_tiles, summary, unfinished
+from ingester.workflow import release_ready as workflow_release_ready
 
 
 def new_run_id() -> str:
@@ -306,12 +298,9 @@ class Coordinator:
 
 
 def release_ready(store: Store, aoi_id: int) -> int:
-    """Release NEW tiles that are ready but were not released (a store edited by hand or by an older
-    version, an interrupted cascade): without this they would wait forever. Returns how many."""
+    """`workflow.release_ready` in its own transaction."""
     with store.transaction():
-        ids = [r[0] for r in store.execute("SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE "
-                                           "t.aoi_id = ? AND t.status = 'NEW' AND s.status = 'DONE'", (aoi_id,))]
-        return len(release(store, ids))
+        return workflow_release_ready(store, aoi_id)
 
 
 def pool_size(store: Store, aoi_id: int, requested: int, settings: Settings) -> int:

@@ -123,15 +123,25 @@ def release(store: Store, tile_ids: Iterable[int]) -> list[int]:
     released = []
     now = now_text()
     for tid in tile_ids:
-        cur = store.execute(
-            "UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? WHERE id = ? AND status = 'NEW' "
-            "AND (SELECT status FROM scene WHERE scene.id = tile.scene_id) = 'DONE' "
-            "AND (prev IS NULL OR (SELECT p.status FROM tile p WHERE p.id = tile.prev) = 'DONE') "
-            "AND (ref IS NULL OR ref = id OR (SELECT r.status FROM tile r WHERE r.id = tile.ref) = 'DONE')",
-            (now, tid))
+        cur = store.execute(f"UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? WHERE id = ? "
+                            f"AND {_READY}", (now, tid))
         if cur.rowcount:
             released.append(tid)
     return released
+
+
+# a NEW tile whose scene is DONE and whose previous and reference are null (or itself) or DONE
+_READY = ("status = 'NEW' AND (SELECT status FROM scene WHERE scene.id = tile.scene_id) = 'DONE' "
+          "AND (prev IS NULL OR (SELECT p.status FROM tile p WHERE p.id = tile.prev) = 'DONE') "
+          "AND (ref IS NULL OR ref = id OR (SELECT r.status FROM tile r WHERE r.id = tile.ref) = 'DONE')")
+
+
+def release_ready(store: Store, aoi_id: int) -> int:
+    """Release every NEW tile of the AOI that is ready but was not released (a store edited by hand or
+    by an older version, an interrupted cascade): without this it would wait forever. One statement;
+    returns how many."""
+    return store.execute(f"UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? WHERE aoi_id = ? "
+                         f"AND {_READY}", (now_text(), aoi_id)).rowcount
 
 
 def _release_after_tile(store: Store, tile_id: int) -> list[int]:
@@ -453,13 +463,17 @@ def stuck_tiles(store: Store, aoi_id: int) -> list[int]:
                                 tuple(links)).fetchall()) if links else {}
     alive = {tid for tid, (scene_status, deps) in waiting.items()
              if scene_status in (PENDING, RETRY) or any(status.get(d) in (PENDING, RETRY) for d in deps)}
-    changed = True
-    while changed:  # waiting on a NEW tile that will be released is fine too
-        changed = False
-        for tid, (_scene_status, deps) in waiting.items():
-            if tid not in alive and any(d in alive for d in deps):
-                alive.add(tid)
-                changed = True
+    dependents: dict[int, list[int]] = {}
+    for tid, (_scene_status, deps) in waiting.items():
+        for d in deps:
+            if d in waiting:
+                dependents.setdefault(d, []).append(tid)
+    queue = list(alive)
+    while queue:  # waiting on a NEW tile that will be released is fine too
+        for child in dependents.get(queue.pop(), ()):
+            if child not in alive:
+                alive.add(child)
+                queue.append(child)
     return sorted(set(waiting) - alive)
 
 
