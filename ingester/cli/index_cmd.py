@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
+from ingester.cli.common import (
+    UI,
+    DbOption,
+    JsonOption,
+    QuietOption,
+    command,
+    print_json,
+    refuse_output_over_inputs,
+    settings,
+)
 
 
 def _open_store(db: str | None):
@@ -58,6 +67,9 @@ def stac_command(
     """Write a static STAC catalog of the AOI: one Collection, one Item per tile, one asset per layer."""
     from ingester.index import stac_tiles_from_store, write_stac
 
+    store_path = settings(db=db).db
+    refuse_output_over_inputs(output, {"store": store_path})
+    refuse_output_over_inputs(output / aoi, {"store": store_path})
     with _open_store(db) as store:
         tiles = stac_tiles_from_store(store, aoi)
     path = write_stac(aoi, tiles, output)
