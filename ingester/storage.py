@@ -103,12 +103,16 @@ _OPTIONS: dict[str, dict] = {}
 
 
 def configure(settings) -> None:
-    """Set the fsspec options of s3:// from the settings (endpoint, keys, requester-pays).
+    """Set the fsspec options of s3:// from the settings (endpoint, keys, requester-pays), and the
+    unpacking limits of zipped inputs.
 
     Without a call, the same values are read from the INGESTER_S3_* environment variables, so that
     every worker process (and the processing developer's workers) reaches the same storage."""
     _OPTIONS["s3"] = _s3_options(settings.s3_endpoint_url, settings.s3_access_key_id,
                                  settings.s3_secret_access_key, settings.s3_requester_pays)
+    from ingester.providers import unpack  # the unpacking limits of imported inputs (zip bombs)
+
+    unpack.configure(unpack.Limits.of(settings))
 
 
 def _s3_options(endpoint: str, key: str, secret: str, requester_pays: bool) -> dict:
