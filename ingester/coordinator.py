@@ -22,7 +22,7 @@ from typing import Any
 from ingester.config import Settings
 from ingester.errors import LockedError, StoreError
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
-from ingester.ingest import graph_dirs
+from ingester.ingest import aoi_storage, check_run_storage, graph_dirs
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
 from ingester.records import index_outputs
@@ -127,7 +127,7 @@ class Coordinator:
         self.instances: dict[str, str] = dict(conf.get("instances") or {})
         self.layers = {k: Layer(v[0], v[1], self.instances.get(k, "")) for k, v in (conf.get("layers") or {}).items()}
         self.graph_config: dict[str, str] = dict(conf.get("graph_config") or {})
-        self.payload_storage_uri: str = conf.get("storage_uri") or ""
+        self.storage = aoi_storage(conf, settings)  # fixed when the AOI was created
         self.graph_dirs = graph_dirs(conf)
         self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
         self._scenes: dict[int, Scene] = {}
@@ -161,8 +161,8 @@ class Coordinator:
         return claimed
 
     def _storage(self, scene: Scene) -> str:
-        """The scene's storage, else the payload's, else the settings' (checked at ingestion)."""
-        return resolve_storage_uri(scene.storage_uri, self.payload_storage_uri, self.settings)
+        """The AOI's storage (a scene's own storage_uri, checked at ingestion, is the same one)."""
+        return resolve_storage_uri(scene.storage_uri, self.storage, self.settings)
 
     def _workdir(self, kind: str, job_id: int, attempt: int) -> str:
         return str(Path(self.settings.workdir) / self.aoi.name / f"{kind}-{job_id}-{attempt}")
@@ -296,6 +296,7 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
             progress: Callable[[str], None] | None = None) -> RunReport:
     """Take the AOI's lock (unless the caller already holds it), run, release."""
     run_id = run_id or new_run_id()
+    check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
     if lock:
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
     try:
