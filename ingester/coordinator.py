@@ -14,14 +14,16 @@ import dataclasses
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from ingester.config import Settings
-from ingester.errors import LockedError, StoreError
+from ingester.errors import IngesterWarning, LockedError, StoreError
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
+from ingester.graph.engines import steps_folder, stop_recorded_steps
 from ingester.ingest import aoi_storage, check_run_storage, graph_dirs
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
@@ -30,6 +32,10 @@ from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
 from ingester.workflow import PENDING, Policy, apply_outcome, summary, unfinished
+
+
+class StepsKilledWarning(IngesterWarning):
+    """A run killed graph steps that an earlier, dead run had left running."""
 
 
 def new_run_id() -> str:
@@ -299,7 +305,12 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
     check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
     if lock:
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
+    steps = steps_folder(settings.workdir, aoi)
     try:
+        # the steps a dead run left running on this host (kill -9, OOM): killed before their jobs run again
+        for line in stop_recorded_steps(steps):
+            warnings.warn(StepsKilledWarning(f"AOI {aoi}: a dead run had left a graph step's processes running: "
+                                             f"{line}"), stacklevel=2)
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
         if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
@@ -312,5 +323,7 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
             return report
         finally:
             executor.shutdown(wait=finished)
+            if not finished:  # SIGTERM, Ctrl-C, a broken pool: the workers are gone, their steps go too
+                stop_recorded_steps(steps)
     finally:
         release_lock(store, aoi, run_id)

@@ -15,6 +15,7 @@ from ingester import storage
 from ingester.config import Settings
 from ingester.errors import GraphError, ProcessingError, StorageError
 from ingester.graph import files
+from ingester.graph.engines import step_record_path
 from ingester.graph.loader import load_graph
 from ingester.graph.run import GraphRun, KeptFile, Runner, TileCtx, indexed_fields, python_env, tile_ctx
 from ingester.jobs import IndexedOutput, JobResult, SceneJob, TileJob
@@ -152,7 +153,7 @@ def run_tile_job(job: TileJob, settings: Settings) -> JobResult:
             if job.reference is not None and job.reference_scene is not None else t0
         overrides = {**job.scene.graph_config, **job.graph_config}
         runner = Runner(graph, [t0, t1, t2], workdir, log_path, overrides, settings.step_timeout,
-                        settings.snap_gpt, settings.docker)
+                        settings.snap_gpt, settings.docker, step_record_path(workdir))
         retriable = job.tile.is_retriable or job.scene.is_retriable
         run = runner.run(retriable=retriable, env=python_env())
         outputs, notes = apply_actions(run.kept, run.failed, dict(job.layers), log)
@@ -179,7 +180,7 @@ def run_scene_graph(job: SceneJob, product_path: Path, settings: Settings) -> Jo
             t0 = _ctx(job.storage_uri, job.aoi, job.scene, tile)
             log(f"[ingester] scene graph {graph.name} on tile {tile.source_id}")
             runner = Runner(graph, [t0, t0, t0], workdir, log_path, job.scene.graph_config, settings.step_timeout,
-                            settings.snap_gpt, settings.docker)
+                            settings.snap_gpt, settings.docker, step_record_path(job.workdir))
             run = runner.run(retriable=job.scene.is_retriable, import_inputs=False, env=python_env())
             creates = [k for k in run.kept if k.tile_index == 0 and k.out.action == "to_create"]
             outputs, notes = apply_actions(creates, run.failed, {}, log)
