@@ -25,6 +25,7 @@ from ingester.errors import IngesterWarning, LockedError, StoreError
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
 from ingester.graph.engines import steps_folder, stop_recorded_steps
 from ingester.ingest import aoi_storage, check_run_storage, graph_dirs
+from ingester.integrity import missing_datasets, missing_text
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
 from ingester.records import index_outputs
@@ -36,6 +37,10 @@ from ingester.workflow import PENDING, Policy, apply_outcome, summary, unfinishe
 
 class StepsKilledWarning(IngesterWarning):
     """A run killed graph steps that an earlier, dead run had left running."""
+
+
+class MissingFilesWarning(IngesterWarning):
+    """Indexed files of the AOI are missing from storage."""
 
 
 def new_run_id() -> str:
@@ -311,6 +316,9 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         for line in stop_recorded_steps(steps):
             warnings.warn(StepsKilledWarning(f"AOI {aoi}: a dead run had left a graph step's processes running: "
                                              f"{line}"), stacklevel=2)
+        missing = missing_datasets(store, aoi)  # storage emptied between runs: say so, `verify` repairs
+        if missing:
+            warnings.warn(MissingFilesWarning(missing_text(aoi, missing)), stacklevel=2)
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
         if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):

@@ -59,8 +59,9 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
                 continue
             raise ProcessingError(f"out-file {item.out.layer!r} of T{item.tile_index} ({item.path.name}) was not "
                                   "produced by the graph")
+        stored: dict = {}
         try:
-            uri = files.save(item.path, item.out.extension, item.tile.prefix)
+            uri = files.save(item.path, item.out.extension, item.tile.prefix, stored)
         except (OSError, StorageError) as exc:
             raise ProcessingError(f"cannot store {item.path.name} in {item.tile.prefix}: {exc}", "temporary") from None
         uri = _absolute(uri)
@@ -73,7 +74,8 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
             continue
         outputs.append(IndexedOutput(layer=item.out.layer, uri=uri, tile_source_id=item.tile.tile_id,
                                      extra={"scene_id": item.tile.scene_id, "tile_index": item.tile_index,
-                                            "extension": item.out.extension, **_raster_info(item.path)},
+                                            "extension": item.out.extension, **_raster_info(item.path),
+                                            **({"stored": stored} if stored else {})},
                                      **indexed_fields(item)))
     for item in deletes:
         uri = files.stored_uri(item.tile.prefix, item.path.name, item.out.extension)
