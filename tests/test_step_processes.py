@@ -105,14 +105,20 @@ def test_the_steps_of_a_run_die_with_it_on_sigterm_and_ctrl_c(project, tmp_path,
             os.killpg(run.pid, signal.SIGKILL)
 
 
-def test_after_kill_9_the_rerun_kills_the_old_step_before_running_the_tile_again(project, tmp_path):
+@pytest.mark.parametrize("victims", ["run and workers", "run alone"])
+def test_after_kill_9_the_rerun_kills_the_old_step_before_running_the_tile_again(project, tmp_path, victims):
+    """kill -9 of the run and its worker processes (the OOM killer, `kill -9 -PGID`): only the next run
+    can stop the step. kill -9 of the run alone: its orphaned worker kills its step, or the next run does."""
     payload, scenes, marks, env = project
     run = start_run([PYTHON, "-m", "ingester", "aoi", str(payload), "--scenes", str(scenes), "--create-layers",
                      "--workers", "1"], env, tmp_path)
     old = []
     try:
         old = started_steps(marks)
-        os.kill(run.pid, signal.SIGKILL)  # the coordinator only, as the OOM killer would
+        if victims == "run and workers":
+            os.killpg(run.pid, signal.SIGKILL)  # the steps are in sessions of their own: they live on
+        else:
+            os.kill(run.pid, signal.SIGKILL)
         run.wait(timeout=30)
         run.stderr.close()
         rerun = subprocess.run([PYTHON, "-m", "ingester", "run", "DenmarkDemoS2", "--workers", "1"],
@@ -124,7 +130,8 @@ def test_after_kill_9_the_rerun_kills_the_old_step_before_running_the_tile_again
             assert not (marks / f"{step}.end").exists()  # it never finished: killed, not waited for
         new = [int(p.stem) for p in marks.glob("*.end")]
         assert len(new) == 1 and new[0] not in {s for s, _ in old}  # the re-run ran the step once, itself
-        assert "a dead run had left" in rerun.stderr.decode() and "killed" in rerun.stderr.decode()
+        if victims == "run and workers":
+            assert "a dead run had left" in rerun.stderr.decode() and "killed step pid" in rerun.stderr.decode()
         with Store(tmp_path / "outputs" / "ingester.db") as st:
             assert {s for (s,) in st.execute("SELECT status FROM tile")} == {"DONE"}
     finally:
@@ -175,3 +182,34 @@ def _script(tmp_path: Path) -> Path:
     path = tmp_path / "ok.py"
     path.write_text("print('ok')\n")
     return path
+
+
+def test_a_step_recorded_before_its_pid_was_known_is_found_by_its_step_id(tmp_path):
+    """The worker died between starting the step and recording its pid: the step id in its environment
+    (inherited by its children) finds it."""
+    folder = tmp_path / ".steps"
+    folder.mkdir()
+    step_id = "f" * 32
+    env = {**os.environ, engines.STEP_ID_VARIABLE: step_id}
+    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             env={**os.environ, engines.STEP_ID_VARIABLE: "e" * 32}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the environment is readable (after exec)
+            try:
+                if psutil.Process(stray.pid).environ().get(engines.STEP_ID_VARIABLE) == step_id:
+                    break
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        (folder / "tile-5-1.json").write_text(json.dumps({"host": os.uname().nodename, "step_id": step_id,
+                                                          "pid": None, "start": None, "label": "step 0"}))
+        said = engines.stop_recorded_steps(folder)
+        assert stray.wait(timeout=10) == -signal.SIGKILL
+        assert other.poll() is None
+        assert any(str(stray.pid) in s for s in said)
+    finally:
+        for p in (stray, other):
+            p.kill()
+            p.wait()

@@ -3,10 +3,12 @@ its output appended to the job's log, and the failure classified (reference §13
 
 Steps never outlive the run. Each starts a session of its own (its own process group, out of reach of
 the terminal's Ctrl-C), and while it runs a record `<work>/<aoi>/.steps/<job>-<attempt>.json` holds its
-pid and process start time, and those of the worker process that started it. The coordinator kills
+pid and process start time, and those of the worker process that started it (and, written before the
+step starts, a random step id that the step and its children carry in their environment). The coordinator kills
 the recorded steps when a run stops early (SIGTERM, Ctrl-C, a broken pool), and a run that takes over
 an AOI kills those left by a run that died (kill -9): `stop_recorded_steps`, which kills a process only
-when both its pid and its start time match the record (a recycled pid is never touched). A worker
+when both its pid and its start time match the record, or when it carries the step's id (a recycled pid
+is never touched). A worker
 process whose coordinator died kills its step before exiting (`kill_active_steps`).
 """
 
@@ -151,16 +153,37 @@ def step_record_path(job_workdir: str | Path) -> Path:
     return wd.parent / ".steps" / f"{wd.name}.json"
 
 
-def _write_record(path: Path, proc: subprocess.Popen, inv: Invocation, container: str, docker: str) -> None:
+STEP_ID_VARIABLE = "INGESTER_STEP_ID"  # in every step's environment (and its children's): finds strays
+
+
+def _write_record(path: Path, step_id: str, inv: Invocation, container: str, docker: str,
+                  proc: subprocess.Popen | None = None) -> None:
+    """The step's record: written before it starts (with its id, found in its processes' environment
+    should its worker die before the pid is known), then again with its pid and start time."""
     from ingester.fileio import atomic_write_text
     from ingester.store import host_name
 
     me = os.getpid()
-    record = {"host": host_name(), "pid": proc.pid, "start": process_start(proc.pid), "worker_pid": me,
+    record = {"host": host_name(), "step_id": step_id, "pid": proc.pid if proc else None,
+              "start": process_start(proc.pid) if proc else None, "worker_pid": me,
               "worker_start": process_start(me), "label": inv.label, "container": container, "docker": docker,
               "started_at": time.time()}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record))
+
+
+def _processes_of_step(step_id: str) -> list[int]:
+    """The live processes whose environment carries this step id (the step, its children, theirs)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(STEP_ID_VARIABLE) == step_id:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
 
 
 def _same_process(pid: object, start: object) -> bool:
@@ -223,6 +246,13 @@ def stop_recorded_steps(folder: str | Path) -> list[str]:
         if _same_process(record.get("pid"), record.get("start")):
             _kill_group(record["pid"])
             killed.append(f"step pid {record['pid']} and its process group")
+        step_id = record.get("step_id")
+        strays = _processes_of_step(step_id) if isinstance(step_id, str) and len(step_id) >= 16 else []
+        for pid in strays:  # a step whose pid was not recorded yet, or children that left its group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if strays:
+            killed.append(f"pid(s) {', '.join(map(str, strays))} of the step")
         if record.get("container"):
             _remove_container(str(record.get("docker") or ""), str(record["container"]))
         if killed:
@@ -262,17 +292,22 @@ def run_step(inv: Invocation, log_path: Path, gpt: str = "", docker: str = "dock
         log.flush()
         start = log.tell()
         began = time.monotonic()
+        step_id = uuid.uuid4().hex
+        step_env = {**(dict(env) if env is not None else os.environ), STEP_ID_VARIABLE: step_id}
+        if inv.record is not None:
+            _write_record(inv.record, step_id, inv, container, docker)
         try:
             proc = subprocess.Popen(argv, cwd=inv.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=dict(env) if env is not None else None,
-                                    start_new_session=True)
+                                    stdin=subprocess.DEVNULL, env=step_env, start_new_session=True)
         except OSError as exc:
+            if inv.record is not None:
+                inv.record.unlink(missing_ok=True)
             kind = "temporary" if exc.errno in TEMPORARY_ERRNOS else "permanent"
             raise ProcessingError(f"{inv.label}: cannot start {argv[0]}: {exc.strerror}", kind) from None
         _ACTIVE[proc.pid] = (proc, container, docker if container else "")
         try:
             if inv.record is not None:
-                _write_record(inv.record, proc, inv, container, docker)
+                _write_record(inv.record, step_id, inv, container, docker, proc)
             code = proc.wait(timeout=inv.timeout)
         except subprocess.TimeoutExpired:
             _kill(proc)
