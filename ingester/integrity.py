@@ -19,7 +19,7 @@ from typing import Any
 
 from ingester import storage
 from ingester.config import Settings
-from ingester.store import Store, host_name, now_text
+from ingester.store import Store, TileRow, host_name, now_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,15 +145,18 @@ def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], d
         scene = store.scene(scene_row.id)
         if not is_copy_graph(scene.graph_name):
             continue
-        tiles = [t.source_id for t in store.tile_rows(row.id, scene_id=scene_row.id)] or [scene.source_id]
+        names = [t.source_id for t in store.tile_rows(row.id, scene_id=scene_row.id)] or [scene.source_id]
         where = _scene_storage(scene.storage_uri, root, settings)
-        for tile in tiles:
+        for tile in names:
             prefix = storage.tile_prefix(where, aoi, scene.source_id, tile)
             products.append((storage.join_uri(prefix, f"{scene.source_id}.zip"), scene_row.id, scene.source_id,
                              tile, scene.metadata))
-    datasets = [d for d in store.datasets(aoi=aoi) if d.tile_id is not None]
-    tiles = {d.tile_id: store.tile_row(d.tile_id) for d in datasets}
-    datasets = [d for d in datasets if tiles[d.tile_id] is not None and tiles[d.tile_id].status == "DONE"]
+    tiles: dict[int, TileRow | None] = {}
+    for d in store.datasets(aoi=aoi):
+        if d.tile_id is not None and d.tile_id not in tiles:
+            tiles[d.tile_id] = store.tile_row(d.tile_id)
+    datasets = [d for d in store.datasets(aoi=aoi) if d.tile_id is not None
+                and (t := tiles.get(d.tile_id)) is not None and t.status == "DONE"]
     seen = listings([p[0] for p in products] + [d.uri for d in datasets])
 
     def size_of(uri: str) -> int | None:
@@ -166,7 +169,7 @@ def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], d
         if found:
             problems.append(Problem("product", uri, found[0], found[1], scene_name, tile, scene_id, None))
     for d in datasets:
-        tile_row = tiles[d.tile_id]
+        tile_row = tiles.get(d.tile_id) if d.tile_id is not None else None
         found = _check_dataset(d.uri, size_of(d.uri), d.extra)
         if found and tile_row is not None:
             problems.append(Problem("dataset", d.uri, found[0], found[1], tile_row.scene_source_id,
