@@ -1,15 +1,15 @@
 """Engines: run one step's argument list (never through a shell) in the work folder, with a timeout,
-its output appended to the job's log, and the failure classified (reference §13.4, §14, fixes §15.43–45).
+its output appended to the job's log, and the failure classified (docs/graphs.md, "Engines", "Error classification").
 
 Steps never outlive the run. Each starts a session of its own (its own process group, out of reach of
 the terminal's Ctrl-C), and while it runs a record `<work>/<aoi>/.steps/<job>-<attempt>.json` holds its
 pid and process start time, and those of the worker process that started it (and, written before the
-step starts, a random step id that the step and its children carry in their environment). The coordinator kills
-the recorded steps when a run stops early (SIGTERM, Ctrl-C, a broken pool), and a run that takes over
-an AOI kills those left by a run that died (kill -9): `stop_recorded_steps`, which kills a process only
-when both its pid and its start time match the record, or when it carries the step's id (a recycled pid
-is never touched). A worker
-process whose coordinator died kills its step before exiting (`kill_active_steps`).
+step starts, a random step id that the step and its children carry in their environment). The
+coordinator kills the recorded steps when a run stops early (SIGTERM, Ctrl-C, a broken pool), and a run
+that takes over an AOI kills those left by a run that died (kill -9): `stop_recorded_steps`, which kills
+a process only when both its pid and its start time match the record, or when it carries the step's id
+(a recycled pid is never touched). A worker process whose coordinator died kills its step before
+exiting (`kill_active_steps`).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def classify(lines: Sequence[str], engine: str) -> tuple[str, str]:
         elif engine == "python" and ("temporary failure" in text.lower() or "timed out" in text.lower()):
             kind, last = ("temporary" if kind != "fatal" else kind), text
         elif engine == "docker" and "Error response from daemon" in text:
-            # image not found / registry throttling or unreachable: may pass (reference §14)
+            # image not found / registry throttling or unreachable: may pass (docs/graphs.md, "Error classification")
             lowered = text.lower()
             if any(w in lowered for w in ("not found", "toomanyrequests", "timeout", "connection")):
                 kind = "temporary" if kind != "fatal" else kind
