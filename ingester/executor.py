@@ -12,7 +12,10 @@ in a worker process. Every failure becomes a `JobResult`, never an exception in 
 import error is an `error` outcome naming what is missing, an exception raised by the worker is an
 `error` outcome with its text, and a worker process that dies (os._exit, SIGKILL, the OOM killer,
 segfault) gives the job it was running a `temporary` outcome with the exit code in the message (the
-workflow re-queues it, at most `max_temporary_retries` times); a fresh process replaces it.
+workflow re-queues it, at most `max_temporary_retries` times); a fresh process replaces it. The jobs
+queued behind it, or sent to it in the instant between its death and the dispatcher seeing it (a broken
+pipe), never started: they go back to the head of the queue, uncharged. Only a job that cannot be
+pickled is an `error` of its own.
 
 A breakdown of the executor itself (its dispatcher thread dies) is not charged to the jobs: every
 waiting future raises `ExecutorBroken` (exit 1), the coordinator gives the leases back and the run stops.
@@ -34,6 +37,7 @@ import time
 import traceback
 from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Protocol
 
 from ingester.config import Settings
@@ -131,6 +135,7 @@ class _Proc:
         self.process.start()
         child.close()
         self.queue: collections.deque[tuple[Future[JobResult], tuple[str, Any]]] = collections.deque()
+        self.dead = False  # its pipe broke: nothing more is sent to it until it is replaced
 
 
 class LocalExecutor:
@@ -201,20 +206,33 @@ class LocalExecutor:
             return
         with self._lock:
             for proc in self._procs:
-                while self._pending and len(proc.queue) < self.prefetch:
+                while not proc.dead and self._pending and len(proc.queue) < self.prefetch:
                     future, message = self._pending.popleft()
                     if not future.running() and not future.set_running_or_notify_cancel():
                         continue  # cancelled before it started (re-queued futures are already running)
                     try:
-                        proc.conn.send(message)
-                    except Exception as exc:  # unpicklable job or dead pipe
+                        data = ForkingPickler.dumps(message)
+                    except Exception as exc:  # an unpicklable job: its own fault, and it fails alone
                         future.set_result(JobResult("error", f"cannot send the job to a worker process: {exc}"))
                         continue
+                    try:
+                        proc.conn.send_bytes(data)
+                    except OSError:
+                        # a process that died an instant ago (its death not seen yet): not the job's
+                        # fault. The job goes back to the head of the queue; the process is replaced
+                        # when its death is seen (and charges only the job it was running).
+                        self._pending.appendleft((future, message))
+                        proc.dead = True
+                        proc.process.kill()  # a broken pipe cannot carry results any more
+                        break
                     proc.queue.append((future, message))
 
     def _replace(self, index: int) -> None:
         proc = self._procs[index]
         proc.process.join(timeout=1)
+        if proc.process.is_alive():  # its pipe closed but it lingers: it can never report again
+            proc.process.kill()
+            proc.process.join(timeout=5)
         code = proc.process.exitcode
         with self._lock:
             closing = self._closed
