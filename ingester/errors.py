@@ -130,5 +130,9 @@ class OfflineProductWarning(CatalogueWarning):
     """A product is offline (long-term archive): it is listed, flagged `metadata.online = false`."""
 
 
+class ReprocessedCopyWarning(IngesterWarning):
+    """Another processing of an acquisition already ingested (or in the same input) was skipped."""
+
+
 class TilingWarning(IngesterWarning):
     """The tile inventory skipped or doubted something."""

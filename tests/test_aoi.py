@@ -704,3 +704,48 @@ def test_a_scenes_file_given_as_tiles_and_misspelt_graphs_are_input_errors_befor
     assert r.exit_code == 2, r.stderr
     assert "features[1]: field 'properties.data.graph_name': graph 'CopyProductToStorag' not found" in r.stderr
     assert not (tmp_path / "outputs").exists() and executions(markers) == []
+
+
+def test_an_other_processing_of_an_acquisition_already_in_the_aoi_is_skipped_with_a_warning(
+        cli, payload, tmp_path, markers, monkeypatch):
+    """Scenes files listed on different days (or pages of an older version) may hold two processings of
+    one acquisition: the AOI keeps one, the other is skipped with a warning naming both."""
+    from datetime import UTC, datetime
+
+    from shapely.geometry import box
+
+    from tests.fakes.cdse_odata import FakeCdseCatalogue, s2_product
+
+    t = datetime(2022, 1, 2, 10, 34, 31, tzinfo=UTC)
+    over = box(9.0, 54.1, 10.6, 55.9)
+    old = s2_product(sensing=t, geometry=over, tile="32UNF", baseline="0301", relative_orbit=108)
+    new = s2_product(sensing=t, geometry=over, tile="32UNF", baseline="0510", relative_orbit=108)
+    other = s2_product(sensing=t, geometry=over, tile="32UNG", relative_orbit=108)
+    with FakeCdseCatalogue([old, other]) as fake:
+        monkeypatch.setenv("INGESTER_CDSE_CATALOGUE_URL", fake.url)
+        assert cli("scenes", payload, "-o", tmp_path / "monday.json").exit_code == 0
+        fake.add([new])  # reprocessed since
+        assert cli("scenes", payload, "-o", tmp_path / "friday.json").exit_code == 0
+    friday = json.loads((tmp_path / "friday.json").read_text())
+    assert {f["properties"]["source_id"] for f in friday["features"]} == {new["Name"][:-5], other["Name"][:-5]}
+
+    r = aoi(cli, payload, "--scenes", tmp_path / "monday.json", "--create-layers")
+    assert r.exit_code == 0, r.stderr
+    r = aoi(cli, payload, "--scenes", tmp_path / "friday.json", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 0
+    assert (f"warning: {new['Name'][:-5]} is another processing of {old['Name'][:-5]}, which is already in the "
+            "AOI DenmarkDemoS2: not ingested") in r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert sorted(st.scene_ids_in_aoi(S2)) == sorted([old["Name"][:-5], other["Name"][:-5]])
+
+    # one file with both processings (pages joined by hand): the newest is ingested, the older skipped
+    both = json.loads((tmp_path / "monday.json").read_text())
+    both["features"] += [f for f in friday["features"] if f["properties"]["source_id"] == new["Name"][:-5]]
+    (tmp_path / "both.json").write_text(json.dumps(both))
+    r = aoi(cli, payload, "--scenes", tmp_path / "both.json", "--db", "other.db", "--create-layers", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 2
+    assert f"warning: {old['Name'][:-5]} is an older processing of {new['Name'][:-5]} (same file)" in r.stderr
+    with Store("other.db") as st:
+        assert sorted(st.scene_ids_in_aoi(S2)) == sorted([new["Name"][:-5], other["Name"][:-5]])

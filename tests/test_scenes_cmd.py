@@ -114,15 +114,25 @@ def test_denmark_s1_payload_end_to_end_matches_the_original_listing(cli, repo, t
 
 
 def test_limit_and_page_options_and_json_summary(cli, repo, fake):
-    fake.add(denmark_s2_catalogue().values())
-    result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--page", "1", "--limit", "2", "--json",
+    products = denmark_s2_catalogue()
+    fake.add(products.values())
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--page", "0", "--limit", "2", "--json",
                  env=env(fake))
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["next"] is True and summary["rows"] == 2 and summary["requests"] == 1
-    assert summary["output"] == "outputs/scenes.json" and summary["scenes"] == 1  # 2 rows, one dedup
+    assert summary["output"] == "outputs/scenes.json" and summary["scenes"] == 2
     assert json.loads(OUT.read_text())["properties"] == {"next": "true"}
-    assert fake.product_requests[0]["params"]["$skip"] == "2" and fake.product_requests[0]["params"]["$top"] == "3"
+    assert "$skip" not in fake.product_requests[0]["params"] and fake.product_requests[0]["params"]["$top"] == "3"
+    # page 1: the acquisitions 2 and 3 (jan03, reprocessed: both its rows, the newest kept; jan11), the last
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--page", "1", "--limit", "2", "--json",
+                 env=env(fake))
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["next"] is False and summary["rows"] == 3 and summary["scenes"] == 2
+    assert json.loads(OUT.read_text())["properties"] == {"next": "false"}
+    assert [f["properties"]["source_id"] for f in json.loads(OUT.read_text())["features"]] == [
+        products[k]["Name"][:-5] for k in ("jan03_new", "jan11")]
 
 
 def test_quiet_prints_no_summary(cli, repo, fake):
