@@ -100,6 +100,7 @@ class RunReport:
     summary: dict[str, Any]
     unfinished: dict[str, int]
     worker_deaths: int = 0
+    missing_outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per job of this run
 
     @property
     def failed(self) -> bool:
@@ -131,6 +132,7 @@ class Coordinator:
         self.graph_dirs = graph_dirs(conf)
         self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
         self._scenes: dict[int, Scene] = {}
+        self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
 
     # -- claiming -------------------------------------------------------------------------------
     def _claim(self, limit: int) -> list[tuple[str, int, int, int]]:
@@ -221,6 +223,17 @@ class Coordinator:
                 self.store.execute("UPDATE job_attempt SET finished_at = ?, outcome = ?, status = ?, message = ?, "
                                    "log_path = ? WHERE id = ?",
                                    (now_text(), result.outcome, status, result.message, result.log_path, attempt_row))
+                if result.details.get("missing_outputs"):
+                    self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
+
+    def _note_missing(self, kind: str, job_id: int, outputs: list[str], status: str) -> None:
+        if kind == "tile":
+            tile, scene = self.store.execute("SELECT t.source_id, s.source_id FROM tile t JOIN scene s "
+                                             "ON s.id = t.scene_id WHERE t.id = ?", (job_id,)).fetchone()
+        else:
+            tile, scene = "", self.store.one("SELECT source_id FROM scene WHERE id = ?", (job_id,))
+        self.missing_outputs.append({"kind": kind, "id": job_id, "scene": scene, "tile": tile,
+                                     "outputs": outputs, "status": status})
 
     def _heartbeat(self) -> None:
         now = monotonic_now()
@@ -288,7 +301,7 @@ class Coordinator:
                 with self.store.transaction():
                     requeue_abandoned(self.store, self.aoi.id, "")
         return RunReport(self.aoi.name, self.run_id, executed, summary(self.store, self.aoi.id),
-                         unfinished(self.store, self.aoi.id), getattr(executor, "deaths", 0))
+                         unfinished(self.store, self.aoi.id), getattr(executor, "deaths", 0), self.missing_outputs)
 
 
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,

@@ -749,3 +749,40 @@ def test_an_other_processing_of_an_acquisition_already_in_the_aoi_is_skipped_wit
     assert f"warning: {old['Name'][:-5]} is an older processing of {new['Name'][:-5]} (same file)" in r.stderr
     with Store("other.db") as st:
         assert sorted(st.scene_ids_in_aoi(S2)) == sorted([new["Name"][:-5], other["Name"][:-5]])
+
+
+WRITE_ONE = """
+import sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+open(args["out"], "w").write("one of two")
+"""
+
+
+def test_a_tile_whose_graph_misses_declared_outputs_is_not_done_and_the_summary_names_them(
+        cli, payload, tmp_path, markers):
+    """The tile graph declares two outputs and writes one: the tile ends RETRY (not DONE with 1 of 2),
+    and the run summary, the job message and history say which output is missing."""
+    (tmp_path / "write_one.py").write_text(WRITE_ONE)
+    (tmp_path / "TwoOutputs.json").write_text(json.dumps({
+        "config": {}, "envs": [],
+        "processing_steps": [{"engine": "python", "command": "write_one.py",
+                              "args": {"out": {"type": "out", "layer": "first", "extension": "txt"}}}],
+        "in_files": [[], [], []],
+        "out_files": [[{"layer": "first", "extension": "txt", "action": "to_create"},
+                       {"layer": "second", "extension": "txt", "action": "to_create"}]]}))
+    doc = json.loads(payload.read_text())
+    payload.write_text(json.dumps({**doc, "tile_graph_name": "TwoOutputs.json", "retry_count": 0}))
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    r = cli("aoi", payload, "--scenes", scenes, "--create-layers", "--workers", "1",
+            "--scene-worker", f"{W}:succeed", "--json")
+    assert r.exit_code == 4, r.stderr
+    out = json.loads(r.stdout)
+    assert out["summary"]["tiles"]["retry"] == 1
+    (missing,) = out["missing_outputs"]
+    assert missing["outputs"] == ["second"] and missing["status"] == "RETRY" and missing["kind"] == "tile"
+    scene_id = json.loads(scenes.read_text())["features"][0]["properties"]["source_id"]
+    assert (f"warning: tile {scene_id} of scene {scene_id} (tile id {missing['id']}): declared outputs not "
+            "produced: second (job now RETRY)") in r.stderr
+    r = cli("history", "--tile", str(missing["id"]))
+    assert r.exit_code == 0, r.stderr
+    assert "graph TwoOutputs: 1 declared output(s) not produced: second" in r.stderr + r.stdout

@@ -50,16 +50,33 @@ def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str |
                        progress=lambda text: status.update(f"{aoi}: {text}"))
 
 
+MISSING_SHOWN = 10  # jobs listed with their missing outputs; the rest are counted
+
+
+def render_missing_outputs(ui: UI, report: RunReport) -> None:
+    """Warn (always: it explains a FAILED/RETRY) about the jobs whose graph did not produce declared outputs."""
+    items = report.missing_outputs
+    for item in items[:MISSING_SHOWN]:
+        what = f"tile {item['tile']} of scene {item['scene']}" if item["kind"] == "tile" else f"scene {item['scene']}"
+        ui.warn(f"{what} ({item['kind']} id {item['id']}): declared outputs not produced: "
+                f"{', '.join(item['outputs'])} (job now {item['status']})")
+    if len(items) > MISSING_SHOWN:
+        ui.warn(f"… and {len(items) - MISSING_SHOWN} more jobs with outputs not produced "
+                f"(`ingester history --{items[0]['kind']} ID` shows each job's message)")
+
+
 def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None = None) -> None:
     """Print the run summary (stderr text, or JSON on stdout) and exit 4 when jobs ended FAILED/RETRY."""
     from ingester.workflow import summary_text
 
     if as_json:
         print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "executed": report.executed,
-                    "summary": report.summary, "unfinished": report.unfinished})
+                    "summary": report.summary, "unfinished": report.unfinished,
+                    "missing_outputs": report.missing_outputs})
     else:
         ui.info(f"AOI {report.aoi}: {report.executed} jobs run (status {report.summary['status']})")
         ui.info(summary_text(report.summary))
+    render_missing_outputs(ui, report)
     if report.failed:
         u = report.unfinished
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in u.items() if v)

@@ -183,6 +183,16 @@ class _Checker:
         exponent = self.number(raw, "exponent", where, 1.0)
         if not exponent > 0 or math.isinf(exponent):
             raise self.fail(f"{where}.exponent", "must be a positive number")
+        optional = raw.get("optional")
+        if optional is not None:
+            if not isinstance(optional, bool):
+                raise self.fail(f"{where}.optional", f"must be true or false, got {json.dumps(optional)}")
+            if action not in ("to_create", "to_index"):
+                raise self.fail(f"{where}.optional", f"applies to outputs the graph stores (to_create, to_index), "
+                                                     f"not to {action}")
+            if cond.kind(condition) == "error":
+                raise self.fail(f"{where}.optional", f"has no meaning for an output kept on failure "
+                                                     f"(condition {condition})")
         out = OutFile(
             layer=layer, extension=ext, action=action, condition=condition, error_condition=error_condition,
             dformat_out=dformat_out, datatype=datatype,
@@ -191,7 +201,7 @@ class _Checker:
             max_value=self.number(raw, "max_value", where, 0.0),
             ext_min_value=self.number(raw, "ext_min_value", where, 0.0),
             ext_max_value=self.number(raw, "ext_max_value", where, 0.0),
-            exponent=exponent, nbands=nbands,
+            exponent=exponent, nbands=nbands, optional=optional,
         )
         if action == "to_index" and not out.ext_min_value < out.ext_max_value:
             raise self.fail(where, f"layer {layer!r} is indexed but ext_min_value ({out.ext_min_value:g}) is not "
