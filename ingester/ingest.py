@@ -37,6 +37,7 @@ class Plan:
     scenes: list[Scene]  # new scenes, with tiles, sorted by date
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (scene id, reason)
     source: str = ""  # "tiles file", "scenes file", "catalogue"
+    layer_formats: dict[str, str] = dataclasses.field(default_factory=dict)  # layer → dformat its graph indexes
 
 
 @dataclasses.dataclass
@@ -172,7 +173,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
 
     check_payload_graphs(payload)
     if not create_layers:
-        resolve_layers(store, payload, create=False)
+        resolve_layers(store, payload, create=False, formats=layer_formats(payload))  # the payload's graph
     check_aoi_settings(store, payload)
     existing = store.scene_ids_in_aoi(payload.name)
     skipped: list[tuple[str, str]] = []
@@ -227,7 +228,15 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             raise InputError(f"{origin}: scene {scene.source_id}: {exc}") from None
     _check_links(new, store, payload.name, origin)
     new.sort(key=lambda s: (s.date, s.source_id))
-    return Plan(payload, new, skipped, source)
+    return Plan(payload, new, skipped, source, layer_formats(payload, new))
+
+
+def layer_formats(payload: Payload, scenes: list[Scene] | None = None) -> dict[str, str]:
+    """The data format each payload layer is indexed in by the tile graph(s) (see records.resolve_layers)."""
+    from ingester.graph.loader import payload_layer_formats
+
+    names = [t.graph_name for s in scenes or () for t in s.tiles]
+    return payload_layer_formats(payload, names)
 
 
 def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
@@ -249,7 +258,7 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
             raise StoreError(f"AOI {payload.name!r} changed while the input was checked: another run ingested "
                              f"{len(raced)} of these scenes (e.g. {raced[0]}); nothing was written, re-run the "
                              "command (the scenes already in the AOI are then skipped)")
-        instances = resolve_layers(store, payload, create=create_layers)
+        instances = resolve_layers(store, payload, create=create_layers, formats=plan.layer_formats)
         store.execute("UPDATE aoi SET settings = ?, updated_at = ? WHERE name = ?",
                       (dumps(aoi_settings(payload, instances)), now, payload.name))
         aoi_id = store.one("SELECT id FROM aoi WHERE name = ?", (payload.name,))

@@ -99,7 +99,9 @@ def aoi_command(
     tiles: Path | None = typer.Option(None, "--tiles", help="Ingest these scenes with their tiles as given."),
     workers: int | None = WorkersOption,
     db: str | None = DbOption,
-    create_layers: bool = typer.Option(False, "--create-layers", help="Create the payload's missing layers."),
+    create_layers: bool = typer.Option(
+        False, "--create-layers", help="Create the payload's missing layers, each in the data format its tile "
+        "graph indexes it in (else float32,0,0,1)."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
     scene_worker: str | None = SceneWorkerOption,
