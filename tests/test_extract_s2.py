@@ -94,8 +94,10 @@ def test_a_product_missing_bands_is_an_error_naming_them_and_keeps_the_product(t
     assert run_scene_graph(scene_job(scene, storage, download), download / f"{S2_ID}.SAFE",
                            settings()).outcome == "done"
     prefix = storage / "aoi" / S2_ID / "tiles" / S2_ID
-    result = run_tile_job(tile_job(scene, tile, storage, tmp_path / "work" / "t1", "ExtractS2Bands",
-                                   layers={"B01": Layer("B01", "reflectance")}), settings())
+    layers = {b: Layer(b, "reflectance") for b in ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A",
+                                                    "B09", "B10", "B11", "B12")}
+    result = run_tile_job(tile_job(scene, tile, storage, tmp_path / "work" / "t1", "ExtractS2Bands", layers=layers),
+                          settings())
     assert result.outcome == "error" and result.outputs == ()
     missing = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
     assert f"graph ExtractS2Bands: 11 declared output(s) not produced: {', '.join(missing)}" in result.message

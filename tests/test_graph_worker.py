@@ -159,6 +159,20 @@ def test_declared_outputs_missing_after_the_steps_make_the_job_an_error_naming_e
     assert "declared output(s) not produced: b, e" in Path(result.log_path).read_text()
 
 
+def test_a_missing_indexed_output_of_a_layer_the_payload_does_not_ask_for_is_not_required(env):
+    """A graph config may pick a subset of the graph's layers (ExtractS2Bands' `bands`): an indexed
+    output the payload does not name would only be stored, so its absence is noted, not an error."""
+    indexed = {"action": "to_index", "extension": "tif", "datatype": "uint16", "ext_min_value": 0,
+               "ext_max_value": 1}
+    name = graph(env, "g.json", [step({"write": fixed("20220104_A44_IW1_8951_a.tif")})],
+                 [[{"layer": "a", **indexed}, {"layer": "b", **indexed}]])
+    result, _ = run(env, name, layers={"a": Layer("A", "raw")})
+    assert result.outcome == "done", result.message
+    assert [o.layer for o in result.outputs] == ["a"] and result.details["optional_missing"] == ["b"]
+    result, _ = run(env, name, layers={"a": Layer("A", "raw"), "b": Layer("B", "raw")})
+    assert result.outcome == "error" and "1 declared output(s) not produced: b" in result.message
+
+
 def test_optional_outputs_may_be_missing_and_are_noted(env):
     name = graph(env, "g.json", [step({"write": fixed("20220104_A44_IW1_8951_a.tif")})], [[
         {"layer": "a", "extension": "tif", "action": "to_create"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -219,9 +219,12 @@ class Runner:
             return cond.error_condition(out.condition, failed, fatal)
         return bool(out.error_condition) and self._condition(out.condition, path, failed, fatal)
 
-    def missing_outputs(self, tile_indexes: Sequence[int] = (0, 1, 2)) -> tuple[list[str], list[str]]:
+    def missing_outputs(self, tile_indexes: Sequence[int] = (0, 1, 2),
+                        indexed_layers: Collection[str] = ()) -> tuple[list[str], list[str]]:
         """(required, optional) declared outputs to store (to_create/to_index) that the steps did not
-        write: those whose tile condition holds, and those under `file_exists`."""
+        write: those whose tile condition holds, and those under `file_exists`. With `indexed_layers`
+        (the payload's layers), a `to_index` output of another layer is not required: it would be
+        stored, not indexed (a graph config may pick a subset, e.g. ExtractS2Bands' `bands`)."""
         required: list[str] = []
         optional: list[str] = []
         for index, outs in enumerate(self.graph.out_files):
@@ -236,11 +239,12 @@ class Runner:
                 path = self.workdir / tile.file_name(out.layer, out.extension)
                 if path.exists() or (out.extension == "*" and path.parent.exists()):
                     continue
-                (optional if out.may_be_missing else required).append(_label(index, out))
+                unwanted = out.action == "to_index" and indexed_layers and out.layer not in indexed_layers
+                (optional if out.may_be_missing or unwanted else required).append(_label(index, out))
         return required, optional
 
     def run(self, retriable: bool, import_inputs: bool = True, env: Mapping[str, str] | None = None,
-            tile_indexes: Sequence[int] = (0, 1, 2)) -> GraphRun:
+            tile_indexes: Sequence[int] = (0, 1, 2), indexed_layers: Collection[str] = ()) -> GraphRun:
         """Import, run the steps, check the declared outputs, select the out-files. Step failures
         and missing outputs are returned, not raised."""
         result = GraphRun()
@@ -248,7 +252,7 @@ class Runner:
             if import_inputs:
                 self.import_inputs()
             self.run_steps(env)
-            result.missing, result.optional_missing = self.missing_outputs(tile_indexes)
+            result.missing, result.optional_missing = self.missing_outputs(tile_indexes, indexed_layers)
             if result.optional_missing:
                 self.log(f"[ingester] optional output(s) not produced: {', '.join(result.optional_missing)}")
             if result.missing:
@@ -263,16 +267,49 @@ class Runner:
         return result
 
 
+FORMAT_SUFFIX = ".format.json"
+
+
+def format_override(path: Path) -> dict[str, float | str] | None:
+    """What a step wrote beside an output, `<file>.format.json`: {"dformat": "dtype,nodata,min,max",
+    "ext_min_value": …, "ext_max_value": …} for values known only from the product (e.g. the scale and
+    offset of a Landsat MTL file); they replace the graph's for this file. None when absent."""
+    import json
+    import math
+
+    side = path.with_name(path.name + FORMAT_SUFFIX)
+    if not side.is_file():
+        return None
+    where = f"{side.name} (written by the graph for {path.name})"
+    try:
+        raw = json.loads(side.read_text(encoding="utf-8"))
+        fmt = DFormat.parse(str(raw["dformat"])) if raw.get("dformat") is not None else None
+        low, high = float(raw["ext_min_value"]), float(raw["ext_max_value"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProcessingError(f"{where}: not a valid format ({type(exc).__name__}: {exc})") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ProcessingError(f"{where}: ext_min_value {low!r} must be finite and lower than ext_max_value {high!r}")
+    out: dict[str, float | str] = {"real_min": low, "real_max": high}
+    if fmt is not None:
+        out.update(dtype=fmt.dtype, nodata=fmt.nodata, min_value=fmt.min_value, max_value=fmt.max_value)
+    return out
+
+
 def indexed_fields(kept: KeptFile) -> dict[str, float | str | tuple[int, ...]]:
-    """IndexedOutput fields of an out-file: bands, stored format, real range, exponent."""
+    """IndexedOutput fields of an out-file: bands, stored format, real range, exponent (a
+    `<file>.format.json` written by the graph overrides the format and the real range)."""
     fmt = kept.dformat
     if fmt is None:
         raise ProcessingError(f"out-file {kept.out.layer!r} is indexed without a data format")
-    return {
+    fields: dict[str, float | str | tuple[int, ...]] = {
         "bands": tuple(range(1, kept.out.nbands + 1)), "dtype": fmt.dtype,
         "nodata": fmt.nodata, "min_value": fmt.min_value, "max_value": fmt.max_value,
         "real_min": kept.out.ext_min_value, "real_max": kept.out.ext_max_value, "exponent": kept.out.exponent,
     }
+    override = format_override(kept.path)
+    if override:
+        fields.update(override)
+    return fields
 
 
 def python_env() -> dict[str, str]:

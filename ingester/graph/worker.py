@@ -163,7 +163,7 @@ def run_tile_job(job: TileJob, settings: Settings) -> JobResult:
         runner = Runner(graph, [t0, t1, t2], workdir, log_path, overrides, settings.step_timeout,
                         settings.snap_gpt, settings.docker)
         retriable = job.tile.is_retriable or job.scene.is_retriable
-        run = runner.run(retriable=retriable, env=python_env())
+        run = runner.run(retriable=retriable, env=python_env(), indexed_layers=tuple(job.layers))
         outputs, notes = apply_actions(run.kept, run.failed, dict(job.layers), log)
         return _result(run, outputs, notes, log_path)
     except Exception as exc:  # noqa: BLE001 - a worker reports, never raises

@@ -169,7 +169,7 @@ def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[st
     if not missing:
         return JobResult.done(f"{name}: already verified in storage ({len(uris)} tile(s)); nothing downloaded",
                               details={"downloaded": False, "stored": uris})
-    fetched = fetch_product(job.scene, workdir, settings, progress=progress)
+    fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs)
     zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir)
     record.update({"scene": name, "provider": fetched.provider})
     for uri in missing:
@@ -200,7 +200,7 @@ def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], wo
         storage.get_file(stored, str(local))
         product, provider = _product_folder(local, workdir), "storage"
     else:
-        fetched = fetch_product(job.scene, workdir, settings, progress=progress)
+        fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs)
         product, provider = _product_folder(fetched.path, workdir), fetched.provider
     result = run_scene_graph(job, product, settings)
     if result.outcome == "done" and not result.message:
