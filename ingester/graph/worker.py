@@ -56,7 +56,7 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
             if run_failed:
                 notes.append(f"{item.path.name} not produced (graph failed): not stored")
                 continue
-            if item.out.may_be_missing:
+            if item.out.may_be_missing or (action == "to_index" and layers and item.out.layer not in layers):
                 continue  # noted by the run
             raise ProcessingError(f"out-file {item.out.layer!r} of T{item.tile_index} ({item.path.name}) was not "
                                   "produced by the graph")
