@@ -67,7 +67,7 @@ def test_rerunning_with_the_same_file_does_nothing_and_an_extended_file_adds_onl
     assert aoi(cli, payload, "--scenes", scenes, "--create-layers").exit_code == 0
     r = aoi(cli, payload, "--scenes", scenes)
     assert r.exit_code == 0, r.stderr
-    assert "Ingestion of 0 scenes and 0 tiles" in r.stderr and "0 jobs run" in r.stderr
+    assert "Ingestion of 0 scenes and 0 tiles" in r.stderr and "0 jobs, 0 attempts in this run" in r.stderr
     assert len(executions(markers)) == 6
     extended = write_s2_scenes(tmp_path / "more.json", 5)
     r = aoi(cli, payload, "--scenes", extended, "--json")
@@ -184,7 +184,8 @@ def test_a_worker_process_that_dies_is_a_temporary_failure_not_a_hung_run(cli, p
     assert json.loads(r.stdout)["unfinished"]["tile_retry"] == 2
     with Store("outputs/ingester.db") as st:
         for (message,) in st.execute("SELECT message FROM tile"):
-            assert "died (exit code 17)" in message and "still failing after 1 temporary retries" in message
+            assert "died (exit code 17)" in message
+            assert "temporary once more after 1 re-queues: handled as an error" in message
         assert st.one("SELECT count(*) FROM scene WHERE status = 'DONE'") == 2
         assert st.execute("SELECT group_concat(outcome), group_concat(status) FROM (SELECT outcome, status "
                           "FROM job_attempt WHERE kind = 'tile' AND job_id = 1 ORDER BY id)").fetchone() == (
@@ -431,7 +432,7 @@ def test_temporary_failures_are_requeued_a_bounded_number_of_times(cli, payload,
     # 1 run + 2 temporary re-queues, then an error: retry_count 1 gives one automatic re-run of 3 more
     assert executions(markers).count(("scene", 1)) == 6
     with Store("outputs/ingester.db") as st:
-        assert "still failing after 2 temporary retries" in st.one("SELECT message FROM scene")
+        assert "temporary once more after 2 re-queues: handled as an error" in st.one("SELECT message FROM scene")
 
 
 def test_help_documents_every_option(cli):
@@ -783,6 +784,43 @@ def test_a_tile_whose_graph_misses_declared_outputs_is_not_done_and_the_summary_
     scene_id = json.loads(scenes.read_text())["features"][0]["properties"]["source_id"]
     assert (f"warning: tile {scene_id} of scene {scene_id} (tile id {missing['id']}): declared outputs not "
             "produced: second (job now RETRY)") in r.stderr
-    r = cli("history", "--tile", str(missing["id"]))
+    r = cli("history", "--tile", str(missing["id"]), "--json")
     assert r.exit_code == 0, r.stderr
-    assert "graph TwoOutputs: 1 declared output(s) not produced: second" in r.stderr + r.stdout
+    (attempt,) = json.loads(r.stdout)["attempts"]
+    assert "graph TwoOutputs: 1 declared output(s) not produced: second" in attempt["message"]
+    log = Path(attempt["log_path"]).read_text()  # the job log says what happened, in the workflow's words
+    assert "[ingester] graph failed (outcome error): graph TwoOutputs: 1 declared output(s)" in log
+    assert log.rstrip().endswith("[ingester] attempt 1: error → RETRY (waits for `ingester retry`)")
+
+
+def test_the_run_summary_counts_jobs_and_attempts_apart_and_history_says_outcome_and_status(
+        cli, payload, tmp_path, markers, monkeypatch):
+    """3 scenes and 3 tiles are 6 jobs; one scene and its tile are temporary once, another scene and its
+    tile an error once (re-run automatically): 10 attempts. The summary says both; history says what
+    each attempt led to."""
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    ids = [f["properties"]["source_id"] for f in json.loads(scenes.read_text())["features"]]
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({ids[0]: ["temporary", "done"], ids[1]: ["error", "done"]}))
+    monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="scripted")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["jobs"], out["attempts"]) == (6, 10)
+    assert out["outcomes"] == {"done": 6, "temporary": 2, "error": 2}
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--db", "text.db", worker="scripted")
+    assert r.exit_code == 0, r.stderr
+    assert "AOI DenmarkDemoS2: 6 jobs, 10 attempts in this run (6 done, 2 temporary, 2 error); AOI status DONE" \
+        in r.stderr
+    with Store("outputs/ingester.db") as st:
+        first, second = (st.one("SELECT id FROM scene WHERE source_id = ?", (i,)) for i in ids[:2])
+    text = cli("history", "--scene", str(first)).stdout
+    lines = text.splitlines()
+    assert lines[0].startswith("attempt 1\t") and "\ttemporary → PENDING (re-queued)\t" in lines[0]
+    assert lines[1].startswith("attempt 2\t") and "\tdone → DONE\t" in lines[1]
+    text = cli("history", "--scene", str(second)).stdout
+    assert "\terror → PENDING (automatic re-run)\t" in text.splitlines()[0]
+    history = json.loads(cli("history", "--scene", str(second), "--json").stdout)
+    assert [(a["outcome"], a["status"], a["result"]) for a in history["attempts"]] == [
+        ("error", "PENDING", "error → PENDING (automatic re-run)"), ("done", "DONE", "done → DONE")]

@@ -148,13 +148,13 @@ def test_catalogue_failure_exits_1_and_writes_nothing(cli, repo, fake):
     result = cli("scenes", repo / "payloads" / "denmark-s2.json", env=env(fake))
     assert result.exit_code == 1
     assert result.stderr.startswith("error: CDSE catalogue search failed: cdse-catalogue: GET ")
-    assert "answered 503 after 3 tries" in result.stderr
+    assert "answered 503 after 3 requests" in result.stderr
     assert OUT.read_text() == "previous listing"
 
 
 def test_unreachable_catalogue_exits_1(cli, repo):
     result = cli("scenes", repo / "payloads" / "denmark-s2.json")  # conftest points it at a closed port
-    assert result.exit_code == 1 and "no response after 3 tries" in result.stderr and not OUT.exists()
+    assert result.exit_code == 1 and "no response after 3 requests" in result.stderr and not OUT.exists()
 
 
 def test_negative_options_are_refused_with_exit_2(cli, repo, fake):

@@ -50,6 +50,17 @@ def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str |
                        progress=lambda text: status.update(f"{aoi}: {text}"))
 
 
+OUTCOME_ORDER = ("done", "temporary", "error", "fatal")
+
+
+def run_counts(report: RunReport) -> str:
+    """`27 jobs, 38 attempts in this run (27 done, 8 temporary, 3 error)`: a job runs once per attempt."""
+    text = f"{report.jobs} jobs, {report.attempts} attempts in this run"
+    order = [*OUTCOME_ORDER, *sorted(set(report.outcomes) - set(OUTCOME_ORDER))]
+    parts = [f"{report.outcomes[o]} {o}" for o in order if report.outcomes.get(o)]
+    return text + (f" ({', '.join(parts)})" if parts else "")
+
+
 MISSING_SHOWN = 10  # jobs listed with their missing outputs; the rest are counted
 
 
@@ -70,11 +81,12 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
     from ingester.workflow import summary_text
 
     if as_json:
-        print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "executed": report.executed,
+        print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "jobs": report.jobs,
+                    "attempts": report.attempts, "executed": report.executed, "outcomes": report.outcomes,
                     "summary": report.summary, "unfinished": report.unfinished,
                     "missing_outputs": report.missing_outputs})
     else:
-        ui.info(f"AOI {report.aoi}: {report.executed} jobs run (status {report.summary['status']})")
+        ui.info(f"AOI {report.aoi}: {run_counts(report)}; AOI status {report.summary['status']}")
         ui.info(summary_text(report.summary))
     render_missing_outputs(ui, report)
     if report.failed:

@@ -284,19 +284,23 @@ def history_command(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Every attempt of a job: when, where (run, host, pid), outcome, status after it, message, log."""
+    """Every attempt of a job: number, start, what it led to (`outcome → status`), where (run, pid@host),
+    message, log file."""
     from ingester.store import Store
+    from ingester.workflow import attempt_result
 
     s = settings(db=db)
     with Store(s.db, create=False) as store:
         name, kind, job_id = _target(store, None, scene, tile, aoi_allowed=False)
         assert kind is not None and job_id is not None
         attempts = store.attempts(kind, job_id)
+    for a in attempts:
+        a["result"] = attempt_result(a["outcome"], a["status"], a["message"] or "")
     if as_json:
         print_json({"aoi": name, "kind": kind, "id": job_id, "attempts": attempts})
         return
     for a in attempts:
-        typer.echo(f"{a['attempt']}\t{a['started_at']}\t{a['outcome'] or 'running'}\t{a['status'] or '-'}\t"
+        typer.echo(f"attempt {a['attempt']}\t{a['started_at']}\t{a['result']}\t"
                    f"run {a['run_id']} pid {a['pid']}@{a['host']}\t{a['message']}\t{a['log_path']}".rstrip())
 
 

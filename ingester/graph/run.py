@@ -262,7 +262,8 @@ class Runner:
                     "absent with \"optional\": true)")
         except ProcessingError as exc:
             result.failed, result.kind, result.message = True, exc.kind, str(exc)
-            self.log(f"[ingester] graph failed ({exc.kind}): {exc}")
+            outcome = "error" if exc.kind == "permanent" else exc.kind  # the workflow's word (ingester/jobs.py)
+            self.log(f"[ingester] graph failed (outcome {outcome}): {exc}")
         result.kept = self.select_outputs(result.failed, result.kind == "fatal", retriable)
         return result
 
