@@ -824,3 +824,41 @@ def test_the_run_summary_counts_jobs_and_attempts_apart_and_history_says_outcome
     history = json.loads(cli("history", "--scene", str(second), "--json").stdout)
     assert [(a["outcome"], a["status"], a["result"]) for a in history["attempts"]] == [
         ("error", "PENDING", "error → PENDING (automatic re-run)"), ("done", "DONE", "done → DONE")]
+
+
+def _delete_line(path: Path, index: int) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    del lines[index]
+    path.write_text("".join(lines))
+
+
+def test_a_scenes_file_whose_last_feature_line_was_deleted_is_read_with_a_warning(cli, payload, tmp_path, markers):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    lines = scenes.read_text().splitlines()
+    assert lines[3].startswith('{"type": "Feature"') and lines[4].startswith("]")  # one feature per line
+    _delete_line(scenes, 3)  # the last feature: the line before now ends with a trailing comma
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 2
+    assert (f"warning: {scenes}: line 3: trailing comma before the ']' of line 4 ignored (left by deleting the "
+            "last item's line?); remove it to silence this warning") in r.stderr
+
+
+@pytest.mark.parametrize("edit, where, cause", [
+    (lambda t: t.replace('},\n{"type": "Feature"', '}\n{"type": "Feature"', 1), "line 3, column 1",
+     "a missing comma between two items (a line joined or a comma deleted?)"),
+    (lambda t: t.replace('"false"}}', '"false",}}'), "line 5", "a trailing comma before '}' (JSON allows none)"),
+    (lambda t: t[:-60], "line 4", "the file ends too early (truncated, or a closing bracket deleted?)"),
+    (lambda t: t.replace('"type": "FeatureCollection"', "'type': 'FeatureCollection'"), "line 1, column 2",
+     "single quotes: JSON strings and keys take double quotes"),
+    (lambda t: "", "line 1, column 1", "the file is empty"),
+    (lambda t: t + t, "line 6, column 1", "more text after the end of the JSON document (two documents pasted?)"),
+])  # fmt: skip
+def test_other_broken_json_gets_line_column_and_the_likely_cause(cli, payload, tmp_path, edit, where, cause):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    scenes.write_text(edit(scenes.read_text()))
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers")
+    assert r.exit_code == 2, r.stderr
+    assert f"error: {scenes}: invalid JSON at {where}" in r.stderr
+    assert f"(likely cause: {cause})" in r.stderr
+    assert not Path("outputs/ingester.db").exists()

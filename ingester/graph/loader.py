@@ -316,10 +316,14 @@ def resolve_command(graph: Graph, step: Step) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _load_file(path: str, mtime: float, name: str, scene_graph: bool, builtin: bool) -> Graph:
+    text = ""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise GraphError(f"graph {path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        from ingester.jsontext import describe
+
+        raise GraphError(f"graph {path}: {describe(exc, text)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise GraphError(f"graph {path}: cannot read ({exc})") from None
     return parse_graph(doc, path, name, str(Path(path).parent), scene_graph, builtin)
