@@ -157,6 +157,24 @@ def test_unreachable_catalogue_exits_1(cli, repo):
     assert result.exit_code == 1 and "no response after 3 requests" in result.stderr and not OUT.exists()
 
 
+def test_with_json_a_runtime_failure_is_a_json_error_on_stdout(repo, tmp_path):
+    """Exit 1 (the catalogue unreachable), in a real process: stdout holds one JSON object, stderr the text."""
+    import subprocess
+
+    from tests.conftest import PYTHON, subprocess_env
+
+    proc = subprocess.run([PYTHON, "-m", "ingester", "scenes", str(repo / "payloads" / "denmark-s2.json"), "--json"],
+                          capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["exit_code"] == 1 and "no response after 3 requests" in doc["error"]
+    assert proc.stderr.startswith("error: CDSE catalogue search failed")
+    proc = subprocess.run([PYTHON, "-m", "ingester", "scenes", "p.json", "--limit", "x", "--json"],
+                          capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and json.loads(proc.stdout)["exit_code"] == 2  # a usage error, from sys.argv
+    assert "Invalid value for '--limit'" in json.loads(proc.stdout)["error"]
+
+
 def test_negative_options_are_refused_with_exit_2(cli, repo, fake):
     result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--limit", "-1", env=env(fake))
     assert result.exit_code == 2 and not OUT.exists() and fake.requests == []

@@ -10,9 +10,11 @@ import importlib
 import typer
 
 from ingester import __version__
+from ingester.cli.common import JsonErrorsGroup
 
 app = typer.Typer(
     name="ingester",
+    cls=JsonErrorsGroup,
     help="Find satellite scenes over an area, split them into tiles, download, process and index them.\n\n"
     "Exit codes: 0 success; 1 runtime failure; 2 invalid input; 3 another run holds the AOI's lock; "
     "4 the run finished but some jobs ended FAILED or RETRY.",

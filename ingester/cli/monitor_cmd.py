@@ -100,7 +100,8 @@ def list_scenes(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """The AOI's scenes, oldest first: id, status, date, source id, last message."""
+    """The AOI's scenes, oldest first: id, status, date, source id, last message (a header row first;
+    --json for scripts)."""
     from ingester.store import Store
 
     s = settings(db=db)
@@ -110,6 +111,7 @@ def list_scenes(
     if as_json:
         print_json([{**r.to_json(), "aoi": aoi} for r in rows])
         return
+    typer.echo("id\tstatus\tdate\tsource_id\tmessage")
     for r in rows:
         typer.echo(f"{r.id}\t{r.status}\t{r.date}\t{r.source_id}\t{r.message}".rstrip())
 
@@ -123,7 +125,8 @@ def list_tiles(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """The AOI's tiles, oldest scene first: id, status, scene, tile, previous, reference, last message."""
+    """The AOI's tiles, oldest scene first: id, status, date, scene, tile, previous and reference tile ids,
+    last message (a header row first; --json for scripts)."""
     from ingester.geometry import GeometryError, from_wkt, to_geojson
     from ingester.store import Store
 
@@ -148,9 +151,10 @@ def list_tiles(
     if as_json:
         print_json([{**r.to_json(), "aoi": aoi} for r in rows])
         return
+    typer.echo("id\tstatus\tdate\tscene\ttile\tprevious\treference\tmessage")
     for r in rows:
         typer.echo(f"{r.id}\t{r.status}\t{r.date}\t{r.scene_source_id}\t{r.source_id}\t"
-                   f"prev={r.prev or '-'}\tref={r.ref or '-'}\t{r.message}".rstrip())
+                   f"{r.prev or '-'}\t{r.ref or '-'}\t{r.message}".rstrip())
 
 
 def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None,
