@@ -237,9 +237,10 @@ class Coordinator:
                     result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
                     if status == PENDING:
                         status = apply_outcome(self.store, kind, job_id, result, self.policy)
-                self.store.execute("UPDATE job_attempt SET finished_at = ?, outcome = ?, status = ?, message = ?, "
-                                   "log_path = ? WHERE id = ?",
-                                   (now_text(), result.outcome, status, result.message, result.log_path, attempt_row))
+                self.store.execute("UPDATE job_attempt SET started_at = coalesce(?, started_at), finished_at = ?, "
+                                   "outcome = ?, status = ?, message = ?, log_path = ? WHERE id = ?",
+                                   (result.details.get("started_at"), result.details.get("finished_at") or now_text(),
+                                    result.outcome, status, result.message, result.log_path, attempt_row))
                 if result.details.get("missing_outputs"):
                     self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
                 self.jobs_run.add((kind, job_id))
@@ -329,8 +330,10 @@ class Coordinator:
 
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
             executor_factory: ExecutorFactory = default_executor, lock: bool = True,
-            progress: Callable[[str], None] | None = None) -> RunReport:
-    """Take the AOI's lock (unless the caller already holds it), run, release."""
+            progress: Callable[[str], None] | None = None, downloads: Any = None) -> RunReport:
+    """Take the AOI's lock (unless the caller already holds it), run, release. `progress` gets the
+    run's counts as text; `downloads` (a queue of a providers.progress.RunDisplay) gets the worker
+    processes' download progress (the local pool only)."""
     run_id = run_id or new_run_id()
     if lock:
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
@@ -339,7 +342,10 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
             return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id))
-        executor = executor_factory(workers or settings.workers, settings)
+        if downloads is not None and executor_factory is default_executor:
+            executor: Executor = LocalExecutor(workers or settings.workers, settings, progress_queue=downloads)
+        else:
+            executor = executor_factory(workers or settings.workers, settings)
         finished = False
         try:
             report = coordinator.run(executor)

@@ -176,3 +176,30 @@ def test_only_the_job_running_on_a_dead_process_is_charged_not_those_sent_after_
         assert ex.deaths == 1
     finally:
         ex.shutdown(wait=False)
+
+
+def test_download_progress_in_a_worker_process_reaches_the_coordinators_queue():
+    import multiprocessing
+    import queue as queues
+
+    events = multiprocessing.get_context("spawn").Queue()
+    with LocalExecutor(workers=1, settings=Settings(), progress_queue=events) as ex:
+        result = ex.submit(f"{W}:report_progress", job(0)).result(timeout=60)
+    assert result.message == "progress sent by QueueProgress"
+    received = []
+    while True:
+        try:
+            received.append(events.get(timeout=5))
+        except queues.Empty:
+            break
+        if received[-1][0] == "finish":
+            break
+    kinds = [e[0] for e in received]
+    assert kinds[0] == "start" and kinds[-1] == "finish" and set(kinds[1:-1]) == {"advance"}
+    assert received[0][2:] == (f"{S2_IDS[0]}.zip", 3000, 0)
+    assert sum(e[2] for e in received if e[0] == "advance") == 3000
+    assert len({e[1] for e in received}) == 1  # one download, one key
+
+
+def test_without_a_display_worker_processes_report_no_progress(pool):
+    assert pool.submit(f"{W}:report_progress", job(0)).result(timeout=60).message == "no progress display"

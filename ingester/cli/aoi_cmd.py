@@ -40,14 +40,19 @@ def check_download_settings(s: Settings) -> None:
 
 def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str | None = None,
                       lock: bool = True) -> RunReport:
-    """Run the AOI, with a live 'n jobs finished' line on an interactive terminal."""
+    """Run the AOI. On an interactive terminal, a live display: the run's line (jobs and attempts
+    finished, all downloads' bytes, throughput and time remaining) and one bar per download running
+    in the worker processes; nothing of it otherwise (cron, pipes, --quiet)."""
     from ingester.coordinator import run_aoi
 
     if not ui.interactive:
         return run_aoi(store, aoi, s, s.workers, run_id, lock=lock)
-    with ui.err.status(f"running the jobs of {aoi}…") as status:
+    from ingester.providers.progress import RunDisplay
+
+    with RunDisplay(ui.err) as display:
+        display.status(f"{aoi}: running")
         return run_aoi(store, aoi, s, s.workers, run_id, lock=lock,
-                       progress=lambda text: status.update(f"{aoi}: {text}"))
+                       progress=lambda text: display.status(f"{aoi}: {text}"), downloads=display.queue)
 
 
 OUTCOME_ORDER = ("done", "temporary", "error", "fatal")

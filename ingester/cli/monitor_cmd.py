@@ -288,8 +288,8 @@ def history_command(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Every attempt of a job: number, start, what it led to (`outcome → status`), where (run, pid@host),
-    message, log file."""
+    """Every attempt of a job: number, start, duration, what it led to (`outcome → status`), where
+    (run, pid@host), message, log file."""
     from ingester.store import Store
     from ingester.workflow import attempt_result
 
@@ -300,12 +300,40 @@ def history_command(
         attempts = store.attempts(kind, job_id)
     for a in attempts:
         a["result"] = attempt_result(a["outcome"], a["status"], a["message"] or "")
+        a["duration_s"] = _seconds(a["started_at"], a["finished_at"])
     if as_json:
         print_json({"aoi": name, "kind": kind, "id": job_id, "attempts": attempts})
         return
     for a in attempts:
-        typer.echo(f"attempt {a['attempt']}\t{a['started_at']}\t{a['result']}\t"
+        took = "running" if a["finished_at"] is None else _duration_text(a["duration_s"])
+        typer.echo(f"attempt {a['attempt']}\t{a['started_at']}\t{took}\t{a['result']}\t"
                    f"run {a['run_id']} pid {a['pid']}@{a['host']}\t{a['message']}\t{a['log_path']}".rstrip())
+
+
+def _seconds(started: str | None, finished: str | None) -> float | None:
+    """An attempt's duration in seconds (None while it runs)."""
+    from ingester.times import parse_time
+
+    if not started or not finished:
+        return None
+    try:
+        return round(max((parse_time(finished) - parse_time(started)).total_seconds(), 0.0), 3)
+    except ValueError:
+        return None
+
+
+def _duration_text(seconds: float | None) -> str:
+    """`0.4 s`, `12 s`, `3 min 05 s`, `2 h 03 min`."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 @app.command("dot")
