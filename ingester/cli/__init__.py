@@ -40,7 +40,7 @@ def _root(
 
 # Command modules register themselves on `app` when imported, in the order `--help` lists them:
 # the journey first (scenes → tiles → aoi), then layers, monitoring and repair, then the index.
-for _module in ("scenes_cmd", "tiles_cmd", "aoi_cmd", "layers_cmd", "monitor_cmd", "index_cmd"):
+for _module in ("scenes_cmd", "tiles_cmd", "aoi_cmd", "layers_cmd", "monitor_cmd", "index_cmd", "config_cmd"):
     importlib.import_module(f"ingester.cli.{_module}")
 
 
