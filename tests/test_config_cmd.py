@@ -65,7 +65,8 @@ def test_config_with_an_invalid_setting_is_exit_2_naming_it(cli, monkeypatch):
     monkeypatch.setenv("INGESTER_HTTP_TIMEOUT", "soon")
     r = cli("config", "--json")
     assert r.exit_code == 2
-    assert json.loads(r.stdout)["error"] == "INGESTER_HTTP_TIMEOUT: http_timeout: could not convert string to float: 'soon'"
+    error = json.loads(r.stdout)["error"]
+    assert error == "INGESTER_HTTP_TIMEOUT: http_timeout: could not convert string to float: 'soon'"
     assert "INGESTER_HTTP_TIMEOUT" in r.stderr
 
 
