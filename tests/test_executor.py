@@ -183,17 +183,15 @@ def test_download_progress_in_a_worker_process_reaches_the_coordinators_queue():
     import queue as queues
 
     events = multiprocessing.get_context("spawn").Queue()
+    received: list[tuple] = []
     with LocalExecutor(workers=1, settings=Settings(), progress_queue=events) as ex:
         result = ex.submit(f"{W}:report_progress", job(0)).result(timeout=60)
+        while not received or received[-1][0] != "finish":  # read while the pool runs, as the display does
+            try:
+                received.append(events.get(timeout=60))
+            except queues.Empty:
+                break
     assert result.message == "progress sent by QueueProgress"
-    received = []
-    while True:
-        try:
-            received.append(events.get(timeout=5))
-        except queues.Empty:
-            break
-        if received[-1][0] == "finish":
-            break
     kinds = [e[0] for e in received]
     assert kinds[0] == "start" and kinds[-1] == "finish" and set(kinds[1:-1]) == {"advance"}
     assert received[0][2:] == (f"{S2_IDS[0]}.zip", 3000, 0)

@@ -215,7 +215,7 @@ def test_with_json_an_input_error_is_a_json_object_on_stdout_too(cli, command):
     assert set(doc) == {"error", "exit_code"}
 
 
-@pytest.mark.parametrize("command", [["aoi", "nowhere.json"], ["scenes", "nowhere.json"]])
+@pytest.mark.parametrize("command", [["aoi", "nowhere.json"], ["scenes", "nowhere.json"], ["show", "nowhere.json"]])
 def test_payload_commands_print_json_errors(cli, command):
     r = cli(*command, "--json")
     assert r.exit_code == 2

@@ -92,10 +92,9 @@ def stop() -> None:
 
 def forward_to(events: Any) -> None:
     """Called in a worker process: its downloads report to `events` (a multiprocessing queue read by
-    the coordinator's RunDisplay). The process never waits for the queue at exit."""
+    the coordinator's RunDisplay until the pool has stopped, so that the last events are delivered)."""
     global _sink
     _sink = events
-    events.cancel_join_thread()
 
 
 class QueueProgress(TransferProgress):
