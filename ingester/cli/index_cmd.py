@@ -37,10 +37,10 @@ def datasets_command(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """List the AOI's indexed datasets: record, layer, tile, stored URI, data format and real range.
-
-    Each file is looked for in storage (one listing per tile folder): a missing one is marked MISSING
-    (`"missing": true` in JSON) and named on stderr."""
+    """List the AOI's indexed datasets: time, layer, tile, data format, real range, stored URI, and whether
+    the file is in storage (a header row first; --json for scripts, with the record, variable, instance
+    and `missing`). Files are looked for with one listing per tile folder; the missing ones are also
+    named on stderr."""
     from ingester.index import dataset_listing
     from ingester.integrity import missing_datasets, missing_text
 
@@ -55,11 +55,13 @@ def datasets_command(
     if not rows:
         typer.echo(f"AOI {aoi}: no dataset indexed yet")
         return
+    typer.echo("time\tlayer\ttile\tdformat\treal range\turi\tin storage")
     for row in rows:
         fmt = row["dformat"]
-        typer.echo(f"{'MISSING ' if row['missing'] else ''}{row['time'][:19]}  {row['layer']:<12} {row['tile']}  "
-                   f"{fmt['dtype']},{_num(fmt['nodata'])},{_num(fmt['min'])},{_num(fmt['max'])} → "
-                   f"[{_num(row['real_min'])}, {_num(row['real_max'])}]  {row['uri']}")
+        typer.echo(f"{row['time'][:19]}\t{row['layer']}\t{row['tile']}\t"
+                   f"{fmt['dtype']},{_num(fmt['nodata'])},{_num(fmt['min'])},{_num(fmt['max'])}\t"
+                   f"[{_num(row['real_min'])}, {_num(row['real_max'])}]\t{row['uri']}\t"
+                   f"{'MISSING' if row['missing'] else 'yes'}")
 
 
 @app.command("stac")
