@@ -14,23 +14,43 @@ import dataclasses
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from ingester.config import Settings
-from ingester.errors import LockedError, StoreError
+from ingester.errors import IngesterWarning, LockedError, StoreError
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
-from ingester.ingest import graph_dirs
+from ingester.graph.engines import steps_folder, stop_recorded_steps
+from ingester.ingest import aoi_storage, check_run_storage, graph_dirs
+from ingester.integrity import missing_datasets, missing_text
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
 from ingester.records import index_outputs
 from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
-from ingester.workflow import PENDING, Policy, apply_outcome, explain_stuck, stuck_tiles, summary, unfinished
+from ingester.workflow import (
+    PENDING,
+    Policy,
+    apply_outcome,
+    attempt_result,
+    explain_stuck,
+    stuck_tiles,
+    summary,
+    unfinished,
+)
 from ingester.workflow import release_ready as workflow_release_ready
+
+
+class StepsKilledWarning(IngesterWarning):
+    """A run killed graph steps that an earlier, dead run had left running."""
+
+
+class MissingFilesWarning(IngesterWarning):
+    """Indexed files of the AOI are missing from storage."""
 
 
 def new_run_id() -> str:
@@ -93,6 +113,15 @@ def requeue_abandoned(store: Store, aoi_id: int, run_id: str) -> int:
 
 # --- the run -------------------------------------------------------------------------------------
 
+def _append_log(path: str, line: str) -> None:
+    """End a job's log with what the workflow made of the attempt (the worker cannot know it)."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+    except OSError:
+        pass  # a log on another host, or removed: the store keeps the same words (history)
+
+
 @dataclasses.dataclass
 class RunReport:
     aoi: str
@@ -101,8 +130,15 @@ class RunReport:
     summary: dict[str, Any]
     unfinished: dict[str, int]
     worker_deaths: int = 0
+    jobs: int = 0  # distinct jobs that ran in this run (`executed` counts their attempts)
+    outcomes: dict[str, int] = dataclasses.field(default_factory=dict)  # outcome → attempts in this run
+    missing_outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per job of this run
     stuck: str = ""  # why NEW tiles can never be released (a cycle in their links), when some are
     workers: int = 0  # worker processes the run used (0: none started)
+
+    @property
+    def attempts(self) -> int:
+        return self.executed
 
     @property
     def failed(self) -> bool:
@@ -130,10 +166,13 @@ class Coordinator:
         self.instances: dict[str, str] = dict(conf.get("instances") or {})
         self.layers = {k: Layer(v[0], v[1], self.instances.get(k, "")) for k, v in (conf.get("layers") or {}).items()}
         self.graph_config: dict[str, str] = dict(conf.get("graph_config") or {})
-        self.payload_storage_uri: str = conf.get("storage_uri") or ""
+        self.storage = aoi_storage(conf, settings)  # fixed when the AOI was created
         self.graph_dirs = graph_dirs(conf)
         self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
         self._scenes: dict[int, Scene] = {}
+        self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
+        self.jobs_run: set[tuple[str, int]] = set()
+        self.outcomes: dict[str, int] = {}
 
     # -- claiming -------------------------------------------------------------------------------
     def _claim(self, limit: int) -> list[tuple[str, int, int, int]]:
@@ -164,8 +203,8 @@ class Coordinator:
         return claimed
 
     def _storage(self, scene: Scene) -> str:
-        """The scene's storage, else the payload's, else the settings' (checked at ingestion)."""
-        return resolve_storage_uri(scene.storage_uri, self.payload_storage_uri, self.settings)
+        """The AOI's storage (a scene's own storage_uri, checked at ingestion, is the same one)."""
+        return resolve_storage_uri(scene.storage_uri, self.storage, self.settings)
 
     def _workdir(self, kind: str, job_id: int, attempt: int) -> str:
         return str(Path(self.settings.workdir) / self.aoi.name / f"{kind}-{job_id}-{attempt}")
@@ -205,7 +244,7 @@ class Coordinator:
     # -- results --------------------------------------------------------------------------------
     def _write(self, done: list[tuple[tuple[str, int, int, int], JobResult]]) -> None:
         with self.store.transaction():
-            for (kind, job_id, _attempt, attempt_row), result in done:
+            for (kind, job_id, attempt, attempt_row), result in done:
                 if result.outcome == "done" and kind == "tile" and result.outputs:
                     unknown = [o.layer for o in result.outputs if o.layer not in self.instances]
                     if unknown:
@@ -221,9 +260,26 @@ class Coordinator:
                     result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
                     if status == PENDING:
                         status = apply_outcome(self.store, kind, job_id, result, self.policy)
-                self.store.execute("UPDATE job_attempt SET finished_at = ?, outcome = ?, status = ?, message = ?, "
-                                   "log_path = ? WHERE id = ?",
-                                   (now_text(), result.outcome, status, result.message, result.log_path, attempt_row))
+                self.store.execute("UPDATE job_attempt SET started_at = coalesce(?, started_at), finished_at = ?, "
+                                   "outcome = ?, status = ?, message = ?, log_path = ? WHERE id = ?",
+                                   (result.details.get("started_at"), result.details.get("finished_at") or now_text(),
+                                    result.outcome, status, result.message, result.log_path, attempt_row))
+                if result.details.get("missing_outputs"):
+                    self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
+                self.jobs_run.add((kind, job_id))
+                self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
+                if result.log_path:
+                    _append_log(result.log_path, f"[ingester] attempt {attempt}: "
+                                f"{attempt_result(result.outcome, status, result.message)}")
+
+    def _note_missing(self, kind: str, job_id: int, outputs: list[str], status: str) -> None:
+        if kind == "tile":
+            tile, scene = self.store.execute("SELECT t.source_id, s.source_id FROM tile t JOIN scene s "
+                                             "ON s.id = t.scene_id WHERE t.id = ?", (job_id,)).fetchone()
+        else:
+            tile, scene = "", self.store.one("SELECT source_id FROM scene WHERE id = ?", (job_id,))
+        self.missing_outputs.append({"kind": kind, "id": job_id, "scene": scene, "tile": tile,
+                                     "outputs": outputs, "status": status})
 
     def _heartbeat(self) -> None:
         now = monotonic_now()
@@ -281,7 +337,7 @@ class Coordinator:
                     if batch:
                         self._write(batch)
                         executed += len(batch)
-                        self.progress(f"{executed} jobs finished")
+                        self.progress(f"{len(self.jobs_run)} jobs, {executed} attempts finished")
                 if time.monotonic() - last_beat >= beat_every:
                     self._heartbeat()
                     last_beat = time.monotonic()
@@ -292,9 +348,9 @@ class Coordinator:
             if interrupted or self.running:
                 with self.store.transaction():
                     requeue_abandoned(self.store, self.aoi.id, "")
-        result = run_report(self.store, self.aoi.id, self.run_id, executed, getattr(executor, "deaths", 0))
-        result.workers = executor.capacity
-        return result
+        return run_report(self.store, self.aoi.id, self.run_id, executed, worker_deaths=getattr(executor, "deaths", 0),
+                          jobs=len(self.jobs_run), outcomes=dict(self.outcomes),
+                          missing_outputs=self.missing_outputs, workers=executor.capacity)
 
 
 def release_ready(store: Store, aoi_id: int) -> int:
@@ -312,7 +368,7 @@ def pool_size(store: Store, aoi_id: int, requested: int, settings: Settings) -> 
     return max(1, min(requested or os.cpu_count() or 1, settings.max_workers, runnable))
 
 
-def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, worker_deaths: int = 0) -> RunReport:
+def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, **more: Any) -> RunReport:
     """The end-of-run summary; NEW tiles that no run can release are counted and explained."""
     left = unfinished(store, aoi_id)
     stuck = ""
@@ -320,24 +376,38 @@ def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, worker
         ids = stuck_tiles(store, aoi_id)
         stuck = (f"{len(ids)} tiles can never be released: {explain_stuck(store, aoi_id, ids)}; take one out of the "
                  f"chain with `ingester fail --force --tile {ids[0]}` (its children are re-linked to its previous)")
-    return RunReport(store.aoi_name_of(aoi_id), run_id, executed, summary(store, aoi_id), left, worker_deaths, stuck)
+    return RunReport(store.aoi_name_of(aoi_id), run_id, executed, summary(store, aoi_id), left, stuck=stuck, **more)
 
 
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
             executor_factory: ExecutorFactory = default_executor, lock: bool = True,
-            progress: Callable[[str], None] | None = None) -> RunReport:
-    """Take the AOI's lock (unless the caller already holds it), run, release."""
+            progress: Callable[[str], None] | None = None, downloads: Any = None) -> RunReport:
+    """Take the AOI's lock (unless the caller already holds it), run, release. `progress` gets the
+    run's counts as text; `downloads` (a queue of a providers.progress.RunDisplay) gets the worker
+    processes' download progress (the local pool only)."""
     run_id = run_id or new_run_id()
+    check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
     if lock:
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
+    steps = steps_folder(settings.workdir, aoi)
     try:
+        # the steps a dead run left running on this host (kill -9, OOM): killed before their jobs run again
+        for line in stop_recorded_steps(steps):
+            warnings.warn(StepsKilledWarning(f"AOI {aoi}: a dead run had left a graph step's processes running: "
+                                             f"{line}"), stacklevel=2)
+        missing = missing_datasets(store, aoi)  # storage emptied between runs: say so, `verify` repairs
+        if missing:
+            warnings.warn(MissingFilesWarning(missing_text(aoi, missing)), stacklevel=2)
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
         release_ready(store, coordinator.aoi.id)
         if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
             return run_report(store, coordinator.aoi.id, run_id)
-        executor = executor_factory(pool_size(store, coordinator.aoi.id, workers or settings.workers, settings),
-                                    settings)
+        size = pool_size(store, coordinator.aoi.id, workers or settings.workers, settings)
+        if downloads is not None and executor_factory is default_executor:
+            executor: Executor = LocalExecutor(size, settings, progress_queue=downloads)
+        else:
+            executor = executor_factory(size, settings)
         finished = False
         try:
             report = coordinator.run(executor)
@@ -345,5 +415,7 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
             return report
         finally:
             executor.shutdown(wait=finished)
+            if not finished:  # SIGTERM, Ctrl-C, a broken pool: the workers are gone, their steps go too
+                stop_recorded_steps(steps)
     finally:
         release_lock(store, aoi, run_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,24 @@ from ingester.errors import InputError
 
 def parse_json(text: str, origin: str, error: type[InputError] = InputError) -> Any:
     """The decoded document; `error(<origin>: …)` (exit 2) for anything that is not usable JSON."""
+    return _decode(json.loads, text, origin, error)
+
+
+def parse_json_forgiving(text: str, origin: str, error: type[InputError] = InputError) -> tuple[Any, list[str]]:
+    """`parse_json` forgiving a trailing comma left by deleting a line (`jsontext.loads_forgiving`):
+    the document and one note per comma ignored."""
+    from ingester.jsontext import loads_forgiving
+
+    return _decode(loads_forgiving, text, origin, error)
+
+
+def _decode(loads: Callable[[str], Any], text: str, origin: str, error: type[InputError]) -> Any:
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError as exc:
-        raise error(f"{origin}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        from ingester.jsontext import describe
+
+        raise error(f"{origin}: {describe(exc, text)}") from None
     except RecursionError:
         raise error(f"{origin}: invalid JSON: arrays or objects nested too deeply (the limit is about "
                     f"{sys.getrecursionlimit()} levels)") from None

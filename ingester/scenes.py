@@ -12,18 +12,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from shapely.geometry import MultiPolygon, Polygon
 
-from ingester.errors import ScenesFileError
+from ingester.errors import ScenesFileError, ScenesFileWarning
 from ingester.fileio import atomic_write_text
 from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
 from ingester.graph.engine_config import check_config
 from ingester.ids import id_problem, record_id_problem, shown, uuid_problem
-from ingester.jsonfile import parse_json
+from ingester.jsonfile import parse_json_forgiving
 from ingester.naming import constellation_of
 from ingester.times import format_time, parse_time
 
@@ -508,7 +509,10 @@ def read_scenes_document(path: str | Path) -> tuple[str, Any]:
         raise ScenesFileError(f"{origin}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenesFileError(f"{origin}: cannot read ({exc})") from None
-    return text, parse_json(text, origin, ScenesFileError)
+    doc, notes = parse_json_forgiving(text, origin, ScenesFileError)
+    for note in notes:
+        warnings.warn(f"{origin}: {note}", ScenesFileWarning, stacklevel=3)
+    return text, doc
 
 
 _BLANK = re.compile(r"[ \t\n\r]*")

@@ -336,7 +336,52 @@ def force_retry_aoi(store: Store, aoi_id: int, policy: Policy) -> int:
     return n
 
 
+# --- rebuilding what storage lost (ingester verify) ------------------------------------------------
+
+def rebuild(store: Store, kind: str, job_id: int, policy: Policy, message: str) -> str:
+    """A DONE job whose stored files are missing or damaged goes back into the workflow with a fresh
+    budget (call inside a transaction): a scene → PENDING (its download runs again; its DONE tiles stay
+    DONE), a tile → NEW, then PENDING at once when its scene, previous and reference are DONE. The
+    PENDING tiles that take it as previous or reference wait for it again (NEW). Returns the status."""
+    row = _row(store, kind, job_id)
+    if row["status"] != DONE:
+        raise TransitionError(f"cannot rebuild {kind} {job_id}: its status is {row['status']}, not DONE")
+    if kind == "scene":
+        set_status(store, "scene", job_id, PENDING, message, force=True, policy=policy)
+        _update(store, "scene", job_id, message=message)
+        return PENDING
+    set_status(store, "tile", job_id, NEW, message, force=True, policy=policy)
+    _update(store, "tile", job_id, retry_countdown=policy.retry_count, temporary_count=0, not_before=0)
+    store.execute("UPDATE tile SET status = 'NEW', updated_at = ?1 WHERE (prev = ?2 OR ref = ?2) AND id != ?2 "
+                  "AND status = 'PENDING' AND lease_run IS NULL", (now_text(), job_id))
+    return PENDING if release(store, [job_id]) else NEW
+
+
 # --- job outcomes --------------------------------------------------------------------------------
+
+# The words of every message about an attempt (run summary, history, job logs): the worker's *outcome*
+# (done, temporary, fatal, error; abandoned when a run was interrupted) → the job's *status* after it.
+TEMPORARY_EXHAUSTED = "temporary once more after"
+_AFTER = {
+    PENDING: "re-queued",
+    RETRY: "waits for `ingester retry`",
+    FAILED: "",
+    DONE: "",
+}
+
+
+def attempt_result(outcome: str | None, status: str | None, message: str = "") -> str:
+    """`outcome → status (what it means)`, e.g. `error → PENDING (automatic re-run)`; `running` while
+    the attempt is not finished."""
+    if not outcome:
+        return "running"
+    if not status:
+        return outcome
+    meaning = _AFTER.get(status, "")
+    if status == PENDING and (outcome in ("error", "fatal") or TEMPORARY_EXHAUSTED in message):
+        meaning = "automatic re-run"
+    return f"{outcome} → {status}" + (f" ({meaning})" if meaning else "")
+
 
 def is_retriable(store: Store, kind: str, job_id: int) -> bool:
     data = store.one(f"SELECT data FROM {_table(kind)} WHERE id = ?", (job_id,))
@@ -359,7 +404,7 @@ def apply_outcome(store: Store, kind: str, job_id: int, result: JobResult, polic
                     not_before=monotonic_now() + policy.backoff(count), **_CLEAR_LEASE)
             return PENDING
         outcome = "error"
-        message = f"{message} (still failing after {policy.max_temporary_retries} temporary retries)"
+        message = f"{message} ({TEMPORARY_EXHAUSTED} {policy.max_temporary_retries} re-queues: handled as an error)"
     if outcome == "done":
         requested = DONE
     elif outcome == "fatal":

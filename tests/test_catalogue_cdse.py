@@ -330,7 +330,7 @@ def test_429_with_retry_after_then_success(fake):
 
 def test_503_beyond_the_retries_is_a_catalogue_error(fake):
     fake.fail_next(5, 503)
-    with pytest.raises(CatalogueError, match=r"answered 503 after 3 tries: Service Unavailable"):
+    with pytest.raises(CatalogueError, match=r"answered 503 after 3 requests: Service Unavailable"):
         run(fake, payload())
 
 
@@ -490,8 +490,12 @@ def test_pages_of_a_concurrent_multipolygon_search_are_those_of_a_sequential_one
     fake.add([s2_product(sensing=T0 + timedelta(hours=i), geometry=box(5 + 0.2 * i, 50, 5.15 + 0.2 * i, 50.05),
                          tile=f"{i:02d}ABC") for i in range(20)])
     islands = payload(geometry=_islands(40))
+    fake.latency = 0.02
     a, _ = run(fake, islands, page=page, limit=7, settings={"cdse_search_concurrency": 4})
+    assert 2 <= fake.max_in_flight <= 4  # the first answer of every part, side by side
+    fake.max_in_flight = 0
     b, _ = run(fake, islands, page=page, limit=7, settings={"cdse_search_concurrency": 1})
+    assert fake.max_in_flight == 1
     assert [s.source_id for s in a.scenes] == [s.source_id for s in b.scenes] and len(a.scenes) == (7 if page < 2
                                                                                                      else 6)
     assert a.next == b.next == (page < 2)

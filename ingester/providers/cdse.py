@@ -3,8 +3,8 @@
 Tokens: one `TokenManager` per account *per process* (password grant once, refresh grant before
 expiry, shared by every job the process runs); in a local process pool each worker process keeps its
 own manager, so a run logs in at most once per worker process. The Authorization header follows
-redirects only to the service's own hosts (`http.Service`: the configured download, catalogue and
-token hosts and the hosts of `config.CDSE_DOMAINS`), never to a foreign host.
+redirects only to the service's own origins (`http.Service`: scheme, host and port of the configured
+download, catalogue and token URLs, and https on the hosts of `config.CDSE_DOMAINS`), never elsewhere.
 
 Concurrency: at most `settings.cdse_max_downloads` downloads at once across all processes of the
 machine that share the work folder (`slots.slot` on `<workdir>/.slots/cdse`).
@@ -56,7 +56,7 @@ def download_service(settings: Settings) -> Service:
     def make() -> Service:
         # the service's own hosts: download (zipper), catalogue (redirects to zipper), identity, and
         # the other hosts of the CDSE domain
-        hosts = {urlparse(u).hostname or "" for u in (settings.cdse_catalogue_url, settings.cdse_token_url)}
+        hosts = {settings.cdse_catalogue_url, settings.cdse_token_url}  # their origins: scheme, host, port
         return Service("cdse", settings.cdse_download_url, timeout=settings.http_timeout,
                        retries=settings.http_retries, backoff=settings.http_backoff, token=token,
                        trusted_hosts=hosts, trusted_domains=CDSE_DOMAINS)
