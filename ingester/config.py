@@ -69,6 +69,9 @@ class Settings:
     tile_worker: str = "ingester.graph.worker:run_tile_job"  # import path of the tile worker
     retry_backoff: float = 30.0  # seconds before an automatic re-run; doubles per attempt
     max_temporary_retries: int = 5  # temporary failures re-queued before counting as an error
+    max_wait: float = 60.0  # seconds a run waits for a backed-off or deferred job before ending (exit 5)
+    defer_deadline: float = 7 * 86400.0  # seconds a job may stay deferred (from its first deferral)
+    offline_recheck: float = 3600.0  # seconds before the catalogue is asked again about an offline product
     annotation_concurrency: int = 10
     aoi_buffer_degrees: float = 0.05
     annotation_sources: str = "cdse,urls"  # order of S1 annotation sources: CDSE Nodes, payload annotations_urls
@@ -79,16 +82,17 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
-        positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency")
+        positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "offline_recheck")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
-                        "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads")  # 0: no cap
+                        "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads",  # 0: no cap
+                        "max_wait", "defer_deadline")
         for name in positive:
             value = getattr(self, name, 1)
             if not value > 0:
                 raise ConfigError(f"INGESTER_{name.upper()}: must be > 0, got {value!r}")
         for name in not_negative:
             value = getattr(self, name, 0)
-            if value < 0:
+            if not value >= 0:  # NaN too
                 raise ConfigError(f"INGESTER_{name.upper()}: must be ≥ 0, got {value!r}")
         for name in ("cdse_catalogue_url", "cdse_download_url", "cdse_token_url", "asf_url"):
             value = getattr(self, name)

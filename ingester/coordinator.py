@@ -5,6 +5,11 @@ Crash safety: the AOI's lock (pid, host, start, heartbeat) stops a second run at
 a lock whose process is dead, or whose heartbeat is older than `lease_seconds`, is taken over.
 A claimed job carries a lease (run id + expiry renewed by the heartbeat); when a run takes the
 lock, the jobs still leased by an earlier run are put back in the queue (attempt `abandoned`).
+
+Waiting: a job that is not ready yet (backed off after a failure, or deferred by its worker until
+a later time) is waited for only when it is due within `settings.max_wait` seconds. When nothing
+runs and every remaining job waits longer, the run ends: what could run now has run, and the report's
+`deferred` lists the jobs a later run (cron) picks up once due (the CLI's exit 5).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from ingester.records import index_outputs
 from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
-from ingester.workflow import PENDING, Policy, apply_outcome, summary, unfinished
+from ingester.workflow import PENDING, Policy, apply_outcome, deferred, summary, unfinished
 
 
 def new_run_id() -> str:
@@ -100,10 +105,16 @@ class RunReport:
     summary: dict[str, Any]
     unfinished: dict[str, int]
     worker_deaths: int = 0
+    deferred: dict[str, Any] = dataclasses.field(default_factory=dict)  # workflow.deferred()
 
     @property
     def failed(self) -> bool:
         return any(self.unfinished.values())
+
+    @property
+    def waiting(self) -> int:
+        """Jobs that wait to be tried again later (a later run picks them up once due)."""
+        return int(self.deferred.get("total", 0))
 
 
 ExecutorFactory = Callable[[int, Settings], Executor]
@@ -123,7 +134,7 @@ class Coordinator:
         self.progress = progress or (lambda _text: None)
         conf = self.aoi.settings
         self.policy = Policy(int(conf.get("retry_count", 0)), settings.retry_backoff,
-                             settings.max_temporary_retries)
+                             settings.max_temporary_retries, settings.defer_deadline)
         self.instances: dict[str, str] = dict(conf.get("instances") or {})
         self.layers = {k: Layer(v[0], v[1], self.instances.get(k, "")) for k, v in (conf.get("layers") or {}).items()}
         self.graph_config: dict[str, str] = dict(conf.get("graph_config") or {})
@@ -263,8 +274,8 @@ class Coordinator:
                         self.running[future] = (kind, job_id, attempt, attempt_row)
                 if not self.running:
                     wake = self._next_wakeup()
-                    if wake is None:
-                        break
+                    if wake is None or wake > self.settings.max_wait:
+                        break  # nothing left, or only jobs due later than this run waits: a later run
                     time.sleep(min(wake, beat_every) + 0.01)
                 else:
                     done, _ = concurrent.futures.wait(list(self.running), timeout=beat_every,
@@ -288,7 +299,8 @@ class Coordinator:
                 with self.store.transaction():
                     requeue_abandoned(self.store, self.aoi.id, "")
         return RunReport(self.aoi.name, self.run_id, executed, summary(self.store, self.aoi.id),
-                         unfinished(self.store, self.aoi.id), getattr(executor, "deaths", 0))
+                         unfinished(self.store, self.aoi.id), getattr(executor, "deaths", 0),
+                         deferred(self.store, self.aoi.id))
 
 
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
@@ -302,7 +314,8 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
         if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
-            return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id))
+            return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id),
+                             deferred=deferred(store, coordinator.aoi.id))
         executor = executor_factory(workers or settings.workers, settings)
         finished = False
         try:

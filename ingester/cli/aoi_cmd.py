@@ -9,7 +9,7 @@ import typer
 
 from ingester.cli import app
 from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
-from ingester.errors import EXIT_JOBS_FAILED
+from ingester.errors import EXIT_DEFERRED, EXIT_JOBS_FAILED
 
 if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load inside the commands
     from ingester.config import Settings
@@ -20,13 +20,18 @@ WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker proces
 SceneWorkerOption = typer.Option(
     None, "--scene-worker", help="Advanced: import path `module:function` of the scene worker "
     "(default: $INGESTER_SCENE_WORKER or ingester.providers.worker:run_scene_job).")
+MaxWaitOption = typer.Option(
+    None, "--max-wait", min=0, help="Seconds the run waits for a job that is not ready yet (backed off after a "
+    "failure, or deferred: offline product, order in progress); a job due later is left for a later run "
+    "and the run ends with exit 5 (default: $INGESTER_MAX_WAIT or 60).")
 TileWorkerOption = typer.Option(
     None, "--tile-worker", help="Advanced: import path `module:function` of the tile worker "
     "(default: $INGESTER_TILE_WORKER or ingester.graph.worker:run_tile_job).")
 
 
-def run_settings(db: str | None, workers: int | None, scene_worker: str | None, tile_worker: str | None) -> Settings:
-    return settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker)
+def run_settings(db: str | None, workers: int | None, scene_worker: str | None, tile_worker: str | None,
+                 max_wait: float | None = None) -> Settings:
+    return settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker, max_wait=max_wait)
 
 
 def check_download_settings(s: Settings) -> None:
@@ -51,15 +56,24 @@ def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str |
 
 
 def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None = None) -> None:
-    """Print the run summary (stderr text, or JSON on stdout) and exit 4 when jobs ended FAILED/RETRY."""
-    from ingester.workflow import summary_text
+    """Print the run summary (stderr text, or JSON on stdout); exit 4 when jobs ended FAILED/RETRY,
+    else 5 when jobs wait to be tried again later (deferred or backed off beyond --max-wait)."""
+    from ingester.workflow import deferred_text, summary_text
 
     if as_json:
         print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "executed": report.executed,
-                    "summary": report.summary, "unfinished": report.unfinished})
+                    "summary": report.summary, "unfinished": report.unfinished, "deferred": report.deferred})
     else:
         ui.info(f"AOI {report.aoi}: {report.executed} jobs run (status {report.summary['status']})")
         ui.info(summary_text(report.summary))
+        if report.waiting:
+            ui.info(deferred_text(report.deferred))
+    if report.waiting:
+        d = report.deferred
+        behind = f"; {d['tiles_waiting']} tile(s) wait for them" if d.get("tiles_waiting") else ""
+        ui.warn(f"finished what could run now; {report.waiting} job(s) deferred until {d['next_try']} or later"
+                f"{behind}: run again then (`ingester run {report.aoi}`, e.g. from cron); "
+                f"`ingester status {report.aoi}` says why each waits")
     if report.failed:
         u = report.unfinished
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in u.items() if v)
@@ -72,6 +86,8 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
                 hints.append(f"{lists} and `ingester history --{kinds[0]} ID`, {then}")
         ui.error(f"some jobs did not finish: {counts} (see {'; '.join(hints)})")
         raise typer.Exit(EXIT_JOBS_FAILED)
+    if report.waiting:
+        raise typer.Exit(EXIT_DEFERRED)
 
 
 @app.command("aoi")
@@ -87,19 +103,20 @@ def aoi_command(
     as_json: bool = JsonOption,
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
+    max_wait: float | None = MaxWaitOption,
 ) -> None:
     """Ingest an area: scenes (searched, or from --scenes/--tiles) → records, scenes and tiles in the store,
     then run one download job per scene and one processing job per tile until no job can progress.
 
     Without a file the catalogue is searched. Scenes already in the AOI are skipped; re-running is safe.
-    Exit 4 when some jobs ended FAILED or RETRY."""
+    Exit 4 when some jobs ended FAILED or RETRY, else 5 when some jobs are deferred (run again later)."""
     from ingester.coordinator import check_lock, new_run_id
     from ingester.ingest import commit, prepare
     from ingester.payload import load_payload
     from ingester.store import Store
 
     ui = UI(quiet)
-    s = run_settings(db, workers, scene_worker, tile_worker)
+    s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
     loaded = load_payload(payload)
     check_download_settings(s)
     scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
@@ -138,14 +155,17 @@ def run_command(
     as_json: bool = JsonOption,
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
+    max_wait: float | None = MaxWaitOption,
 ) -> None:
-    """Resume an AOI's pending work (after a crash, a reboot or `ingester retry`) without searching.
+    """Resume an AOI's pending work (after a crash, a reboot or `ingester retry`) without searching;
+    deferred jobs are picked up once due.
 
-    Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY."""
+    Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY, else 5
+    when some jobs are deferred (run again later)."""
     from ingester.store import Store
 
     ui = UI(quiet)
-    s = run_settings(db, workers, scene_worker, tile_worker)
+    s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
     check_download_settings(s)
     with Store(s.db, create=False) as store:
         store.require_aoi(aoi)

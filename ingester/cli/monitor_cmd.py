@@ -10,6 +10,7 @@ import typer
 
 from ingester.cli import app
 from ingester.cli.aoi_cmd import (
+    MaxWaitOption,
     SceneWorkerOption,
     TileWorkerOption,
     WorkersOption,
@@ -48,14 +49,18 @@ def status_command(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Scenes and tiles per status, root tiles and their date range (one AOI or all)."""
+    """Scenes and tiles per status, root tiles and their date range (one AOI or all), and the jobs
+    that wait to be tried again later (deferred or backed off) with their next try and why."""
     from ingester.store import Store
-    from ingester.workflow import summary, summary_text
+    from ingester.workflow import deferred, deferred_text, summary, summary_text
 
     s = settings(db=db)
     with Store(s.db, create=False) as store:
         names = [store.require_aoi(aoi).name] if aoi else store.aoi_names()
-        summaries = [summary(store, store.require_aoi(n).id) for n in names]
+        summaries = []
+        for n in names:
+            aoi_id = store.require_aoi(n).id
+            summaries.append({**summary(store, aoi_id), "deferred": deferred(store, aoi_id)})
     if as_json:
         print_json(summaries[0] if aoi else summaries)
         return
@@ -66,6 +71,8 @@ def status_command(
             typer.echo("")
         typer.echo(f"AOI {item['aoi']} ({item['status']})")
         typer.echo(summary_text(item))
+        if item["deferred"]["total"]:
+            typer.echo(deferred_text(item["deferred"]))
 
 
 @app.command("aois")
@@ -188,6 +195,7 @@ def retry_command(
     as_json: bool = JsonOption,
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
+    max_wait: float | None = MaxWaitOption,
 ) -> None:
     """RETRY → PENDING (with a fresh retry budget), then run the AOI. DONE work is never redone.
 
@@ -199,7 +207,7 @@ def retry_command(
     from ingester.workflow import PENDING, RETRY, Policy, TransitionError, force_retry, force_retry_aoi, set_status
 
     ui = UI(quiet)
-    s = run_settings(db, workers, scene_worker, tile_worker)
+    s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
     check_download_settings(s)
     with Store(s.db, create=False) as store:
         name, kind, job_id = _target(store, aoi, scene, tile)

@@ -1,0 +1,177 @@
+"""Deferred jobs (issue 12 item 1): a job waiting for something outside keeps its place with a time
+to try again, the run does not wait for it beyond --max-wait and ends with exit 5; deferrals never
+consume the retry budget and are bounded by INGESTER_DEFER_DEADLINE."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ingester.jobs import JobResult
+from ingester.store import Store
+from ingester.workflow import PENDING, RETRY, Policy, apply_outcome
+from tests.conftest import PYTHON, subprocess_env
+from tests.fakes.aoi_data import write_s2_scenes
+
+W = "tests.fakes.workers"
+S2 = "DenmarkDemoS2"
+DB = "outputs/ingester.db"
+
+
+@pytest.fixture
+def markers(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "markers"
+    folder.mkdir()
+    monkeypatch.setenv("FAKE_WORKER_MARKERS", str(folder))
+    return folder
+
+
+@pytest.fixture
+def payload(tmp_path, repo) -> Path:
+    return Path(shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "denmark-s2.json"))
+
+
+def runs(folder: Path, outcome: str | None = None) -> int:
+    return sum(1 for p in folder.iterdir() if outcome is None or json.loads(p.read_text())["outcome"] == outcome)
+
+
+def aoi(cli, *args, scene: str = "succeed", tile: str = "succeed"):
+    return cli("aoi", *args, "--workers", "1", "--scene-worker", f"{W}:{scene}", "--tile-worker", f"{W}:{tile}")
+
+
+def test_a_deferred_job_keeps_its_place_and_the_run_ends_with_exit_5(cli, payload, tmp_path, markers, monkeypatch):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    doc = json.loads(scenes.read_text())
+    first = doc["features"][0]["properties"]["source_id"]
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({first: ["deferred"]}))
+    monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))
+    before = time.time()
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", scene="scripted")
+    assert r.exit_code == 5, r.stderr
+    out = json.loads(r.stdout)
+    assert out["deferred"]["scenes"] == 1 and out["deferred"]["tiles"] == 0
+    assert out["summary"]["scenes"]["done"] == 1 and out["unfinished"] == {
+        "scene_retry": 0, "scene_failed": 0, "tile_retry": 0, "tile_failed": 0}
+    assert "1 job(s) deferred until" in r.stderr and "run again" in r.stderr
+    with Store(DB) as st:
+        row = st.execute("SELECT status, not_before, retry_countdown, temporary_count, deferred_since, message "
+                         "FROM scene WHERE source_id = ?", (first,)).fetchone()
+        assert row[0] == PENDING and row[1] > before + 3000  # its place, with a time to try again
+        assert row[2] == 1 and row[3] == 0  # nothing consumed
+        assert row[4] is not None and "deferred for scene" in row[5]
+        assert [a["outcome"] for a in st.attempts("scene", 1)] == ["deferred"]
+
+    status = cli("status", S2)
+    assert status.exit_code == 0
+    assert "Deferred: 1 job(s), next try" in status.stdout and first in status.stdout
+    js = json.loads(cli("status", S2, "--json").stdout)
+    assert js["deferred"]["scenes"] == 1 and js["deferred"]["jobs"][0]["source_id"] == first
+    assert js["deferred"]["jobs"][0]["next_try"] == js["deferred"]["next_try"]
+
+    # not due yet: `run` does not touch it and says so again
+    executed = runs(markers)
+    r = cli("run", S2, "--workers", "1", "--scene-worker", f"{W}:scripted", "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 5, r.stderr
+    assert runs(markers) == executed
+    # once due, `run` picks it up
+    with Store(DB) as st:
+        st.execute("UPDATE scene SET not_before = 0 WHERE source_id = ?", (first,))
+    script.write_text(json.dumps({}))
+    r = cli("run", S2, "--workers", "1", "--scene-worker", f"{W}:scripted", "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 0, r.stderr
+    with Store(DB) as st:
+        assert st.one("SELECT count(*) FROM scene WHERE status = 'DONE'") == 2
+        assert st.one("SELECT deferred_since FROM scene WHERE source_id = ?", (first,)) is None
+        assert st.one("SELECT count(*) FROM tile WHERE status = 'DONE'") == 2
+
+
+def test_a_backoff_longer_than_max_wait_ends_the_run_with_exit_5_instead_of_sleeping(payload, tmp_path):
+    """A temporary failure backs off 1 hour: the run ends at once (exit 5) instead of holding the lock."""
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    env = subprocess_env({"INGESTER_RETRY_BACKOFF": "3600", "INGESTER_MAX_WAIT": "1"})
+    cmd = [PYTHON, "-m", "ingester", "aoi", str(payload), "--scenes", str(scenes), "--create-layers", "--workers",
+           "1", "--scene-worker", f"{W}:temporary", "--tile-worker", f"{W}:succeed"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 5, done.stderr
+    assert "deferred until" in done.stderr
+    with Store(tmp_path / DB) as st:
+        assert st.one("SELECT status FROM scene") == PENDING
+        assert st.one("SELECT temporary_count FROM scene") == 1
+        assert st.one("SELECT lock_run FROM aoi") is None
+
+
+def test_max_wait_option_waits_for_a_short_backoff(cli, payload, tmp_path, markers, monkeypatch):
+    """A backoff within --max-wait is waited for in the same run (exit 4 after the budget, not 5)."""
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0.2")
+    monkeypatch.setenv("INGESTER_MAX_TEMPORARY_RETRIES", "1")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--max-wait", "30", scene="temporary")
+    assert r.exit_code == 4, r.stderr
+    assert runs(markers, "temporary") == 4  # 1 + 1 temporary re-queue, then one automatic re-run of 2
+    r = cli("aoi", "--help")
+    assert "--max-wait" in r.stdout
+
+
+def test_exit_4_wins_over_exit_5_and_both_are_reported(cli, payload, tmp_path, markers, monkeypatch):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    ids = [f["properties"]["source_id"] for f in json.loads(scenes.read_text())["features"]]
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({ids[0]: ["deferred"], ids[1]: ["fatal"]}))
+    monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", scene="scripted")
+    assert r.exit_code == 4, r.stderr
+    assert json.loads(r.stdout)["deferred"]["scenes"] == 1
+    assert "deferred until" in r.stderr and "some jobs did not finish" in r.stderr
+
+
+def _one_scene_store(tmp_path: Path, repo: Path) -> tuple[Store, int]:
+    import dataclasses
+
+    from ingester.config import Settings
+    from ingester.coordinator import release_lock
+    from ingester.ingest import commit, prepare
+    from ingester.payload import load_payload
+
+    payload = dataclasses.replace(load_payload(repo / "payloads" / "denmark-s2.json"), retry_count=2, layers={})
+    store = Store(tmp_path / "w.db")
+    scenes = write_s2_scenes(tmp_path / "one.json", 1)
+    commit(store, prepare(store, payload, Settings(), scenes_file=str(scenes)), "setup")
+    release_lock(store, payload.name, "setup")
+    return store, store.one("SELECT id FROM scene")
+
+
+def test_deferrals_never_consume_the_retry_budget_and_end_at_the_deadline(tmp_path, repo):
+    store, sid = _one_scene_store(tmp_path, repo)
+    policy = Policy(retry_count=2, retry_backoff=0, max_temporary_retries=1, defer_deadline=3600)
+    with store:
+        for _ in range(5):
+            with store.transaction():
+                status = apply_outcome(store, "scene", sid, JobResult.deferred("offline", time.time() + 60), policy)
+            assert status == PENDING
+        row = store.execute("SELECT retry_countdown, temporary_count, deferred_since FROM scene").fetchone()
+        assert row[0] == 2 and row[1] == 0 and row[2] is not None
+        # past the deadline (counted from the first deferral), the next deferral is an error
+        store.execute("UPDATE scene SET deferred_since = ? WHERE id = ?", (time.time() - 3700, sid))
+        with store.transaction():
+            status = apply_outcome(store, "scene", sid, JobResult.deferred("offline", time.time() + 60), policy)
+        assert status == PENDING  # the error takes the automatic re-run of the retry budget
+        message = store.one("SELECT message FROM scene")
+        assert "still waiting after 1 h" in message and "INGESTER_DEFER_DEADLINE" in message
+        assert store.one("SELECT retry_countdown FROM scene") == 1
+        assert store.one("SELECT deferred_since FROM scene") is None
+        # any other outcome ends the deferral
+        with store.transaction():
+            apply_outcome(store, "scene", sid, JobResult.deferred("offline", time.time() + 60), policy)
+            apply_outcome(store, "scene", sid, JobResult("temporary", "503"), policy)
+        assert store.one("SELECT deferred_since FROM scene") is None
+        with store.transaction():
+            apply_outcome(store, "scene", sid, JobResult.deferred("offline", time.time() + 60), policy)
+            assert apply_outcome(store, "scene", sid, JobResult("error", "boom"), policy) == PENDING
+            assert apply_outcome(store, "scene", sid, JobResult("error", "boom"), policy) == RETRY
+        assert store.one("SELECT deferred_since FROM scene") is None
