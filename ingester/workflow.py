@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingester.errors import StoreError
 from ingester.store import STATUSES, Store, monotonic_now, now_text
+from ingester.times import epoch_text
 
 if TYPE_CHECKING:  # jobs imports the payload model (and shapely): not needed by the status commands
     from ingester.jobs import JobResult
@@ -440,13 +441,6 @@ def summary_text(s: dict[str, Any]) -> str:
         lines.append(f"  {'Total:':<8} {s[key]['total']}")
     lines += ["", f"Root tiles : {s['root_tiles']}", f"  From: {s['from'] or '-'}", f"  To:   {s['to'] or '-'}"]
     return "\n".join(lines)
-
-
-def epoch_text(t: float) -> str:
-    """Epoch seconds as RFC 3339 UTC, to the second."""
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def deferred(store: Store, aoi_id: int, limit: int = 100, now: float | None = None) -> dict[str, Any]:

@@ -175,3 +175,68 @@ def test_deferrals_never_consume_the_retry_budget_and_end_at_the_deadline(tmp_pa
             assert apply_outcome(store, "scene", sid, JobResult("error", "boom"), policy) == PENDING
             assert apply_outcome(store, "scene", sid, JobResult("error", "boom"), policy) == RETRY
         assert store.one("SELECT deferred_since FROM scene") is None
+
+
+@pytest.fixture
+def cdse_offline(tmp_path, testdata, monkeypatch):
+    """A catalogue and a zipper sharing two S2 products; the second is offline (long-term archive)."""
+    from datetime import UTC, datetime, timedelta
+
+    from shapely.geometry import box
+
+    from ingester.providers import cdse
+    from tests.fakes.cdse_download import FakeCdse
+    from tests.fakes.cdse_odata import FakeCdseCatalogue, s2_product
+    from tests.fakes.products import S2_ID, checksums, zip_safe
+
+    cdse.reset()
+    t = datetime(2022, 1, 1, 10, 34, 31, tzinfo=UTC)
+    over = box(9.0, 54.1, 10.6, 55.9)
+    with FakeCdseCatalogue() as catalogue, FakeCdse("127.0.0.1") as zipper:
+        products = [s2_product(sensing=t + timedelta(days=i), geometry=over, cloud=10.0, online=i == 0)
+                    for i in range(2)]
+        for p in products:
+            data = zip_safe(testdata / "s2" / f"{S2_ID}.SAFE", top=p["Name"])
+            p.update({"ContentLength": len(data), "Checksum": checksums(data)})
+            zipper.add_product(data, p["Id"])
+        zipper.offline.add(products[1]["Id"])
+        catalogue.add(products)
+        for key, value in {"INGESTER_CDSE_CATALOGUE_URL": catalogue.url, "INGESTER_CDSE_DOWNLOAD_URL": zipper.odata,
+                           "INGESTER_CDSE_TOKEN_URL": zipper.token_url, "INGESTER_CDSE_USERNAME": zipper.username,
+                           "INGESTER_CDSE_PASSWORD": zipper.password, "INGESTER_PROVIDERS": "cdse",
+                           "INGESTER_RETRY_BACKOFF": "0.1", "INGESTER_TILE_WORKER": f"{W}:noop"}.items():
+            monkeypatch.setenv(key, value)
+        yield catalogue, zipper, products
+    cdse.reset()
+
+
+def test_an_offline_product_is_deferred_the_run_ends_and_a_later_run_downloads_it_once_restored(
+        cli, payload, cdse_offline):
+    catalogue, zipper, products = cdse_offline
+    offline = products[1]
+
+    def value_gets(pid: str) -> int:
+        return sum(1 for r in zipper.requests if r["method"] == "GET" and f"({pid})/$value" in r["path"])
+
+    r = cli("aoi", payload, "--create-layers", "--json", "--workers", "2")
+    assert r.exit_code == 5, r.stderr
+    out = json.loads(r.stdout)
+    assert out["summary"]["scenes"]["done"] == 1 and out["deferred"]["scenes"] == 1
+    assert value_gets(products[0]["Id"]) == 1 and value_gets(offline["Id"]) == 0  # never requested
+    with Store(DB) as st:
+        assert st.one("SELECT lock_run FROM aoi") is None  # the lock is free for the next cron run
+        sid = st.one("SELECT id FROM scene WHERE status = 'PENDING'")
+        assert [a["outcome"] for a in st.attempts("scene", sid)] == ["deferred"]
+    status = cli("status", S2)
+    assert "Deferred: 1 job(s)" in status.stdout and "offline" in status.stdout
+
+    # restored (ordered through the Data Workspace): once due, a run asks the catalogue again and downloads
+    catalogue.set_online(offline["Id"], True)
+    zipper.offline.discard(offline["Id"])
+    with Store(DB) as st:
+        st.execute("UPDATE scene SET not_before = 0 WHERE id = ?", (sid,))
+    r = cli("run", S2, "--workers", "1")
+    assert r.exit_code == 0, r.stderr
+    assert value_gets(offline["Id"]) == 1
+    with Store(DB) as st:
+        assert st.one("SELECT count(*) FROM scene WHERE status = 'DONE'") == 2

@@ -285,20 +285,7 @@ def scene_of(product: dict, wkt: str, atts: dict[str, Any], payload: Payload) ->
                 f"whose catalogue tag {key!r} is {tags[key]!r}"
             )
         tags[key] = value
-    try:
-        checksums = {c["Algorithm"]: c["Value"] for c in product.get("Checksum") or () if c["Value"]}
-    except (KeyError, TypeError):
-        checksums = {str(c["Algorithm"]): str(c["Value"]) for c in product.get("Checksum") or ()
-                     if isinstance(c, dict) and c.get("Algorithm") and c.get("Value")}
-    metadata: dict[str, Any] = {
-        "uuid": str(product.get("Id", "")),
-        "product_name": name,
-        "checksums": checksums,
-        "size": product.get("ContentLength"),
-        "online": product.get("Online") is not False,
-        "s3_path": product.get("S3Path") or "",
-        "publication_date": product.get("PublicationDate") or "",
-    }
+    metadata = entry_metadata(product)
     if len(payload.annotations_urls) == 1:  # the original's single-annotations_urls rule
         metadata["download_link"] = format_pattern(payload.annotations_urls[0], source_id, {"AREA": payload.name})
     return Scene(
@@ -313,6 +300,55 @@ def scene_of(product: dict, wkt: str, atts: dict[str, Any], payload: Payload) ->
         storage_uri=payload.storage_uri,
         metadata=metadata,
     )
+
+
+def entry_metadata(product: dict) -> dict[str, Any]:
+    """The scene metadata a product's catalogue entry gives (search result or `Products(<id>)`)."""
+    try:
+        checksums = {c["Algorithm"]: c["Value"] for c in product.get("Checksum") or () if c["Value"]}
+    except (KeyError, TypeError):
+        checksums = {str(c["Algorithm"]): str(c["Value"]) for c in product.get("Checksum") or ()
+                     if isinstance(c, dict) and c.get("Algorithm") and c.get("Value")}
+    return {
+        "uuid": str(product.get("Id", "")),
+        "product_name": product.get("Name") or "",
+        "checksums": checksums,
+        "size": product.get("ContentLength"),
+        "online": product.get("Online") is not False,
+        "s3_path": product.get("S3Path") or "",
+        "publication_date": product.get("PublicationDate") or "",
+    }
+
+
+def product_entry(settings: Settings, uuid: str, service: Service | None = None) -> dict | None:
+    """The product's catalogue entry as it is now (`GET Products(<uuid>)`, no account needed), None when
+    the catalogue no longer has it (deleted or replaced by a reprocessing). HTTPError when the catalogue
+    cannot be asked (no answer, 5xx after retries, …)."""
+    from urllib.parse import quote
+
+    from ingester.http import shared_service
+
+    if service is None:
+        key = ("cdse-catalogue", settings.cdse_catalogue_url, settings.http_timeout, settings.http_retries,
+               settings.http_backoff)
+        service = shared_service(key, lambda: make_service(settings))
+    response = service.request("GET", f"Products({quote(uuid, safe='')})", ok_statuses=(404,))
+    try:
+        if response.status_code == 404:
+            return None
+        body = response.json()
+    except ValueError:
+        raise HTTPError(f"cdse-catalogue: GET Products({uuid}): answer is not JSON", response.status_code,
+                        response.url) from None
+    finally:
+        response.close()
+    if isinstance(body, dict) and isinstance(body.get("value"), list):  # a collection-shaped answer
+        body = body["value"][0] if body["value"] else None
+    elif isinstance(body, dict) and isinstance(body.get("value"), dict):
+        body = body["value"]
+    if body is not None and not isinstance(body, dict):
+        raise HTTPError(f"cdse-catalogue: GET Products({uuid}): unexpected answer {str(body)[:120]!r}", 200, "")
+    return body
 
 
 def newest_key(scene: Scene) -> tuple[str, str, str]:

@@ -8,15 +8,25 @@ token hosts and the hosts of `config.CDSE_DOMAINS`), never to a foreign host.
 
 Concurrency: at most `settings.cdse_max_downloads` downloads at once across all processes of the
 machine that share the work folder (`slots.slot` on `<workdir>/.slots/cdse`).
+
+Availability is asked when the job runs, never taken from the search: `GET <catalogue>/Products(<uuid>)`
+(no account needed) gives the product's current `Online` flag, size and checksums. CDSE keeps older
+products offline (long-term archive); a download request does not restore them (they come back online
+only when ordered, through the Data Workspace), so an offline product is not requested: the job is
+deferred (`Deferred`, `settings.offline_recheck` seconds) and asks the catalogue again then. A download
+refused as offline while the catalogue still says online is deferred the same way. When the catalogue
+cannot be asked, the search-time flag decides.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 from ingester.config import CDSE_DOMAINS, Settings, cdse_credentials
-from ingester.errors import AuthError, HTTPError, NotFound, Unavailable
+from ingester.errors import AuthError, Deferred, HTTPError, NotFound
 from ingester.http import (
     Service,
     TokenManager,
@@ -77,14 +87,42 @@ class CdseProvider(Provider):
     def configured(cls, settings: Settings) -> bool:
         return bool(cdse_credentials(settings))
 
+    def _offline(self, name: str, why: str) -> Deferred:
+        from ingester.times import epoch_text
+
+        retry_at = time.time() + self.settings.offline_recheck
+        return Deferred(f"cdse: product {name} is offline ({why}); CDSE keeps it in its long-term archive "
+                        "until it is ordered (Data Workspace, https://dataspace.copernicus.eu/workspace/): the "
+                        f"catalogue is asked again at {epoch_text(retry_at)}", retry_at)
+
+    def current_metadata(self, scene: Scene, name: str, uuid: str) -> dict:
+        """The scene's metadata updated with the catalogue's current entry (Online, size, checksums)."""
+        from ingester.catalogue.cdse import entry_metadata, product_entry
+
+        try:
+            entry = product_entry(self.settings, uuid)
+        except HTTPError as exc:
+            if is_offline(scene.metadata):
+                raise self._offline(name, f"at search time, and the catalogue could not be asked now: {exc}") \
+                    from None
+            return scene.metadata  # the search said online: try the download
+        if entry is None:
+            raise NotFound(f"cdse: product {name} ({uuid}) is no longer in the CDSE catalogue (deleted or replaced "
+                           "by a reprocessing: search again, or `ingester remove --scene ID`)")
+        fresh = entry_metadata(entry)
+        if not fresh["online"]:
+            raise self._offline(name, "the catalogue says Online=false now")
+        keep = {k: v for k, v in fresh.items() if k in ("online", "size", "checksums") and v not in (None, {}, "")}
+        return {**scene.metadata, **keep}
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         uuid = str(scene.metadata.get("uuid") or "").strip()
         if not uuid:
             raise NotFound("cdse: the scene has no metadata.uuid (the CDSE product id)")
-        if is_offline(scene.metadata):
-            raise Unavailable(f"cdse: product {name} is offline (Online=false in the catalogue); "
-                              "it can only be ordered through the Data Workspace, try again later")
+        metadata = self.current_metadata(scene, name, uuid)
+        if metadata is not scene.metadata:
+            scene = dataclasses.replace(scene, metadata=metadata)
         service = download_service(self.settings)
         dest = workdir / f"{name}.zip"
         slots_dir = Path(self.settings.workdir).resolve() / ".slots" / "cdse"
@@ -94,6 +132,9 @@ class CdseProvider(Provider):
                                     expected=expected_from_metadata(scene.metadata), progress=self.progress,
                                     part=resume_part(self.settings, self.name, scene, dest.name))
         except HTTPError as exc:
-            raise provider_error("cdse", exc) from None
+            error = provider_error("cdse", exc)
+            if error.temporary and "offline" in str(error):
+                raise self._offline(name, f"the download was refused: {exc}") from None
+            raise error from None
         self.verified[str(dest)] = verified
         return dest

@@ -28,6 +28,7 @@ from ingester import storage
 from ingester.config import Settings
 from ingester.errors import (
     ConfigError,
+    Deferred,
     DownloadError,
     HTTPError,
     IngesterError,
@@ -212,6 +213,8 @@ def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], wo
 def _result_of(exc: BaseException) -> JobResult:
     """Job outcome of a failure (jobs.py): temporary for what may pass, fatal for what never will."""
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, Deferred):
+        return JobResult.deferred(message, exc.retry_at)
     if isinstance(exc, ProviderError):
         return JobResult("temporary" if exc.temporary else "error", message)
     if isinstance(exc, UnsafeArchiveError):  # the same archive every time: never fetched again by itself
