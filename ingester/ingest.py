@@ -19,7 +19,7 @@ from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
 from ingester.scenes import Scene, read_scenes
 from ingester.storage import resolve_storage_uri
-from ingester.store import Store, dumps, now_text, scene_data, tile_data
+from ingester.store import Store, dumps, monotonic_now, now_text, scene_data, tile_data
 from ingester.times import format_time
 from ingester.workflow import FAILED, NEW, PENDING
 
@@ -123,6 +123,35 @@ def _check_file_graphs(scenes: list[Scene], payload: Payload, origin: str, with_
                 checked.add(names)
 
 
+def already_in_aoi(store: Store, aoi: str) -> dict[str, str]:
+    """Scene source id → why a scene of the input is not ingested again: it is in the AOI already, with
+    its store id, its status and what to do. The store is the truth for an ingested scene (a run asks
+    the catalogue again about its product when its job runs): a new file or search never changes it;
+    `ingester refresh --scene ID` reads it from the catalogue again, `ingester remove --scene ID` takes
+    it out so that the next `ingester aoi` ingests it anew."""
+    from ingester.times import epoch_text
+
+    now = monotonic_now()
+    reasons = {}
+    for source_id, scene_id, status, not_before in store.execute(
+            "SELECT s.source_id, s.id, s.status, s.not_before FROM scene s JOIN aoi a ON a.id = s.aoi_id "
+            "WHERE a.name = ?", (aoi,)):
+        if status == PENDING and not_before > now:
+            what = (f"PENDING, deferred until {epoch_text(not_before)}: a run then picks it up; "
+                    f"`ingester refresh --scene {scene_id}` asks the catalogue again now")
+        elif status == PENDING:
+            what = "PENDING: the run picks it up"
+        elif status == "RETRY":
+            what = f"RETRY: `ingester retry --scene {scene_id}`"
+        elif status == FAILED:
+            what = (f"FAILED: `ingester retry --force --scene {scene_id}` after fixing the cause, or "
+                    f"`ingester remove --scene {scene_id}` and ingest it again")
+        else:
+            what = status
+        reasons[source_id] = f"already in the AOI (scene {scene_id}, {what})"
+    return reasons
+
+
 def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str | None = None,
             tiles_file: str | None = None, create_layers: bool = False) -> Plan:
     """Read and validate the input; nothing is written."""
@@ -134,7 +163,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     if not create_layers:
         resolve_layers(store, payload, create=False)
     check_aoi_settings(store, payload)
-    existing = store.scene_ids_in_aoi(payload.name)
+    existing = already_in_aoi(store, payload.name)
     skipped: list[tuple[str, str]] = []
     if tiles_file:
         origin, source = tiles_file, "tiles file"
@@ -147,7 +176,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         new = []
         for scene in scenes:
             if scene.source_id in existing:
-                skipped.append((scene.source_id, "already in the AOI"))
+                skipped.append((scene.source_id, existing[scene.source_id]))
             elif not scene.tiles:
                 skipped.append((scene.source_id, "no tiles"))
             else:
@@ -166,7 +195,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         fresh = []
         for scene in scenes:
             if scene.source_id in existing:
-                skipped.append((scene.source_id, "already in the AOI"))
+                skipped.append((scene.source_id, existing[scene.source_id]))
             else:
                 fresh.append(scene)
         from ingester.tiling import make_tiles

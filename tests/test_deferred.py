@@ -230,13 +230,48 @@ def test_an_offline_product_is_deferred_the_run_ends_and_a_later_run_downloads_i
     status = cli("status", S2)
     assert "Deferred: 1 job(s)" in status.stdout and "offline" in status.stdout
 
-    # restored (ordered through the Data Workspace): once due, a run asks the catalogue again and downloads
+    # `aoi` again: the scene is not ingested twice, and the message says where it stands and what to do
+    r = cli("aoi", payload, "--workers", "1")
+    assert r.exit_code == 5, r.stderr
+    assert f"already in the AOI (scene {sid}, PENDING, deferred until" in r.stderr
+    assert f"ingester refresh --scene {sid}" in r.stderr
+
+    # restored (ordered through the Data Workspace); refresh reads the catalogue again and makes it due now
     catalogue.set_online(offline["Id"], True)
     zipper.offline.discard(offline["Id"])
+    r = cli("refresh", "--scene", str(sid), "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["changes"]["online"] == {"before": False, "now": True} and out["due_now"] is True
     with Store(DB) as st:
-        st.execute("UPDATE scene SET not_before = 0 WHERE id = ?", (sid,))
+        assert json.loads(st.one("SELECT data FROM scene WHERE id = ?", (sid,)))["metadata"]["online"] is True
     r = cli("run", S2, "--workers", "1")
     assert r.exit_code == 0, r.stderr
     assert value_gets(offline["Id"]) == 1
     with Store(DB) as st:
         assert st.one("SELECT count(*) FROM scene WHERE status = 'DONE'") == 2
+
+
+def test_refresh_is_refused_while_a_run_holds_the_lock_and_says_when_the_product_is_gone(cli, payload, cdse_offline):
+    catalogue, zipper, products = cdse_offline
+    assert cli("aoi", payload, "--create-layers", "--workers", "1").exit_code == 5
+    with Store(DB) as st:
+        sid = st.one("SELECT id FROM scene WHERE status = 'PENDING'")
+        before = st.counts(), st.one("SELECT data FROM scene WHERE id = ?", (sid,))
+        st.execute("UPDATE aoi SET lock_run = 'other', lock_pid = 1, lock_host = ?, lock_started = 'x', "
+                   "lock_heartbeat = ?", (__import__("os").uname().nodename, time.time()))
+    r = cli("refresh", "--scene", str(sid))
+    assert r.exit_code == 3 and "locked by another run" in r.stderr
+    with Store(DB) as st:
+        st.execute("UPDATE aoi SET lock_run = NULL")
+        st.execute("UPDATE scene SET data = json_set(data, '$.metadata.uuid', ?) WHERE id = ?",
+                   ("6f1d6b5e-0000-4000-8000-00000000dead", sid))
+    r = cli("refresh", "--scene", str(sid))
+    assert r.exit_code == 1 and "no longer in the CDSE catalogue" in r.stderr and "nothing changed" in r.stderr
+    with Store(DB) as st:
+        st.execute("UPDATE scene SET data = json_remove(data, '$.metadata.uuid') WHERE id = ?", (sid,))
+    r = cli("refresh", "--scene", str(sid))
+    assert r.exit_code == 2 and "no CDSE product id" in r.stderr
+    assert cli("refresh", "--scene", "999").exit_code == 2
+    with Store(DB) as st:
+        assert st.counts() == before[0]

@@ -1,4 +1,4 @@
-"""Monitoring and repair: status, aois, list scenes|tiles, retry, fail, dot (all read the local store)."""
+"""Monitoring and repair: status, aois, list scenes|tiles, retry, fail, refresh, remove, history, dot."""
 
 from __future__ import annotations
 
@@ -282,6 +282,79 @@ def fail_command(
         print_json({"aoi": name, "kind": kind, **row.to_json()})
     else:
         UI(quiet).info(f"{kind} {job_id} of {name}: FAILED")
+
+
+@app.command("refresh")
+@command
+def refresh_command(
+    scene: int = typer.Option(..., "--scene", help="The scene to refresh (store id, from `ingester list scenes AOI`)."),
+    db: str | None = DbOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Read a scene's product from the CDSE catalogue again (online flag, size, checksums, name) and update
+    the store in one transaction; a scene waiting to be tried again (deferred, backed off) is due at once.
+
+    Refused (exit 3) while a run holds the AOI's lock; exit 1 when the catalogue cannot be asked or no
+    longer has the product (nothing changed)."""
+    from ingester.coordinator import acquire_lock, new_run_id, release_lock
+    from ingester.scene_ops import refresh_scene
+    from ingester.store import Store
+
+    s = settings(db=db)
+    with Store(s.db, create=False) as store:
+        name, _kind, _id = _target(store, None, scene, None, aoi_allowed=False)
+        run_id = new_run_id()
+        acquire_lock(store, name, run_id, s.lease_seconds)
+        try:
+            result = refresh_scene(store, scene, s)
+        finally:
+            release_lock(store, name, run_id)
+    if as_json:
+        print_json({"aoi": name, **result.to_json()})
+        return
+    ui = UI(quiet)
+    changed = "; ".join(f"{k}: {json.dumps(v[0])} → {json.dumps(v[1])}" for k, v in result.changes.items())
+    ui.info(f"scene {scene} ({result.source_id}) of {name}, {result.status}: "
+            + (changed if changed else "the catalogue says what the store holds")
+            + ("; due now (the next `ingester run` tries it)" if result.due_now else ""))
+
+
+@app.command("remove")
+@command
+def remove_command(
+    scene: int = typer.Option(..., "--scene", help="The scene to remove (store id, from `ingester list scenes AOI`)."),
+    db: str | None = DbOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Remove a scene and its tiles from its AOI, in one transaction. Chains are re-linked as the fail cascade
+    does (children take the removed tile's previous; a removed root hands its chain to its earliest child).
+    Stored files and indexed datasets are kept. The scene can then be ingested again (`ingester aoi --scenes`).
+
+    Refused (exit 3) while a run holds the AOI's lock."""
+    from ingester.coordinator import acquire_lock, new_run_id, release_lock
+    from ingester.scene_ops import remove_scene
+    from ingester.store import Store
+
+    s = settings(db=db)
+    with Store(s.db, create=False) as store:
+        name, _kind, _id = _target(store, None, scene, None, aoi_allowed=False)
+        run_id = new_run_id()
+        acquire_lock(store, name, run_id, s.lease_seconds)
+        try:
+            result = remove_scene(store, scene)
+        finally:
+            release_lock(store, name, run_id)
+    from ingester.providers.cache import forget_product
+
+    forget_product(s, name, result.source_id)
+    if as_json:
+        print_json({"aoi": name, **result.to_json()})
+        return
+    relinked = f"; {len(result.relinked)} tile(s) of other scenes re-linked" if result.relinked else ""
+    UI(quiet).info(f"scene {scene} ({result.source_id}, {result.status}) removed from {name} with its "
+                   f"{result.tiles} tile(s){relinked}; its stored files and datasets are kept")
 
 
 @app.command("history")
