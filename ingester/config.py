@@ -187,12 +187,26 @@ def load_settings(
 
 
 def netrc_credentials(url: str, path: str | None = None) -> tuple[str, str] | None:
-    """(login, password) of the ~/.netrc entry for the URL's host, or None."""
+    """(login, password) of the ~/.netrc entry for the URL's host, or None when there is no file or no
+    entry. A file that cannot be used is a ConfigError that says why: Python's netrc reader (like ftp
+    and curl) refuses a ~/.netrc holding passwords that other users may read (mode 644, …)."""
     host = urlparse(url).hostname or url
     try:
         entry = netrc.netrc(path).authenticators(host)
-    except (FileNotFoundError, netrc.NetrcParseError):
+    except FileNotFoundError:
         return None
+    except netrc.NetrcParseError as exc:
+        where = path or exc.filename or os.path.expanduser("~/.netrc")
+        if "permissive" in str(exc) or "owner" in str(exc):
+            try:
+                mode = f"mode {os.stat(where).st_mode & 0o777:o}, "
+            except OSError:
+                mode = ""
+            raise ConfigError(f"{where}: refused ({mode}readable by other users or not owned by you): a file "
+                              f"holding passwords must be private; run `chmod 600 {where}`") from None
+        raise ConfigError(f"{where}: cannot be read as a netrc file: {exc.msg} (line {exc.lineno})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path or '~/.netrc'}: {exc.strerror or exc}") from None
     if not entry:
         return None
     login, _account, password = entry

@@ -10,6 +10,12 @@ Waiting: a job that is not ready yet (backed off after a failure, or deferred by
 a later time) is waited for only when it is due within `settings.max_wait` seconds. When nothing
 runs and every remaining job waits longer, the run ends: what could run now has run, and the report's
 `deferred` lists the jobs a later run (cron) picks up once due (the CLI's exit 5).
+
+Tokens: the coordinator holds the run's only login to CDSE (`tokens.TokenSource` over the process's
+token manager, the one the pre-flight check logged in with); scene jobs carry a short-lived access
+token and workers ask the coordinator for a fresh one (`ingester.tokens`). Workers get the settings
+without the password. When CDSE refuses the account, the run stops at once (exit 1), its jobs back in
+the queue: no job retries a refused login.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ingester.config import Settings
-from ingester.errors import LockedError, StoreError
+from ingester.errors import AuthError, CredentialsRefused, IngesterError, LockedError, StoreError
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
 from ingester.ingest import graph_dirs
 from ingester.jobs import JobResult, SceneJob, TileJob
@@ -34,6 +40,7 @@ from ingester.records import index_outputs
 from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
+from ingester.tokens import AccessToken, TokenSource, worker_settings
 from ingester.workflow import PENDING, Policy, apply_outcome, deferred, summary, unfinished
 
 
@@ -124,6 +131,22 @@ def default_executor(workers: int, settings: Settings) -> Executor:
     return LocalExecutor(workers, settings)
 
 
+def run_token_source(settings: Settings) -> TokenSource:
+    """The run's tokens: CDSE's when CDSE credentials are configured and CDSE is among the providers
+    (logged in lazily, or already by the pre-flight check: the process shares one token manager)."""
+    from ingester.config import cdse_credentials
+    from ingester.providers import cdse
+    from ingester.providers.chain import provider_order
+
+    factories = {}
+    try:
+        if "cdse" in provider_order(settings) and cdse_credentials(settings):
+            factories["cdse"] = lambda: cdse.login_manager(settings)
+    except (IngesterError, AuthError):
+        pass  # a settings problem is reported by the checks before the run
+    return TokenSource(factories)
+
+
 class Coordinator:
     def __init__(self, store: Store, aoi: str, settings: Settings, run_id: str | None = None,
                  progress: Callable[[str], None] | None = None):
@@ -142,6 +165,21 @@ class Coordinator:
         self.graph_dirs = graph_dirs(conf)
         self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
         self._scenes: dict[int, Scene] = {}
+        self.tokens = run_token_source(settings)
+
+    def job_tokens(self) -> dict[str, AccessToken]:
+        """Tokens a scene job carries: CDSE's, when the run has a CDSE account and may use CDSE. A token
+        that cannot be had now (identity server down) is left out: the worker asks when it needs one;
+        a refused account stops the run."""
+        out = {}
+        for service in self.tokens.services():
+            try:
+                out[service] = self.tokens.issue(service)
+            except CredentialsRefused:
+                raise
+            except IngesterError:
+                continue
+        return out
 
     # -- claiming -------------------------------------------------------------------------------
     def _claim(self, limit: int) -> list[tuple[str, int, int, int]]:
@@ -181,7 +219,7 @@ class Coordinator:
     def scene_job(self, scene_id: int, attempt: int) -> SceneJob:
         scene = self.store.scene(scene_id, with_tiles=True)
         return SceneJob(scene_id, attempt, self.aoi.name, scene, self._storage(scene),
-                        self._workdir("scene", scene_id, attempt), self.graph_dirs)
+                        self._workdir("scene", scene_id, attempt), self.graph_dirs, self.job_tokens())
 
     def _scene(self, scene_id: int) -> Scene:
         """Scene attributes never change during a run: cache them (tiles of a scene share it)."""
@@ -257,6 +295,8 @@ class Coordinator:
         beat_every = max(self.settings.lease_seconds / 3, 0.5)
         last_beat = time.monotonic()
         interrupted = True
+        if hasattr(executor, "token_source"):
+            executor.token_source = self.tokens.issue
         try:
             while True:
                 if len(self.running) < capacity:
@@ -265,7 +305,7 @@ class Coordinator:
                             job = self.scene_job(job_id, attempt) if kind == "scene" else self.tile_job(job_id, attempt)
                             worker = self.settings.scene_worker if kind == "scene" else self.settings.tile_worker
                             future = executor.submit(worker, job)
-                        except ExecutorBroken:
+                        except (ExecutorBroken, CredentialsRefused):
                             self.running[Future()] = (kind, job_id, attempt, attempt_row)  # leased: give back
                             raise
                         except Exception as exc:  # a job that cannot even be described fails alone
@@ -283,6 +323,9 @@ class Coordinator:
                     broken = next((f.exception() for f in done if f.exception() is not None), None)
                     if broken is not None:  # the executor broke down (ExecutorBroken): stop, jobs re-queued
                         raise broken
+                    if self.tokens.refused is not None:  # no job is charged for it: all back in the queue
+                        raise CredentialsRefused(f"{self.tokens.refused} — the run stopped: no CDSE work goes on "
+                                                 "with a refused account; its jobs are back in the queue")
                     batch = [(self.running.pop(f), f.result()) for f in done]
                     if batch:
                         self._write(batch)
@@ -316,7 +359,7 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
             return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id),
                              deferred=deferred(store, coordinator.aoi.id))
-        executor = executor_factory(workers or settings.workers, settings)
+        executor = executor_factory(workers or settings.workers, worker_settings(settings))
         finished = False
         try:
             report = coordinator.run(executor)

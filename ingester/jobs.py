@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from ingester.payload import Layer
 from ingester.scenes import Scene, Tile
+from ingester.tokens import AccessToken
 
 Outcome = Literal["done", "temporary", "fatal", "error", "deferred"]
 
@@ -46,6 +47,7 @@ class SceneJob:
     storage_uri: str  # resolved: scene.storage_uri or the payload's or the settings' default
     workdir: str  # a folder of this job alone
     graph_dirs: tuple[str, ...] = ()  # where relative graph names are looked up (payload folder, …)
+    tokens: dict[str, AccessToken] = dataclasses.field(default_factory=dict)  # service → short-lived token
 
 
 @dataclasses.dataclass(frozen=True)

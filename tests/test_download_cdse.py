@@ -242,7 +242,7 @@ def test_wrong_password_is_an_error_naming_the_token_endpoint(tmp_path, product,
     settings = make_settings(tmp_path, zipper, cdse_password="wrong-password")
     result = run_scene_job(make_job(tmp_path, pid, product), settings)
     assert result.outcome == "error"
-    assert "refused the password grant" in result.message and "Invalid user credentials" in result.message
+    assert "refused the account" in result.message and "Invalid user credentials" in result.message
     assert "wrong-password" not in result.message
 
 

@@ -1,8 +1,9 @@
 """Copernicus Data Space Ecosystem: `GET <download_url>/Products(<uuid>)/$value` with a bearer token.
 
-Tokens: one `TokenManager` per account *per process* (password grant once, refresh grant before
-expiry, shared by every job the process runs); in a local process pool each worker process keeps its
-own manager, so a run logs in at most once per worker process. The Authorization header follows
+Tokens: in a job run by an executor, the access token the coordinator handed with the job, renewed
+through the coordinator (`ingester.tokens`): workers never log in. Elsewhere (library use, the tile
+inventory of `ingester tiles`), the process's one `TokenManager` for the account (password grant once,
+refresh grant before expiry). The Authorization header follows
 redirects only to the service's own hosts (`http.Service`: the configured download, catalogue and
 token hosts and the hosts of `config.CDSE_DOMAINS`), never to a foreign host.
 
@@ -46,11 +47,19 @@ from ingester.providers.base import (
 )
 from ingester.providers.slots import slot
 from ingester.scenes import Scene
+from ingester.tokens import HandedToken, handed_token, job_carries
 
 
-def token_manager(settings: Settings) -> TokenManager:
-    """The process's token manager for the configured CDSE account (created on first use, shared
-    with the annotation sources of `ingester tiles`)."""
+def token_manager(settings: Settings) -> TokenManager | HandedToken:
+    """The token holder for CDSE downloads: the current job's handed token (in a worker), else the
+    process's login (`login_manager`)."""
+    handed = handed_token("cdse")
+    return handed if handed is not None else login_manager(settings)
+
+
+def login_manager(settings: Settings) -> TokenManager:
+    """The process's token manager for the configured CDSE account (created on first use, shared with
+    the annotation sources of `ingester tiles`, the pre-flight check and the coordinator's token source)."""
     creds = cdse_credentials(settings)
     if not creds or not creds[0] or not creds[1]:
         raise AuthError("cdse: no credentials: set INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD, "
@@ -60,8 +69,9 @@ def token_manager(settings: Settings) -> TokenManager:
 
 def download_service(settings: Settings) -> Service:
     token = token_manager(settings)
+    handed = isinstance(token, HandedToken)  # one service for the process; each job brings its own token
     key = ("cdse", settings.cdse_download_url, settings.cdse_catalogue_url, settings.http_timeout,
-           settings.http_retries, settings.http_backoff, id(token))
+           settings.http_retries, settings.http_backoff, "handed" if handed else id(token))
 
     def make() -> Service:
         # the service's own hosts: download (zipper), catalogue (redirects to zipper), identity, and
@@ -71,7 +81,9 @@ def download_service(settings: Settings) -> Service:
                        retries=settings.http_retries, backoff=settings.http_backoff, token=token,
                        trusted_hosts=hosts, trusted_domains=CDSE_DOMAINS)
 
-    return shared_service(key, make)
+    service = shared_service(key, make)
+    service.token = token
+    return service
 
 
 def reset() -> None:
@@ -85,7 +97,7 @@ class CdseProvider(Provider):
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:
-        return bool(cdse_credentials(settings))
+        return job_carries("cdse") or bool(cdse_credentials(settings))
 
     def _offline(self, name: str, why: str) -> Deferred:
         from ingester.times import epoch_text

@@ -17,7 +17,9 @@ download as offline while the catalogue still says online (the two hosts disagre
 Two instances make the two hosts: a "catalogue" one redirects `$value` (301) to the "zipper" one,
 as the real catalogue does; `redirect_to` can also point at a foreign host. Knobs for failures: drop
 the connection after N bytes, corrupt the body, answer 429 with Retry-After, answer 401 once.
-Counters: logins, refreshes, requests, max concurrent downloads, Authorization headers seen.
+Counters: logins, refreshes, every grant asked for (`grants`: grant type and whether it was
+granted), requests, max concurrent downloads, Authorization headers seen. `change_password_after = N`:
+the account's password changes once N downloads have finished (sessions end: tokens revoked).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class FakeCdse:
         self.refresh_tokens: set[str] = set()
         self.logins = 0
         self.refreshes = 0
+        self.grants: list[tuple[str, bool]] = []  # (grant_type, granted), in order
+        self.change_password_after: int | None = None
+        self.finished = 0  # downloads served to the end
         self.requests: list[dict[str, Any]] = []
         self.active = 0
         self.max_active = 0
@@ -157,16 +162,19 @@ class FakeCdse:
                 with fake.lock:
                     if grant == "password":
                         if form.get("username") != fake.username or form.get("password") != fake.password:
+                            fake.grants.append((grant, False))
                             return self._send(401, b'{"error": "invalid_grant", '
                                                    b'"error_description": "Invalid user credentials"}')
                         fake.logins += 1
                     elif grant == "refresh_token":
                         if form.get("refresh_token") not in fake.refresh_tokens:
+                            fake.grants.append((grant, False))
                             return self._send(400, b'{"error": "invalid_grant", '
                                                    b'"error_description": "Token is not active"}')
                         fake.refreshes += 1
                     else:
                         return self._send(400, b'{"error": "unsupported_grant_type"}')
+                    fake.grants.append((str(grant), True))
                     access = "acc-" + uuidlib.uuid4().hex
                     refresh = "ref-" + uuidlib.uuid4().hex
                     fake.tokens[access] = True
@@ -281,5 +289,13 @@ class FakeCdse:
                     pos += len(block)
                     if fake.delay:
                         time.sleep(fake.delay)
+                with fake.lock:
+                    fake.finished += 1
+                    if fake.change_password_after is not None and fake.finished >= fake.change_password_after:
+                        fake.change_password_after = None
+                        fake.password += "-changed"
+                        fake.refresh_tokens.clear()
+                        for token in fake.tokens:
+                            fake.tokens[token] = False
 
         return Handler
