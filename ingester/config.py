@@ -43,6 +43,15 @@ class Settings:
     # ASF datapool (Earthdata bearer token)
     asf_url: str = "https://datapool.asf.alaska.edu"
     asf_token: str = dataclasses.field(default="", repr=False)
+    # STAC APIs: Landsat 8/9 on the USGS STAC server, named catalogues for `scene_type.catalogue`
+    landsat_stac_url: str = "https://landsatlook.usgs.gov/stac-server"
+    stac_catalogues: str = (
+        "earth-search=https://earth-search.aws.element84.com/v1;"
+        "planetary-computer=https://planetarycomputer.microsoft.com/api/stac/v1"
+    )  # "name=URL;…": names a payload may give as `scene_type.catalogue`
+    stac_page_size: int = 250  # items per STAC search page (USGS answers errors above ~500)
+    stac_s3_endpoint_url: str = ""  # the usgs-landsat bucket's S3 endpoint (empty: AWS, region us-west-2)
+    pc_sas_url: str = ""  # Planetary Computer SAS token API (empty: the planetary-computer package's default)
     # Other providers
     local_path: str = ""
     providers: str = "local,url,cdse"
@@ -82,7 +91,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
-        positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "offline_recheck")
+        positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size",
+                    "offline_recheck")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
                         "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads",  # 0: no cap
                         "max_wait", "defer_deadline")
@@ -94,11 +104,18 @@ class Settings:
             value = getattr(self, name, 0)
             if not value >= 0:  # NaN too
                 raise ConfigError(f"INGESTER_{name.upper()}: must be ≥ 0, got {value!r}")
-        for name in ("cdse_catalogue_url", "cdse_download_url", "cdse_token_url", "asf_url"):
+        for name in ("cdse_catalogue_url", "cdse_download_url", "cdse_token_url", "asf_url", "landsat_stac_url",
+                     "stac_s3_endpoint_url", "pc_sas_url"):
             value = getattr(self, name)
+            if not value and name in ("stac_s3_endpoint_url", "pc_sas_url"):
+                continue
             parsed = urlparse(value)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise ConfigError(f"INGESTER_{name.upper()}: {redact_url(value)!r} is not an http(s) URL")
+        stac_catalogues(self)  # a malformed INGESTER_STAC_CATALOGUES is refused here
+        if self.stac_page_size > 10000:
+            raise ConfigError(f"INGESTER_STAC_PAGE_SIZE: STAC API pages hold at most 10000 items, got "
+                              f"{self.stac_page_size}")
         if self.cdse_page_size > 1000:
             raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
                               f"got {self.cdse_page_size}")
@@ -110,6 +127,22 @@ class Settings:
             if out.get(key):
                 out[key] = "***"
         return out
+
+
+def stac_catalogues(settings: Settings) -> dict[str, str]:
+    """The named STAC catalogues of INGESTER_STAC_CATALOGUES (`name=URL;name=URL`), name → URL."""
+    out: dict[str, str] = {}
+    for entry in settings.stac_catalogues.replace("\n", ";").split(";"):
+        if not entry.strip():
+            continue
+        name, sep, url = entry.partition("=")
+        name, url = name.strip().lower(), url.strip()
+        parsed = urlparse(url)
+        if not sep or not name or parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(f"INGESTER_STAC_CATALOGUES: {entry.strip()!r} must be name=https://… "
+                              "(entries separated by ';')")
+        out[name] = url.rstrip("/")
+    return out
 
 
 def redact_url(url: str) -> str:

@@ -30,12 +30,19 @@ CATALOGUE_PARAMETERS: dict[str, tuple[str, ...]] = {
     "sentinel1": ("platformname", "producttype", "polarisationmode", "sensoroperationalmode",
                   "relativeorbitnumber", "filename"),
     "sentinel2": ("platformname", "producttype", "cloudcoverpercentage", "relativeorbitnumber", "filename"),
-    "landsat89": ("cloudcoverpercentage",),
+    "landsat89": ("cloudcoverpercentage", "producttype", "platformname"),
     "phr": ("cloudCover", "acquisitionIdentifier", "processingLevel", "productType", "platform",
             "incidenceAngle", "workspace", "relation", "GetPrice"),
     "spot": ("cloudCover", "acquisitionIdentifier", "processingLevel", "productType", "platform",
              "incidenceAngle", "workspace", "relation", "GetPrice"),
 }  # fmt: skip
+
+# Parameters of a payload that names a STAC catalogue (`scene_type.catalogue`), whatever the constellation.
+STAC_PARAMETERS: tuple[str, ...] = ("collection", "cloudcoverpercentage", "platformname")
+# Constellation aliases that pick one platform (LANDSAT_8 or LANDSAT_9) unless `platformname` says otherwise.
+PLATFORM_ALIASES = {"landsat-8": "LANDSAT_8", "landsat8": "LANDSAT_8", "landsat-9": "LANDSAT_9",
+                    "landsat9": "LANDSAT_9"}
+CATALOGUE_RE = re.compile(r"^(stac:https?://\S+|[a-z0-9][a-z0-9_\-]*)$")
 
 PAYLOAD_FIELDS = (
     "name", "start_time", "end_time", "scene_type", "scene_graph_name", "tile_graph_name", "graph_config",
@@ -61,6 +68,7 @@ class Payload:
     end_time: datetime
     constellation: str
     parameters: dict[str, str]
+    catalogue: str = ""  # "" (the mission's default), "stac:<URL>" or a name of INGESTER_STAC_CATALOGUES
     scene_graph_name: str = ""
     tile_graph_name: str = ""
     graph_config: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -206,8 +214,8 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
     if not isinstance(scene_type, dict):
         raise check.fail("scene_type", "is required: {\"constellation\": \"sentinel1\", \"parameters\": {…}}")
     for key in scene_type:
-        if key not in ("constellation", "parameters"):
-            raise check.fail(f"scene_type.{key}", "unknown key; known keys: constellation, parameters")
+        if key not in ("constellation", "parameters", "catalogue"):
+            raise check.fail(f"scene_type.{key}", "unknown key; known keys: constellation, parameters, catalogue")
     constellation_raw = scene_type.get("constellation")
     if not isinstance(constellation_raw, str) or constellation_raw.lower() not in CONSTELLATIONS:
         raise check.fail(
@@ -216,16 +224,21 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         )
     constellation = CONSTELLATIONS[constellation_raw.lower()]
     parameters = check.str_map(scene_type, "parameters")
-    supported = CATALOGUE_PARAMETERS[constellation]
+    catalogue = check.string(scene_type, "catalogue").strip()
+    if catalogue and not CATALOGUE_RE.match(catalogue):
+        raise check.fail("scene_type.catalogue", f"{catalogue!r} must be 'stac:https://…' (a STAC API) or the name "
+                                                 "of a catalogue of INGESTER_STAC_CATALOGUES, e.g. 'earth-search'")
+    supported = STAC_PARAMETERS if catalogue else CATALOGUE_PARAMETERS[constellation]
     for key in parameters:
         if key not in supported:
             lower = {k.lower(): k for k in supported}
             hint = f" (did you mean '{lower[key.lower()]}'?)" if key.lower() in lower else ""
             raise PayloadError(
-                f"{origin}: field 'scene_type.parameters.{key}': unknown parameter for {constellation}{hint}; "
+                f"{origin}: field 'scene_type.parameters.{key}': unknown parameter for "
+                f"{constellation + (' on a STAC catalogue' if catalogue else '')}{hint}; "
                 f"supported: {', '.join(supported)}"
             )
-    if "cloudcoverpercentage" in parameters and constellation in ("sentinel2", "landsat89"):
+    if "cloudcoverpercentage" in parameters and (constellation in ("sentinel2", "landsat89") or catalogue):
         value = parameters["cloudcoverpercentage"]
         m = re.fullmatch(r"\s*\[\s*(-?\d+(?:\.\d+)?)\s+TO\s+(-?\d+(?:\.\d+)?)\s*\]\s*", value)
         if not m or float(m.group(1)) > float(m.group(2)) or not (0 <= float(m.group(1)) and float(m.group(2)) <= 100):
@@ -241,6 +254,20 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         if not re.fullmatch(r"(HH|VV|HV|VH)([ &](HH|VV|HV|VH))?", value.strip()):
             raise check.fail("scene_type.parameters.polarisationmode",
                              f"{value!r} must be one or two of HH, VV, HV, VH, e.g. 'VV VH'")
+    if constellation == "landsat89" and not catalogue:
+        level = parameters.get("producttype", "L1")
+        if level.upper() not in ("L1", "L2"):
+            raise check.fail("scene_type.parameters.producttype",
+                             f"{level!r} must be L1 (collection landsat-c2l1) or L2 (landsat-c2l2-sr)")
+        platform = parameters.get("platformname")
+        if platform is not None and platform.upper() not in ("LANDSAT_8", "LANDSAT_9"):
+            raise check.fail("scene_type.parameters.platformname", f"{platform!r} must be LANDSAT_8 or LANDSAT_9")
+    alias_platform = PLATFORM_ALIASES.get(constellation_raw.lower())
+    if alias_platform and "platformname" not in parameters:
+        parameters["platformname"] = alias_platform  # `landsat-8` means that platform only
+    if "collection" in parameters and not re.fullmatch(r"[A-Za-z0-9_\-.:]+", parameters["collection"]):
+        raise check.fail("scene_type.parameters.collection",
+                         f"{parameters['collection']!r} is not a STAC collection id (letters, digits, '_', '-', '.')")
     for key in ("producttype", "sensoroperationalmode", "platformname", "filename"):
         if key in parameters and not re.fullmatch(r"[A-Za-z0-9_\-.*]+", parameters[key]):
             raise check.fail(f"scene_type.parameters.{key}",
@@ -290,6 +317,7 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         end_time=end,
         constellation=constellation,
         parameters=parameters,
+        catalogue=catalogue,
         scene_graph_name=check.string(raw, "scene_graph_name"),
         tile_graph_name=check.string(raw, "tile_graph_name"),
         graph_config=check.str_map(raw, "graph_config"),

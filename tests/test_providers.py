@@ -290,10 +290,11 @@ def test_ftp_resumes_a_partial_file_with_rest(tmp_path, product):
 # --- chain ----------------------------------------------------------------------------------------
 
 def test_provider_order_lists_configured_ones_after_the_named_ones(tmp_path):
-    assert provider_order(settings(tmp_path)) == ["local", "url", "cdse"]
+    # stac-assets and landsat-aws always join: they answer NotFound at once for scenes not theirs
+    assert provider_order(settings(tmp_path)) == ["local", "url", "cdse", "stac-assets", "landsat-aws"]
     cfg = settings(tmp_path, providers="cdse,local", bucket_patterns="sentinel2=gs://b/{SCENE}.zip",
                    ftp_patterns="ftp://h/{SCENE}.zip", asf_token="x")
-    assert provider_order(cfg) == ["cdse", "local", "bucket", "ftp", "asf"]
+    assert provider_order(cfg) == ["cdse", "local", "bucket", "ftp", "asf", "stac-assets", "landsat-aws"]
     with pytest.raises(ConfigError, match="unknown provider.*peps"):
         provider_order(settings(tmp_path, providers="local,peps"))
 

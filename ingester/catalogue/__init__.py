@@ -24,7 +24,7 @@ class SearchResult:
     filters: dict[str, str] = dataclasses.field(default_factory=dict)  # catalogue parameters applied (defaults too)
 
 
-SUPPORTED = ("sentinel1", "sentinel2")
+SUPPORTED = ("sentinel1", "sentinel2", "landsat89")
 
 
 def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None) -> SearchResult:
@@ -37,11 +37,20 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
         from ingester.errors import ConfigError
 
         raise ConfigError(f"cdse_page_size must be 1 … 1000, got {settings.cdse_page_size}")
+    if payload.catalogue:  # any STAC API, named by the payload
+        from ingester.catalogue import stac
+
+        return stac.search(payload, settings, page, limit)
+    if payload.constellation == "landsat89":
+        from ingester.catalogue import landsat
+
+        return landsat.search(payload, settings, page, limit)
     if payload.constellation in SUPPORTED:
         from ingester.catalogue import cdse
 
         return cdse.search(payload, settings, page, limit)
     raise InputError(
         f"{payload.path}: field 'scene_type.constellation': no catalogue is configured for "
-        f"{payload.constellation!r} in this version (supported: {', '.join(SUPPORTED)})"
+        f"{payload.constellation!r} in this version (supported: {', '.join(SUPPORTED)}; any constellation can "
+        "name a STAC API with 'scene_type.catalogue')"
     )

@@ -23,6 +23,7 @@ from ingester.graph.model import (
     ENGINES,
     TILE_KEYS,
     Arg,
+    AssetNeeds,
     DFormat,
     Graph,
     InFile,
@@ -35,7 +36,7 @@ from ingester.payload import Payload
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 SNAP_DIR = LIBRARY_DIR / "snap"
-TOP_KEYS = {"config", "envs", "processing_steps", "in_files", "out_files", "description"}
+TOP_KEYS = {"config", "envs", "processing_steps", "in_files", "out_files", "description", "assets"}
 
 
 def builtin_names() -> list[str]:
@@ -200,6 +201,33 @@ class _Checker:
             raise self.fail(where, f"layer {layer!r} is indexed but has neither dformat_out nor datatype")
         return out
 
+    def assets(self, raw: Any) -> AssetNeeds | None:
+        """The `assets` declaration (STAC asset keys the graph reads), or None."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise self.fail("assets", "must be an object {\"keys\": {name: [asset key, …]}, \"select\": …, "
+                                      "\"always\": [[asset key, …], …]}")
+        unknown = sorted(set(raw) - {"keys", "select", "always"})
+        if unknown:
+            raise self.fail("assets", f"unknown key(s) {', '.join(unknown)} (expected keys, select, always)")
+        keys_raw = raw.get("keys")
+        if not isinstance(keys_raw, dict) or not keys_raw:
+            raise self.fail("assets.keys", "must be a non-empty object: name → list of candidate asset keys")
+        keys = []
+        for name, candidates in keys_raw.items():
+            if not isinstance(candidates, list) or not candidates or not all(
+                    isinstance(c, str) and c for c in candidates):
+                raise self.fail(f"assets.keys.{name}", "must be a non-empty list of asset keys")
+            keys.append((str(name), tuple(candidates)))
+        select = self.arg(raw["select"], "assets.select", out_only=True) if raw.get("select") is not None else None
+        always_raw = raw.get("always") or []
+        if not isinstance(always_raw, list) or not all(
+                isinstance(group, list) and group and all(isinstance(c, str) and c for c in group)
+                for group in always_raw):
+            raise self.fail("assets.always", "must be a list of non-empty lists of asset keys")
+        return AssetNeeds(tuple(keys), select, tuple(tuple(group) for group in always_raw))
+
     def file_lists(self, raw: Any, key: str, parse, minimum: int) -> list[tuple]:
         if raw is None:
             raw = []
@@ -251,7 +279,7 @@ def parse_graph(doc: Any, origin: str, name: str = "", base_dir: str = "", scene
     graph = Graph(
         name=name or Path(origin).stem, origin=origin, config=config, envs=tuple(envs_raw), steps=steps,
         in_files=(in_files[0], in_files[1], in_files[2]), out_files=tuple(out_files),
-        base_dir=base_dir, builtin=builtin,
+        base_dir=base_dir, builtin=builtin, assets=check.assets(doc.get("assets")),
     )
     for step in steps:
         resolve_command(graph, step)  # a missing script or SNAP graph fails the load

@@ -117,6 +117,19 @@ class OutFile:
 
 
 @dataclasses.dataclass(frozen=True)
+class AssetNeeds:
+    """The STAC assets a graph reads from a scene fetched by the `stac-assets` provider (graph key
+    `assets`): `keys` maps each name the graph knows (a band) to candidate asset keys, tried in order
+    (an asset matches a candidate by its key, or by its file name ending in `_<candidate>`); `select`
+    (a `fixed` or `config` argument: comma-separated names) picks the names needed, all by default;
+    `always` lists groups of candidates of which one asset is always needed (metadata files)."""
+
+    keys: tuple[tuple[str, tuple[str, ...]], ...]
+    select: Arg | None = None
+    always: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Graph:
     """A loaded, validated graph. `origin` names its file (for messages), `base_dir` resolves commands."""
 
@@ -129,3 +142,4 @@ class Graph:
     out_files: tuple[tuple[OutFile, ...], ...]
     base_dir: str = ""
     builtin: bool = False
+    assets: AssetNeeds | None = None

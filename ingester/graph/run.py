@@ -226,16 +226,49 @@ class Runner:
         return result
 
 
+FORMAT_SUFFIX = ".format.json"
+
+
+def format_override(path: Path) -> dict[str, float | str] | None:
+    """What a step wrote beside an output, `<file>.format.json`: {"dformat": "dtype,nodata,min,max",
+    "ext_min_value": …, "ext_max_value": …} for values known only from the product (e.g. the scale and
+    offset of a Landsat MTL file); they replace the graph's for this file. None when absent."""
+    import json
+    import math
+
+    side = path.with_name(path.name + FORMAT_SUFFIX)
+    if not side.is_file():
+        return None
+    where = f"{side.name} (written by the graph for {path.name})"
+    try:
+        raw = json.loads(side.read_text(encoding="utf-8"))
+        fmt = DFormat.parse(str(raw["dformat"])) if raw.get("dformat") is not None else None
+        low, high = float(raw["ext_min_value"]), float(raw["ext_max_value"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProcessingError(f"{where}: not a valid format ({type(exc).__name__}: {exc})") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ProcessingError(f"{where}: ext_min_value {low!r} must be finite and lower than ext_max_value {high!r}")
+    out: dict[str, float | str] = {"real_min": low, "real_max": high}
+    if fmt is not None:
+        out.update(dtype=fmt.dtype, nodata=fmt.nodata, min_value=fmt.min_value, max_value=fmt.max_value)
+    return out
+
+
 def indexed_fields(kept: KeptFile) -> dict[str, float | str | tuple[int, ...]]:
-    """IndexedOutput fields of an out-file: bands, stored format, real range, exponent."""
+    """IndexedOutput fields of an out-file: bands, stored format, real range, exponent (a
+    `<file>.format.json` written by the graph overrides the format and the real range)."""
     fmt = kept.dformat
     if fmt is None:
         raise ProcessingError(f"out-file {kept.out.layer!r} is indexed without a data format")
-    return {
+    fields: dict[str, float | str | tuple[int, ...]] = {
         "bands": tuple(range(1, kept.out.nbands + 1)), "dtype": fmt.dtype,
         "nodata": fmt.nodata, "min_value": fmt.min_value, "max_value": fmt.max_value,
         "real_min": kept.out.ext_min_value, "real_max": kept.out.ext_max_value, "exponent": kept.out.exponent,
     }
+    override = format_override(kept.path)
+    if override:
+        fields.update(override)
+    return fields
 
 
 def python_env() -> dict[str, str]:

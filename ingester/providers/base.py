@@ -41,6 +41,7 @@ class Provider:
         self.settings = settings
         self.progress = progress
         self.verified: dict[str, Verified] = {}  # path → what the transfer verified
+        self.graph_dirs: tuple[str, ...] = ()  # the payload's graph folders (set by the chain)
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:

@@ -31,11 +31,13 @@ def registry() -> dict[str, type[Provider]]:
     from ingester.providers.bucket import BucketProvider
     from ingester.providers.cdse import CdseProvider
     from ingester.providers.ftp import FtpProvider
+    from ingester.providers.landsat_aws import LandsatAwsProvider
     from ingester.providers.local import LocalProvider
+    from ingester.providers.stac_assets import StacAssetsProvider
     from ingester.providers.url import UrlProvider
 
     classes: list[type[Provider]] = [LocalProvider, UrlProvider, CdseProvider, BucketProvider, FtpProvider,
-                                     AsfProvider]
+                                     AsfProvider, StacAssetsProvider, LandsatAwsProvider]
     return {cls.name: cls for cls in classes}
 
 
@@ -67,11 +69,14 @@ class Fetched:
 
 def fetch_product(scene: Scene, workdir: Path, settings: Settings, *, progress: TransferProgress | None = None,
                   providers: list[Provider] | None = None, attempts: int = 3,
-                  sleep: Callable[[float], None] = time.sleep) -> Fetched:
-    """Run the chain; returns the product in `workdir` and who delivered it."""
+                  sleep: Callable[[float], None] = time.sleep, graph_dirs: tuple[str, ...] = ()) -> Fetched:
+    """Run the chain; returns the product in `workdir` and who delivered it. `graph_dirs` (where the
+    payload's graphs are) lets a provider read the tile graph (stac-assets: the assets it needs)."""
     if providers is None:
         known = registry()
         providers = [known[name](settings, progress) for name in provider_order(settings)]
+    for provider in providers:
+        provider.graph_dirs = graph_dirs
     workdir.mkdir(parents=True, exist_ok=True)
     messages: list[str] = []
     temporary: list[ProviderError] = []

@@ -174,7 +174,7 @@ def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[st
     if not missing:
         return JobResult.done(f"{name}: already verified in storage ({len(uris)} tile(s)); nothing downloaded",
                               details={"downloaded": False, "stored": uris})
-    fetched = fetch_product(job.scene, workdir, settings, progress=progress)
+    fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs)
     zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir)
     record.update({"scene": name, "provider": fetched.provider})
     for uri in missing:
@@ -209,7 +209,7 @@ def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], wo
         product = _product_folder(cache.place_kept(kept, workdir), workdir)
         provider = "an earlier attempt (kept in the work folder, not downloaded again)"
     else:
-        fetched = fetch_product(job.scene, workdir, settings, progress=progress)
+        fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs)
         if fetched.path.is_file():  # kept, verified, for the later attempts of this scene
             zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir)
             cache.keep_product(settings, job.aoi, name, zip_path, {**record, "scene": name,

@@ -51,3 +51,50 @@ def make_bucket(endpoint: str, bucket: str, requester_pays: bool = False) -> Non
     client.create_bucket(Bucket=bucket)
     if requester_pays:
         client.put_bucket_request_payment(Bucket=bucket, RequestPaymentConfiguration={"Payer": "Requester"})
+
+
+@contextmanager
+def requester_pays_s3(buckets: set[str]) -> Iterator[tuple[str, list[dict]]]:
+    """moto's S3 behind a check that real S3 makes and moto does not: a request to a requester-pays
+    bucket without `x-amz-request-payer: requester` is refused with 403 AccessDenied. Yields the
+    endpoint URL and the list of requests seen (method, path, whether the payer header was sent)."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    seen: list[dict] = []
+
+    def checked(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        bucket = path.lstrip("/").split("/", 1)[0]
+        payer = environ.get("HTTP_X_AMZ_REQUEST_PAYER", "").lower() == "requester"
+        seen.append({"method": environ.get("REQUEST_METHOD"), "path": path, "payer": payer})
+        if bucket in buckets and not payer and environ.get("REQUEST_METHOD") != "PUT":
+            body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                    b"<Message>Access Denied</Message></Error>")
+            start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+            return [body]
+        return app(environ, start_response)
+
+    server = make_server("127.0.0.1", _free_port(), checked, True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", seen
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def upload_folder(endpoint: str, bucket: str, prefix: str, folder) -> None:
+    """Put every file of a local folder under `s3://bucket/prefix/` (the setup of a test bucket)."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                          aws_secret_access_key="testing", region_name="us-east-1")
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            client.put_object(Bucket=bucket, Key=f"{prefix.strip('/')}/{path.relative_to(folder).as_posix()}",
+                              Body=path.read_bytes(), RequestPayer="requester")

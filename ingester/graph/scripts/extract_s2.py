@@ -14,6 +14,13 @@ OFFSET is the band's RADIO_ADD_OFFSET (L1C) or BOA_ADD_OFFSET (L2A) of the produ
 which for a baseline ≥ 04.00 product means v = DN unchanged, and for older products v = DN + 1000.
 The GeoTIFF band carries the same scale (0.0001) and offset (−0.1), so GDAL, QGIS and stackstac read
 reflectance directly; STAC `raster:bands` repeats them.
+
+A scene fetched by the `stac-assets` provider is a folder of COG assets with a `stac-assets.json`
+manifest (asset → file, band name, `raster:bands` scale/offset, the item's processing baseline and
+`earthsearch:boa_offset_applied`). Reflectance = DN × scale + offset, with scale 0.0001 by default and
+offset from `raster:bands`, else −0.1 from baseline 04.00 on, and 0 when the catalogue says the offset
+is already applied to the pixels. A band whose encoding is then v = DN and that already is a valid
+COG (uint16, no-data 0) is copied as it is; any other is re-encoded.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import fail, write_cog  # noqa: E402
+
+MANIFEST = "stac-assets.json"
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
 BAND_INDEX = {name: i for i, name in enumerate(BANDS)}  # the band_id of the metadata
@@ -86,6 +95,80 @@ def encode(dn: np.ndarray, quant: float, offset: float) -> np.ndarray:
     return out
 
 
+def find_manifest(folder: Path) -> Path | None:
+    """The `stac-assets.json` of a scene fetched as COG assets (in the folder or one level down)."""
+    for candidate in (folder / MANIFEST, *sorted(folder.glob(f"*/{MANIFEST}"))):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def asset_radiometry(manifest: dict, asset: dict) -> tuple[float, float]:
+    """(scale, offset) that turn the asset's DN into reflectance (see the module docstring)."""
+    props = manifest.get("properties") or {}
+    raster = asset.get("raster") or {}
+    scale = float(raster.get("scale") or 0.0001)
+    if props.get("earthsearch:boa_offset_applied") is True:
+        return scale, 0.0
+    if raster.get("offset") is not None:
+        return scale, float(raster["offset"])
+    try:
+        baseline = float(props.get("s2:processing_baseline") or 0)
+    except (TypeError, ValueError):
+        baseline = 0.0
+    return scale, -0.1 if baseline >= 4.0 else 0.0
+
+
+def is_cog_uint16(path: Path) -> bool:
+    import rasterio
+    from rio_cogeo.cogeo import cog_validate
+
+    try:
+        with rasterio.open(path) as src:
+            if src.count != 1 or src.dtypes[0] != "uint16" or src.nodata is None or float(src.nodata) != 0:
+                return False
+        return bool(cog_validate(str(path), quiet=True)[0])
+    except Exception:  # noqa: BLE001 - anything unreadable is re-encoded (which reports the real error)
+        return False
+
+
+def extract_assets(manifest_path: Path, workdir: Path, pattern_out: str, wanted: list[str], blocksize: int) -> int:
+    """COG-assets mode: one output per wanted band present in the manifest; returns how many."""
+    import json
+    import shutil
+
+    import rasterio
+
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    by_band = {str(a.get("name")): a for a in (manifest.get("assets") or {}).values() if a.get("name")}
+    written = 0
+    for band in wanted:
+        asset = by_band.get(band)
+        if asset is None:
+            print(f"warning: band {band} not among the fetched assets", file=sys.stderr)
+            continue
+        source = manifest_path.parent / str(asset["file"])
+        scale, offset = asset_radiometry(manifest, asset)
+        out = workdir / pattern_out.replace("*", band)
+        quant, shift = 1.0 / scale, offset / scale
+        if abs(quant - TARGET_SCALE) < 1e-6 and abs(shift + TARGET_SHIFT) < 1e-6 and is_cog_uint16(source):
+            tmp = out.with_name(f".{out.name}.part")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, out)
+            how = "copied"
+        else:
+            with rasterio.open(source) as src:
+                dn = src.read(1)
+                profile = dict(src.profile)
+            stored = encode(dn, round(quant, 6), round(shift, 6))
+            write_cog(str(out), stored, dict(profile, nodata=0), blocksize, scales=[1 / TARGET_SCALE],
+                      offsets=[-TARGET_SHIFT / TARGET_SCALE], descriptions=[band])
+            how = "encoded"
+        written += 1
+        print(f"{band}: {source.name} → {out.name} ({how}; scale {scale:g}, offset {offset:g})")
+    return written
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=".")
@@ -108,6 +191,12 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"{safe}: not a SAFE folder", fatal=True)
     if "*" not in args.pattern_out:
         fail(f"--pattern-out {args.pattern_out!r} must contain '*'")
+    manifest = find_manifest(safe)
+    if manifest is not None:
+        wanted = [b.strip() for b in args.bands.split(",") if b.strip()]
+        if not extract_assets(manifest, workdir, args.pattern_out, wanted, args.blocksize):
+            fail(f"{safe.name}: none of the bands {', '.join(wanted)} among the fetched assets", fatal=True)
+        return
     quant, offsets = radiometry(safe)
     files = band_files(safe)
     wanted = [b.strip() for b in args.bands.split(",") if b.strip()]
