@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,8 @@ from ingester.errors import EXIT_DEFERRED, EXIT_JOBS_FAILED
 if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load inside the commands
     from ingester.config import Settings
     from ingester.coordinator import RunReport
+    from ingester.ingest import Plan
+    from ingester.preflight import Report, Work
     from ingester.store import Store
 
 WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the CPU count).")
@@ -90,6 +93,92 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
         raise typer.Exit(EXIT_DEFERRED)
 
 
+def render_checks(ui: UI, report: Report) -> None:
+    for check in report.checks:
+        line = f"{check.status:<11} {check.name:<12} {check.detail}"
+        if check.status in ("failed", "unavailable"):
+            ui.error(line)
+        else:
+            ui.info(line)
+
+
+def render_dry_run(ui: UI, plan: Plan, work: Work, report: Report, as_json: bool) -> None:
+    """What `aoi` would do; exit 2 (1) when a check failed (a service did not answer)."""
+    from ingester.preflight import size_text
+
+    total, unknown = work.announced
+    graphs = sorted({name for (name, _scene) in work.graphs})
+    new_tiles = sum(len(sc.tiles) for sc in plan.scenes)
+    if as_json:
+        print_json({"dry_run": True, "ingest": {"scenes": len(plan.scenes), "tiles": new_tiles,
+                                                "skipped": len(plan.skipped), "source": plan.source},
+                    "download": {"products": len(work.downloads), "bytes": total, "without_size": unknown},
+                    "process": {"scene_jobs": work.scene_jobs, "tile_jobs": work.tile_jobs, "graphs": graphs},
+                    "checks": report.to_json(), "exit_code": report.exit_code})
+    else:
+        for scene_id, reason in plan.skipped:
+            ui.info(f"would skip {scene_id}: {reason}")
+        ui.info(f"Dry run, nothing written: would ingest {len(plan.scenes)} scenes and {new_tiles} tiles from the "
+                f"{plan.source}")
+        ui.info(f"would download {len(work.downloads)} products, {size_text(total)} announced"
+                + (f" ({unknown} without an announced size)" if unknown else ""))
+        ui.info(f"would process {work.scene_jobs} scene jobs and {work.tile_jobs} tile jobs "
+                f"(graphs: {', '.join(graphs) or 'none'})")
+        render_checks(ui, report)
+    if report.failed:
+        raise typer.Exit(report.exit_code)
+
+
+@app.command("check")
+@command
+def check_command(
+    payload: Path = typer.Argument(..., help="Payload file, as for `ingester aoi`."),
+    scenes: Path | None = typer.Option(None, "--scenes", help="Check for these scenes (as `aoi --scenes`)."),
+    tiles: Path | None = typer.Option(None, "--tiles", help="Check for these scenes and tiles (as `aoi --tiles`)."),
+    workers: int | None = WorkersOption,
+    db: str | None = DbOption,
+    create_layers: bool = typer.Option(False, "--create-layers", help="As for `aoi`: missing layers would be "
+                                       "created (else they are an input error)."),
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the pre-flight checks of `ingester aoi` alone, writing nothing: settings, CDSE credentials (one
+    token request), the engines the graphs need (gpt, docker, commands), storage and work folder writable,
+    free disk space against the announced sizes of the products to download.
+
+    One line per check (ok, failed, unavailable, skipped). Exit 2 when a check fails (1 when a service
+    did not answer), naming it."""
+    from ingester.ingest import prepare
+    from ingester.payload import load_payload
+    from ingester.preflight import pending_work, plan_work, run_checks
+    from ingester.store import Store
+
+    ui = UI(quiet)
+    s = run_settings(db, workers, None, None)
+    loaded = load_payload(payload)
+    scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
+    pending = None
+    if Path(s.db).is_file():
+        with Store(s.db, create=False) as store:
+            plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers)
+            pending = pending_work(store, loaded.name, s)
+    else:
+        with Store(":memory:") as empty:
+            plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers)
+    work = plan_work(loaded.name, plan.scenes, loaded.storage_uri, (str(Path(loaded.path).parent),), s, pending)
+    report = run_checks(work, s, s.workers or os.cpu_count() or 1)
+    failed = [c.name for c in report.failed]
+    if as_json:
+        print_json({"payload": str(payload), "aoi": loaded.name, "checks": report.to_json(), "ok": not failed,
+                    "exit_code": report.exit_code})
+    else:
+        render_checks(ui, report)
+    if failed:
+        if not as_json:
+            ui.error(f"check failed: {', '.join(failed)}")
+        raise typer.Exit(report.exit_code)
+
+
 @app.command("aoi")
 @command
 def aoi_command(
@@ -104,15 +193,21 @@ def aoi_command(
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
     max_wait: float | None = MaxWaitOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be ingested, downloaded (count, "
+                                 "announced bytes) and processed, and the pre-flight checks; write nothing, "
+                                 "download nothing (exit 2 when a check fails)."),
 ) -> None:
     """Ingest an area: scenes (searched, or from --scenes/--tiles) → records, scenes and tiles in the store,
     then run one download job per scene and one processing job per tile until no job can progress.
 
     Without a file the catalogue is searched. Scenes already in the AOI are skipped; re-running is safe.
-    Exit 4 when some jobs ended FAILED or RETRY, else 5 when some jobs are deferred (run again later)."""
+    Pre-flight checks (credentials, engines, storage, disk space: `ingester check`) run before anything
+    is written. Exit 4 when some jobs ended FAILED or RETRY, else 5 when some jobs are deferred (run again
+    later)."""
     from ingester.coordinator import check_lock, new_run_id
     from ingester.ingest import commit, prepare
     from ingester.payload import load_payload
+    from ingester.preflight import pending_work, plan_work, preflight, run_checks
     from ingester.store import Store
 
     ui = UI(quiet)
@@ -121,17 +216,34 @@ def aoi_command(
     check_download_settings(s)
     scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
     run_id = new_run_id()
+    store: Store | None = None
+    pending = None
     if Path(s.db).is_file():
         store = Store(s.db, create=False)
         try:
-            check_lock(store, loaded.name, s.lease_seconds)
+            if not dry_run:
+                check_lock(store, loaded.name, s.lease_seconds)
             plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers)
+            pending = pending_work(store, loaded.name, s)
         except BaseException:
             store.close()
             raise
     else:  # no store yet: the input is validated against an empty one, the file is created only then
         with Store(":memory:") as empty:
             plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers)
+    work = plan_work(loaded.name, plan.scenes, loaded.storage_uri, (str(Path(loaded.path).parent),), s, pending)
+    if dry_run:
+        if store is not None:
+            store.close()
+        render_dry_run(ui, plan, work, run_checks(work, s, s.workers or os.cpu_count() or 1), as_json)
+        return
+    try:
+        preflight(work, s, s.workers or os.cpu_count() or 1)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
+    if store is None:
         store = Store(s.db)
     with store:
         result = commit(store, plan, run_id, create_layers, s.lease_seconds)
@@ -162,6 +274,7 @@ def run_command(
 
     Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY, else 5
     when some jobs are deferred (run again later)."""
+    from ingester.preflight import pending_work, preflight, work_of
     from ingester.store import Store
 
     ui = UI(quiet)
@@ -169,4 +282,5 @@ def run_command(
     check_download_settings(s)
     with Store(s.db, create=False) as store:
         store.require_aoi(aoi)
+        preflight(work_of([], (), {}, pending_work(store, aoi, s)), s, s.workers or os.cpu_count() or 1)
         render_report(ui, run_with_progress(ui, store, aoi, s), as_json)

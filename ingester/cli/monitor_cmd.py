@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -203,6 +204,7 @@ def retry_command(
     tiles → NEW; a tile → NEW, released when its scene and previous are DONE. All changes are made in
     one transaction: either every job is retried or none."""
     from ingester.coordinator import acquire_lock, new_run_id, release_lock
+    from ingester.preflight import pending_work, preflight, work_of
     from ingester.store import Store
     from ingester.workflow import PENDING, RETRY, Policy, TransitionError, force_retry, force_retry_aoi, set_status
 
@@ -211,6 +213,9 @@ def retry_command(
     check_download_settings(s)
     with Store(s.db, create=False) as store:
         name, kind, job_id = _target(store, aoi, scene, tile)
+        retried = ("PENDING", "RETRY", "FAILED") if force else ("PENDING", "RETRY")
+        preflight(work_of([], (), {}, pending_work(store, name, s, retried, ("NEW", *retried))), s,
+                  s.workers or os.cpu_count() or 1)
         run_id = new_run_id()
         acquire_lock(store, name, run_id, s.lease_seconds)
         try:
