@@ -184,7 +184,7 @@ class Coordinator:
     # -- claiming -------------------------------------------------------------------------------
     def _claim(self, limit: int) -> list[tuple[str, int, int, int]]:
         """Lease up to `limit` ready jobs (tiles first: they finish chains), in one transaction."""
-        claimed = []
+        claimed: list[tuple[str, int, int, int]] = []
         now = monotonic_now()
         expires = now + self.settings.lease_seconds
         started = now_text()
@@ -206,7 +206,7 @@ class Coordinator:
                         "INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, "
                         "started_at) VALUES (?,?,?,?,?,?,?,?,?)",
                         (kind, job_id, self.aoi.id, attempt, self.run_id, host_name(), os.getpid(), worker, started))
-                    claimed.append((kind, job_id, attempt, cur.lastrowid))
+                    claimed.append((kind, job_id, attempt, int(cur.lastrowid or 0)))
         return claimed
 
     def _storage(self, scene: Scene) -> str:

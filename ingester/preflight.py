@@ -358,7 +358,8 @@ def _disk_space(work: Work, settings: Settings, workers: int) -> Check:
         device = os.stat(path).st_dev
         first, total = by_device.get(device, (path, 0))
         by_device[device] = (first, total + nbytes)
-    problems, fine = [], []
+    problems: list[str] = []
+    fine: list[str] = []
     for path, nbytes in by_device.values():
         free = shutil.disk_usage(path).free
         line = f"{path}: {_size(nbytes)} needed, {_size(free)} free"
