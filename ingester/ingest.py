@@ -198,11 +198,12 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
                 skipped.append((scene.source_id, existing[scene.source_id]))
             else:
                 fresh.append(scene)
-        from ingester.tiling import make_tiles
+        from ingester.tiling import make_tiles, require_annotations
 
         with warnings.catch_warnings():
             warnings.simplefilter("default", TilingWarning)
             tiling = make_tiles(payload, fresh, settings, existing=store.aoi_tiles(payload.name))
+        require_annotations(fresh, tiling)  # the rule of `ingester tiles`
         skipped += tiling.skipped
         new = [s for s in tiling.scenes if s.tiles]
         skipped += [(s.source_id, "no tiles") for s in tiling.scenes if not s.tiles]
