@@ -355,8 +355,10 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
     try:
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
-        if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
-                         "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
+        due = store.one("SELECT min(nb) FROM (SELECT min(not_before) AS nb FROM scene WHERE aoi_id = ?1 "
+                        "AND status = ?2 UNION ALL SELECT min(not_before) FROM tile WHERE aoi_id = ?1 AND status = ?2)",
+                        (coordinator.aoi.id, PENDING))
+        if due is None or due > monotonic_now() + settings.max_wait:  # nothing to run now: no worker started
             return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id),
                              deferred=deferred(store, coordinator.aoi.id))
         executor = executor_factory(workers or settings.workers, worker_settings(settings))

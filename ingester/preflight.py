@@ -186,17 +186,19 @@ def work_of(new_scenes: Sequence[Scene], graph_dirs: tuple[str, ...], storage: d
 def pending_work(store: Any, aoi: str, settings: Settings, scene_statuses: Iterable[str] = ("PENDING",),
                  tile_statuses: Iterable[str] = ("NEW", "PENDING")) -> Pending:
     """An AOI's jobs in the given statuses: scenes as models (for their products), the graphs of the
-    tiles, and where each scene is stored."""
+    tiles, and where each scene is stored. A PENDING scene that a run would not reach (deferred or backed
+    off beyond `settings.max_wait`) is left out: nothing is checked, and no login made, for it."""
     from ingester.ingest import graph_dirs as aoi_graph_dirs
     from ingester.storage import resolve_storage_uri
+    from ingester.store import monotonic_now
 
     row = store.aoi(aoi)
     if row is None:
         return Pending([], set(), 0, {})
     marks = ",".join("?" * len(tuple(scene_statuses)))
     scenes = [store.scene(sid, with_tiles=True) for (sid,) in store.execute(
-        f"SELECT id FROM scene WHERE aoi_id = ? AND status IN ({marks}) ORDER BY date_key, id",
-        (row.id, *scene_statuses))]
+        f"SELECT id FROM scene WHERE aoi_id = ? AND status IN ({marks}) AND (status != 'PENDING' "
+        "OR not_before <= ?) ORDER BY date_key, id", (row.id, *scene_statuses, monotonic_now() + settings.max_wait))]
     tmarks = ",".join("?" * len(tuple(tile_statuses)))
     graphs, count = set(), 0
     for data, n in store.execute(f"SELECT json_extract(data, '$.graph_name'), count(*) FROM tile WHERE aoi_id = ? "

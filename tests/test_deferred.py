@@ -230,6 +230,15 @@ def test_an_offline_product_is_deferred_the_run_ends_and_a_later_run_downloads_i
     status = cli("status", S2)
     assert "Deferred: 1 job(s)" in status.stdout and "offline" in status.stdout
 
+    # a cron run before it is due: exit 5 at once, no login (a new process), no request
+    from ingester.providers import cdse
+
+    cdse.reset()
+    grants, requests = len(zipper.grants), len(zipper.requests) + len(catalogue.requests)
+    r = cli("run", S2, "--workers", "1")
+    assert r.exit_code == 5, r.stderr
+    assert (len(zipper.grants), len(zipper.requests) + len(catalogue.requests)) == (grants, requests)
+
     # `aoi` again: the scene is not ingested twice, and the message says where it stands and what to do
     r = cli("aoi", payload, "--workers", "1")
     assert r.exit_code == 5, r.stderr
