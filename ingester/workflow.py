@@ -330,6 +330,15 @@ def force_retry_aoi(store: Store, aoi_id: int, policy: Policy) -> int:
     return n
 
 
+def make_due(store: Store, kind: str, job_id: int | None = None, aoi_id: int | None = None) -> int:
+    """PENDING jobs waiting for a later time (deferred or backed off) become due now: one job, or every
+    job of an AOI. Returns how many. Nothing else changes (no budget restored, none consumed)."""
+    where, params = ("id = ?", [job_id]) if job_id is not None else ("aoi_id = ?", [aoi_id])
+    return store.execute(f"UPDATE {_table(kind)} SET not_before = 0, updated_at = ? WHERE {where} "
+                         "AND status = 'PENDING' AND lease_run IS NULL AND not_before > ?",
+                         (now_text(), *params, monotonic_now())).rowcount
+
+
 # --- job outcomes --------------------------------------------------------------------------------
 
 def is_retriable(store: Store, kind: str, job_id: int) -> bool:

@@ -284,3 +284,19 @@ def test_refresh_is_refused_while_a_run_holds_the_lock_and_says_when_the_product
     assert cli("refresh", "--scene", "999").exit_code == 2
     with Store(DB) as st:
         assert st.counts() == before[0]
+
+
+def test_retry_makes_a_waiting_job_due_now(cli, payload, tmp_path, markers, monkeypatch):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    first = json.loads(scenes.read_text())["features"][0]["properties"]["source_id"]
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({first: ["deferred", "done"]}))
+    monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))
+    assert aoi(cli, payload, "--scenes", scenes, "--create-layers", scene="scripted").exit_code == 5
+    r = cli("retry", "--scene", "1", "--workers", "1", "--scene-worker", f"{W}:scripted",
+            "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 0, r.stderr
+    assert "scene 1: PENDING and waiting for a later try: due now" in r.stderr
+    with Store(DB) as st:
+        assert st.one("SELECT status FROM scene") == "DONE"
+        assert st.one("SELECT retry_countdown FROM scene") == 1  # nothing consumed, nothing restored

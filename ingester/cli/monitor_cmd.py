@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -198,7 +199,8 @@ def retry_command(
     tile_worker: str | None = TileWorkerOption,
     max_wait: float | None = MaxWaitOption,
 ) -> None:
-    """RETRY → PENDING (with a fresh retry budget), then run the AOI. DONE work is never redone.
+    """RETRY → PENDING (with a fresh retry budget), then run the AOI. DONE work is never redone. A job
+    waiting for a later try (deferred, or backed off) is made due now.
 
     With --force, FAILED jobs come back too (fix the cause first): a scene → PENDING and its FAILED
     tiles → NEW; a tile → NEW, released when its scene and previous are DONE. All changes are made in
@@ -206,7 +208,16 @@ def retry_command(
     from ingester.coordinator import acquire_lock, new_run_id, release_lock
     from ingester.preflight import pending_work, preflight, work_of
     from ingester.store import Store
-    from ingester.workflow import PENDING, RETRY, Policy, TransitionError, force_retry, force_retry_aoi, set_status
+    from ingester.workflow import (
+        PENDING,
+        RETRY,
+        Policy,
+        TransitionError,
+        force_retry,
+        force_retry_aoi,
+        make_due,
+        set_status,
+    )
 
     ui = UI(quiet)
     s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
@@ -214,7 +225,8 @@ def retry_command(
     with Store(s.db, create=False) as store:
         name, kind, job_id = _target(store, aoi, scene, tile)
         retried = ("PENDING", "RETRY", "FAILED") if force else ("PENDING", "RETRY")
-        preflight(work_of([], (), {}, pending_work(store, name, s, retried, ("NEW", *retried))), s,
+        every = dataclasses.replace(s, max_wait=float("inf"))  # waiting jobs are made due too
+        preflight(work_of([], (), {}, pending_work(store, name, every, retried, ("NEW", *retried))), s,
                   s.workers or os.cpu_count() or 1)
         run_id = new_run_id()
         acquire_lock(store, name, run_id, s.lease_seconds)
@@ -224,7 +236,9 @@ def retry_command(
             try:
                 with store.transaction():
                     if kind is not None and job_id is not None:
-                        if force:
+                        if make_due(store, kind, job_id):
+                            ui.info(f"{kind} {job_id}: PENDING and waiting for a later try: due now")
+                        elif force:
                             n = len(force_retry(store, kind, job_id, policy))
                             ui.info(f"{kind} {job_id}: back in the queue ({n} job(s))")
                         else:
@@ -242,6 +256,10 @@ def retry_command(
                                 set_status(store, k, i, PENDING, policy=policy)
                             n += len(ids)
                         ui.info(f"{n} jobs of {name}: RETRY → PENDING")
+                    if kind is None:
+                        due = make_due(store, "scene", aoi_id=row.id) + make_due(store, "tile", aoi_id=row.id)
+                        if due:
+                            ui.info(f"{due} waiting job(s) of {name} (deferred or backed off): due now")
             except TransitionError as exc:  # asking to retry a job that cannot be retried: invalid input
                 hint = ""
                 if not force and kind is not None and "FAILED->" in str(exc):
