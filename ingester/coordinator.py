@@ -132,15 +132,15 @@ def default_executor(workers: int, settings: Settings) -> Executor:
 
 
 def run_token_source(settings: Settings) -> TokenSource:
-    """The run's tokens: CDSE's when CDSE credentials are configured and CDSE is among the providers
-    (logged in lazily, or already by the pre-flight check: the process shares one token manager)."""
-    from ingester.config import cdse_credentials
+    """The run's tokens: CDSE's when CDSE is among the providers (logged in lazily, or already by the
+    pre-flight check: the process shares one token manager). Without credentials, a worker that asks
+    gets the login's own message ("cdse: no credentials: set …")."""
     from ingester.providers import cdse
     from ingester.providers.chain import provider_order
 
     factories = {}
     try:
-        if "cdse" in provider_order(settings) and cdse_credentials(settings):
+        if "cdse" in provider_order(settings):
             factories["cdse"] = lambda: cdse.login_manager(settings)
     except (IngesterError, AuthError):
         pass  # a settings problem is reported by the checks before the run

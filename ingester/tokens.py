@@ -155,7 +155,7 @@ class TokenSource:
                 if manager is None:
                     factory = self._factories.get(service)
                     if factory is None:
-                        raise AuthError(f"{service}: the coordinator holds no token for this service")
+                        raise AuthError(f"{service}: not among the providers of this run: no token")
                     manager = self._managers[service] = factory()
                 value, expires_at = manager.current()
                 if stale is not None and value == stale:

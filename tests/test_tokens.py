@@ -145,3 +145,20 @@ def test_a_netrc_readable_by_others_is_refused_with_a_clear_message(cli, payload
     assert ".netrc" in r.stderr and "chmod 600" in r.stderr and "644" in r.stderr
     assert "secret-netrc-pw" not in r.stderr
     assert not Path(DB).exists()
+
+
+def test_without_credentials_a_cdse_job_says_which_settings_to_set(cli, payload, testdata, tmp_path, monkeypatch):
+    """The default provider list names cdse even without an account: a scene only CDSE has ends with the
+    login's own message, asked by the worker from the coordinator."""
+    with FakeCdse("127.0.0.1") as fake:
+        scenes_for(fake, testdata, tmp_path / "scenes.json", 1)
+        use(fake, monkeypatch)
+        monkeypatch.delenv("INGESTER_CDSE_USERNAME")
+        monkeypatch.delenv("INGESTER_CDSE_PASSWORD")
+        monkeypatch.delenv("INGESTER_PROVIDERS")
+        r = cli("aoi", payload, "--scenes", tmp_path / "scenes.json", "--create-layers", "--workers", "1")
+        assert r.exit_code == 4, r.stderr
+        assert fake.grants == []
+    with Store(DB) as st:
+        assert "cdse: no credentials: set INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD" in \
+            st.one("SELECT message FROM scene")
