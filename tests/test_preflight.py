@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ingester.providers import cdse
-from ingester.scenes import Scene, write_scenes
+from ingester.scenes import Scene, read_scenes, write_scenes
 from ingester.store import Store
-from tests.fakes.aoi_data import s1_chain, write_s1_tiles, write_s2_scenes
+from tests.fakes.aoi_data import S2_IDS, s1_chain, s2_scene, write_s1_tiles
 from tests.fakes.cdse_download import FakeCdse
 from tests.fakes.products import S2_ID, checksums, zip_safe
 
@@ -171,9 +171,11 @@ def test_dry_run_prints_what_would_happen_and_writes_and_downloads_nothing(cli, 
     assert cli("aoi", payload, "--scenes", tmp_path / "scenes.json", "--create-layers").exit_code == 0
     with Store(DB) as st:
         before = st.counts()
-    more = write_s2_scenes(tmp_path / "more.json", 2)
+    more = tmp_path / "more.json"  # two other acquisitions (the 9th and the 11th), and the three again
+    write_scenes(more, [*read_scenes(tmp_path / "scenes.json").scenes, *(s2_scene(i) for i in S2_IDS[3:5])],
+                 next_=False)
     out = json.loads(cli("aoi", payload, "--scenes", more, "--dry-run", "--json").stdout)
-    assert out["ingest"]["scenes"] == 2 and out["download"]["products"] == 2
+    assert out["ingest"]["scenes"] == 2 and out["ingest"]["skipped"] == 3 and out["download"]["products"] == 2
     with Store(DB) as st:
         assert st.counts() == before
     assert downloads(zipper) == 3
