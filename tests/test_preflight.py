@@ -141,6 +141,7 @@ def test_check_runs_the_checks_alone_and_names_the_failed_one(cli, payload, tmp_
     assert js["ok"] is True and [c["name"] for c in js["checks"]] == ["settings", "credentials", "engines",
                                                                         "storage", "disk space"]
     assert {c["status"] for c in js["checks"]} == {"ok"}
+    assert zipper.grants == [("password", True)]  # exactly one token request (the process keeps the login)
     cdse.reset()
     monkeypatch.setenv("INGESTER_CDSE_PASSWORD", "bad")
     r = cli("check", payload, "--scenes", tmp_path / "scenes.json", "--create-layers", "--json")
