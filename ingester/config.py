@@ -88,11 +88,14 @@ class Settings:
     step_timeout: float = 21600.0  # seconds per graph step (a graph's config `step_timeout` overrides it)
     snap_gpt: str = ""  # SNAP's gpt; empty: $SNAPPATH, then `gpt` on PATH, then /usr/local/snap/bin/gpt
     docker: str = "docker"  # the docker client used by docker steps
+    # Unpacking products (zip bombs): at most this many bytes, and (past 64 MiB) this many times the zip
+    unpack_max_bytes: int = 64 * 1024**3
+    unpack_max_ratio: float = 100.0
 
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
         positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size",
-                    "offline_recheck")
+                    "offline_recheck", "unpack_max_bytes", "unpack_max_ratio")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
                         "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads",  # 0: no cap
                         "max_wait", "defer_deadline")

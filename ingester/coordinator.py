@@ -25,15 +25,18 @@ import dataclasses
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from ingester.config import Settings
-from ingester.errors import AuthError, CredentialsRefused, IngesterError, LockedError, StoreError
+from ingester.errors import AuthError, CredentialsRefused, IngesterError, IngesterWarning, LockedError, StoreError
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
-from ingester.ingest import graph_dirs
+from ingester.graph.engines import steps_folder, stop_recorded_steps
+from ingester.ingest import aoi_storage, check_run_storage, graph_dirs
+from ingester.integrity import missing_datasets, missing_text
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
 from ingester.records import index_outputs
@@ -42,6 +45,14 @@ from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
 from ingester.tokens import AccessToken, TokenSource, worker_settings
 from ingester.workflow import PENDING, Policy, apply_outcome, attempt_result, deferred, summary, unfinished
+
+
+class StepsKilledWarning(IngesterWarning):
+    """A run killed graph steps that an earlier, dead run had left running."""
+
+
+class MissingFilesWarning(IngesterWarning):
+    """Indexed files of the AOI are missing from storage."""
 
 
 def new_run_id() -> str:
@@ -177,7 +188,7 @@ class Coordinator:
         self.instances: dict[str, str] = dict(conf.get("instances") or {})
         self.layers = {k: Layer(v[0], v[1], self.instances.get(k, "")) for k, v in (conf.get("layers") or {}).items()}
         self.graph_config: dict[str, str] = dict(conf.get("graph_config") or {})
-        self.payload_storage_uri: str = conf.get("storage_uri") or ""
+        self.storage = aoi_storage(conf, settings)  # fixed when the AOI was created
         self.graph_dirs = graph_dirs(conf)
         self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
         self._scenes: dict[int, Scene] = {}
@@ -229,8 +240,8 @@ class Coordinator:
         return claimed
 
     def _storage(self, scene: Scene) -> str:
-        """The scene's storage, else the payload's, else the settings' (checked at ingestion)."""
-        return resolve_storage_uri(scene.storage_uri, self.payload_storage_uri, self.settings)
+        """The AOI's storage (a scene's own storage_uri, checked at ingestion, is the same one)."""
+        return resolve_storage_uri(scene.storage_uri, self.storage, self.settings)
 
     def _workdir(self, kind: str, job_id: int, attempt: int) -> str:
         return str(Path(self.settings.workdir) / self.aoi.name / f"{kind}-{job_id}-{attempt}")
@@ -389,9 +400,18 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
     run's counts as text; `downloads` (a queue of a providers.progress.RunDisplay) gets the worker
     processes' download progress (the local pool only)."""
     run_id = run_id or new_run_id()
+    check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
     if lock:
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
+    steps = steps_folder(settings.workdir, aoi)
     try:
+        # the steps a dead run left running on this host (kill -9, OOM): killed before their jobs run again
+        for line in stop_recorded_steps(steps):
+            warnings.warn(StepsKilledWarning(f"AOI {aoi}: a dead run had left a graph step's processes running: "
+                                             f"{line}"), stacklevel=2)
+        missing = missing_datasets(store, aoi)  # storage emptied between runs: say so, `verify` repairs
+        if missing:
+            warnings.warn(MissingFilesWarning(missing_text(aoi, missing)), stacklevel=2)
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
         due = store.one("SELECT min(nb) FROM (SELECT min(not_before) AS nb FROM scene WHERE aoi_id = ?1 "
                         "AND status = ?2 UNION ALL SELECT min(not_before) FROM tile WHERE aoi_id = ?1 AND status = ?2)",
@@ -411,5 +431,7 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
             return report
         finally:
             executor.shutdown(wait=finished)
+            if not finished:  # SIGTERM, Ctrl-C, a broken pool: the workers are gone, their steps go too
+                stop_recorded_steps(steps)
     finally:
         release_lock(store, aoi, run_id)

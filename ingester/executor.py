@@ -127,7 +127,12 @@ def _die_with_parent(parent: int, every: float = 0.5) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(every)
-        os._exit(1)
+        try:  # a graph step runs in a session of its own: it would outlive us
+            from ingester.graph.engines import kill_active_steps
+
+            kill_active_steps()
+        finally:
+            os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 

@@ -72,6 +72,23 @@ class TokenHolder(Protocol):
     def invalidate(self) -> None: ...
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the port made explicit; None when it has none."""
+    try:
+        parsed = urlparse(url)
+        scheme = parsed.scheme.lower()
+        host = (parsed.hostname or "").lower()
+        port = parsed.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number
+        return None
+    if scheme not in _DEFAULT_PORTS or not host or port is None:
+        return None
+    return scheme, host, port
+
+
 class NoNetrcAuth:
     """Session auth that adds nothing. Without it, `requests` replaces our bearer header with Basic
     auth from a ~/.netrc entry for the host (sending the password where only a token should go)."""
@@ -108,9 +125,9 @@ class Service:
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.auth = NoNetrcAuth()  # credentials come from settings/netrc explicitly, never implicitly
         self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
-        hosts = {urlparse(self.base_url).hostname or ""}
-        hosts.update(trusted_hosts)
-        self.trusted_hosts = {h.lower() for h in hosts if h}
+        origins = {origin(self.base_url)}
+        origins.update(origin(h if "://" in h else f"https://{h}") for h in trusted_hosts)
+        self.trusted_origins = {o for o in origins if o is not None}
         self.trusted_domains = {d.lower().strip(".") for d in trusted_domains if d.strip(".")}
         self.requests_sent = 0
 
@@ -120,22 +137,27 @@ class Service:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def is_trusted(self, url: str) -> bool:
-        """Whether credentials may be sent to this URL's host: a trusted host exactly, or a host under
-        one of the service's explicitly allowed domains (`trusted_domains`, e.g. dataspace.copernicus.eu
-        for CDSE's catalogue/zipper/download hosts). Sharing a parent domain is not enough: a bucket
-        on s3.amazonaws.com must not receive the token meant for another bucket there."""
-        host = (urlparse(url).hostname or "").lower()
-        if not host:
+        """Whether credentials may be sent to this URL. Trust is an origin, (scheme, host, port), never a
+        host alone: another port of the same host is another server (anyone may listen there), and
+        plain http would show the token to the network. Trusted: the base URL's origin, the origins of
+        `trusted_hosts` (a bare host name means https on port 443), and https on port 443 of a host
+        under one of `trusted_domains` (e.g. dataspace.copernicus.eu for CDSE's catalogue, zipper
+        and download hosts). Sharing a parent domain is not enough: a bucket on s3.amazonaws.com must
+        not receive the token meant for another bucket there."""
+        target = origin(url)
+        if target is None:
             return False
-        if host in self.trusted_hosts:
+        if target in self.trusted_origins:
             return True
-        return any(host == d or host.endswith("." + d) for d in self.trusted_domains)
+        scheme, host, port = target
+        return scheme == "https" and port == 443 and any(host == d or host.endswith("." + d)
+                                                         for d in self.trusted_domains)
 
     def request(self, method: str, path: str, *, auth: bool = False, stream: bool = False,
                 ok_statuses: Iterable[int] = (), **kwargs: Any) -> requests.Response:
         """Send a request; retry 429/5xx/connection errors with backoff; raise HTTPError on failure.
 
-        With `auth`, the bearer token is sent, re-attached on redirects to the service's own hosts
+        With `auth`, the bearer token is sent, re-attached on redirects to the service's own origins
         only, and a 401 refreshes the token once. Statuses in `ok_statuses` are returned as is.
         """
         url = self.url(path)
@@ -332,10 +354,16 @@ class TokenManager:
         form = {**form, "client_id": self.client_id}
         where = f"token endpoint {_short(self.token_url)}"
         try:
-            response = self.session.post(self.token_url, data=form, timeout=self.timeout)
+            # never follow a redirect: a 307/308 would post the user name and password to its target
+            response = self.session.post(self.token_url, data=form, timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             raise Unavailable(f"{where}: no response ({connection_reason(exc)})") from None
         status = response.status_code
+        if response.is_redirect:
+            target = _short(requests.compat.urljoin(self.token_url, response.headers.get("Location", "")))
+            response.close()
+            raise AuthError(f"{where} answered a redirect ({status} to {target}); credentials are never sent "
+                            "to a redirect target: set the token URL to the endpoint itself")
         if status != 200:
             detail = f"{status}: {server_message(response)}"
             wait = retry_after_seconds(response, 0.0)

@@ -308,12 +308,13 @@ def write_stac(aoi: str, tiles: Sequence[StacTile], out_dir: str | Path) -> Path
 
 # --- reading the store (ingester.store, written by the workflow) ---------------------------------
 
-def stac_tiles_from_store(store: Any, aoi: str) -> list[StacTile]:
-    """The AOI's indexed tiles as `StacTile`s: datasets grouped per tile, with the record's tags."""
+def stac_tiles_from_store(store: Any, aoi: str, leave_out: frozenset[str] | set[str] = frozenset()) -> list[StacTile]:
+    """The AOI's indexed tiles as `StacTile`s: datasets grouped per tile, with the record's tags. The
+    datasets whose URI is in `leave_out` (missing from storage) get no asset."""
     store.require_aoi(aoi)
     by_tile: dict[int, list[Any]] = {}
     for row in store.datasets(aoi=aoi):
-        if row.tile_id is not None:
+        if row.tile_id is not None and row.uri not in leave_out:
             by_tile.setdefault(row.tile_id, []).append(row)
     tiles: list[StacTile] = []
     for tile_id, rows in by_tile.items():
@@ -333,8 +334,9 @@ def stac_tiles_from_store(store: Any, aoi: str) -> list[StacTile]:
     return tiles
 
 
-def dataset_listing(store: Any, aoi: str) -> list[dict[str, Any]]:
-    """`ingester datasets AOI --json`: one object per dataset (record, layer, tile, uri, format, real range)."""
+def dataset_listing(store: Any, aoi: str, missing: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
+    """`ingester datasets AOI --json`: one object per dataset (record, layer, tile, uri, format, real range,
+    and `missing`: whether its file is absent from storage, per the URIs given)."""
     store.require_aoi(aoi)
     out = []
     for row in store.datasets(aoi=aoi):
@@ -345,5 +347,6 @@ def dataset_listing(store: Any, aoi: str) -> list[dict[str, Any]]:
             "bands": list(row.bands), "dformat": {"dtype": row.dtype, "nodata": row.nodata,
                                                   "min": row.min_value, "max": row.max_value},
             "real_min": row.real_min, "real_max": row.real_max, "exponent": row.exponent,
+            "missing": row.uri in missing,
         })
     return out

@@ -26,7 +26,7 @@ from ingester.geometry import to_wkt
 from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
 from ingester.scenes import Scene, read_scenes
-from ingester.storage import resolve_storage_uri
+from ingester.storage import local_path, resolve_storage_uri
 from ingester.store import Store, dumps, monotonic_now, now_text, scene_data, tile_data
 from ingester.times import format_time
 from ingester.workflow import FAILED, NEW, PENDING
@@ -39,6 +39,7 @@ class Plan:
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (scene id, reason)
     source: str = ""  # "tiles file", "scenes file", "catalogue"
     layer_formats: dict[str, str] = dataclasses.field(default_factory=dict)  # layer → dformat its graph indexes
+    storage: str = ""  # the AOI's storage (resolved), fixed when the AOI is created
 
 
 @dataclasses.dataclass
@@ -51,12 +52,14 @@ class IngestResult:
     skipped: list[tuple[str, str]]
 
 
-def aoi_settings(payload: Payload, instances: dict[str, str]) -> dict[str, Any]:
-    """What a later `ingester run AOI` needs from the payload (stored with the AOI)."""
+def aoi_settings(payload: Payload, instances: dict[str, str], storage: str = "") -> dict[str, Any]:
+    """What a later `ingester run AOI` needs from the payload (stored with the AOI); `storage` is the
+    resolved storage the AOI was given at creation (payload storage_uri, else INGESTER_STORAGE_URI)."""
     return {
         "payload_path": os.path.abspath(payload.path) if payload.path and not payload.path.startswith("<") else "",
         "retry_count": payload.retry_count,
         "storage_uri": payload.storage_uri,
+        "storage": storage,
         "graph_config": payload.graph_config,
         "layers": {k: [v.variable, v.instance] for k, v in payload.layers.items()},
         "instances": instances,
@@ -65,17 +68,58 @@ def aoi_settings(payload: Payload, instances: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def check_aoi_settings(store: Store, payload: Payload) -> None:
-    """An existing AOI keeps its storage and its layers: a payload that changes them is refused (its
-    tiles already ingested were stored and indexed with the old ones). retry_count, graph_config and
-    record tags may change: retry_count gives the budget of the scenes and tiles ingested from now on
-    (existing jobs keep theirs until a manual retry), graph_config applies to the jobs not run yet."""
+STORAGE_SETTING = "INGESTER_STORAGE_URI (or ingester.toml's storage_uri, default outputs/storage)"
+
+
+def storage_key(uri: str) -> str:
+    """A storage URI in one spelling: `file://` and plain paths as normalised paths, others without a
+    trailing slash (`A/`, `./A` and `file:///…/A` are one storage)."""
+    if "://" not in uri or uri.lower().startswith("file://"):
+        return os.path.normpath(os.path.abspath(os.path.expanduser(local_path(uri))))
+    return uri.rstrip("/")
+
+
+def effective_storage(payload_storage_uri: str, settings: Settings) -> tuple[str, str]:
+    """(the storage an AOI of this payload gets, where that comes from)."""
+    uri = resolve_storage_uri("", payload_storage_uri, settings)
+    return uri, ("the payload's storage_uri" if (payload_storage_uri or "").strip() else STORAGE_SETTING)
+
+
+def aoi_storage(aoi_settings_json: dict[str, Any], settings: Settings) -> str:
+    """The AOI's storage as fixed at creation; an AOI made before it was recorded: its payload's
+    storage_uri, else the current settings (recorded at its next `ingester aoi`)."""
+    return aoi_settings_json.get("storage") or resolve_storage_uri("", aoi_settings_json.get("storage_uri") or "",
+                                                                   settings)
+
+
+def check_run_storage(aoi: str, aoi_settings_json: dict[str, Any], settings: Settings) -> str:
+    """The AOI's storage for a run; InputError (exit 2) when the settings now point elsewhere: a run
+    would otherwise put part of the AOI's files in another storage."""
+    fixed = aoi_settings_json.get("storage")
+    if not fixed:
+        return aoi_storage(aoi_settings_json, settings)
+    now, origin = effective_storage(aoi_settings_json.get("storage_uri") or "", settings)
+    if storage_key(now) != storage_key(fixed):
+        raise InputError(f"AOI {aoi!r} keeps its files in {fixed}, but {origin} now says {now}: an AOI's storage "
+                         f"is fixed when it is created (set it back to {fixed}, or unset it)")
+    return fixed
+
+
+def check_aoi_settings(store: Store, payload: Payload, storage: str = "", storage_origin: str = "") -> None:
+    """An existing AOI keeps its storage and its layers: a payload (or INGESTER_STORAGE_URI, when the
+    payload has no storage_uri) that changes them is refused (its tiles already ingested were stored
+    and indexed with the old ones). retry_count, graph_config and record tags may change: retry_count
+    gives the budget of the scenes and tiles ingested from now on (existing jobs keep theirs until a
+    manual retry), graph_config applies to the jobs not run yet."""
     row = store.aoi(payload.name)
     if row is None:
         return
     old = row.settings
     differences = []
-    if (old.get("storage_uri") or "") != (payload.storage_uri or ""):
+    if old.get("storage") and storage:
+        if storage_key(old["storage"]) != storage_key(storage):
+            differences.append(f"storage {old['storage']} → {storage} (from {storage_origin or 'the settings'})")
+    elif (old.get("storage_uri") or "") != (payload.storage_uri or ""):  # an AOI from before storage was fixed
         differences.append(f"storage_uri {old.get('storage_uri') or '(default)'!r} → "
                            f"{payload.storage_uri or '(default)'!r}")
     new_layers = {k: [v.variable, v.instance] for k, v in payload.layers.items()}
@@ -205,7 +249,11 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     check_payload_graphs(payload)
     if not create_layers:
         resolve_layers(store, payload, create=False, formats=layer_formats(payload))  # the payload's graph
-    check_aoi_settings(store, payload)
+    storage, storage_origin = effective_storage(payload.storage_uri, settings)
+    check_aoi_settings(store, payload, storage, storage_origin)
+    existing_aoi = store.aoi(payload.name)
+    if existing_aoi is not None:
+        storage = aoi_storage(existing_aoi.settings, settings)
     existing = already_in_aoi(store, payload.name)
     skipped: list[tuple[str, str]] = []
     if tiles_file:
@@ -255,12 +303,16 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     for scene in new:
         check_record_tags(payload, scene)
         try:
-            resolve_storage_uri(scene.storage_uri, payload.storage_uri, settings)
+            own = resolve_storage_uri(scene.storage_uri, payload.storage_uri, settings)
         except InputError as exc:
             raise InputError(f"{origin}: scene {scene.source_id}: {exc}") from None
+        if scene.storage_uri.strip() and storage_key(own) != storage_key(storage):
+            raise ScenesFileError(f"{origin}: scene {scene.source_id}: data.storage_uri {scene.storage_uri!r} is not "
+                                  f"the AOI's storage {storage}: an AOI keeps one storage (leave data.storage_uri "
+                                  "empty or equal to it)")
     _check_links(new, store, payload.name, origin)
     new.sort(key=lambda s: (s.date, s.source_id))
-    return Plan(payload, new, skipped, source, layer_formats(payload, new))
+    return Plan(payload, new, skipped, source, layer_formats(payload, new), storage)
 
 
 def layer_formats(payload: Payload, scenes: list[Scene] | None = None) -> dict[str, str]:
@@ -284,7 +336,7 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
                       (payload.name, now, now))
         acquire_lock(store, payload.name, run_id, lock_stale_after)  # LockedError (exit 3): all rolled back
         if store.aoi(payload.name).settings:  # type: ignore[union-attr]  # an existing AOI: same storage, layers
-            check_aoi_settings(store, payload)
+            check_aoi_settings(store, payload, plan.storage)
         raced = sorted(store.scene_ids_in_aoi(payload.name) & {sc.source_id for sc in plan.scenes})
         if raced:
             raise StoreError(f"AOI {payload.name!r} changed while the input was checked: another run ingested "
@@ -292,7 +344,7 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
                              "command (the scenes already in the AOI are then skipped)")
         instances = resolve_layers(store, payload, create=create_layers, formats=plan.layer_formats)
         store.execute("UPDATE aoi SET settings = ?, updated_at = ? WHERE name = ?",
-                      (dumps(aoi_settings(payload, instances)), now, payload.name))
+                      (dumps(aoi_settings(payload, instances, plan.storage)), now, payload.name))
         aoi_id = store.one("SELECT id FROM aoi WHERE name = ?", (payload.name,))
         keys: dict[tuple[str, str], int] = {k: v[0] for k, v in store.tile_status_by_key(payload.name).items()
                                             if v[1] != FAILED}

@@ -188,6 +188,7 @@ def pending_work(store: Any, aoi: str, settings: Settings, scene_statuses: Itera
     """An AOI's jobs in the given statuses: scenes as models (for their products), the graphs of the
     tiles, and where each scene is stored. A PENDING scene that a run would not reach (deferred or backed
     off beyond `settings.max_wait`) is left out: nothing is checked, and no login made, for it."""
+    from ingester.ingest import aoi_storage
     from ingester.ingest import graph_dirs as aoi_graph_dirs
     from ingester.storage import resolve_storage_uri
     from ingester.store import monotonic_now
@@ -205,10 +206,10 @@ def pending_work(store: Any, aoi: str, settings: Settings, scene_statuses: Itera
                                  f"AND status IN ({tmarks}) GROUP BY 1", (row.id, *tile_statuses)):
         graphs.add(data or "")
         count += n
-    payload_storage = (row.settings or {}).get("storage_uri") or ""
-    storage = {s.source_id: resolve_storage_uri(s.storage_uri, payload_storage, settings) for s in scenes}
+    fixed = aoi_storage(row.settings or {}, settings)  # as the coordinator resolves it
+    storage = {s.source_id: resolve_storage_uri(s.storage_uri, fixed, settings) for s in scenes}
     if count and not storage:
-        storage[""] = resolve_storage_uri("", payload_storage, settings)
+        storage[""] = fixed
     return Pending(scenes, graphs, count, storage, aoi_graph_dirs(row.settings or {}))
 
 

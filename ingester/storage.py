@@ -103,12 +103,16 @@ _OPTIONS: dict[str, dict] = {}
 
 
 def configure(settings) -> None:
-    """Set the fsspec options of s3:// from the settings (endpoint, keys, requester-pays).
+    """Set the fsspec options of s3:// from the settings (endpoint, keys, requester-pays), and the
+    unpacking limits of zipped inputs.
 
     Without a call, the same values are read from the INGESTER_S3_* environment variables, so that
     every worker process (and the processing developer's workers) reaches the same storage."""
     _OPTIONS["s3"] = _s3_options(settings.s3_endpoint_url, settings.s3_access_key_id,
                                  settings.s3_secret_access_key, settings.s3_requester_pays)
+    from ingester.providers import unpack  # the unpacking limits of imported inputs (zip bombs)
+
+    unpack.configure(unpack.Limits.of(settings))
 
 
 def _s3_options(endpoint: str, key: str, secret: str, requester_pays: bool) -> dict:
@@ -226,13 +230,25 @@ def _arcname(arc: str, rel_root: str, name: str) -> str:
     return "/".join(p for p in (arc, "" if rel_root == "." else rel_root.replace("\\", "/"), name) if p)
 
 
-def save_output(local_path: str | Path, extension: str, prefix_uri: str) -> str:
+def _describe(local: str, info: dict | None) -> None:
+    """Fill `info` with the size and BLAKE3 digest of the file about to be stored (what `ingester
+    verify` later compares the stored object with)."""
+    if info is None:
+        return
+    from ingester.http import hash_file
+
+    info["size"] = os.path.getsize(local)
+    info["blake3"] = hash_file(local, "blake3").hexdigest()
+
+
+def save_output(local_path: str | Path, extension: str, prefix_uri: str, info: dict | None = None) -> str:
     """Store a produced file or folder under `prefix_uri`; returns the stored URI
     (docs/files.md, "Folder outputs and zips").
 
     Folder-like extensions (SAFE, dim + its .data, data, `*` = every entry of the folder) are zipped
     with fast deflate and stored as `<name>.zip`; plain files are stored unchanged. Writes are atomic
-    (a local target is written to a temporary name and renamed; an object store put is atomic)."""
+    (a local target is written to a temporary name and renamed; an object store put is atomic).
+    `info`, when given, receives the stored object's `size` and `blake3` digest."""
     import tempfile
 
     local = os.fspath(local_path)
@@ -244,6 +260,7 @@ def save_output(local_path: str | Path, extension: str, prefix_uri: str) -> str:
         os.close(fd)
         try:
             zip_tree(entries, tmp)
+            _describe(tmp, info)
             return put_file(tmp, join_uri(prefix_uri, name))
         except OSError as exc:
             raise StorageError(f"cannot store {local} under {prefix_uri}: {exc}") from None
@@ -256,6 +273,7 @@ def save_output(local_path: str | Path, extension: str, prefix_uri: str) -> str:
         raise StorageError(f"output {local}: file not found")
     name = check_name("output", os.path.basename(local))
     try:
+        _describe(local, info)
         return put_file(local, join_uri(prefix_uri, name))
     except OSError as exc:
         raise StorageError(f"cannot store {local} under {prefix_uri}: {exc}") from None

@@ -341,6 +341,27 @@ def make_due(store: Store, kind: str, job_id: int | None = None, aoi_id: int | N
                          (now_text(), *params, monotonic_now())).rowcount
 
 
+# --- rebuilding what storage lost (ingester verify) ------------------------------------------------
+
+def rebuild(store: Store, kind: str, job_id: int, policy: Policy, message: str) -> str:
+    """A DONE job whose stored files are missing or damaged goes back into the workflow with a fresh
+    budget (call inside a transaction): a scene → PENDING (its download runs again; its DONE tiles stay
+    DONE), a tile → NEW, then PENDING at once when its scene, previous and reference are DONE. The
+    PENDING tiles that take it as previous or reference wait for it again (NEW). Returns the status."""
+    row = _row(store, kind, job_id)
+    if row["status"] != DONE:
+        raise TransitionError(f"cannot rebuild {kind} {job_id}: its status is {row['status']}, not DONE")
+    if kind == "scene":
+        set_status(store, "scene", job_id, PENDING, message, force=True, policy=policy)
+        _update(store, "scene", job_id, message=message)
+        return PENDING
+    set_status(store, "tile", job_id, NEW, message, force=True, policy=policy)
+    _update(store, "tile", job_id, retry_countdown=policy.retry_count, temporary_count=0, not_before=0)
+    store.execute("UPDATE tile SET status = 'NEW', updated_at = ?1 WHERE (prev = ?2 OR ref = ?2) AND id != ?2 "
+                  "AND status = 'PENDING' AND lease_run IS NULL", (now_text(), job_id))
+    return PENDING if release(store, [job_id]) else NEW
+
+
 # --- job outcomes --------------------------------------------------------------------------------
 
 # The words of every message about an attempt (run summary, history, job logs): the worker's *outcome*

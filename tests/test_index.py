@@ -100,8 +100,9 @@ def test_dataset_listing_has_record_layer_tile_and_format():
     assert rows[2] == {"record": "S1A_2", "time": "2022-01-23T00:00:00Z", "layer": "coh_VV", "variable": "coh_VV",
                        "instance": "raw", "tile": "A44_IW1_8951", "uri": "/s/2c.tif", "bands": [1],
                        "dformat": {"dtype": "int16", "nodata": -32768, "min": 0, "max": 1000},
-                       "real_min": 0.0, "real_max": 1.0, "exponent": 1.0}
+                       "real_min": 0.0, "real_max": 1.0, "exponent": 1.0, "missing": False}
     json.dumps(rows)
+    assert dataset_listing(FakeStore(), "aoi", {"/s/2c.tif"})[2]["missing"] is True
 
 
 def test_unknown_aoi_is_an_input_error():

@@ -55,7 +55,8 @@ def test_datasets_and_stac_of_a_processed_chain(cli, repo, tmp_path):
     assert rows[0]["variable"] == "BackscatterSigma0VV" and rows[0]["instance"] == "RNKell"
     text = cli("datasets", "DenmarkDemoS1")
     assert text.exit_code == 0 and len(text.stdout.splitlines()) == 4 and "float32,0,0,1\t[0, 1]" in text.stdout
-    assert text.stdout.splitlines()[0].split("\t") == ["time", "layer", "tile", "dformat", "real range", "uri"]
+    assert text.stdout.splitlines()[0].split("\t") == ["time", "layer", "tile", "dformat", "real range", "uri",
+                                                        "in storage"]
 
     out = cli("stac", "DenmarkDemoS1", "-o", tmp_path / "stac", "--quiet")
     assert out.exit_code == 0, out.stderr

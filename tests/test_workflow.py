@@ -28,6 +28,7 @@ from ingester.workflow import (
     apply_outcome,
     force_retry,
     force_retry_aoi,
+    rebuild,
     set_status,
     summary,
 )
@@ -401,3 +402,24 @@ def test_scenes_are_ordered_by_date_whatever_the_length_of_their_fraction(tmp_pa
             st.execute("INSERT INTO record (name, time, tags, match_tags, created_at) VALUES (?, ?, '{}', '{}', '')",
                        (name, time_))
         assert [r.name for r in st.records()] == ["r2", "r1"]
+
+
+def test_rebuild_sets_a_done_tile_back_and_its_pending_children_wait_for_it_again(chain):
+    """`ingester verify`: a DONE tile whose files are gone is rebuilt; a child released meanwhile waits."""
+    s0, s1, _ = scene_ids(chain)
+    t = ids(chain)
+    set_status(chain, "scene", s0, DONE)
+    set_status(chain, "scene", s1, DONE)
+    set_status(chain, "tile", t[0, 0], DONE)
+    assert status(chain, "tile", t[1, 0]) == PENDING
+    policy = Policy(retry_count=2)
+    with chain.transaction():
+        assert rebuild(chain, "tile", t[0, 0], policy, "ingester verify: output missing") == PENDING
+    assert status(chain, "tile", t[0, 0]) == PENDING  # scene DONE, root tile: ready at once
+    assert status(chain, "tile", t[1, 0]) == NEW  # waits for its previous to be rebuilt
+    assert chain.one("SELECT retry_countdown FROM tile WHERE id = ?", (t[0, 0],)) == 2
+    with chain.transaction():
+        assert rebuild(chain, "scene", s0, policy, "ingester verify: product missing") == PENDING
+    assert status(chain, "scene", s0) == PENDING and status(chain, "tile", t[0, 1]) == PENDING
+    with pytest.raises(TransitionError, match="not DONE"), chain.transaction():
+        rebuild(chain, "tile", t[1, 1], policy, "x")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -18,7 +20,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from ingester.config import Settings, load_settings
-from ingester.errors import EXIT_FAILURE, IngesterError, IngesterWarning
+from ingester.errors import EXIT_FAILURE, IngesterError, IngesterWarning, InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,6 +75,33 @@ def print_json(obj: Any) -> None:
 
 def settings(**overrides: Any) -> Settings:
     return load_settings(overrides)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same inode when both exist (symlinks, hard links, `..`),
+    else the same path once symlinks are resolved."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def refuse_output_over_inputs(output: Path | str | None, inputs: dict[str, Path | str | None],
+                              option: str = "--output") -> None:
+    """Exit 2 (InputError) when the output path is one of the command's inputs (`ingester scenes p.json
+    -o p.json` would replace the payload by its own search result). `inputs` maps a description
+    ("payload", "scenes file", "store") to a path; None entries are ignored."""
+    if output is None:
+        return
+    out = Path(output).expanduser()
+    for what, path in inputs.items():
+        if path is None or str(path) in ("", ":memory:"):
+            continue
+        if _same_file(out, Path(path).expanduser()):
+            raise InputError(f"{option} {output}: is the {what} {path} of this command; refusing to write over "
+                             "an input (choose another output file)")
 
 
 class Terminated(KeyboardInterrupt):

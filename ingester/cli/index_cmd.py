@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
+from ingester.cli.common import (
+    UI,
+    DbOption,
+    JsonOption,
+    QuietOption,
+    command,
+    print_json,
+    refuse_output_over_inputs,
+    settings,
+)
 
 
 def _open_store(db: str | None):
@@ -28,24 +37,31 @@ def datasets_command(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """List the AOI's indexed datasets: time, layer, tile, data format, real range, stored URI (a header
-    row first; --json for scripts, with the record, variable and instance)."""
+    """List the AOI's indexed datasets: time, layer, tile, data format, real range, stored URI, and whether
+    the file is in storage (a header row first; --json for scripts, with the record, variable, instance
+    and `missing`). Files are looked for with one listing per tile folder; the missing ones are also
+    named on stderr."""
     from ingester.index import dataset_listing
+    from ingester.integrity import missing_datasets, missing_text
 
     with _open_store(db) as store:
-        rows = dataset_listing(store, aoi)
+        missing = missing_datasets(store, aoi) if store.require_aoi(aoi) else []
+        rows = dataset_listing(store, aoi, set(missing))
+    if missing:
+        UI().warn(missing_text(aoi, missing))
     if as_json:
         print_json(rows)
         return
     if not rows:
         typer.echo(f"AOI {aoi}: no dataset indexed yet")
         return
-    typer.echo("time\tlayer\ttile\tdformat\treal range\turi")
+    typer.echo("time\tlayer\ttile\tdformat\treal range\turi\tin storage")
     for row in rows:
         fmt = row["dformat"]
         typer.echo(f"{row['time'][:19]}\t{row['layer']}\t{row['tile']}\t"
                    f"{fmt['dtype']},{_num(fmt['nodata'])},{_num(fmt['min'])},{_num(fmt['max'])}\t"
-                   f"[{_num(row['real_min'])}, {_num(row['real_max'])}]\t{row['uri']}")
+                   f"[{_num(row['real_min'])}, {_num(row['real_max'])}]\t{row['uri']}\t"
+                   f"{'MISSING' if row['missing'] else 'yes'}")
 
 
 @app.command("stac")
@@ -57,11 +73,54 @@ def stac_command(
     db: str | None = DbOption,
     quiet: bool = QuietOption,
 ) -> None:
-    """Write a static STAC catalog of the AOI: one Collection, one Item per tile, one asset per layer."""
-    from ingester.index import stac_tiles_from_store, write_stac
+    """Write a static STAC catalog of the AOI: one Collection, one Item per tile, one asset per layer.
 
+    Outputs missing from storage get no asset (they are named on stderr)."""
+    from ingester.index import stac_tiles_from_store, write_stac
+    from ingester.integrity import missing_datasets, missing_text
+
+    store_path = settings(db=db).db
+    refuse_output_over_inputs(output, {"store": store_path})
+    refuse_output_over_inputs(output / aoi, {"store": store_path})
     with _open_store(db) as store:
-        tiles = stac_tiles_from_store(store, aoi)
+        store.require_aoi(aoi)
+        missing = missing_datasets(store, aoi)
+        tiles = stac_tiles_from_store(store, aoi, set(missing))
+    if missing:
+        UI().warn(missing_text(aoi, missing) + "; left out of the catalog")
     path = write_stac(aoi, tiles, output)
     UI(quiet).info(f"STAC: {len(tiles)} item(s) in {path}")
     typer.echo(str(path))
+
+
+@app.command("verify")
+@command
+def verify_command(
+    aoi: str = typer.Argument(..., help="AOI name."),
+    db: str | None = DbOption,
+    as_json: bool = JsonOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Re-check what the AOI stored: every product of its DONE scenes (size and checksum against its
+    verification record and the catalogue) and every indexed output of its DONE tiles (size and BLAKE3
+    recorded when stored). The jobs whose files are missing or damaged are set back (scene → PENDING,
+    tile → NEW/PENDING, with a fresh retry budget) so that the next `ingester run` rebuilds them.
+
+    Exit 0 when the check ran (the problems are listed), 3 while a run holds the AOI."""
+    from ingester.coordinator import check_lock
+    from ingester.integrity import set_back, verify
+
+    ui = UI(quiet)
+    s = settings(db=db)
+    with _open_store(db) as store:
+        store.require_aoi(aoi)
+        check_lock(store, aoi, s.lease_seconds)  # a run is writing: its files are not settled yet
+        problems, checked = verify(store, aoi, s)
+        reset = set_back(store, aoi, problems, s) if problems else {"scenes": [], "tiles": []}
+    if as_json:
+        print_json({"aoi": aoi, "checked": checked, "problems": [p.to_json() for p in problems], "reset": reset})
+    for p in problems:
+        ui.warn(f"{p.kind} {p.uri}: {p.problem} ({p.detail})")
+    ui.info(f"AOI {aoi}: {checked['products']} product(s) and {checked['datasets']} output(s) checked, "
+            f"{len(problems)} problem(s); set back: {len(reset['scenes'])} scene(s), {len(reset['tiles'])} tile(s)"
+            + (f"; `ingester run {aoi}` rebuilds them" if problems else ""))

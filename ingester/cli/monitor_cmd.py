@@ -21,7 +21,16 @@ from ingester.cli.aoi_cmd import (
     run_settings,
     run_with_progress,
 )
-from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
+from ingester.cli.common import (
+    UI,
+    DbOption,
+    JsonOption,
+    QuietOption,
+    command,
+    print_json,
+    refuse_output_over_inputs,
+    settings,
+)
 from ingester.errors import InputError
 
 if TYPE_CHECKING:
@@ -467,6 +476,7 @@ def dot_command(
     from ingester.workflow import dot
 
     s = settings(db=db)
+    refuse_output_over_inputs(output, {"store": s.db})
     with Store(s.db, create=False) as store:
         text = dot(store, store.require_aoi(aoi).id)
     if output:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, JsonOption, QuietOption, command, print_json, settings
+from ingester.cli.common import UI, JsonOption, QuietOption, command, print_json, refuse_output_over_inputs, settings
 from ingester.errors import IngesterError, InputError
 
 
@@ -36,6 +36,7 @@ def scenes(
 
     ui = UI(quiet=quiet)
     started = time.monotonic()
+    refuse_output_over_inputs(output, {"payload": payload})
     loaded = load_payload(payload)
     check_payload_graphs(loaded)
     cfg = settings()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, DbOption, QuietOption, command, settings
+from ingester.cli.common import UI, DbOption, QuietOption, command, refuse_output_over_inputs, settings
 from ingester.errors import InputError
 
 if TYPE_CHECKING:
@@ -52,9 +52,11 @@ def tiles(
     ui = UI(quiet)
     if buffer is not None and buffer < 0:
         raise InputError(f"--buffer: must be ≥ 0 degrees, got {buffer}")
+    config = settings(aoi_buffer_degrees=buffer)
+    refuse_output_over_inputs(output, {"payload": payload_path, "scenes file": scenes_path,
+                                       "store": db or config.db})
     payload = load_payload(payload_path)
     check_payload_graphs(payload)
-    config = settings(aoi_buffer_degrees=buffer)
     if scenes_path is not None:
         scenes = read_scenes(scenes_path).scenes
     else:

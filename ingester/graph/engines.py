@@ -1,11 +1,23 @@
 """Engines: run one step's argument list (never through a shell) in the work folder, with a timeout,
-its output appended to the job's log, and the failure classified (docs/graphs.md, "Engines", "Error classification")."""
+its output appended to the job's log, and the failure classified (docs/graphs.md, "Engines", "Error classification").
+
+Steps never outlive the run. Each starts a session of its own (its own process group, out of reach of
+the terminal's Ctrl-C), and while it runs a record `<work>/<aoi>/.steps/<job>-<attempt>.json` holds its
+pid and process start time, and those of the worker process that started it (and, written before the
+step starts, a random step id that the step and its children carry in their environment). The
+coordinator kills the recorded steps when a run stops early (SIGTERM, Ctrl-C, a broken pool), and a run
+that takes over an AOI kills those left by a run that died (kill -9): `stop_recorded_steps`, which kills
+a process only when both its pid and its start time match the record, or when it carries the step's id
+(a recycled pid is never touched). A worker process whose coordinator died kills its step before
+exiting (`kill_active_steps`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import errno
+import json
 import os
 import shutil
 import signal
@@ -36,6 +48,7 @@ class Invocation:
     snap_parallelism: str = "1"
     snap_memory: str = "4G"
     label: str = "step"
+    record: Path | None = None  # where the running step's pid and start time are kept (see the module doc)
 
 
 def argv_for(inv: Invocation, gpt: str = "gpt", docker: str = "docker", container: str = "") -> list[str]:
@@ -114,6 +127,140 @@ def _kill(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+# --- steps never outlive the run ----------------------------------------------------------------
+
+_ACTIVE: dict[int, tuple[subprocess.Popen, str, str]] = {}  # pid → (process, container, docker client)
+
+
+def process_start(pid: int) -> float | None:
+    """The start time of a live process (seconds since the epoch, as psutil computes it), or None."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def steps_folder(workdir: str | Path, aoi: str) -> Path:
+    """Where the steps of an AOI's running jobs are recorded: `<work>/<aoi>/.steps`."""
+    return Path(workdir) / aoi / ".steps"
+
+
+def step_record_path(job_workdir: str | Path) -> Path:
+    """The record of the step a job attempt is running (its work folder is `<work>/<aoi>/<job>`)."""
+    wd = Path(job_workdir)
+    return wd.parent / ".steps" / f"{wd.name}.json"
+
+
+STEP_ID_VARIABLE = "INGESTER_STEP_ID"  # in every step's environment (and its children's): finds strays
+
+
+def _write_record(path: Path, step_id: str, inv: Invocation, container: str, docker: str,
+                  proc: subprocess.Popen | None = None) -> None:
+    """The step's record: written before it starts (with its id, found in its processes' environment
+    should its worker die before the pid is known), then again with its pid and start time."""
+    from ingester.fileio import atomic_write_text
+    from ingester.store import host_name
+
+    me = os.getpid()
+    record = {"host": host_name(), "step_id": step_id, "pid": proc.pid if proc else None,
+              "start": process_start(proc.pid) if proc else None, "worker_pid": me,
+              "worker_start": process_start(me), "label": inv.label, "container": container, "docker": docker,
+              "started_at": time.time()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record))
+
+
+def _processes_of_step(step_id: str) -> list[int]:
+    """The live processes whose environment carries this step id (the step, its children, theirs)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(STEP_ID_VARIABLE) == step_id:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def _same_process(pid: object, start: object) -> bool:
+    """Whether `pid` is alive and is the process that started at `start` (not a recycled pid)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1 or pid == os.getpid() \
+            or not isinstance(start, int | float):
+        return False
+    now = process_start(pid)
+    return now is not None and abs(now - float(start)) < 0.05
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _remove_container(docker: str, container: str) -> None:
+    if container and docker:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([docker, "rm", "-f", container], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           check=False, timeout=60)
+
+
+def kill_active_steps() -> None:
+    """Kill the steps this process started and still runs (its coordinator is gone)."""
+    for pid, (_proc, container, docker) in list(_ACTIVE.items()):
+        _kill_group(pid)  # not waited for: the thread running the step reaps it, or init does
+        _remove_container(docker, container)
+
+
+def stop_recorded_steps(folder: str | Path) -> list[str]:
+    """Kill every step recorded in `folder` that still runs on this host (its worker process first, so
+    that it cannot start another step), and delete the records; returns one line per step killed.
+
+    A process is killed only when its pid and start time both match the record. Records of another
+    host are left alone (that host's next run handles them)."""
+    from ingester.store import host_name
+
+    folder = Path(folder)
+    said: list[str] = []
+    try:
+        records = sorted(folder.glob("*.json"))
+    except OSError:
+        return said
+    for path in records:
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)  # unreadable (a write cut short): nothing to verify it with
+            continue
+        if record.get("host") != host_name():
+            continue
+        killed = []
+        if _same_process(record.get("worker_pid"), record.get("worker_start")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(record["worker_pid"], signal.SIGKILL)
+                killed.append(f"worker pid {record['worker_pid']}")
+        if _same_process(record.get("pid"), record.get("start")):
+            _kill_group(record["pid"])
+            killed.append(f"step pid {record['pid']} and its process group")
+        step_id = record.get("step_id")
+        strays = _processes_of_step(step_id) if isinstance(step_id, str) and len(step_id) >= 16 else []
+        for pid in strays:  # a step whose pid was not recorded yet, or children that left its group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if strays:
+            killed.append(f"pid(s) {', '.join(map(str, strays))} of the step")
+        if record.get("container"):
+            _remove_container(str(record.get("docker") or ""), str(record["container"]))
+        if killed:
+            said.append(f"{path.stem} ({record.get('label') or 'a graph step'}): killed {' and '.join(killed)}")
+        path.unlink(missing_ok=True)
+    return said
+
+
 def run_step(inv: Invocation, log_path: Path, gpt: str = "", docker: str = "docker",
              env: Mapping[str, str] | None = None) -> None:
     """Run one step; raise ProcessingError(kind) on failure. Output is appended to `log_path`."""
@@ -145,14 +292,22 @@ def run_step(inv: Invocation, log_path: Path, gpt: str = "", docker: str = "dock
         log.flush()
         start = log.tell()
         began = time.monotonic()
+        step_id = uuid.uuid4().hex
+        step_env = {**(dict(env) if env is not None else os.environ), STEP_ID_VARIABLE: step_id}
+        if inv.record is not None:
+            _write_record(inv.record, step_id, inv, container, docker)
         try:
             proc = subprocess.Popen(argv, cwd=inv.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=dict(env) if env is not None else None,
-                                    start_new_session=True)
+                                    stdin=subprocess.DEVNULL, env=step_env, start_new_session=True)
         except OSError as exc:
+            if inv.record is not None:
+                inv.record.unlink(missing_ok=True)
             kind = "temporary" if exc.errno in TEMPORARY_ERRNOS else "permanent"
             raise ProcessingError(f"{inv.label}: cannot start {argv[0]}: {exc.strerror}", kind) from None
+        _ACTIVE[proc.pid] = (proc, container, docker if container else "")
         try:
+            if inv.record is not None:
+                _write_record(inv.record, step_id, inv, container, docker, proc)
             code = proc.wait(timeout=inv.timeout)
         except subprocess.TimeoutExpired:
             _kill(proc)
@@ -164,7 +319,13 @@ def run_step(inv: Invocation, log_path: Path, gpt: str = "", docker: str = "dock
                                   "temporary") from None
         except BaseException:
             _kill(proc)
+            if container:
+                _remove_container(docker, container)
             raise
+        finally:
+            _ACTIVE.pop(proc.pid, None)
+            if inv.record is not None:
+                inv.record.unlink(missing_ok=True)
         log.write(f"[ingester] {inv.label} exit code {code} after {time.monotonic() - began:.1f} s\n".encode())
     if code == 0:
         return

@@ -15,13 +15,13 @@ from ingester import storage
 from ingester.storage import FOLDER_EXTENSIONS
 
 
-def save(local_path: Path, extension: str, prefix_uri: str) -> str:
+def save(local_path: Path, extension: str, prefix_uri: str, info: dict | None = None) -> str:
     """Store a work-folder output under `prefix_uri`; folder-like outputs are zipped. Returns the URI.
 
     Extension `*` zips every entry of the work folder (the parent of `local_path`) as `<name>.zip`."""
     native = getattr(storage, "save_output", None)
     if native is not None and extension != "*":
-        return native(local_path, extension, prefix_uri)
+        return native(local_path, extension, prefix_uri, info)
     return _save_fallback(Path(local_path), extension, prefix_uri)
 
 

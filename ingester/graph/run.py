@@ -78,7 +78,7 @@ class Runner:
 
     def __init__(self, graph: Graph, tiles: Sequence[TileCtx], workdir: Path, log_path: Path,
                  config_overrides: Mapping[str, str] | None = None, step_timeout: float = 21600.0,
-                 gpt: str = "", docker: str = "docker"):
+                 gpt: str = "", docker: str = "docker", step_record: Path | None = None):
         if len(tiles) != 3:
             raise ValueError("a graph runs on exactly three tiles (T0, T1, T2)")
         self.graph = graph
@@ -88,6 +88,7 @@ class Runner:
         self.config = {**graph.config, **dict(config_overrides or {}), "workdir": str(self.workdir)}
         self.gpt = gpt
         self.docker = docker
+        self.step_record = step_record  # the running step's pid and start time (engines module doc)
         raw_timeout = self.config.get("step_timeout", "")
         try:
             self.timeout = float(raw_timeout) if raw_timeout else float(step_timeout)
@@ -174,7 +175,7 @@ class Runner:
             inv = engines.Invocation(
                 engine=step.engine, command=command, args=args, workdir=self.workdir, timeout=self.timeout,
                 envs=self.graph.envs, snap_parallelism=self.config.get("snap_cpu_parallelism", "1") or "1",
-                snap_memory=self.config.get("snap_memory", "4G") or "4G", label=label)
+                snap_memory=self.config.get("snap_memory", "4G") or "4G", label=label, record=self.step_record)
             engines.run_step(inv, self.log_path, gpt=self.gpt, docker=self.docker, env=env)
 
     def resolve_dformat(self, out: OutFile, where: str) -> DFormat | None:

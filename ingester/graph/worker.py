@@ -15,6 +15,7 @@ from ingester import storage
 from ingester.config import Settings
 from ingester.errors import GraphError, ProcessingError, StorageError
 from ingester.graph import files
+from ingester.graph.engines import step_record_path
 from ingester.graph.loader import load_graph
 from ingester.graph.run import GraphRun, KeptFile, Runner, TileCtx, indexed_fields, python_env, tile_ctx
 from ingester.jobs import IndexedOutput, JobResult, SceneJob, TileJob
@@ -60,8 +61,9 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
                 continue  # noted by the run
             raise ProcessingError(f"out-file {item.out.layer!r} of T{item.tile_index} ({item.path.name}) was not "
                                   "produced by the graph")
+        stored: dict = {}
         try:
-            uri = files.save(item.path, item.out.extension, item.tile.prefix)
+            uri = files.save(item.path, item.out.extension, item.tile.prefix, stored)
         except (OSError, StorageError) as exc:
             raise ProcessingError(f"cannot store {item.path.name} in {item.tile.prefix}: {exc}", "temporary") from None
         uri = _absolute(uri)
@@ -74,7 +76,8 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
             continue
         outputs.append(IndexedOutput(layer=item.out.layer, uri=uri, tile_source_id=item.tile.tile_id,
                                      extra={"scene_id": item.tile.scene_id, "tile_index": item.tile_index,
-                                            "extension": item.out.extension, **_raster_info(item.path)},
+                                            "extension": item.out.extension, **_raster_info(item.path),
+                                            **({"stored": stored} if stored else {})},
                                      **indexed_fields(item)))
     for item in deletes:
         uri = files.stored_uri(item.tile.prefix, item.path.name, item.out.extension)
@@ -161,7 +164,7 @@ def run_tile_job(job: TileJob, settings: Settings) -> JobResult:
             if job.reference is not None and job.reference_scene is not None else t0
         overrides = {**job.scene.graph_config, **job.graph_config}
         runner = Runner(graph, [t0, t1, t2], workdir, log_path, overrides, settings.step_timeout,
-                        settings.snap_gpt, settings.docker)
+                        settings.snap_gpt, settings.docker, step_record_path(workdir))
         retriable = job.tile.is_retriable or job.scene.is_retriable
         run = runner.run(retriable=retriable, env=python_env(), indexed_layers=tuple(job.layers))
         outputs, notes = apply_actions(run.kept, run.failed, dict(job.layers), log)
@@ -188,7 +191,7 @@ def run_scene_graph(job: SceneJob, product_path: Path, settings: Settings) -> Jo
             t0 = _ctx(job.storage_uri, job.aoi, job.scene, tile)
             log(f"[ingester] scene graph {graph.name} on tile {tile.source_id}")
             runner = Runner(graph, [t0, t0, t0], workdir, log_path, job.scene.graph_config, settings.step_timeout,
-                            settings.snap_gpt, settings.docker)
+                            settings.snap_gpt, settings.docker, step_record_path(job.workdir))
             run = runner.run(retriable=job.scene.is_retriable, import_inputs=False, env=python_env(),
                              tile_indexes=(0,))
             creates = [k for k in run.kept if k.tile_index == 0 and k.out.action == "to_create"]

@@ -25,6 +25,7 @@ from ingester.errors import (
     Unavailable,
 )
 from ingester.http import Expected, TransferProgress, Verified
+from ingester.providers.unpack import check_folder
 from ingester.scenes import Scene
 from ingester.storage import check_name
 
@@ -143,14 +144,19 @@ def provider_error(provider: str, exc: HTTPError) -> ProviderError:
 
 def place_local(source: Path, workdir: Path) -> Path:
     """Copy a local product (zip file or folder) into the work directory (never used in place: the
-    work directory is deleted after the job)."""
+    work directory is deleted after the job). A folder holding a symbolic link or a special file, or
+    that is itself a link, is refused (UnsafeArchiveError naming the entry)."""
     target = workdir / source.name
     tmp = workdir / f".{source.name}.part"
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    if source.is_dir():
+        check_folder(source)  # no symbolic link, no special file: nothing from outside the product
     try:
         if source.is_dir():
-            shutil.copytree(source, tmp, symlinks=False)
+            # links are copied as links, never followed (one made after the check is refused when zipped:
+            # the worker checks the copy again)
+            shutil.copytree(source, tmp, symlinks=True)
         else:
             shutil.copyfile(source, tmp)
         os.replace(tmp, target)

@@ -3,9 +3,9 @@
 Tokens: in a job run by an executor, the access token the coordinator handed with the job, renewed
 through the coordinator (`ingester.tokens`): workers never log in. Elsewhere (library use, the tile
 inventory of `ingester tiles`), the process's one `TokenManager` for the account (password grant once,
-refresh grant before expiry). The Authorization header follows
-redirects only to the service's own hosts (`http.Service`: the configured download, catalogue and
-token hosts and the hosts of `config.CDSE_DOMAINS`), never to a foreign host.
+refresh grant before expiry). The Authorization header follows redirects only to the service's own
+origins (`http.Service`: scheme, host and port of the configured download, catalogue and token URLs,
+and https on the hosts of `config.CDSE_DOMAINS`), never elsewhere.
 
 Concurrency: at most `settings.cdse_max_downloads` downloads at once across all processes of the
 machine that share the work folder (`slots.slot` on `<workdir>/.slots/cdse`).
@@ -76,7 +76,7 @@ def download_service(settings: Settings) -> Service:
     def make() -> Service:
         # the service's own hosts: download (zipper), catalogue (redirects to zipper), identity, and
         # the other hosts of the CDSE domain
-        hosts = {urlparse(u).hostname or "" for u in (settings.cdse_catalogue_url, settings.cdse_token_url)}
+        hosts = {settings.cdse_catalogue_url, settings.cdse_token_url}  # their origins: scheme, host, port
         return Service("cdse", settings.cdse_download_url, timeout=settings.http_timeout,
                        retries=settings.http_retries, backoff=settings.http_backoff, token=token,
                        trusted_hosts=hosts, trusted_domains=CDSE_DOMAINS)

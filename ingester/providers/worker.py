@@ -46,7 +46,7 @@ from ingester.providers import cache
 from ingester.providers.base import expected_from_metadata
 from ingester.providers.chain import fetch_product
 from ingester.providers.progress import default_progress
-from ingester.providers.unpack import ArchiveError, UnsafeArchiveError, extract, list_members
+from ingester.providers.unpack import ArchiveError, UnsafeArchiveError, check_folder, extract, list_members
 from ingester.storage import VERIFIED_SUFFIX, check_name, join_uri, tile_prefix
 
 _HASH_BLOCK = 4 * 1024 * 1024
@@ -123,6 +123,7 @@ def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path) -> 
     """The product as a checked `<scene>.zip` and the record of its verification. A folder product
     (local or bucket `.SAFE`) is zipped here: its record says `rezipped`, and its digest is ours."""
     if path.is_dir():
+        check_folder(path)  # no symbolic link or special file in what we store
         target = workdir / f"{name}.zip"
         storage.zip_tree([(str(path), path.name)], str(target))
         digest = hash_file(str(target), "blake3").hexdigest()

@@ -227,6 +227,9 @@ def _from_folder(folder: Path, scene_id: str) -> AnnotationFiles | None:
     return [(p.rsplit("/", 1)[-1], Path(p).read_bytes()) for p in chosen]
 
 
+MAX_ANNOTATION_BYTES = 256 * 1024**2  # real annotation files weigh a few MB
+
+
 def _from_zip(fh, scene_id: str, origin: str) -> AnnotationFiles | None:
     try:
         archive = zipfile.ZipFile(fh)
@@ -236,6 +239,11 @@ def _from_zip(fh, scene_id: str, origin: str) -> AnnotationFiles | None:
         chosen = select_annotations(archive.namelist(), scene_id)
         if not chosen:
             return None
+        for member in chosen:  # read into memory: a zip bomb posing as an annotation must not be
+            size = archive.getinfo(member).file_size
+            if size > MAX_ANNOTATION_BYTES:
+                raise TilingError(f"{origin}: member {member!r} unpacks to {size} bytes, far more than an "
+                                  f"annotation file (at most {MAX_ANNOTATION_BYTES}); refused")
         return [(member.rsplit("/", 1)[-1], archive.read(member)) for member in chosen]
 
 
