@@ -123,6 +123,18 @@ def _check_file_graphs(scenes: list[Scene], payload: Payload, origin: str, with_
                 checked.add(names)
 
 
+def _mark_aoi_bbox(scene: Scene, payload: Payload) -> None:
+    """A scene of STAC assets keeps the WGS84 bounds of this AOI inside its footprint
+    (`metadata.aoi_bbox`): `stac-assets` reads only that window of its COG assets (the AOI itself is
+    not stored with the scene)."""
+    if isinstance(scene.metadata.get("assets"), dict):
+        from ingester.providers.cog_window import aoi_bbox
+
+        bbox = aoi_bbox(payload.aoi, scene.wkt)
+        if bbox is not None:
+            scene.metadata["aoi_bbox"] = bbox
+
+
 def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str | None = None,
             tiles_file: str | None = None, create_layers: bool = False) -> Plan:
     """Read and validate the input; nothing is written."""
@@ -183,6 +195,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             resolve_storage_uri(scene.storage_uri, payload.storage_uri, settings)
         except InputError as exc:
             raise InputError(f"{origin}: scene {scene.source_id}: {exc}") from None
+        _mark_aoi_bbox(scene, payload)
     _check_links(new, store, payload.name, origin)
     new.sort(key=lambda s: (s.date, s.source_id))
     return Plan(payload, new, skipped, source)
