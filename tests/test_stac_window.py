@@ -281,3 +281,42 @@ def test_the_aoi_bounds_are_the_aoi_inside_the_footprint():
     bbox = aoi_bbox(DENMARK_AOI, box(9.95, 54.5, 11, 56).wkt)
     assert bbox[0] == pytest.approx(9.95) and bbox[2] == pytest.approx(10.06) and bbox[1] == pytest.approx(54.87)
     assert aoi_bbox(DENMARK_AOI, "not wkt") == [round(v, 7) for v in DENMARK_AOI.bounds]
+
+
+def test_extract_landsat_bands_works_on_window_extracts_and_checks_their_grid(tmp_path, testdata):
+    """A Landsat L2 item fetched by stac-assets in window mode (the MTL whole, SR_B4 as a window):
+    ExtractLandsatBands writes the window, values unchanged, with the MTL's scale and offset; a file
+    whose grid differs from its manifest's window is a fatal error."""
+    import subprocess
+    import sys
+
+    l2 = "LC09_L2SP_196022_20220113_20220115_02_T1"
+    band = cog_bytes()  # real pixels on 32UNG's grid, 256-pixel tiles, no-data 0
+    mtl = (testdata / "landsat" / l2 / f"{l2}_MTL.txt").read_bytes()
+    with FakeStacApi([], files={f"{l2}/{l2}_SR_B4.TIF": band, f"{l2}/{l2}_MTL.txt": mtl}) as fake:
+        assets = {"red": asset(fake.file_url(f"{l2}/{l2}_SR_B4.TIF"), band),
+                  "MTL.txt": {"href": fake.file_url(f"{l2}/{l2}_MTL.txt"), "type": "text/plain", "size": len(mtl)}}
+        scene = Scene(source_id=l2, aoi="DenmarkLandsat", date=DATE, wkt="POINT (10 55)",
+                      tiles=[Tile(l2, l2, DATE, "POINT (10 55)", graph_name="ExtractLandsatBands")],
+                      graph_config={"bands": "B04"}, metadata={"assets": assets, "aoi_bbox": denmark_bbox()})
+        product, manifest = fetch(provider(tmp_path), scene, tmp_path)
+    assert manifest["assets"]["red"]["fetched"] == "window" and manifest["assets"]["MTL.txt"]["fetched"] == "whole"
+    script = Path(__file__).resolve().parent.parent / "ingester" / "graph" / "scripts" / "extract_landsat.py"
+    args = [sys.executable, str(script), "--workdir", str(product.parent), "--product", product.name,
+            "--pattern-out", "T_*.tif", "--bands", "B04"]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    win = manifest["assets"]["red"]["window"]
+    assert f"window {win['width']}×{win['height']} px at column {win['col_off']}" in done.stdout
+    with rasterio.open(product.parent / "T_B04.tif") as dst:
+        got, transform = dst.read(1), dst.transform
+    rw = RasterWindow(win["col_off"], win["row_off"], win["width"], win["height"])
+    assert transform == rasterio.windows.transform(rw, T32UNG)
+    assert np.array_equal(got, real_pixels()[rw.row_off:rw.row_off + rw.height, rw.col_off:rw.col_off + rw.width])
+    assert json.loads((product.parent / "T_B04.tif.format.json").read_text())["scale"] == pytest.approx(2.75e-05)
+
+    entry = manifest["assets"]["red"]
+    entry["window"]["width"] += 256  # the file no longer matches what the provider verified
+    (product / MANIFEST).write_text(json.dumps(manifest))
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 1 and "FATAL ERROR:" in done.stderr and "does not have the grid" in done.stderr
