@@ -1,6 +1,10 @@
 """GeoTIFF assets made of real Sentinel-2 pixels (the B01 band of tests/data/s2, 1830 × 1830, +1000 as in
 products of baseline ≥ 04.00), laid on the real 60 m grid of tile T32UNG, the tile of the Denmark
-payloads: Earth Search's COG assets in small (deflate, predictor 2, internal overviews)."""
+payloads: Earth Search's COG assets in small (deflate, predictor 2, internal overviews).
+
+The excerpt has no data beyond its orbit's edge (the upper-right 40 %, a diagonal); `textured` fills
+that part with the valid pixels of the same row, mirrored, so that every window holds real texture
+(a window of constant values would compress to nothing and prove little)."""
 
 from __future__ import annotations
 
@@ -17,12 +21,33 @@ T32UNG = from_origin(499980, 6200040, 60, 60)  # upper-left corner of MGRS tile 
 CRS = "EPSG:32632"
 
 
+def textured(data: np.ndarray) -> np.ndarray:
+    """A band whose no-data (0) lies right of an edge, each row's valid pixels mirrored into it."""
+    out = data.copy()
+    cols = np.arange(data.shape[1])
+    for row in range(data.shape[0]):
+        valid = np.flatnonzero(data[row])
+        k = int(valid[-1]) + 1 if valid.size else 0
+        if 0 < k < data.shape[1]:
+            m = cols % (2 * k)
+            out[row] = data[row, np.where(m < k, m, 2 * k - 1 - m)]
+    return out
+
+
 @functools.lru_cache(maxsize=1)
-def _pixels() -> np.ndarray:
+def b01() -> np.ndarray:
+    """The excerpt's B01 digital numbers, no-data filled (`textured`); read-only."""
     import rasterio
 
     with rasterio.open(JP2) as src:
-        return src.read(1) + 1000
+        data = textured(src.read(1))
+    data.setflags(write=False)
+    return data
+
+
+@functools.lru_cache(maxsize=1)
+def _pixels() -> np.ndarray:
+    return b01() + 1000
 
 
 def real_pixels() -> np.ndarray:

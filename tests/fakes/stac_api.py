@@ -169,6 +169,7 @@ class FakeStacApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall between
 
             def log_message(self, *args: Any) -> None:
                 pass
