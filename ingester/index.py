@@ -265,7 +265,7 @@ def build_collection(aoi: str, tiles: Sequence[StacTile], description: str = "")
                                pystac.TemporalExtent([[min(dates), max(dates)]]))
     else:
         extent = pystac.Extent(pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
-                               pystac.TemporalExtent([[None, None]]))
+                               pystac.TemporalExtent([[None, None]]))  # type: ignore[arg-type]  # open interval
     collection = pystac.Collection(id=aoi, description=description or f"Outputs of the ingester for AOI {aoi}",
                                    extent=extent, license="other", title=aoi)
     for tile in tiles:

@@ -37,7 +37,7 @@ from ingester.graph.model import AssetNeeds
 from ingester.http import Expected, download
 from ingester.providers.base import Provider, product_name, provider_error, resume_part
 from ingester.providers.multihash import verify
-from ingester.providers.stac_window import WindowReader, window_request
+from ingester.providers.stac_window import WindowReader, forget_kept, window_request
 from ingester.providers.url import plain_service
 from ingester.scenes import Scene
 from ingester.storage import check_name
@@ -195,8 +195,7 @@ class StacAssetsProvider(Provider):
             os.replace(folder, target_dir)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        if windows is not None:
-            windows.forget()
+        forget_kept(self, scene, name)
         return target_dir
 
     def _fetch_one(self, scene: Scene, name: str, key: str, asset: dict[str, Any], dest: Path,

@@ -112,7 +112,6 @@ class WindowReader:
         self.scene = scene
         self.name = name
         self.request = request
-        self.kept: list[Path] = []
 
     # --- the kept extract of an asset --------------------------------------------------------------
     def _kept(self, file_name: str) -> tuple[Path, Path]:
@@ -136,11 +135,6 @@ class WindowReader:
             return record
         return None
 
-    def forget(self) -> None:
-        """Delete the scene's kept extracts (its product is complete)."""
-        for path in self.kept:
-            path.unlink(missing_ok=True)
-            path.with_suffix(".json").unlink(missing_ok=True)
 
     # --- one asset ---------------------------------------------------------------------------------
     def fetch(self, key: str, asset: dict[str, Any], href: str, dest: Path) -> dict[str, Any] | str:
@@ -153,7 +147,6 @@ class WindowReader:
         record = self._reusable(kept, record_path, asset, href)
         if record is not None:
             _place(kept, dest)
-            self.kept.append(kept)
             return {**record["window"], "verified": record["verified"], "not_verified": record["not_verified"],
                     "blake3": record["blake3"], "reused": "a verified extract of an earlier attempt"}
         kept.unlink(missing_ok=True)
@@ -190,7 +183,6 @@ class WindowReader:
         tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, record_path)  # last: the record is what says "verified"
         _place(kept, dest)
-        self.kept.append(kept)
         return {**window.as_dict(), "verified": verified, "not_verified": not_verified, "blake3": digest}
 
     def _remote_size(self, href: str, scheme: str, what: str) -> tuple[int, str] | str:
@@ -289,6 +281,14 @@ class WindowReader:
                 "AWS_VIRTUAL_HOSTING": "FALSE"}
 
 
+def forget_kept(provider: Any, scene: Scene, name: str) -> None:
+    """Delete every kept extract of the scene in its AOI (its product is complete; extracts of an
+    earlier attempt that this one did not need go too)."""
+    folder = Path(resume_part(provider.settings, provider.name, scene, f"{name}.x")).parent
+    for path in folder.glob(f"{name}.*.window.*"):
+        path.unlink(missing_ok=True)
+
+
 def _place(kept: Path, dest: Path) -> None:
     """The kept extract into the product folder (a hard link when the file system allows it)."""
     dest.unlink(missing_ok=True)
@@ -298,4 +298,4 @@ def _place(kept: Path, dest: Path) -> None:
         shutil.copyfile(kept, dest)
 
 
-__all__ = ["CONFIG_KEY", "WindowReader", "WindowRequest", "is_geotiff", "window_request"]
+__all__ = ["CONFIG_KEY", "WindowReader", "WindowRequest", "forget_kept", "is_geotiff", "window_request"]

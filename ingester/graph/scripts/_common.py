@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def window_note(path, entry: dict | None) -> str:
             f"{window['row_off']} of the {width}×{height} asset")
 
 
-def fail(message: str, fatal: bool = False) -> None:
+def fail(message: str, fatal: bool = False) -> NoReturn:
     """Print the error the way the engine classifies it (§14) and exit 1."""
     print(("FATAL ERROR: " if fatal else "ERROR: ") + message, file=sys.stderr, flush=True)
     raise SystemExit(1)
