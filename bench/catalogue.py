@@ -1,6 +1,6 @@
 """Catalogue paging overhead: `ingester.catalogue.search(--limit 0)` over 10,000 scenes served by the
 loopback fake CDSE catalogue (page size 1000), against raw `requests` fetching the same URLs
-(GET + JSON decode) in the same run. Target (DESIGN.md): search ≤ 1.5 × raw.
+(GET + JSON decode) in the same run. Target (bench/README.md): search ≤ 1.5 × raw.
 
 Run from the repository root: `python -m bench.catalogue [--scenes N] [--rounds R]`.
 """

@@ -1,6 +1,6 @@
 """One exception tree for the whole tool; each class carries the exit code the CLI maps it to.
 
-Exit codes (DESIGN.md): 0 success, 1 runtime failure, 2 invalid input, 3 AOI locked by another run,
+Exit codes (README.md, "Exit codes"): 0 success, 1 runtime failure, 2 invalid input, 3 AOI locked by another run,
 4 run finished with jobs FAILED or RETRY (not an exception: the CLI decides from the run summary).
 """
 
@@ -95,7 +95,8 @@ class StorageError(IngesterError):
 
 
 class ProcessingError(IngesterError):
-    """A processing graph failed. `kind` is 'temporary', 'fatal' or 'permanent' (reference §14)."""
+    """A processing graph failed. `kind` is 'temporary', 'fatal' or 'permanent'
+    (docs/graphs.md, "Error classification")."""
 
     def __init__(self, message: str, kind: str = "permanent"):
         super().__init__(message)

@@ -1,4 +1,4 @@
-"""Indexing: datasets of the store listed for people and scripts, and the STAC export (indexing.md §4–5).
+"""Indexing: datasets of the store listed for people and scripts, and the STAC export (docs/indexing.md, "STAC export").
 
 The STAC side is a pure function of plain data (`StacTile` with its `StacDataset`s): one Collection per
 AOI, one Item per tile (`<YYYYMMDD>_<tile>`), one asset per indexed layer with `raster:bands` derived from
@@ -138,7 +138,8 @@ def _utc_text(value: str) -> str | None:
 
 
 def tag_properties(tile: StacTile) -> tuple[dict[str, Any], set[str]]:
-    """STAC properties derived from the record's tags (indexing.md §5), and the extensions they use."""
+    """STAC properties derived from the record's tags, and the extensions they use
+    (docs/indexing.md, "Tags to STAC properties")."""
     tags = tile.tags
     props: dict[str, Any] = {}
     used: set[str] = set()

@@ -1,5 +1,5 @@
-"""Ingesting an area (reference §4): validate everything, then write records, scenes and tiles in
-one transaction (which also takes the AOI's lock).
+"""Ingesting an area (docs/workflow.md, "Ingesting an area"): validate everything, then write records,
+scenes and tiles in one transaction (which also takes the AOI's lock).
 
 `prepare` reads and checks (no write); `commit` writes. Bad input raises an InputError (exit 2)
 before anything is written.
@@ -107,8 +107,8 @@ def _check_links(scenes: list[Scene], store: Store, aoi: str, origin: str) -> No
 
 
 def _check_file_graphs(scenes: list[Scene], payload: Payload, origin: str, with_tiles: bool) -> None:
-    """Graph names read from a scenes or tiles file (reference §4: scene graph from the file, tile graph
-    from the tiles file with --tiles) are loaded up front, like the payload's."""
+    """Graph names read from a scenes or tiles file (docs/workflow.md, "Ingesting an area": scene graph
+    from the file, tile graph from the tiles file with --tiles) are loaded up front, like the payload's."""
     from ingester.graph.loader import check_graphs
 
     graph_dirs = (str(Path(payload.path).parent),)

@@ -5,7 +5,7 @@ the coordinator writes their result in one transaction. Descriptions and results
 picklable dataclasses, so the same worker runs in a local process pool or on a Dask cluster.
 
 The worker reports *what happened* (`outcome`); the workflow decides the status from it and the
-job's `is_retriable` flag (reference §14):
+job's `is_retriable` flag (docs/workflow.md, "Job outcomes"):
 
 | outcome     | meaning                                           | status                          |
 |-------------|---------------------------------------------------|---------------------------------|

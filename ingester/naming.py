@@ -1,4 +1,5 @@
-"""Product-name parsing (mission, dates, orbit, tile, …) and `{KEY}` URL patterns (reference §5)."""
+"""Product-name parsing (mission, dates, orbit, tile, …) and `{KEY}` URL patterns
+(docs/payload.md, "Product-name keys")."""
 
 from __future__ import annotations
 

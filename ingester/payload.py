@@ -1,4 +1,4 @@
-"""The validated payload: AOI + period + constellation + graphs + layers + record tags (reference §2).
+"""The validated payload: AOI + period + constellation + graphs + layers + record tags (docs/payload.md, "Fields").
 
 Everything is checked when the file is loaded, before any request or write; each problem raises a
 `PayloadError` whose message names the file and the field.
@@ -25,7 +25,7 @@ from ingester.times import parse_time
 NAME_RE = re.compile(r"^[a-zA-Z0-9\-:_]+$")
 IDENT_RE = re.compile(r"^[a-zA-Z0-9\-:_]+$")
 
-# Catalogue parameters accepted per constellation (reference §6.2 for CDSE; §6.4/§6.5 for the others).
+# Catalogue parameters accepted per constellation (docs/payload.md, "Catalogue parameters per constellation").
 CATALOGUE_PARAMETERS: dict[str, tuple[str, ...]] = {
     "sentinel1": ("platformname", "producttype", "polarisationmode", "sensoroperationalmode",
                   "relativeorbitnumber", "filename"),

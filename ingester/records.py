@@ -1,8 +1,9 @@
-"""Layers (variable + instance) and records (reference §9), with the store standing in for the Geocube.
+"""Layers (variable + instance) and records, with the store standing in for the Geocube
+(docs/indexing.md, "Layers", "Records").
 
 Records: one per scene; name = scene id, time = scene date, tags = the scene's tags plus
 `previous_scenes` / `reference_scenes`, each a JSON array (as a string) of the distinct scene ids
-its tiles point to, sorted (§15.20). A record is reused when name, time and tags are equal, the
+its tiles point to, sorted (docs/original.md, defect 20). A record is reused when name, time and tags are equal, the
 `processingDate` tag (set when a tile's outputs are indexed) excluded from the comparison.
 """
 
@@ -126,7 +127,7 @@ def record_tags(scene: Scene) -> dict[str, str]:
 
 
 def check_record_tags(payload: Payload, scene: Scene) -> None:
-    """Every payload `record_tags` pair must be among the scene's tags (§9.3)."""
+    """Every payload `record_tags` pair must be among the scene's tags (docs/indexing.md, "Records")."""
     for key, value in payload.record_tags.items():
         if scene.tags.get(key) != value:
             got = scene.tags.get(key)

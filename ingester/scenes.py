@@ -1,8 +1,10 @@
-"""`Scene` and `Tile` models; reading and writing scenes.json / tiles.json (reference §3).
+"""`Scene` and `Tile` models; reading and writing scenes.json / tiles.json
+(docs/files.md, "scenes.json and tiles.json").
 
 Both files are one GeoJSON FeatureCollection with a top-level `properties: {"next": "true"|"false"}`;
 each feature's `properties` is a scene whose keys are sorted alphabetically at every level, as the
-original writes them. Reading accepts the current format and the legacy capitalised one (§3.4).
+original writes them. Reading accepts the current format and the legacy capitalised one
+(docs/files.md, "Legacy capitalised variant").
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ class Scene:
         return data
 
     def to_dict(self) -> dict[str, Any]:
-        """The scene object of §3.2 (keys sorted when written)."""
+        """The scene object (docs/files.md, "Scene properties"); keys sorted when written."""
         props: dict[str, Any] = {
             "aoi": self.aoi,
             "data": self.data_dict(),
@@ -176,7 +178,7 @@ def _sorted(obj: Any) -> Any:
 
 
 def scenes_to_geojson(scenes: list[Scene], next_: bool | None = None, extra: dict[str, Any] | None = None) -> dict:
-    """The FeatureCollection of §3.1."""
+    """The FeatureCollection (docs/files.md, "Envelope")."""
     features = [
         {"type": "Feature", "id": i, "geometry": scene.geometry(), "properties": _sorted(scene.to_dict())}
         for i, scene in enumerate(scenes)

@@ -1,4 +1,4 @@
-"""Storage layout and file naming (reference §12): `<storage>/<aoi>/<scene>/tiles/<tile>/<file>`."""
+"""Storage layout and file naming (docs/files.md, "Storage layout"): `<storage>/<aoi>/<scene>/tiles/<tile>/<file>`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def check_name(kind: str, name: str) -> str:
 
 
 def layer_file_name(layer: str, extension: str, scene_id: str, tile_id: str, date: datetime) -> str:
-    """The file name of a layer of a tile, before zipping (§12)."""
+    """The file name of a layer of a tile, before zipping (docs/files.md, "File names")."""
     ext = "" if extension in ("", "*") else f".{extension}"
     if layer == PRODUCT_LAYER:
         return f"{scene_id}{ext}"
@@ -134,7 +134,7 @@ def _options(protocol: str) -> dict:
                        env.get("INGESTER_S3_REQUESTER_PAYS", "").lower() in ("1", "true", "yes", "on"))
 
 
-# --- §12: saving, importing and deleting outputs ---------------------------------------------------
+# --- saving, importing and deleting outputs (docs/files.md, "Folder outputs and zips") ------------
 
 SCHEMES = STORAGE_SCHEMES
 
@@ -227,7 +227,8 @@ def _arcname(arc: str, rel_root: str, name: str) -> str:
 
 
 def save_output(local_path: str | Path, extension: str, prefix_uri: str) -> str:
-    """Store a produced file or folder under `prefix_uri`; returns the stored URI (§12).
+    """Store a produced file or folder under `prefix_uri`; returns the stored URI
+    (docs/files.md, "Folder outputs and zips").
 
     Folder-like extensions (SAFE, dim + its .data, data, `*` = every entry of the folder) are zipped
     with fast deflate and stored as `<name>.zip`; plain files are stored unchanged. Writes are atomic
@@ -261,7 +262,7 @@ def save_output(local_path: str | Path, extension: str, prefix_uri: str) -> str:
 
 
 def import_input(uri: str, extension: str, workdir: str | Path, expected_name: str) -> Path:
-    """Fetch a stored file into `workdir`; returns the local path (§12).
+    """Fetch a stored file into `workdir`; returns the local path (docs/files.md, "Folder outputs and zips").
 
     Folder-like ones are unzipped safely (into a temporary folder of workdir); the top entry named
     `expected_name` (and, for `.dim`, its `.data` folder) is moved into place, or, when there is no

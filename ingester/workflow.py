@@ -1,4 +1,5 @@
-"""The workflow state machine (reference §10), pure logic over the store, with the defects of §15 fixed.
+"""The workflow state machine (docs/workflow.md), pure logic over the store, with the original's defects fixed
+(docs/original.md, "Known defects").
 
 Statuses: NEW (tile waiting for its scene and previous), PENDING (queued or running), DONE, RETRY
 (failed, waiting for a manual retry), FAILED (terminal).
@@ -6,9 +7,9 @@ Statuses: NEW (tile waiting for its scene and previous), PENDING (queued or runn
 Rules, as implemented here:
 
 - Release: a NEW tile becomes PENDING when its scene is DONE, its previous is null or DONE, *and* its
-  reference is null or DONE (§15.27: the new previous of a re-linked child is checked too). It is
+  reference is null or DONE (docs/original.md, defect 27: the new previous of a re-linked child is checked too). It is
   checked after every change that can make it true: a scene DONE, a tile DONE, a fail cascade.
-- One countdown rule (§15.26): `retry_countdown` starts at the payload's `retry_count` for every
+- One countdown rule (docs/original.md, defect 26): `retry_countdown` starts at the payload's `retry_count` for every
   scene and tile; it is decremented by one on each *automatic* re-run and never below 0; a manual
   retry (`ingester retry`) restores the full budget. Bulk releases never touch it.
 - Outcomes (ingester/jobs.py): `done` → DONE (the message is cleared); `temporary` → PENDING again
@@ -17,10 +18,10 @@ Rules, as implemented here:
   `error` → RETRY if the job `is_retriable`, else FAILED; RETRY with countdown > 0 → automatic re-run
   after `retry_backoff × 2^(n-1)` seconds. The last error stays in `message`; every attempt with its
   message is kept in `job_attempt` (the error history).
-- Fail cascade (§10.6 fixed): the failed tile's children take its previous; when the failed tile was
+- Fail cascade (docs/workflow.md, "Fail cascade"): the failed tile's children take its previous; when the tile was
   a root, its earliest child becomes the root and every other child and every tile that referenced
   the failed tile now points to that new root (consistent links for all children).
-- Forced changes propagate every error (§15.28).
+- Forced changes propagate every error (docs/original.md, defect 28).
 - Forced retry (`ingester retry --force`, `force_retry`): FAILED and RETRY jobs go back with a fresh
   budget. A scene → PENDING and its FAILED tiles → NEW; a tile → NEW, then released when ready. A
   revived tile gets back the previous/reference it had before the cascade (`failed_prev`/`failed_ref`;
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # jobs imports the payload model (and shapely): not needed by
     from ingester.jobs import JobResult
 
 NEW, PENDING, DONE, RETRY, FAILED = STATUSES
-# AOI status priority (§10.2): the first present wins.
+# AOI status priority (docs/workflow.md, "AOI status"): the first present wins.
 PRIORITY = (RETRY, PENDING, NEW, DONE, FAILED)
 COLOURS = {NEW: "gray", PENDING: "blue", DONE: "green", RETRY: "orange", FAILED: "red"}
 
@@ -52,7 +53,8 @@ class TransitionError(StoreError):
     """A status change the transition table does not allow."""
 
 
-# (current, requested) → action; anything else is refused (§10.4). Same for scenes and tiles.
+# (current, requested) → action; anything else is refused. Same for scenes and tiles
+# (docs/workflow.md, "Transition table").
 TRANSITIONS: dict[tuple[str, str], str] = {
     (PENDING, DONE): "finish",
     (PENDING, RETRY): "retry",  # automatic re-run while the countdown lasts, else RETRY
@@ -181,7 +183,7 @@ def _manual_retry(store: Store, kind: str, row: dict[str, Any], policy: Policy) 
 
 
 def fail_tile(store: Store, tile_id: int, message: str, force: bool = False) -> list[int]:
-    """The fail cascade (§10.6, fixed); returns the tiles released by it."""
+    """The fail cascade (docs/workflow.md, "Fail cascade"); returns the tiles released by it."""
     row = _row(store, "tile", tile_id)
     prev, ref = row["prev"], row["ref"]
     if prev is not None and not force:
@@ -369,7 +371,8 @@ def _counts(store: Store, sql: str, params: tuple) -> dict[str, int]:
 
 
 def aoi_status(store: Store, aoi_id: int) -> str:
-    """§10.2: highest-priority scene status; if DONE, the same over the tiles of its DONE scenes."""
+    """Highest-priority scene status; if DONE, the same over the tiles of its DONE scenes
+    (docs/workflow.md, "AOI status")."""
     scenes = _counts(store, "SELECT status, count(*) FROM scene WHERE aoi_id = ? GROUP BY status", (aoi_id,))
     if not any(scenes.values()):
         return NEW
@@ -382,7 +385,8 @@ def aoi_status(store: Store, aoi_id: int) -> str:
 
 
 def summary(store: Store, aoi_id: int) -> dict[str, Any]:
-    """The monitoring summary (§10.7) with empty dates shown as empty (§15.30)."""
+    """The monitoring summary (docs/workflow.md, "Monitoring summary"), empty dates shown as empty
+    (docs/original.md, defect 30)."""
     scenes = _counts(store, "SELECT status, count(*) FROM scene WHERE aoi_id = ? GROUP BY status", (aoi_id,))
     tiles = _counts(store, "SELECT status, count(*) FROM tile WHERE aoi_id = ? GROUP BY status", (aoi_id,))
     roots = store.one("SELECT count(*) FROM tile WHERE aoi_id = ? AND prev IS NULL AND ref IS NULL "
@@ -433,7 +437,8 @@ def _quote(text: str) -> str:
 
 
 def dot(store: Store, aoi_id: int) -> str:
-    """The AOI as a Graphviz digraph (§10.8, fixed): quoted ids, every scene, `[style=dotted]` edges."""
+    """The AOI as a Graphviz digraph: quoted ids, every scene, `[style=dotted]` edges
+    (docs/workflow.md, "Dot export")."""
     name = store.aoi_name_of(aoi_id)
     scenes = store.execute("SELECT id, source_id, status FROM scene WHERE aoi_id = ? ORDER BY id",
                            (aoi_id,)).fetchall()

@@ -437,7 +437,7 @@ def test_temporary_failures_are_requeued_a_bounded_number_of_times(cli, payload,
 def test_help_documents_every_option(cli):
     text = cli("aoi", "--help").stdout
     for option in ("--scenes", "--tiles", "--workers", "--db", "--create-layers", "--quiet", "--json",
-                   "--scene-worker", "--tile-worker"):  # DESIGN: --help documents every option
+                   "--scene-worker", "--tile-worker"):  # README: --help documents every option
         assert option in text
     for command in (["run"], ["status"], ["aois"], ["list", "scenes"], ["list", "tiles"], ["retry"], ["fail"],
                     ["dot"], ["history"], ["layers", "add"], ["layers", "list"]):

@@ -262,3 +262,17 @@ def test_an_unknown_named_catalogue_is_exit_2_listing_the_configured_ones(cli, r
     assert r.exit_code == 2
     assert "field 'scene_type.catalogue': unknown catalogue 'earth-serch'" in r.stderr
     assert "earth-search, planetary-computer" in r.stderr
+
+
+def test_a_netrc_entry_for_the_stac_host_never_sends_its_password(cli, repo, tmp_path, monkeypatch):
+    payload = Path(shutil.copy(repo / "payloads" / "denmark-s2-earth-search.json", tmp_path / "es.json"))
+    with FakeStacApi([]) as fake:
+        fake.items = es_items(fake.url)
+        netrc = Path(tmp_path / "home" / ".netrc")
+        netrc.write_text("machine 127.0.0.1 login someone password netrc-secret\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("INGESTER_STAC_CATALOGUES", f"earth-search={fake.url}")
+        r = cli("scenes", payload, "--json")
+        assert r.exit_code == 0, r.stderr
+        assert fake.requests and all("authorization" not in {k.lower() for k in req["headers"]}
+                                     for req in fake.requests)

@@ -32,7 +32,8 @@ def s2_scene() -> tuple[Scene, Tile]:
 
 
 def reflectance(stored: np.ndarray, fmt: DFormat, real_min: float, real_max: float) -> np.ndarray:
-    """indexing.md §4: real = real_min + (real_max − real_min) × (v − min) / (max − min)."""
+    """real = real_min + (real_max − real_min) × (v − min) / (max − min)
+    (docs/indexing.md, "Data formats and pixel values")."""
     return real_min + (real_max - real_min) * (stored.astype(float) - fmt.min_value) / (fmt.max_value - fmt.min_value)
 
 

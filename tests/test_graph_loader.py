@@ -1,4 +1,4 @@
-"""Graph files: the JSON format of reference §13.2–13.5 and its load-time validation."""
+"""Graph files: the JSON format (docs/graphs.md, "Graph file format") and its load-time validation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Valid payloads: every AOI form the reference accepts, times normalised to UTC, the example files."""
+"""Valid payloads: every AOI form (docs/payload.md, "AOI geometry"), times normalised to UTC, the example files."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Storage layout (§12): save_output / import_input / delete_output / resolve_storage_uri on local
-paths, file:// and a real S3 API (moto server)."""
+"""Storage layout (docs/files.md, "Storage layout"): save_output / import_input / delete_output /
+resolve_storage_uri on local paths, file:// and a real S3 API (moto server)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Annotation parsing, ESA burst ids, AnxTime keys and footprints on the real S1 fixtures (s1-bursts.md §8)."""
+"""Annotation parsing, ESA burst ids, AnxTime keys and footprints on the real S1 fixtures
+(docs/bursts.md, "Test fixtures")."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def test_anx_keys_match_geocube_names(testdata, fixture, first, second, last):
 
 def test_anx_key_uses_the_integer_period_and_rounds_halves_away_from_zero():
     assert anx_key(895.05) == 8951  # 8950.5 → 8951, not banker's 8950
-    assert anx_key(5924.8) == 8  # the original's 5924 s modulus (s1-bursts.md §5)
+    assert anx_key(5924.8) == 8  # the original's 5924 s modulus (docs/bursts.md, "AnxTime key")
     assert anx_key(12.25) == 123
 
 

@@ -1,5 +1,5 @@
 """The workflow state machine on a real SQLite file: transition table, release rule, fail cascade,
-retry countdown and job outcomes (reference §10 with the §15 fixes)."""
+retry countdown and job outcomes (docs/workflow.md; docs/original.md, "Known defects")."""
 
 from __future__ import annotations
 

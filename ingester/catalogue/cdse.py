@@ -1,4 +1,4 @@
-"""Sentinel-1 and Sentinel-2 scenes from the CDSE OData catalogue (reference §6.2, remote-apis §1).
+"""Sentinel-1 and Sentinel-2 scenes from the CDSE OData catalogue (docs/catalogues.md, "CDSE OData search").
 
 The query is built from a fixed clause table (one attribute type per clause, values escaped, dates in
 UTC) and always sent with `$orderby=ContentDate/Start asc` and `$expand=Attributes`. A MultiPolygon
@@ -257,7 +257,7 @@ def filter_mismatch(product: dict, atts: dict[str, Any], filters: Filters) -> st
 
 
 def scene_of(product: dict, wkt: str, atts: dict[str, Any], payload: Payload) -> Scene:
-    """The scene of a product that passed every check (tags of reference §6.2/§6.6)."""
+    """The scene of a product that passed every check (docs/catalogues.md, "Scene mapping and tags")."""
     name = product["Name"]
     source_id = name[:-5] if name.endswith(".SAFE") else name
     start = product["ContentDate"]["Start"]

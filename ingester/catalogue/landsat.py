@@ -1,4 +1,4 @@
-"""Landsat 8/9 scenes from the USGS STAC server (reference §6.4, with its defects fixed).
+"""Landsat 8/9 scenes from the USGS STAC server (docs/catalogues.md, "STAC catalogues").
 
 `constellation: landsat89` (or `landsat`, `landsat-8`, `landsat-9`) searches INGESTER_LANDSAT_STAC_URL
 (https://landsatlook.usgs.gov/stac-server): collection `landsat-c2l1` (`producttype` L1, the default)

@@ -134,7 +134,9 @@ def open_client(url: str, settings: Settings):
                   respect_retry_after_header=True, raise_on_status=False)
     io = StacApiIO(headers={"User-Agent": f"ingester/{__version__}"}, timeout=settings.http_timeout,
                    max_retries=retry)
-    io.session.trust_env = True
+    from ingester.http import NoNetrcAuth
+
+    io.session.auth = NoNetrcAuth()  # proxies from the environment yes, a ~/.netrc password never
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # NoConformsTo and friends: we check conformance ourselves
         try:
@@ -315,7 +317,7 @@ def constellation_tag(item: dict[str, Any]) -> str:
 
 
 def tags_of(item: dict[str, Any], source_id: str) -> dict[str, str]:
-    """Record tags from the `eo`, `sat`, `view`, `s2` and `landsat` fields (reference tag names)."""
+    """Record tags from the `eo`, `sat`, `view`, `s2` and `landsat` fields (the original's tag names)."""
     props = item.get("properties") or {}
     tags = {
         "sourceID": source_id,
@@ -391,7 +393,7 @@ def self_link(item: dict[str, Any]) -> str:
 
 def landsat_prefix(item: dict[str, Any], assets: dict[str, dict[str, Any]], source_id: str) -> str:
     """`s3://usgs-landsat/collection02/…/<product>/`: the folder of the alternate S3 hrefs, else built
-    from the id (reference: level-1|2/standard/<sensor family>/<year>/<path>/<row>/<product>/)."""
+    from the id (the bucket's layout: level-1|2/standard/<sensor family>/<year>/<path>/<row>/<product>/)."""
     for entry in assets.values():
         href = entry.get("s3") or ""
         if href.startswith("s3://usgs-landsat/") and f"/{source_id}/" in href:

@@ -1,4 +1,5 @@
-"""Conditions (reference §13.5), evaluated per tile (a fix of §15.41: file conditions test the out-file's tile)."""
+"""Conditions (docs/graphs.md, "Conditions"), evaluated per tile: file conditions test the out-file's own tile
+(docs/original.md, defect 41)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Engines: run one step's argument list (never through a shell) in the work folder, with a timeout,
-its output appended to the job's log, and the failure classified (reference §13.4, §14, fixes §15.43–45)."""
+its output appended to the job's log, and the failure classified (docs/graphs.md, "Engines", "Error classification")."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def classify(lines: Sequence[str], engine: str) -> tuple[str, str]:
         elif engine == "python" and ("temporary failure" in text.lower() or "timed out" in text.lower()):
             kind, last = ("temporary" if kind != "fatal" else kind), text
         elif engine == "docker" and "Error response from daemon" in text:
-            # image not found / registry throttling or unreachable: may pass (reference §14)
+            # image not found / registry throttling or unreachable: may pass (docs/graphs.md, "Error classification")
             lowered = text.lower()
             if any(w in lowered for w in ("not found", "toomanyrequests", "timeout", "connection")):
                 kind = "temporary" if kind != "fatal" else kind

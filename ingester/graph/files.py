@@ -1,4 +1,4 @@
-"""Thin adapter over storage's save / import / delete of graph files (reference §12).
+"""Thin adapter over storage's save / import / delete of graph files (docs/files.md, "Folder outputs and zips").
 
 storage.py gains `save_output`, `import_input` and `delete_output` (download issue); until then the
 fallbacks below implement the same conventions on the storage primitives. Switching over is automatic.

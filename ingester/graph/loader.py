@@ -1,4 +1,4 @@
-"""Load and validate graph JSON files (reference §13.2–13.5, fixes of §15.40–46).
+"""Load and validate graph JSON files (docs/graphs.md, "Loading and validation"; docs/original.md, defects 40–46).
 
 Every problem is reported at load time as a `GraphError` naming the graph file and the place
 (`processing_steps[1].args.file-in`, `out_files[0][2].condition`, …). Graph names resolve to the

@@ -1,4 +1,5 @@
-"""The processing-graph model (reference §13.2–13.3): steps, in-files, out-files, arguments, data formats."""
+"""The processing-graph model: steps, in-files, out-files, arguments, data formats
+(docs/graphs.md, "Graph file format")."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ ACTIONS: tuple[str, ...] = ("to_ignore", "to_create", "to_index", "to_delete")
 ARG_TYPES: tuple[str, ...] = ("fixed", "config", "tile", "in", "out")
 TILE_KEYS: tuple[str, ...] = ("swath", "number", "scene", "date", "constellation", "cohdate")
 
-# dformat dtype names (any case) → canonical numpy/STAC name (indexing.md §3).
+# dformat dtype names (any case) → canonical numpy/STAC name (docs/graphs.md, "Data formats").
 DTYPES: dict[str, str] = {
     "uint8": "uint8", "byte": "uint8", "u1": "uint8",
     "uint16": "uint16", "u2": "uint16",
@@ -67,7 +68,7 @@ class DFormat:
 
 @dataclasses.dataclass(frozen=True)
 class Arg:
-    """A step argument (§13.3). `value` is the literal, the config key or the tile key."""
+    """A step argument (docs/graphs.md, "Arguments"). `value` is the literal, the config key or the tile key."""
 
     type: str
     value: str = ""

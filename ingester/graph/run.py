@@ -1,5 +1,5 @@
 """Running a graph on (T0, T1, T2) in a work folder: import inputs, run steps, choose the out-files
-(reference §13.1, §13.5, §13.6, with the fixes of §15.41: per-tile file conditions, formats always resolved)."""
+(docs/graphs.md, "Execution model", "Which out-files are kept": per-tile file conditions, formats always resolved)."""
 
 from __future__ import annotations
 
@@ -181,7 +181,8 @@ class Runner:
             raise ProcessingError(f"graph {self.graph.origin}: {where}.dformat_out: {exc}") from None
 
     def select_outputs(self, failed: bool, fatal: bool, retriable: bool) -> list[KeptFile]:
-        """The out-files to act on after success or failure (§13.5), each with its resolved format."""
+        """The out-files to act on after success or failure, each with its resolved format
+        (docs/graphs.md, "Which out-files are kept")."""
         if failed and not retriable:
             fatal = True
         kept: list[KeptFile] = []

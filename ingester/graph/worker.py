@@ -1,7 +1,7 @@
 """Processing workers: the tile job (`run_tile_job`) and the scene graph of a download (`run_scene_graph`).
 
 Pure functions of a job description: they never open the store. The coordinator writes the outcome,
-turns `outputs` into datasets and sets the record's processingDate (reference §13.1, §13.6, §14).
+turns `outputs` into datasets and sets the record's processingDate (docs/graphs.md, "Execution model", "Actions").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """ASF datapool (Sentinel-1 SLC and GRD) with an Earthdata Login bearer token.
 
 URLs: `<asf_url>/SLC/S{MISSION_VERSION}/{SCENE}.zip`, `<asf_url>/GRD_HD/S{MISSION_VERSION}/{SCENE}.zip`
-(then the reference's `GRD-HD`). The token (INGESTER_ASF_TOKEN, or the password of a ~/.netrc entry
+(then the original's `GRD-HD`). The token (INGESTER_ASF_TOKEN, or the password of a ~/.netrc entry
 for the datapool host) is sent to ASF hosts (`config.ASF_DOMAINS`) and Earthdata Login only: the
 datapool redirects to pre-signed S3 URLs on amazonaws.com, which get no Authorization header."""
 

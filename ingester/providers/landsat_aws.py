@@ -1,4 +1,4 @@
-"""Landsat on AWS (reference §11.1 provider 10): every object of the scene folder
+"""Landsat on AWS (docs/providers.md, "Landsat on AWS"): every object of the scene folder
 `s3://usgs-landsat/collection02/level-{1,2}/standard/<sensor family>/<year>/<path>/<row>/<product>/`
 (requester-pays, region us-west-2, credentials from the AWS chain) into `<workdir>/<product>/`.
 

@@ -131,7 +131,7 @@ def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path) -> 
 
 
 def _product_folder(path: Path, workdir: Path) -> Path:
-    """The unpacked product in the work directory (`<workdir>/<scene>.SAFE`, as the reference's
+    """The unpacked product in the work directory (`<workdir>/<scene>.SAFE`, as the original's
     providers leave it): a zip is extracted safely next to itself, then deleted; its single top entry
     is the product (several top entries: the work directory itself)."""
     if path.is_dir() or not zipfile.is_zipfile(path):

@@ -27,7 +27,8 @@ def uses_bursts(payload: Payload) -> bool:
 
 
 def scene_tiles(scene: Scene, payload: Payload) -> list[Tile]:
-    """One tile per scene (tile = scene): no previous, no reference (reference §7)."""
+    """One tile per scene (tile = scene): no previous, no reference
+    (docs/bursts.md, "When scenes are split into bursts")."""
     return [
         Tile(
             source_id=scene.source_id,

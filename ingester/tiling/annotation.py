@@ -1,4 +1,4 @@
-"""Sentinel-1 product annotation parsing: swath, burst list, geolocation grid (s1-bursts.md §2–§3).
+"""Sentinel-1 product annotation parsing: swath, burst list, geolocation grid (docs/bursts.md, "Annotation parsing").
 
 Speed matters (thousands of ~1 MB files): only the five elements needed (`adsHeader`,
 `productInformation`, `imageInformation`, `swathTiming`, `geolocationGrid`) are cut out of the
@@ -100,7 +100,7 @@ class SwathAnnotation:
         return [split_antimeridian(poly) if cross else poly for poly, cross in zip(polygons, crossing, strict=True)]
 
     def geocube_polygons(self) -> list[str]:
-        """The original's four-corner burst polygons (s1-bursts.md §3.1), as its WKT text."""
+        """The original's four-corner burst polygons (docs/bursts.md, "Compatibility polygon"), as its WKT text."""
         near: dict[int, tuple[float, float]] = {}
         far: dict[int, tuple[float, float]] = {}
         for line, pixel, lon, lat in self.grid:
@@ -135,7 +135,7 @@ class SwathAnnotation:
         """(track, relative id, absolute id) with the DAD formula, `relative_orbit` being the
         product's (start) relative orbit.
 
-        Two cases need care (s1-bursts.md §4.2). A product whose first burst is already more than
+        Two cases need care (docs/bursts.md, "ESA burst ids"). A product whose first burst is already more than
         an orbit after the annotated ANX carries a stale ANX (one orbit too early): one orbit period
         is taken off. Otherwise a burst more than an orbit after the ANX lies after the next ANX (the
         product crosses it): its id follows from the same formula and its track is the next one.

@@ -1,6 +1,7 @@
-"""ESA burst ids (relative and absolute) and the geocube-ingester AnxTime key (s1-bursts.md §4, §5).
+"""ESA burst ids (relative and absolute) and the geocube-ingester AnxTime key
+(docs/bursts.md, "ESA burst ids", "AnxTime key").
 
-Formula of the Sentinel-1 Level 1 Detailed Algorithm Definition (§9): with t_b the reference time of
+Formula of the Sentinel-1 Level 1 Detailed Algorithm Definition (its section 9): with t_b the reference time of
 the burst cycle (the middle of the central swath's burst), t_anx the ascending-node time and r the
 relative orbit, relative id = 1 + floor((t_b − t_anx + (r − 1) × T_orb − T_pre) / T_beam); the
 absolute id uses the absolute orbit instead of r.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 
 T_ORB = 12 * 86400 / 175  # nominal orbit period, 5924.571… s
-GEOCUBE_ORBIT_MODULUS = 5924  # the original's integer-arithmetic period (s1-bursts.md §5)
+GEOCUBE_ORBIT_MODULUS = 5924  # the original's integer-arithmetic period (docs/bursts.md, "AnxTime key")
 
 # mode → (T_beam, T_pre, swath-to-swath offsets of one cycle, central swath index)
 _MODES: dict[str, tuple[float, float, tuple[float, ...], int]] = {

@@ -1,4 +1,4 @@
-"""Previous/reference chaining of bursts across acquisitions (s1-bursts.md §6, recommended rule).
+"""Previous/reference chaining of bursts across acquisitions (docs/bursts.md, "Chaining previous and reference").
 
 Tiles are grouped by burst identity, which the SourceID `<orbit>_<burst id>_<swath>` spells out,
 and sorted by date (stable: then by scene id). Without tiles already in the store, the earliest

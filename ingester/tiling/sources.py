@@ -1,4 +1,4 @@
-"""Where annotation files come from, without downloading the product (s1-bursts.md §7).
+"""Where annotation files come from, without downloading the product (docs/bursts.md, "Annotation sources").
 
 A source's `fetch(scene)` returns the selected annotation files `[(name, bytes)]`, or None when it
 does not have the scene (a miss: the caller tries the next source). Failures raise.

@@ -1,5 +1,5 @@
 """Small hand-made scenes and tiles files for the workflow tests (Sentinel-2 ids over Denmark,
-plus synthetic Sentinel-1 burst chains), written in the reference's scenes.json / tiles.json format."""
+plus synthetic Sentinel-1 burst chains), written in the original's scenes.json / tiles.json format."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A fake CDSE token + download service on 127.0.0.1 that speaks the real protocol (remote-apis §4–§6).
+"""A fake CDSE token + download service on 127.0.0.1 that speaks the real protocol
+(docs/providers.md, "CDSE", "Tokens").
 
 - `POST /token` (Keycloak, form-encoded): `grant_type=password` (username, password, client_id
   cdse-public) or `grant_type=refresh_token`; answers access_token, expires_in, refresh_token,

@@ -1,14 +1,14 @@
 """A fake CDSE OData `Nodes` service on 127.0.0.1, and builders of S1 test products (annotations,
 SAFE folders, zips) from the fixtures.
 
-The fake speaks the real URL form (remote-apis.md §3): listing
+The fake speaks the real URL form (docs/bursts.md, "Annotation sources"): listing
 `GET /odata/v1/Products(<uuid>)/Nodes(<name>.SAFE)/Nodes(annotation)/Nodes` (no quotes, no auth) answers
 `{"result": [{"Id", "Name", "ContentLength", "ChildrenNumber", "Nodes": {"uri"}}, …]}`; a file is
 `…/Nodes(<file>)/$value` with `Authorization: Bearer <token>` (401 without a valid one); unknown
 products answer 404 with an OData error body. `POST /token` is a Keycloak-like password/refresh grant.
 
 Products are derived from the real annotation fixtures: `shift_annotation` moves every time by whole
-repeat cycles and adds 175 to the absolute orbit per 12 days, as s1-bursts.md §8 suggests.
+repeat cycles and adds 175 to the absolute orbit per 12 days, as docs/bursts.md, "Test fixtures", describes.
 """
 
 from __future__ import annotations

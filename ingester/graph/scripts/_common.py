@@ -56,7 +56,7 @@ def window_note(path, entry: dict | None) -> str:
 
 
 def fail(message: str, fatal: bool = False) -> NoReturn:
-    """Print the error the way the engine classifies it (§14) and exit 1."""
+    """Print the error the way the engine classifies it (docs/graphs.md, "Error classification") and exit 1."""
     print(("FATAL ERROR: " if fatal else "ERROR: ") + message, file=sys.stderr, flush=True)
     raise SystemExit(1)
 

@@ -1,5 +1,5 @@
 """Convert a raster to a data format `dtype,nodata,min,max`: linear map of --range-in onto [min, max],
-clipped, rounded and saturated for integers, no-data kept; written as a COG (reference §13.9, fix §15.47)."""
+clipped, rounded and saturated for integers, no-data kept; written as a COG (docs/graphs.md, "Helper scripts")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Write a raster as a Cloud-Optimized GeoTIFF, optionally reprojected (reference §13.9)."""
+"""Write a raster as a Cloud-Optimized GeoTIFF, optionally reprojected (docs/graphs.md, "Helper scripts")."""
 
 from __future__ import annotations
 

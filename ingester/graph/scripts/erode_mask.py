@@ -1,5 +1,5 @@
 """Erode the valid area of a raster: no-data and NaN are masked, the convex hull of all valid shapes is
-kept, and the invalid area is dilated N times with a 3×3 element (reference §13.9, fix §15.47)."""
+kept, and the invalid area is dilated N times with a 3×3 element (docs/graphs.md, "Helper scripts")."""
 
 from __future__ import annotations
 
