@@ -176,7 +176,10 @@ def test_an_asset_whose_size_differs_from_its_file_size_is_refused(tmp_path, b04
 
 
 def test_gdal_retries_5xx_during_the_read_and_a_read_that_keeps_failing_is_temporary_without_the_token(
-        tmp_path, b04):
+        tmp_path, b04, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="rasterio")  # GDAL's retry warnings name the URL it retries
     secret = "sig=SECRETSIGNATURE"
     with FakeStacApi([], files={f"{ITEM}/B04.tif": b04}) as fake:
         url = fake.file_url(f"{ITEM}/B04.tif") + "?" + secret
@@ -191,6 +194,8 @@ def test_gdal_retries_5xx_during_the_read_and_a_read_that_keeps_failing_is_tempo
         with pytest.raises(Unavailable) as failed:
             fetch(provider(tmp_path), scene, tmp_path, "again")
     assert "503" in str(failed.value) and "SECRETSIGNATURE" not in str(failed.value)
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("rasterio")]
+    assert any("Retrying" in m for m in logged) and not any("SECRETSIGNATURE" in m for m in logged)
 
 
 def test_a_missing_asset_is_not_found(tmp_path, b04):

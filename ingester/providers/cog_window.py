@@ -17,7 +17,9 @@ once the file is closed (a later attempt really reads again).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,33 @@ def valid_bbox(value: Any) -> tuple[float, float, float, float] | None:
     if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
         return None
     return west, south, east, north
+
+
+_QUERY = re.compile(r"\?[^\s'\"]*")
+_RASTERIO_LOGGERS = ("rasterio", "rasterio._env", "rasterio._base", "rasterio._io", "rasterio.env",
+                     "rasterio._err", "rasterio._filepath")
+
+
+class _RedactQueries(logging.Filter):
+    """Query strings (SAS tokens, pre-signed signatures) out of what rasterio logs from GDAL: GDAL's
+    warnings name the URL it retries, and rasterio logs dataset names."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is left as it is
+            return True
+        if "?" in text:
+            record.msg, record.args = _QUERY.sub("?…", text), ()
+        return True
+
+
+def redact_gdal_logs() -> None:
+    """Install the query-redacting filter on rasterio's loggers (once per process)."""
+    for name in _RASTERIO_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactQueries) for f in logger.filters):
+            logger.addFilter(_RedactQueries())
 
 
 def gdal_options(settings: Any, url: str | None = None) -> dict[str, str]:
@@ -268,4 +297,5 @@ def _same_nodata(a: float | None, b: float | None) -> bool:
     return (math.isnan(a) and math.isnan(b)) or a == b
 
 
-__all__ = ["Window", "aoi_bbox", "valid_bbox", "gdal_options", "plan_window", "extract", "check_extract"]
+__all__ = ["Window", "aoi_bbox", "valid_bbox", "gdal_options", "plan_window", "extract", "check_extract",
+           "redact_gdal_logs"]

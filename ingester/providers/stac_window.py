@@ -50,6 +50,7 @@ from ingester.providers.cog_window import (
     extract,
     gdal_options,
     plan_window,
+    redact_gdal_logs,
     valid_bbox,
 )
 from ingester.providers.multihash import digest_file
@@ -230,6 +231,7 @@ class WindowReader:
         from rasterio.errors import RasterioError
         from rasterio.session import DummySession
 
+        redact_gdal_logs()
         if scheme == "s3":
             path = "/vsis3/" + href[len("s3://"):]
             session: Any = self._aws_session()
