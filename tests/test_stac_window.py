@@ -325,3 +325,73 @@ def test_extract_landsat_bands_works_on_window_extracts_and_checks_their_grid(tm
     (product / MANIFEST).write_text(json.dumps(manifest))
     done = subprocess.run(args, capture_output=True, text=True)
     assert done.returncode == 1 and "FATAL ERROR:" in done.stderr and "does not have the grid" in done.stderr
+
+
+def test_a_planetary_computer_asset_window_is_read_with_the_signed_href_through_the_proxy(tmp_path, monkeypatch,
+                                                                                           b04):
+    """Blob hosts are reached through an HTTP proxy on 127.0.0.1 (requests honours HTTP_PROXY; GDAL gets
+    the same proxy), which serves ranges of the file only with the SAS token; the token API is faked."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import planetary_computer.sas
+
+    from tests.fakes.stac_api import byte_range
+
+    token = "st=2022-01-01&se=2099-01-01&sp=rl&sig=SECRETSIGNATURE"
+    seen: list[tuple[str, str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_HEAD(self):
+            self.do_GET()
+
+        def do_GET(self):
+            seen.append((self.command, self.path, self.headers.get("Range")))
+            headers: dict[str, str] = {}
+            if self.path.startswith("/api/sas/v1/token/"):
+                status, body = 200, json.dumps({"msft:expiry": "2099-01-01T00:00:00Z", "token": token}).encode()
+            elif "blob.core.windows.net" in self.path and self.path.endswith(f"B04.tif?{token}"):
+                span = byte_range(self.headers.get("Range"), len(b04))
+                if isinstance(span, tuple):
+                    status, body = 206, b04[span[0]:span[1] + 1]
+                    headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{len(b04)}"
+                else:
+                    status, body = 200, b04
+            else:
+                status, body = 403, b""
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body)), "Accept-Ranges": "bytes"}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setattr(planetary_computer.sas, "TOKEN_CACHE", {})
+    href = "http://sentinel2l2a01.blob.core.windows.net/sentinel2-l2/32/U/NG/2022/01/04/B04.tif"
+    scene = make_scene({"red": asset(href, b04)}, denmark_bbox())
+    scene.metadata["signing"] = "planetary-computer"
+    try:
+        product, manifest = fetch(provider(tmp_path, pc_sas_url=f"http://127.0.0.1:{port}/api/sas/v1/token"),
+                                  scene, tmp_path)
+    finally:
+        server.shutdown()
+    blob = [s for s in seen if "blob.core.windows.net" in s[1]]
+    assert blob and all(s[1].endswith(token) for s in blob)  # every request signed, all through the proxy
+    assert manifest["assets"]["red"]["fetched"] == "window"
+    assert sum(1 for s in blob if s[0] == "GET" and s[2]) >= 2  # the size probe and GDAL's ranged reads
+    assert "SECRETSIGNATURE" not in (product / MANIFEST).read_text()
+    win = manifest["assets"]["red"]["window"]
+    with rasterio.open(product / "B04.tif") as dst:
+        got = dst.read(1)
+    source = real_pixels()[win["row_off"]:win["row_off"] + win["height"], win["col_off"]:win["col_off"] + win["width"]]
+    assert np.array_equal(got, source)
