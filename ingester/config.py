@@ -93,8 +93,7 @@ class Settings:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
         positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
-                        "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads",
-                        "stac_window_margin")  # 0: no cap
+                        "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads")  # 0: no cap
         for name in positive:
             value = getattr(self, name, 1)
             if not value > 0:
@@ -118,6 +117,9 @@ class Settings:
         if not 0 <= self.stac_window_max_share <= 1:
             raise ConfigError(f"INGESTER_STAC_WINDOW_MAX_SHARE: a share of an asset's pixels between 0 (window reads "
                               f"off) and 1, got {self.stac_window_max_share!r}")
+        if not 0 <= self.stac_window_margin < float("inf"):
+            raise ConfigError(f"INGESTER_STAC_WINDOW_MARGIN: metres around the AOI, a finite number ≥ 0, got "
+                              f"{self.stac_window_margin!r}")
         if self.cdse_page_size > 1000:
             raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
                               f"got {self.cdse_page_size}")

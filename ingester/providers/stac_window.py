@@ -136,7 +136,6 @@ class WindowReader:
             return record
         return None
 
-
     # --- one asset ---------------------------------------------------------------------------------
     def fetch(self, key: str, asset: dict[str, Any], href: str, dest: Path) -> dict[str, Any] | str:
         """Read the asset's window into `dest`; returns the manifest's window record, or the reason
