@@ -132,17 +132,29 @@ def to_geojson(geom: BaseGeometry) -> dict[str, Any]:
     return {k: lists(v) for k, v in out.items()}
 
 
-def from_wkt(text: str) -> BaseGeometry:
-    """Parse WKT (also the EWKT `SRID=4326;…` and CDSE `geography'…'` wrappers)."""
+def _unwrap_wkt(text: str) -> str:
     raw = text.strip()
     if raw.startswith("geography'") and raw.endswith("'"):
         raw = raw[len("geography'") : -1]
     if raw.upper().startswith("SRID="):
         raw = raw.split(";", 1)[1]
+    return raw
+
+
+def from_wkt(text: str) -> BaseGeometry:
+    """Parse WKT (also the EWKT `SRID=4326;…` and CDSE `geography'…'` wrappers)."""
     try:
-        return shapely_wkt.loads(raw)
+        return shapely_wkt.loads(_unwrap_wkt(text))
     except shapely.errors.GEOSException as exc:
         raise GeometryError(f"invalid WKT ({exc})") from None
+
+
+def from_wkt_many(texts: list[str]) -> list[BaseGeometry | None]:
+    """Parse many WKT strings at once (in GEOS, without a Python call each); None where one is invalid."""
+    import numpy as np
+
+    parsed = shapely.from_wkt(np.array([_unwrap_wkt(t) for t in texts], dtype=object), on_invalid="ignore")
+    return list(parsed)
 
 
 def to_wkt(geom: BaseGeometry, precision: int | None = None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ingester.config import Settings
 from ingester.errors import InputError, PayloadError, ScenesFileError, StoreError, TilingWarning
+from ingester.geometry import to_wkt
 from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
 from ingester.scenes import Scene, read_scenes
@@ -52,6 +53,7 @@ def aoi_settings(payload: Payload, instances: dict[str, str]) -> dict[str, Any]:
         "layers": {k: [v.variable, v.instance] for k, v in payload.layers.items()},
         "instances": instances,
         "record_tags": payload.record_tags,
+        "aoi_wkt": to_wkt(payload.aoi),  # the AOI outline of `ingester map|timeline AOI`
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -390,6 +391,12 @@ def parse_scenes(doc: Any, origin: str = "<scenes>") -> ScenesFile:
 
 def read_scenes(path: str | Path) -> ScenesFile:
     """Read a scenes.json / tiles.json file, with clear errors for hand-editing mistakes."""
+    _text, doc = read_scenes_document(path)
+    return parse_scenes(doc, str(path))
+
+
+def read_scenes_document(path: str | Path) -> tuple[str, Any]:
+    """The text of a scenes.json / tiles.json file and its decoded JSON (not yet checked as scenes)."""
     origin = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -401,4 +408,65 @@ def read_scenes(path: str | Path) -> ScenesFile:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ScenesFileError(f"{origin}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    return parse_scenes(doc, origin)
+    return text, doc
+
+
+_BLANK = re.compile(r"[ \t\n\r]*")
+_FEATURE_LINE = '{"type": "Feature"'
+
+
+def _written_layout(text: str) -> list[int] | None:
+    """Lines 2…n+1 when the text has the layout `dumps_scenes` writes (the head line, one feature per
+    line, the tail line), possibly with lines deleted; None otherwise (then the text is walked)."""
+    lines = text.split("\n", text.count("\n"))
+    if not lines or lines[0] != '{"type": "FeatureCollection", "features": [':
+        return None
+    n = 1
+    while n < len(lines) and lines[n].startswith(_FEATURE_LINE):
+        n += 1
+    if n == len(lines) or not lines[n].startswith("]") or text.count(_FEATURE_LINE) != n - 1:
+        return None
+    return list(range(2, n + 1))
+
+
+def feature_lines(text: str) -> list[int]:
+    """The 1-based line on which each feature of a FeatureCollection's text starts: with the written
+    format (one feature per line) deleting that line deletes the scene. Call it on text that
+    `json.loads` accepted; [] when the text is not a JSON object."""
+    fast = _written_layout(text)
+    if fast is not None:
+        return fast
+    decoder = json.JSONDecoder()
+
+    def skip(i: int) -> int:
+        return _BLANK.match(text, i).end()  # type: ignore[union-attr]
+
+    i = skip(0)
+    if text[i:i + 1] != "{":
+        return []
+    i = skip(i + 1)
+    starts: list[int] = []
+    while i < len(text) and text[i] != "}":
+        key, i = decoder.raw_decode(text, i)
+        i = skip(skip(i) + 1)  # the ':' and the blanks around it
+        if key == "features" and text[i] == "[":
+            starts = []  # a repeated key: the last one wins, as in json.loads
+            i = skip(i + 1)
+            while text[i] != "]":
+                starts.append(i)
+                _value, i = decoder.raw_decode(text, i)
+                i = skip(i)
+                if text[i] == ",":
+                    i = skip(i + 1)
+            i += 1
+        else:
+            _value, i = decoder.raw_decode(text, i)
+        i = skip(i)
+        if text[i:i + 1] == ",":
+            i = skip(i + 1)
+    lines, line, pos = [], 1, 0
+    for start in starts:
+        line += text.count("\n", pos, start)
+        pos = start
+        lines.append(line)
+    return lines

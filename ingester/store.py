@@ -223,6 +223,19 @@ class TileRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class SceneTileRow:
+    """A scene with one of its tiles (None: a scene without tiles) and what maps and timelines draw:
+    the scene's tags, data and footprint, the tile's data (its polygon, burst id, …)."""
+
+    scene: SceneRow
+    tags: dict[str, str]
+    data: dict[str, Any]
+    wkt: str
+    tile: TileRow | None
+    tile_data: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class RecordRow:
     id: int
     name: str
@@ -480,6 +493,21 @@ class Store:
         row = self.conn.execute(f"SELECT {_TILE_COLS} FROM tile t JOIN scene s ON s.id = t.scene_id "
                                 "WHERE t.id = ?", (tile_id,)).fetchone()
         return TileRow(*row) if row else None
+
+    def scene_tile_rows(self, aoi_id: int) -> list[SceneTileRow]:
+        """Every scene of the AOI with each of its tiles, oldest scene first (one query)."""
+        scene_cols = ", ".join(f"s.{c.strip()}" for c in _SCENE_COLS.split(","))
+        rows = self.conn.execute(
+            f"SELECT {scene_cols}, s.tags, s.data, s.wkt, {_TILE_COLS}, t.data FROM scene s "
+            "LEFT JOIN tile t ON t.scene_id = s.id WHERE s.aoi_id = ? ORDER BY s.date_key, s.id, t.id", (aoi_id,))
+        n = len(_SCENE_COLS.split(","))
+        m = len(_TILE_COLS.split(","))
+        out = []
+        for r in rows:
+            tile = TileRow(*r[n + 3:n + 3 + m]) if r[n + 3] is not None else None
+            out.append(SceneTileRow(SceneRow(*r[:n]), json.loads(r[n]), json.loads(r[n + 1]), r[n + 2], tile,
+                                    json.loads(r[n + 3 + m]) if tile else {}))
+        return out
 
     def scene(self, scene_id: int, with_tiles: bool = False) -> Scene:
         """The `Scene` model of a stored scene (tiles with their current previous/reference)."""

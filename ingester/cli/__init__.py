@@ -37,8 +37,9 @@ def _root(
 
 
 # Command modules register themselves on `app` when imported, in the order `--help` lists them:
-# the journey first (scenes → tiles → aoi), then layers, monitoring and repair, then the index.
-for _module in ("scenes_cmd", "tiles_cmd", "aoi_cmd", "layers_cmd", "monitor_cmd", "index_cmd"):
+# the journey first (scenes → tiles → aoi), the views of its files, then layers, monitoring and repair,
+# then the index.
+for _module in ("scenes_cmd", "tiles_cmd", "aoi_cmd", "views_cmd", "layers_cmd", "monitor_cmd", "index_cmd"):
     importlib.import_module(f"ingester.cli.{_module}")
 
 

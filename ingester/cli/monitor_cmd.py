@@ -47,25 +47,38 @@ def status_command(
     aoi: str | None = typer.Argument(None, help="AOI name (default: every AOI)."),
     db: str | None = DbOption,
     as_json: bool = JsonOption,
+    map_path: Path | None = typer.Option(None, "--map", help="Also write the AOI's status map here (.png or .html; "
+                                         "needs the maps extra), as `ingester map AOI -o PATH` does."),
 ) -> None:
     """Scenes and tiles per status, root tiles and their date range (one AOI or all)."""
     from ingester.store import Store
     from ingester.workflow import summary, summary_text
 
+    if map_path is not None:
+        from ingester.cli.views_cmd import MAP_SUFFIXES, check_map_output
+
+        if not aoi:
+            raise InputError("--map needs an AOI: `ingester status AOI --map PATH`")
+        check_map_output("status --map", map_path, MAP_SUFFIXES)
     s = settings(db=db)
     with Store(s.db, create=False) as store:
         names = [store.require_aoi(aoi).name] if aoi else store.aoi_names()
         summaries = [summary(store, store.require_aoi(n).id) for n in names]
     if as_json:
         print_json(summaries[0] if aoi else summaries)
-        return
-    if not summaries:
-        typer.echo("no AOI in the store")
-    for i, item in enumerate(summaries):
-        if i:
-            typer.echo("")
-        typer.echo(f"AOI {item['aoi']} ({item['status']})")
-        typer.echo(summary_text(item))
+    else:
+        if not summaries:
+            typer.echo("no AOI in the store")
+        for i, item in enumerate(summaries):
+            if i:
+                typer.echo("")
+            typer.echo(f"AOI {item['aoi']} ({item['status']})")
+            typer.echo(summary_text(item))
+    if map_path is not None:
+        from ingester.cli.views_cmd import write_map
+        from ingester.views.source import open_view
+
+        write_map(open_view(names[0], None, s.db), map_path, "status")
 
 
 @app.command("aois")
