@@ -241,3 +241,44 @@ def cdse_credentials(settings: Settings) -> tuple[str, str] | None:
     if settings.cdse_username and settings.cdse_password:
         return settings.cdse_username, settings.cdse_password
     return netrc_credentials(settings.cdse_token_url)
+
+
+OPTION_NAMES = {"db": "--db", "workers": "--workers", "scene_worker": "--scene-worker",
+                "tile_worker": "--tile-worker"}  # settings a command-line option may set
+
+
+def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                     toml_path: Path | None = None) -> list[dict[str, Any]]:
+    """Every setting with its effective value and where it comes from, safe to print: `source` is
+    option, environment, ingester.toml, netrc (CDSE credentials) or default, `origin` names the option,
+    variable or file. Secrets are `***` (when set), URLs lose the password of their user-info part.
+    Raises ConfigError like `load_settings` (same rules, same order)."""
+    env = os.environ if env is None else env
+    settings = load_settings(overrides, env, toml_path)
+    toml, toml_origin = _toml_values(toml_path)
+    toml_file = str(Path(toml_origin).resolve())
+    credentials = None
+    if not (settings.cdse_username and settings.cdse_password):
+        credentials = netrc_credentials(settings.cdse_token_url)
+    out = []
+    for field in dataclasses.fields(Settings):
+        name, variable = field.name, f"INGESTER_{field.name.upper()}"
+        value: Any = getattr(settings, name)
+        if overrides and overrides.get(name) is not None:
+            source, origin = "option", OPTION_NAMES.get(name, name)
+        elif variable in env:
+            source, origin = "environment", variable
+        elif name in toml:
+            source, origin = "ingester.toml", toml_file
+        elif credentials and name in ("cdse_username", "cdse_password") and not value:
+            value = credentials[0] if name == "cdse_username" else credentials[1]
+            host = urlparse(settings.cdse_token_url).hostname or ""
+            source, origin = "netrc", f"{Path.home() / '.netrc'} ({host})"
+        else:
+            source, origin = "default", ""
+        if name in SECRET_FIELDS and value:
+            value = "***"
+        elif isinstance(value, str) and "://" in value:
+            value = ";".join(redact_url(part) for part in value.split(";"))
+        out.append({"name": name, "value": value, "source": source, "origin": origin, "variable": variable})
+    return out

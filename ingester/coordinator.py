@@ -29,7 +29,7 @@ from ingester.records import index_outputs
 from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
-from ingester.workflow import PENDING, Policy, apply_outcome, summary, unfinished
+from ingester.workflow import PENDING, Policy, apply_outcome, attempt_result, summary, unfinished
 
 
 def new_run_id() -> str:
@@ -92,6 +92,15 @@ def requeue_abandoned(store: Store, aoi_id: int, run_id: str) -> int:
 
 # --- the run -------------------------------------------------------------------------------------
 
+def _append_log(path: str, line: str) -> None:
+    """End a job's log with what the workflow made of the attempt (the worker cannot know it)."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+    except OSError:
+        pass  # a log on another host, or removed: the store keeps the same words (history)
+
+
 @dataclasses.dataclass
 class RunReport:
     aoi: str
@@ -100,6 +109,13 @@ class RunReport:
     summary: dict[str, Any]
     unfinished: dict[str, int]
     worker_deaths: int = 0
+    jobs: int = 0  # distinct jobs that ran in this run (`executed` counts their attempts)
+    outcomes: dict[str, int] = dataclasses.field(default_factory=dict)  # outcome → attempts in this run
+    missing_outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per job of this run
+
+    @property
+    def attempts(self) -> int:
+        return self.executed
 
     @property
     def failed(self) -> bool:
@@ -131,6 +147,9 @@ class Coordinator:
         self.graph_dirs = graph_dirs(conf)
         self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
         self._scenes: dict[int, Scene] = {}
+        self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
+        self.jobs_run: set[tuple[str, int]] = set()
+        self.outcomes: dict[str, int] = {}
 
     # -- claiming -------------------------------------------------------------------------------
     def _claim(self, limit: int) -> list[tuple[str, int, int, int]]:
@@ -202,7 +221,7 @@ class Coordinator:
     # -- results --------------------------------------------------------------------------------
     def _write(self, done: list[tuple[tuple[str, int, int, int], JobResult]]) -> None:
         with self.store.transaction():
-            for (kind, job_id, _attempt, attempt_row), result in done:
+            for (kind, job_id, attempt, attempt_row), result in done:
                 if result.outcome == "done" and kind == "tile" and result.outputs:
                     unknown = [o.layer for o in result.outputs if o.layer not in self.instances]
                     if unknown:
@@ -218,9 +237,26 @@ class Coordinator:
                     result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
                     if status == PENDING:
                         status = apply_outcome(self.store, kind, job_id, result, self.policy)
-                self.store.execute("UPDATE job_attempt SET finished_at = ?, outcome = ?, status = ?, message = ?, "
-                                   "log_path = ? WHERE id = ?",
-                                   (now_text(), result.outcome, status, result.message, result.log_path, attempt_row))
+                self.store.execute("UPDATE job_attempt SET started_at = coalesce(?, started_at), finished_at = ?, "
+                                   "outcome = ?, status = ?, message = ?, log_path = ? WHERE id = ?",
+                                   (result.details.get("started_at"), result.details.get("finished_at") or now_text(),
+                                    result.outcome, status, result.message, result.log_path, attempt_row))
+                if result.details.get("missing_outputs"):
+                    self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
+                self.jobs_run.add((kind, job_id))
+                self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
+                if result.log_path:
+                    _append_log(result.log_path, f"[ingester] attempt {attempt}: "
+                                f"{attempt_result(result.outcome, status, result.message)}")
+
+    def _note_missing(self, kind: str, job_id: int, outputs: list[str], status: str) -> None:
+        if kind == "tile":
+            tile, scene = self.store.execute("SELECT t.source_id, s.source_id FROM tile t JOIN scene s "
+                                             "ON s.id = t.scene_id WHERE t.id = ?", (job_id,)).fetchone()
+        else:
+            tile, scene = "", self.store.one("SELECT source_id FROM scene WHERE id = ?", (job_id,))
+        self.missing_outputs.append({"kind": kind, "id": job_id, "scene": scene, "tile": tile,
+                                     "outputs": outputs, "status": status})
 
     def _heartbeat(self) -> None:
         now = monotonic_now()
@@ -276,7 +312,7 @@ class Coordinator:
                     if batch:
                         self._write(batch)
                         executed += len(batch)
-                        self.progress(f"{executed} jobs finished")
+                        self.progress(f"{len(self.jobs_run)} jobs, {executed} attempts finished")
                 if time.monotonic() - last_beat >= beat_every:
                     self._heartbeat()
                     last_beat = time.monotonic()
@@ -288,13 +324,16 @@ class Coordinator:
                 with self.store.transaction():
                     requeue_abandoned(self.store, self.aoi.id, "")
         return RunReport(self.aoi.name, self.run_id, executed, summary(self.store, self.aoi.id),
-                         unfinished(self.store, self.aoi.id), getattr(executor, "deaths", 0))
+                         unfinished(self.store, self.aoi.id), getattr(executor, "deaths", 0), len(self.jobs_run),
+                         dict(self.outcomes), self.missing_outputs)
 
 
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
             executor_factory: ExecutorFactory = default_executor, lock: bool = True,
-            progress: Callable[[str], None] | None = None) -> RunReport:
-    """Take the AOI's lock (unless the caller already holds it), run, release."""
+            progress: Callable[[str], None] | None = None, downloads: Any = None) -> RunReport:
+    """Take the AOI's lock (unless the caller already holds it), run, release. `progress` gets the
+    run's counts as text; `downloads` (a queue of a providers.progress.RunDisplay) gets the worker
+    processes' download progress (the local pool only)."""
     run_id = run_id or new_run_id()
     if lock:
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
@@ -303,7 +342,10 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
                          "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
             return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id))
-        executor = executor_factory(workers or settings.workers, settings)
+        if downloads is not None and executor_factory is default_executor:
+            executor: Executor = LocalExecutor(workers or settings.workers, settings, progress_queue=downloads)
+        else:
+            executor = executor_factory(workers or settings.workers, settings)
         finished = False
         try:
             report = coordinator.run(executor)

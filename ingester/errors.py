@@ -131,5 +131,13 @@ class OfflineProductWarning(CatalogueWarning):
     """A product is offline (long-term archive): it is listed, flagged `metadata.online = false`."""
 
 
+class ScenesFileWarning(IngesterWarning):
+    """A scenes/tiles file had a forgivable slip (a trailing comma left by deleting a line)."""
+
+
+class ReprocessedCopyWarning(IngesterWarning):
+    """Another processing of an acquisition already ingested (or in the same input) was skipped."""
+
+
 class TilingWarning(IngesterWarning):
     """The tile inventory skipped or doubted something."""

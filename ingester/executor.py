@@ -12,7 +12,10 @@ in a worker process. Every failure becomes a `JobResult`, never an exception in 
 import error is an `error` outcome naming what is missing, an exception raised by the worker is an
 `error` outcome with its text, and a worker process that dies (os._exit, SIGKILL, the OOM killer,
 segfault) gives the job it was running a `temporary` outcome with the exit code in the message (the
-workflow re-queues it, at most `max_temporary_retries` times); a fresh process replaces it.
+workflow re-queues it, at most `max_temporary_retries` times); a fresh process replaces it. The jobs
+queued behind it, or sent to it in the instant between its death and the dispatcher seeing it (a broken
+pipe), never started: they go back to the head of the queue, uncharged. Only a job that cannot be
+pickled is an `error` of its own.
 
 A breakdown of the executor itself (its dispatcher thread dies) is not charged to the jobs: every
 waiting future raises `ExecutorBroken` (exit 1), the coordinator gives the leases back and the run stops.
@@ -33,12 +36,19 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Protocol
 
 from ingester.config import Settings
 from ingester.errors import IngesterError
 from ingester.jobs import JobResult
+from ingester.times import format_time
+
+
+def now_text() -> str:
+    return format_time(datetime.now(UTC))
 
 
 class ExecutorBroken(IngesterError):
@@ -69,7 +79,16 @@ def resolve_worker(path: str) -> Any:
 
 
 def call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None) -> JobResult:
-    """Resolve and call a worker; every failure becomes an `error` JobResult."""
+    """Resolve and call a worker; every failure becomes an `error` JobResult. The result's details
+    carry when the worker started and finished (`started_at`, `finished_at`: the attempt's duration)."""
+    started = now_text()
+    result = _call_worker(path, job, settings, cache)
+    result.details.setdefault("started_at", started)
+    result.details.setdefault("finished_at", now_text())
+    return result
+
+
+def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None) -> JobResult:
     cache = {} if cache is None else cache
     try:
         fn = cache.get(path) or resolve_worker(path)
@@ -99,13 +118,18 @@ def _die_with_parent(parent: int, every: float = 0.5) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _worker_main(conn: Connection, settings: Settings, parent: int | None = None) -> None:
+def _worker_main(conn: Connection, settings: Settings, parent: int | None = None, progress: Any = None) -> None:
     """Loop of a worker process: receive (path, job), send the JobResult; stop on None or EOF.
 
-    Ctrl-C is the coordinator's to handle (it stops the workers itself), so workers ignore SIGINT."""
+    Ctrl-C is the coordinator's to handle (it stops the workers itself), so workers ignore SIGINT.
+    With a `progress` queue (the coordinator draws on a terminal), downloads report to it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent is not None:
         _die_with_parent(parent)
+    if progress is not None:
+        from ingester.providers.progress import forward_to
+
+        forward_to(progress)
     cache: dict[str, Any] = {}
     while True:
         try:
@@ -125,19 +149,20 @@ def _worker_main(conn: Connection, settings: Settings, parent: int | None = None
 
 
 class _Proc:
-    def __init__(self, ctx: Any, settings: Settings):
+    def __init__(self, ctx: Any, settings: Settings, progress: Any = None):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, settings, os.getpid()), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, settings, os.getpid(), progress), daemon=True)
         self.process.start()
         child.close()
         self.queue: collections.deque[tuple[Future[JobResult], tuple[str, Any]]] = collections.deque()
+        self.dead = False  # its pipe broke: nothing more is sent to it until it is replaced
 
 
 class LocalExecutor:
     """A local pool of worker processes with per-process pipes (see the module docstring)."""
 
     def __init__(self, workers: int = 0, settings: Settings | None = None, prefetch: int = 2,
-                 start_method: str = "spawn"):
+                 start_method: str = "spawn", progress_queue: Any = None):
         self.capacity = workers if workers > 0 else (os.cpu_count() or 1)
         self.settings = settings or Settings()
         self.prefetch = max(prefetch, 1)
@@ -148,7 +173,8 @@ class LocalExecutor:
         self._closed = False
         self._abort = False
         self._broken = ""
-        self._procs = [_Proc(self._ctx, self.settings) for _ in range(self.capacity)]
+        self.progress_queue = progress_queue  # downloads report there (providers.progress.RunDisplay)
+        self._procs = [_Proc(self._ctx, self.settings, progress_queue) for _ in range(self.capacity)]
         self.deaths = 0
         self._thread = threading.Thread(target=self._loop, name="ingester-executor", daemon=True)
         self._thread.start()
@@ -201,20 +227,33 @@ class LocalExecutor:
             return
         with self._lock:
             for proc in self._procs:
-                while self._pending and len(proc.queue) < self.prefetch:
+                while not proc.dead and self._pending and len(proc.queue) < self.prefetch:
                     future, message = self._pending.popleft()
                     if not future.running() and not future.set_running_or_notify_cancel():
                         continue  # cancelled before it started (re-queued futures are already running)
                     try:
-                        proc.conn.send(message)
-                    except Exception as exc:  # unpicklable job or dead pipe
+                        data = ForkingPickler.dumps(message)
+                    except Exception as exc:  # an unpicklable job: its own fault, and it fails alone
                         future.set_result(JobResult("error", f"cannot send the job to a worker process: {exc}"))
                         continue
+                    try:
+                        proc.conn.send_bytes(data)
+                    except OSError:
+                        # a process that died an instant ago (its death not seen yet): not the job's
+                        # fault. The job goes back to the head of the queue; the process is replaced
+                        # when its death is seen (and charges only the job it was running).
+                        self._pending.appendleft((future, message))
+                        proc.dead = True
+                        proc.process.kill()  # a broken pipe cannot carry results any more
+                        break
                     proc.queue.append((future, message))
 
     def _replace(self, index: int) -> None:
         proc = self._procs[index]
         proc.process.join(timeout=1)
+        if proc.process.is_alive():  # its pipe closed but it lingers: it can never report again
+            proc.process.kill()
+            proc.process.join(timeout=5)
         code = proc.process.exitcode
         with self._lock:
             closing = self._closed
@@ -231,7 +270,7 @@ class LocalExecutor:
             for item in reversed(proc.queue):
                 self._pending.appendleft(item)
         proc.conn.close()
-        self._procs[index] = _Proc(self._ctx, self.settings)
+        self._procs[index] = _Proc(self._ctx, self.settings, self.progress_queue)
 
     def _loop(self) -> None:
         try:

@@ -147,7 +147,7 @@ class Service:
                         self._slots.release()
             except requests.RequestException as exc:
                 if attempt > self.retries:
-                    raise HTTPError(f"{self.name}: {method} {_short(url)}: no response after {attempt} tries "
+                    raise HTTPError(f"{self.name}: {method} {_short(url)}: no response after {attempt} requests "
                                     f"({connection_reason(exc)})", None, url) from None
                 self.sleep(self.backoff * 2 ** (attempt - 1))
                 continue
@@ -165,7 +165,7 @@ class Service:
                 continue
             message = server_message(response)
             response.close()
-            tries = f" after {attempt} tries" if attempt > 1 else ""
+            tries = f" after {attempt} requests" if attempt > 1 else ""
             raise HTTPError(f"{self.name}: {method} {_short(url)} answered {status}{tries}: {message}", status, url)
 
     def _send(self, method: str, url: str, *, auth: bool, stream: bool, **kwargs: Any) -> requests.Response:

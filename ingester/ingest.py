@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from ingester.config import Settings
-from ingester.errors import InputError, PayloadError, ScenesFileError, StoreError, TilingWarning
+from ingester.errors import (
+    InputError,
+    PayloadError,
+    ReprocessedCopyWarning,
+    ScenesFileError,
+    StoreError,
+    TilingWarning,
+)
 from ingester.geometry import to_wkt
 from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
@@ -31,6 +38,7 @@ class Plan:
     scenes: list[Scene]  # new scenes, with tiles, sorted by date
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (scene id, reason)
     source: str = ""  # "tiles file", "scenes file", "catalogue"
+    layer_formats: dict[str, str] = dataclasses.field(default_factory=dict)  # layer → dformat its graph indexes
 
 
 @dataclasses.dataclass
@@ -137,6 +145,39 @@ def _mark_aoi_bbox(scene: Scene, payload: Payload) -> None:
             scene.metadata["aoi_bbox"] = bbox
 
 
+def one_processing_per_acquisition(scenes: list[Scene], stored: set[str], aoi: str
+                                   ) -> tuple[list[Scene], list[tuple[str, str]]]:
+    """Drop the other processings of an acquisition (naming.dedup_key): one already in the AOI is kept
+    (it may be processed already), else the input's newest. A warning names both. Returns (kept, skipped)."""
+    from ingester.catalogue.cdse import newest_key
+    from ingester.naming import dedup_key
+
+    in_aoi = {dedup_key(sid): sid for sid in stored}
+    best: dict[str, Scene] = {}
+    skipped: list[tuple[str, str]] = []
+    for scene in scenes:
+        if scene.source_id in stored:
+            continue  # the same product: "already in the AOI" (below)
+        key = dedup_key(scene.source_id)
+        kept = in_aoi.get(key)
+        if kept is not None:
+            warnings.warn(f"{scene.source_id} is another processing of {kept}, which is already in the AOI "
+                          f"{aoi}: not ingested (an acquisition is ingested once; remove {kept} from the AOI "
+                          "first to ingest this one)", ReprocessedCopyWarning, stacklevel=2)
+            skipped.append((scene.source_id, f"another processing of {kept} (in the AOI)"))
+            continue
+        other = best.get(key)
+        if other is not None and other.source_id != scene.source_id:
+            older, newer = (other, scene) if newest_key(scene) > newest_key(other) else (scene, other)
+            warnings.warn(f"{older.source_id} is an older processing of {newer.source_id} (same file): not "
+                          "ingested", ReprocessedCopyWarning, stacklevel=2)
+            skipped.append((older.source_id, f"older processing of {newer.source_id}"))
+            scene = newer
+        best[key] = scene
+    kept_ids = {id(s) for s in best.values()}
+    return [s for s in scenes if s.source_id in stored or id(s) in kept_ids], skipped
+
+
 def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str | None = None,
             tiles_file: str | None = None, create_layers: bool = False) -> Plan:
     """Read and validate the input; nothing is written."""
@@ -146,7 +187,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
 
     check_payload_graphs(payload)
     if not create_layers:
-        resolve_layers(store, payload, create=False)
+        resolve_layers(store, payload, create=False, formats=layer_formats(payload))  # the payload's graph
     check_aoi_settings(store, payload)
     existing = store.scene_ids_in_aoi(payload.name)
     skipped: list[tuple[str, str]] = []
@@ -158,6 +199,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             raise ScenesFileError(f"{origin}: no scene of this file has tiles: it is a scenes file, not a tiles "
                                   "file (give it with --scenes, or make tiles with `ingester tiles`)")
         _check_file_graphs(scenes, payload, origin, with_tiles=True)
+        scenes, skipped = one_processing_per_acquisition(scenes, existing, payload.name)
         new = []
         for scene in scenes:
             if scene.source_id in existing:
@@ -177,6 +219,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
 
             origin, source = "catalogue", "catalogue"
             scenes = [dataclasses.replace(s, aoi=s.aoi or payload.name) for s in search(payload, settings).scenes]
+        scenes, skipped = one_processing_per_acquisition(scenes, existing, payload.name)
         fresh = []
         for scene in scenes:
             if scene.source_id in existing:
@@ -200,7 +243,15 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         _mark_aoi_bbox(scene, payload)
     _check_links(new, store, payload.name, origin)
     new.sort(key=lambda s: (s.date, s.source_id))
-    return Plan(payload, new, skipped, source)
+    return Plan(payload, new, skipped, source, layer_formats(payload, new))
+
+
+def layer_formats(payload: Payload, scenes: list[Scene] | None = None) -> dict[str, str]:
+    """The data format each payload layer is indexed in by the tile graph(s) (see records.resolve_layers)."""
+    from ingester.graph.loader import payload_layer_formats
+
+    names = [t.graph_name for s in scenes or () for t in s.tiles]
+    return payload_layer_formats(payload, names)
 
 
 def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
@@ -222,7 +273,7 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
             raise StoreError(f"AOI {payload.name!r} changed while the input was checked: another run ingested "
                              f"{len(raced)} of these scenes (e.g. {raced[0]}); nothing was written, re-run the "
                              "command (the scenes already in the AOI are then skipped)")
-        instances = resolve_layers(store, payload, create=create_layers)
+        instances = resolve_layers(store, payload, create=create_layers, formats=plan.layer_formats)
         store.execute("UPDATE aoi SET settings = ?, updated_at = ? WHERE name = ?",
                       (dumps(aoi_settings(payload, instances)), now, payload.name))
         aoi_id = store.one("SELECT id FROM aoi WHERE name = ?", (payload.name,))

@@ -345,5 +345,7 @@ def load_payload(path: str | Path) -> Payload:
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PayloadError(f"{origin}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        from ingester.jsontext import describe
+
+        raise PayloadError(f"{origin}: {describe(exc, text)}") from None
     return parse_payload(raw, origin)

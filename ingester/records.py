@@ -73,15 +73,19 @@ def add_layer(store: Store, variable: str, instance: str, dformat: str | None = 
         return cur.lastrowid, True
 
 
-def add_layer_command(layer: Layer) -> str:
-    return f"ingester layers add {shlex.quote(layer.variable)} {shlex.quote(layer.instance)}"
+def add_layer_command(layer: Layer, dformat: str | None = None) -> str:
+    text = f"ingester layers add {shlex.quote(layer.variable)} {shlex.quote(layer.instance)}"
+    return f"{text} --dformat {dformat}" if dformat else text
 
 
-def resolve_layers(store: Store, payload: Payload, create: bool = False) -> dict[str, str]:
+def resolve_layers(store: Store, payload: Payload, create: bool = False,
+                   formats: Mapping[str, str] | None = None) -> dict[str, str]:
     """Payload layer → instance id (as a string, like the original's `instances_id`).
 
     Missing layers raise an InputError listing them with the commands that add them; with
-    `create` they are created instead (call inside the ingestion transaction)."""
+    `create` they are created instead (call inside the ingestion transaction), each in the data
+    format `formats` gives it (the one its graph indexes), else the default float32,0,0,1."""
+    formats = formats or {}
     out: dict[str, str] = {}
     missing: list[tuple[str, Layer]] = []
     for name, layer in sorted(payload.layers.items()):
@@ -99,12 +103,12 @@ def resolve_layers(store: Store, payload: Payload, create: bool = False) -> dict
         else:
             out[name] = str(iid)
     if missing and not create:
-        lines = "\n".join(f"  {add_layer_command(layer)}" for _, layer in missing)
+        lines = "\n".join(f"  {add_layer_command(layer, formats.get(n))}" for n, layer in missing)
         names = ", ".join(f"{n} ({layer.variable}/{layer.instance})" for n, layer in missing)
         raise InputError(f"{payload.path}: unknown layer(s) {names}. Add them with:\n{lines}\n"
                          "or run `ingester aoi` with --create-layers")
     for name, layer in missing:
-        iid, _ = add_layer(store, layer.variable, layer.instance)
+        iid, _ = add_layer(store, layer.variable, layer.instance, formats.get(name))
         out[name] = str(iid)
     return out
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from shapely.geometry import MultiPolygon, Polygon
 
-from ingester.errors import ScenesFileError
+from ingester.errors import ScenesFileError, ScenesFileWarning
 from ingester.fileio import atomic_write_text
 from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
 from ingester.times import format_time, parse_time
@@ -404,10 +405,14 @@ def read_scenes_document(path: str | Path) -> tuple[str, Any]:
         raise ScenesFileError(f"{origin}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenesFileError(f"{origin}: cannot read ({exc})") from None
+    from ingester.jsontext import describe, loads_forgiving
+
     try:
-        doc = json.loads(text)
+        doc, notes = loads_forgiving(text)
     except json.JSONDecodeError as exc:
-        raise ScenesFileError(f"{origin}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise ScenesFileError(f"{origin}: {describe(exc, text)}") from None
+    for note in notes:
+        warnings.warn(f"{origin}: {note}", ScenesFileWarning, stacklevel=3)
     return text, doc
 
 

@@ -327,6 +327,30 @@ def force_retry_aoi(store: Store, aoi_id: int, policy: Policy) -> int:
 
 # --- job outcomes --------------------------------------------------------------------------------
 
+# The words of every message about an attempt (run summary, history, job logs): the worker's *outcome*
+# (done, temporary, fatal, error; abandoned when a run was interrupted) → the job's *status* after it.
+TEMPORARY_EXHAUSTED = "temporary once more after"
+_AFTER = {
+    PENDING: "re-queued",
+    RETRY: "waits for `ingester retry`",
+    FAILED: "",
+    DONE: "",
+}
+
+
+def attempt_result(outcome: str | None, status: str | None, message: str = "") -> str:
+    """`outcome → status (what it means)`, e.g. `error → PENDING (automatic re-run)`; `running` while
+    the attempt is not finished."""
+    if not outcome:
+        return "running"
+    if not status:
+        return outcome
+    meaning = _AFTER.get(status, "")
+    if status == PENDING and (outcome in ("error", "fatal") or TEMPORARY_EXHAUSTED in message):
+        meaning = "automatic re-run"
+    return f"{outcome} → {status}" + (f" ({meaning})" if meaning else "")
+
+
 def is_retriable(store: Store, kind: str, job_id: int) -> bool:
     data = store.one(f"SELECT data FROM {_table(kind)} WHERE id = ?", (job_id,))
     return bool(json.loads(data).get("is_retriable", False)) if data else False
@@ -348,7 +372,7 @@ def apply_outcome(store: Store, kind: str, job_id: int, result: JobResult, polic
                     not_before=monotonic_now() + policy.backoff(count), **_CLEAR_LEASE)
             return PENDING
         outcome = "error"
-        message = f"{message} (still failing after {policy.max_temporary_retries} temporary retries)"
+        message = f"{message} ({TEMPORARY_EXHAUSTED} {policy.max_temporary_retries} re-queues: handled as an error)"
     if outcome == "done":
         requested = DONE
     elif outcome == "fatal":

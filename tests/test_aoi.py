@@ -67,7 +67,7 @@ def test_rerunning_with_the_same_file_does_nothing_and_an_extended_file_adds_onl
     assert aoi(cli, payload, "--scenes", scenes, "--create-layers").exit_code == 0
     r = aoi(cli, payload, "--scenes", scenes)
     assert r.exit_code == 0, r.stderr
-    assert "Ingestion of 0 scenes and 0 tiles" in r.stderr and "0 jobs run" in r.stderr
+    assert "Ingestion of 0 scenes and 0 tiles" in r.stderr and "0 jobs, 0 attempts in this run" in r.stderr
     assert len(executions(markers)) == 6
     extended = write_s2_scenes(tmp_path / "more.json", 5)
     r = aoi(cli, payload, "--scenes", extended, "--json")
@@ -184,7 +184,8 @@ def test_a_worker_process_that_dies_is_a_temporary_failure_not_a_hung_run(cli, p
     assert json.loads(r.stdout)["unfinished"]["tile_retry"] == 2
     with Store("outputs/ingester.db") as st:
         for (message,) in st.execute("SELECT message FROM tile"):
-            assert "died (exit code 17)" in message and "still failing after 1 temporary retries" in message
+            assert "died (exit code 17)" in message
+            assert "temporary once more after 1 re-queues: handled as an error" in message
         assert st.one("SELECT count(*) FROM scene WHERE status = 'DONE'") == 2
         assert st.execute("SELECT group_concat(outcome), group_concat(status) FROM (SELECT outcome, status "
                           "FROM job_attempt WHERE kind = 'tile' AND job_id = 1 ORDER BY id)").fetchone() == (
@@ -431,7 +432,7 @@ def test_temporary_failures_are_requeued_a_bounded_number_of_times(cli, payload,
     # 1 run + 2 temporary re-queues, then an error: retry_count 1 gives one automatic re-run of 3 more
     assert executions(markers).count(("scene", 1)) == 6
     with Store("outputs/ingester.db") as st:
-        assert "still failing after 2 temporary retries" in st.one("SELECT message FROM scene")
+        assert "temporary once more after 2 re-queues: handled as an error" in st.one("SELECT message FROM scene")
 
 
 def test_help_documents_every_option(cli):
@@ -704,3 +705,160 @@ def test_a_scenes_file_given_as_tiles_and_misspelt_graphs_are_input_errors_befor
     assert r.exit_code == 2, r.stderr
     assert "features[1]: field 'properties.data.graph_name': graph 'CopyProductToStorag' not found" in r.stderr
     assert not (tmp_path / "outputs").exists() and executions(markers) == []
+
+
+def test_an_other_processing_of_an_acquisition_already_in_the_aoi_is_skipped_with_a_warning(
+        cli, payload, tmp_path, markers, monkeypatch):
+    """Scenes files listed on different days (or pages of an older version) may hold two processings of
+    one acquisition: the AOI keeps one, the other is skipped with a warning naming both."""
+    from datetime import UTC, datetime
+
+    from shapely.geometry import box
+
+    from tests.fakes.cdse_odata import FakeCdseCatalogue, s2_product
+
+    t = datetime(2022, 1, 2, 10, 34, 31, tzinfo=UTC)
+    over = box(9.0, 54.1, 10.6, 55.9)
+    old = s2_product(sensing=t, geometry=over, tile="32UNF", baseline="0301", relative_orbit=108)
+    new = s2_product(sensing=t, geometry=over, tile="32UNF", baseline="0510", relative_orbit=108)
+    other = s2_product(sensing=t, geometry=over, tile="32UNG", relative_orbit=108)
+    with FakeCdseCatalogue([old, other]) as fake:
+        monkeypatch.setenv("INGESTER_CDSE_CATALOGUE_URL", fake.url)
+        assert cli("scenes", payload, "-o", tmp_path / "monday.json").exit_code == 0
+        fake.add([new])  # reprocessed since
+        assert cli("scenes", payload, "-o", tmp_path / "friday.json").exit_code == 0
+    friday = json.loads((tmp_path / "friday.json").read_text())
+    assert {f["properties"]["source_id"] for f in friday["features"]} == {new["Name"][:-5], other["Name"][:-5]}
+
+    r = aoi(cli, payload, "--scenes", tmp_path / "monday.json", "--create-layers")
+    assert r.exit_code == 0, r.stderr
+    r = aoi(cli, payload, "--scenes", tmp_path / "friday.json", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 0
+    assert (f"warning: {new['Name'][:-5]} is another processing of {old['Name'][:-5]}, which is already in the "
+            "AOI DenmarkDemoS2: not ingested") in r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert sorted(st.scene_ids_in_aoi(S2)) == sorted([old["Name"][:-5], other["Name"][:-5]])
+
+    # one file with both processings (pages joined by hand): the newest is ingested, the older skipped
+    both = json.loads((tmp_path / "monday.json").read_text())
+    both["features"] += [f for f in friday["features"] if f["properties"]["source_id"] == new["Name"][:-5]]
+    (tmp_path / "both.json").write_text(json.dumps(both))
+    r = aoi(cli, payload, "--scenes", tmp_path / "both.json", "--db", "other.db", "--create-layers", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 2
+    assert f"warning: {old['Name'][:-5]} is an older processing of {new['Name'][:-5]} (same file)" in r.stderr
+    with Store("other.db") as st:
+        assert sorted(st.scene_ids_in_aoi(S2)) == sorted([new["Name"][:-5], other["Name"][:-5]])
+
+
+WRITE_ONE = """
+import sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+open(args["out"], "w").write("one of two")
+"""
+
+
+def test_a_tile_whose_graph_misses_declared_outputs_is_not_done_and_the_summary_names_them(
+        cli, payload, tmp_path, markers):
+    """The tile graph declares two outputs and writes one: the tile ends RETRY (not DONE with 1 of 2),
+    and the run summary, the job message and history say which output is missing."""
+    (tmp_path / "write_one.py").write_text(WRITE_ONE)
+    (tmp_path / "TwoOutputs.json").write_text(json.dumps({
+        "config": {}, "envs": [],
+        "processing_steps": [{"engine": "python", "command": "write_one.py",
+                              "args": {"out": {"type": "out", "layer": "first", "extension": "txt"}}}],
+        "in_files": [[], [], []],
+        "out_files": [[{"layer": "first", "extension": "txt", "action": "to_create"},
+                       {"layer": "second", "extension": "txt", "action": "to_create"}]]}))
+    doc = json.loads(payload.read_text())
+    payload.write_text(json.dumps({**doc, "tile_graph_name": "TwoOutputs.json", "retry_count": 0}))
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    r = cli("aoi", payload, "--scenes", scenes, "--create-layers", "--workers", "1",
+            "--scene-worker", f"{W}:succeed", "--json")
+    assert r.exit_code == 4, r.stderr
+    out = json.loads(r.stdout)
+    assert out["summary"]["tiles"]["retry"] == 1
+    (missing,) = out["missing_outputs"]
+    assert missing["outputs"] == ["second"] and missing["status"] == "RETRY" and missing["kind"] == "tile"
+    scene_id = json.loads(scenes.read_text())["features"][0]["properties"]["source_id"]
+    assert (f"warning: tile {scene_id} of scene {scene_id} (tile id {missing['id']}): declared outputs not "
+            "produced: second (job now RETRY)") in r.stderr
+    r = cli("history", "--tile", str(missing["id"]), "--json")
+    assert r.exit_code == 0, r.stderr
+    (attempt,) = json.loads(r.stdout)["attempts"]
+    assert "graph TwoOutputs: 1 declared output(s) not produced: second" in attempt["message"]
+    log = Path(attempt["log_path"]).read_text()  # the job log says what happened, in the workflow's words
+    assert "[ingester] graph failed (outcome error): graph TwoOutputs: 1 declared output(s)" in log
+    assert log.rstrip().endswith("[ingester] attempt 1: error → RETRY (waits for `ingester retry`)")
+
+
+def test_the_run_summary_counts_jobs_and_attempts_apart_and_history_says_outcome_and_status(
+        cli, payload, tmp_path, markers, monkeypatch):
+    """3 scenes and 3 tiles are 6 jobs; one scene and its tile are temporary once, another scene and its
+    tile an error once (re-run automatically): 10 attempts. The summary says both; history says what
+    each attempt led to."""
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    ids = [f["properties"]["source_id"] for f in json.loads(scenes.read_text())["features"]]
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({ids[0]: ["temporary", "done"], ids[1]: ["error", "done"]}))
+    monkeypatch.setenv("FAKE_WORKER_SCRIPT", str(script))
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="scripted")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["jobs"], out["attempts"]) == (6, 10)
+    assert out["outcomes"] == {"done": 6, "temporary": 2, "error": 2}
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--db", "text.db", worker="scripted")
+    assert r.exit_code == 0, r.stderr
+    assert "AOI DenmarkDemoS2: 6 jobs, 10 attempts in this run (6 done, 2 temporary, 2 error); AOI status DONE" \
+        in r.stderr
+    with Store("outputs/ingester.db") as st:
+        first, second = (st.one("SELECT id FROM scene WHERE source_id = ?", (i,)) for i in ids[:2])
+    text = cli("history", "--scene", str(first)).stdout
+    lines = text.splitlines()
+    assert lines[0].startswith("attempt 1\t") and "\ttemporary → PENDING (re-queued)\t" in lines[0]
+    assert lines[1].startswith("attempt 2\t") and "\tdone → DONE\t" in lines[1]
+    text = cli("history", "--scene", str(second)).stdout
+    assert "\terror → PENDING (automatic re-run)\t" in text.splitlines()[0]
+    history = json.loads(cli("history", "--scene", str(second), "--json").stdout)
+    assert [(a["outcome"], a["status"], a["result"]) for a in history["attempts"]] == [
+        ("error", "PENDING", "error → PENDING (automatic re-run)"), ("done", "DONE", "done → DONE")]
+
+
+def _delete_line(path: Path, index: int) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    del lines[index]
+    path.write_text("".join(lines))
+
+
+def test_a_scenes_file_whose_last_feature_line_was_deleted_is_read_with_a_warning(cli, payload, tmp_path, markers):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    lines = scenes.read_text().splitlines()
+    assert lines[3].startswith('{"type": "Feature"') and lines[4].startswith("]")  # one feature per line
+    _delete_line(scenes, 3)  # the last feature: the line before now ends with a trailing comma
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 2
+    assert (f"warning: {scenes}: line 3: trailing comma before the ']' of line 4 ignored (left by deleting the "
+            "last item's line?); remove it to silence this warning") in r.stderr
+
+
+@pytest.mark.parametrize("edit, where, cause", [
+    (lambda t: t.replace('},\n{"type": "Feature"', '}\n{"type": "Feature"', 1), "line 3, column 1",
+     "a missing comma between two items (a line joined or a comma deleted?)"),
+    (lambda t: t.replace('"false"}}', '"false",}}'), "line 5", "a trailing comma before '}' (JSON allows none)"),
+    (lambda t: t[:-60], "line 4", "the file ends too early (truncated, or a closing bracket deleted?)"),
+    (lambda t: t.replace('"type": "FeatureCollection"', "'type': 'FeatureCollection'"), "line 1, column 2",
+     "single quotes: JSON strings and keys take double quotes"),
+    (lambda t: "", "line 1, column 1", "the file is empty"),
+    (lambda t: t + t, "line 6, column 1", "more text after the end of the JSON document (two documents pasted?)"),
+])  # fmt: skip
+def test_other_broken_json_gets_line_column_and_the_likely_cause(cli, payload, tmp_path, edit, where, cause):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    scenes.write_text(edit(scenes.read_text()))
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers")
+    assert r.exit_code == 2, r.stderr
+    assert f"error: {scenes}: invalid JSON at {where}" in r.stderr
+    assert f"(likely cause: {cause})" in r.stderr
+    assert not Path("outputs/ingester.db").exists()

@@ -330,7 +330,7 @@ def test_429_with_retry_after_then_success(fake):
 
 def test_503_beyond_the_retries_is_a_catalogue_error(fake):
     fake.fail_next(5, 503)
-    with pytest.raises(CatalogueError, match=r"answered 503 after 3 tries: Service Unavailable"):
+    with pytest.raises(CatalogueError, match=r"answered 503 after 3 requests: Service Unavailable"):
         run(fake, payload())
 
 

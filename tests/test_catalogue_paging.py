@@ -1,4 +1,4 @@
-"""Paging: rows P·L … P·L+L−1, `next`, --limit 0, next links, and the $skip ceiling (time windows)."""
+"""Paging: acquisitions P·L … P·L+L−1, `next`, --limit 0, next links, $skip ceiling (time windows), reprocessings."""
 
 from __future__ import annotations
 
@@ -233,3 +233,52 @@ def test_random_catalogues_page_exactly_with_a_small_ceiling(seed):
     stop = page * limit + limit if limit else None
     assert names(result) == ordered(matching, page * limit, stop)
     assert result.next == (limit > 0 and len(matching) > page * limit + limit)
+
+
+# --- reprocessed copies and page boundaries -----------------------------------------------------------
+
+def reprocessed_catalogue() -> tuple[list[dict], list[str]]:
+    """Seven acquisitions, hourly; the 2nd and the 5th were reprocessed (an older and a newer baseline,
+    same sensing time). Returns (products, the newest copy of each acquisition in date order)."""
+    products, newest = [], []
+    for i in range(7):
+        sensing = T0 + timedelta(hours=i)
+        copies = [s2_product(sensing=sensing, geometry=AREA, baseline="0510")]
+        if i in (1, 4):
+            copies = [s2_product(sensing=sensing, geometry=AREA, baseline="0301"),
+                      s2_product(sensing=sensing, geometry=AREA, baseline="0511")]
+        products += copies
+        newest.append(copies[-1]["Name"][:-5])
+    return products, newest
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4])
+def test_a_reprocessed_product_and_its_older_copy_never_land_on_two_pages(limit):
+    products, newest = reprocessed_catalogue()
+    with FakeCdseCatalogue(products) as fake:
+        everything = run_dedup(fake, 0, 0)
+        pages, page = [], 0
+        while True:
+            result = run_dedup(fake, page, limit)
+            pages.append(names(result))
+            if not result.next:
+                break
+            page += 1
+            assert page < 10
+    assert names(everything) == newest
+    assert [n for p in pages for n in p] == newest  # each acquisition once, newest copy, in order
+    assert all(len(p) == limit for p in pages[:-1]) and 0 < len(pages[-1]) <= limit  # windows of acquisitions
+    assert len(pages) == -(-len(newest) // limit)  # `next` exact: no empty last page
+
+
+def test_a_page_window_ending_on_a_reprocessed_acquisition_reads_its_later_copy():
+    products, newest = reprocessed_catalogue()
+    with FakeCdseCatalogue(products) as fake:
+        first = run_dedup(fake, 0, 2)  # acquisitions 0 and 1; the newer copy of 1 is the 4th row
+        assert names(first) == newest[:2] and first.next
+
+
+def run_dedup(fake, page, limit, **settings):
+    """`run`, but the de-duplication warnings of the search are allowed."""
+    s = load_settings({"cdse_catalogue_url": fake.url, "cdse_page_size": 2, **settings})
+    return search(payload(), s, page, limit)

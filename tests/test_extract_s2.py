@@ -18,7 +18,7 @@ from ingester.graph.worker import run_scene_graph, run_tile_job
 from ingester.payload import Layer
 from ingester.scenes import Scene, Tile
 from ingester.times import parse_time
-from tests.fakes.graph_jobs import S2_ID, WKT, scene_job, settings, tile_job
+from tests.fakes.graph_jobs import S2_ID, WKT, complete_s2_safe, scene_job, settings, tile_job
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "ingester" / "graph" / "scripts"
 JP2 = f"{S2_ID}.SAFE/GRANULE/L1C_T31TDH_A013204_20180101T105435/IMG_DATA/T31TDH_20180101T105441_B01.jp2"
@@ -37,12 +37,13 @@ def reflectance(stored: np.ndarray, fmt: DFormat, real_min: float, real_max: flo
     return real_min + (real_max - real_min) * (stored.astype(float) - fmt.min_value) / (fmt.max_value - fmt.min_value)
 
 
-def test_copy_then_extract_gives_a_cog_that_maps_back_to_reflectance(testdata, tmp_path):
+def test_copy_then_extract_gives_a_cog_per_band_that_maps_back_to_reflectance(testdata, tmp_path):
     scene, tile = s2_scene()
     storage = tmp_path / "storage"
     download = tmp_path / "download"
     download.mkdir()
     shutil.copytree(testdata / "s2" / f"{S2_ID}.SAFE", download / f"{S2_ID}.SAFE")
+    complete_s2_safe(download / f"{S2_ID}.SAFE")
     copied = run_scene_graph(scene_job(scene, storage, download), download / f"{S2_ID}.SAFE", settings())
     assert copied.outcome == "done", copied.message
     prefix = storage / "aoi" / S2_ID / "tiles" / S2_ID
@@ -52,7 +53,9 @@ def test_copy_then_extract_gives_a_cog_that_maps_back_to_reflectance(testdata, t
     result = run_tile_job(tile_job(scene, tile, storage, tmp_path / "work" / "t1", "ExtractS2Bands", layers=layers),
                           settings())
     assert result.outcome == "done", result.message
-    (out,) = result.outputs  # only B01 is in the excerpt: the other bands are skipped by file_exists
+    assert "optional output(s) not produced: B10" in result.details["notes"]
+    assert len(list(prefix.glob("*.tif"))) == 12  # every band stored, the payload's two indexed
+    out, _b02 = result.outputs
     cog = prefix / f"20180101_{S2_ID}_B01.tif"
     assert out.layer == "B01" and out.uri == str(cog)
     assert (out.dtype, out.nodata, out.min_value, out.max_value) == ("uint16", 0, 1, 65535)
@@ -78,6 +81,30 @@ def test_copy_then_extract_gives_a_cog_that_maps_back_to_reflectance(testdata, t
     step = (out.real_max - out.real_min) / (fmt.max_value - fmt.min_value)
     assert np.abs(got - expected).max() <= step / 2 + 1e-9
     assert (stored[~valid_px] == 0).all()
+
+
+def test_a_product_missing_bands_is_an_error_naming_them_and_keeps_the_product(testdata, tmp_path):
+    """The excerpt has B01 only: the graph's other declared bands are missing, so the tile is not DONE
+    with 1 of 12 outputs; the stored product stays for the retry (a retriable tile)."""
+    scene, tile = s2_scene()
+    tile.is_retriable = True
+    storage = tmp_path / "storage"
+    download = tmp_path / "download"
+    download.mkdir()
+    shutil.copytree(testdata / "s2" / f"{S2_ID}.SAFE", download / f"{S2_ID}.SAFE")
+    assert run_scene_graph(scene_job(scene, storage, download), download / f"{S2_ID}.SAFE",
+                           settings()).outcome == "done"
+    prefix = storage / "aoi" / S2_ID / "tiles" / S2_ID
+    layers = {b: Layer(b, "reflectance") for b in ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A",
+                                                    "B09", "B10", "B11", "B12")}
+    result = run_tile_job(tile_job(scene, tile, storage, tmp_path / "work" / "t1", "ExtractS2Bands", layers=layers),
+                          settings())
+    assert result.outcome == "error" and result.outputs == ()
+    missing = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+    assert f"graph ExtractS2Bands: 11 declared output(s) not produced: {', '.join(missing)}" in result.message
+    assert result.details["missing_outputs"] == missing
+    assert "warning: band B02 not in" in Path(result.log_path).read_text()
+    assert sorted(p.name for p in prefix.iterdir()) == [f"{S2_ID}.zip"]  # nothing stored, the product kept
 
 
 def _with_offset(safe: Path, offset: int, quantification: int = 10000) -> None:

@@ -85,8 +85,8 @@ def test_legacy_scenes_and_tiles_files_round_trip_in_the_current_format(testdata
 
 def test_hand_editing_mistakes_are_reported_with_position(tmp_path):
     bad = tmp_path / "scenes.json"
-    bad.write_text('{"type": "FeatureCollection", "features": [\n  {"properties": {}},\n]}')
-    with pytest.raises(ScenesFileError, match=r"line 3, column 1"):
+    bad.write_text('{"type": "FeatureCollection", "features": [\n  {"properties": {}},]}')
+    with pytest.raises(ScenesFileError, match=r"line 2, column 22: .* \(likely cause: a trailing comma before ']'"):
         read_scenes(bad)
     bad.write_text(json.dumps({"type": "FeatureCollection", "features": [{"properties": {"data": {}}}]}))
     with pytest.raises(ScenesFileError, match=r"features\[0\].properties.source_id: is required"):

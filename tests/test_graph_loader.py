@@ -76,6 +76,11 @@ def test_missing_or_empty_condition_means_pass():
     (lambda d: d["out_files"].extend([[], [], []]), "out_files", "at most 3"),
     (lambda d: d.update(extra=1), "", "unknown key(s) extra"),
     (lambda d: d["config"].update(n=5), "config.n", "must be a string"),
+    (lambda d: d["out_files"][0][0].update(optional="yes"), "out_files[0][0].optional", "must be true or false"),
+    (lambda d: d["out_files"][0][1].update(optional=True), "out_files[0][1].optional",
+     "applies to outputs the graph stores (to_create, to_index), not to to_delete"),
+    (lambda d: d["out_files"][0][0].update(optional=False, condition="on_failure"), "out_files[0][0].optional",
+     "no meaning for an output kept on failure"),
 ])
 def test_invalid_graph_names_file_and_place(mutate, where, words):
     doc = copy.deepcopy(GOOD)
@@ -156,3 +161,14 @@ def test_out_file_numbers_accept_numeric_strings_and_reject_others():
     doc["out_files"][0][0].update(ext_max_value=[1])
     with pytest.raises(GraphError, match=r"out_files\[0\]\[0\]\.ext_max_value: must be a number, got \[1\]"):
         parse(doc)
+
+
+def test_optional_outputs_default_to_the_file_exists_condition_and_may_be_set():
+    doc = copy.deepcopy(GOOD)
+    outs = doc["out_files"][0]
+    outs.append({"layer": "maybe", "extension": "tif", "action": "to_create", "condition": "file_exists"})
+    outs.append({"layer": "needed", "extension": "tif", "action": "to_create", "condition": "file_exists",
+                 "optional": False})
+    outs.append({"layer": "extra", "extension": "tif", "action": "to_create", "optional": True})
+    graph = parse(doc)
+    assert [o.may_be_missing for o in graph.out_files[0]] == [False, False, True, False, True]

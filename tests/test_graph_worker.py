@@ -132,7 +132,57 @@ def test_a_kept_output_the_graph_did_not_write_is_an_error(env):
     name = graph(env, "g.json", [], [[{"layer": "e", "extension": "tif", "action": "to_create",
                                        "condition": "file_not_exist"}]])
     result, _ = run(env, name)
-    assert result.outcome == "error" and "was not produced by the graph" in result.message
+    assert result.outcome == "error" and "1 declared output(s) not produced: e" in result.message
+
+
+def test_declared_outputs_missing_after_the_steps_make_the_job_an_error_naming_every_one(env):
+    """A graph that writes 1 of its outputs is not DONE: the message and the details name the others;
+    nothing is stored (the job failed) and the inputs a success would delete stay."""
+    scene, tile = s1_scene(4)
+    stored_input = prefix(env, scene, tile) / "20220104_A44_IW1_8951_input.tif"
+    stored_input.parent.mkdir(parents=True)
+    stored_input.write_text("input")
+    name = graph(env, "g.json", [step({"write": fixed("20220104_A44_IW1_8951_a.tif")})], [[
+        {"layer": "a", "extension": "tif", "action": "to_create"},
+        {"layer": "b", "extension": "tif", "action": "to_create", "condition": "file_exists", "optional": False},
+        {"layer": "c", "extension": "tif", "action": "to_create", "condition": "file_exists"},
+        {"layer": "d", "extension": "tif", "action": "to_create", "optional": True},
+        {"layer": "e", "extension": "tif", "action": "to_index", "datatype": "uint16", "ext_min_value": 0,
+         "ext_max_value": 1},
+        {"layer": "f", "extension": "tif", "action": "to_create", "condition": "different_T0_T1"},  # not for a root
+        {"layer": "input", "extension": "tif", "action": "to_delete"}]])
+    result, _ = run(env, name, (scene, tile))
+    assert result.outcome == "error"
+    assert "graph g: 2 declared output(s) not produced: b, e" in result.message
+    assert result.details["missing_outputs"] == ["b", "e"] and result.details["optional_missing"] == ["c", "d"]
+    assert sorted(p.name for p in prefix(env, scene, tile).iterdir()) == ["20220104_A44_IW1_8951_input.tif"]
+    assert "declared output(s) not produced: b, e" in Path(result.log_path).read_text()
+
+
+def test_a_missing_indexed_output_of_a_layer_the_payload_does_not_ask_for_is_not_required(env):
+    """A graph config may pick a subset of the graph's layers (ExtractS2Bands' `bands`): an indexed
+    output the payload does not name would only be stored, so its absence is noted, not an error."""
+    indexed = {"action": "to_index", "extension": "tif", "datatype": "uint16", "ext_min_value": 0,
+               "ext_max_value": 1}
+    name = graph(env, "g.json", [step({"write": fixed("20220104_A44_IW1_8951_a.tif")})],
+                 [[{"layer": "a", **indexed}, {"layer": "b", **indexed}]])
+    result, _ = run(env, name, layers={"a": Layer("A", "raw")})
+    assert result.outcome == "done", result.message
+    assert [o.layer for o in result.outputs] == ["a"] and result.details["optional_missing"] == ["b"]
+    result, _ = run(env, name, layers={"a": Layer("A", "raw"), "b": Layer("B", "raw")})
+    assert result.outcome == "error" and "1 declared output(s) not produced: b" in result.message
+
+
+def test_optional_outputs_may_be_missing_and_are_noted(env):
+    name = graph(env, "g.json", [step({"write": fixed("20220104_A44_IW1_8951_a.tif")})], [[
+        {"layer": "a", "extension": "tif", "action": "to_create"},
+        {"layer": "c", "extension": "tif", "action": "to_create", "condition": "file_exists"},
+        {"layer": "d", "extension": "tif", "action": "to_create", "optional": True}]])
+    scene, tile = s1_scene(4)
+    result, _ = run(env, name, (scene, tile))
+    assert result.outcome == "done", result.message
+    assert result.details["notes"] == ["optional output(s) not produced: c, d"]
+    assert [p.name for p in prefix(env, scene, tile).iterdir()] == ["20220104_A44_IW1_8951_a.tif"]
 
 
 def test_indexed_layer_outside_the_payload_layers_is_stored_not_indexed(env):

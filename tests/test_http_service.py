@@ -57,7 +57,7 @@ def test_429_and_5xx_are_retried_with_retry_after_then_backoff(httpserver):
 def test_retries_end_with_the_last_status_and_message(httpserver):
     httpserver.expect_request("/odata/v1/Products").respond_with_data("Service Unavailable", status=503)
     waits: list[float] = []
-    with pytest.raises(HTTPError, match=r"answered 503 after 3 tries: Service Unavailable") as info:
+    with pytest.raises(HTTPError, match=r"answered 503 after 3 requests: Service Unavailable") as info:
         service(httpserver, waits, retries=2).get_json("Products")
     assert info.value.status == 503 and waits == [0.5, 1.0]
 

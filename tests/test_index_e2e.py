@@ -15,7 +15,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from ingester.scenes import Scene, write_scenes
 from ingester.times import parse_time
-from tests.fakes.graph_jobs import S2_ID
+from tests.fakes.graph_jobs import S2_ID, complete_s2_safe
 from tests.fakes.stac_schemas import offline_validation
 
 pytest.importorskip("ingester.store", reason="needs the workflow's store (lands with the workflow issue)")
@@ -28,8 +28,9 @@ def test_aoi_on_the_s2_payload_ends_with_cogs_datasets_and_stac(cli, repo, testd
     payload = Path(shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "denmark-s2.json"))
     product = tmp_path / "archive" / f"{S2_ID}.zip"
     product.parent.mkdir()
+    safe = shutil.copytree(testdata / "s2" / f"{S2_ID}.SAFE", tmp_path / "safe" / f"{S2_ID}.SAFE")
+    complete_s2_safe(safe)  # every band but B10 (optional)
     with zipfile.ZipFile(product, "w") as zf:
-        safe = testdata / "s2" / f"{S2_ID}.SAFE"
         for path in sorted(safe.rglob("*")):
             zf.write(path, path.relative_to(safe.parent).as_posix())
     scene = Scene(source_id=S2_ID, aoi="DenmarkDemoS2", date=parse_time("2018-01-01T10:54:41Z"), wkt=WKT,
@@ -51,7 +52,10 @@ def test_aoi_on_the_s2_payload_ends_with_cogs_datasets_and_stac(cli, repo, testd
 
     listed = cli("datasets", "DenmarkDemoS2", "--json")
     assert listed.exit_code == 0, listed.stderr
-    (row,) = json.loads(listed.stdout)
+    rows = json.loads(listed.stdout)
+    assert sorted(r["layer"] for r in rows) == ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11",
+                                                "B12"]  # the payload's layers; B10 absent (optional)
+    (row,) = [r for r in rows if r["layer"] == "B01"]
     assert (row["layer"], row["uri"], row["tile"]) == ("B01", str(cog.resolve()), S2_ID)
     assert row["dformat"] == {"dtype": "uint16", "nodata": 0, "min": 1, "max": 65535}
     assert (row["real_min"], row["real_max"]) == (-0.0999, 6.4535)

@@ -54,7 +54,8 @@ def test_datasets_and_stac_of_a_processed_chain(cli, repo, tmp_path):
     assert all(Path(r["uri"]).is_absolute() and Path(r["uri"]).is_file() for r in rows)
     assert rows[0]["variable"] == "BackscatterSigma0VV" and rows[0]["instance"] == "RNKell"
     text = cli("datasets", "DenmarkDemoS1")
-    assert text.exit_code == 0 and len(text.stdout.splitlines()) == 3 and "float32,0,0,1 → [0, 1]" in text.stdout
+    assert text.exit_code == 0 and len(text.stdout.splitlines()) == 4 and "float32,0,0,1\t[0, 1]" in text.stdout
+    assert text.stdout.splitlines()[0].split("\t") == ["time", "layer", "tile", "dformat", "real range", "uri"]
 
     out = cli("stac", "DenmarkDemoS1", "-o", tmp_path / "stac", "--quiet")
     assert out.exit_code == 0, out.stderr

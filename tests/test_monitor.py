@@ -78,7 +78,7 @@ def test_aois_and_listings(cli, ingested):
     retry = json.loads(cli("list", "tiles", AOI, "--status", "retry", "--json").stdout)
     assert [(t["source_id"], t["status"]) for t in retry] == [("A44_IW1_8979", "RETRY")]
     assert retry[0]["message"].startswith("error for tile")
-    assert len(cli("list", "tiles", AOI).stdout.splitlines()) == 6
+    assert len(cli("list", "tiles", AOI).stdout.splitlines()) == 7  # a header row and 6 tiles
     r = cli("list", "tiles", AOI, "--status", "BROKEN")
     assert r.exit_code == 2 and "unknown status" in r.stderr
 
@@ -196,3 +196,59 @@ def test_exit_4_hints_name_the_listings_of_what_actually_failed(cli, tmp_path, r
     assert r.exit_code == 2
     r = cli("history")
     assert r.exit_code == 2 and "give exactly one of --scene ID or --tile ID" in r.stderr
+
+
+# --- --json errors ---------------------------------------------------------------------------------
+
+JSON_COMMANDS = [["status", "X"], ["aois"], ["list", "scenes", "X"], ["list", "tiles", "X"], ["retry", "X"],
+                 ["fail", "--scene", "1"], ["history", "--tile", "1"], ["run", "X"], ["layers", "list"],
+                 ["datasets", "X"]]
+
+
+@pytest.mark.parametrize("command", JSON_COMMANDS)
+def test_with_json_an_input_error_is_a_json_object_on_stdout_too(cli, command):
+    r = cli(*command, "--db", "typo.db", "--json")
+    assert r.exit_code == 2
+    assert "typo.db: no store here" in r.stderr  # the human message stays on stderr
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == 2 and "typo.db: no store here" in doc["error"]
+    assert set(doc) == {"error", "exit_code"}
+
+
+@pytest.mark.parametrize("command", [["aoi", "nowhere.json"], ["scenes", "nowhere.json"], ["show", "nowhere.json"]])
+def test_payload_commands_print_json_errors(cli, command):
+    r = cli(*command, "--json")
+    assert r.exit_code == 2
+    assert json.loads(r.stdout) == {"error": "nowhere.json: file not found", "exit_code": 2}
+
+
+def test_a_usage_error_with_json_is_a_json_object_on_stdout(cli):
+    r = cli("list", "tiles", "X", "--workers", "3", "--json")  # no such option
+    assert r.exit_code == 2 and "No such option: --workers" in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == 2 and "No such option: --workers" in doc["error"]
+    r = cli("run", "X", "--workers", "0", "--json")  # out of range
+    assert r.exit_code == 2 and json.loads(r.stdout)["exit_code"] == 2
+    assert cli("run", "X", "--workers", "0").stdout == ""  # without --json: nothing on stdout
+
+
+def test_a_locked_aoi_with_json_is_exit_3_with_a_json_error(cli, ingested):
+    from ingester.coordinator import acquire_lock
+
+    with Store("outputs/ingester.db") as st:
+        acquire_lock(st, AOI, "someone-else", 300)  # held by this (live) process
+    r = cli("run", AOI, "--json")
+    assert r.exit_code == 3
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == 3 and f"AOI {AOI!r} is locked by another run" in doc["error"]
+
+
+def test_text_tables_start_with_a_header_row(cli, ingested):
+    scenes = cli("list", "scenes", AOI).stdout.splitlines()
+    assert scenes[0].split("\t") == ["id", "status", "date", "source_id", "message"] and len(scenes) == 4
+    tiles = cli("list", "tiles", AOI).stdout.splitlines()
+    assert tiles[0].split("\t") == ["id", "status", "date", "scene", "tile", "previous", "reference", "message"]
+    assert len(tiles) == 7 and tiles[1].split("\t")[5:7] == ["-", "-"]  # a root tile: no previous, no reference
+    layers = cli("layers", "list").stdout.splitlines()
+    assert layers[0].split("\t") == ["variable", "instance", "instance_id", "dformat", "unit", "bands"]
+    assert cli("datasets", AOI).stdout == f"AOI {AOI}: no dataset indexed yet\n"  # its header: test_index_store

@@ -328,7 +328,7 @@ def test_chain_retries_temporary_errors_then_moves_on_and_reports_every_provider
                             sleep=waits.append)
     assert fetched.provider == "third"
     assert first.calls == 1 and flaky.calls == 3 and len(waits) == 2
-    assert fetched.messages == ["first: not here", "second: flaky: 503 (after 3 tries)"]
+    assert fetched.messages == ["first: not here", "second: flaky: 503 (provider tried 3 times in this attempt)"]
 
 
 def test_chain_failure_is_temporary_when_a_provider_may_recover(tmp_path):

@@ -118,3 +118,34 @@ def test_missing_layers_are_listed_with_the_commands_that_add_them(tmp_path, rep
     assert "ingester layers add BackscatterSigma0VV RNKell" in text
     assert "ingester layers add CoherenceVH master" in text
     assert "CoherenceVV" not in text
+
+
+def test_create_layers_gives_each_layer_the_data_format_its_graph_indexes(cli, tmp_path, repo):
+    """ExtractS2Bands indexes uint16,0,1,65535: --create-layers creates the layers in that format, and
+    a payload's graph_config override of the graph's dformat_out wins."""
+    scenes = write_s2_scenes(tmp_path / "s.json", 1)
+    r = cli("aoi", repo / "payloads" / "denmark-s2.json", "--scenes", scenes, "--create-layers", "--workers", "1",
+            "--scene-worker", "tests.fakes.workers:succeed", "--tile-worker", "tests.fakes.workers:succeed")
+    assert r.exit_code == 0, r.stderr
+    layers = json.loads(cli("layers", "list", "--json").stdout)
+    assert len(layers) == 12
+    assert {json.dumps(x["dformat"]) for x in layers} == {json.dumps({"dtype": "uint16", "nodata": 0.0, "min": 1.0,
+                                                                      "max": 65535.0})}
+    doc = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    doc.update(name="Other", layers={"B01": {"variable": "B01s", "instance": "raw"}},
+               graph_config={"dformat_out": "int16,-1,0,10000"}, record_tags={})
+    payload = tmp_path / "other.json"
+    payload.write_text(json.dumps(doc))
+    r = cli("aoi", payload, "--scenes", write_s2_scenes(tmp_path / "o.json", 1, aoi="Other"), "--create-layers",
+            "--workers", "1", "--scene-worker", "tests.fakes.workers:succeed",
+            "--tile-worker", "tests.fakes.workers:succeed")
+    assert r.exit_code == 0, r.stderr
+    (b01s,) = [x for x in json.loads(cli("layers", "list", "--json").stdout) if x["variable"] == "B01s"]
+    assert b01s["dformat"] == {"dtype": "int16", "nodata": -1.0, "min": 0.0, "max": 10000.0}
+
+
+def test_missing_layers_are_suggested_with_the_format_their_graph_indexes(tmp_path, repo):
+    payload = load_payload(repo / "payloads" / "denmark-s2.json")
+    with pytest.raises(InputError) as err:
+        prepare(Store(tmp_path / "x.db"), payload, Settings(), scenes_file=str(write_s2_scenes(tmp_path / "s.json")))
+    assert "ingester layers add B04 raw --dformat uint16,0,1,65535" in str(err.value)

@@ -114,15 +114,25 @@ def test_denmark_s1_payload_end_to_end_matches_the_original_listing(cli, repo, t
 
 
 def test_limit_and_page_options_and_json_summary(cli, repo, fake):
-    fake.add(denmark_s2_catalogue().values())
-    result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--page", "1", "--limit", "2", "--json",
+    products = denmark_s2_catalogue()
+    fake.add(products.values())
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--page", "0", "--limit", "2", "--json",
                  env=env(fake))
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["next"] is True and summary["rows"] == 2 and summary["requests"] == 1
-    assert summary["output"] == "outputs/scenes.json" and summary["scenes"] == 1  # 2 rows, one dedup
+    assert summary["output"] == "outputs/scenes.json" and summary["scenes"] == 2
     assert json.loads(OUT.read_text())["properties"] == {"next": "true"}
-    assert fake.product_requests[0]["params"]["$skip"] == "2" and fake.product_requests[0]["params"]["$top"] == "3"
+    assert "$skip" not in fake.product_requests[0]["params"] and fake.product_requests[0]["params"]["$top"] == "3"
+    # page 1: the acquisitions 2 and 3 (jan03, reprocessed: both its rows, the newest kept; jan11), the last
+    result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--page", "1", "--limit", "2", "--json",
+                 env=env(fake))
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["next"] is False and summary["rows"] == 3 and summary["scenes"] == 2
+    assert json.loads(OUT.read_text())["properties"] == {"next": "false"}
+    assert [f["properties"]["source_id"] for f in json.loads(OUT.read_text())["features"]] == [
+        products[k]["Name"][:-5] for k in ("jan03_new", "jan11")]
 
 
 def test_quiet_prints_no_summary(cli, repo, fake):
@@ -138,13 +148,31 @@ def test_catalogue_failure_exits_1_and_writes_nothing(cli, repo, fake):
     result = cli("scenes", repo / "payloads" / "denmark-s2.json", env=env(fake))
     assert result.exit_code == 1
     assert result.stderr.startswith("error: CDSE catalogue search failed: cdse-catalogue: GET ")
-    assert "answered 503 after 3 tries" in result.stderr
+    assert "answered 503 after 3 requests" in result.stderr
     assert OUT.read_text() == "previous listing"
 
 
 def test_unreachable_catalogue_exits_1(cli, repo):
     result = cli("scenes", repo / "payloads" / "denmark-s2.json")  # conftest points it at a closed port
-    assert result.exit_code == 1 and "no response after 3 tries" in result.stderr and not OUT.exists()
+    assert result.exit_code == 1 and "no response after 3 requests" in result.stderr and not OUT.exists()
+
+
+def test_with_json_a_runtime_failure_is_a_json_error_on_stdout(repo, tmp_path):
+    """Exit 1 (the catalogue unreachable), in a real process: stdout holds one JSON object, stderr the text."""
+    import subprocess
+
+    from tests.conftest import PYTHON, subprocess_env
+
+    proc = subprocess.run([PYTHON, "-m", "ingester", "scenes", str(repo / "payloads" / "denmark-s2.json"), "--json"],
+                          capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["exit_code"] == 1 and "no response after 3 requests" in doc["error"]
+    assert proc.stderr.startswith("error: CDSE catalogue search failed")
+    proc = subprocess.run([PYTHON, "-m", "ingester", "scenes", "p.json", "--limit", "x", "--json"],
+                          capture_output=True, text=True, env=subprocess_env(), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and json.loads(proc.stdout)["exit_code"] == 2  # a usage error, from sys.argv
+    assert "Invalid value for '--limit'" in json.loads(proc.stdout)["error"]
 
 
 def test_negative_options_are_refused_with_exit_2(cli, repo, fake):

@@ -300,7 +300,7 @@ def test_outcomes_map_to_statuses(tmp_path, repo):
         assert apply_outcome(store, "scene", c, JobResult("temporary", "503"), policy) == PENDING
         assert apply_outcome(store, "scene", c, JobResult("temporary", "503"), policy) == PENDING
         assert apply_outcome(store, "scene", c, JobResult("temporary", "503"), policy) == RETRY  # bounded
-    assert "after 2 temporary retries" in store.one("SELECT message FROM scene WHERE id = ?", (c,))
+    assert "temporary once more after 2 re-queues" in store.one("SELECT message FROM scene WHERE id = ?", (c,))
 
 
 def test_a_result_for_a_job_that_is_not_pending_is_refused(chain):

@@ -28,9 +28,10 @@ SUPPORTED = ("sentinel1", "sentinel2", "landsat89")
 
 
 def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None) -> SearchResult:
-    """The payload's scenes: rows page·limit … page·limit+limit−1 of the ordered catalogue result
-    (limit 0: all of them). `page`/`limit` default to the payload's. Raises InputError for a
-    constellation without a catalogue, CatalogueError when the catalogue fails."""
+    """The payload's scenes: acquisitions page·limit … page·limit+limit−1 of the ordered catalogue
+    result, reprocessed copies counted once (limit 0: all of them). `page`/`limit` default to the
+    payload's. Raises InputError for a constellation without a catalogue, CatalogueError when the
+    catalogue fails."""
     from ingester.errors import InputError
 
     if settings.cdse_page_size < 1 or settings.cdse_page_size > 1000:

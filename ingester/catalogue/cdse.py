@@ -7,10 +7,11 @@ Id; long polygons are simplified for the query only. Every product is then check
 client against the exact AOI and every payload filter, mapped to a `Scene`, de-duplicated
 (reprocessed products: newest wins) and sorted by date.
 
-Paging counts rows of the server's ordered result (merged over polygons), before client checks:
-`--page P --limit L` maps to rows P·L … P·L+L−1, so pages never overlap and a page may hold fewer
-than L scenes after the checks (and reprocessings that fall on two pages are de-duplicated within
-each page only). `next` is true exactly when the ordered result has more rows.
+Paging counts acquisitions of the server's ordered result (merged over polygons), before client
+checks: `--page P --limit L` takes the acquisitions P·L … P·L+L−1 (an acquisition's reprocessed
+copies count once and come on the page of its first row, wherever the server's pages cut), so pages
+never overlap, the newest copy wins across pages as within one, and a page may hold fewer than L
+scenes after the checks. `next` is true exactly when more acquisitions follow (see `RowStream`).
 
 Scene metadata kept for later steps (no second search needed): `uuid` (OData Id), `product_name`
 (with `.SAFE`), `checksums` ({"MD5": …, "BLAKE3": …}, possibly empty), `size` (ContentLength),
@@ -23,12 +24,13 @@ import contextlib
 import dataclasses
 import fnmatch
 import gc
+import heapq
 import itertools
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Generator, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -462,43 +464,118 @@ def _sort_key(product: dict) -> tuple[datetime, str]:
     return (fast_time(product["ContentDate"]["Start"]), str(product.get("Id", "")))
 
 
+# Copies of one acquisition (reprocessings) carry the same sensing time in their names; their
+# ContentDate/Start lie within this spread of each other (in practice they are equal).
+COPY_SPREAD = timedelta(seconds=60)
+
+
+def acquisition_key(row: dict) -> str:
+    """The de-duplication key of a catalogue row (naming.dedup_key of its name; its Id without one)."""
+    name = str(row.get("Name") or "")
+    if not name:
+        return f"Id:{row.get('Id', '')}"
+    return dedup_key(name[:-5] if name.endswith(".SAFE") else name)
+
+
+def _row_time(row: dict) -> datetime | None:
+    try:
+        return fast_time(row["ContentDate"]["Start"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class RowStream:
-    """Rows start … start+count−1 of the merged, ordered result of one query per polygon, as an
-    iterable; after iteration, `next` says whether more rows exist and `count` how many came."""
+    """The rows of a page of the merged, ordered result of one query per polygon, as an iterable;
+    after iteration, `next` says whether more exist and `count` how many rows came.
+
+    Without a limit: every row. With one, the window is cut from the de-duplicated result: the
+    acquisitions `start … start+count−1` (numbered in the order of their first row), each with every
+    row of it (its reprocessed copies too, wherever the page size would have cut them), so that an
+    acquisition lands on one page only and a page holds at most `count` of them. This reads the result
+    from its first row, and past the window's end while copies may follow (`COPY_SPREAD`); `next` is
+    true exactly when an acquisition beyond the window exists."""
 
     def __init__(self, service: Service, filters_: list[str], start: int, count: int | None, *, page_size: int,
                  max_skip: int, stats: PagerStats):
         self.pagers = [ODataPager(service, f, page_size=page_size, max_skip=max_skip, stats=stats)
                        for f in filters_]
+        self.page_size = page_size
         self.start = start
         self.limit = count
         self.next = False
         self.count = 0
 
-    def _source(self) -> Iterator[dict]:
-        extra = None if self.limit is None else self.limit + 1  # one row more tells whether more exist
+    def _everything(self) -> Iterator[dict]:
         if len(self.pagers) == 1:
-            return self.pagers[0].rows(self.start, extra)
-        # the first N merged rows are among the first N rows of every query
+            return self.pagers[0].rows(0, None)
         merged: dict[str, dict] = {}
         for pager in self.pagers:
-            with contextlib.closing(pager.rows(0, None if extra is None else self.start + extra)) as rows:
+            with contextlib.closing(pager.rows(0, None)) as rows:
                 for row in rows:
                     merged.setdefault(str(row.get("Id")), row)
-        return iter(sorted(merged.values(), key=_sort_key)[self.start:])
+        return iter(sorted(merged.values(), key=_sort_key))
 
-    def __iter__(self) -> Iterator[dict]:
-        source = self._source()
+    def _chunks(self, pager: ODataPager, first: int) -> Generator[dict, None, None]:
+        """Every row of one query from row 0, read `first` rows, then more as the caller asks."""
+        pos, size = 0, first
+        while True:
+            with contextlib.closing(pager.rows(pos, size)) as rows:
+                yield from rows
+            if pager.exhausted:
+                return
+            pos += size
+            size = min(max(size, 16), self.page_size)
+
+    def _merged(self, first: int) -> Generator[dict, None, None]:
+        """Rows of every query from row 0 in (date, Id) order, each product once."""
+        streams = [self._chunks(pager, first) for pager in self.pagers]
+        source = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_sort_key)
+        seen: set[str] = set()
         try:
             for row in source:
-                if self.limit is not None and self.count == self.limit:
-                    self.next = True
-                    return
-                self.count += 1
+                rid = str(row.get("Id", ""))
+                if rid and rid in seen:
+                    continue
+                seen.add(rid)
                 yield row
         finally:
-            if hasattr(source, "close"):
-                source.close()
+            for stream in streams:
+                stream.close()
+
+    def __iter__(self) -> Iterator[dict]:
+        if self.limit is None:
+            source = self._everything()
+            try:
+                for row in source:
+                    self.count += 1
+                    yield row
+            finally:
+                if hasattr(source, "close"):
+                    source.close()
+            return
+        end = self.start + self.limit
+        index: dict[str, int] = {}  # acquisition → its number in the order of first rows
+        last: datetime | None = None  # date of the first row of the window's last acquisition
+        source = self._merged(end + 1)
+        try:
+            for row in source:
+                key = acquisition_key(row)
+                number = index.get(key)
+                if number is None:
+                    number = index[key] = len(index)
+                    if number == end - 1:
+                        last = _row_time(row)
+                    elif number >= end:
+                        self.next = True
+                if self.start <= number < end:
+                    self.count += 1
+                    yield row
+                if self.next:
+                    when = _row_time(row)
+                    if last is None or (when is not None and when > last + COPY_SPREAD):
+                        return  # no copy of the window's acquisitions can follow
+        finally:
+            source.close()
 
 
 def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None,

@@ -18,7 +18,7 @@ breaks ties by `Id`):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +63,7 @@ class ODataPager:
         self.entity = entity
         self.stats = stats or PagerStats()
         self.prefetch = prefetch
+        self.exhausted = False  # the last `rows` call reached the end of the result set
 
     def _params(self, lower: str | None, skip: int, top: int) -> dict[str, Any]:
         flt = self.filter if lower is None else f"{self.filter} and ContentDate/Start ge {lower}"
@@ -106,11 +107,12 @@ class ODataPager:
             return None
         return wskip, self.page_size if end is None else min(self.page_size, end - pos)
 
-    def rows(self, start: int = 0, count: int | None = None) -> Iterator[dict]:
+    def rows(self, start: int = 0, count: int | None = None) -> Generator[dict, None, None]:
         """Yield rows `start … start+count−1` (all rows from `start` when count is None).
 
         While the caller handles one page, the next one is already being fetched (one background
         request at a time, on the service's session)."""
+        self.exhausted = False
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="odata-prefetch") if self.prefetch else None
         try:
             yield from self._rows(start, count, executor)
@@ -174,6 +176,7 @@ class ODataPager:
                 yield row
             pos = after
             if done:
+                self.exhausted = True
                 return  # the result set ends here
             last_page = page
             fetched.update((skip + i, _date(row)) for i, row in enumerate(page))

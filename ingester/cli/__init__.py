@@ -10,9 +10,11 @@ import importlib
 import typer
 
 from ingester import __version__
+from ingester.cli.common import JsonErrorsGroup
 
 app = typer.Typer(
     name="ingester",
+    cls=JsonErrorsGroup,
     help="Find satellite scenes over an area, split them into tiles, download, process and index them.\n\n"
     "Exit codes: 0 success; 1 runtime failure; 2 invalid input; 3 another run holds the AOI's lock; "
     "4 the run finished but some jobs ended FAILED or RETRY.",
@@ -38,8 +40,9 @@ def _root(
 
 # Command modules register themselves on `app` when imported, in the order `--help` lists them:
 # the journey first (scenes → tiles → aoi), the views of its files, then layers, monitoring and repair,
-# then the index.
-for _module in ("scenes_cmd", "tiles_cmd", "aoi_cmd", "views_cmd", "layers_cmd", "monitor_cmd", "index_cmd"):
+# then the index and the settings.
+for _module in ("scenes_cmd", "tiles_cmd", "aoi_cmd", "views_cmd", "layers_cmd", "monitor_cmd", "index_cmd",
+                "config_cmd"):
     importlib.import_module(f"ingester.cli.{_module}")
 
 

@@ -40,14 +40,45 @@ def check_download_settings(s: Settings) -> None:
 
 def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str | None = None,
                       lock: bool = True) -> RunReport:
-    """Run the AOI, with a live 'n jobs finished' line on an interactive terminal."""
+    """Run the AOI. On an interactive terminal, a live display: the run's line (jobs and attempts
+    finished, all downloads' bytes, throughput and time remaining) and one bar per download running
+    in the worker processes; nothing of it otherwise (cron, pipes, --quiet)."""
     from ingester.coordinator import run_aoi
 
     if not ui.interactive:
         return run_aoi(store, aoi, s, s.workers, run_id, lock=lock)
-    with ui.err.status(f"running the jobs of {aoi}…") as status:
+    from ingester.providers.progress import RunDisplay
+
+    with RunDisplay(ui.err) as display:
+        display.status(f"{aoi}: running")
         return run_aoi(store, aoi, s, s.workers, run_id, lock=lock,
-                       progress=lambda text: status.update(f"{aoi}: {text}"))
+                       progress=lambda text: display.status(f"{aoi}: {text}"), downloads=display.queue)
+
+
+OUTCOME_ORDER = ("done", "temporary", "error", "fatal")
+
+
+def run_counts(report: RunReport) -> str:
+    """`27 jobs, 38 attempts in this run (27 done, 8 temporary, 3 error)`: a job runs once per attempt."""
+    text = f"{report.jobs} jobs, {report.attempts} attempts in this run"
+    order = [*OUTCOME_ORDER, *sorted(set(report.outcomes) - set(OUTCOME_ORDER))]
+    parts = [f"{report.outcomes[o]} {o}" for o in order if report.outcomes.get(o)]
+    return text + (f" ({', '.join(parts)})" if parts else "")
+
+
+MISSING_SHOWN = 10  # jobs listed with their missing outputs; the rest are counted
+
+
+def render_missing_outputs(ui: UI, report: RunReport) -> None:
+    """Warn (always: it explains a FAILED/RETRY) about the jobs whose graph did not produce declared outputs."""
+    items = report.missing_outputs
+    for item in items[:MISSING_SHOWN]:
+        what = f"tile {item['tile']} of scene {item['scene']}" if item["kind"] == "tile" else f"scene {item['scene']}"
+        ui.warn(f"{what} ({item['kind']} id {item['id']}): declared outputs not produced: "
+                f"{', '.join(item['outputs'])} (job now {item['status']})")
+    if len(items) > MISSING_SHOWN:
+        ui.warn(f"… and {len(items) - MISSING_SHOWN} more jobs with outputs not produced "
+                f"(`ingester history --{items[0]['kind']} ID` shows each job's message)")
 
 
 def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None = None) -> None:
@@ -55,11 +86,14 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
     from ingester.workflow import summary_text
 
     if as_json:
-        print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "executed": report.executed,
-                    "summary": report.summary, "unfinished": report.unfinished})
+        print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "jobs": report.jobs,
+                    "attempts": report.attempts, "executed": report.executed, "outcomes": report.outcomes,
+                    "summary": report.summary, "unfinished": report.unfinished,
+                    "missing_outputs": report.missing_outputs})
     else:
-        ui.info(f"AOI {report.aoi}: {report.executed} jobs run (status {report.summary['status']})")
+        ui.info(f"AOI {report.aoi}: {run_counts(report)}; AOI status {report.summary['status']}")
         ui.info(summary_text(report.summary))
+    render_missing_outputs(ui, report)
     if report.failed:
         u = report.unfinished
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in u.items() if v)
@@ -82,7 +116,9 @@ def aoi_command(
     tiles: Path | None = typer.Option(None, "--tiles", help="Ingest these scenes with their tiles as given."),
     workers: int | None = WorkersOption,
     db: str | None = DbOption,
-    create_layers: bool = typer.Option(False, "--create-layers", help="Create the payload's missing layers."),
+    create_layers: bool = typer.Option(
+        False, "--create-layers", help="Create the payload's missing layers, each in the data format its tile "
+        "graph indexes it in (else float32,0,0,1)."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
     scene_worker: str | None = SceneWorkerOption,

@@ -9,12 +9,13 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from ingester.config import Settings, load_settings
 from ingester.errors import EXIT_FAILURE, IngesterError, IngesterWarning
@@ -96,6 +97,13 @@ def command(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ui = UI(quiet=bool(kwargs.get("quiet", False)))
+        as_json = bool(kwargs.get("as_json") or kwargs.get("json_"))
+
+        def fail(text: str, code: int) -> typer.Exit:
+            ui.error(text)
+            if as_json:
+                print_json({"error": text, "exit_code": code})
+            return typer.Exit(code)
 
         def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
             if issubclass(category, IngesterWarning):
@@ -112,21 +120,52 @@ def command(fn: F) -> F:
                 warnings.showwarning = show
                 return fn(*args, **kwargs)
         except IngesterError as exc:
-            ui.error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
+            raise fail(str(exc), exc.exit_code) from None
         except OSError as exc:  # an output path that is a folder, unwritable, on a full disk, …
             where = f"{exc.filename}: " if exc.filename else ""
-            ui.error(f"{where}{exc.strerror or exc}")
-            raise typer.Exit(EXIT_FAILURE) from None
+            raise fail(f"{where}{exc.strerror or exc}", EXIT_FAILURE) from None
         except Terminated:
-            ui.error("terminated; re-run the command (or `ingester run AOI`) to resume")
-            raise typer.Exit(128 + signal.SIGTERM) from None
+            raise fail("terminated; re-run the command (or `ingester run AOI`) to resume",
+                       128 + signal.SIGTERM) from None
         except KeyboardInterrupt:
-            ui.error("interrupted; re-run the command (or `ingester run AOI`) to resume")
-            raise typer.Exit(130) from None
+            raise fail("interrupted; re-run the command (or `ingester run AOI`) to resume", 130) from None
         finally:
             warnings.showwarning = old
             if old_term is not None:
                 signal.signal(signal.SIGTERM, old_term)
 
     return wrapper  # type: ignore[return-value]
+
+
+def wants_json(argv: Sequence[str]) -> bool:
+    """Whether a command line asks for JSON output (`--json` before any `--`)."""
+    args = list(argv)
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
+class JsonErrorsGroup(TyperGroup):
+    """The top-level command group: with `--json`, a usage error (unknown option, bad value, missing
+    argument: exit 2) is also printed as `{"error": …, "exit_code": 2}` on stdout, like the errors
+    the commands themselves report; the usual message still goes to stderr."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or not wants_json(argv):
+            return super().main(argv, prog_name, complete_var, standalone_mode, windows_expand_args, **extra)
+        try:
+            code = super().main(argv, prog_name, complete_var, False, windows_expand_args, **extra)
+        except typer.Abort:
+            print_json({"error": "aborted", "exit_code": 1})
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        except Exception as exc:  # click's (or typer's vendored click's) ClickException: a usage error
+            show, message, code = (getattr(exc, "show", None), getattr(exc, "format_message", None),
+                                   getattr(exc, "exit_code", None))
+            if not (callable(show) and callable(message) and isinstance(code, int)):
+                raise
+            print_json({"error": message(), "exit_code": code})
+            show()
+            sys.exit(code)
+        sys.exit(code if isinstance(code, int) else 0)

@@ -28,7 +28,8 @@ def datasets_command(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """List the AOI's indexed datasets: record, layer, tile, stored URI, data format and real range."""
+    """List the AOI's indexed datasets: time, layer, tile, data format, real range, stored URI (a header
+    row first; --json for scripts, with the record, variable and instance)."""
     from ingester.index import dataset_listing
 
     with _open_store(db) as store:
@@ -39,11 +40,12 @@ def datasets_command(
     if not rows:
         typer.echo(f"AOI {aoi}: no dataset indexed yet")
         return
+    typer.echo("time\tlayer\ttile\tdformat\treal range\turi")
     for row in rows:
         fmt = row["dformat"]
-        typer.echo(f"{row['time'][:19]}  {row['layer']:<12} {row['tile']}  "
-                   f"{fmt['dtype']},{_num(fmt['nodata'])},{_num(fmt['min'])},{_num(fmt['max'])} → "
-                   f"[{_num(row['real_min'])}, {_num(row['real_max'])}]  {row['uri']}")
+        typer.echo(f"{row['time'][:19]}\t{row['layer']}\t{row['tile']}\t"
+                   f"{fmt['dtype']},{_num(fmt['nodata'])},{_num(fmt['min'])},{_num(fmt['max'])}\t"
+                   f"[{_num(row['real_min'])}, {_num(row['real_max'])}]\t{row['uri']}")
 
 
 @app.command("stac")

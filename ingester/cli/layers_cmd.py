@@ -36,7 +36,7 @@ def layers_add(
 @layers_app.command("list")
 @command
 def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
-    """List the layers (one line per variable/instance)."""
+    """List the layers: one line per variable/instance, after a header row (--json for scripts)."""
     from ingester.store import Store
 
     s = settings(db=db)
@@ -50,6 +50,8 @@ def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     if not rows:
         UI().info("no layer yet: add one with `ingester layers add VARIABLE INSTANCE`, or run "
                   "`ingester aoi … --create-layers`")
+    if rows:
+        typer.echo("variable\tinstance\tinstance_id\tdformat\tunit\tbands")
     for r in rows:
         typer.echo(f"{r.variable}\t{r.instance or '-'}\t{r.instance_id or '-'}\t"
                    f"{r.dtype},{r.nodata:g},{r.min_value:g},{r.max_value:g}\t{r.unit}\t{','.join(r.bands)}")

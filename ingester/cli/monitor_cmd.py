@@ -113,7 +113,8 @@ def list_scenes(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """The AOI's scenes, oldest first: id, status, date, source id, last message."""
+    """The AOI's scenes, oldest first: id, status, date, source id, last message (a header row first;
+    --json for scripts)."""
     from ingester.store import Store
 
     s = settings(db=db)
@@ -123,6 +124,7 @@ def list_scenes(
     if as_json:
         print_json([{**r.to_json(), "aoi": aoi} for r in rows])
         return
+    typer.echo("id\tstatus\tdate\tsource_id\tmessage")
     for r in rows:
         typer.echo(f"{r.id}\t{r.status}\t{r.date}\t{r.source_id}\t{r.message}".rstrip())
 
@@ -136,7 +138,8 @@ def list_tiles(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """The AOI's tiles, oldest scene first: id, status, scene, tile, previous, reference, last message."""
+    """The AOI's tiles, oldest scene first: id, status, date, scene, tile, previous and reference tile ids,
+    last message (a header row first; --json for scripts)."""
     from ingester.geometry import GeometryError, from_wkt, to_geojson
     from ingester.store import Store
 
@@ -161,9 +164,10 @@ def list_tiles(
     if as_json:
         print_json([{**r.to_json(), "aoi": aoi} for r in rows])
         return
+    typer.echo("id\tstatus\tdate\tscene\ttile\tprevious\treference\tmessage")
     for r in rows:
         typer.echo(f"{r.id}\t{r.status}\t{r.date}\t{r.scene_source_id}\t{r.source_id}\t"
-                   f"prev={r.prev or '-'}\tref={r.ref or '-'}\t{r.message}".rstrip())
+                   f"{r.prev or '-'}\t{r.ref or '-'}\t{r.message}".rstrip())
 
 
 def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None,
@@ -297,20 +301,52 @@ def history_command(
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Every attempt of a job: when, where (run, host, pid), outcome, status after it, message, log."""
+    """Every attempt of a job: number, start, duration, what it led to (`outcome → status`), where
+    (run, pid@host), message, log file."""
     from ingester.store import Store
+    from ingester.workflow import attempt_result
 
     s = settings(db=db)
     with Store(s.db, create=False) as store:
         name, kind, job_id = _target(store, None, scene, tile, aoi_allowed=False)
         assert kind is not None and job_id is not None
         attempts = store.attempts(kind, job_id)
+    for a in attempts:
+        a["result"] = attempt_result(a["outcome"], a["status"], a["message"] or "")
+        a["duration_s"] = _seconds(a["started_at"], a["finished_at"])
     if as_json:
         print_json({"aoi": name, "kind": kind, "id": job_id, "attempts": attempts})
         return
     for a in attempts:
-        typer.echo(f"{a['attempt']}\t{a['started_at']}\t{a['outcome'] or 'running'}\t{a['status'] or '-'}\t"
+        took = "running" if a["finished_at"] is None else _duration_text(a["duration_s"])
+        typer.echo(f"attempt {a['attempt']}\t{a['started_at']}\t{took}\t{a['result']}\t"
                    f"run {a['run_id']} pid {a['pid']}@{a['host']}\t{a['message']}\t{a['log_path']}".rstrip())
+
+
+def _seconds(started: str | None, finished: str | None) -> float | None:
+    """An attempt's duration in seconds (None while it runs)."""
+    from ingester.times import parse_time
+
+    if not started or not finished:
+        return None
+    try:
+        return round(max((parse_time(finished) - parse_time(started)).total_seconds(), 0.0), 3)
+    except ValueError:
+        return None
+
+
+def _duration_text(seconds: float | None) -> str:
+    """`0.4 s`, `12 s`, `3 min 05 s`, `2 h 03 min`."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 @app.command("dot")

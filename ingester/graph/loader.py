@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,16 @@ class _Checker:
         exponent = self.number(raw, "exponent", where, 1.0)
         if not exponent > 0 or math.isinf(exponent):
             raise self.fail(f"{where}.exponent", "must be a positive number")
+        optional = raw.get("optional")
+        if optional is not None:
+            if not isinstance(optional, bool):
+                raise self.fail(f"{where}.optional", f"must be true or false, got {json.dumps(optional)}")
+            if action not in ("to_create", "to_index"):
+                raise self.fail(f"{where}.optional", f"applies to outputs the graph stores (to_create, to_index), "
+                                                     f"not to {action}")
+            if cond.kind(condition) == "error":
+                raise self.fail(f"{where}.optional", f"has no meaning for an output kept on failure "
+                                                     f"(condition {condition})")
         out = OutFile(
             layer=layer, extension=ext, action=action, condition=condition, error_condition=error_condition,
             dformat_out=dformat_out, datatype=datatype,
@@ -192,7 +202,7 @@ class _Checker:
             max_value=self.number(raw, "max_value", where, 0.0),
             ext_min_value=self.number(raw, "ext_min_value", where, 0.0),
             ext_max_value=self.number(raw, "ext_max_value", where, 0.0),
-            exponent=exponent, nbands=nbands,
+            exponent=exponent, nbands=nbands, optional=optional,
         )
         if action == "to_index" and not out.ext_min_value < out.ext_max_value:
             raise self.fail(where, f"layer {layer!r} is indexed but ext_min_value ({out.ext_min_value:g}) is not "
@@ -306,10 +316,14 @@ def resolve_command(graph: Graph, step: Step) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _load_file(path: str, mtime: float, name: str, scene_graph: bool, builtin: bool) -> Graph:
+    text = ""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise GraphError(f"graph {path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        from ingester.jsontext import describe
+
+        raise GraphError(f"graph {path}: {describe(exc, text)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise GraphError(f"graph {path}: cannot read ({exc})") from None
     return parse_graph(doc, path, name, str(Path(path).parent), scene_graph, builtin)
@@ -367,3 +381,47 @@ def check_graphs(origin: str, scene_graph_name: str, tile_graph_name: str, graph
 def check_payload_graphs(payload: Payload) -> None:
     """`check_graphs` for a payload; relative graph files are looked up in the payload's folder."""
     check_graphs(payload.path, payload.scene_graph_name, payload.tile_graph_name, (str(Path(payload.path).parent),))
+
+
+def indexed_formats(graph: Graph, config: Mapping[str, str] | None = None) -> dict[str, DFormat]:
+    """Layer → the data format a graph indexes it in (`dformat_out`, fixed or a config key that the
+    payload's graph_config may override, else the explicit datatype fields). Layers whose format
+    cannot be resolved are left out (the run reports them)."""
+    values = {**graph.config, **dict(config or {})}
+    out: dict[str, DFormat] = {}
+    for outs in graph.out_files:
+        for item in outs:
+            if item.action != "to_index" or item.layer in out:
+                continue
+            fmt: DFormat | None
+            if item.dformat_out is None:
+                fmt = item.dformat()
+            else:
+                text = item.dformat_out.value if item.dformat_out.type == "fixed" else values.get(
+                    item.dformat_out.value)
+                try:
+                    fmt = DFormat.parse(text) if text else None
+                except ValueError:
+                    fmt = None
+            if fmt is not None:
+                out[item.layer] = fmt
+    return out
+
+
+def payload_layer_formats(payload: Payload, tile_graph_names: Sequence[str] = ()) -> dict[str, str]:
+    """Payload layer → `dtype,nodata,min,max` its tile graph(s) index it in: the payload's tile graph,
+    then the other tile graphs named (by a tiles file). A layer two graphs index differently is an
+    input error (a variable has one format)."""
+    graph_dirs = (str(Path(payload.path).parent),) if payload.path else ()
+    names = [n for n in dict.fromkeys([payload.tile_graph_name, *tile_graph_names]) if n and n.strip()]
+    found: dict[str, tuple[str, str]] = {}
+    for name in names:
+        graph = load_graph(name, graph_dirs)
+        for layer, fmt in indexed_formats(graph, payload.graph_config).items():
+            if layer not in payload.layers:
+                continue
+            if layer in found and found[layer][0] != str(fmt):
+                raise GraphError(f"{payload.path}: layer {layer!r} is indexed as {found[layer][0]} by graph "
+                                 f"{found[layer][1]} but as {fmt} by graph {name}: a layer has one data format")
+            found.setdefault(layer, (str(fmt), name))
+    return {layer: fmt for layer, (fmt, _) in found.items()}

@@ -109,6 +109,12 @@ class OutFile:
     ext_max_value: float = 0.0
     exponent: float = 1.0
     nbands: int = 1
+    optional: bool | None = None  # None: optional when the condition is `file_exists` (the original's way)
+
+    @property
+    def may_be_missing(self) -> bool:
+        """Whether the graph may end without producing this output (else a missing one is an error)."""
+        return self.condition == "file_exists" if self.optional is None else self.optional
 
     def dformat(self) -> DFormat | None:
         """The format given by the explicit fields (before `dformat_out`), None without a datatype."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -64,6 +64,13 @@ class GraphRun:
     kind: str = ""  # permanent / fatal / temporary
     message: str = ""
     kept: list[KeptFile] = dataclasses.field(default_factory=list)
+    missing: list[str] = dataclasses.field(default_factory=list)  # declared outputs not produced (an error)
+    optional_missing: list[str] = dataclasses.field(default_factory=list)  # optional ones not produced
+
+
+def _label(index: int, out: OutFile) -> str:
+    """An out-file in messages: its layer, with its tile when not T0."""
+    return out.layer if index == 0 else f"{out.layer} (T{index})"
 
 
 class Runner:
@@ -213,16 +220,51 @@ class Runner:
             return cond.error_condition(out.condition, failed, fatal)
         return bool(out.error_condition) and self._condition(out.condition, path, failed, fatal)
 
-    def run(self, retriable: bool, import_inputs: bool = True, env: Mapping[str, str] | None = None) -> GraphRun:
-        """Import, run the steps, select the out-files. Step failures are returned, not raised."""
+    def missing_outputs(self, tile_indexes: Sequence[int] = (0, 1, 2),
+                        indexed_layers: Collection[str] = ()) -> tuple[list[str], list[str]]:
+        """(required, optional) declared outputs to store (to_create/to_index) that the steps did not
+        write: those whose tile condition holds, and those under `file_exists`. With `indexed_layers`
+        (the payload's layers), a `to_index` output of another layer is not required: it would be
+        stored, not indexed (a graph config may pick a subset, e.g. ExtractS2Bands' `bands`)."""
+        required: list[str] = []
+        optional: list[str] = []
+        for index, outs in enumerate(self.graph.out_files):
+            if index not in tile_indexes:
+                continue
+            tile = self.tiles[index]
+            for out in outs:
+                if out.action not in ("to_create", "to_index") or cond.kind(out.condition) == "error":
+                    continue
+                if cond.kind(out.condition) == "tile" and not cond.tile_condition(out.condition, self.scene_ids):
+                    continue
+                path = self.workdir / tile.file_name(out.layer, out.extension)
+                if path.exists() or (out.extension == "*" and path.parent.exists()):
+                    continue
+                unwanted = out.action == "to_index" and indexed_layers and out.layer not in indexed_layers
+                (optional if out.may_be_missing or unwanted else required).append(_label(index, out))
+        return required, optional
+
+    def run(self, retriable: bool, import_inputs: bool = True, env: Mapping[str, str] | None = None,
+            tile_indexes: Sequence[int] = (0, 1, 2), indexed_layers: Collection[str] = ()) -> GraphRun:
+        """Import, run the steps, check the declared outputs, select the out-files. Step failures
+        and missing outputs are returned, not raised."""
         result = GraphRun()
         try:
             if import_inputs:
                 self.import_inputs()
             self.run_steps(env)
+            result.missing, result.optional_missing = self.missing_outputs(tile_indexes, indexed_layers)
+            if result.optional_missing:
+                self.log(f"[ingester] optional output(s) not produced: {', '.join(result.optional_missing)}")
+            if result.missing:
+                raise ProcessingError(
+                    f"graph {self.graph.name}: {len(result.missing)} declared output(s) not produced: "
+                    f"{', '.join(result.missing)} (see the job log; a graph marks an output that may be "
+                    "absent with \"optional\": true)")
         except ProcessingError as exc:
             result.failed, result.kind, result.message = True, exc.kind, str(exc)
-            self.log(f"[ingester] graph failed ({exc.kind}): {exc}")
+            outcome = "error" if exc.kind == "permanent" else exc.kind  # the workflow's word (ingester/jobs.py)
+            self.log(f"[ingester] graph failed (outcome {outcome}): {exc}")
         result.kept = self.select_outputs(result.failed, result.kind == "fatal", retriable)
         return result
 

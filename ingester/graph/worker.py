@@ -56,6 +56,8 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
             if run_failed:
                 notes.append(f"{item.path.name} not produced (graph failed): not stored")
                 continue
+            if item.out.may_be_missing or (action == "to_index" and layers and item.out.layer not in layers):
+                continue  # noted by the run
             raise ProcessingError(f"out-file {item.out.layer!r} of T{item.tile_index} ({item.path.name}) was not "
                                   "produced by the graph")
         try:
@@ -109,7 +111,14 @@ def _raster_info(path: Path) -> dict:
 
 
 def _result(run: GraphRun, outputs: list[IndexedOutput], notes: list[str], log_path: Path) -> JobResult:
-    details = {"notes": notes} if notes else {}
+    details: dict = {"notes": notes} if notes else {}
+    if run.missing:
+        details["missing_outputs"] = list(run.missing)
+    if run.optional_missing:
+        details["optional_missing"] = list(run.optional_missing)
+        if not run.failed:
+            details.setdefault("notes", []).append(
+                f"optional output(s) not produced: {', '.join(run.optional_missing)}")
     if run.failed:
         return JobResult(_OUTCOME.get(run.kind, "error"), run.message, tuple(outputs), str(log_path), details)
     return JobResult("done", f"{len(outputs)} output(s) indexed" if outputs else "", tuple(outputs), str(log_path),
@@ -154,7 +163,7 @@ def run_tile_job(job: TileJob, settings: Settings) -> JobResult:
         runner = Runner(graph, [t0, t1, t2], workdir, log_path, overrides, settings.step_timeout,
                         settings.snap_gpt, settings.docker)
         retriable = job.tile.is_retriable or job.scene.is_retriable
-        run = runner.run(retriable=retriable, env=python_env())
+        run = runner.run(retriable=retriable, env=python_env(), indexed_layers=tuple(job.layers))
         outputs, notes = apply_actions(run.kept, run.failed, dict(job.layers), log)
         return _result(run, outputs, notes, log_path)
     except Exception as exc:  # noqa: BLE001 - a worker reports, never raises
@@ -180,7 +189,8 @@ def run_scene_graph(job: SceneJob, product_path: Path, settings: Settings) -> Jo
             log(f"[ingester] scene graph {graph.name} on tile {tile.source_id}")
             runner = Runner(graph, [t0, t0, t0], workdir, log_path, job.scene.graph_config, settings.step_timeout,
                             settings.snap_gpt, settings.docker)
-            run = runner.run(retriable=job.scene.is_retriable, import_inputs=False, env=python_env())
+            run = runner.run(retriable=job.scene.is_retriable, import_inputs=False, env=python_env(),
+                             tile_indexes=(0,))
             creates = [k for k in run.kept if k.tile_index == 0 and k.out.action == "to_create"]
             outputs, notes = apply_actions(creates, run.failed, {}, log)
             stored += len(creates)

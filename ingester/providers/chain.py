@@ -90,7 +90,8 @@ def fetch_product(scene: Scene, workdir: Path, settings: Settings, *, progress: 
                 if exc.temporary and attempt < attempts:
                     sleep(getattr(exc, "retry_after", None) or settings.http_backoff * 2 ** (attempt - 1))
                     continue
-                messages.append(_prefixed(provider.name, exc) + (f" (after {attempt} tries)" if attempt > 1 else ""))
+                messages.append(_prefixed(provider.name, exc)
+                                + (f" (provider tried {attempt} times in this attempt)" if attempt > 1 else ""))
                 if exc.temporary:
                     temporary.append(exc)
                 break

@@ -55,3 +55,21 @@ def write_graph(folder: Path, name: str, doc: dict[str, Any]) -> Path:
 
 def settings(**overrides: Any):
     return load_settings(overrides)
+
+
+S2_BANDS_BUT_B01_B10 = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+
+
+def complete_s2_safe(safe: Path) -> None:
+    """Give the real excerpt (B01 only) every other band of a product but B10 (the layout of an L2A
+    product, whose B10 ExtractS2Bands marks optional): a 128 × 128 crop of B01 each, to keep tests fast."""
+    import rasterio
+
+    (b01,) = safe.glob("GRANULE/*/IMG_DATA/*_B01.jp2")
+    with rasterio.open(b01) as src:
+        crop = src.read(1, window=((0, 128), (0, 128)))
+        profile = {k: v for k, v in src.profile.items() if k not in ("tiled", "blockxsize", "blockysize")}
+        profile.update(width=128, height=128)  # the crop starts at the origin: same transform
+    for band in S2_BANDS_BUT_B01_B10:
+        with rasterio.open(b01.with_name(b01.name.replace("_B01.", f"_{band}.")), "w", **profile) as dst:
+            dst.write(crop, 1)
