@@ -147,6 +147,37 @@ def gdal_options(settings: Any, url: str | None = None) -> dict[str, str]:
     return options
 
 
+_SESSION_CLASS: Any = None
+
+
+def credential_session(options: dict[str, str]) -> Any:
+    """A rasterio session handing GDAL the AWS options it is given (credentials resolved by botocore, as
+    the provider's own S3 reads do). rasterio refuses AWS credentials among plain `Env` options, and its
+    AWSSession needs boto3, which the ingester does not depend on. (Built on first use: importing
+    rasterio costs start-up time.)"""
+    global _SESSION_CLASS
+    if _SESSION_CLASS is None:
+        from rasterio.session import Session
+
+        class CredentialOptions(Session):
+            def __init__(self, options: dict[str, str]):
+                self._session = None
+                self.credentials = dict(options)
+
+            @classmethod
+            def hascreds(cls, config: dict) -> bool:
+                return "AWS_ACCESS_KEY_ID" in config and "AWS_SECRET_ACCESS_KEY" in config
+
+            def get_credential_options(self) -> dict[str, str]:
+                return dict(self.credentials)
+
+            def __repr__(self) -> str:  # never the keys
+                return f"<CredentialOptions {sorted(self.credentials)}>"
+
+        _SESSION_CLASS = CredentialOptions
+    return _SESSION_CLASS(options)
+
+
 def _margin_in_crs_units(crs: Any, metres: float) -> float:
     if not metres:
         return 0.0
@@ -298,4 +329,4 @@ def _same_nodata(a: float | None, b: float | None) -> bool:
 
 
 __all__ = ["Window", "aoi_bbox", "valid_bbox", "gdal_options", "plan_window", "extract", "check_extract",
-           "redact_gdal_logs"]
+           "credential_session", "redact_gdal_logs"]

@@ -47,6 +47,7 @@ from ingester.providers.cog_window import (
     GDAL_RETRY_CODES,
     Window,
     check_extract,
+    credential_session,
     extract,
     gdal_options,
     plan_window,
@@ -231,11 +232,11 @@ class WindowReader:
         from rasterio.session import DummySession
 
         redact_gdal_logs()
+        session: Any
         if scheme == "s3":
             path = "/vsis3/" + href[len("s3://"):]
-            session: Any = self._aws_session()
+            session = credential_session(self._s3_options())
             options = gdal_options(self.settings)
-            options.update(self._s3_endpoint_options())
         else:
             path = "/vsicurl/" + href
             session = DummySession()
@@ -266,20 +267,27 @@ class WindowReader:
             raise DownloadError(f"stac-assets: {what}: {exc}") from None
         return window, digest_file(kept, "blake3")
 
-    def _aws_session(self) -> Any:
-        from rasterio.session import AWSSession
+    def _s3_options(self) -> dict[str, str]:
+        """GDAL's /vsis3/ options: requester-pays, region us-west-2, the credentials of the AWS chain as
+        botocore resolves them for the provider's own S3 reads (environment, AWS_PROFILE and ~/.aws, an
+        instance role), INGESTER_STAC_S3_ENDPOINT_URL. No boto3 needed (not a dependency)."""
+        import botocore.session
 
         from ingester.providers.s3data import REGION
 
-        return AWSSession(region_name=REGION, requester_pays=True)
-
-    def _s3_endpoint_options(self) -> dict[str, str]:
+        options = {"AWS_REGION": REGION, "AWS_REQUEST_PAYER": "requester"}
+        credentials = botocore.session.get_session().get_credentials()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            options.update(AWS_ACCESS_KEY_ID=frozen.access_key, AWS_SECRET_ACCESS_KEY=frozen.secret_key)
+            if frozen.token:
+                options["AWS_SESSION_TOKEN"] = frozen.token
         endpoint = self.settings.stac_s3_endpoint_url
-        if not endpoint:
-            return {}
-        parsed = urlparse(endpoint)
-        return {"AWS_S3_ENDPOINT": parsed.netloc, "AWS_HTTPS": "NO" if parsed.scheme == "http" else "YES",
-                "AWS_VIRTUAL_HOSTING": "FALSE"}
+        if endpoint:
+            parsed = urlparse(endpoint)
+            options.update(AWS_S3_ENDPOINT=parsed.netloc, AWS_HTTPS="NO" if parsed.scheme == "http" else "YES",
+                           AWS_VIRTUAL_HOSTING="FALSE")
+        return options
 
 
 def forget_kept(provider: Any, scene: Scene, name: str) -> None:
