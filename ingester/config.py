@@ -52,6 +52,9 @@ class Settings:
     stac_page_size: int = 250  # items per STAC search page (USGS answers errors above ~500)
     stac_s3_endpoint_url: str = ""  # the usgs-landsat bucket's S3 endpoint (empty: AWS, region us-west-2)
     pc_sas_url: str = ""  # Planetary Computer SAS token API (empty: the planetary-computer package's default)
+    stac_window_max_share: float = 0.5  # stac-assets reads only the AOI's window of a COG asset up to this share of
+    # its pixels, the whole asset above it (0: always whole assets)
+    stac_window_margin: float = 100.0  # metres added around the AOI before the window is snapped to the COG's tiles
     # Other providers
     local_path: str = ""
     providers: str = "local,url,cdse"
@@ -119,6 +122,12 @@ class Settings:
         if self.stac_page_size > 10000:
             raise ConfigError(f"INGESTER_STAC_PAGE_SIZE: STAC API pages hold at most 10000 items, got "
                               f"{self.stac_page_size}")
+        if not 0 <= self.stac_window_max_share <= 1:
+            raise ConfigError(f"INGESTER_STAC_WINDOW_MAX_SHARE: a share of an asset's pixels between 0 (window reads "
+                              f"off) and 1, got {self.stac_window_max_share!r}")
+        if not 0 <= self.stac_window_margin < float("inf"):
+            raise ConfigError(f"INGESTER_STAC_WINDOW_MARGIN: metres around the AOI, a finite number ≥ 0, got "
+                              f"{self.stac_window_margin!r}")
         if self.cdse_page_size > 1000:
             raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
                               f"got {self.cdse_page_size}")

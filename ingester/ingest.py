@@ -206,6 +206,18 @@ def already_in_aoi(store: Store, aoi: str) -> dict[str, str]:
     return reasons
 
 
+def _mark_aoi_bbox(scene: Scene, payload: Payload) -> None:
+    """A scene of STAC assets keeps the WGS84 bounds of this AOI inside its footprint
+    (`metadata.aoi_bbox`): `stac-assets` reads only that window of its COG assets (the AOI itself is
+    not stored with the scene)."""
+    if isinstance(scene.metadata.get("assets"), dict):
+        from ingester.providers.cog_window import aoi_bbox
+
+        bbox = aoi_bbox(payload.aoi, scene.wkt)
+        if bbox is not None:
+            scene.metadata["aoi_bbox"] = bbox
+
+
 def one_processing_per_acquisition(scenes: list[Scene], stored: set[str], aoi: str
                                    ) -> tuple[list[Scene], list[tuple[str, str]]]:
     """Drop the other processings of an acquisition (naming.dedup_key): one already in the AOI is kept
@@ -310,6 +322,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             raise ScenesFileError(f"{origin}: scene {scene.source_id}: data.storage_uri {scene.storage_uri!r} is not "
                                   f"the AOI's storage {storage}: an AOI keeps one storage (leave data.storage_uri "
                                   "empty or equal to it)")
+        _mark_aoi_bbox(scene, payload)
     _check_links(new, store, payload.name, origin)
     new.sort(key=lambda s: (s.date, s.source_id))
     return Plan(payload, new, skipped, source, layer_formats(payload, new), storage)
