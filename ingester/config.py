@@ -54,6 +54,9 @@ class Settings:
     stac_page_size: int = 250  # items per STAC search page (USGS answers errors above ~500)
     stac_s3_endpoint_url: str = ""  # the usgs-landsat bucket's S3 endpoint (empty: AWS, region us-west-2)
     pc_sas_url: str = ""  # Planetary Computer SAS token API (empty: the planetary-computer package's default)
+    stac_window_max_share: float = 0.5  # stac-assets reads only the AOI's window of a COG asset up to this share of
+    # its pixels, the whole asset above it (0: always whole assets)
+    stac_window_margin: float = 100.0  # metres added around the AOI before the window is snapped to the COG's tiles
     # Other providers
     local_path: str = ""
     providers: str = "local,url,cdse"
@@ -81,6 +84,9 @@ class Settings:
     tile_worker: str = "ingester.graph.worker:run_tile_job"  # import path of the tile worker
     retry_backoff: float = 30.0  # seconds before an automatic re-run; doubles per attempt
     max_temporary_retries: int = 5  # temporary failures re-queued before counting as an error
+    max_wait: float = 60.0  # seconds a run waits for a backed-off or deferred job before ending (exit 5)
+    defer_deadline: float = 7 * 86400.0  # seconds a job may stay deferred (from its first deferral)
+    offline_recheck: float = 3600.0  # seconds before the catalogue is asked again about an offline product
     annotation_concurrency: int = 10
     aoi_buffer_degrees: float = 0.05
     annotation_sources: str = "cdse,urls"  # order of S1 annotation sources: CDSE Nodes, payload annotations_urls
@@ -95,12 +101,15 @@ class Settings:
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
         positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size",
-                    "step_timeout", "max_workers", "cdse_search_concurrency", "unpack_max_bytes", "unpack_max_ratio")
+                    "step_timeout", "max_workers", "cdse_search_concurrency", "offline_recheck", "unpack_max_bytes",
+                    "unpack_max_ratio")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
-                        "aoi_buffer_degrees", "cdse_max_skip", "cdse_max_downloads")  # 0: no cap
+                        "aoi_buffer_degrees", "cdse_max_skip", "cdse_max_downloads",  # 0: no cap
+                        "max_wait", "defer_deadline")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison below
+            # nan passes every comparison below; infinity only where it means "no limit"
+            if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and field.name != "max_wait")):
                 raise ConfigError(f"INGESTER_{field.name.upper()}: must be a finite number, got {value!r}")
         for name in positive:
             value = getattr(self, name, 1)
@@ -108,7 +117,7 @@ class Settings:
                 raise ConfigError(f"INGESTER_{name.upper()}: must be > 0, got {value!r}")
         for name in not_negative:
             value = getattr(self, name, 0)
-            if value < 0:
+            if not value >= 0:  # NaN too
                 raise ConfigError(f"INGESTER_{name.upper()}: must be ≥ 0, got {value!r}")
         for name in ("cdse_catalogue_url", "cdse_download_url", "cdse_token_url", "asf_url", "landsat_stac_url",
                      "stac_s3_endpoint_url", "pc_sas_url"):
@@ -126,6 +135,12 @@ class Settings:
         if self.stac_page_size > 10000:
             raise ConfigError(f"INGESTER_STAC_PAGE_SIZE: STAC API pages hold at most 10000 items, got "
                               f"{self.stac_page_size}")
+        if not 0 <= self.stac_window_max_share <= 1:
+            raise ConfigError(f"INGESTER_STAC_WINDOW_MAX_SHARE: a share of an asset's pixels between 0 (window reads "
+                              f"off) and 1, got {self.stac_window_max_share!r}")
+        if not 0 <= self.stac_window_margin < float("inf"):
+            raise ConfigError(f"INGESTER_STAC_WINDOW_MARGIN: metres around the AOI, a finite number ≥ 0, got "
+                              f"{self.stac_window_margin!r}")
         if self.cdse_page_size > 1000:
             raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
                               f"got {self.cdse_page_size}")
@@ -230,12 +245,26 @@ def load_settings(
 
 
 def netrc_credentials(url: str, path: str | None = None) -> tuple[str, str] | None:
-    """(login, password) of the ~/.netrc entry for the URL's host, or None."""
+    """(login, password) of the ~/.netrc entry for the URL's host, or None when there is no file or no
+    entry. A file that cannot be used is a ConfigError that says why: Python's netrc reader (like ftp
+    and curl) refuses a ~/.netrc holding passwords that other users may read (mode 644, …)."""
     host = urlparse(url).hostname or url
     try:
         entry = netrc.netrc(path).authenticators(host)
-    except (FileNotFoundError, netrc.NetrcParseError):
+    except FileNotFoundError:
         return None
+    except netrc.NetrcParseError as exc:
+        where = path or exc.filename or os.path.expanduser("~/.netrc")
+        if "permissive" in str(exc) or "owner" in str(exc):
+            try:
+                mode = f"mode {os.stat(where).st_mode & 0o777:o}, "
+            except OSError:
+                mode = ""
+            raise ConfigError(f"{where}: refused ({mode}readable by other users or not owned by you): a file "
+                              f"holding passwords must be private; run `chmod 600 {where}`") from None
+        raise ConfigError(f"{where}: cannot be read as a netrc file: {exc.msg} (line {exc.lineno})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path or '~/.netrc'}: {exc.strerror or exc}") from None
     if not entry:
         return None
     login, _account, password = entry

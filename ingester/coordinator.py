@@ -5,6 +5,17 @@ Crash safety: the AOI's lock (pid, host, start, heartbeat) stops a second run at
 a lock whose process is dead, or whose heartbeat is older than `lease_seconds`, is taken over.
 A claimed job carries a lease (run id + expiry renewed by the heartbeat); when a run takes the
 lock, the jobs still leased by an earlier run are put back in the queue (attempt `abandoned`).
+
+Waiting: a job that is not ready yet (backed off after a failure, or deferred by its worker until
+a later time) is waited for only when it is due within `settings.max_wait` seconds. When nothing
+runs and every remaining job waits longer, the run ends: what could run now has run, and the report's
+`deferred` lists the jobs a later run (cron) picks up once due (the CLI's exit 5).
+
+Tokens: the coordinator holds the run's only login to CDSE (`tokens.TokenSource` over the process's
+token manager, the one the pre-flight check logged in with); scene jobs carry a short-lived access
+token and workers ask the coordinator for a fresh one (`ingester.tokens`). Workers get the settings
+without the password. When CDSE refuses the account, the run stops at once (exit 1), its jobs back in
+the queue: no job retries a refused login.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ingester.config import Settings
-from ingester.errors import IngesterWarning, LockedError, StoreError
+from ingester.errors import AuthError, CredentialsRefused, IngesterError, IngesterWarning, LockedError, StoreError
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
 from ingester.graph.engines import steps_folder, stop_recorded_steps
 from ingester.ingest import aoi_storage, check_run_storage, graph_dirs
@@ -32,11 +43,13 @@ from ingester.records import index_outputs
 from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
+from ingester.tokens import AccessToken, TokenSource, worker_settings
 from ingester.workflow import (
     PENDING,
     Policy,
     apply_outcome,
     attempt_result,
+    deferred,
     explain_stuck,
     stuck_tiles,
     summary,
@@ -133,6 +146,7 @@ class RunReport:
     jobs: int = 0  # distinct jobs that ran in this run (`executed` counts their attempts)
     outcomes: dict[str, int] = dataclasses.field(default_factory=dict)  # outcome → attempts in this run
     missing_outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per job of this run
+    deferred: dict[str, Any] = dataclasses.field(default_factory=dict)  # workflow.deferred()
     stuck: str = ""  # why NEW tiles can never be released (a cycle in their links), when some are
     workers: int = 0  # worker processes the run used (0: none started)
 
@@ -144,12 +158,33 @@ class RunReport:
     def failed(self) -> bool:
         return any(self.unfinished.values())
 
+    @property
+    def waiting(self) -> int:
+        """Jobs that wait to be tried again later (a later run picks them up once due)."""
+        return int(self.deferred.get("total", 0))
+
 
 ExecutorFactory = Callable[[int, Settings], Executor]
 
 
 def default_executor(workers: int, settings: Settings) -> Executor:
     return LocalExecutor(workers, settings)
+
+
+def run_token_source(settings: Settings) -> TokenSource:
+    """The run's tokens: CDSE's when CDSE is among the providers (logged in lazily, or already by the
+    pre-flight check: the process shares one token manager). Without credentials, a worker that asks
+    gets the login's own message ("cdse: no credentials: set …")."""
+    from ingester.providers import cdse
+    from ingester.providers.chain import provider_order
+
+    factories = {}
+    try:
+        if "cdse" in provider_order(settings):
+            factories["cdse"] = lambda: cdse.login_manager(settings)
+    except (IngesterError, AuthError):
+        pass  # a settings problem is reported by the checks before the run
+    return TokenSource(factories)
 
 
 class Coordinator:
@@ -162,7 +197,7 @@ class Coordinator:
         self.progress = progress or (lambda _text: None)
         conf = self.aoi.settings
         self.policy = Policy(int(conf.get("retry_count", 0)), settings.retry_backoff,
-                             settings.max_temporary_retries)
+                             settings.max_temporary_retries, settings.defer_deadline)
         self.instances: dict[str, str] = dict(conf.get("instances") or {})
         self.layers = {k: Layer(v[0], v[1], self.instances.get(k, "")) for k, v in (conf.get("layers") or {}).items()}
         self.graph_config: dict[str, str] = dict(conf.get("graph_config") or {})
@@ -173,11 +208,26 @@ class Coordinator:
         self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
         self.jobs_run: set[tuple[str, int]] = set()
         self.outcomes: dict[str, int] = {}
+        self.tokens = run_token_source(settings)
+
+    def job_tokens(self) -> dict[str, AccessToken]:
+        """Tokens a scene job carries: CDSE's, when the run may use CDSE. A token that cannot be had now
+        (no credentials, identity server down) is left out: the worker asks when it needs one and gets
+        the reason; a refused account stops the run."""
+        out = {}
+        for service in self.tokens.services():
+            try:
+                out[service] = self.tokens.issue(service)
+            except CredentialsRefused:
+                raise
+            except IngesterError:
+                continue
+        return out
 
     # -- claiming -------------------------------------------------------------------------------
     def _claim(self, limit: int) -> list[tuple[str, int, int, int]]:
         """Lease up to `limit` ready jobs (tiles first: they finish chains), in one transaction."""
-        claimed = []
+        claimed: list[tuple[str, int, int, int]] = []
         now = monotonic_now()
         expires = now + self.settings.lease_seconds
         started = now_text()
@@ -199,7 +249,7 @@ class Coordinator:
                         "INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, "
                         "started_at) VALUES (?,?,?,?,?,?,?,?,?)",
                         (kind, job_id, self.aoi.id, attempt, self.run_id, host_name(), os.getpid(), worker, started))
-                    claimed.append((kind, job_id, attempt, cur.lastrowid))
+                    claimed.append((kind, job_id, attempt, int(cur.lastrowid or 0)))
         return claimed
 
     def _storage(self, scene: Scene) -> str:
@@ -212,7 +262,7 @@ class Coordinator:
     def scene_job(self, scene_id: int, attempt: int) -> SceneJob:
         scene = self.store.scene(scene_id, with_tiles=True)
         return SceneJob(scene_id, attempt, self.aoi.name, scene, self._storage(scene),
-                        self._workdir("scene", scene_id, attempt), self.graph_dirs)
+                        self._workdir("scene", scene_id, attempt), self.graph_dirs, self.job_tokens())
 
     def _scene(self, scene_id: int) -> Scene:
         """Scene attributes never change during a run: cache them (tiles of a scene share it)."""
@@ -305,6 +355,8 @@ class Coordinator:
         beat_every = max(self.settings.lease_seconds / 3, 0.5)
         last_beat = time.monotonic()
         interrupted = True
+        if hasattr(executor, "token_source"):
+            executor.token_source = self.tokens.issue
         try:
             while True:
                 if len(self.running) < capacity:
@@ -313,7 +365,7 @@ class Coordinator:
                             job = self.scene_job(job_id, attempt) if kind == "scene" else self.tile_job(job_id, attempt)
                             worker = self.settings.scene_worker if kind == "scene" else self.settings.tile_worker
                             future = executor.submit(worker, job)
-                        except ExecutorBroken:
+                        except (ExecutorBroken, CredentialsRefused):
                             self.running[Future()] = (kind, job_id, attempt, attempt_row)  # leased: give back
                             raise
                         except Exception as exc:  # a job that cannot even be described fails alone
@@ -322,10 +374,10 @@ class Coordinator:
                         self.running[future] = (kind, job_id, attempt, attempt_row)
                 if not self.running:
                     wake = self._next_wakeup()
-                    if wake is None:
+                    if wake is None or wake > self.settings.max_wait:
                         if release_ready(self.store, self.aoi.id):
-                            continue
-                        break
+                            continue  # tiles that were ready but never released: run them now
+                        break  # nothing left, or only jobs due later than this run waits: a later run
                     time.sleep(min(wake, beat_every) + 0.01)
                 else:
                     done, _ = concurrent.futures.wait(list(self.running), timeout=beat_every,
@@ -333,6 +385,9 @@ class Coordinator:
                     broken = next((f.exception() for f in done if f.exception() is not None), None)
                     if broken is not None:  # the executor broke down (ExecutorBroken): stop, jobs re-queued
                         raise broken
+                    if self.tokens.refused is not None:  # no job is charged for it: all back in the queue
+                        raise CredentialsRefused(f"{self.tokens.refused} — the run stopped: no CDSE work goes on "
+                                                 "with a refused account; its jobs are back in the queue")
                     batch = [(self.running.pop(f), f.result()) for f in done]
                     if batch:
                         self._write(batch)
@@ -350,7 +405,8 @@ class Coordinator:
                     requeue_abandoned(self.store, self.aoi.id, "")
         return run_report(self.store, self.aoi.id, self.run_id, executed, worker_deaths=getattr(executor, "deaths", 0),
                           jobs=len(self.jobs_run), outcomes=dict(self.outcomes),
-                          missing_outputs=self.missing_outputs, workers=executor.capacity)
+                          missing_outputs=self.missing_outputs, workers=executor.capacity,
+                          deferred=deferred(self.store, self.aoi.id))
 
 
 def release_ready(store: Store, aoi_id: int) -> int:
@@ -376,6 +432,7 @@ def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, **more
         ids = stuck_tiles(store, aoi_id)
         stuck = (f"{len(ids)} tiles can never be released: {explain_stuck(store, aoi_id, ids)}; take one out of the "
                  f"chain with `ingester fail --force --tile {ids[0]}` (its children are re-linked to its previous)")
+    more.setdefault("deferred", deferred(store, aoi_id))
     return RunReport(store.aoi_name_of(aoi_id), run_id, executed, summary(store, aoi_id), left, stuck=stuck, **more)
 
 
@@ -400,14 +457,16 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
             warnings.warn(MissingFilesWarning(missing_text(aoi, missing)), stacklevel=2)
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
         release_ready(store, coordinator.aoi.id)
-        if not store.one("SELECT count(*) FROM (SELECT 1 FROM scene WHERE aoi_id = ?1 AND status = ?2 UNION ALL "
-                         "SELECT 1 FROM tile WHERE aoi_id = ?1 AND status = ?2)", (coordinator.aoi.id, PENDING)):
+        due = store.one("SELECT min(nb) FROM (SELECT min(not_before) AS nb FROM scene WHERE aoi_id = ?1 "
+                        "AND status = ?2 UNION ALL SELECT min(not_before) FROM tile WHERE aoi_id = ?1 AND status = ?2)",
+                        (coordinator.aoi.id, PENDING))
+        if due is None or due > monotonic_now() + settings.max_wait:  # nothing to run now: no worker started
             return run_report(store, coordinator.aoi.id, run_id)
         size = pool_size(store, coordinator.aoi.id, workers or settings.workers, settings)
         if downloads is not None and executor_factory is default_executor:
-            executor: Executor = LocalExecutor(size, settings, progress_queue=downloads)
+            executor: Executor = LocalExecutor(size, worker_settings(settings), progress_queue=downloads)
         else:
-            executor = executor_factory(size, settings)
+            executor = executor_factory(size, worker_settings(settings))
         finished = False
         try:
             report = coordinator.run(executor)

@@ -1,7 +1,8 @@
 """One exception tree for the whole tool; each class carries the exit code the CLI maps it to.
 
-Exit codes (README.md, "Exit codes"): 0 success, 1 runtime failure, 2 invalid input, 3 AOI locked by another run,
-4 run finished with jobs FAILED or RETRY (not an exception: the CLI decides from the run summary).
+Exit codes (README.md, "Exit codes"): 0 success, 1 runtime failure, 2 invalid input, 3 AOI locked by another
+run, 4 run finished with jobs FAILED or RETRY, 5 run finished what could run now and some jobs are deferred
+(4 and 5 are not exceptions: the CLI decides from the run summary; 4 wins over 5).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ EXIT_FAILURE = 1
 EXIT_INPUT = 2
 EXIT_LOCKED = 3
 EXIT_JOBS_FAILED = 4
+EXIT_DEFERRED = 5
 
 
 class IngesterError(Exception):
@@ -84,6 +86,23 @@ class Unavailable(ProviderError):
     """The provider is down, the product offline, or the link dropped: may pass."""
 
     temporary = True
+
+
+class Deferred(ProviderError):
+    """The product exists but cannot be had now (offline, being restored, ordered and not ready): the
+    job is deferred until `retry_at` (epoch seconds), which counts neither as a failure nor a retry."""
+
+    temporary = True
+
+    def __init__(self, message: str, retry_at: float):
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class CredentialsRefused(AuthError):
+    """The identity server refused the account itself (wrong password, locked or disabled account):
+    every further login would be refused too and may lock the account, so all work of that service
+    stops for the run (never a retry per scene)."""
 
 
 class DownloadError(IngesterError):

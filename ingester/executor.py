@@ -23,6 +23,11 @@ waiting future raises `ExecutorBroken` (exit 1), the coordinator gives the lease
 `LocalExecutor` keeps one pipe per worker process (not `ProcessPoolExecutor`, which breaks the whole
 pool when one process dies and cannot say which job killed it). Each process has at most
 `prefetch` jobs queued, in order, so the job at the head of its queue is the one running.
+
+Tokens (`ingester.tokens`): a job carries short-lived access tokens; a worker whose token expired or
+was refused asks for a fresh one on its pipe (`_TokenRequest`), and the dispatcher thread answers from
+`token_source` (the coordinator's, which holds the only login of the run). Workers are started with
+`tokens.worker_settings`: without the CDSE password.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection, wait
@@ -42,9 +48,12 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any, Protocol
 
 from ingester.config import Settings
-from ingester.errors import IngesterError
+from ingester.errors import AuthError, IngesterError
 from ingester.jobs import JobResult
 from ingester.times import format_time
+from ingester.tokens import AccessToken, TokenChannel, error_reply, job_tokens, raise_reply
+
+TokenSourceFn = Callable[[str, "str | None"], AccessToken]
 
 
 def now_text() -> str:
@@ -57,6 +66,7 @@ class ExecutorBroken(IngesterError):
 
 class Executor(Protocol):
     capacity: int
+    token_source: TokenSourceFn | None  # answers the workers' requests for fresh tokens
 
     def submit(self, worker: str, job: Any) -> Future[JobResult]: ...
 
@@ -78,17 +88,20 @@ def resolve_worker(path: str) -> Any:
     return fn
 
 
-def call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None) -> JobResult:
-    """Resolve and call a worker; every failure becomes an `error` JobResult. The result's details
-    carry when the worker started and finished (`started_at`, `finished_at`: the attempt's duration)."""
+def call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None,
+                channel: TokenChannel | None = None) -> JobResult:
+    """Resolve and call a worker with the job's tokens current; every failure becomes an `error` JobResult.
+    The result's details carry when the worker started and finished (`started_at`, `finished_at`: the
+    attempt's duration)."""
     started = now_text()
-    result = _call_worker(path, job, settings, cache)
+    result = _call_worker(path, job, settings, cache, channel)
     result.details.setdefault("started_at", started)
     result.details.setdefault("finished_at", now_text())
     return result
 
 
-def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None) -> JobResult:
+def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None,
+                 channel: TokenChannel | None = None) -> JobResult:
     cache = {} if cache is None else cache
     try:
         fn = cache.get(path) or resolve_worker(path)
@@ -96,7 +109,8 @@ def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] 
     except (ImportError, AttributeError) as exc:
         return JobResult("error", f"worker {path!r} is not available: {exc}")
     try:
-        result = fn(job, settings)
+        with job_tokens(dict(getattr(job, "tokens", None) or {}), channel):
+            result = fn(job, settings)
     except Exception as exc:  # a worker bug must not stop the run
         tb = traceback.format_exc(limit=5)
         return JobResult("error", f"worker {path} raised {type(exc).__name__}: {exc}", details={"traceback": tb})
@@ -123,6 +137,54 @@ def _die_with_parent(parent: int, every: float = 0.5) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+class _TokenRequest:
+    """Worker → coordinator: a fresh token for `service` (`stale`: the one refused or expired)."""
+
+    def __init__(self, service: str, stale: str | None):
+        self.service = service
+        self.stale = stale
+
+
+class _TokenReply:
+    """Coordinator → worker: the token, or the error (class name, message) that prevented it."""
+
+    def __init__(self, service: str, token: AccessToken | None, error: tuple[str, str] | None):
+        self.service = service
+        self.token = token
+        self.error = error
+
+
+class _PipeChannel:
+    """A worker's channel to the coordinator over its pipe; job messages sent ahead meanwhile are kept."""
+
+    def __init__(self, conn: Connection, ahead: collections.deque):
+        self.conn = conn
+        self.ahead = ahead
+
+    def request(self, service: str, stale: str | None) -> AccessToken:
+        self.conn.send(_TokenRequest(service, stale))
+        while True:
+            message = self.conn.recv()
+            if isinstance(message, _TokenReply):
+                if message.token is None:
+                    raise_reply(*(message.error or ("AuthError", f"{service}: no token")))
+                assert message.token is not None
+                return message.token
+            self.ahead.append(message)
+
+
+class _DirectChannel:
+    """The channel of a job run in the coordinator's own process (InlineExecutor)."""
+
+    def __init__(self, executor: Any):
+        self.executor = executor
+
+    def request(self, service: str, stale: str | None) -> AccessToken:
+        if self.executor.token_source is None:
+            raise AuthError(f"{service}: no token source: the job cannot get a token")
+        return self.executor.token_source(service, stale)
+
+
 def _worker_main(conn: Connection, settings: Settings, parent: int | None = None, progress: Any = None) -> None:
     """Loop of a worker process: receive (path, job), send the JobResult; stop on None or EOF.
 
@@ -136,15 +198,19 @@ def _worker_main(conn: Connection, settings: Settings, parent: int | None = None
 
         forward_to(progress)
     cache: dict[str, Any] = {}
+    ahead: collections.deque = collections.deque()
+    channel = _PipeChannel(conn, ahead)
     while True:
         try:
-            message = conn.recv()
+            message = ahead.popleft() if ahead else conn.recv()
         except (EOFError, OSError):
             return
         if message is None:
             return
+        if isinstance(message, _TokenReply):  # an answer that came too late for its request
+            continue
         path, job = message
-        result = call_worker(path, job, settings, cache)
+        result = call_worker(path, job, settings, cache, channel)
         try:
             conn.send(result)
         except (BrokenPipeError, OSError):
@@ -170,6 +236,7 @@ class LocalExecutor:
                  start_method: str = "spawn", progress_queue: Any = None):
         self.capacity = workers if workers > 0 else (os.cpu_count() or 1)
         self.settings = settings or Settings()
+        self.token_source: TokenSourceFn | None = None
         self.prefetch = max(prefetch, 1)
         self._ctx = multiprocessing.get_context(start_method)
         self._pending: collections.deque[tuple[Future[JobResult], tuple[str, Any]]] = collections.deque()
@@ -253,6 +320,19 @@ class LocalExecutor:
                         break
                     proc.queue.append((future, message))
 
+    def _answer(self, proc: _Proc, request: _TokenRequest) -> None:
+        """A worker asks for a fresh token: answer from the coordinator's token source."""
+        try:
+            if self.token_source is None:
+                raise AuthError(f"{request.service}: no token source: the job cannot get a token")
+            reply = _TokenReply(request.service, self.token_source(request.service, request.stale), None)
+        except Exception as exc:  # noqa: BLE001 - sent to the worker, which raises it in its job
+            reply = _TokenReply(request.service, None, error_reply(exc))
+        try:
+            proc.conn.send(reply)
+        except OSError:  # the process died meanwhile: _replace handles its job
+            pass
+
     def _replace(self, index: int) -> None:
         proc = self._procs[index]
         proc.process.join(timeout=1)
@@ -313,6 +393,9 @@ class LocalExecutor:
                     try:
                         while proc.conn.poll():
                             result = proc.conn.recv()
+                            if isinstance(result, _TokenRequest):
+                                self._answer(proc, result)
+                                continue
                             future, _ = proc.queue.popleft()
                             future.set_result(result)
                     except (EOFError, OSError):
@@ -334,10 +417,11 @@ class InlineExecutor:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
         self._cache: dict[str, Any] = {}
+        self.token_source: TokenSourceFn | None = None
 
     def submit(self, worker: str, job: Any) -> Future[JobResult]:
         future: Future[JobResult] = Future()
-        future.set_result(call_worker(worker, job, self.settings, self._cache))
+        future.set_result(call_worker(worker, job, self.settings, self._cache, _DirectChannel(self)))
         return future
 
     def shutdown(self, wait: bool = True) -> None:

@@ -11,14 +11,14 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import requests
 
 from ingester import __version__
 from ingester.config import redact_url
-from ingester.errors import AuthError, HTTPError, RateLimited, Unavailable
+from ingester.errors import AuthError, CredentialsRefused, HTTPError, RateLimited, Unavailable
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = f"ingester/{__version__}"
@@ -64,6 +64,14 @@ def server_message(response: requests.Response) -> str:
     return str(body)[:300]
 
 
+class TokenHolder(Protocol):
+    """What a `Service` needs of a token: the current bearer token, and a way to say it was refused."""
+
+    def access_token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -101,7 +109,7 @@ class Service:
         retries: int = 5,
         backoff: float = 1.0,
         max_concurrency: int | None = None,
-        token: TokenManager | None = None,
+        token: TokenHolder | None = None,
         trusted_hosts: Iterable[str] = (),
         trusted_domains: Iterable[str] = (),
         sleep: Callable[[float], None] = time.sleep,
@@ -274,7 +282,11 @@ class TokenManager:
     """OAuth2 tokens for one account, shared by every job of a run (thread-safe).
 
     Logs in with the password grant once, refreshes with the refresh token shortly before the access
-    token expires, and logs in again only when the refresh fails or the refresh token has expired.
+    token expires (a minute before, or a quarter of the token's lifetime when that is shorter), and logs
+    in again only when the refresh fails or the refresh token has expired. When the server refuses the
+    password grant itself (400/401: wrong password, disabled account) the refusal is kept: every later
+    call raises the same `CredentialsRefused` without a request (retrying a wrong password per job
+    would lock the account).
     """
 
     def __init__(self, token_url: str, username: str, password: str, client_id: str = "cdse-public",
@@ -295,6 +307,9 @@ class TokenManager:
         self._access_expiry = 0.0
         self._refresh: str | None = None
         self._refresh_expiry = 0.0
+        self._access_margin = margin
+        self._refresh_margin = margin
+        self._refused: CredentialsRefused | None = None
         self.logins = 0
         self.refreshes = 0
 
@@ -306,20 +321,32 @@ class TokenManager:
             self._access_expiry = 0.0
 
     def access_token(self) -> str:
+        return self.current()[0]
+
+    def current(self) -> tuple[str, float]:
+        """(access token, its expiry in epoch seconds), refreshed or logged in as needed."""
         with self._lock:
+            if self._refused is not None:
+                raise self._refused
             now = self.clock()
-            if self._access and now < self._access_expiry - self.margin:
-                return self._access
-            if self._refresh and now < self._refresh_expiry - self.margin:
-                try:
-                    self._grant({"grant_type": "refresh_token", "refresh_token": self._refresh})
-                    self.refreshes += 1
-                    return self._access or ""
-                except AuthError:
-                    self._refresh = None
+            if not (self._access and now < self._access_expiry - self._access_margin):
+                self._renew(now)
+            return self._access or "", time.time() + (self._access_expiry - self.clock())
+
+    def _renew(self, now: float) -> None:
+        if self._refresh and now < self._refresh_expiry - self._refresh_margin:
+            try:
+                self._grant({"grant_type": "refresh_token", "refresh_token": self._refresh})
+                self.refreshes += 1
+                return
+            except AuthError:
+                self._refresh = None
+        try:
             self._grant({"grant_type": "password", "username": self._username, "password": self._password})
-            self.logins += 1
-            return self._access or ""
+        except CredentialsRefused as exc:
+            self._refused = exc
+            raise
+        self.logins += 1
 
     def _grant(self, form: dict[str, str]) -> None:
         """One token request. 400/401 (bad credentials, expired refresh token) raise AuthError; no
@@ -347,6 +374,10 @@ class TokenManager:
                 raise limited
             if status == 408 or status >= 500:
                 raise Unavailable(f"{where}: unavailable ({detail})")
+            if form["grant_type"] == "password" and status in (400, 401):
+                raise CredentialsRefused(f"{where} refused the account {self._username!r} ({detail}); no further "
+                                         "login is tried in this run (repeated failed logins can lock the account): "
+                                         "check INGESTER_CDSE_USERNAME/INGESTER_CDSE_PASSWORD or ~/.netrc")
             raise AuthError(f"{where} refused the {form['grant_type']} grant ({detail})")
         try:
             body = response.json()
@@ -362,9 +393,11 @@ class TokenManager:
         now = self.clock()
         self._access = access
         self._access_expiry = now + expires
+        self._access_margin = min(self.margin, expires / 4)
         if body.get("refresh_token"):
             self._refresh = body["refresh_token"]
             self._refresh_expiry = now + refresh_expires
+            self._refresh_margin = min(self.margin, refresh_expires / 4)
 
 
 _managers: dict[tuple[str, str], TokenManager] = {}

@@ -196,6 +196,22 @@ def _media_type(uri: str) -> str | None:
     return MEDIA_TYPES.get(os.path.splitext(uri)[1].lower())
 
 
+def _within_footprint(raster_box, wkt: str):
+    """The outputs' extent cut to the tile's footprint (data lie in both: a window of a scene, a tile whose
+    raster is wider than its data); the extent alone when the footprint is unreadable or does not
+    overlap it with an area."""
+    try:
+        footprint = from_wkt(wkt)
+        if not footprint.is_valid or footprint.geom_type not in ("Polygon", "MultiPolygon"):
+            return raster_box
+        clipped = raster_box.intersection(footprint)
+    except Exception:  # noqa: BLE001 - GEOS errors on odd footprints: the extent is still right
+        return raster_box
+    if clipped.is_empty or clipped.area <= 0 or clipped.geom_type not in ("Polygon", "MultiPolygon"):
+        return raster_box
+    return clipped
+
+
 def build_item(tile: StacTile):
     """The STAC Item of one tile (pystac object, not yet in a catalog)."""
     import pystac
@@ -206,7 +222,7 @@ def build_item(tile: StacTile):
     if bboxes:
         west, south = min(b[0] for b in bboxes), min(b[1] for b in bboxes)
         east, north = max(b[2] for b in bboxes), max(b[3] for b in bboxes)
-        geom = box(west, south, east, north)
+        geom = _within_footprint(box(west, south, east, north), tile.wkt)
     else:
         geom = from_wkt(tile.wkt)
     codes = {ds.extra.get("proj_code") for ds in tile.datasets if ds.extra.get("proj_code")}
@@ -250,7 +266,7 @@ def build_collection(aoi: str, tiles: Sequence[StacTile], description: str = "")
                                pystac.TemporalExtent([[min(dates), max(dates)]]))
     else:
         extent = pystac.Extent(pystac.SpatialExtent([[-180.0, -90.0, 180.0, 90.0]]),
-                               pystac.TemporalExtent([[None, None]]))
+                               pystac.TemporalExtent([[None, None]]))  # type: ignore[arg-type]  # open interval
     collection = pystac.Collection(id=aoi, description=description or f"Outputs of the ingester for AOI {aoi}",
                                    extent=extent, license="other", title=aoi)
     for tile in tiles:

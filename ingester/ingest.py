@@ -27,7 +27,7 @@ from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
 from ingester.scenes import Scene, read_scenes
 from ingester.storage import local_path, resolve_storage_uri
-from ingester.store import Store, dumps, now_text, scene_data, tile_data
+from ingester.store import Store, dumps, monotonic_now, now_text, scene_data, tile_data
 from ingester.times import format_time
 from ingester.workflow import FAILED, NEW, PENDING
 
@@ -220,6 +220,47 @@ def _check_file_graphs(scenes: list[Scene], payload: Payload, origin: str, with_
                 checked.add(key)
 
 
+def already_in_aoi(store: Store, aoi: str) -> dict[str, str]:
+    """Scene source id → why a scene of the input is not ingested again: it is in the AOI already, with
+    its store id, its status and what to do. The store is the truth for an ingested scene (a run asks
+    the catalogue again about its product when its job runs): a new file or search never changes it;
+    `ingester refresh --scene ID` reads it from the catalogue again, `ingester remove --scene ID` takes
+    it out so that the next `ingester aoi` ingests it anew."""
+    from ingester.times import epoch_text
+
+    now = monotonic_now()
+    reasons = {}
+    for source_id, scene_id, status, not_before in store.execute(
+            "SELECT s.source_id, s.id, s.status, s.not_before FROM scene s JOIN aoi a ON a.id = s.aoi_id "
+            "WHERE a.name = ?", (aoi,)):
+        if status == PENDING and not_before > now:
+            what = (f"PENDING, deferred until {epoch_text(not_before)}: a run then picks it up; "
+                    f"`ingester refresh --scene {scene_id}` asks the catalogue again now")
+        elif status == PENDING:
+            what = "PENDING: the run picks it up"
+        elif status == "RETRY":
+            what = f"RETRY: `ingester retry --scene {scene_id}`"
+        elif status == FAILED:
+            what = (f"FAILED: `ingester retry --force --scene {scene_id}` after fixing the cause, or "
+                    f"`ingester remove --scene {scene_id}` and ingest it again")
+        else:
+            what = status
+        reasons[source_id] = f"already in the AOI (scene {scene_id}, {what})"
+    return reasons
+
+
+def _mark_aoi_bbox(scene: Scene, payload: Payload) -> None:
+    """A scene of STAC assets keeps the WGS84 bounds of this AOI inside its footprint
+    (`metadata.aoi_bbox`): `stac-assets` reads only that window of its COG assets (the AOI itself is
+    not stored with the scene)."""
+    if isinstance(scene.metadata.get("assets"), dict):
+        from ingester.providers.cog_window import aoi_bbox
+
+        bbox = aoi_bbox(payload.aoi, scene.wkt)
+        if bbox is not None:
+            scene.metadata["aoi_bbox"] = bbox
+
+
 def one_processing_per_acquisition(scenes: list[Scene], stored: set[str], aoi: str
                                    ) -> tuple[list[Scene], list[tuple[str, str]]]:
     """Drop the other processings of an acquisition (naming.dedup_key): one already in the AOI is kept
@@ -268,7 +309,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     existing_aoi = store.aoi(payload.name)
     if existing_aoi is not None:
         storage = aoi_storage(existing_aoi.settings, settings)
-    existing = store.scene_ids_in_aoi(payload.name)
+    existing = already_in_aoi(store, payload.name)
     skipped: list[tuple[str, str]] = []
     if tiles_file:
         origin, source = tiles_file, "tiles file"
@@ -278,11 +319,11 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             raise ScenesFileError(f"{origin}: no scene of this file has tiles: it is a scenes file, not a tiles "
                                   "file (give it with --scenes, or make tiles with `ingester tiles`)")
         _check_file_graphs(scenes, payload, origin, with_tiles=True)
-        scenes, skipped = one_processing_per_acquisition(scenes, existing, payload.name)
+        scenes, skipped = one_processing_per_acquisition(scenes, set(existing), payload.name)
         new = []
         for scene in scenes:
             if scene.source_id in existing:
-                skipped.append((scene.source_id, "already in the AOI"))
+                skipped.append((scene.source_id, existing[scene.source_id]))
             elif not scene.tiles:
                 skipped.append((scene.source_id, "no tiles"))
             else:
@@ -298,18 +339,19 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
 
             origin, source = "catalogue", "catalogue"
             scenes = [dataclasses.replace(s, aoi=s.aoi or payload.name) for s in search(payload, settings).scenes]
-        scenes, skipped = one_processing_per_acquisition(scenes, existing, payload.name)
+        scenes, skipped = one_processing_per_acquisition(scenes, set(existing), payload.name)
         fresh = []
         for scene in scenes:
             if scene.source_id in existing:
-                skipped.append((scene.source_id, "already in the AOI"))
+                skipped.append((scene.source_id, existing[scene.source_id]))
             else:
                 fresh.append(scene)
-        from ingester.tiling import make_tiles
+        from ingester.tiling import make_tiles, require_annotations
 
         with warnings.catch_warnings():
             warnings.simplefilter("default", TilingWarning)
             tiling = make_tiles(payload, fresh, settings, existing=store.aoi_tiles(payload.name))
+        require_annotations(fresh, tiling)  # the rule of `ingester tiles`
         skipped += tiling.skipped
         new = [s for s in tiling.scenes if s.tiles]
         skipped += [(s.source_id, "no tiles") for s in tiling.scenes if not s.tiles]
@@ -328,6 +370,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             raise ScenesFileError(f"{origin}: scene {scene.source_id}: data.storage_uri {scene.storage_uri!r} is not "
                                   f"the AOI's storage {storage}: an AOI keeps one storage (leave data.storage_uri "
                                   "empty or equal to it)")
+        _mark_aoi_bbox(scene, payload)
     _check_links(new, store, payload.name, origin)
     _check_cycles(new, origin)
     new.sort(key=lambda s: (s.date, s.source_id))

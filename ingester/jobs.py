@@ -13,6 +13,14 @@ job's `is_retriable` flag (docs/workflow.md, "Job outcomes"):
 | `temporary` | may pass by itself (network, 429, offline, …)     | re-queued with backoff          |
 | `fatal`     | will never succeed (`FATAL ERROR:` from a step)   | FAILED                          |
 | `error`     | anything else                                     | RETRY if is_retriable, else FAILED |
+| `deferred`  | waits for something outside (offline product being | PENDING until `retry_at`; no retry |
+|             | restored, an order processed): try at `retry_at`  | consumed, bounded by a deadline  |
+
+A deferral is not a failure: it keeps the job's place in the queue with a time to try again
+(`retry_at`, epoch seconds), consumes neither the retry budget nor the temporary-failure count, and
+is bounded by the total deadline `INGESTER_DEFER_DEADLINE` counted from the job's first deferral
+(then it is an `error`). A run does not wait for a deferred job beyond `--max-wait`: it ends with
+exit 5 and a later run picks the job up once due.
 """
 
 from __future__ import annotations
@@ -23,8 +31,9 @@ from typing import Any, Literal
 
 from ingester.payload import Layer
 from ingester.scenes import Scene, Tile
+from ingester.tokens import AccessToken
 
-Outcome = Literal["done", "temporary", "fatal", "error"]
+Outcome = Literal["done", "temporary", "fatal", "error", "deferred"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +47,7 @@ class SceneJob:
     storage_uri: str  # resolved: scene.storage_uri or the payload's or the settings' default
     workdir: str  # a folder of this job alone
     graph_dirs: tuple[str, ...] = ()  # where relative graph names are looked up (payload folder, …)
+    tokens: dict[str, AccessToken] = dataclasses.field(default_factory=dict)  # service → short-lived token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +95,16 @@ class JobResult:
     outputs: tuple[IndexedOutput, ...] = ()
     log_path: str = ""
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    retry_at: float | None = None  # `deferred`: when to try again (epoch seconds)
 
     @classmethod
     def done(cls, message: str = "", **kwargs: Any) -> JobResult:
         return cls("done", message, **kwargs)
+
+    @classmethod
+    def deferred(cls, message: str, retry_at: float, **kwargs: Any) -> JobResult:
+        """Wait for something outside; try again at `retry_at` (epoch seconds)."""
+        return cls("deferred", message, retry_at=retry_at, **kwargs)
 
 
 Worker = Callable[[Any, Any], JobResult]

@@ -163,6 +163,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX scene_aoi_date ON scene (aoi_id, date_key);
     CREATE INDEX tile_aoi_links ON tile (aoi_id, prev, ref);
     """,
+    # 3: deferred jobs (PENDING, waiting for something outside until not_before): when the current
+    # deferral began, to bound it by INGESTER_DEFER_DEADLINE; NULL when the job is not deferred
+    """
+    ALTER TABLE scene ADD COLUMN deferred_since REAL;
+    ALTER TABLE tile ADD COLUMN deferred_since REAL;
+    """,
 )
 
 

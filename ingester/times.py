@@ -44,3 +44,8 @@ def format_time(value: datetime) -> str:
     if value.microsecond:
         text += "." + f"{value.microsecond:06d}".rstrip("0")
     return text + "Z"
+
+
+def epoch_text(t: float) -> str:
+    """Epoch seconds as RFC 3339 UTC, to the second (times in messages and status)."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

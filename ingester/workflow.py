@@ -14,7 +14,9 @@ Rules, as implemented here:
   retry (`ingester retry`) restores the full budget. Bulk releases never touch it.
 - Outcomes (ingester/jobs.py): `done` → DONE (the message is cleared); `temporary` → PENDING again
   after a backoff, at most `max_temporary_retries` times per round (a round ends with an automatic or
-  manual re-run), then handled as `error`; `fatal` → FAILED;
+  manual re-run), then handled as `error`; `deferred` → PENDING until the worker's `retry_at`, nothing
+  consumed, `deferred_since` set at the first deferral: past `defer_deadline` from it, an `error`
+  (any other outcome or status change ends the deferral); `fatal` → FAILED;
   `error` → RETRY if the job `is_retriable`, else FAILED; RETRY with countdown > 0 → automatic re-run
   after `retry_backoff × 2^(n-1)` seconds. The last error stays in `message`; every attempt with its
   message is kept in `job_attempt` (the error history).
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingester.errors import StoreError
 from ingester.store import STATUSES, Store, monotonic_now, now_text
+from ingester.times import epoch_text
 
 if TYPE_CHECKING:  # jobs imports the payload model (and shapely): not needed by the status commands
     from ingester.jobs import JobResult
@@ -87,6 +90,7 @@ class Policy:
     retry_count: int = 0
     retry_backoff: float = 30.0
     max_temporary_retries: int = 5
+    defer_deadline: float = 7 * 86400.0
 
     def backoff(self, n: int) -> float:
         """Delay before the n-th re-run (n ≥ 1): backoff × 2^(n-1), capped at one hour."""
@@ -108,7 +112,10 @@ def _row(store: Store, kind: str, job_id: int) -> dict[str, Any]:
 
 
 def _update(store: Store, kind: str, job_id: int, **values: Any) -> None:
+    """Set columns of a job; a status change ends a deferral unless `deferred_since` is given."""
     values["updated_at"] = now_text()
+    if "status" in values:
+        values.setdefault("deferred_since", None)
     cols = ", ".join(f"{k} = ?" for k in values)
     store.execute(f"UPDATE {_table(kind)} SET {cols} WHERE id = ?", (*values.values(), job_id))
 
@@ -336,6 +343,15 @@ def force_retry_aoi(store: Store, aoi_id: int, policy: Policy) -> int:
     return n
 
 
+def make_due(store: Store, kind: str, job_id: int | None = None, aoi_id: int | None = None) -> int:
+    """PENDING jobs waiting for a later time (deferred or backed off) become due now: one job, or every
+    job of an AOI. Returns how many. Nothing else changes (no budget restored, none consumed)."""
+    where, params = ("id = ?", [job_id]) if job_id is not None else ("aoi_id = ?", [aoi_id])
+    return store.execute(f"UPDATE {_table(kind)} SET not_before = 0, updated_at = ? WHERE {where} "
+                         "AND status = 'PENDING' AND lease_run IS NULL AND not_before > ?",
+                         (now_text(), *params, monotonic_now())).rowcount
+
+
 # --- rebuilding what storage lost (ingester verify) ------------------------------------------------
 
 def rebuild(store: Store, kind: str, job_id: int, policy: Policy, message: str) -> str:
@@ -380,6 +396,8 @@ def attempt_result(outcome: str | None, status: str | None, message: str = "") -
     meaning = _AFTER.get(status, "")
     if status == PENDING and (outcome in ("error", "fatal") or TEMPORARY_EXHAUSTED in message):
         meaning = "automatic re-run"
+    elif status == PENDING and outcome == "deferred":
+        meaning = "waits for a later try" if "INGESTER_DEFER_DEADLINE" not in message else "automatic re-run"
     return f"{outcome} → {status}" + (f" ({meaning})" if meaning else "")
 
 
@@ -397,10 +415,21 @@ def apply_outcome(store: Store, kind: str, job_id: int, result: JobResult, polic
         raise TransitionError(f"{kind} {job_id} finished while {row['status']}; result ignored")
     outcome = result.outcome
     message = result.message
+    if outcome == "deferred":
+        now = monotonic_now()
+        since = row["deferred_since"] if row["deferred_since"] is not None else now
+        if now - since <= policy.defer_deadline:
+            retry_at = result.retry_at if result.retry_at is not None else now + policy.retry_backoff
+            _update(store, kind, job_id, message=message, not_before=max(float(retry_at), now), deferred_since=since,
+                    **_CLEAR_LEASE)
+            return PENDING
+        outcome = "error"
+        message = (f"{message} (still waiting after {duration_text(policy.defer_deadline)}: given up; "
+                   "INGESTER_DEFER_DEADLINE sets how long a job may wait)")
     if outcome == "temporary":
         count = row["temporary_count"] + 1
         if count <= policy.max_temporary_retries:
-            _update(store, kind, job_id, temporary_count=count, message=message,
+            _update(store, kind, job_id, temporary_count=count, message=message, deferred_since=None,
                     not_before=monotonic_now() + policy.backoff(count), **_CLEAR_LEASE)
             return PENDING
         outcome = "error"
@@ -415,6 +444,14 @@ def apply_outcome(store: Store, kind: str, job_id: int, result: JobResult, polic
         requested = FAILED
         message = f"unknown outcome {outcome!r}: {message}"
     return set_status(store, kind, job_id, requested, message, policy=policy) or requested
+
+
+def duration_text(seconds: float) -> str:
+    """3600 → '1 h', 90 → '90 s', 172800 → '2 d' (messages)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} s"
 
 
 # --- views ---------------------------------------------------------------------------------------
@@ -474,6 +511,47 @@ def summary_text(s: dict[str, Any]) -> str:
             lines.append(f"  {status + ':':<8} {s[key][status]}")
         lines.append(f"  {'Total:':<8} {s[key]['total']}")
     lines += ["", f"Root tiles : {s['root_tiles']}", f"  From: {s['from'] or '-'}", f"  To:   {s['to'] or '-'}"]
+    return "\n".join(lines)
+
+
+def deferred(store: Store, aoi_id: int, limit: int = 100, now: float | None = None) -> dict[str, Any]:
+    """Jobs waiting to be tried again later (PENDING, not running, `not_before` in the future: deferred
+    by their worker or backed off after a failure), the earliest next try, and up to `limit` of them
+    (soonest first). `tiles_waiting`: NEW tiles of the AOI (they wait for these or for other jobs)."""
+    now = monotonic_now() if now is None else now
+    counts = {}
+    for kind in ("scene", "tile"):
+        counts[kind] = store.one(f"SELECT count(*) FROM {kind} WHERE aoi_id = ? AND status = 'PENDING' "
+                                 "AND lease_run IS NULL AND not_before > ?", (aoi_id, now))
+    jobs = []
+    if counts["scene"] or counts["tile"]:
+        rows = store.execute(
+            "SELECT 'scene', id, source_id, '', not_before, deferred_since, message FROM scene WHERE aoi_id = ?1 "
+            "AND status = 'PENDING' AND lease_run IS NULL AND not_before > ?2 UNION ALL "
+            "SELECT 'tile', t.id, t.source_id, s.source_id, t.not_before, t.deferred_since, t.message FROM tile t "
+            "JOIN scene s ON s.id = t.scene_id WHERE t.aoi_id = ?1 AND t.status = 'PENDING' AND t.lease_run IS NULL "
+            "AND t.not_before > ?2 ORDER BY 5, 1, 2 LIMIT ?3", (aoi_id, now, limit)).fetchall()
+        for kind, job_id, source_id, scene_source_id, not_before, since, message in rows:
+            job = {"kind": kind, "id": job_id, "source_id": source_id, "next_try": epoch_text(not_before),
+                   "deferred_since": epoch_text(since) if since is not None else "", "message": message}
+            if kind == "tile":
+                job["scene_source_id"] = scene_source_id
+            jobs.append(job)
+    waiting = store.one("SELECT count(*) FROM tile WHERE aoi_id = ? AND status = 'NEW'", (aoi_id,)) if jobs else 0
+    return {"scenes": counts["scene"], "tiles": counts["tile"], "total": counts["scene"] + counts["tile"],
+            "next_try": jobs[0]["next_try"] if jobs else "", "tiles_waiting": waiting, "jobs": jobs}
+
+
+def deferred_text(d: dict[str, Any], shown: int = 10) -> str:
+    """The deferred jobs of `deferred()` as text lines (empty when none)."""
+    if not d["total"]:
+        return ""
+    lines = [f"Deferred: {d['total']} job(s), next try {d['next_try']}"]
+    for job in d["jobs"][:shown]:
+        name = job["source_id"] if job["kind"] == "scene" else f"{job['scene_source_id']}/{job['source_id']}"
+        lines.append(f"  {job['kind']} {job['id']}\t{name}\tuntil {job['next_try']}\t{job['message']}".rstrip())
+    if d["total"] > shown:
+        lines.append(f"  … and {d['total'] - shown} more (ingester status AOI --json lists up to 100)")
     return "\n".join(lines)
 
 

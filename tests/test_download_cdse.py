@@ -4,6 +4,7 @@ resume, verification, 429/Retry-After, 401, quotas across processes, offline pro
 from __future__ import annotations
 
 import multiprocessing
+import time
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ def catalogue(zipper):
     """The catalogue host (another name, another port) that redirects `$value` to the zipper."""
     with FakeCdse("localhost") as fake:
         fake.redirect_to = zipper.base
+        fake.entities_from = zipper  # it answers Products(<id>) about the zipper's products
         yield fake
 
 
@@ -113,6 +115,7 @@ def test_token_is_not_sent_to_a_foreign_host_after_a_redirect(tmp_path, product,
     with FakeCdse("127.0.0.2") as foreign:
         foreign.add_product(product, "0b5a3c2e-0000-4000-8000-000000000001")
         zipper.redirect_to = foreign.base
+        zipper.entities_from = foreign
         settings = make_settings(tmp_path, zipper)
         result = run_scene_job(make_job(tmp_path, "0b5a3c2e-0000-4000-8000-000000000001", product), settings)
         assert value_gets(foreign), "the redirect was not followed"
@@ -239,7 +242,7 @@ def test_wrong_password_is_an_error_naming_the_token_endpoint(tmp_path, product,
     settings = make_settings(tmp_path, zipper, cdse_password="wrong-password")
     result = run_scene_job(make_job(tmp_path, pid, product), settings)
     assert result.outcome == "error"
-    assert "refused the password grant" in result.message and "Invalid user credentials" in result.message
+    assert "refused the account" in result.message and "Invalid user credentials" in result.message
     assert "wrong-password" not in result.message
 
 
@@ -261,16 +264,59 @@ def test_credentials_from_netrc(tmp_path, product, zipper):
     assert result.outcome == "done", result.message
 
 
-def test_offline_product_is_temporary_with_a_clear_message(tmp_path, product, zipper):
+def entity_gets(fake: FakeCdse) -> list[dict]:
+    return [r for r in fake.requests if r["method"] == "GET" and r["path"].split("?")[0].endswith(")")]
+
+
+def test_a_product_offline_at_search_time_is_asked_again_and_downloaded_once_online(tmp_path, product, zipper,
+                                                                                   catalogue):
+    """The search-time `online: false` is not trusted: the catalogue is asked again when the job runs."""
     pid = zipper.add_product(product)
-    result = run_scene_job(make_job(tmp_path, pid, product, metadata={"online": False}),
-                           make_settings(tmp_path, zipper))
-    assert result.outcome == "temporary"
-    assert "offline" in result.message and "try again later" in result.message
-    assert value_gets(zipper) == []
+    job = make_job(tmp_path, pid, product, metadata={"online": False})
+    result = run_scene_job(job, make_settings(tmp_path, zipper, catalogue))
+    assert result.outcome == "done", result.message
+    assert len(entity_gets(catalogue)) == 1 and len(value_gets(zipper)) == 1
+
+
+def test_a_product_offline_at_job_time_is_deferred_without_a_download_request(tmp_path, product, zipper, catalogue):
+    pid = zipper.add_product(product)
     zipper.offline.add(pid)
+    settings = make_settings(tmp_path, zipper, catalogue, offline_recheck=1800)
+    before = time.time()
+    result = run_scene_job(make_job(tmp_path, pid, product), settings)
+    assert result.outcome == "deferred", result.message
+    assert before + 1800 <= result.retry_at <= time.time() + 1800
+    assert "offline" in result.message and "Data Workspace" in result.message
+    assert value_gets(zipper) == []  # a download request does not restore it on CDSE: none is sent
+    zipper.offline.discard(pid)  # restored (ordered through the Data Workspace)
+    result = run_scene_job(make_job(tmp_path, pid, product, attempt=2), settings)
+    assert result.outcome == "done", result.message
+
+
+def test_a_download_refused_as_offline_is_deferred_too(tmp_path, product, zipper):
+    """The catalogue still says online but the download answers that the product is offline."""
+    pid = zipper.add_product(product)
+    zipper.refuse_offline.add(pid)
     result = run_scene_job(make_job(tmp_path, pid, product), make_settings(tmp_path, zipper))
-    assert result.outcome == "temporary" and "offline" in result.message
+    assert result.outcome == "deferred" and "offline" in result.message, result.message
+
+
+def test_a_product_gone_from_the_catalogue_is_not_found(tmp_path, product, zipper):
+    result = run_scene_job(make_job(tmp_path, "6f1d6b5e-0000-4000-8000-00000000dead", product),
+                           make_settings(tmp_path, zipper))
+    assert result.outcome == "error"
+    assert "no longer in the CDSE catalogue" in result.message
+    assert value_gets(zipper) == []
+
+
+def test_an_unreachable_catalogue_falls_back_to_the_search_time_flag(tmp_path, product, zipper):
+    pid = zipper.add_product(product)
+    closed = "http://127.0.0.1:9/odata/v1"
+    settings = make_settings(tmp_path, zipper, cdse_catalogue_url=closed, http_retries=0)
+    assert run_scene_job(make_job(tmp_path, pid, product), settings).outcome == "done"
+    result = run_scene_job(make_job(tmp_path, pid, product, scene_id=S2_ID.replace("T31TDH", "T31TDJ"),
+                                    metadata={"online": False}), settings)
+    assert result.outcome == "deferred" and "could not be asked" in result.message
 
 
 def test_unknown_product_and_missing_uuid_are_reported_by_the_chain(tmp_path, product, zipper):
@@ -280,7 +326,7 @@ def test_unknown_product_and_missing_uuid_are_reported_by_the_chain(tmp_path, pr
     assert "no provider has" in result.message
     assert "local: INGESTER_LOCAL_PATH is not set" in result.message
     assert "url: the scene has no metadata.download_link" in result.message
-    assert "cdse:" in result.message and "404" in result.message and "Product not found" in result.message
+    assert "cdse:" in result.message and "no longer in the CDSE catalogue" in result.message
 
 
 def _download_in_process(args) -> str:
@@ -331,9 +377,9 @@ def test_catalogue_metadata_shape_is_understood(tmp_path, product, zipper):
     job = SceneJob(1, 1, "denmark", scene, str(tmp_path / "storage"), str(tmp_path / "work" / "j"))
     result = run_scene_job(job, make_settings(tmp_path, zipper))
     assert result.outcome == "done" and "blake3" in result.message
-    offline = Scene(**{**scene.__dict__, "metadata": {**meta, "online": False}})
-    job = SceneJob(2, 1, "denmark", offline, str(tmp_path / "storage2"), str(tmp_path / "work" / "k"))
-    assert run_scene_job(job, make_settings(tmp_path, zipper)).outcome == "temporary"
+    zipper.offline.add(pid)  # offline now: the catalogue's current answer decides, not the stored flag
+    job = SceneJob(2, 1, "denmark", scene, str(tmp_path / "storage2"), str(tmp_path / "work" / "k"))
+    assert run_scene_job(job, make_settings(tmp_path, zipper)).outcome == "deferred"
 
 
 def test_progress_bars_show_each_download_and_the_run_total(tmp_path, product, zipper, monkeypatch):
@@ -385,5 +431,6 @@ def test_a_catalogue_id_that_would_leave_the_url_path_is_quoted_and_the_token_st
     result = run_scene_job(make_job(tmp_path, hostile, product), make_settings(tmp_path, zipper))
     assert result.outcome != "done"
     gets = [r for r in zipper.requests if r["method"] == "GET"]
-    assert gets, "no download was attempted"
-    assert {r["path"] for r in gets} == {"/odata/v1/Products(x%29%2F..%2F..%2F..%2Ftoken%3Fa%3D%28)/$value"}
+    assert gets, "the product was not even asked for"
+    key = "/odata/v1/Products(x%29%2F..%2F..%2F..%2Ftoken%3Fa%3D%28)"  # the availability check, then $value
+    assert all(r["path"] in (key, f"{key}/$value") for r in gets), [r["path"] for r in gets]

@@ -168,7 +168,9 @@ def test_secrets_stay_out_of_the_settings_repr():
 
 
 @pytest.mark.parametrize(("variable", "value"), [("INGESTER_HTTP_TIMEOUT", "-1"), ("INGESTER_LEASE_SECONDS", "0"),
-                                                 ("INGESTER_HTTP_RETRIES", "-2"), ("INGESTER_CDSE_PAGE_SIZE", "5000")])
+                                                 ("INGESTER_HTTP_RETRIES", "-2"), ("INGESTER_CDSE_PAGE_SIZE", "5000"),
+                                                 ("INGESTER_STAC_WINDOW_MAX_SHARE", "1.5"),
+                                                 ("INGESTER_STAC_WINDOW_MARGIN", "nan")])
 def test_out_of_range_settings_are_input_errors(cli, repo, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
     result = cli("scenes", repo / "payloads" / "denmark-s2.json")

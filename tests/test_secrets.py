@@ -38,6 +38,7 @@ def test_password_and_tokens_never_appear_in_results_files_logs_or_output(tmp_pa
     product = zip_safe(testdata / "s2" / f"{S2_ID}.SAFE")
     with FakeCdse("127.0.0.1") as zipper, FakeCdse("localhost") as catalogue:
         catalogue.redirect_to = zipper.base
+        catalogue.entities_from = zipper
         netrc = Path.home() / ".netrc"  # netrc credentials: requests must not turn them into Basic auth
         netrc.write_text(f"machine 127.0.0.1 login {zipper.username} password {zipper.password}\n"
                          f"machine localhost login {zipper.username} password {zipper.password}\n")

@@ -99,6 +99,24 @@ def test_catalog_of_a_chain_and_an_s2_tile_is_valid(tmp_path, offline_validator)
     assert items[f"20180101_{S2_ID}"].properties["eo:cloud_cover"] == pytest.approx(50.94395869)
 
 
+def test_an_item_geometry_is_the_outputs_extent_inside_the_tile_footprint():
+    """A window of a scene (stac-assets window mode) reaches past the footprint's edge: the Item keeps
+    the part with data; a footprint inside the extent is the geometry; an extent that does not meet the
+    footprint, or a footprint that is not a polygon, leaves the extent as it is."""
+    window = StacDataset("B04", "/data/B04.tif", "uint16", 0, 1, 65535, -0.0999, 6.4535,
+                         extra={"bbox": [9.9, 54.95, 10.2, 55.12]})
+    footprint = "POLYGON ((10 54.5, 11 54.5, 11 56, 10 56, 10 54.5))"
+    item = build_item(StacTile(S2_ID, S2_ID, datetime(2022, 1, 4, tzinfo=UTC), footprint, S2_TAGS, (window,)))
+    assert item.bbox == pytest.approx([10, 54.95, 10.2, 55.12])
+    inside = build_item(StacTile(S2_ID, S2_ID, datetime(2022, 1, 4, tzinfo=UTC), WKT, S2_TAGS, (window,)))
+    assert inside.bbox == pytest.approx([10, 55, 10.1, 55.1])
+    far = "POLYGON ((20 50, 21 50, 21 51, 20 51, 20 50))"
+    elsewhere = build_item(StacTile(S2_ID, S2_ID, datetime(2022, 1, 4, tzinfo=UTC), far, S2_TAGS, (window,)))
+    assert elsewhere.bbox == pytest.approx([9.9, 54.95, 10.2, 55.12])
+    broken = build_item(StacTile(S2_ID, S2_ID, datetime(2022, 1, 4, tzinfo=UTC), "POINT (10 55)", S2_TAGS, (window,)))
+    assert broken.bbox == pytest.approx([9.9, 54.95, 10.2, 55.12])
+
+
 def test_an_invalid_item_is_caught_by_the_vendored_schemas(tmp_path, offline_validator):
     item = build_item(s1_tile(23, 11, 11))
     item.properties["sat:relative_orbit"] = "44"  # must be an integer

@@ -207,3 +207,33 @@ def test_unknown_annotation_source_setting_exits_2(cli, tmp_path, la_payload, sc
     assert result.exit_code == 2
     assert "INGESTER_ANNOTATION_SOURCES: unknown source 'ftp' (known: cdse, urls)" in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_aoi_scenes_without_any_annotation_fails_like_tiles_and_writes_nothing(cli, tmp_path, la_payload,
+                                                                                scenes_file):
+    """One rule for `tiles` and `aoi --scenes` (issue 12 item 6): exit 1, the same message, no store."""
+    tiles = cli("tiles", la_payload, "--scenes", scenes_file)
+    aoi = cli("aoi", la_payload, "--scenes", scenes_file, "--create-layers", "--workers", "1",
+              "--scene-worker", "tests.fakes.workers:succeed", "--tile-worker", "tests.fakes.workers:succeed")
+    assert (tiles.exit_code, aoi.exit_code) == (1, 1), aoi.stderr
+    for result in (tiles, aoi):
+        assert "error: no annotation found for any of the 3 scenes; nothing written" in result.stderr
+        assert "cdse-nodes:" in result.stderr  # what the sources said
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_aoi_scenes_with_some_annotations_ingests_those_and_says_which_were_skipped(
+        cli, tmp_path, la_payload, products):
+    import dataclasses
+
+    tags = {"source": "tutorial", "provider": "geocube-ingester", "area": "LosAngeles"}
+    scenes_file = tmp_path / "tagged.json"
+    write_scenes(scenes_file, [dataclasses.replace(s, tags={**s.tags, **tags})
+                               for s in (product_scene(p, "LosAngelesS1") for p in products)], next_=False)
+    with FakeCdseNodes(products[:2]) as fake:
+        r = cli("aoi", la_payload, "--scenes", scenes_file, "--create-layers", "--workers", "1", "--json",
+                "--scene-worker", "tests.fakes.workers:succeed", "--tile-worker", "tests.fakes.workers:succeed",
+                env=fake_env(fake))
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 2
+    assert f"skipped {products[2].scene_id}: no annotation found" in r.stderr

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import gc
 import heapq
 import itertools
@@ -288,20 +289,7 @@ def scene_of(product: dict, wkt: str, atts: dict[str, Any], payload: Payload) ->
                 f"whose catalogue tag {key!r} is {tags[key]!r}"
             )
         tags[key] = value
-    try:
-        checksums = {c["Algorithm"]: c["Value"] for c in product.get("Checksum") or () if c["Value"]}
-    except (KeyError, TypeError):
-        checksums = {str(c["Algorithm"]): str(c["Value"]) for c in product.get("Checksum") or ()
-                     if isinstance(c, dict) and c.get("Algorithm") and c.get("Value")}
-    metadata: dict[str, Any] = {
-        "uuid": str(product.get("Id", "")),
-        "product_name": name,
-        "checksums": checksums,
-        "size": product.get("ContentLength"),
-        "online": product.get("Online") is not False,
-        "s3_path": product.get("S3Path") or "",
-        "publication_date": product.get("PublicationDate") or "",
-    }
+    metadata = entry_metadata(product)
     if len(payload.annotations_urls) == 1:  # the original's single-annotations_urls rule
         metadata["download_link"] = format_pattern(payload.annotations_urls[0], source_id, {"AREA": payload.name})
     return Scene(
@@ -316,6 +304,55 @@ def scene_of(product: dict, wkt: str, atts: dict[str, Any], payload: Payload) ->
         storage_uri=payload.storage_uri,
         metadata=metadata,
     )
+
+
+def entry_metadata(product: dict) -> dict[str, Any]:
+    """The scene metadata a product's catalogue entry gives (search result or `Products(<id>)`)."""
+    try:
+        checksums = {c["Algorithm"]: c["Value"] for c in product.get("Checksum") or () if c["Value"]}
+    except (KeyError, TypeError):
+        checksums = {str(c["Algorithm"]): str(c["Value"]) for c in product.get("Checksum") or ()
+                     if isinstance(c, dict) and c.get("Algorithm") and c.get("Value")}
+    return {
+        "uuid": str(product.get("Id", "")),
+        "product_name": product.get("Name") or "",
+        "checksums": checksums,
+        "size": product.get("ContentLength"),
+        "online": product.get("Online") is not False,
+        "s3_path": product.get("S3Path") or "",
+        "publication_date": product.get("PublicationDate") or "",
+    }
+
+
+def product_entry(settings: Settings, uuid: str, service: Service | None = None) -> dict | None:
+    """The product's catalogue entry as it is now (`GET Products(<uuid>)`, no account needed), None when
+    the catalogue no longer has it (deleted or replaced by a reprocessing). HTTPError when the catalogue
+    cannot be asked (no answer, 5xx after retries, …)."""
+    from urllib.parse import quote
+
+    from ingester.http import shared_service
+
+    if service is None:
+        key = ("cdse-catalogue", settings.cdse_catalogue_url, settings.http_timeout, settings.http_retries,
+               settings.http_backoff)
+        service = shared_service(key, lambda: make_service(settings))
+    response = service.request("GET", f"Products({quote(uuid, safe='')})", ok_statuses=(404,))
+    try:
+        if response.status_code == 404:
+            return None
+        body = response.json()
+    except ValueError:
+        raise HTTPError(f"cdse-catalogue: GET Products({uuid}): answer is not JSON", response.status_code,
+                        response.url) from None
+    finally:
+        response.close()
+    if isinstance(body, dict) and isinstance(body.get("value"), list):  # a collection-shaped answer
+        body = body["value"][0] if body["value"] else None
+    elif isinstance(body, dict) and isinstance(body.get("value"), dict):
+        body = body["value"]
+    if body is not None and not isinstance(body, dict):
+        raise HTTPError(f"cdse-catalogue: GET Products({uuid}): unexpected answer {str(body)[:120]!r}", 200, "")
+    return body
 
 
 def newest_key(scene: Scene) -> tuple[str, str, str]:
@@ -477,6 +514,11 @@ def _row_time(row: dict) -> datetime | None:
         return None
 
 
+def _all_rows(pager: ODataPager) -> list[dict]:
+    """Every row of one query, read to its end (the pager's generator closes itself)."""
+    return list(pager.rows(0, None))
+
+
 class RowStream:
     """The rows of a page of the merged, ordered result of one query per polygon, as an iterable;
     after iteration, `next` says whether more exist and `count` how many rows came.
@@ -505,7 +547,7 @@ class RowStream:
             return self.pagers[0].rows(0, None)
         # every query read to its end, side by side, then merged in query order: the result is the one a
         # query-after-query search gives
-        answers = self._side_by_side([lambda pager=pager: list(pager.rows(0, None)) for pager in self.pagers])
+        answers = self._side_by_side([functools.partial(_all_rows, pager) for pager in self.pagers])
         merged: dict[str, dict] = {}
         for rows in answers:
             for row in rows:
@@ -545,7 +587,7 @@ class RowStream:
         streams = [self._chunks(pager, first) for pager in self.pagers]
         source: Iterator[dict] = streams[0]
         if len(streams) > 1:  # the first answer of every query side by side, then merged as they are read
-            heads = self._side_by_side([lambda stream=stream: next(stream, None) for stream in streams])
+            heads = self._side_by_side([functools.partial(next, stream, None) for stream in streams])
             source = heapq.merge(*(itertools.chain((head,), stream) for head, stream in zip(heads, streams, strict=True)
                                    if head is not None), key=_sort_key)
         seen: set[str] = set()

@@ -1,8 +1,10 @@
-"""Monitoring and repair: status, aois, list scenes|tiles, retry, fail, dot (all read the local store)."""
+"""Monitoring and repair: status, aois, list scenes|tiles, retry, fail, refresh, remove, history, dot."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +12,7 @@ import typer
 
 from ingester.cli import app
 from ingester.cli.aoi_cmd import (
+    MaxWaitOption,
     SceneWorkerOption,
     TileWorkerOption,
     WorkersOption,
@@ -59,9 +62,10 @@ def status_command(
     map_path: Path | None = typer.Option(None, "--map", help="Also write the AOI's status map here (.png or .html; "
                                          "needs the maps extra), as `ingester map AOI -o PATH` does."),
 ) -> None:
-    """Scenes and tiles per status, root tiles and their date range (one AOI or all)."""
+    """Scenes and tiles per status, root tiles and their date range (one AOI or all), and the jobs
+    that wait to be tried again later (deferred or backed off) with their next try and why."""
     from ingester.store import Store
-    from ingester.workflow import summary, summary_text
+    from ingester.workflow import deferred, deferred_text, summary, summary_text
 
     if map_path is not None:
         from ingester.cli.views_cmd import MAP_SUFFIXES, check_map_output
@@ -72,7 +76,10 @@ def status_command(
     s = settings(db=db)
     with Store(s.db, readonly=True) as store:
         names = [store.require_aoi(aoi).name] if aoi else store.aoi_names()
-        summaries = [summary(store, store.require_aoi(n).id) for n in names]
+        summaries = []
+        for n in names:
+            aoi_id = store.require_aoi(n).id
+            summaries.append({**summary(store, aoi_id), "deferred": deferred(store, aoi_id)})
     if as_json:
         print_json(summaries[0] if aoi else summaries)
     else:
@@ -83,6 +90,8 @@ def status_command(
                 typer.echo("")
             typer.echo(f"AOI {item['aoi']} ({item['status']})")
             typer.echo(summary_text(item))
+            if item["deferred"]["total"]:
+                typer.echo(deferred_text(item["deferred"]))
     if map_path is not None:
         from ingester.cli.views_cmd import write_map
         from ingester.views.source import open_view
@@ -218,21 +227,38 @@ def retry_command(
     as_json: bool = JsonOption,
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
+    max_wait: float | None = MaxWaitOption,
 ) -> None:
-    """RETRY → PENDING (with a fresh retry budget), then run the AOI. DONE work is never redone.
+    """RETRY → PENDING (with a fresh retry budget), then run the AOI. DONE work is never redone. A job
+    waiting for a later try (deferred, or backed off) is made due now.
 
     With --force, FAILED jobs come back too (fix the cause first): a scene → PENDING and its FAILED
     tiles → NEW; a tile → NEW, released when its scene and previous are DONE. All changes are made in
     one transaction: either every job is retried or none."""
-    from ingester.coordinator import acquire_lock, new_run_id, release_lock
+    from ingester.coordinator import acquire_lock, check_lock, new_run_id, release_lock
+    from ingester.preflight import pending_work, preflight, work_of
     from ingester.store import Store
-    from ingester.workflow import PENDING, RETRY, Policy, TransitionError, force_retry, force_retry_aoi, set_status
+    from ingester.workflow import (
+        PENDING,
+        RETRY,
+        Policy,
+        TransitionError,
+        force_retry,
+        force_retry_aoi,
+        make_due,
+        set_status,
+    )
 
     ui = UI(quiet)
-    s = run_settings(db, workers, scene_worker, tile_worker)
+    s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
     check_download_settings(s)
     with Store(s.db, create=False) as store:
         name, kind, job_id = _target(store, aoi, scene, tile)
+        check_lock(store, name, s.lease_seconds)  # a run in progress is exit 3 before any check
+        retried = ("PENDING", "RETRY", "FAILED") if force else ("PENDING", "RETRY")
+        every = dataclasses.replace(s, max_wait=float("inf"))  # waiting jobs are made due too
+        preflight(work_of([], (), {}, pending_work(store, name, every, retried, ("NEW", *retried))), s,
+                  s.workers or os.cpu_count() or 1)
         run_id = new_run_id()
         acquire_lock(store, name, run_id, s.lease_seconds)
         try:
@@ -241,7 +267,9 @@ def retry_command(
             try:
                 with store.transaction():
                     if kind is not None and job_id is not None:
-                        if force:
+                        if make_due(store, kind, job_id):
+                            ui.info(f"{kind} {job_id}: PENDING and waiting for a later try: due now")
+                        elif force:
                             n = len(force_retry(store, kind, job_id, policy))
                             ui.info(f"{kind} {job_id}: back in the queue ({n} job(s))")
                         else:
@@ -259,6 +287,10 @@ def retry_command(
                                 set_status(store, k, i, PENDING, policy=policy)
                             n += len(ids)
                         ui.info(f"{n} jobs of {name}: RETRY → PENDING")
+                    if kind is None:
+                        due = make_due(store, "scene", aoi_id=row.id) + make_due(store, "tile", aoi_id=row.id)
+                        if due:
+                            ui.info(f"{due} waiting job(s) of {name} (deferred or backed off): due now")
             except TransitionError as exc:  # asking to retry a job that cannot be retried: invalid input
                 hint = ""
                 if not force and kind is not None and "FAILED->" in str(exc):
@@ -304,6 +336,79 @@ def fail_command(
         print_json({"aoi": name, "kind": kind, **row.to_json()})
     else:
         UI(quiet).info(f"{kind} {job_id} of {name}: FAILED")
+
+
+@app.command("refresh")
+@command
+def refresh_command(
+    scene: int = typer.Option(..., "--scene", help="The scene to refresh (store id, from `ingester list scenes AOI`)."),
+    db: str | None = DbOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Read a scene's product from the CDSE catalogue again (online flag, size, checksums, name) and update
+    the store in one transaction; a scene waiting to be tried again (deferred, backed off) is due at once.
+
+    Refused (exit 3) while a run holds the AOI's lock; exit 1 when the catalogue cannot be asked or no
+    longer has the product (nothing changed)."""
+    from ingester.coordinator import acquire_lock, new_run_id, release_lock
+    from ingester.scene_ops import refresh_scene
+    from ingester.store import Store
+
+    s = settings(db=db)
+    with Store(s.db, create=False) as store:
+        name, _kind, _id = _target(store, None, scene, None, aoi_allowed=False)
+        run_id = new_run_id()
+        acquire_lock(store, name, run_id, s.lease_seconds)
+        try:
+            result = refresh_scene(store, scene, s)
+        finally:
+            release_lock(store, name, run_id)
+    if as_json:
+        print_json({"aoi": name, **result.to_json()})
+        return
+    ui = UI(quiet)
+    changed = "; ".join(f"{k}: {json.dumps(v[0])} → {json.dumps(v[1])}" for k, v in result.changes.items())
+    ui.info(f"scene {scene} ({result.source_id}) of {name}, {result.status}: "
+            + (changed if changed else "the catalogue says what the store holds")
+            + ("; due now (the next `ingester run` tries it)" if result.due_now else ""))
+
+
+@app.command("remove")
+@command
+def remove_command(
+    scene: int = typer.Option(..., "--scene", help="The scene to remove (store id, from `ingester list scenes AOI`)."),
+    db: str | None = DbOption,
+    quiet: bool = QuietOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Remove a scene and its tiles from its AOI, in one transaction. Chains are re-linked as the fail cascade
+    does (children take the removed tile's previous; a removed root hands its chain to its earliest child).
+    Stored files and indexed datasets are kept. The scene can then be ingested again (`ingester aoi --scenes`).
+
+    Refused (exit 3) while a run holds the AOI's lock."""
+    from ingester.coordinator import acquire_lock, new_run_id, release_lock
+    from ingester.scene_ops import remove_scene
+    from ingester.store import Store
+
+    s = settings(db=db)
+    with Store(s.db, create=False) as store:
+        name, _kind, _id = _target(store, None, scene, None, aoi_allowed=False)
+        run_id = new_run_id()
+        acquire_lock(store, name, run_id, s.lease_seconds)
+        try:
+            result = remove_scene(store, scene)
+        finally:
+            release_lock(store, name, run_id)
+    from ingester.providers.cache import forget_product
+
+    forget_product(s, name, result.source_id)
+    if as_json:
+        print_json({"aoi": name, **result.to_json()})
+        return
+    relinked = f"; {len(result.relinked)} tile(s) of other scenes re-linked" if result.relinked else ""
+    UI(quiet).info(f"scene {scene} ({result.source_id}, {result.status}) removed from {name} with its "
+                   f"{result.tiles} tile(s){relinked}; its stored files and datasets are kept")
 
 
 @app.command("history")

@@ -9,7 +9,7 @@ import typer
 
 from ingester.cli import app
 from ingester.cli.common import UI, DbOption, QuietOption, command, refuse_output_over_inputs, settings
-from ingester.errors import InputError, TilingError
+from ingester.errors import InputError
 
 if TYPE_CHECKING:
     from ingester.scenes import Tile
@@ -47,8 +47,7 @@ def tiles(
     from ingester.graph.loader import check_payload_graphs
     from ingester.payload import load_payload
     from ingester.scenes import read_scenes, write_scenes
-    from ingester.tiling import make_tiles
-    from ingester.tiling.inventory import NO_ANNOTATION
+    from ingester.tiling import NO_ANNOTATION, make_tiles, require_annotations
 
     ui = UI(quiet)
     if buffer is not None and buffer < 0:
@@ -71,10 +70,8 @@ def tiles(
         ui.info(f"{before - len(scenes)} scenes already in the AOI {payload.name!r} left out; "
                 f"new bursts chain onto its {len(existing)} tiles")
     result = make_tiles(payload, scenes, config, existing=existing)
+    require_annotations(scenes, result)
     missing = [sid for sid, reason in result.skipped if reason.startswith(NO_ANNOTATION)]
-    if scenes and missing and len(missing) == len(scenes):
-        raise TilingError(f"no annotation found for any of the {len(scenes)} scenes; nothing written "
-                          "(check annotations_urls, INGESTER_CDSE_* settings and credentials)")
     write_scenes(output, result.scenes)
     n_tiles = sum(len(s.tiles) for s in result.scenes)
     chained = sum(1 for s in result.scenes for t in s.tiles if t.previous is not None)

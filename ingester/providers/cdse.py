@@ -1,22 +1,33 @@
 """Copernicus Data Space Ecosystem: `GET <download_url>/Products(<uuid>)/$value` with a bearer token.
 
-Tokens: one `TokenManager` per account *per process* (password grant once, refresh grant before
-expiry, shared by every job the process runs); in a local process pool each worker process keeps its
-own manager, so a run logs in at most once per worker process. The Authorization header follows
-redirects only to the service's own origins (`http.Service`: scheme, host and port of the configured
-download, catalogue and token URLs, and https on the hosts of `config.CDSE_DOMAINS`), never elsewhere.
+Tokens: in a job run by an executor, the access token the coordinator handed with the job, renewed
+through the coordinator (`ingester.tokens`): workers never log in. Elsewhere (library use, the tile
+inventory of `ingester tiles`), the process's one `TokenManager` for the account (password grant once,
+refresh grant before expiry). The Authorization header follows redirects only to the service's own
+origins (`http.Service`: scheme, host and port of the configured download, catalogue and token URLs,
+and https on the hosts of `config.CDSE_DOMAINS`), never elsewhere.
 
 Concurrency: at most `settings.cdse_max_downloads` downloads at once across all processes of the
 machine that share the work folder (`slots.slot` on `<workdir>/.slots/cdse`).
+
+Availability is asked when the job runs, never taken from the search: `GET <catalogue>/Products(<uuid>)`
+(no account needed) gives the product's current `Online` flag, size and checksums. CDSE keeps older
+products offline (long-term archive); a download request does not restore them (they come back online
+only when ordered, through the Data Workspace), so an offline product is not requested: the job is
+deferred (`Deferred`, `settings.offline_recheck` seconds) and asks the catalogue again then. A download
+refused as offline while the catalogue still says online is deferred the same way. When the catalogue
+cannot be asked, the search-time flag decides.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
 from ingester.config import CDSE_DOMAINS, Settings, cdse_credentials
-from ingester.errors import AuthError, HTTPError, NotFound, Unavailable
+from ingester.errors import AuthError, Deferred, HTTPError, NotFound
 from ingester.http import (
     Service,
     TokenManager,
@@ -36,11 +47,19 @@ from ingester.providers.base import (
 )
 from ingester.providers.slots import slot
 from ingester.scenes import Scene
+from ingester.tokens import HandedToken, handed_token, job_carries
 
 
-def token_manager(settings: Settings) -> TokenManager:
-    """The process's token manager for the configured CDSE account (created on first use, shared
-    with the annotation sources of `ingester tiles`)."""
+def token_manager(settings: Settings) -> TokenManager | HandedToken:
+    """The token holder for CDSE downloads: the current job's handed token (in a worker), else the
+    process's login (`login_manager`)."""
+    handed = handed_token("cdse")
+    return handed if handed is not None else login_manager(settings)
+
+
+def login_manager(settings: Settings) -> TokenManager:
+    """The process's token manager for the configured CDSE account (created on first use, shared with
+    the annotation sources of `ingester tiles`, the pre-flight check and the coordinator's token source)."""
     creds = cdse_credentials(settings)
     if not creds or not creds[0] or not creds[1]:
         raise AuthError("cdse: no credentials: set INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD, "
@@ -50,8 +69,9 @@ def token_manager(settings: Settings) -> TokenManager:
 
 def download_service(settings: Settings) -> Service:
     token = token_manager(settings)
+    handed = isinstance(token, HandedToken)  # one service for the process; each job brings its own token
     key = ("cdse", settings.cdse_download_url, settings.cdse_catalogue_url, settings.http_timeout,
-           settings.http_retries, settings.http_backoff, id(token))
+           settings.http_retries, settings.http_backoff, "handed" if handed else id(token))
 
     def make() -> Service:
         # the service's own hosts: download (zipper), catalogue (redirects to zipper), identity, and
@@ -61,7 +81,9 @@ def download_service(settings: Settings) -> Service:
                        retries=settings.http_retries, backoff=settings.http_backoff, token=token,
                        trusted_hosts=hosts, trusted_domains=CDSE_DOMAINS)
 
-    return shared_service(key, make)
+    service = shared_service(key, make)
+    service.token = token
+    return service
 
 
 def reset() -> None:
@@ -75,16 +97,44 @@ class CdseProvider(Provider):
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:
-        return bool(cdse_credentials(settings))
+        return job_carries("cdse") or bool(cdse_credentials(settings))
+
+    def _offline(self, name: str, why: str) -> Deferred:
+        from ingester.times import epoch_text
+
+        retry_at = time.time() + self.settings.offline_recheck
+        return Deferred(f"cdse: product {name} is offline ({why}); CDSE keeps it in its long-term archive "
+                        "until it is ordered (Data Workspace, https://dataspace.copernicus.eu/workspace/): the "
+                        f"catalogue is asked again at {epoch_text(retry_at)}", retry_at)
+
+    def current_metadata(self, scene: Scene, name: str, uuid: str) -> dict:
+        """The scene's metadata updated with the catalogue's current entry (Online, size, checksums)."""
+        from ingester.catalogue.cdse import entry_metadata, product_entry
+
+        try:
+            entry = product_entry(self.settings, uuid)
+        except HTTPError as exc:
+            if is_offline(scene.metadata):
+                raise self._offline(name, f"at search time, and the catalogue could not be asked now: {exc}") \
+                    from None
+            return scene.metadata  # the search said online: try the download
+        if entry is None:
+            raise NotFound(f"cdse: product {name} ({uuid}) is no longer in the CDSE catalogue (deleted or replaced "
+                           "by a reprocessing: search again, or `ingester remove --scene ID`)")
+        fresh = entry_metadata(entry)
+        if not fresh["online"]:
+            raise self._offline(name, "the catalogue says Online=false now")
+        keep = {k: v for k, v in fresh.items() if k in ("online", "size", "checksums") and v not in (None, {}, "")}
+        return {**scene.metadata, **keep}
 
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         uuid = str(scene.metadata.get("uuid") or "").strip()
         if not uuid:
             raise NotFound("cdse: the scene has no metadata.uuid (the CDSE product id)")
-        if is_offline(scene.metadata):
-            raise Unavailable(f"cdse: product {name} is offline (Online=false in the catalogue); "
-                              "it can only be ordered through the Data Workspace, try again later")
+        metadata = self.current_metadata(scene, name, uuid)
+        if metadata is not scene.metadata:
+            scene = dataclasses.replace(scene, metadata=metadata)
         service = download_service(self.settings)
         dest = workdir / f"{name}.zip"
         slots_dir = Path(self.settings.workdir).resolve() / ".slots" / "cdse"
@@ -94,6 +144,9 @@ class CdseProvider(Provider):
                                     expected=expected_from_metadata(scene.metadata), progress=self.progress,
                                     part=resume_part(self.settings, self.name, scene, dest.name))
         except HTTPError as exc:
-            raise provider_error("cdse", exc) from None
+            error = provider_error("cdse", exc)
+            if error.temporary and "offline" in str(error):
+                raise self._offline(name, f"the download was refused: {exc}") from None
+            raise error from None
         self.verified[str(dest)] = verified
         return dest

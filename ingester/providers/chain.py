@@ -6,6 +6,9 @@ token). NotFound moves on at once; RateLimited/Unavailable are retried with back
 provider (honouring the server's wait), then the chain moves on; any other error moves on too. The
 final error names what every provider said, and is temporary when a provider failed temporarily
 (it may succeed later), NotFound when no provider has the product, permanent otherwise.
+A provider that defers (`Deferred`: the product is offline, to be asked for again later) is not retried
+here; the chain moves on, and when no provider delivers, the deferral wins over NotFound and permanent
+errors (a temporary failure elsewhere wins over it: it is retried sooner).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingester.config import Settings
-from ingester.errors import ConfigError, DownloadError, IngesterError, NotFound, ProviderError
+from ingester.errors import ConfigError, Deferred, DownloadError, IngesterError, NotFound, ProviderError
 from ingester.http import TransferProgress, Verified
 from ingester.providers.base import Provider
 from ingester.scenes import Scene
@@ -77,11 +80,16 @@ def fetch_product(scene: Scene, workdir: Path, settings: Settings, *, progress: 
     workdir.mkdir(parents=True, exist_ok=True)
     messages: list[str] = []
     temporary: list[ProviderError] = []
+    deferred: list[Deferred] = []
     not_found = 0
     for provider in providers:
         for attempt in range(1, attempts + 1):
             try:
                 path = provider.fetch(scene, workdir)
+            except Deferred as exc:
+                messages.append(_prefixed(provider.name, exc))
+                deferred.append(exc)
+                break
             except NotFound as exc:
                 messages.append(_prefixed(provider.name, exc))
                 not_found += 1
@@ -103,6 +111,8 @@ def fetch_product(scene: Scene, workdir: Path, settings: Settings, *, progress: 
                 return Fetched(path, provider.name, provider.verified.get(str(path)), messages)
         _clean_partial(workdir)
     summary = "; ".join(messages) or "no provider configured"
+    if deferred and not temporary:
+        raise Deferred(summary if len(messages) > 1 else str(deferred[0]), min(d.retry_at for d in deferred))
     if temporary:
         err: ProviderError = type(temporary[-1])(f"no provider delivered {scene.source_id}: {summary}")
         raise err

@@ -12,6 +12,12 @@ gives them) and resumable across job attempts (`<workdir>/downloads/stac-assets/
 Planetary Computer hrefs are signed with the `planetary-computer` package just before the transfer;
 the signed URL (a SAS token) never reaches a message or a file.
 
+Window mode (`providers.stac_window`): a COG asset is read only inside the AOI's window (HTTP range
+requests through GDAL) when that window is at most INGESTER_STAC_WINDOW_MAX_SHARE of the asset; the
+manifest then marks the asset (and the product: `window_extract`, `window_bbox`) as a window extract,
+with what was verified (size, GeoTIFF structure, the window's grid) and what could not be (the
+whole-file checksum). Graph config `assets_window: off` fetches whole assets.
+
 Scenes of the USGS server (`catalogue: usgs-landsat`) are left to `landsat-aws` (their https hrefs
 need an EROS login), unless INGESTER_PROVIDERS names stac-assets.
 """
@@ -31,6 +37,7 @@ from ingester.graph.model import AssetNeeds
 from ingester.http import Expected, download
 from ingester.providers.base import Provider, product_name, provider_error, resume_part
 from ingester.providers.multihash import verify
+from ingester.providers.stac_window import WindowReader, forget_kept, window_request
 from ingester.providers.url import plain_service
 from ingester.scenes import Scene
 from ingester.storage import check_name
@@ -150,6 +157,8 @@ class StacAssetsProvider(Provider):
             raise ProviderError(f"stac-assets: item {item} ({scene.metadata.get('collection') or 'no collection'}) "
                                 f"lacks what graph {graph.name} reads: {'; '.join(problems)}; its assets: "
                                 f"{', '.join(sorted(assets))}")
+        request, why_whole = window_request(self.settings, config, scene)
+        windows = WindowReader(self, scene, name, request) if request is not None else None
         folder = workdir / f".{name}.assets.part"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -158,37 +167,60 @@ class StacAssetsProvider(Provider):
                                     "properties": {k: scene.metadata[k] for k in
                                                    ("s2:processing_baseline", "earthsearch:boa_offset_applied")
                                                    if k in scene.metadata},
-                                    "assets": {}}
+                                    "assets": {}, "window_extract": False}
+        if request is not None:
+            manifest["aoi_bbox"] = list(request.bbox)
         taken: set[str] = {MANIFEST}
         try:
             for band, key in chosen:
                 asset = assets[key]
                 target = file_name(key, asset, taken)
                 taken.add(target)
-                self._fetch_one(scene, name, key, asset, folder / target)
-                entry = {"file": target, "href": asset.get("href", "")}
+                entry = {"file": target, "href": _QUERY.sub("?…", str(asset.get("href", "")))}
+                entry.update(self._fetch_one(scene, name, key, asset, folder / target, windows, why_whole))
                 if band != key:
                     entry["name"] = band
                 for field in ("raster", "bands", "type"):
                     if field in asset:
                         entry[field] = asset[field]
                 manifest["assets"][key] = entry
+            boxes = [e["window"]["bbox"] for e in manifest["assets"].values() if e.get("fetched") == "window"]
+            if boxes:
+                manifest["window_extract"] = True
+                manifest["window_bbox"] = [min(b[0] for b in boxes), min(b[1] for b in boxes),
+                                           max(b[2] for b in boxes), max(b[3] for b in boxes)]
             (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
             target_dir = workdir / name
             shutil.rmtree(target_dir, ignore_errors=True)
             os.replace(folder, target_dir)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        forget_kept(self, scene, name)
         return target_dir
 
-    def _fetch_one(self, scene: Scene, name: str, key: str, asset: dict[str, Any], dest: Path) -> None:
+    def _fetch_one(self, scene: Scene, name: str, key: str, asset: dict[str, Any], dest: Path,
+                   windows: WindowReader | None, why_whole: str) -> dict[str, Any]:
+        """Fetch one asset into `dest`: its window when `windows` may read it, else the whole file;
+        returns what the manifest records of how (`fetched`, `window` or `whole_because`)."""
         href = str(asset.get("href", ""))
         scheme = urlparse(href).scheme.lower()
         size = asset.get("size") if isinstance(asset.get("size"), int) else None
         part = resume_part(self.settings, self.name, scene, f"{name}.{dest.name}")
         what = f"asset {key} of {name}"
+        url = href
+        if scheme in ("http", "https") and scene.metadata.get("signing") == "planetary-computer":
+            url = sign_href(href, self.settings)
+        if windows is not None and scheme in ("http", "https", "s3"):
+            outcome = windows.fetch(key, asset, url, dest)
+            if isinstance(outcome, dict):
+                return {"fetched": "window", "window": outcome}
+            why_whole = outcome
+        self._fetch_whole(url, scheme, size, part, what, href, asset, dest)
+        return {"fetched": "whole", "whole_because": why_whole} if why_whole else {"fetched": "whole"}
+
+    def _fetch_whole(self, url: str, scheme: str, size: int | None, part: str, what: str, href: str,
+                     asset: dict[str, Any], dest: Path) -> None:
         if scheme in ("http", "https"):
-            url = sign_href(href, self.settings) if scene.metadata.get("signing") == "planetary-computer" else href
             try:
                 download(plain_service(self.settings, self.name), url, str(dest), expected=Expected(size=size),
                          progress=self.progress, part=part)

@@ -5,6 +5,9 @@ it is already verified in storage), then run the scene graph. `CopyProductToStor
 verified product as `<scene>.zip` under `<storage>/<aoi>/<scene>/tiles/<tile>/` for every tile;
 any other graph is run by `ingester.graph.worker.run_scene_graph` on the unpacked product.
 
+A product that another scene graph processes is kept, verified, in the work folder until the scene
+job succeeds (`providers.cache`): a processing failure never makes a later attempt download it again.
+
 "Verified in storage" is recorded by a sidecar `<scene>.zip.verified.json` (size, checksum algorithm
 and digest, what was compared with the catalogue, provider, `rezipped` for folder products zipped
 here), written after the zip: a product whose sidecar exists, whose stored size matches it and whose
@@ -28,6 +31,7 @@ from ingester import storage
 from ingester.config import Settings
 from ingester.errors import (
     ConfigError,
+    Deferred,
     DownloadError,
     HTTPError,
     IngesterError,
@@ -38,6 +42,7 @@ from ingester.errors import (
 from ingester.http import TransferProgress, Verified, hash_file, new_hasher
 from ingester.jobs import JobResult, SceneJob
 from ingester.naming import is_copy_graph
+from ingester.providers import cache
 from ingester.providers.base import expected_from_metadata
 from ingester.providers.chain import fetch_product
 from ingester.providers.progress import default_progress
@@ -196,14 +201,24 @@ def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], wo
         return JobResult("error", f"{name}: graph {job.scene.graph_name!r} needs the graph engine "
                                   f"(ingester.graph.worker.run_scene_graph), which is not available: {exc}")
     stored = next((u for u in uris if is_verified_in_storage(u, job.scene.metadata)), None)
+    kept = None if stored else cache.kept_product(settings, job.aoi, name, job.scene.metadata)
     if stored:
         local = workdir / f"{name}.zip"
         storage.get_file(stored, str(local))
         product, provider = _product_folder(local, workdir), "storage"
+    elif kept:
+        product = _product_folder(cache.place_kept(kept, workdir), workdir)
+        provider = "an earlier attempt (kept in the work folder, not downloaded again)"
     else:
         fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs)
+        if fetched.path.is_file():  # kept, verified, for the later attempts of this scene
+            zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir)
+            cache.keep_product(settings, job.aoi, name, zip_path, {**record, "scene": name,
+                                                                    "provider": fetched.provider})
         product, provider = _product_folder(fetched.path, workdir), fetched.provider
     result = run_scene_graph(job, product, settings)
+    if result.outcome == "done":
+        cache.forget_product(settings, job.aoi, name)
     if result.outcome == "done" and not result.message:
         return JobResult.done(f"{name}: product from {provider}; graph {job.scene.graph_name} done",
                               outputs=result.outputs, log_path=result.log_path, details=result.details)
@@ -213,6 +228,8 @@ def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], wo
 def _result_of(exc: BaseException) -> JobResult:
     """Job outcome of a failure (jobs.py): temporary for what may pass, fatal for what never will."""
     message = str(exc) or type(exc).__name__
+    if isinstance(exc, Deferred):
+        return JobResult.deferred(message, exc.retry_at)
     if isinstance(exc, ProviderError):
         return JobResult("temporary" if exc.temporary else "error", message)
     if isinstance(exc, UnsafeArchiveError):  # the same archive every time: never fetched again by itself

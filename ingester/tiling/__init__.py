@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from ingester.config import Settings
+from ingester.errors import TilingError
 from ingester.naming import is_copy_graph
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
@@ -19,6 +20,22 @@ from ingester.scenes import Scene, Tile
 class TilingResult:
     scenes: list[Scene]  # scenes that have at least one tile, tiles filled and chained
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (scene id, reason)
+
+
+NO_ANNOTATION = "no annotation found"  # the start of a skip reason: no annotation source had the scene
+
+
+def require_annotations(scenes: Sequence[Scene], result: TilingResult) -> None:
+    """The rule of `ingester tiles` and `ingester aoi --scenes` (and a searching `aoi`): when no
+    annotation source has any of the scenes, nothing can be tiled, and saying "0 tiles" with exit 0
+    would hide a misconfiguration (annotations_urls, INGESTER_ANNOTATION_SOURCES, CDSE settings or
+    credentials). A TilingError (exit 1), before anything is written; some scenes missing is a warning."""
+    missing = [(sid, reason) for sid, reason in result.skipped if reason.startswith(NO_ANNOTATION)]
+    if scenes and missing and len(missing) == len(scenes):
+        example = missing[0][1][len(NO_ANNOTATION):].strip(" ()")
+        raise TilingError(f"no annotation found for any of the {len(scenes)} scenes; nothing written (check "
+                          "annotations_urls, INGESTER_ANNOTATION_SOURCES, the INGESTER_CDSE_* settings and credentials)"
+                          f"; for {missing[0][0]}: {example}")
 
 
 def uses_bursts(payload: Payload) -> bool:

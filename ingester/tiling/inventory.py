@@ -20,12 +20,12 @@ from ingester.errors import ConfigError, IngesterError, TilingWarning
 from ingester.naming import constellation_of
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
+from ingester.tiling import NO_ANNOTATION
 from ingester.tiling.annotation import AnnotationError, SwathAnnotation, footprint_wkt, parse_annotation
 from ingester.tiling.burst_ids import relative_orbit_from_absolute
 from ingester.tiling.chaining import chain_tiles
 from ingester.tiling.sources import AnnotationSource, CdseNodesSource, PatternSource
 
-NO_ANNOTATION = "no annotation found"
 NO_BURST = "no burst intersects the AOI"
 
 

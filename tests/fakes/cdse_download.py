@@ -7,11 +7,20 @@
 - `GET /odata/v1/Products(<uuid>)/$value` with `Authorization: Bearer <token>`: the zip, `Range`
   requests answered 206 + Content-Range; 401 for a missing, unknown or revoked token; 404 for an
   unknown product; 429 + Retry-After beyond `quota` concurrent downloads (4, as for general users).
+- `GET /odata/v1/Products(<uuid>)` (no token needed): the catalogue's entry of the product (Id, Name,
+  ContentLength, Online, Checksum), 404 for an unknown one.
+
+Offline products (`offline`): the catalogue says `Online: false` and a download is refused; as CDSE
+documents it, only an order through the Data Workspace brings such a product back online (a download
+request does not), which a test plays by removing the id from `offline`. `refuse_offline` refuses the
+download as offline while the catalogue still says online (the two hosts disagree for a while).
 
 Two instances make the two hosts: a "catalogue" one redirects `$value` (301) to the "zipper" one,
 as the real catalogue does; `redirect_to` can also point at a foreign host. Knobs for failures: drop
 the connection after N bytes, corrupt the body, answer 429 with Retry-After, answer 401 once.
-Counters: logins, refreshes, requests, max concurrent downloads, Authorization headers seen.
+Counters: logins, refreshes, every grant asked for (`grants`: grant type and whether it was
+granted), requests, max concurrent downloads, Authorization headers seen. `change_password_after = N`:
+the account's password changes once N downloads have finished (sessions end: tokens revoked).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _VALUE = re.compile(r"^/odata/v1/Products\(([0-9a-fA-F-]+)\)/\$value$")
+_ENTITY = re.compile(r"^/odata/v1/Products\(([0-9a-fA-F-]+)\)$")
 
 
 class FakeCdse:
@@ -46,6 +56,9 @@ class FakeCdse:
         self.refresh_tokens: set[str] = set()
         self.logins = 0
         self.refreshes = 0
+        self.grants: list[tuple[str, bool]] = []  # (grant_type, granted), in order
+        self.change_password_after: int | None = None
+        self.finished = 0  # downloads served to the end
         self.requests: list[dict[str, Any]] = []
         self.active = 0
         self.max_active = 0
@@ -60,6 +73,9 @@ class FakeCdse:
         self.fail_after_drop: list[int] = []  # becomes fail_next when a connection is dropped
         self.revoke_on_drop = False  # the access token expires when a connection is dropped
         self.offline: set[str] = set()
+        self.refuse_offline: set[str] = set()
+        self.names: dict[str, str] = {}  # product id → Name (default: "<id>.SAFE")
+        self.entities_from: FakeCdse | None = None  # a catalogue host answering about another fake's products
         self.server = ThreadingHTTPServer((host, 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -90,6 +106,20 @@ class FakeCdse:
         product_id = product_id or str(uuidlib.uuid4())
         self.products[product_id] = data
         return product_id
+
+    def entity(self, product_id: str) -> dict[str, Any] | None:
+        """The catalogue entry of a product, as `GET Products(<id>)` answers it."""
+        from tests.fakes.products import checksums
+
+        source = self.entities_from or self
+        data = source.products.get(product_id)
+        if data is None:
+            return None
+        return {"@odata.context": "$metadata#Products/$entity", "@odata.mediaContentType": "application/octet-stream",
+                "Id": product_id, "Name": source.names.get(product_id, f"{product_id}.SAFE"),
+                "ContentType": "application/octet-stream", "ContentLength": len(data),
+                "Online": product_id not in source.offline, "EvictionDate": "9999-12-31T23:59:59.999999Z",
+                "Checksum": checksums(data), "S3Path": f"/eodata/fake/{product_id}"}
 
     def revoke_tokens(self) -> None:
         """Access tokens expire on the server side (the client still believes them valid)."""
@@ -134,16 +164,19 @@ class FakeCdse:
                 with fake.lock:
                     if grant == "password":
                         if form.get("username") != fake.username or form.get("password") != fake.password:
+                            fake.grants.append((grant, False))
                             return self._send(401, b'{"error": "invalid_grant", '
                                                    b'"error_description": "Invalid user credentials"}')
                         fake.logins += 1
                     elif grant == "refresh_token":
                         if form.get("refresh_token") not in fake.refresh_tokens:
+                            fake.grants.append((grant, False))
                             return self._send(400, b'{"error": "invalid_grant", '
                                                    b'"error_description": "Token is not active"}')
                         fake.refreshes += 1
                     else:
                         return self._send(400, b'{"error": "unsupported_grant_type"}')
+                    fake.grants.append((str(grant), True))
                     access = "acc-" + uuidlib.uuid4().hex
                     refresh = "ref-" + uuidlib.uuid4().hex
                     fake.tokens[access] = True
@@ -157,6 +190,14 @@ class FakeCdse:
                 auth = self.headers.get("Authorization")
                 fake.requests.append({"method": "GET", "path": self.path, "host": self.headers.get("Host"),
                                       "authorization": auth, "range": self.headers.get("Range")})
+                entity = _ENTITY.match(self.path.split("?", 1)[0])
+                if entity:
+                    import json
+
+                    found = fake.entity(entity.group(1))
+                    if found is None:
+                        return self._send(404, b'{"detail": {"message": "Product not found"}}')
+                    return self._send(200, json.dumps(found).encode())
                 match = _VALUE.match(self.path)
                 if not match:
                     return self._send(404, b'{"detail": "Not found"}')
@@ -174,7 +215,7 @@ class FakeCdse:
                 product_id = match.group(1)
                 if product_id not in fake.products:
                     return self._send(404, b'{"detail": {"message": "Product not found"}}')
-                if product_id in fake.offline:
+                if product_id in fake.offline or product_id in fake.refuse_offline:
                     return self._send(422, b'{"detail": {"message": "Product is offline: it is not online '
                                            b'and must be ordered first"}}')
                 with fake.lock:
@@ -252,5 +293,13 @@ class FakeCdse:
                         fake.bytes_sent += len(block)
                     if fake.delay:
                         time.sleep(fake.delay)
+                with fake.lock:
+                    fake.finished += 1
+                    if fake.change_password_after is not None and fake.finished >= fake.change_password_after:
+                        fake.change_password_after = None
+                        fake.password += "-changed"
+                        fake.refresh_tokens.clear()
+                        for token in fake.tokens:
+                            fake.tokens[token] = False
 
         return Handler

@@ -10,6 +10,8 @@ and `$skip` and answers `@odata.nextLink` while more rows exist below the `$skip
 Like the real service it rejects: `$top` > 1000 and `$skip` > 10000 (422 with a validation-error
 list, as documented in the CDSE release notes of 2024-11-12); a MULTIPOLYGON area, an attribute
 clause mixing two attribute types and any syntax it does not understand (400 with an error object).
+`GET /odata/v1/Products(<Id>)` answers one product as it is now (`set_online` plays a product going
+to the long-term archive or being restored), 404 for an unknown Id.
 It can be told to answer 429 (with Retry-After) or 503 for the next N requests, to spell the next link
 `@OData.nextLink` or to omit it, and to ignore the filter (a server that returns what it should not).
 """
@@ -312,6 +314,15 @@ class FakeCdseCatalogue:
                 self._products.append(p)
             self._cache.clear()
 
+    def set_online(self, product_id: str, online: bool) -> None:
+        """A product goes offline (long-term archive) or comes back online (restored after an order)."""
+        with self._lock:
+            for product in self._products:
+                if product["Id"] == product_id:
+                    product["Online"] = online
+            self._serialized = {k: v for k, v in self._serialized.items() if k[0] != product_id}
+            self._cache.clear()
+
     def fail_next(self, count: int, status: int = 429, retry_after: str | None = None) -> None:
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
         with self._lock:
@@ -373,6 +384,16 @@ class FakeCdseCatalogue:
             body = {"detail": {"ErrorMessage": "Too Many Requests" if status == 429 else "Service Unavailable",
                                "ErrorCode": status}}
             return status, headers, json.dumps(body).encode()
+        entity = re.fullmatch(r".*/odata/v1/Products\(([^)/]+)\)", path)
+        if entity:  # one product by Id, as it is now (e.g. `Online` after a restore)
+            with self._lock:
+                found = next((p for p in self._products if p["Id"] == entity.group(1)), None)
+            if found is None:
+                raise ODataError(404, f"Product {entity.group(1)} not found")
+            public = {k: v for k, v in found.items() if not k.startswith("__") and k != "Assets"}
+            if "Attributes" not in [e.strip() for v in query.get("$expand", []) for e in v.split(",")]:
+                public.pop("Attributes", None)
+            return 200, {}, json.dumps({"@odata.context": "$metadata#Products/$entity", **public}).encode()
         if not path.endswith("/odata/v1/Products"):
             raise ODataError(404, f"Unknown resource {path}")
         one = {k: v[-1] for k, v in query.items()}

@@ -57,7 +57,8 @@ def make_bucket(endpoint: str, bucket: str, requester_pays: bool = False) -> Non
 def requester_pays_s3(buckets: set[str]) -> Iterator[tuple[str, list[dict]]]:
     """moto's S3 behind a check that real S3 makes and moto does not: a request to a requester-pays
     bucket without `x-amz-request-payer: requester` is refused with 403 AccessDenied. Yields the
-    endpoint URL and the list of requests seen (method, path, whether the payer header was sent)."""
+    endpoint URL and the list of requests seen (method, path, whether the payer header was sent, the
+    `Range` header, the status and the body bytes sent)."""
     import threading
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -70,13 +71,31 @@ def requester_pays_s3(buckets: set[str]) -> Iterator[tuple[str, list[dict]]]:
         path = environ.get("PATH_INFO", "")
         bucket = path.lstrip("/").split("/", 1)[0]
         payer = environ.get("HTTP_X_AMZ_REQUEST_PAYER", "").lower() == "requester"
-        seen.append({"method": environ.get("REQUEST_METHOD"), "path": path, "payer": payer})
+        record = {"method": environ.get("REQUEST_METHOD"), "path": path, "payer": payer,
+                  "range": environ.get("HTTP_RANGE"), "status": 0, "bytes": 0}
+        seen.append(record)
         if bucket in buckets and not payer and environ.get("REQUEST_METHOD") != "PUT":
             body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
                     b"<Message>Access Denied</Message></Error>")
             start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+            record["status"] = 403
             return [body]
-        return app(environ, start_response)
+
+        def counted_start(status, headers, exc_info=None):
+            record["status"] = int(status.split()[0])
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        chunks = []
+        result = app(environ, counted_start)
+        try:
+            for chunk in result:
+                chunks.append(chunk)
+                if environ.get("REQUEST_METHOD") != "HEAD":
+                    record["bytes"] += len(chunk)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        return chunks
 
     server = make_server("127.0.0.1", _free_port(), checked, True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

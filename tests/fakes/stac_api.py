@@ -9,7 +9,10 @@
   in, isNull, s_intersects); results ordered by datetime descending then id, as stac-server does;
 - paging by a `next` token: the `next` link of a POST is a POST with `body: {"next": …}` and
   `merge: true` (or, with `merge=False`, the whole body), of a GET a URL with `next=…`;
-- files under `/data/…` with `Range` support (206), for asset hrefs.
+- files under `/data/…` for asset hrefs, answered as S3 and HTTP servers answer them: `HEAD` (size,
+  `Accept-Ranges: bytes`), a single `Range` (`bytes=a-b`, `a-`, `-n`) → 206 with `Content-Range`, a start
+  past the end → 416 with `Content-Range: bytes */size`, a malformed or multi-part range → 200 with
+  the whole file (S3 does not serve several ranges at once); body bytes served are counted per file.
 
 It records every request, can answer the next requests with given statuses (503, 429, …), and is fed
 with real STAC items (tests/data/stac) and items built from them (`landsat_item`, `earth_search_item`).
@@ -36,6 +39,31 @@ QUERY_CONFORMANCE = "https://api.stacspec.org/v1.0.0/item-search#query"
 FILTER_CONFORMANCE = ["https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
                       "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
                       "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2"]
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """The inclusive (first, last) byte of a single-range `Range` header (RFC 9110 §14), "unsatisfiable"
+    when it starts past the end (or asks for a zero-length suffix), None when the whole file is sent:
+    no header, another unit, a malformed or a multi-part range (S3 ignores those)."""
+    if not header or not header.strip().lower().startswith("bytes="):
+        return None
+    spec = header.split("=", 1)[1].strip()
+    if "," in spec or "-" not in spec:
+        return None
+    first, _, last = (part.strip() for part in spec.partition("-"))
+    if not first:  # suffix: the last n bytes
+        if not last.isdigit():
+            return None
+        n = int(last)
+        return "unsatisfiable" if n == 0 or size == 0 else (max(size - n, 0), size - 1)
+    if not first.isdigit() or (last and not last.isdigit()):
+        return None
+    start, end = int(first), int(last) if last else size - 1
+    if last and end < start:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    return start, min(end, size - 1)
 
 
 class BadRequest(Exception):
@@ -122,6 +150,9 @@ class FakeStacApi:
         self.files = dict(files or {})  # path under /data/ → content
         self.requests: list[dict[str, Any]] = []
         self.fail_next: list[int] = []
+        self.fail_files: list[int | None] = []  # the next requests of files only: a status, or None to serve
+        self.honour_ranges = True  # False: answer as a server that ignores Range (200, the whole file)
+        self.served: dict[str, int] = {}  # file → body bytes sent
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -138,6 +169,7 @@ class FakeStacApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall between
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -147,6 +179,9 @@ class FakeStacApi:
 
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
+
+            def do_HEAD(self) -> None:
+                fake._handle(self, "HEAD")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -167,7 +202,8 @@ class FakeStacApi:
         for k, v in (headers or {}).items():
             h.send_header(k, v)
         h.end_headers()
-        h.wfile.write(data)
+        if h.command != "HEAD":
+            h.wfile.write(data)
 
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
         parsed = urlparse(h.path)
@@ -178,6 +214,9 @@ class FakeStacApi:
         with self.lock:
             self.requests.append(record)
             status = self.fail_next.pop(0) if self.fail_next else None
+            if status is None and self.fail_files and "/data/" in parsed.path:
+                status = self.fail_files.pop(0)
+        record["status"] = status or 0
         if status:
             self._send(h, status, {"code": "ServiceUnavailable", "description": "try again later"},
                        headers={"Retry-After": "0"})
@@ -203,7 +242,7 @@ class FakeStacApi:
                     raise BadRequest("Method Not Allowed", 405)
                 params = self._params(method, record)
                 return self._send(h, 200, self.search(params, method), "application/geo+json")
-            if path.startswith("/data/") and method == "GET":
+            if path.startswith("/data/") and method in ("GET", "HEAD"):
                 return self._file(h, path[len("/data/"):])
             raise BadRequest("not found", 404)
         except BadRequest as exc:
@@ -214,15 +253,26 @@ class FakeStacApi:
         data = self.files.get(name)
         if data is None:
             raise BadRequest(f"no file {name}", 404)
-        rng = h.headers.get("Range")
-        if rng and rng.startswith("bytes="):
-            start = int(rng[6:].split("-")[0])
-            if start >= len(data):
-                return self._send(h, 416, b"", "application/octet-stream",
-                                  {"Content-Range": f"bytes */{len(data)}"})
-            return self._send(h, 206, data[start:], "application/octet-stream",
-                              {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
-        self._send(h, 200, data, "image/tiff")
+        size = len(data)
+        accept = {"Accept-Ranges": "bytes", "ETag": f'"{hashlib.md5(data).hexdigest()}"'}
+        span = byte_range(h.headers.get("Range"), size) if self.honour_ranges else None
+        if span == "unsatisfiable":
+            return self._send(h, 416, b"", "application/octet-stream", {**accept, "Content-Range": f"bytes */{size}"})
+        if span is None:
+            body, status, headers = data, 200, accept
+        else:
+            start, end = span
+            body, status = data[start:end + 1], 206
+            headers = {**accept, "Content-Range": f"bytes {start}-{end}/{size}"}
+        if h.command != "HEAD":
+            with self.lock:
+                self.served[name] = self.served.get(name, 0) + len(body)
+        self._send(h, status, body, "image/tiff", headers)
+
+    def bytes_served(self, prefix: str = "") -> int:
+        """Body bytes sent for the files whose name starts with `prefix`."""
+        with self.lock:
+            return sum(n for name, n in self.served.items() if name.startswith(prefix))
 
     def _params(self, method: str, record: dict) -> dict[str, Any]:
         if method == "POST":

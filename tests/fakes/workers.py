@@ -4,7 +4,8 @@ INGESTER_SCENE_WORKER / INGESTER_TILE_WORKER settings). They run in real worker 
 Every worker writes a marker file per execution in $FAKE_WORKER_MARKERS (when set), named
 `<kind>-<job id>-<attempt>-<pid>-<n>`, so tests count executions without trusting the store.
 `scripted` reads $FAKE_WORKER_SCRIPT: a JSON object `source id → [outcome, …]`, one per attempt
-(the last one repeats); an outcome is done/temporary/fatal/error/crash/raise; unlisted jobs succeed.
+(the last one repeats); an outcome is done/temporary/fatal/error/deferred/crash/raise; unlisted jobs
+succeed. `deferred` (and the `defer` worker) asks to be tried again in $FAKE_WORKER_DEFER seconds (3600).
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ def temporary(job: SceneJob | TileJob, settings: object) -> JobResult:
     return JobResult("temporary", "503 Service Unavailable")
 
 
+def _defer_seconds() -> float:
+    return float(os.environ.get("FAKE_WORKER_DEFER", "3600") or 3600)
+
+
+def defer(job: SceneJob | TileJob, settings: object) -> JobResult:
+    """Waits for something outside (an offline product, an order): try again in $FAKE_WORKER_DEFER s."""
+    _mark(job, "deferred")
+    return JobResult.deferred(f"waiting for {_name(job)[1]}", time.time() + _defer_seconds())
+
+
 def crash(job: SceneJob | TileJob, settings: object) -> JobResult:
     _mark(job, "crash")
     os._exit(17)
@@ -124,6 +135,8 @@ def scripted(job: SceneJob | TileJob, settings: object) -> JobResult:
     _mark(job, outcome)
     if outcome == "done":
         return JobResult.done("ok", outputs=_outputs(job))
+    if outcome == "deferred":
+        return JobResult.deferred(f"deferred for {kind} {name} (attempt {job.attempt})", time.time() + _defer_seconds())
     return JobResult(outcome, f"{outcome} for {kind} {name} (attempt {job.attempt})")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import numpy as np
 
@@ -17,7 +18,44 @@ COG_OPTIONS = {"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "OVERVIEWS": "AUTO", "
                "NUM_THREADS": "ALL_CPUS"}
 
 
-def fail(message: str, fatal: bool = False) -> None:
+def asset_entries(folder) -> dict[str, dict]:
+    """File name → its entry of the `stac-assets.json` manifest of a scene fetched as COG assets (in the
+    folder or one level down); empty for any other product."""
+    import json
+    from pathlib import Path
+
+    for candidate in (Path(folder) / "stac-assets.json", *sorted(Path(folder).glob("*/stac-assets.json"))):
+        if candidate.is_file():
+            try:
+                manifest = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                fail(f"{candidate}: not a readable manifest ({exc})", fatal=True)
+            return {str(e.get("file")): e for e in (manifest.get("assets") or {}).values() if isinstance(e, dict)}
+    return {}
+
+
+def window_note(path, entry: dict | None) -> str:
+    """For a window extract (manifest `fetched: window`), check that the file has the window's grid
+    (a fatal error otherwise: it is not what the provider verified) and say which window it is; ""
+    for a whole asset."""
+    if not entry or entry.get("fetched") != "window":
+        return ""
+    import rasterio
+    from affine import Affine
+
+    window = entry.get("window") or {}
+    with rasterio.open(path) as src:
+        shape_ok = (src.width, src.height) == (window.get("width"), window.get("height"))
+        grid_ok = shape_ok and src.transform.almost_equals(Affine(*window.get("transform", [0] * 6)), precision=1e-9)
+    if not grid_ok:
+        fail(f"{path}: the window extract does not have the grid its manifest records "
+             f"({window.get('width')}×{window.get('height')}, transform {window.get('transform')})", fatal=True)
+    height, width = window.get("asset_shape", ["?", "?"])
+    return (f"; window {window['width']}×{window['height']} px at column {window['col_off']}, row "
+            f"{window['row_off']} of the {width}×{height} asset")
+
+
+def fail(message: str, fatal: bool = False) -> NoReturn:
     """Print the error the way the engine classifies it (docs/graphs.md, "Error classification") and exit 1."""
     print(("FATAL ERROR: " if fatal else "ERROR: ") + message, file=sys.stderr, flush=True)
     raise SystemExit(1)

@@ -19,6 +19,10 @@ indexes the file, and carried into the dataset's real range and the STAC `raster
 
 The stored format is `uint16,0,0,65535` (`uint16,1,0,65535` for QA_PIXEL) and the real range
 [offset, offset + 65535 × scale], so that real = v × scale + offset.
+
+A band that `stac-assets` read as a window (its `stac-assets.json` says `fetched: window`: only the
+tiles of the COG around the AOI) gives an output covering that window; its grid is checked against
+the manifest.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fail, write_cog  # noqa: E402
+from _common import asset_entries, fail, window_note, write_cog  # noqa: E402
 
 LAYERS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "QA_PIXEL")
 _FILE = re.compile(r"_(SR_B\d|ST_B10|B\d{1,2}|QA_PIXEL)\.TIF$", re.IGNORECASE)
@@ -174,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"--pattern-out {args.pattern_out!r} must contain '*'")
     mtl = read_mtl(folder)
     files = band_files(folder)
+    entries = asset_entries(folder)
     wanted = [b.strip().upper() for b in args.bands.split(",") if b.strip()]
     written = 0
     for layer in wanted:
@@ -181,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"warning: {layer} not in {folder.name}", file=sys.stderr)
             continue
         band, source = files[layer]
+        window = window_note(source, entries.get(source.name))
         scale, offset, unit = scale_offset(mtl, band)
         nodata = 1.0 if layer == "QA_PIXEL" else 0.0
         out = workdir / args.pattern_out.replace("*", layer)
@@ -189,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
                "ext_max_value": offset + 65535 * scale, "scale": scale, "offset": offset, "unit": unit}
         Path(f"{out}.format.json").write_text(json.dumps(fmt) + "\n")
         written += 1
-        print(f"{layer}: {source.name} → {out.name} ({how}; scale {scale:g}, offset {offset:g})")
+        print(f"{layer}: {source.name} → {out.name} ({how}; scale {scale:g}, offset {offset:g}{window})")
     if not written:
         fail(f"{folder.name}: none of the bands {', '.join(wanted)} found", fatal=True)
 

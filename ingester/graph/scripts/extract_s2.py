@@ -20,7 +20,9 @@ manifest (asset → file, band name, `raster:bands` scale/offset, the item's pro
 `earthsearch:boa_offset_applied`). Reflectance = DN × scale + offset, with scale 0.0001 by default and
 offset from `raster:bands`, else −0.1 from baseline 04.00 on, and 0 when the catalogue says the offset
 is already applied to the pixels. A band whose encoding is then v = DN and that already is a valid
-COG (uint16, no-data 0) is copied as it is; any other is re-encoded.
+COG (uint16, no-data 0) is copied as it is; any other is re-encoded. An asset the provider read as a
+window (manifest `fetched: window`: only the tiles of the COG around the AOI) gives an output covering
+that window, with the window's georeferencing; its grid is checked against the manifest.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fail, write_cog  # noqa: E402
+from _common import fail, window_note, write_cog  # noqa: E402
 
 MANIFEST = "stac-assets.json"
 
@@ -148,6 +150,7 @@ def extract_assets(manifest_path: Path, workdir: Path, pattern_out: str, wanted:
             print(f"warning: band {band} not among the fetched assets", file=sys.stderr)
             continue
         source = manifest_path.parent / str(asset["file"])
+        window = window_note(source, asset)
         scale, offset = asset_radiometry(manifest, asset)
         out = workdir / pattern_out.replace("*", band)
         quant, shift = 1.0 / scale, offset / scale
@@ -165,7 +168,7 @@ def extract_assets(manifest_path: Path, workdir: Path, pattern_out: str, wanted:
                       offsets=[-TARGET_SHIFT / TARGET_SCALE], descriptions=[band])
             how = "encoded"
         written += 1
-        print(f"{band}: {source.name} → {out.name} ({how}; scale {scale:g}, offset {offset:g})")
+        print(f"{band}: {source.name} → {out.name} ({how}; scale {scale:g}, offset {offset:g}{window})")
     return written
 
 
