@@ -9,13 +9,13 @@ The interface is small so that a Dask back-end can implement it later:
 
 A worker is named by an import path `module:function` and called as `fn(job, settings) -> JobResult`
 in a worker process. Every failure becomes a `JobResult`, never an exception in the coordinator: an
-import error is an `error` outcome naming what is missing, an exception raised by the worker is an
-`error` outcome with its text, and a worker process that dies (os._exit, SIGKILL, the OOM killer,
-segfault) gives the job it was running a `temporary` outcome with the exit code in the message (the
-workflow re-queues it, at most `max_temporary_retries` times); a fresh process replaces it. The jobs
-queued behind it, or sent to it in the instant between its death and the dispatcher seeing it (a broken
-pipe), never started: they go back to the head of the queue, uncharged. Only a job that cannot be
-pickled is an `error` of its own.
+import error is an `error` outcome naming what is missing, an exception raised by the worker gets the
+outcome `ingester.failures.classify` gives it (a bug: `error`) with its text, and a worker process
+that dies (os._exit, SIGKILL, the OOM killer, segfault) gives the job it was running a `temporary`
+outcome with the exit code in the message (the workflow re-queues it, at most `max_temporary_retries`
+times); a fresh process replaces it. The jobs queued behind it, or sent to it in the instant between
+its death and the dispatcher seeing it (a broken pipe), never started: they go back to the head of the
+queue, uncharged. Only a job that cannot be pickled is an `error` of its own.
 
 A breakdown of the executor itself (its dispatcher thread dies) is not charged to the jobs: every
 waiting future raises `ExecutorBroken` (exit 1), the coordinator gives the leases back and the run stops.
@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 from ingester.config import Settings
 from ingester.errors import AuthError, IngesterError
+from ingester.failures import failure_result
 from ingester.jobs import JobResult
 from ingester.times import format_time
 from ingester.tokens import AccessToken, TokenChannel, error_reply, job_tokens, raise_reply
@@ -111,9 +112,9 @@ def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] 
     try:
         with job_tokens(dict(getattr(job, "tokens", None) or {}), channel):
             result = fn(job, settings)
-    except Exception as exc:  # a worker bug must not stop the run
+    except Exception as exc:  # a worker bug must not stop the run; a failure it let through is classified
         tb = traceback.format_exc(limit=5)
-        return JobResult("error", f"worker {path} raised {type(exc).__name__}: {exc}", details={"traceback": tb})
+        return failure_result(exc, message=f"worker {path} raised {type(exc).__name__}: {exc}", traceback=tb)
     if not isinstance(result, JobResult):
         return JobResult("error", f"worker {path} returned {type(result).__name__}, not a JobResult")
     return result

@@ -90,7 +90,7 @@ def _scene_storage(scene_storage_uri: str, aoi_storage: str, settings: Settings)
 def _check_product(uri: str, size: int | None, metadata: dict[str, Any]) -> tuple[str, str] | None:
     """(problem, detail) of a stored product, or None when it is sound."""
     from ingester.providers.base import expected_from_metadata
-    from ingester.providers.worker import read_sidecar, stored_digest
+    from ingester.providers.stored import read_sidecar, stored_digest
 
     if size is None:
         return "missing", "not in storage"
@@ -116,7 +116,7 @@ def _check_product(uri: str, size: int | None, metadata: dict[str, Any]) -> tupl
 
 
 def _check_dataset(uri: str, size: int | None, extra: dict[str, Any]) -> tuple[str, str] | None:
-    from ingester.providers.worker import stored_digest
+    from ingester.providers.stored import stored_digest
 
     if size is None:
         return "missing", "not in storage"
@@ -135,7 +135,7 @@ def _check_dataset(uri: str, size: int | None, extra: dict[str, Any]) -> tuple[s
 def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], dict[str, int]]:
     """Every stored product of the AOI's DONE scenes and every output of its DONE tiles, checked (no
     write); returns the problems and how many products and datasets were checked."""
-    from ingester.ingest import aoi_storage
+    from ingester.aoi_config import aoi_storage
     from ingester.naming import is_copy_graph
 
     row = store.require_aoi(aoi)
@@ -177,17 +177,20 @@ def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], d
     return problems, {"products": len(products), "datasets": len(datasets)}
 
 
-def set_back(store: Store, aoi: str, problems: list[Problem], settings: Settings) -> dict[str, list[str]]:
+def set_back(store: Store, aoi: str, problems: list[Problem], settings: Settings,
+             holder: str | None = None) -> dict[str, list[str]]:
     """Set the jobs of the problems back through the workflow, in one transaction that holds off any
-    run (LockedError, exit 3, while one holds the AOI): a product's scene and an output's tile. Each
-    change is written to the job's history. Returns the source ids set back."""
-    from ingester.coordinator import check_lock
+    run (LockedError, exit 3, while another holds the AOI; `holder`: the caller's own run id, when it
+    holds the lock): a product's scene and an output's tile. Each change is written to the job's
+    history. Returns the source ids set back."""
+    from ingester.locks import check_lock
     from ingester.workflow import Policy, rebuild
 
     done: dict[str, list[str]] = {"scenes": [], "tiles": []}
     with store.transaction():
-        check_lock(store, aoi, settings.lease_seconds)
         row = store.require_aoi(aoi)
+        if holder is None or row.lock_run != holder:
+            check_lock(store, aoi, settings.lease_seconds)
         policy = Policy(int(row.settings.get("retry_count", 0)), settings.retry_backoff,
                         settings.max_temporary_retries)
         jobs: dict[tuple[str, int], tuple[str, list[Problem]]] = {}
@@ -196,16 +199,12 @@ def set_back(store: Store, aoi: str, problems: list[Problem], settings: Settings
             name = p.scene if p.kind == "product" else p.tile
             jobs.setdefault(key, (name, []))[1].append(p)
         for (kind, job_id), (name, found) in sorted(jobs.items(), key=lambda kv: (kv[0][0] != "scene", kv[0][1])):
-            if store.one(f"SELECT status FROM {kind} WHERE id = ?", (job_id,)) != "DONE":
+            if store.job_status(kind, job_id) != "DONE":
                 continue
             message = "ingester verify: " + "; ".join(f"{p.uri}: {p.problem} ({p.detail})" for p in found)
             status = rebuild(store, kind, job_id, policy, message)
-            attempts = store.one(f"SELECT attempts FROM {kind} WHERE id = ?", (job_id,))
-            now = now_text()
-            store.execute("INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, "
-                          "started_at, finished_at, outcome, status, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                          (kind, job_id, row.id, attempts, "verify", host_name(), os.getpid(), "",
-                           now, now, "manual", status, message))
+            store.add_attempt(kind, job_id, row.id, store.job_attempts(kind, job_id), "verify", host_name(),
+                              os.getpid(), now_text(), "manual", status, message)
             done["scenes" if kind == "scene" else "tiles"].append(name)
     return done
 

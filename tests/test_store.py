@@ -175,14 +175,22 @@ def test_a_store_of_an_older_schema_is_migrated_keeping_its_data(store):
     store.execute("DROP INDEX tile_aoi_links")
     store.execute("ALTER TABLE scene DROP COLUMN deferred_since")
     store.execute("ALTER TABLE tile DROP COLUMN deferred_since")
+    for index in ("tile_claim", "scene_claim", "job_attempt_open"):
+        store.execute(f"DROP INDEX {index}")
+    store.execute("DROP TRIGGER tile_date_key")
+    store.execute("ALTER TABLE tile DROP COLUMN date_key")
     store.execute("PRAGMA user_version=1")
     store.close()
     with Store(path) as again:
-        assert again.version == len(MIGRATIONS) == 3
-        assert {"scene_aoi_date", "tile_aoi_links"} <= {r[0] for r in again.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert again.version == len(MIGRATIONS) == 4
+        assert {"scene_aoi_date", "tile_aoi_links", "tile_claim", "scene_claim", "job_attempt_open"} <= {
+            r[0] for r in again.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         for table in ("scene", "tile"):  # 3: deferred jobs
             assert "deferred_since" in {r[1] for r in again.execute(f"PRAGMA table_info({table})")}
+        # 4: every tile keeps its scene's date key (the claim order)
+        assert again.one("SELECT count(*) FROM tile t JOIN scene s ON s.id = t.scene_id "
+                         "WHERE t.date_key != s.date_key") == 0
+        assert again.one("SELECT count(*) FROM tile WHERE date_key = ''") == 0
         assert again.counts() == counts
 
 

@@ -23,13 +23,10 @@ def layers_add(
     quiet: bool = QuietOption,
 ) -> None:
     """Add a layer: the variable (created if new) and one instance of it."""
-    from ingester.records import add_layer
-    from ingester.store import Store
+    from ingester.app import add_layer
 
-    s = settings(db=db)
-    with Store(s.db) as store:
-        iid, created = add_layer(store, variable, instance, dformat, unit,
-                                 [b.strip() for b in bands.split(",") if b.strip()])
+    iid, created = add_layer(settings(db=db), variable, instance, dformat, unit,
+                             [b.strip() for b in bands.split(",") if b.strip()])
     UI(quiet).info(f"{'added' if created else 'already present:'} {variable}/{instance} (instance id {iid})")
 
 
@@ -37,11 +34,10 @@ def layers_add(
 @command
 def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     """List the layers: one line per variable/instance, after a header row (--json for scripts)."""
-    from ingester.store import Store
+    from ingester.app import reads
 
-    s = settings(db=db)
-    with Store(s.db, readonly=True) as store:
-        rows = store.layers()
+    with reads.reading(settings(db=db)) as store:
+        rows = reads.layers(store)
     if as_json:
         print_json([{"variable": r.variable, "instance": r.instance, "instance_id": r.instance_id, "unit": r.unit,
                      "dformat": {"dtype": r.dtype, "nodata": r.nodata, "min": r.min_value, "max": r.max_value},
