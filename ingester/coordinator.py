@@ -53,9 +53,10 @@ from ingester.locks import (  # noqa: F401 - the lock's functions, also reachabl
 )
 from ingester.payload import Layer
 from ingester.records import index_outputs
-from ingester.scenes import Scene
+from ingester.scenes import Scene, Tile
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text
+from ingester.store.reads import JobTiles
 from ingester.tokens import AccessToken, TokenSource, worker_settings
 from ingester.workflow import (
     PENDING,
@@ -64,6 +65,7 @@ from ingester.workflow import (
     attempt_result,
     deferred,
     explain_stuck,
+    finish_all,
     stuck_tiles,
     summary,
     unfinished,
@@ -147,6 +149,7 @@ def run_token_source(settings: Settings) -> TokenSource:
 
 
 class Coordinator:
+    in_flight_per_worker = 16  # jobs claimed and submitted per worker process at most (larger batches)
     def __init__(self, store: Store, aoi: str, settings: Settings, run_id: str | None = None,
                  progress: Callable[[str], None] | None = None):
         self.store = store
@@ -167,6 +170,9 @@ class Coordinator:
         self._host, self._pid = host_name(), os.getpid()
         self._workroot = str(Path(settings.workdir) / self.aoi.name)
         self._scenes: dict[int, Scene] = {}
+        self._tiles: dict[int, Tile] = {}  # the tiles this run described (see tile_job)
+        self._batch_scenes: dict[int, Scene] = {}  # what _prefetch read for the claimed jobs
+        self._batch_tiles: JobTiles | None = None
         self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
         self.jobs_run: set[tuple[str, int]] = set()
         self.outcomes: dict[str, int] = {}
@@ -214,8 +220,23 @@ class Coordinator:
     def _workdir(self, kind: str, job_id: int, attempt: int) -> str:
         return os.path.join(self._workroot, f"{kind}-{job_id}-{attempt}")
 
+    def _prefetch(self, claimed: list[tuple[str, int, int, int]]) -> None:
+        """Read what the claimed jobs' descriptions need in a few queries for the whole batch (the
+        descriptions are then built from it; a job the batch lacks is read alone)."""
+        scenes = [job_id for kind, job_id, _attempt, _row in claimed if kind == "scene"]
+        tiles = [job_id for kind, job_id, _attempt, _row in claimed if kind == "tile"]
+        self._batch_scenes = self.store.scene_models(scenes, with_tiles=True) if scenes else {}
+        if len(self._tiles) > 16384:
+            self._tiles.clear()
+        self._batch_tiles = self.store.jobs_tiles(tiles, known=self._tiles) if tiles else None
+        if self._batch_tiles is not None:
+            missing = [sid for sid in set(self._batch_tiles.scene_ids.values()) if sid not in self._scenes]
+            if len(self._scenes) + len(missing) > 4096:
+                self._scenes.clear()
+            self._scenes.update(self.store.scene_models(missing))
+
     def scene_job(self, scene_id: int, attempt: int) -> SceneJob:
-        scene = self.store.scene(scene_id, with_tiles=True)
+        scene = self._batch_scenes.pop(scene_id, None) or self.store.scene(scene_id, with_tiles=True)
         return SceneJob(scene_id, attempt, self.aoi.name, scene, self._storage(scene),
                         self._workdir("scene", scene_id, attempt), self.graph_dirs, self.job_tokens())
 
@@ -229,13 +250,29 @@ class Coordinator:
         return scene
 
     def tile_job(self, tile_id: int, attempt: int) -> TileJob:
-        parts = self.store.job_tiles(tile_id)
+        """The job of a tile with its previous and reference. Those are DONE (the release rule), and
+        the attributes and links of a tile do not change during a run once its previous is DONE
+        (nothing else fails or re-links it: the run holds the lock). So the models of the tiles this run
+        describes are kept for the jobs that follow (a tile is the previous of the next acquisition's,
+        a chain's root the reference of all of them); the tile of the job itself is always read anew."""
+        batch = self._batch_tiles
+        if batch is not None and tile_id in batch.links and tile_id in batch.tiles:
+            parts = dataclasses.replace(batch, prev=batch.links[tile_id][0], ref=batch.links[tile_id][1])
+        else:
+            if len(self._tiles) > 16384:
+                self._tiles.clear()
+            parts = self.store.job_tiles(tile_id, known=self._tiles)
         scene = self._scene(parts.scene_ids[tile_id])
+        self._tiles[tile_id] = parts.tiles[tile_id]
 
         def linked(link_id: int | None):
             if link_id is None:
                 return None, None
-            return parts.tiles[link_id], self._scene(parts.scene_ids[link_id])
+            if link_id == tile_id:
+                return parts.tiles[link_id], scene
+            tile = parts.tiles.get(link_id) or self._tiles[link_id]
+            self._tiles[link_id] = tile
+            return tile, self._scene(parts.scene_ids[link_id])
 
         previous, previous_scene = linked(parts.prev)
         reference, reference_scene = linked(parts.ref)
@@ -245,6 +282,10 @@ class Coordinator:
 
     def _submit(self, executor: Executor, claimed: list[tuple[str, int, int, int]]) -> None:
         """Describe and submit claimed jobs; each future reports its end to the completion queue."""
+        try:
+            self._prefetch(claimed)
+        except Exception:  # noqa: BLE001 - each job is then read alone (and fails alone if it cannot be)
+            self._batch_scenes, self._batch_tiles = {}, None
         for kind, job_id, attempt, attempt_row in claimed:
             try:
                 job = self.scene_job(job_id, attempt) if kind == "scene" else self.tile_job(job_id, attempt)
@@ -261,35 +302,71 @@ class Coordinator:
 
     # -- results --------------------------------------------------------------------------------
     def _write(self, done: list[tuple[tuple[str, int, int, int], JobResult]]) -> None:
-        """Write a batch of results (call inside a transaction, or one of its own): each job's result
-        alone in a savepoint, so that one that cannot be recorded fails that job only."""
+        """Write a batch of results (in the caller's transaction, or one of its own). A result that
+        cannot be recorded (no record to index into, a bad output value…) fails its job alone: the batch
+        is written at once, and only when one result fails is it written again job by job, each in a
+        savepoint of its own."""
+        checked = [(job, self._declared(job[0], result)) for job, result in done]
         with self.store.transaction():
-            for (kind, job_id, attempt, attempt_row), result in done:
-                if result.outcome == "done" and kind == "tile" and result.outputs:
-                    unknown = [o.layer for o in result.outputs if o.layer not in self.instances]
-                    if unknown:
-                        result = JobResult("error", f"outputs for layer(s) {', '.join(unknown)} that the payload "
-                                           "does not declare", log_path=result.log_path)
-                try:
-                    with self.store.savepoint():
-                        status = apply_outcome(self.store, kind, job_id, result, self.policy)
-                        if status == "DONE" and kind == "tile":
-                            index_outputs(self.store, job_id, result.outputs, self.instances)
-                except Exception as exc:  # no record to index into, a bad output value…: the job fails alone
-                    status = self.store.job_status(kind, job_id) or ""
-                    result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
-                    if status == PENDING:
-                        status = apply_outcome(self.store, kind, job_id, result, self.policy)
-                self.store.finish_attempt(attempt_row, result.details.get("started_at"),
-                                          result.details.get("finished_at") or now_text(), result.outcome, status,
-                                          result.message, result.log_path)
-                if result.details.get("missing_outputs"):
-                    self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status or "")
-                self.jobs_run.add((kind, job_id))
-                self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
-                if result.log_path:
-                    _append_log(result.log_path, f"[ingester] attempt {attempt}: "
-                                f"{attempt_result(result.outcome, status, result.message)}")
+            try:
+                with self.store.savepoint("batch"):
+                    written = self._apply_batch(checked)
+            except Exception:  # noqa: BLE001 - written again one by one below: the culprit fails alone
+                written = [(job, *self._apply_alone(job[0], job[1], result)) for job, result in checked]
+            self.store.finish_attempts([
+                (result.details.get("started_at"), result.details.get("finished_at") or now_text(), result.outcome,
+                 status, result.message, result.log_path, attempt_row)
+                for (_kind, _job_id, _attempt, attempt_row), result, status in written])
+        for (kind, job_id, attempt, _row), result, status in written:
+            if result.details.get("missing_outputs"):
+                self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
+            self.jobs_run.add((kind, job_id))
+            self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
+            if result.log_path:
+                _append_log(result.log_path, f"[ingester] attempt {attempt}: "
+                            f"{attempt_result(result.outcome, status, result.message)}")
+
+    def _declared(self, kind: str, result: JobResult) -> JobResult:
+        """A tile's outputs must be for layers the payload declares; otherwise the job is an error."""
+        if result.outcome == "done" and kind == "tile" and result.outputs:
+            unknown = [o.layer for o in result.outputs if o.layer not in self.instances]
+            if unknown:
+                return JobResult("error", f"outputs for layer(s) {', '.join(unknown)} that the payload "
+                                 "does not declare", log_path=result.log_path)
+        return result
+
+    def _apply_batch(self, checked: list[tuple[tuple[str, int, int, int], JobResult]]
+                     ) -> list[tuple[tuple[str, int, int, int], JobResult, str]]:
+        """The results of a batch: the plain `done` ones (no output to index) of each kind at once
+        (`workflow.finish_all`), the others one by one."""
+        plain: dict[str, list[int]] = {"scene": [], "tile": []}
+        statuses: dict[tuple[str, int], str] = {}
+        for (kind, job_id, _attempt, _row), result in checked:
+            if result.outcome == "done" and not result.outputs:
+                plain[kind].append(job_id)
+                statuses[(kind, job_id)] = "DONE"
+            else:
+                statuses[(kind, job_id)] = self._apply(kind, job_id, result)
+        for kind, job_ids in plain.items():
+            finish_all(self.store, kind, job_ids)
+        return [(job, result, statuses[(job[0], job[1])]) for job, result in checked]
+
+    def _apply(self, kind: str, job_id: int, result: JobResult) -> str:
+        status = apply_outcome(self.store, kind, job_id, result, self.policy)
+        if status == "DONE" and kind == "tile":
+            index_outputs(self.store, job_id, result.outputs, self.instances)
+        return status
+
+    def _apply_alone(self, kind: str, job_id: int, result: JobResult) -> tuple[JobResult, str]:
+        try:
+            with self.store.savepoint():
+                return result, self._apply(kind, job_id, result)
+        except Exception as exc:  # no record to index into, a bad output value…: the job fails alone
+            status = self.store.job_status(kind, job_id) or ""
+            result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
+            if status == PENDING:
+                status = apply_outcome(self.store, kind, job_id, result, self.policy)
+            return result, status
 
     def _note_missing(self, kind: str, job_id: int, outputs: list[str], status: str) -> None:
         scene, tile = self.store.job_names(kind, job_id)
@@ -321,7 +398,7 @@ class Coordinator:
     def run(self, executor: Executor) -> RunReport:
         """Run jobs until none can progress; the caller holds the AOI's lock."""
         executed = 0
-        capacity = max(executor.capacity * 4, 4)  # jobs in flight: keeps workers fed, batches the writes
+        capacity = max(executor.capacity * self.in_flight_per_worker, 4)  # keeps workers fed, batches the writes
         beat_every = max(self.settings.lease_seconds / 3, 0.5)
         last_beat = time.monotonic()
         interrupted = True

@@ -243,6 +243,7 @@ class LocalExecutor:
         self._pending: collections.deque[tuple[Future[JobResult], tuple[str, Any]]] = collections.deque()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._woken = False  # a wake-up byte is in the pipe and the dispatcher has not looked at the queue yet
         self._closed = False
         self._abort = False
         self._broken = ""
@@ -260,7 +261,9 @@ class LocalExecutor:
             if self._closed:
                 raise RuntimeError("executor is shut down")
             self._pending.append((future, (worker, job)))
-        self._wake_w.send_bytes(b"x")
+            wake, self._woken = not self._woken, True
+        if wake:  # one byte wakes the dispatcher for every job submitted until it looks at the queue
+            self._wake_w.send_bytes(b"x")
         return future
 
     def shutdown(self, wait: bool = True) -> None:
@@ -296,30 +299,37 @@ class LocalExecutor:
 
     # -- dispatcher thread ----------------------------------------------------------------------
     def _dispatch(self) -> None:
+        """Send queued jobs to the processes with room. A job is pickled and sent outside the lock, so
+        that the caller's `submit` never waits for it."""
         if self._abort:
             return
         with self._lock:
-            for proc in self._procs:
-                while not proc.dead and self._pending and len(proc.queue) < self.prefetch:
+            self._woken = False
+        for proc in self._procs:
+            while not proc.dead and len(proc.queue) < self.prefetch:
+                with self._lock:
+                    if not self._pending:
+                        return
                     future, message = self._pending.popleft()
-                    if not future.running() and not future.set_running_or_notify_cancel():
-                        continue  # cancelled before it started (re-queued futures are already running)
-                    try:
-                        data = ForkingPickler.dumps(message)
-                    except Exception as exc:  # an unpicklable job: its own fault, and it fails alone
-                        future.set_result(JobResult("error", f"cannot send the job to a worker process: {exc}"))
-                        continue
-                    try:
-                        proc.conn.send_bytes(data)
-                    except OSError:
-                        # a process that died an instant ago (its death not seen yet): not the job's
-                        # fault. The job goes back to the head of the queue; the process is replaced
-                        # when its death is seen (and charges only the job it was running).
+                if not future.running() and not future.set_running_or_notify_cancel():
+                    continue  # cancelled before it started (re-queued futures are already running)
+                try:
+                    data = ForkingPickler.dumps(message)
+                except Exception as exc:  # an unpicklable job: its own fault, and it fails alone
+                    future.set_result(JobResult("error", f"cannot send the job to a worker process: {exc}"))
+                    continue
+                try:
+                    proc.conn.send_bytes(data)
+                except OSError:
+                    # a process that died an instant ago (its death not seen yet): not the job's
+                    # fault. The job goes back to the head of the queue; the process is replaced
+                    # when its death is seen (and charges only the job it was running).
+                    with self._lock:
                         self._pending.appendleft((future, message))
-                        proc.dead = True
-                        proc.process.kill()  # a broken pipe cannot carry results any more
-                        break
-                    proc.queue.append((future, message))
+                    proc.dead = True
+                    proc.process.kill()  # a broken pipe cannot carry results any more
+                    break
+                proc.queue.append((future, message))
 
     def _answer(self, proc: _Proc, request: _TokenRequest) -> None:
         """A worker asks for a fresh token: answer from the coordinator's token source."""

@@ -35,6 +35,7 @@ Rules, as implemented here:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -126,11 +127,11 @@ def release_ready(store: Store, aoi_id: int) -> int:
 
 
 def _release_after_tile(store: Store, tile_id: int) -> list[int]:
-    return release(store, store.new_tiles_linked_to(tile_id))
+    return store.release_linked([tile_id], now_text())
 
 
 def _release_scene_tiles(store: Store, scene_id: int) -> list[int]:
-    return release(store, store.new_tiles_of_scene(scene_id))
+    return store.release_scene_tiles([scene_id], now_text())
 
 
 # --- actions -------------------------------------------------------------------------------------
@@ -217,28 +218,33 @@ def set_status(store: Store, kind: str, job_id: int, requested: str, message: st
                force: bool = False, policy: Policy | None = None) -> str | None:
     """Apply one status change per the transition table, in one transaction. Returns the status the
     job ends in, or None when nothing changed (same status)."""
-    policy = policy or Policy()
     with store.transaction():
-        row = _row(store, kind, job_id)
-        action = action_for(kind, job_id, row["status"], requested, force)
-        if action is None:
-            return None
-        if action == "finish":
-            _finish(store, kind, job_id)
-            return DONE
-        if action == "retry":
-            return _retry(store, kind, row, message, policy)
-        if action == "manual_retry":
-            _manual_retry(store, kind, row, policy)
-            return PENDING
-        if action == "fail":
-            if kind == "tile":
-                fail_tile(store, job_id, message, force)
-            else:
-                fail_scene(store, job_id, message, force)
-            return FAILED
-        _update(store, kind, job_id, status=requested, message=message, **_CLEAR_LEASE)
-        return requested
+        return _transition(store, kind, _row(store, kind, job_id), requested, message, force, policy or Policy())
+
+
+def _transition(store: Store, kind: str, row: dict[str, Any], requested: str, message: str, force: bool,
+                policy: Policy) -> str | None:
+    """`set_status` on a job row already read (inside the caller's transaction)."""
+    job_id = row["id"]
+    action = action_for(kind, job_id, row["status"], requested, force)
+    if action is None:
+        return None
+    if action == "finish":
+        _finish(store, kind, job_id)
+        return DONE
+    if action == "retry":
+        return _retry(store, kind, row, message, policy)
+    if action == "manual_retry":
+        _manual_retry(store, kind, row, policy)
+        return PENDING
+    if action == "fail":
+        if kind == "tile":
+            fail_tile(store, job_id, message, force)
+        else:
+            fail_scene(store, job_id, message, force)
+        return FAILED
+    _update(store, kind, job_id, status=requested, message=message, **_CLEAR_LEASE)
+    return requested
 
 
 # --- forced retry ----------------------------------------------------------------------------------
@@ -408,11 +414,30 @@ def apply_outcome(store: Store, kind: str, job_id: int, result: JobResult, polic
     elif outcome == "fatal":
         requested = FAILED
     elif outcome == "error":
-        requested = RETRY if is_retriable(store, kind, job_id) else FAILED
+        requested = RETRY if bool(json.loads(row["data"] or "{}").get("is_retriable", False)) else FAILED
     else:
         requested = FAILED
         message = f"unknown outcome {outcome!r}: {message}"
-    return set_status(store, kind, job_id, requested, message, policy=policy) or requested
+    return _transition(store, kind, row, requested, message, False, policy) or requested
+
+
+def finish_all(store: Store, kind: str, job_ids: list[int]) -> None:
+    """The `done` outcome of several PENDING jobs of one kind at once (call inside a transaction): the
+    same change as `apply_outcome` for each (PENDING → DONE, then what they make ready is released),
+    in three statements. A job that is not PENDING is a TransitionError (the caller writes the
+    batch again job by job)."""
+    if not job_ids:
+        return
+    statuses = store.statuses(kind, job_ids)
+    for job_id in job_ids:
+        if statuses.get(job_id) != PENDING:
+            raise TransitionError(f"{kind} {job_id} finished while {statuses.get(job_id)}; result ignored")
+    now = now_text()
+    store.finish_jobs(kind, job_ids, now)
+    if kind == "scene":
+        store.release_scene_tiles(job_ids, now)
+    else:
+        store.release_linked(job_ids, now)
 
 
 def duration_text(seconds: float) -> str:

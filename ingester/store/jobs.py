@@ -96,6 +96,30 @@ class JobStore(StoreBase):
     def new_tiles_of_scene(self, scene_id: int) -> list[int]:
         return self.column("SELECT id FROM tile WHERE scene_id = ? AND status = 'NEW' ORDER BY id", (scene_id,))
 
+    def release_linked(self, tile_ids: Sequence[int], now: str) -> list[int]:
+        """The ready NEW tiles whose previous or reference is one of these tiles, released in one statement."""
+        marks = ",".join("?" * len(tile_ids))
+        return sorted(self.column(f"UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? "
+                                  f"WHERE (prev IN ({marks}) OR ref IN ({marks})) AND {READY} RETURNING id",
+                                  (now, *tile_ids, *tile_ids)))
+
+    def release_scene_tiles(self, scene_ids: Sequence[int], now: str) -> list[int]:
+        """The ready NEW tiles of these scenes, released in one statement."""
+        return sorted(self.column(f"UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? "
+                                  f"WHERE scene_id IN ({','.join('?' * len(scene_ids))}) AND {READY} RETURNING id",
+                                  (now, *scene_ids)))
+
+    def statuses(self, kind: str, job_ids: Sequence[int]) -> dict[int, str]:
+        return {r["id"]: r["status"] for r in self.rows(
+            f"SELECT id, status FROM {table(kind)} WHERE id IN ({','.join('?' * len(job_ids))})", tuple(job_ids))}
+
+    def finish_jobs(self, kind: str, job_ids: Sequence[int], now: str) -> None:
+        """PENDING → DONE for these jobs in one statement: message, backoff, temporary count, lease and
+        deferral cleared."""
+        self.execute(f"UPDATE {table(kind)} SET status = 'DONE', message = '', not_before = 0, temporary_count = 0, "
+                     "lease_run = NULL, lease_expires = NULL, deferred_since = NULL, updated_at = ? "
+                     f"WHERE id IN ({','.join('?' * len(job_ids))}) AND status = 'PENDING'", (now, *job_ids))
+
     def hold_dependents(self, tile_id: int, now: str) -> None:
         """The PENDING (not running) tiles that take this tile as previous or reference wait for it again."""
         self.execute("UPDATE tile SET status = 'NEW', updated_at = ?1 WHERE (prev = ?2 OR ref = ?2) AND id != ?2 "
@@ -167,23 +191,28 @@ class JobStore(StoreBase):
               pid: int, worker: str, started: str) -> list[tuple[int, int, int]]:
         """Lease up to `limit` ready jobs of one kind (call inside a transaction): each gets its next
         attempt number and an open `job_attempt` row. Returns (job id, attempt, attempt row id)."""
-        rows = self.conn.execute(CLAIM_SQL[table(kind)], (aoi_id, now, limit)).fetchall()
-        claimed = []
-        for job_id, attempts in rows:
-            attempt = attempts + 1
-            self.execute(f"UPDATE {kind} SET lease_run = ?, lease_expires = ?, attempts = ? WHERE id = ?",
-                         (run_id, expires, attempt, job_id))
-            cur = self.execute("INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, "
-                               "started_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                               (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, started))
-            claimed.append((job_id, attempt, int(cur.lastrowid or 0)))
-        return claimed
+        ids = [r[0] for r in self.conn.execute(CLAIM_SQL[table(kind)], (aoi_id, now, limit))]
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        self.execute(f"UPDATE {kind} SET lease_run = ?, lease_expires = ?, attempts = attempts + 1 "
+                     f"WHERE id IN ({marks})", (run_id, expires, *ids))
+        rows = self.conn.execute(
+            f"INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, started_at) "
+            f"SELECT ?, id, aoi_id, attempts, ?, ?, ?, ?, ? FROM {kind} WHERE id IN ({marks}) "
+            "RETURNING id, job_id, attempt", (kind, run_id, host, pid, worker, started, *ids)).fetchall()
+        made = {job_id: (job_id, attempt, row_id) for row_id, job_id, attempt in rows}
+        return [made[job_id] for job_id in ids]
 
     def finish_attempt(self, attempt_row: int, started_at: str | None, finished_at: str, outcome: str,
                        status: str | None, message: str, log_path: str) -> None:
-        self.execute("UPDATE job_attempt SET started_at = coalesce(?, started_at), finished_at = ?, outcome = ?, "
-                     "status = ?, message = ?, log_path = ? WHERE id = ?",
-                     (started_at, finished_at, outcome, status, message, log_path, attempt_row))
+        self.finish_attempts([(started_at, finished_at, outcome, status, message, log_path, attempt_row)])
+
+    def finish_attempts(self, rows: Sequence[tuple[str | None, str, str, str | None, str, str, int]]) -> None:
+        """Close attempts: (started_at or None to keep it, finished_at, outcome, status, message, log path,
+        attempt row id) each."""
+        self.conn.executemany("UPDATE job_attempt SET started_at = coalesce(?, started_at), finished_at = ?, "
+                              "outcome = ?, status = ?, message = ?, log_path = ? WHERE id = ?", rows)
 
     def add_attempt(self, kind: str, job_id: int, aoi_id: int, attempt: int, run_id: str, host: str, pid: int,
                     at: str, outcome: str, status: str, message: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ingester.errors import StoreError
@@ -42,6 +42,7 @@ class JobTiles:
     ref: int | None
     tiles: dict[int, Tile]
     scene_ids: dict[int, int]
+    links: dict[int, tuple[int | None, int | None]] = dataclasses.field(default_factory=dict)  # several tiles
 
 
 class ReadStore(StoreBase):
@@ -100,15 +101,26 @@ class ReadStore(StoreBase):
     # -- models ------------------------------------------------------------------------------------
     def scene(self, scene_id: int, with_tiles: bool = False) -> Scene:
         """The `Scene` model of a stored scene (tiles with their current previous/reference)."""
-        r = self.row("SELECT s.source_id, a.name AS aoi, s.date, s.data, s.tags, s.wkt FROM scene s "
-                     "JOIN aoi a ON a.id = s.aoi_id WHERE s.id = ?", (scene_id,))
-        if r is None:
+        found = self.scene_models([scene_id], with_tiles)
+        if scene_id not in found:
             raise StoreError(f"no scene with id {scene_id}")
-        scene = scene_from_row(r["source_id"], r["aoi"], r["date"], r["data"], r["tags"], r["wkt"])
+        return found[scene_id]
+
+    def scene_models(self, scene_ids: Sequence[int], with_tiles: bool = False) -> dict[int, Scene]:
+        """Scene id → `Scene` model of the stored scenes among `scene_ids` (with their tiles: a query or
+        two more, whatever the number of scenes)."""
+        ids = list(dict.fromkeys(scene_ids))
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        scenes = {r["id"]: scene_from_row(r["source_id"], r["aoi"], r["date"], r["data"], r["tags"], r["wkt"])
+                  for r in self.rows("SELECT s.id, s.source_id, a.name AS aoi, s.date, s.data, s.tags, s.wkt "
+                                     f"FROM scene s JOIN aoi a ON a.id = s.aoi_id WHERE s.id IN ({marks})", ids)}
         if with_tiles:
-            rows = self.rows(f"SELECT {_MODEL_COLS} {_TILE_FROM} WHERE t.scene_id = ? ORDER BY t.id", (scene_id,))
-            scene.tiles = self._tile_models(rows)
-        return scene
+            rows = self.rows(f"SELECT {_MODEL_COLS} {_TILE_FROM} WHERE t.scene_id IN ({marks}) ORDER BY t.id", ids)
+            for row, tile in zip(rows, self._tile_models(rows), strict=True):
+                scenes[row["scene_id"]].tiles.append(tile)
+        return scenes
 
     def tile(self, tile_id: int) -> Tile:
         """The `Tile` model of a stored tile, previous/reference from the current links."""
@@ -126,22 +138,43 @@ class ReadStore(StoreBase):
             raise StoreError(f"no tile with id {missing[0]}")
         return models
 
-    def job_tiles(self, tile_id: int) -> JobTiles:
-        """A tile with its current previous and reference, as models (two queries)."""
+    def job_tiles(self, tile_id: int, known: Container[int] = ()) -> JobTiles:
+        """A tile with its current previous and reference, as models, in one query (two when the
+        links of a previous or reference are needed). The models of the tiles in `known` (the caller
+        has them) are not built."""
         rows = self.rows(f"SELECT {_MODEL_COLS} {_TILE_FROM} WHERE t.id IN (?1, (SELECT prev FROM tile WHERE id = ?1), "
                          "(SELECT ref FROM tile WHERE id = ?1))", (tile_id,))
         own = next((r for r in rows if r["id"] == tile_id), None)
         if own is None:
             raise StoreError(f"no tile with id {tile_id}")
-        models = dict(zip([r["id"] for r in rows], self._tile_models(rows), strict=True))
+        build = [r for r in rows if r["id"] == tile_id or r["id"] not in known]
+        models = dict(zip([r["id"] for r in build], self._tile_models(build, rows), strict=True))
         return JobTiles(own["prev"], own["ref"], models, {r["id"]: r["scene_id"] for r in rows})
 
-    def _tile_models(self, rows: Sequence[Any]) -> list[Tile]:
-        """`Tile` models of rows of `_MODEL_COLS`; their links are looked up in one more query."""
+    def jobs_tiles(self, tile_ids: Sequence[int], known: Container[int] = ()) -> JobTiles:
+        """`job_tiles` of several tiles at once (two or three queries): their links, and the models of
+        them and of their previous and reference tiles (those in `known` left out)."""
+        ids = list(dict.fromkeys(tile_ids))
+        if not ids:
+            return JobTiles(None, None, {}, {}, {})
+        marks = ",".join("?" * len(ids))
+        links = {r["id"]: (r["prev"], r["ref"]) for r in self.rows(
+            f"SELECT id, prev, ref FROM tile WHERE id IN ({marks})", ids)}
+        wanted = set(ids) | {x for pair in links.values() for x in pair if x is not None}
+        rows = self.rows(f"SELECT {_MODEL_COLS} {_TILE_FROM} WHERE t.id IN ({','.join('?' * len(wanted))})",
+                         tuple(wanted))
+        own = set(ids)
+        build = [r for r in rows if r["id"] in own or r["id"] not in known]
+        models = dict(zip([r["id"] for r in build], self._tile_models(build, rows), strict=True))
+        return JobTiles(None, None, models, {r["id"]: r["scene_id"] for r in rows}, links)
+
+    def _tile_models(self, rows: Sequence[Any], fetched: Sequence[Any] = ()) -> list[Tile]:
+        """`Tile` models of rows of `_MODEL_COLS`; their links (unless among `fetched` rows) are looked up
+        in one more query."""
         from ingester.scenes import TileRef
 
         refs: dict[int, TileRef] = {r["id"]: TileRef(stored_time(r["scene_date"]), r["scene_source_id"], r["source_id"])
-                                    for r in rows}
+                                    for r in (*rows, *fetched)}
         links = {x for r in rows for x in (r["prev"], r["ref"]) if x is not None and x not in refs}
         refs.update(self._refs(links))
         return [tile_from_data(r["source_id"], r["scene_source_id"], r["data"],
