@@ -23,8 +23,11 @@ from ingester.errors import ConfigError
 CDSE_DOMAINS = ("dataspace.copernicus.eu",)
 # Domains whose hosts (datapool., sentinel1. — the datapool's CNAME) may receive the Earthdata token.
 ASF_DOMAINS = ("asf.alaska.edu",)
+# Domains whose hosts (search., data., access.foundation.api., authenticate.foundation.api.) may receive
+# the OneAtlas bearer token.
+ONEATLAS_DOMAINS = ("oneatlas.airbus.com",)
 
-SECRET_FIELDS = frozenset({"cdse_password", "asf_token", "ftp_password", "s3_secret_access_key"})
+SECRET_FIELDS = frozenset({"cdse_password", "asf_token", "ftp_password", "s3_secret_access_key", "oneatlas_api_key"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,15 @@ class Settings:
     # ASF datapool (Earthdata bearer token)
     asf_url: str = "https://datapool.asf.alaska.edu"
     asf_token: str = dataclasses.field(default="", repr=False)
+    # Airbus OneAtlas (Pléiades, SPOT): API key → bearer token; search, prices, orders, delivered products
+    oneatlas_api_key: str = dataclasses.field(default="", repr=False)
+    oneatlas_auth_url: str = (
+        "https://authenticate.foundation.api.oneatlas.airbus.com/auth/realms/IDP/protocol/openid-connect/token"
+    )
+    oneatlas_search_url: str = "https://search.foundation.api.oneatlas.airbus.com/api/v2/opensearch"
+    oneatlas_order_url: str = "https://data.api.oneatlas.airbus.com"  # /api/v1/me, /prices, /orders
+    oneatlas_min_area: float = 100000.0  # m²: footprint ∩ AOI smaller than this is dropped (orders need 0.1 km²)
+    oneatlas_order_recheck: float = 900.0  # seconds before an order being processed is checked again
     # STAC APIs: Landsat 8/9 on the USGS STAC server, named catalogues for `scene_type.catalogue`
     landsat_stac_url: str = "https://landsatlook.usgs.gov/stac-server"
     stac_catalogues: str = (
@@ -98,10 +110,10 @@ class Settings:
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
         positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size",
-                    "offline_recheck", "unpack_max_bytes", "unpack_max_ratio")
+                    "offline_recheck", "unpack_max_bytes", "unpack_max_ratio", "oneatlas_order_recheck")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
                         "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads",  # 0: no cap
-                        "max_wait", "defer_deadline")
+                        "max_wait", "defer_deadline", "oneatlas_min_area")
         for name in positive:
             value = getattr(self, name, 1)
             if not value > 0:
@@ -111,7 +123,8 @@ class Settings:
             if not value >= 0:  # NaN too
                 raise ConfigError(f"INGESTER_{name.upper()}: must be ≥ 0, got {value!r}")
         for name in ("cdse_catalogue_url", "cdse_download_url", "cdse_token_url", "asf_url", "landsat_stac_url",
-                     "stac_s3_endpoint_url", "pc_sas_url"):
+                     "stac_s3_endpoint_url", "pc_sas_url", "oneatlas_auth_url", "oneatlas_search_url",
+                     "oneatlas_order_url"):
             value = getattr(self, name)
             if not value and name in ("stac_s3_endpoint_url", "pc_sas_url"):
                 continue
@@ -256,6 +269,15 @@ def netrc_credentials(url: str, path: str | None = None) -> tuple[str, str] | No
         return None
     login, _account, password = entry
     return (login or "", password or "")
+
+
+def oneatlas_api_key(settings: Settings) -> str:
+    """The OneAtlas API key from the settings, else the password of the ~/.netrc entry for the
+    authentication host (its login is free: OneAtlas names the key's user `APIKEY`); "" without one."""
+    if settings.oneatlas_api_key:
+        return settings.oneatlas_api_key
+    entry = netrc_credentials(settings.oneatlas_auth_url)
+    return entry[1] if entry else ""
 
 
 def cdse_credentials(settings: Settings) -> tuple[str, str] | None:

@@ -24,7 +24,7 @@ class SearchResult:
     filters: dict[str, str] = dataclasses.field(default_factory=dict)  # catalogue parameters applied (defaults too)
 
 
-SUPPORTED = ("sentinel1", "sentinel2", "landsat89")
+SUPPORTED = ("sentinel1", "sentinel2", "landsat89", "phr", "spot")
 
 
 def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None) -> SearchResult:
@@ -46,6 +46,10 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
         from ingester.catalogue import landsat
 
         return landsat.search(payload, settings, page, limit)
+    if payload.constellation in ("phr", "spot"):
+        from ingester.catalogue import oneatlas
+
+        return oneatlas.search(payload, settings, page, limit)
     if payload.constellation in SUPPORTED:
         from ingester.catalogue import cdse
 
