@@ -388,7 +388,7 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
         scenes, counts = scenes_from_features(rows, payload, query, settings.oneatlas_min_area)
     except (HTTPError, ProviderError) as exc:
         if isinstance(exc, AuthError) and "no API key" in str(exc):
-            raise InputError(str(exc)) from None
+            raise InputError(f"{payload.path}: {exc}") from None
         raise CatalogueError(f"OneAtlas search failed: {exc}") from None
     filters = {"constellation": query.constellation, "acquisitionDate": query.body["acquisitionDate"],
                **{k: str(query.body[k]) for k in BODY_FIELDS if k in query.body}}

@@ -44,6 +44,9 @@ def scenes(
     refuse_output_over_inputs(output, {"payload": payload})
     loaded = load_payload(payload)
     check_payload_graphs(loaded)
+    price_wanted = estimate or loaded.parameters.get("GetPrice", "").strip().lower() == "true"
+    if price_wanted and (loaded.constellation not in ("phr", "spot") or loaded.catalogue):
+        raise InputError(f"--estimate: {payload}: only OneAtlas scenes (constellation phr or spot) have a price")
     cfg = settings()
     if ui.interactive:
         with ui.err.status(f"searching the catalogue for {loaded.name} …"):
@@ -52,9 +55,7 @@ def scenes(
         result = search(loaded, cfg, page, limit)
     extra: dict = {}
     costs = None
-    if estimate or loaded.parameters.get("GetPrice", "").strip().lower() == "true":
-        if loaded.constellation not in ("phr", "spot") or loaded.catalogue:
-            raise InputError(f"--estimate: {payload}: only OneAtlas scenes (constellation phr or spot) have a price")
+    if price_wanted:
         from ingester.catalogue.oneatlas import apply_estimate
         from ingester.catalogue.oneatlas import estimate as price
 
