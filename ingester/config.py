@@ -294,9 +294,9 @@ OPTION_NAMES = {"db": "--db", "workers": "--workers", "scene_worker": "--scene-w
 def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                      toml_path: Path | None = None) -> list[dict[str, Any]]:
     """Every setting with its effective value and where it comes from, safe to print: `source` is
-    option, environment, ingester.toml, netrc (CDSE credentials) or default, `origin` names the option,
-    variable or file. Secrets are `***` (when set), URLs lose the password of their user-info part.
-    Raises ConfigError like `load_settings` (same rules, same order)."""
+    option, environment, ingester.toml, netrc (CDSE credentials, the OneAtlas API key) or default,
+    `origin` names the option, variable or file. Secrets are `***` (when set), URLs lose the password of
+    their user-info part. Raises ConfigError like `load_settings` (same rules, same order)."""
     env = os.environ if env is None else env
     settings = load_settings(overrides, env, toml_path)
     toml, toml_origin = _toml_values(toml_path)
@@ -304,6 +304,7 @@ def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[st
     credentials = None
     if not (settings.cdse_username and settings.cdse_password):
         credentials = netrc_credentials(settings.cdse_token_url)
+    oneatlas_key = None if settings.oneatlas_api_key else netrc_credentials(settings.oneatlas_auth_url)
     out = []
     for field in dataclasses.fields(Settings):
         name, variable = field.name, f"INGESTER_{field.name.upper()}"
@@ -317,6 +318,10 @@ def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[st
         elif credentials and name in ("cdse_username", "cdse_password") and not value:
             value = credentials[0] if name == "cdse_username" else credentials[1]
             host = urlparse(settings.cdse_token_url).hostname or ""
+            source, origin = "netrc", f"{Path.home() / '.netrc'} ({host})"
+        elif oneatlas_key and name == "oneatlas_api_key" and not value:
+            value = oneatlas_key[1]
+            host = urlparse(settings.oneatlas_auth_url).hostname or ""
             source, origin = "netrc", f"{Path.home() / '.netrc'} ({host})"
         else:
             source, origin = "default", ""

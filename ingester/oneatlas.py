@@ -8,10 +8,13 @@ What Airbus documents, and what this module does with it:
   the answer holds `access_token` and `expires_in` (an hour). No refresh token is used: the same
   grant is asked again shortly before the token expires and after a 401. A 400/401 answer refuses the
   key itself: it is kept, and no further login is tried by the process (each one would fail the same).
-- Every other call carries `Authorization: Bearer <access token>` (the search API, `/api/v1/me`, the
-  order API, and the delivered product's download link): the documentation names the bearer token as
-  the authentication of each of them. The token is sent only to the origins of the configured URLs and
-  over https to hosts under `oneatlas.airbus.com` (also across redirects), never elsewhere.
+- Every other call carries `Authorization: Bearer <access token>`: the documentation names the bearer
+  token as the authentication of the search API (the original sent HTTP Basic `APIKEY:<key>` there
+  instead), of `/api/v1/me` and of the order API. For the delivered product's download link it says
+  nothing we could find (the original sent Basic auth with the key): the bearer token is sent there
+  too, which keeps the key out of the jobs (they carry a short-lived token, never the key). The token
+  goes only to the origins of the configured URLs and over https to hosts under `oneatlas.airbus.com`
+  (also across redirects), never elsewhere.
 - Order API (base `INGESTER_ONEATLAS_ORDER_URL`): `GET /api/v1/me` (account; `contract.balance` and
   `contract.amountUnit`), `POST /api/v1/prices` and `POST /api/v1/orders` with an order body
   (`kind` + `products`), `GET /api/v1/orders?kind=…&itemsPerPage=…&page=…` (1-based pages; the

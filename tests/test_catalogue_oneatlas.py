@@ -288,3 +288,23 @@ def test_oneatlas_parameters_are_checked_when_the_payload_is_loaded(cli, tmp_pat
         payload.write_text(json.dumps(raw_payload(**params)))
         r = cli("scenes", payload)
         assert r.exit_code == 2 and message in r.stderr, (params, r.stderr)
+
+
+def test_config_shows_the_api_key_from_netrc_masked(cli, monkeypatch):
+    monkeypatch.setenv("INGESTER_ONEATLAS_AUTH_URL", "https://authenticate.example.test/auth/realms/IDP/token")
+    netrc = Path.home() / ".netrc"
+    netrc.write_text("machine authenticate.example.test login APIKEY password key-from-netrc-99\n")
+    netrc.chmod(0o600)
+    r = cli("config", "--json")
+    assert r.exit_code == 0, r.stderr
+    item = next(i for i in json.loads(r.stdout) if i["name"] == "oneatlas_api_key")
+    assert (item["value"], item["source"]) == ("***", "netrc") and "authenticate.example.test" in item["origin"]
+    assert "key-from-netrc-99" not in r.stdout + r.stderr
+
+
+def test_oneatlas_listed_without_an_api_key_is_exit_2_before_anything(cli, repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("INGESTER_PROVIDERS", "local,oneatlas")
+    payload = Path(shutil.copy(repo / "payloads" / "toulouse-phr.json", tmp_path / "p.json"))
+    r = cli("aoi", payload, "--scenes", tmp_path / "none.json")
+    assert r.exit_code == 2 and "oneatlas is listed but has no API key" in r.stderr
+    assert not Path("outputs").exists()
