@@ -308,3 +308,30 @@ def test_oneatlas_listed_without_an_api_key_is_exit_2_before_anything(cli, repo,
     r = cli("aoi", payload, "--scenes", tmp_path / "none.json")
     assert r.exit_code == 2 and "oneatlas is listed but has no API key" in r.stderr
     assert not Path("outputs").exists()
+
+
+def test_a_refused_api_key_is_exit_2_for_scenes_and_for_the_pre_flight_of_aoi(fake, cli, repo, tmp_path, monkeypatch):
+    payload = Path(shutil.copy(repo / "payloads" / "toulouse-phr.json", tmp_path / "p.json"))
+    add_days(fake, 1)
+    assert cli("scenes", payload).exit_code == 0
+    monkeypatch.setenv("INGESTER_ONEATLAS_API_KEY", "revoked-key-000")
+    oneatlas.reset()
+    r = cli("scenes", payload, "-o", tmp_path / "again.json")
+    assert r.exit_code == 2 and "refused the API key" in r.stderr and "revoked-key-000" not in r.stderr
+    oneatlas.reset()
+    r = cli("aoi", payload, "--scenes", "outputs/scenes.json", "--create-layers")
+    assert r.exit_code == 2 and "pre-flight check failed" in r.stderr and "refused the API key" in r.stderr
+    assert not Path("outputs/ingester.db").exists()
+    assert [g for g in fake.grants if not g[1]] == [("api_key", False), ("api_key", False)]  # one per process
+
+
+def test_refresh_is_refused_for_a_oneatlas_scene(cli, fake, repo, tmp_path):
+    from ingester.store import Store
+
+    payload = Path(shutil.copy(repo / "payloads" / "toulouse-phr.json", tmp_path / "p.json"))
+    add_days(fake, 1)
+    assert cli("aoi", payload, "--create-layers", "--max-wait", "0").exit_code in (4, 5)  # no --order: an error
+    with Store("outputs/ingester.db") as st:
+        assert st.one("SELECT count(*) FROM scene") == 1
+    r = cli("refresh", "--scene", "1")
+    assert r.exit_code == 2 and "comes from OneAtlas" in r.stderr and "ingester retry --scene 1" in r.stderr

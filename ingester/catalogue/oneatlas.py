@@ -53,6 +53,7 @@ from ingester.errors import (
     CatalogueError,
     CatalogueFilterWarning,
     CatalogueWarning,
+    CredentialsRefused,
     HTTPError,
     InputError,
     PayloadError,
@@ -369,6 +370,11 @@ def scenes_from_features(features: Any, payload: Payload, query: Query, min_area
     return scenes, report.emit()
 
 
+def _settings_problem(exc: BaseException) -> bool:
+    """No API key, or one the authentication server refuses: the settings need fixing (exit 2)."""
+    return isinstance(exc, CredentialsRefused) or (isinstance(exc, AuthError) and "no API key" in str(exc))
+
+
 def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None,
            svc: Service | None = None) -> SearchResult:
     """Scenes of a `phr`/`spot` payload (limit 0: every row). With the payload parameter
@@ -387,7 +393,7 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
         rows = Rows(svc, query.body, page * limit if limit else 0, limit or None)
         scenes, counts = scenes_from_features(rows, payload, query, settings.oneatlas_min_area)
     except (HTTPError, ProviderError) as exc:
-        if isinstance(exc, AuthError) and "no API key" in str(exc):
+        if _settings_problem(exc):
             raise InputError(f"{payload.path}: {exc}") from None
         raise CatalogueError(f"OneAtlas search failed: {exc}") from None
     filters = {"constellation": query.constellation, "acquisitionDate": query.body["acquisitionDate"],
@@ -481,7 +487,7 @@ def estimate(scenes: list[Scene], settings: Settings, svc: Service | None = None
         if balance:
             result.balance, result.balance_unit = api.balance_of(api.account(svc))
     except (HTTPError, ProviderError) as exc:
-        if isinstance(exc, AuthError) and "no API key" in str(exc):
+        if _settings_problem(exc):
             raise InputError(str(exc)) from None
         raise CatalogueError(f"OneAtlas price estimate failed: {exc}") from None
     return result
