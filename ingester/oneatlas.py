@@ -308,12 +308,19 @@ def order_product(metadata: dict[str, Any], source_id: str) -> dict[str, Any]:
             "aoi": aoi, "id": uuid, "imageFormat": IMAGE_FORMAT}
 
 
+AREA_TOLERANCE = 1e-6  # degrees (~0.1 m): an order's AOI as OneAtlas records it may be rounded
+
+
 def _same_area(a: Any, b: Any) -> bool:
+    """Whether two GeoJSON areas are the same (ring start, orientation and a rounding of the coordinates
+    by the server do not matter: topological equality, else every vertex within AREA_TOLERANCE)."""
+    from shapely.errors import GEOSException
     from shapely.geometry import shape
 
     try:
-        return bool(shape(a).equals(shape(b)))
-    except (AttributeError, TypeError, ValueError, KeyError):
+        ga, gb = shape(a), shape(b)
+        return bool(ga.equals(gb)) or ga.hausdorff_distance(gb) <= AREA_TOLERANCE
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, GEOSException):
         return False
 
 

@@ -241,3 +241,26 @@ def test_one_login_per_run_shared_by_the_workers_and_jobs_carry_a_token_never_th
     assert job.tokens["oneatlas"].value.encode() in data and job.tokens["oneatlas"].value not in repr(job)
     assert fake.api_key not in repr(pickle.dumps(worker_settings(settings)))
     assert job.scene.metadata["order"] == {"allowed": True, "capped": True, "approved_cost": 12.0, "unit": "credits"}
+
+
+def test_an_existing_order_is_found_by_product_area_and_options_whatever_the_server_rounds():
+    from ingester.oneatlas import find_order, order_product
+
+    area = {"type": "Polygon", "coordinates": [[[1.438, 43.5965], [1.452, 43.5965], [1.452, 43.6055],
+                                                 [1.438, 43.6055], [1.438, 43.5965]]]}
+    product = order_product({"uuid": "ABC-1", "geometry": area}, "S")
+    rounded = {"type": "Polygon", "coordinates": [[[x + 4e-7, y] for x, y in reversed(area["coordinates"][0])]]}
+    other = {"type": "Polygon", "coordinates": [[[1.438, 43.5965], [1.46, 43.5965], [1.452, 43.6055],
+                                                  [1.438, 43.5965]]]}
+
+    def order(oid: str, status: str, aoi: dict, updated: str, **datas) -> dict:
+        return {"id": oid, "status": status, "deliveries": [
+            {"status": status, "updatedAt": updated, "datas": {**product, "id": "abc-1", "aoi": aoi, **datas}}]}
+
+    orders = [order("o1", "failed", area, "2022-05-01"), order("o2", "delivered", rounded, "2022-04-01"),
+              order("o3", "processing", other, "2022-06-01"),
+              order("o4", "ordered", area, "2022-06-02", radiometricProcessing="DISPLAY")]
+    found = find_order(orders, product)
+    assert found is not None and found[0]["id"] == "o2"  # delivered wins; another area or option is not it
+    assert find_order(orders[:1], product)[0]["id"] == "o1"  # a given-up order is found too (never ordered again)
+    assert find_order(orders[2:], product) is None
