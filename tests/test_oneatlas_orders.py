@@ -264,3 +264,21 @@ def test_an_existing_order_is_found_by_product_area_and_options_whatever_the_ser
     assert found is not None and found[0]["id"] == "o2"  # delivered wins; another area or option is not it
     assert find_order(orders[:1], product)[0]["id"] == "o1"  # a given-up order is found too (never ordered again)
     assert find_order(orders[2:], product) is None
+
+
+def test_short_lived_tokens_are_renewed_by_the_coordinator_for_the_workers(cli, payload, monkeypatch):
+    """Tokens of 2 s over a run of several seconds: the workers (which hold no key) get fresh tokens from
+    the coordinator; every grant is the coordinator's, all of them accepted."""
+    with FakeOneAtlas(expires_in=2) as fake:
+        for key, value in {**fake.env(), "INGESTER_RETRY_BACKOFF": "0", "INGESTER_ONEATLAS_ORDER_RECHECK": "0.7",
+                           "INGESTER_WORKERS": "2"}.items():
+            monkeypatch.setenv(key, value)
+        add_scenes(fake, 2)
+        started = time.monotonic()
+        r = cli("aoi", payload, "--order", "--create-layers", "--max-wait", "60")
+        assert r.exit_code == 0, r.stderr
+        assert time.monotonic() - started > 2.5
+        assert len(fake.grants) >= 2 and all(granted for _, granted in fake.grants)
+        calls = [q for q in fake.requests if not q["path"].startswith("/auth/")]
+        assert len({q["authorization"] for q in calls}) >= 2  # later calls carried renewed tokens
+        assert not any(q["authorization"] is None for q in calls)
