@@ -335,3 +335,24 @@ def test_refresh_is_refused_for_a_oneatlas_scene(cli, fake, repo, tmp_path):
         assert st.one("SELECT count(*) FROM scene") == 1
     r = cli("refresh", "--scene", "1")
     assert r.exit_code == 2 and "comes from OneAtlas" in r.stderr and "ingester retry --scene 1" in r.stderr
+
+
+def test_a_server_that_pages_by_fewer_rows_than_asked_is_followed_in_its_own_size(fake):
+    ids = add_days(fake, 250)
+    original = fake.search
+
+    def capped(body):  # a server whose pages hold at most 100 rows, whatever is asked
+        status, answer = original({**body, "itemsPerPage": min(int(body["itemsPerPage"]), 100)})
+        return status, answer
+
+    fake.search = capped
+    everything = search(parse_payload(raw_payload()), load_settings())
+    assert [s.source_id for s in everything.scenes] == ids and everything.next is False
+    fake.requests.clear()
+    result = search(parse_payload(raw_payload()), load_settings(), 1, 120)  # rows 120 … 239
+    assert [s.source_id for s in result.scenes] == ids[120:240] and result.next is True
+    assert [r["body"]["startPage"] for r in searches(fake)] == [1, 2, 3]  # page 1 is the same in any size
+    fake.requests.clear()
+    result = search(parse_payload(raw_payload()), load_settings(), 20, 10)  # rows 200 … 209
+    assert [s.source_id for s in result.scenes] == ids[200:210] and result.next is True
+    assert [r["body"]["startPage"] for r in searches(fake)] == [2, 3]  # page 2 of 200 re-asked as page 3 of 100

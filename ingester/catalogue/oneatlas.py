@@ -157,6 +157,15 @@ class Rows:
         while True:
             page = api.search_page(self.svc, {**self.body, "itemsPerPage": size, "startPage": page_no})
             self.pages += 1
+            served = page.get("itemsPerPage")
+            if isinstance(served, int) and not isinstance(served, bool) and 0 < served < size:
+                # the server pages by fewer rows than asked (its own maximum): its pages are numbered
+                # in its size, so go on in that size (the first page is the same in any size)
+                size = served
+                if page_no != 1:
+                    page_no = self.start // size + 1
+                    pos = (page_no - 1) * size
+                    continue
             features = page["features"]
             total = page.get("totalResults")
             total = total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
