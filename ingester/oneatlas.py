@@ -276,7 +276,9 @@ def create_order(svc: Service, product: dict[str, Any]) -> dict[str, Any]:
 
 
 def iter_orders(svc: Service, per_page: int = ORDERS_PER_PAGE) -> Iterator[dict[str, Any]]:
-    """Every product order of the account, page by page (`kind` filter, 1-based `page`)."""
+    """Every product order of the account, page by page (`kind` filter, 1-based `page`). Missing one
+    would order a product twice: the listing ends at `totalResults` when the answer gives it (else on a
+    short page), and a server that pages by fewer items than asked is followed in its own size."""
     page = 1
     seen = 0
     while True:
@@ -286,10 +288,18 @@ def iter_orders(svc: Service, per_page: int = ORDERS_PER_PAGE) -> Iterator[dict[
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list):
             raise CatalogueError(f"oneatlas: /api/v1/orders: unexpected answer (no 'items' list): {str(body)[:200]}")
+        served = body.get("itemsPerPage")
+        if isinstance(served, int) and not isinstance(served, bool) and 0 < served < per_page:
+            per_page = served  # page 1 is the same in any size; the next ones are numbered in the server's
         yield from (item for item in items if isinstance(item, dict))
         seen += len(items)
         total = body.get("totalResults")
-        if not items or len(items) < per_page or (isinstance(total, int) and seen >= total):
+        if not items:
+            return
+        if isinstance(total, int) and not isinstance(total, bool):
+            if seen >= total:
+                return
+        elif len(items) < per_page:
             return
         page += 1
 

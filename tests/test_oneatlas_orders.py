@@ -282,3 +282,27 @@ def test_short_lived_tokens_are_renewed_by_the_coordinator_for_the_workers(cli, 
         calls = [q for q in fake.requests if not q["path"].startswith("/auth/")]
         assert len({q["authorization"] for q in calls}) >= 2  # later calls carried renewed tokens
         assert not any(q["authorization"] is None for q in calls)
+
+
+def test_the_orders_listing_is_read_to_its_end_even_when_the_server_pages_by_fewer(fake, monkeypatch):
+    """130 orders of other products, then ours, on a server that serves at most 50 per page: the listing
+    is read to `totalResults` and our order is found (missing it would order twice)."""
+    from ingester.config import load_settings
+    from ingester.oneatlas import find_order, iter_orders, order_product
+
+    items = add_scenes(fake, 2)
+    area = {"type": "Polygon", "coordinates": [[[1.44, 43.597], [1.45, 43.597], [1.45, 43.605], [1.44, 43.605],
+                                                 [1.44, 43.597]]]}
+    for _ in range(130):
+        fake.create_order({"kind": "order.data.product", "products": [order_product({"uuid": items[0],
+                                                                                     "geometry": area}, "x")]})
+    ours = order_product({"uuid": items[1], "geometry": area}, "y")
+    fake.create_order({"kind": "order.data.product", "products": [ours]})
+    original = fake.list_orders
+    monkeypatch.setattr(fake, "list_orders", lambda q: original({**q, "itemsPerPage": [str(min(
+        int(q["itemsPerPage"][0]), 50))]}))
+    found = find_order(iter_orders(oneatlas.service(load_settings(), "order")), ours)
+    assert found is not None and found[1]["datas"]["id"] == items[1]
+    pages = [r["path"] for r in fake.requests if r["path"].startswith("/api/v1/orders?")]
+    assert [p.split("&", 1)[1] for p in pages] == ["itemsPerPage=100&page=1", "itemsPerPage=50&page=2",
+                                                   "itemsPerPage=50&page=3"]  # then in the server's size
