@@ -306,3 +306,14 @@ def test_the_orders_listing_is_read_to_its_end_even_when_the_server_pages_by_few
     pages = [r["path"] for r in fake.requests if r["path"].startswith("/api/v1/orders?")]
     assert [p.split("&", 1)[1] for p in pages] == ["itemsPerPage=100&page=1", "itemsPerPage=50&page=2",
                                                    "itemsPerPage=50&page=3"]  # then in the server's size
+
+
+def test_a_dropped_delivery_download_is_resumed_with_range(cli, fake, payload):
+    add_scenes(fake, 1)
+    fake.drop_after = [5_000]
+    r = cli("aoi", payload, "--order", "--create-layers", "--max-wait", "60")
+    assert r.exit_code == 0, r.stderr
+    downloads = [q for q in fake.requests if q["path"].endswith("/download")]
+    assert [d["range"] for d in downloads] == [None, "bytes=5000-"]  # the rest, after the drop
+    with Store(DB) as st:
+        assert st.one("SELECT count(*) FROM dataset") == 2

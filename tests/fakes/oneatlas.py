@@ -25,7 +25,8 @@ docs/providers.md, "OneAtlas"), its catalogue items made from the feature in
 - `GET /api/v1/items/<delivery or item id>/download` (bearer): the product zip, `Range` answered 206.
 
 Knobs: `expires_in`, `revoke_tokens()`, `unauthorized_next`, `on_order` (called once an order is
-recorded, before the answer: a test kills the client there), `states` (the progression), `failures`.
+recorded, before the answer: a test kills the client there), `states` (the progression), `failures`,
+`drop_after` (the product download's connection drops after N bytes).
 Counters and logs: `grants`, `requests` (method, path, authorization, body), `orders`.
 """
 
@@ -86,6 +87,7 @@ class FakeOneAtlas:
         self.on_order: Callable[[dict[str, Any]], None] | None = None
         self.unauthorized_next = 0
         self.orderable = "ok"
+        self.drop_after: list[int] = []  # per product download, in order: bytes sent before the connection drops
         self.server = ThreadingHTTPServer((host, 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -371,7 +373,8 @@ class FakeOneAtlas:
             def _log(self, body: Any = None) -> None:
                 with fake.lock:
                     fake.requests.append({"method": self.command, "path": self.path,
-                                          "authorization": self.headers.get("Authorization"), "body": body})
+                                          "authorization": self.headers.get("Authorization"), "body": body,
+                                          "range": self.headers.get("Range")})
 
             def do_POST(self) -> None:  # noqa: N802
                 raw = self._body()
@@ -416,11 +419,20 @@ class FakeOneAtlas:
             def _zip(self, data: bytes) -> None:
                 rng = self.headers.get("Range")
                 m = re.match(r"bytes=(\d+)-$", rng or "")
-                if m and int(m.group(1)) < len(data):
-                    start = int(m.group(1))
-                    return self._send(206, data[start:],
-                                      {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
-                return self._send(200, data)
+                start = int(m.group(1)) if m and int(m.group(1)) < len(data) else 0
+                with fake.lock:
+                    drop = fake.drop_after.pop(0) if fake.drop_after else None
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Type", "application/zip")
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                body = data[start:] if drop is None else data[start:start + drop]
+                self.wfile.write(body)
+                if drop is not None:  # the connection drops: the client sees a short body
+                    self.wfile.flush()
+                    self.close_connection = True
 
             def _token(self, form: dict[str, str]) -> None:
                 grant = form.get("grant_type", "")
