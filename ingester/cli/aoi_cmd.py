@@ -238,7 +238,7 @@ def aoi_command(
         "payload parameter \"order\": \"true\"). Without it nothing is ordered: such a scene ends RETRY/FAILED "
         "saying so. What may be ordered is priced first; `run` and `retry` keep the latest `aoi`'s permission."),
     max_cost: float | None = typer.Option(
-        None, "--max-cost", min=0, help="With --order: refuse the whole ingestion (exit 2, nothing written or "
+        None, "--max-cost", min=0, metavar="N", help="With --order: refuse the whole ingestion (exit 2, nothing written or "
         "ordered) when the estimated price of what it may order exceeds N (the account's unit, e.g. credits); "
         "default: the payload's maxCost, else no limit."),
 ) -> None:
