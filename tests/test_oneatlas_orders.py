@@ -317,3 +317,40 @@ def test_a_dropped_delivery_download_is_resumed_with_range(cli, fake, payload):
     assert [d["range"] for d in downloads] == [None, "bytes=5000-"]  # the rest, after the drop
     with Store(DB) as st:
         assert st.one("SELECT count(*) FROM dataset") == 2
+
+
+def test_two_jobs_needing_the_same_product_at_once_order_it_once(fake, tmp_path):
+    """Two runs (here two threads) need the same product over the same area at the same moment; the
+    listing is slow, so both would see no order: the per-product lock lets one look and order first."""
+    import threading
+
+    from ingester.config import load_settings
+    from ingester.errors import Deferred
+    from ingester.providers.oneatlas import OneAtlasProvider
+    from ingester.scenes import Scene
+    from ingester.times import parse_time
+
+    (item,) = add_scenes(fake, 1)
+    area = {"type": "Polygon", "coordinates": [[[1.44, 43.597], [1.45, 43.597], [1.45, 43.605], [1.44, 43.605],
+                                                 [1.44, 43.597]]]}
+    scene = Scene(PHR.format(0, 0), AOI, parse_time("2022-04-10T10:53:44Z"), "POLYGON ((1 43, 2 43, 2 44, 1 43))",
+                  metadata={"catalogue": "oneatlas", "uuid": item, "geometry": area, "order": {"allowed": True}})
+    fake.list_delay = 0.3
+    settings = load_settings()
+    outcomes: list[str] = []
+
+    def job(n: int) -> None:
+        work = tmp_path / f"job{n}"
+        work.mkdir()
+        try:
+            OneAtlasProvider(settings).fetch(scene, work)
+        except Deferred as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=job, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(outcomes) == 2 and len(fake.orders) == 1
+    assert sum("ordered " in o for o in outcomes) == 1 and sum("is ordered" in o for o in outcomes) == 1

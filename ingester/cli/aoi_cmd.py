@@ -238,9 +238,9 @@ def aoi_command(
         "payload parameter \"order\": \"true\"). Without it nothing is ordered: such a scene ends RETRY/FAILED "
         "saying so. What may be ordered is priced first; `run` and `retry` keep the latest `aoi`'s permission."),
     max_cost: float | None = typer.Option(
-        None, "--max-cost", min=0, metavar="N", help="With --order: refuse the whole ingestion (exit 2, nothing written or "
-        "ordered) when the estimated price of what it may order exceeds N (the account's unit, e.g. credits); "
-        "default: the payload's maxCost, else no limit."),
+        None, "--max-cost", min=0, metavar="N", help="With --order: refuse the whole ingestion (exit 2, nothing "
+        "written or ordered) when the estimated price of what it may order exceeds N (the account's unit, e.g. "
+        "credits); default: the payload's maxCost, else no limit."),
 ) -> None:
     """Ingest an area: scenes (searched, or from --scenes/--tiles) → records, scenes and tiles in the store,
     then run one download job per scene and one processing job per tile until no job can progress.

@@ -32,6 +32,7 @@ from ingester.config import Settings, oneatlas_api_key
 from ingester.errors import ConfigError, Deferred, HTTPError, NotFound, ProviderError
 from ingester.http import Service, download
 from ingester.providers.base import Provider, expected_from_metadata, product_name, provider_error, resume_part
+from ingester.providers.slots import slot
 from ingester.scenes import Scene
 from ingester.times import epoch_text
 from ingester.tokens import job_carries
@@ -76,9 +77,13 @@ class OneAtlasProvider(Provider):
             product = api.order_product(scene.metadata, name)
         except ValueError as exc:
             raise ProviderError(f"oneatlas: {exc}") from None
-        found = api.find_order(api.iter_orders(svc), product)
-        if found is None:
-            raise self._order(scene, name, svc, product)
+        # one job at a time looks for (and places) the order of a product on this machine: two runs that
+        # need the same product over the same area never both order it
+        lock = Path(self.settings.workdir).resolve() / ".slots" / "oneatlas-orders" / product["id"].lower()
+        with slot(lock, 1):
+            found = api.find_order(api.iter_orders(svc), product)
+            if found is None:
+                raise self._order(scene, name, svc, product)
         item, delivery = found
         state = api.delivery_state(item, delivery)
         order_id = str(item.get("id") or "?")

@@ -88,6 +88,7 @@ class FakeOneAtlas:
         self.unauthorized_next = 0
         self.orderable = "ok"
         self.drop_after: list[int] = []  # per product download, in order: bytes sent before the connection drops
+        self.list_delay = 0.0  # seconds each orders listing takes
         self.server = ThreadingHTTPServer((host, 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -308,6 +309,7 @@ class FakeOneAtlas:
         return out
 
     def list_orders(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        time.sleep(self.list_delay)
         try:
             per_page = int(query.get("itemsPerPage", ["10"])[0])
             page = int(query.get("page", ["1"])[0])
