@@ -1,14 +1,18 @@
 """Download benchmark: ingester's verified transfer against `curl -o` on the same loopback file.
 
-    python -m bench.download              # 1 GiB
-    python -m bench.download --size-mb 200 --runs 1
+    python -m bench.download                                   # 1 GiB, 5 runs of each client
+    python -m bench.download --size-mb 200 --runs 5
+    python -m bench.download --baseline-repo /path/to/other/checkout   # also that version, same run
 
 A sparse file of the given size is served by a threaded HTTP server on 127.0.0.1 (Range supported,
 body sent with sendfile so the server is not the bottleneck). Each client runs in its own process:
 curl, then `ingester.http.download` verifying BLAKE3 (and MD5) against precomputed digests; both are
 timed from the request to the verified file on disk (curl's `time_total`; ingester inside its child,
-without interpreter start-up). Reported: throughput, the ratio to curl (target >= 0.9) and the
-child's peak memory (VmHWM; target < 150 MB). The order of the clients rotates between runs.
+without interpreter start-up). With `--baseline-repo`, the same two ingester clients also run from
+that checkout (e.g. the commit before a change), interleaved with the others. Reported per client:
+median and spread (min-max) of the runs, throughput of the median, its ratio to curl's median
+(target >= 0.9) and the child's highest peak memory (VmHWM; target < 150 MB). The order of the
+clients rotates between runs.
 """
 
 from __future__ import annotations
@@ -98,8 +102,8 @@ def run_curl(url: str, dest: Path) -> dict:
     return {"seconds": float(out.stdout.strip().replace(",", ".")), "peak_kb": None}
 
 
-def run_ingester(url: str, dest: Path, size: int, algorithm: str, digest: str) -> dict:
-    repo = Path(__file__).resolve().parent.parent
+def run_ingester(url: str, dest: Path, size: int, algorithm: str, digest: str, repo: Path | None = None) -> dict:
+    repo = repo or Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-m", "bench.download", "--child", url, str(dest), str(size), algorithm,
                           digest], check=True, capture_output=True, text=True, env=env, cwd=repo)
@@ -109,7 +113,8 @@ def run_ingester(url: str, dest: Path, size: int, algorithm: str, digest: str) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
-    parser.add_argument("--runs", type=int, default=2, help="runs of each client; the best is reported")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each client (median and spread reported)")
+    parser.add_argument("--baseline-repo", type=Path, help="another checkout measured in the same run")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -118,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     import hashlib
+    import statistics
 
     from blake3 import blake3
 
@@ -132,13 +138,19 @@ def main(argv: list[str] | None = None) -> None:
                     h.update(block)
         server = serve(src)
         url = f"http://127.0.0.1:{server.server_address[1]}/product.zip"
-        rows = []
-        best: dict[str, dict] = {}
+
+        def ingester(algorithm: str, repo: Path | None = None):
+            return lambda d: run_ingester(url, d, size, algorithm, digests[algorithm].hexdigest(), repo)
+
         clients = [("curl -o (baseline)", lambda d: run_curl(url, d)),
-                   ("ingester, BLAKE3 verified", lambda d: run_ingester(url, d, size, "blake3",
-                                                                        digests["blake3"].hexdigest())),
-                   ("ingester, MD5 verified", lambda d: run_ingester(url, d, size, "md5",
-                                                                     digests["md5"].hexdigest()))]
+                   ("ingester, BLAKE3 verified", ingester("blake3")),
+                   ("ingester, MD5 verified", ingester("md5"))]
+        if args.baseline_repo:
+            other = args.baseline_repo.resolve()
+            clients += [(f"{other.name}: ingester, BLAKE3 verified", ingester("blake3", other)),
+                        (f"{other.name}: ingester, MD5 verified", ingester("md5", other))]
+        seconds: dict[str, list[float]] = {name: [] for name, _ in clients}
+        peaks: dict[str, int] = {}
         for i in range(args.runs):
             # rotate the order: no client always runs right after another one's writes
             for name, run in clients[i % len(clients):] + clients[:i % len(clients)]:
@@ -147,19 +159,19 @@ def main(argv: list[str] | None = None) -> None:
                 if dest.stat().st_size != size:
                     raise SystemExit(f"{name}: wrong size {dest.stat().st_size}")
                 dest.unlink()
-                peak = max(result["peak_kb"] or 0, (best.get(name) or {}).get("peak_kb") or 0) or None
-                if name not in best or result["seconds"] < best[name]["seconds"]:
-                    best[name] = result
-                best[name]["peak_kb"] = peak  # the highest peak of all runs
+                seconds[name].append(result["seconds"])
+                peaks[name] = max(peaks.get(name, 0), result["peak_kb"] or 0)
         server.shutdown()
-        base = best["curl -o (baseline)"]["seconds"]
-        for name, result in best.items():
-            mbps = size / result["seconds"] / 1e6
-            peak = f"{result['peak_kb'] / 1024:.0f}" if result["peak_kb"] else "-"
-            rows.append((name, f"{result['seconds']:.2f}", f"{mbps:.0f}", f"{base / result['seconds']:.2f}", peak))
-    print(f"download of {args.size_mb} MiB over loopback, best time of {args.runs} run(s), highest peak "
-          f"memory; {os.cpu_count()} CPU(s)")
-    header = ("client", "seconds", "MB/s", "x curl", "peak MB")
+    base = statistics.median(seconds["curl -o (baseline)"])
+    rows = []
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        peak = f"{peaks[name] / 1024:.0f}" if peaks.get(name) else "-"
+        rows.append((name, f"{median:.2f}", f"{min(values):.2f}-{max(values):.2f}", f"{size / median / 1e6:.0f}",
+                     f"{base / median:.2f}", peak))
+    print(f"download of {args.size_mb} MiB over loopback, median and spread of {args.runs} run(s), highest peak "
+          f"memory; {os.cpu_count()} CPU(s), load {os.getloadavg()[0]:.2f}")
+    header = ("client", "median s", "min-max s", "MB/s", "x curl", "peak MB")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))

@@ -9,6 +9,7 @@ the key `foo_bar` of `ingester.toml` (looked up in the current directory, or the
 from __future__ import annotations
 
 import dataclasses
+import math
 import netrc
 import os
 import tomllib
@@ -43,6 +44,7 @@ class Settings:
     cdse_max_downloads: int = 4
     cdse_page_size: int = 1000  # OData $top per request (the catalogue allows 1 … 1000)
     cdse_max_skip: int = 10000  # the catalogue's $skip ceiling; past it the search is split by time window
+    cdse_search_concurrency: int = 4  # catalogue requests at once (the parts of a MultiPolygon AOI); CDSE quota: 4
     # ASF datapool (Earthdata bearer token)
     asf_url: str = "https://datapool.asf.alaska.edu"
     asf_token: str = dataclasses.field(default="", repr=False)
@@ -88,6 +90,7 @@ class Settings:
     http_backoff: float = 1.0
     # Runs
     workers: int = 0  # 0: the CPU count
+    max_workers: int = 32  # refuse more (--workers 100000 would fork until memory runs out)
     lease_seconds: int = 300
     scene_worker: str = "ingester.providers.worker:run_scene_job"  # import path of the scene worker
     tile_worker: str = "ingester.graph.worker:run_tile_job"  # import path of the tile worker
@@ -110,10 +113,16 @@ class Settings:
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
         positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size",
-                    "offline_recheck", "unpack_max_bytes", "unpack_max_ratio", "oneatlas_order_recheck")
+                    "step_timeout", "max_workers", "cdse_search_concurrency", "offline_recheck", "unpack_max_bytes",
+                    "unpack_max_ratio", "oneatlas_order_recheck")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
-                        "aoi_buffer_degrees", "cdse_max_skip", "step_timeout", "cdse_max_downloads",  # 0: no cap
+                        "aoi_buffer_degrees", "cdse_max_skip", "cdse_max_downloads",  # 0: no cap
                         "max_wait", "defer_deadline", "oneatlas_min_area")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            # nan passes every comparison below; infinity only where it means "no limit"
+            if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and field.name != "max_wait")):
+                raise ConfigError(f"INGESTER_{field.name.upper()}: must be a finite number, got {value!r}")
         for name in positive:
             value = getattr(self, name, 1)
             if not value > 0:
@@ -131,6 +140,10 @@ class Settings:
             parsed = urlparse(value)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise ConfigError(f"INGESTER_{name.upper()}: {redact_url(value)!r} is not an http(s) URL")
+        if self.workers > self.max_workers:
+            raise ConfigError(f"--workers / INGESTER_WORKERS: {self.workers} worker processes is more than "
+                              f"INGESTER_MAX_WORKERS ({self.max_workers}); each one is a Python process of its own "
+                              "(raise INGESTER_MAX_WORKERS if this machine can really run that many)")
         stac_catalogues(self)  # a malformed INGESTER_STAC_CATALOGUES is refused here
         if self.stac_page_size > 10000:
             raise ConfigError(f"INGESTER_STAC_PAGE_SIZE: STAC API pages hold at most 10000 items, got "

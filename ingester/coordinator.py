@@ -44,7 +44,18 @@ from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
 from ingester.tokens import AccessToken, TokenSource, worker_settings
-from ingester.workflow import PENDING, Policy, apply_outcome, attempt_result, deferred, summary, unfinished
+from ingester.workflow import (
+    PENDING,
+    Policy,
+    apply_outcome,
+    attempt_result,
+    deferred,
+    explain_stuck,
+    stuck_tiles,
+    summary,
+    unfinished,
+)
+from ingester.workflow import release_ready as workflow_release_ready
 
 
 class StepsKilledWarning(IngesterWarning):
@@ -136,6 +147,8 @@ class RunReport:
     outcomes: dict[str, int] = dataclasses.field(default_factory=dict)  # outcome → attempts in this run
     missing_outputs: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per job of this run
     deferred: dict[str, Any] = dataclasses.field(default_factory=dict)  # workflow.deferred()
+    stuck: str = ""  # why NEW tiles can never be released (a cycle in their links), when some are
+    workers: int = 0  # worker processes the run used (0: none started)
 
     @property
     def attempts(self) -> int:
@@ -369,6 +382,8 @@ class Coordinator:
                 if not self.running:
                     wake = self._next_wakeup()
                     if wake is None or wake > self.settings.max_wait:
+                        if release_ready(self.store, self.aoi.id):
+                            continue  # tiles that were ready but never released: run them now
                         break  # nothing left, or only jobs due later than this run waits: a later run
                     time.sleep(min(wake, beat_every) + 0.01)
                 else:
@@ -395,9 +410,37 @@ class Coordinator:
             if interrupted or self.running:
                 with self.store.transaction():
                     requeue_abandoned(self.store, self.aoi.id, "")
-        return RunReport(self.aoi.name, self.run_id, executed, summary(self.store, self.aoi.id),
-                         unfinished(self.store, self.aoi.id), getattr(executor, "deaths", 0), len(self.jobs_run),
-                         dict(self.outcomes), self.missing_outputs, deferred(self.store, self.aoi.id))
+        return run_report(self.store, self.aoi.id, self.run_id, executed, worker_deaths=getattr(executor, "deaths", 0),
+                          jobs=len(self.jobs_run), outcomes=dict(self.outcomes),
+                          missing_outputs=self.missing_outputs, workers=executor.capacity,
+                          deferred=deferred(self.store, self.aoi.id))
+
+
+def release_ready(store: Store, aoi_id: int) -> int:
+    """`workflow.release_ready` in its own transaction."""
+    with store.transaction():
+        return workflow_release_ready(store, aoi_id)
+
+
+def pool_size(store: Store, aoi_id: int, requested: int, settings: Settings) -> int:
+    """Worker processes for a run: as requested (0: the CPU count), at most INGESTER_MAX_WORKERS, and
+    never more than the jobs this run can still run (PENDING scenes and tiles, NEW tiles waiting for
+    them): a process with nothing to do costs its start-up and its memory for nothing."""
+    runnable = store.one("SELECT (SELECT count(*) FROM scene WHERE aoi_id = ?1 AND status = 'PENDING') + "
+                         "(SELECT count(*) FROM tile WHERE aoi_id = ?1 AND status IN ('PENDING', 'NEW'))", (aoi_id,))
+    return max(1, min(requested or os.cpu_count() or 1, settings.max_workers, runnable))
+
+
+def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, **more: Any) -> RunReport:
+    """The end-of-run summary; NEW tiles that no run can release are counted and explained."""
+    left = unfinished(store, aoi_id)
+    stuck = ""
+    if left.get("tile_stuck"):
+        ids = stuck_tiles(store, aoi_id)
+        stuck = (f"{len(ids)} tiles can never be released: {explain_stuck(store, aoi_id, ids)}; take one out of the "
+                 f"chain with `ingester fail --force --tile {ids[0]}` (its children are re-linked to its previous)")
+    more.setdefault("deferred", deferred(store, aoi_id))
+    return RunReport(store.aoi_name_of(aoi_id), run_id, executed, summary(store, aoi_id), left, stuck=stuck, **more)
 
 
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
@@ -420,17 +463,17 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         if missing:
             warnings.warn(MissingFilesWarning(missing_text(aoi, missing)), stacklevel=2)
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
+        release_ready(store, coordinator.aoi.id)
         due = store.one("SELECT min(nb) FROM (SELECT min(not_before) AS nb FROM scene WHERE aoi_id = ?1 "
                         "AND status = ?2 UNION ALL SELECT min(not_before) FROM tile WHERE aoi_id = ?1 AND status = ?2)",
                         (coordinator.aoi.id, PENDING))
         if due is None or due > monotonic_now() + settings.max_wait:  # nothing to run now: no worker started
-            return RunReport(aoi, run_id, 0, summary(store, coordinator.aoi.id), unfinished(store, coordinator.aoi.id),
-                             deferred=deferred(store, coordinator.aoi.id))
+            return run_report(store, coordinator.aoi.id, run_id)
+        size = pool_size(store, coordinator.aoi.id, workers or settings.workers, settings)
         if downloads is not None and executor_factory is default_executor:
-            executor: Executor = LocalExecutor(workers or settings.workers, worker_settings(settings),
-                                               progress_queue=downloads)
+            executor: Executor = LocalExecutor(size, worker_settings(settings), progress_queue=downloads)
         else:
-            executor = executor_factory(workers or settings.workers, worker_settings(settings))
+            executor = executor_factory(size, worker_settings(settings))
         finished = False
         try:
             report = coordinator.run(executor)

@@ -25,17 +25,18 @@ class GeometryError(ValueError):
 
 
 def _check_positions(coords: Any, where: str) -> None:
-    """Recursively check GeoJSON positions: numbers, finite, lon in [-180, 180], lat in [-90, 90]."""
+    """Recursively check GeoJSON positions: numbers, finite, lat in [-90, 90], lon in [-360, 360]
+    (past ±180 only for an area that crosses the antimeridian, see `normalise_longitudes`)."""
     if isinstance(coords, (list, tuple)) and coords and isinstance(coords[0], (int, float)):
         if len(coords) < 2 or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coords):
             raise GeometryError(f"{where}: position {coords!r} is not [longitude, latitude] (numbers, not strings)")
         lon, lat = coords[0], coords[1]
         if not (math.isfinite(lon) and math.isfinite(lat)):
             raise GeometryError(f"{where}: position {coords!r} is not finite")
-        if not -180 <= lon <= 180 or not -90 <= lat <= 90:
+        if not -360 <= lon <= 360 or not -90 <= lat <= 90:
             raise GeometryError(
-                f"{where}: position {coords!r} is out of range (longitude -180…180, latitude -90…90; "
-                "coordinates must be EPSG:4326 longitude, latitude)"
+                f"{where}: position {coords!r} is out of range (longitude -180…180, or up to ±360 for an area "
+                "across the antimeridian; latitude -90…90; coordinates must be EPSG:4326 longitude, latitude)"
             )
         return
     if not isinstance(coords, (list, tuple)):
@@ -111,8 +112,43 @@ def validate_area(geom: BaseGeometry, where: str) -> MultiPolygon:
         area = repaired
     if area.area <= 0:
         raise GeometryError(f"{where}: the AOI has zero area")
-    return area
+    return normalise_longitudes(area, where)
 
+
+def normalise_longitudes(area: MultiPolygon, where: str = "AOI") -> MultiPolygon:
+    """The AOI with every part inside longitudes [-180, 180], following GeoJSON (RFC 7946 §3.1.9).
+
+    A geometry crosses the antimeridian only when its own coordinates say so: it is cut into parts
+    on each side (already normalised), or it is written with longitudes past ±180 (170 … 190), in which
+    case the part past the line is cut off and shifted by 360°. A ring whose longitudes jump from 178
+    to -179 is an area 357° wide, as written: a width is never guessed."""
+    west, _south, east, _north = area.bounds
+    if -180 <= west and east <= 180:
+        return area
+    if east - west > 360:
+        raise GeometryError(f"{where}: the AOI is wider than 360° of longitude ({west:g} … {east:g})")
+    parts: list[Polygon] = []
+    for shift in (-360, 0, 360):
+        window = shapely.box(-180 + shift, -90, 180 + shift, 90)
+        piece = area.intersection(window)
+        if not piece.is_empty:
+            parts.extend(p for p in areal_part(shapely.affinity.translate(piece, xoff=-shift)).geoms if p.area > 0)
+    return areal_part(shapely.unary_union(parts))
+
+
+def earth_fraction(area: BaseGeometry) -> float:
+    """The share of the Earth's surface (sphere) that an area in longitude/latitude covers: the area
+    integral of cos(latitude) over the polygons, with edges followed in steps of at most one degree."""
+    total = 0.0
+    for poly in areal_part(area).geoms:
+        for ring, sign in [(poly.exterior, 1.0), *((hole, -1.0) for hole in poly.interiors)]:
+            coords = shapely.segmentize(ring, 1.0).coords
+            lon = [math.radians(x) for x, _ in coords]
+            sin_lat = [math.sin(math.radians(y)) for _, y in coords]
+            # ∮ sin(lat) d(lon) over the ring = ± the ring's area on the unit sphere (Green's theorem)
+            integral = sum((lon[i + 1] - lon[i]) * (sin_lat[i] + sin_lat[i + 1]) / 2 for i in range(len(lon) - 1))
+            total += sign * abs(integral)
+    return total / (4 * math.pi)
 
 def single_polygon(geom: BaseGeometry) -> BaseGeometry:
     """A MultiPolygon of one polygon becomes that Polygon (how the original writes geometries)."""
@@ -170,10 +206,12 @@ def tile_wkt(coords: list[tuple[float, float]]) -> str:
 
 
 def split_antimeridian(poly: Polygon) -> BaseGeometry:
-    """Split a polygon whose longitudes jump across ±180° into parts on each side.
+    """Split a small polygon whose longitudes jump across ±180° into parts on each side.
 
-    A ring crosses the antimeridian when consecutive longitudes differ by more than 180°. The ring
-    is unwrapped into continuous longitudes, then clipped into [-180, 180] and shifted parts.
+    For footprints computed from data normalised to [-180, 180] (an S1 burst's geolocation grid: a
+    few dozen kilometres, so a jump of more than 180° between neighbours can only be the line), never
+    for an AOI (see `normalise_longitudes`). The ring is unwrapped into continuous longitudes, then
+    clipped into [-180, 180] and shifted parts.
     """
     xs = [x for x, _ in poly.exterior.coords]
     if all(abs(b - a) <= 180 for a, b in zip(xs, xs[1:], strict=False)):
@@ -199,11 +237,14 @@ def split_antimeridian(poly: Polygon) -> BaseGeometry:
     return single_polygon(MultiPolygon(parts))
 
 
-def query_polygons(area: BaseGeometry, max_points: int = 200) -> list[Polygon]:
+def query_polygons(area: BaseGeometry, max_points: int = 200, max_edge: float = 10.0) -> list[Polygon]:
     """Polygons to send to a catalogue that takes one POLYGON: one per part, simplified if long.
 
     Simplification only ever grows the area (it is done on a small buffer), so no scene that
     touches the exact AOI can be missed; the exact AOI is used for the final intersection test.
+    Edges are then cut to at most `max_edge` degrees: a catalogue that reads the polygon as a
+    geography joins two vertices by a great circle, which for a long edge along a parallel (a box 185°
+    wide) runs far from the AOI, over the pole.
     """
     out: list[Polygon] = []
     for poly in areal_part(area).geoms:
@@ -215,7 +256,7 @@ def query_polygons(area: BaseGeometry, max_points: int = 200) -> list[Polygon]:
             if isinstance(candidate, MultiPolygon):
                 candidate = candidate.convex_hull
             tolerance *= 2
-        out.append(shapely.geometry.polygon.orient(candidate, sign=1.0))
+        out.append(shapely.geometry.polygon.orient(shapely.segmentize(candidate, max_edge), sign=1.0))
     return out
 
 

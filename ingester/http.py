@@ -10,7 +10,7 @@ import http.client
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
@@ -675,12 +675,14 @@ def _stream_into(service: Service, url: str, part: str, expected: Expected, auth
                 started = True
             before = offset
             try:
-                with open(part, mode) as out:
-                    for block in _blocks(response, ring):
-                        out.write(block)
-                        hasher.update(block)
-                        offset += len(block)
-                        progress.advance(len(block))
+                with open(part, mode, buffering=0) as out:  # unbuffered: each arrival is written at once
+                    sink = _WriteThrough(out, hasher, ring)
+                    try:
+                        for n in _receive(response, sink):
+                            offset += n
+                            progress.advance(n)
+                    finally:
+                        sink.close()
             except (requests.RequestException, OSError, http.client.HTTPException, _urllib3_errors()) as exc:
                 if isinstance(exc, OSError) and not isinstance(exc, ConnectionError | TimeoutError):
                     raise
@@ -688,17 +690,24 @@ def _stream_into(service: Service, url: str, part: str, expected: Expected, auth
                 if drops > max_resumes:  # no response: temporary; the part is kept for a later attempt
                     raise HTTPError(f"{service.name}: GET {_short(url)}: connection dropped {drops} time(s) in a "
                                     f"row at byte {offset} ({type(exc).__name__})", None, url) from None
-                service.sleep(min(service.backoff * 2 ** (drops - 1), 30.0))
+                service.sleep(_resume_backoff(service, drops))
                 continue
             if announced is not None and offset < announced:  # closed early without an error
                 drops = drops + 1 if offset == before else 1
                 if drops > max_resumes:
                     raise HTTPError(f"{service.name}: GET {_short(url)}: transfer stops at {offset} of {announced} "
                                     "bytes", None, url)
+                service.sleep(_resume_backoff(service, drops))  # a server that closes at once must not be hammered
                 continue
             return offset, hasher.hexdigest(), announced
         finally:
             response.close()
+
+
+def _resume_backoff(service: Service, drops: int) -> float:
+    """Seconds before the next request of a transfer that was cut `drops` times in a row without a byte
+    (1 after progress): the HTTP layer's backoff (INGESTER_HTTP_BACKOFF), doubling, at most 30 s."""
+    return min(service.backoff * 2 ** (drops - 1), 30.0)
 
 
 class _Ring:
@@ -716,20 +725,78 @@ class _Ring:
         return view
 
 
-def _blocks(response: requests.Response, ring: _Ring):
-    """The body's chunks as they arrive, read into the ring's buffers (http.client's readinto);
-    urllib3's read1 when the body is content-encoded or the connection is not http.client's."""
+class _WriteThrough:
+    """Where received bytes go: into the part file as soon as they arrive (one write per read from the
+    socket, the file unbuffered), so that a `kill -9` loses only what the kernel had not handed over
+    yet and a resume starts near where the transfer stopped; into the checksum a whole ring buffer at
+    a time (a hand-off per buffer keeps the hasher thread's overhead low at loopback speed)."""
+
+    def __init__(self, out: Any, hasher: _BackgroundHasher, ring: _Ring):
+        self.out = out
+        self.hasher = hasher
+        self.ring = ring
+        self.view = ring.take()
+        self.filled = 0
+
+    def free(self) -> memoryview:
+        """The part of the current buffer that the next read fills."""
+        return self.view[self.filled:]
+
+    def add(self, n: int) -> None:
+        """`n` bytes were read into `free()`: write them through, hash the buffer once full."""
+        _write_all(self.out, self.view[self.filled:self.filled + n])
+        self.filled += n
+        if self.filled == len(self.view):
+            self.hasher.update(self.view)
+            self.view = self.ring.take()
+            self.filled = 0
+
+    def add_block(self, block: bytes) -> None:
+        """A block read elsewhere (content-encoded or chunked bodies): written and hashed as it is."""
+        _write_all(self.out, block)
+        self.hasher.update(block)
+
+    def close(self) -> None:
+        """Hash what is written but not hashed yet (the transfer ended or was cut)."""
+        if self.filled:
+            self.hasher.update(self.view[:self.filled])
+            self.view = self.ring.take()
+            self.filled = 0
+
+
+def _write_all(out: Any, data: memoryview | bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        view = view[written:]
+
+
+def _receive(response: requests.Response, sink: _WriteThrough) -> Iterator[int]:
+    """Read the body as it arrives into `sink`; yields the byte count of each read.
+
+    A plain body (Content-Length or read to the close, no transfer or content encoding) is read from
+    http.client's socket file with `readinto1`: one system call, whatever has arrived, straight into
+    the ring buffer (http.client's own `readinto` waits until the whole 4 MiB buffer is full, which
+    on a slow link is minutes of data that a kill would lose). Other bodies go through urllib3's
+    `read1`. An early close ends the iteration: the caller compares the count with the size."""
     fp = getattr(response.raw, "_fp", None)
-    if isinstance(fp, http.client.HTTPResponse) and not response.headers.get("Content-Encoding"):
-        while True:
-            view = ring.take()
-            n = fp.readinto(view)
+    sock = getattr(fp, "fp", None)
+    if (isinstance(fp, http.client.HTTPResponse) and not fp.chunked and sock is not None
+            and hasattr(sock, "readinto1") and not response.headers.get("Content-Encoding")):
+        while fp.length is None or fp.length > 0:
+            room = sink.free()
+            n = sock.readinto1(room if fp.length is None else room[:fp.length])
             if not n:
                 return
-            yield view[:n]
+            if fp.length is not None:
+                fp.length -= n  # http.client's count of what is left, as its own readinto keeps it
+            sink.add(n)
+            yield n
+        return
     read = response.raw.read1 if hasattr(response.raw, "read1") else response.raw.read
-    while block := read(len(ring.views[0])):
-        yield block
+    while block := read(len(sink.free()) or _CHUNK):
+        sink.add_block(block)
+        yield len(block)
 
 
 class _BackgroundHasher:
@@ -764,7 +831,7 @@ class _BackgroundHasher:
             raise RuntimeError(f"checksum thread failed: {type(self._error).__name__}: {self._error}") \
                 from self._error
 
-    def update(self, block: bytes) -> None:
+    def update(self, block: bytes | memoryview) -> None:
         self._raise()
         self._queue.put(block)
 

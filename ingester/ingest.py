@@ -161,21 +161,64 @@ def _check_links(scenes: list[Scene], store: Store, aoi: str, origin: str) -> No
                                           f"{link.source_id} of scene {link.scene_id} (id {found[0]}) is FAILED")
 
 
+def _check_cycles(scenes: list[Scene], origin: str) -> None:
+    """Previous/reference links must lead back to a root: a cycle (A.previous = B and B.previous = A,
+    a tile that is its own previous, a previous at a later date whose own chain comes back) leaves its
+    tiles NEW forever. A tile whose reference is itself is a root (the original writes roots so)."""
+    links: dict[tuple[str, str], list[tuple[str, tuple[str, str]]]] = {}
+    for scene in scenes:
+        for tile in scene.tiles:
+            out = []
+            if tile.previous is not None:
+                out.append(("previous", tile.previous.key))
+            if tile.reference is not None and tile.reference.key != tile.key:
+                out.append(("reference", tile.reference.key))
+            links[tile.key] = out
+    state: dict[tuple[str, str], int] = {}  # 1: on the current path, 2: no cycle through it
+    for start in links:
+        if state.get(start):
+            continue
+        path: list[tuple[tuple[str, str], str]] = [(start, "")]
+        stack = [iter(links[start])]
+        state[start] = 1
+        while stack:
+            step = next(stack[-1], None)
+            if step is None:
+                state[path.pop()[0]] = 2
+                stack.pop()
+                continue
+            name, key = step
+            if key not in links or state.get(key) == 2:
+                continue
+            if state.get(key) == 1:
+                begin = next(i for i, (k, _) in enumerate(path) if k == key)
+                cycle = [*path[begin:], (key, name)]
+                text = " → ".join((f"({how}) " if how else "") + "/".join(k) for k, how in cycle)
+                raise ScenesFileError(f"{origin}: the previous/reference links form a cycle: {text}; every chain "
+                                      "must lead back to a root tile (previous and reference null)")
+            state[key] = 1
+            path.append((key, name))
+            stack.append(iter(links[key]))
+
+
 def _check_file_graphs(scenes: list[Scene], payload: Payload, origin: str, with_tiles: bool) -> None:
     """Graph names read from a scenes or tiles file (docs/workflow.md, "Ingesting an area": scene graph
     from the file, tile graph from the tiles file with --tiles) are loaded up front, like the payload's."""
     from ingester.graph.loader import check_graphs
 
     graph_dirs = (str(Path(payload.path).parent),)
-    checked: set[tuple[str, str]] = set()
+    checked: set[tuple] = set()
     for i, scene in enumerate(scenes):
         tiles = list(enumerate(scene.tiles)) if with_tiles and scene.tiles else [(0, None)]
         for j, tile in tiles:
             names = (scene.graph_name, tile.graph_name if tile else "")
-            if names not in checked:
+            config = {**payload.graph_config, **scene.graph_config}
+            key = (*names, tuple(sorted(config.items())))
+            if key not in checked:
                 check_graphs(f"{origin}: features[{i}]", *names, graph_dirs,
-                             fields=("properties.data.graph_name", f"properties.tiles[{j}].data.graph_name"))
-                checked.add(names)
+                             fields=("properties.data.graph_name", f"properties.tiles[{j}].data.graph_name"),
+                             config=config, config_field="properties.data.graph_config")
+                checked.add(key)
 
 
 def already_in_aoi(store: Store, aoi: str) -> dict[str, str]:
@@ -315,6 +358,11 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         skipped += [(s.source_id, "no tiles") for s in tiling.scenes if not s.tiles]
     for scene in new:
         check_record_tags(payload, scene)
+        if scene.record_id:  # a record named by the file must exist before anything is written
+            try:
+                trusted_record(store, scene)
+            except InputError as exc:
+                raise InputError(f"{origin}: {exc}") from None
         try:
             own = resolve_storage_uri(scene.storage_uri, payload.storage_uri, settings)
         except InputError as exc:
@@ -325,6 +373,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
                                   "empty or equal to it)")
         _mark_aoi_bbox(scene, payload)
     _check_links(new, store, payload.name, origin)
+    _check_cycles(new, origin)
     new.sort(key=lambda s: (s.date, s.source_id))
     return Plan(payload, new, skipped, source, layer_formats(payload, new), storage)
 

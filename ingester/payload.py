@@ -19,11 +19,16 @@ from shapely.geometry import MultiPolygon
 
 from ingester.errors import PayloadError
 from ingester.geometry import GeometryError, geometry_from_geojson, validate_area
+from ingester.graph.engine_config import check_config
+from ingester.ids import MAX_LENGTH, id_problem, layer_problem, shown
+from ingester.jsonfile import read_json
 from ingester.naming import CONSTELLATIONS, STORAGE_SCHEMES
 from ingester.times import parse_time
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9\-:_]+$")
 IDENT_RE = re.compile(r"^[a-zA-Z0-9\-:_]+$")
+# Automatic re-runs per job: each waits retry_backoff × 2^(n-1) (capped at an hour), so 100 is days.
+MAX_RETRY_COUNT = 100
+MAX_INT = 2**31 - 1  # page, limit: far above any catalogue's result, and inside SQLite's integers
 
 # Catalogue parameters accepted per constellation (docs/payload.md, "Catalogue parameters per constellation").
 CATALOGUE_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -113,12 +118,12 @@ class _Checker:
                 raise self.fail(f"{field}.{key}", f"must be a string, got {json.dumps(item)}")
         return dict(value)
 
-    def integer(self, raw: dict, field: str, default: int = 0, minimum: int = 0) -> int:
+    def integer(self, raw: dict, field: str, default: int = 0, minimum: int = 0, maximum: int = MAX_INT) -> int:
         value = raw.get(field, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(field, f"must be an integer, got {json.dumps(value)}")
-        if value < minimum:
-            raise self.fail(field, f"must be ≥ {minimum}, got {value}")
+            raise self.fail(field, f"must be an integer, got {json.dumps(value)[:60]}")
+        if not minimum <= value <= maximum:
+            raise self.fail(field, f"must be from {minimum} to {maximum}, got {shown(value)}")
         return value
 
     def boolean(self, raw: dict, field: str, default: bool = False) -> bool:
@@ -136,8 +141,10 @@ class _Checker:
         example = "write it like 2022-01-01T00:00:00Z (RFC 3339, UTC)"
         try:
             parsed = parse_time(value)
-        except ValueError:
-            raise self.fail(field, f"{value!r} is not a date and time; {example}") from None
+        except ValueError as exc:
+            if "out of range" in str(exc):
+                raise self.fail(field, str(exc)) from None
+            raise self.fail(field, f"{shown(value)} is not a date and time; {example}") from None
         if not re.search(r"(Z|z|[+-]\d\d:?\d\d)$", value.strip()):
             raise self.fail(field, f"{value!r} has no time zone; {example}")
         return parsed
@@ -224,8 +231,9 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         raise PayloadError(f"{origin}: the payload must be a JSON object, got {type(raw).__name__}")
     _check_keys(raw, check)
     name = check.string(raw, "name", required=True)
-    if not NAME_RE.match(name):
-        raise check.fail("name", f"{name!r} must match {NAME_RE.pattern} (letters, digits, '-', ':', '_')")
+    problem = id_problem(name)
+    if problem is not None:
+        raise check.fail("name", f"the AOI name {problem}")
     aoi = _aoi(raw, check)
     start = check.time(raw, "start_time")
     end = check.time(raw, "end_time")
@@ -302,6 +310,9 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
     if not isinstance(raw_layers, dict):
         raise check.fail("layers", "must be an object: layer → {variable, instance}")
     for layer, spec in raw_layers.items():
+        problem = layer_problem(layer)
+        if problem is not None:
+            raise check.fail("layers", f"the layer name {problem}")
         if not isinstance(spec, dict):
             raise check.fail(f"layers.{layer}", "must be {\"variable\": …, \"instance\": …}")
         for key in spec:
@@ -313,10 +324,10 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         instance = spec.get("instance")
         if not isinstance(instance, str) or not instance:
             raise check.fail(f"layers.{layer}.instance", "is required (a non-empty string)")
-        if not IDENT_RE.match(variable):
-            raise check.fail(f"layers.{layer}.variable", f"{variable!r} must match {IDENT_RE.pattern}")
-        if not IDENT_RE.match(instance):
-            raise check.fail(f"layers.{layer}.instance", f"{instance!r} must match {IDENT_RE.pattern}")
+        for key, value in (("variable", variable), ("instance", instance)):
+            if not IDENT_RE.match(value) or len(value) > MAX_LENGTH:
+                raise check.fail(f"layers.{layer}.{key}", f"{shown(value)} must match {IDENT_RE.pattern} "
+                                                          f"(at most {MAX_LENGTH} characters)")
         instance_id = spec.get("instance_id", "")
         if not isinstance(instance_id, str):
             raise check.fail(f"layers.{layer}.instance_id", "must be a string")
@@ -330,6 +341,8 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
     if not isinstance(annotations, list) or not all(isinstance(a, str) and a for a in annotations):
         raise check.fail("annotations_urls", "must be a list of non-empty strings (URL patterns)")
 
+    graph_config = check.str_map(raw, "graph_config")
+    check_config(graph_config, lambda key, problem: check.fail(f"graph_config.{key}", problem))
     storage_uri = check.string(raw, "storage_uri").strip()
     if "://" in storage_uri and storage_uri.split("://", 1)[0].lower() not in STORAGE_SCHEMES:
         raise check.fail("storage_uri", f"{storage_uri!r}: unsupported scheme (use a local path, file://, s3://, gs:// "
@@ -344,12 +357,12 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         catalogue=catalogue,
         scene_graph_name=check.string(raw, "scene_graph_name"),
         tile_graph_name=check.string(raw, "tile_graph_name"),
-        graph_config=check.str_map(raw, "graph_config"),
+        graph_config=graph_config,
         layers=layers,
         record_tags=record_tags,
         annotations_urls=tuple(annotations),
         is_retriable=check.boolean(raw, "is_retriable"),
-        retry_count=check.integer(raw, "retry_count"),
+        retry_count=check.integer(raw, "retry_count", maximum=MAX_RETRY_COUNT),
         storage_uri=storage_uri,
         page=check.integer(raw, "page"),
         limit=check.integer(raw, "limit"),
@@ -359,17 +372,4 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
 
 def load_payload(path: str | Path) -> Payload:
     """Read and validate a payload file."""
-    origin = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PayloadError(f"{origin}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PayloadError(f"{origin}: cannot read ({exc})") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        from ingester.jsontext import describe
-
-        raise PayloadError(f"{origin}: {describe(exc, text)}") from None
-    return parse_payload(raw, origin)
+    return parse_payload(read_json(path, PayloadError), str(path))

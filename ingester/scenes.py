@@ -22,6 +22,10 @@ from shapely.geometry import MultiPolygon, Polygon
 from ingester.errors import ScenesFileError, ScenesFileWarning
 from ingester.fileio import atomic_write_text
 from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
+from ingester.graph.engine_config import check_config
+from ingester.ids import id_problem, record_id_problem, shown, uuid_problem
+from ingester.jsonfile import parse_json_forgiving
+from ingester.naming import constellation_of
 from ingester.times import format_time, parse_time
 
 
@@ -255,7 +259,28 @@ class _Reader:
         for key in ("Date", "SceneID", "SourceID"):
             if key not in value:
                 raise self.fail(f"{where}.{key}", "is required")
-        return TileRef(self.time(value["Date"], f"{where}.Date"), str(value["SceneID"]), str(value["SourceID"]))
+        return TileRef(self.time(value["Date"], f"{where}.Date"), self.id(value["SceneID"], f"{where}.SceneID"),
+                       self.id(value["SourceID"], f"{where}.SourceID"))
+
+    def id(self, value: Any, where: str) -> str:
+        """An AOI name, scene id or tile id, checked with the one grammar of `ingester.ids`."""
+        problem = id_problem(value)
+        if problem is not None:
+            raise self.fail(where, problem)
+        return value
+
+    def metadata(self, value: Any, where: str, source_id: str) -> dict[str, Any]:
+        """The scene's metadata, with what later steps put in URLs, paths and checks verified: the
+        catalogue id (a UUID for the CDSE catalogue, which names products by UUID), checksums and size."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be an object")
+        for key, item in value.items():
+            problem = _metadata_problem(key.lower(), item, source_id)
+            if problem is not None:
+                raise self.fail(f"{where}.{key}", problem)
+        return dict(value)
 
     def tile(self, raw: Any, where: str, scene_id: str) -> Tile:
         if not isinstance(raw, dict):
@@ -265,6 +290,7 @@ class _Reader:
         source_id = raw.get("SourceID")
         if not isinstance(source_id, str) or not source_id:
             raise self.fail(f"{where}.SourceID", "is required (the tile name)")
+        self.id(source_id, f"{where}.SourceID")
         tile_scene = raw.get("SceneID", scene_id)
         if tile_scene != scene_id:
             raise self.fail(f"{where}.SceneID", f"{tile_scene!r} differs from the scene's source_id {scene_id!r}")
@@ -304,18 +330,20 @@ class _Reader:
             raise self.fail(f"{where}.source_id", "is required (the product id)")
         if source_id.endswith(".SAFE"):
             source_id = source_id[: -len(".SAFE")]
+        self.id(source_id, f"{where}.source_id")
         if props.get("id", 0) not in (0, None):
             raise self.fail(f"{where}.id", f"must be 0 (scene ids are given by the store), got {props['id']!r}")
         data = props.get("data")
         if not isinstance(data, dict):
             raise self.fail(f"{where}.data", "is required (an object with at least 'date')")
-        metadata = data.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise self.fail(f"{where}.data.metadata", "must be an object")
-        metadata = dict(metadata)
+        metadata = self.metadata(data.get("metadata"), f"{where}.data.metadata", source_id)
         if "uuid" in data and "uuid" not in metadata:  # legacy: data.uuid
+            problem = _metadata_problem("uuid", data["uuid"], source_id)
+            if problem is not None:
+                raise self.fail(f"{where}.data.uuid", problem)
             metadata["uuid"] = data["uuid"]
         graph_config = self.str_map(data.get("graph_config"), f"{where}.data.graph_config")
+        check_config(graph_config, lambda key, problem: self.fail(f"{where}.data.graph_config.{key}", problem))
         raw_tiles = get("tiles") or []
         if not isinstance(raw_tiles, list):
             raise self.fail(f"{where}.tiles", "must be a list of tiles or null")
@@ -331,6 +359,18 @@ class _Reader:
         aoi = props.get("aoi", "")
         if not isinstance(aoi, str):
             raise self.fail(f"{where}.aoi", "must be a string")
+        if aoi:
+            self.id(aoi, f"{where}.aoi")
+        tags = self.str_map(get("tags"), f"{where}.tags")
+        if tags.get("uuid"):
+            problem = _metadata_problem("uuid", tags["uuid"], source_id)
+            if problem is not None:
+                raise self.fail(f"{where}.tags.uuid", problem)
+        record_id = data.get("record_id")
+        if record_id not in (None, ""):
+            problem = record_id_problem(record_id)
+            if problem is not None:
+                raise self.fail(f"{where}.data.record_id", f"{problem}, or empty for a new record")
         is_retriable = data.get("is_retriable", False)
         if not isinstance(is_retriable, bool):
             raise self.fail(f"{where}.data.is_retriable", "must be true or false")
@@ -339,7 +379,7 @@ class _Reader:
             aoi=aoi,
             date=self.time(data.get("date"), f"{where}.data.date"),
             wkt=self.wkt(get("wkt"), f"{where}.wkt"),
-            tags=self.str_map(get("tags"), f"{where}.tags"),
+            tags=tags,
             graph_name=str(data.get("graph_name") or ""),
             graph_config=graph_config,
             is_retriable=is_retriable,
@@ -349,6 +389,62 @@ class _Reader:
             instances_id=self.str_map(data.get("instances_id"), f"{where}.data.instances_id"),
             tiles=tiles,
         )
+
+
+_HEX_LENGTH = {"md5": 32, "blake3": 64}
+_CHECKSUM_KEYS = {"md5": "md5", "checksum_md5": "md5", "md5sum": "md5", "blake3": "blake3", "checksum_blake3": "blake3"}
+_SIZE_KEYS = ("size", "content_length", "contentlength", "bytes")
+_CHECKSUMS_SHAPE = "must be an object {algorithm: checksum} or a list of {Algorithm, Value}"
+
+
+def _checksum_problem(algorithm: str, value: Any) -> str | None:
+    """A published checksum: a hexadecimal string of the algorithm's length, or empty (none published)."""
+    if not isinstance(value, str):
+        return f"must be a hexadecimal string, got {shown(value)}"
+    length = _HEX_LENGTH.get(algorithm.lower())
+    if value and length and (len(value) != length or any(c not in "0123456789abcdefABCDEF" for c in value)):
+        return f"{shown(value)} is not a {algorithm.upper()} checksum ({length} hexadecimal digits)"
+    return None
+
+
+def _metadata_problem(key: str, value: Any, source_id: str) -> str | None:
+    """What is wrong with one metadata value (key lower-cased) that a download puts in a URL or checks."""
+    if key == "uuid":
+        if value in (None, ""):
+            return None
+        if constellation_of(source_id) in ("sentinel1", "sentinel2"):  # CDSE names products by UUID
+            return uuid_problem(value)
+        return id_problem(value)
+    if key in _CHECKSUM_KEYS:
+        return None if value is None else _checksum_problem(_CHECKSUM_KEYS[key], value)
+    if key in ("checksums", "checksum"):
+        if value in (None, ""):
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return f"{_CHECKSUMS_SHAPE}, got {shown(value)}"
+        if isinstance(value, dict):
+            items = list(value.items())
+        elif isinstance(value, list) and all(isinstance(i, dict) for i in value):
+            items = [(i.get("Algorithm") or i.get("algorithm"), i.get("Value", i.get("value"))) for i in value]
+        else:
+            return f"{_CHECKSUMS_SHAPE}, got {shown(value)}"
+        for algorithm, checksum in items:
+            if not isinstance(algorithm, str) or not algorithm:
+                return f"an algorithm name must be a non-empty string, got {shown(algorithm)}"
+            problem = None if checksum is None else _checksum_problem(algorithm, checksum)
+            if problem is not None:
+                return f"{algorithm}: {problem}"
+        return None
+    if key in _SIZE_KEYS:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return None
+        if isinstance(value, str) and value.isdigit() and len(value) < 19:
+            return None
+        return f"must be a size in bytes (an integer ≥ 0) or null, got {shown(value)}"
+    return None
 
 
 def _legacy_get(obj: dict, names: dict[str, str]):
@@ -362,8 +458,9 @@ def _legacy_get(obj: dict, names: dict[str, str]):
     return get
 
 
-def parse_scenes(doc: Any, origin: str = "<scenes>") -> ScenesFile:
-    """Scenes from a decoded scenes.json / tiles.json document (current or legacy format)."""
+def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) -> ScenesFile:
+    """Scenes from a decoded scenes.json / tiles.json document (current or legacy format); with the
+    file's `text`, a message about a feature names its line."""
     reader = _Reader(origin)
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
         raise ScenesFileError(f"{origin}: not a GeoJSON FeatureCollection (expected \"type\": \"FeatureCollection\")")
@@ -373,14 +470,21 @@ def parse_scenes(doc: Any, origin: str = "<scenes>") -> ScenesFile:
     scenes: list[Scene] = []
     seen: dict[str, int] = {}
     for i, feature in enumerate(features):
-        if not isinstance(feature, dict) or "properties" not in feature:
-            raise reader.fail(f"features[{i}]", "must be a Feature with 'properties'")
-        scene = reader.scene(feature["properties"], f"features[{i}].properties")
-        if scene.source_id in seen:
-            raise reader.fail(
-                f"features[{i}].properties.source_id",
-                f"duplicate scene {scene.source_id!r} (also features[{seen[scene.source_id]}])",
-            )
+        try:
+            if not isinstance(feature, dict) or "properties" not in feature:
+                raise reader.fail(f"features[{i}]", "must be a Feature with 'properties'")
+            scene = reader.scene(feature["properties"], f"features[{i}].properties")
+            if scene.source_id in seen:
+                raise reader.fail(
+                    f"features[{i}].properties.source_id",
+                    f"duplicate scene {scene.source_id!r} (also features[{seen[scene.source_id]}])",
+                )
+        except ScenesFileError as exc:
+            lines = feature_lines(text) if text is not None else []
+            line = lines[i] if i < len(lines) else None
+            if line is None:
+                raise
+            raise ScenesFileError(str(exc).replace(f"{origin}: ", f"{origin}: line {line}: ", 1)) from None
         seen[scene.source_id] = i
         scenes.append(scene)
     props = doc.get("properties") or {}
@@ -392,8 +496,8 @@ def parse_scenes(doc: Any, origin: str = "<scenes>") -> ScenesFile:
 
 def read_scenes(path: str | Path) -> ScenesFile:
     """Read a scenes.json / tiles.json file, with clear errors for hand-editing mistakes."""
-    _text, doc = read_scenes_document(path)
-    return parse_scenes(doc, str(path))
+    text, doc = read_scenes_document(path)
+    return parse_scenes(doc, str(path), text)
 
 
 def read_scenes_document(path: str | Path) -> tuple[str, Any]:
@@ -405,12 +509,7 @@ def read_scenes_document(path: str | Path) -> tuple[str, Any]:
         raise ScenesFileError(f"{origin}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenesFileError(f"{origin}: cannot read ({exc})") from None
-    from ingester.jsontext import describe, loads_forgiving
-
-    try:
-        doc, notes = loads_forgiving(text)
-    except json.JSONDecodeError as exc:
-        raise ScenesFileError(f"{origin}: {describe(exc, text)}") from None
+    doc, notes = parse_json_forgiving(text, origin, ScenesFileError)
     for note in notes:
         warnings.warn(f"{origin}: {note}", ScenesFileWarning, stacklevel=3)
     return text, doc

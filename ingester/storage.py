@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import os
-import re
 from datetime import datetime
 from pathlib import Path
 
 from ingester.errors import InputError, StorageError
 from ingester.fileio import atomic_copy
+from ingester.ids import file_name_problem
 from ingester.naming import STORAGE_SCHEMES
 
 FOLDER_EXTENSIONS = frozenset({"SAFE", "dim", "data", "*"})
 PRODUCT_LAYER = "__product__"
 ANNOTATIONS_LAYER = "__annotations__"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
 
 
 def check_name(kind: str, name: str) -> str:
-    """A product, AOI, tile or layer name that cannot write outside the storage root."""
-    if not name or not _SAFE_NAME.match(name) or ".." in name:
-        raise InputError(f"{kind} name {name!r} is not allowed in storage paths "
-                         "(letters, digits, '.', '_', ':', '-'; no '/', no '..')")
+    """A product, AOI, tile or file name that cannot write outside the storage root (`ids` grammar)."""
+    problem = file_name_problem(name)
+    if problem is not None:
+        raise InputError(f"{kind} name not allowed in storage paths: {problem}")
     return name
 
 
@@ -32,7 +31,7 @@ def layer_file_name(layer: str, extension: str, scene_id: str, tile_id: str, dat
         return f"{scene_id}{ext}"
     if layer == ANNOTATIONS_LAYER:
         return f"{scene_id}_annotations{ext}"
-    return f"{date.strftime('%Y%m%d')}_{tile_id}_{layer}{ext}"
+    return f"{date.year:04d}{date.month:02d}{date.day:02d}_{tile_id}_{layer}{ext}"
 
 
 def tile_prefix(storage_uri: str, aoi: str, scene_id: str, tile_id: str) -> str:

@@ -30,13 +30,17 @@ def parse_time(text: str) -> datetime:
         raise ValueError(f"not an RFC 3339 timestamp: {raw!r}") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC, 9999-12-31T23:00-05:00 in 10000
+        raise ValueError(f"{raw!r} is out of range: in UTC it falls before year 1 or after year 9999") from None
 
 
 def format_time(value: datetime) -> str:
     """UTC, `Z` suffix, fraction without trailing zeros (Go's RFC3339Nano), e.g. 2022-02-04T17:01:23.133Z."""
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # not strftime("%Y"): glibc writes year 1 as "1", which no RFC 3339 parser reads back
+    text = f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
     if value.microsecond:
         text += "." + f"{value.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -130,15 +130,25 @@ def release(store: Store, tile_ids: Iterable[int]) -> list[int]:
     released = []
     now = now_text()
     for tid in tile_ids:
-        cur = store.execute(
-            "UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? WHERE id = ? AND status = 'NEW' "
-            "AND (SELECT status FROM scene WHERE scene.id = tile.scene_id) = 'DONE' "
-            "AND (prev IS NULL OR (SELECT p.status FROM tile p WHERE p.id = tile.prev) = 'DONE') "
-            "AND (ref IS NULL OR ref = id OR (SELECT r.status FROM tile r WHERE r.id = tile.ref) = 'DONE')",
-            (now, tid))
+        cur = store.execute(f"UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? WHERE id = ? "
+                            f"AND {_READY}", (now, tid))
         if cur.rowcount:
             released.append(tid)
     return released
+
+
+# a NEW tile whose scene is DONE and whose previous and reference are null (or itself) or DONE
+_READY = ("status = 'NEW' AND (SELECT status FROM scene WHERE scene.id = tile.scene_id) = 'DONE' "
+          "AND (prev IS NULL OR (SELECT p.status FROM tile p WHERE p.id = tile.prev) = 'DONE') "
+          "AND (ref IS NULL OR ref = id OR (SELECT r.status FROM tile r WHERE r.id = tile.ref) = 'DONE')")
+
+
+def release_ready(store: Store, aoi_id: int) -> int:
+    """Release every NEW tile of the AOI that is ready but was not released (a store edited by hand or
+    by an older version, an interrupted cascade): without this it would wait forever. One statement;
+    returns how many."""
+    return store.execute(f"UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? WHERE aoi_id = ? "
+                         f"AND {_READY}", (now_text(), aoi_id)).rowcount
 
 
 def _release_after_tile(store: Store, tile_id: int) -> list[int]:
@@ -219,8 +229,9 @@ def fail_tile(store: Store, tile_id: int, message: str, force: bool = False) -> 
         store.execute("UPDATE tile SET ref = ?, updated_at = ? WHERE ref = ? AND id != ?",
                       (new_root, now, tile_id, new_root))
     else:
-        for child in children:
-            store.execute("UPDATE tile SET prev = ?, updated_at = ? WHERE id = ?", (prev, now, child))
+        for child in children:  # never the child's own previous (a failed tile of a cycle A ⇄ B)
+            store.execute("UPDATE tile SET prev = ?, updated_at = ? WHERE id = ?",
+                          (None if prev == child else prev, now, child))
         store.execute("UPDATE tile SET ref = ?, updated_at = ? WHERE ref = ?", (ref, now, tile_id))
     return release(store, children)
 
@@ -545,13 +556,67 @@ def deferred_text(d: dict[str, Any], shown: int = 10) -> str:
 
 
 def unfinished(store: Store, aoi_id: int) -> dict[str, int]:
-    """Jobs that ended RETRY or FAILED (exit 4 when any)."""
+    """Jobs that ended RETRY or FAILED, and NEW tiles that can never be released (exit 4 when any)."""
     out = {}
     for kind in ("scene", "tile"):
         for status in (RETRY, FAILED):
             out[f"{kind}_{status.lower()}"] = store.one(
                 f"SELECT count(*) FROM {kind} WHERE aoi_id = ? AND status = ?", (aoi_id, status))
+    out["tile_stuck"] = len(stuck_tiles(store, aoi_id))
     return out
+
+
+def _new_tiles(store: Store, aoi_id: int) -> dict[int, tuple[str, list[int]]]:
+    """NEW tile id → (its scene's status, the tiles it waits for: previous, reference other than itself)."""
+    rows = store.execute("SELECT t.id, s.status, t.prev, t.ref FROM tile t JOIN scene s ON s.id = t.scene_id "
+                         "WHERE t.aoi_id = ? AND t.status = 'NEW'", (aoi_id,)).fetchall()
+    return {tid: (scene_status, [x for x in (prev, ref) if x is not None and x != tid])
+            for tid, scene_status, prev, ref in rows}
+
+
+def stuck_tiles(store: Store, aoi_id: int) -> list[int]:
+    """NEW tiles that no run can ever release: nothing they wait for (their scene, previous and
+    reference, transitively through other NEW tiles) is PENDING or RETRY, so nothing will ever make
+    them ready. A cycle in the links (A.previous = B, B.previous = A) is the usual cause."""
+    waiting = _new_tiles(store, aoi_id)
+    if not waiting:
+        return []
+    links = {x for _, deps in waiting.values() for x in deps if x not in waiting}
+    status = dict(store.execute(f"SELECT id, status FROM tile WHERE id IN ({','.join('?' * len(links))})",
+                                tuple(links)).fetchall()) if links else {}
+    alive = {tid for tid, (scene_status, deps) in waiting.items()
+             if scene_status in (PENDING, RETRY) or any(status.get(d) in (PENDING, RETRY) for d in deps)}
+    dependents: dict[int, list[int]] = {}
+    for tid, (_scene_status, deps) in waiting.items():
+        for d in deps:
+            if d in waiting:
+                dependents.setdefault(d, []).append(tid)
+    queue = list(alive)
+    while queue:  # waiting on a NEW tile that will be released is fine too
+        for child in dependents.get(queue.pop(), ()):
+            if child not in alive:
+                alive.add(child)
+                queue.append(child)
+    return sorted(set(waiting) - alive)
+
+
+def explain_stuck(store: Store, aoi_id: int, stuck: list[int]) -> str:
+    """One line about tiles that can never be released: the cycle they wait in, or what blocks them."""
+    waiting = _new_tiles(store, aoi_id)
+    start = stuck[0]
+    path = [start]
+    while True:
+        deps = [d for d in waiting.get(path[-1], ("", []))[1] if d in stuck]
+        if not deps:
+            scene_status, others = waiting.get(path[-1], ("", []))
+            blocker = f"its scene, which is {scene_status}" if scene_status != DONE else \
+                ", ".join(f"tile {d}" for d in others) or "nothing (release it with `ingester retry --force`)"
+            return f"tile {path[0]} waits for " + "".join(f"tile {t}, which waits for " for t in path[1:]) + blocker
+        if deps[0] in path:
+            cycle = path[path.index(deps[0]):] + [deps[0]]
+            return (f"tile {cycle[0]} waits for " + ", which waits for ".join(f"tile {t}" for t in cycle[1:])
+                    + " (a cycle in the previous/reference links)")
+        path.append(deps[0])
 
 
 def _quote(text: str) -> str:

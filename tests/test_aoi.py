@@ -124,7 +124,8 @@ def test_jobs_that_end_retry_or_failed_give_exit_4_and_retry_finishes_them(cli, 
     r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json", worker="scripted")
     assert r.exit_code == 4, r.stderr
     out = json.loads(r.stdout)
-    assert out["unfinished"] == {"scene_retry": 0, "scene_failed": 1, "tile_retry": 1, "tile_failed": 1}
+    assert out["unfinished"] == {"scene_retry": 0, "scene_failed": 1, "tile_retry": 1, "tile_failed": 1,
+                                 "tile_stuck": 0}
     assert "some jobs did not finish" in r.stderr
     with Store("outputs/ingester.db") as st:
         tile = st.one("SELECT id FROM tile WHERE status = 'RETRY'")
@@ -862,3 +863,39 @@ def test_other_broken_json_gets_line_column_and_the_likely_cause(cli, payload, t
     assert f"error: {scenes}: invalid JSON at {where}" in r.stderr
     assert f"(likely cause: {cause})" in r.stderr
     assert not Path("outputs/ingester.db").exists()
+
+
+# --- worker processes: capped (issue 15 item 16) -----------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+@pytest.mark.parametrize("maximum, requested", [(None, 100000), (2, 3)])
+def test_more_workers_than_the_maximum_is_exit_2_before_anything_starts(cli, payload, tmp_path, markers, monkeypatch,
+                                                                         how, maximum, requested):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    if maximum is not None:
+        monkeypatch.setenv("INGESTER_MAX_WORKERS", str(maximum))
+    if how == "option":
+        r = cli("aoi", payload, "--scenes", scenes, "--create-layers", "--workers", str(requested))
+    else:
+        monkeypatch.setenv("INGESTER_WORKERS", str(requested))
+        r = cli("aoi", payload, "--scenes", scenes, "--create-layers")
+    assert r.exit_code == 2, r.stderr
+    assert f"{requested} worker processes is more than INGESTER_MAX_WORKERS ({maximum or 32})" in r.stderr
+    assert not Path("outputs").exists() and executions(markers) == []
+    monkeypatch.setenv("INGESTER_MAX_WORKERS", str(requested))  # the maximum is a setting
+    monkeypatch.setenv("INGESTER_WORKERS", str(requested))
+    r = cli("aoi", payload, "--scenes", scenes, "--create-layers", "--json", "--scene-worker", f"{W}:succeed",
+            "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["workers"] == 2  # one scene and its tile: two processes, not `requested`
+
+
+def test_a_run_starts_no_more_worker_processes_than_it_has_jobs(cli, payload, tmp_path, markers):
+    r = cli("aoi", payload, "--scenes", write_s2_scenes(tmp_path / "scenes.json", 2), "--create-layers", "--json",
+            "--workers", "8", "--scene-worker", f"{W}:succeed", "--tile-worker", f"{W}:succeed")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["workers"] == 4 and out["executed"] == 4  # 2 scenes + 2 tiles
+    assert len({p.name.split("-")[3] for p in markers.iterdir()}) <= 4
+    r = cli("run", S2, "--json", "--workers", "8")
+    assert r.exit_code == 0 and json.loads(r.stdout)["workers"] == 0  # nothing to run: no process started

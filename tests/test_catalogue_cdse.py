@@ -366,15 +366,89 @@ def test_multipolygon_type_is_kept_out_of_the_polygon_list():
     assert len(polys) == 2 and all(isinstance(p, Polygon) for p in polys)
 
 
-def test_aoi_across_the_antimeridian_is_split_for_query_and_check(fake):
+def _fiji_and_africa(fake) -> None:
     fiji_west = s2_product(sensing=T0, geometry=box(178.5, -17.5, 179.5, -16.5), tile="60KXF")
     fiji_east = s2_product(sensing=T0 + timedelta(hours=1), geometry=box(-179.9, -17.5, -179.1, -16.5), tile="01KAB")
     africa = s2_product(sensing=T0 + timedelta(hours=2), geometry=box(20, -17.5, 21, -16.5), tile="34KDF")
     fake.add([fiji_west, fiji_east, africa])
-    ring = [[178, -18], [-179, -18], [-179, -16], [178, -16], [178, -18]]  # crosses ±180°
-    result, _ = run(fake, payload(geometry={"type": "Polygon", "coordinates": [ring]}))
-    assert [s.tags["sourceID"][39:44] for s in result.scenes] == ["60KXF", "01KAB"]
+
+
+def tiles_found(result) -> list[str]:
+    return [s.tags["sourceID"][39:44] for s in result.scenes]
+
+
+@pytest.mark.parametrize("geometry", [
+    {"type": "Polygon", "coordinates": [[[178, -18], [181, -18], [181, -16], [178, -16], [178, -18]]]},
+    {"type": "MultiPolygon", "coordinates": [[[[178, -18], [180, -18], [180, -16], [178, -16], [178, -18]]],
+                                             [[[-180, -18], [-179, -18], [-179, -16], [-180, -16], [-180, -18]]]]},
+], ids=["longitudes beyond 180", "split into two parts"])
+def test_an_aoi_across_the_antimeridian_written_the_geojson_way_is_searched_on_both_sides(fake, geometry):
+    """RFC 7946 §3.1.9: an area across the antimeridian is cut into parts, or written with longitudes
+    past ±180; both mean the same two degrees of Pacific."""
+    _fiji_and_africa(fake)
+    result, _ = run(fake, payload(geometry=geometry))
+    assert tiles_found(result) == ["60KXF", "01KAB"]
     assert len(fake.product_requests) == 2  # one polygon on each side
+
+
+def test_a_ring_whose_longitudes_jump_is_taken_as_written_not_as_crossing_the_antimeridian(fake):
+    _fiji_and_africa(fake)
+    ring = [[178, -18], [-179, -18], [-179, -16], [178, -16], [178, -18]]  # 357 degrees wide, across Africa
+    result, _ = run(fake, payload(geometry={"type": "Polygon", "coordinates": [ring]}))
+    assert tiles_found(result) == ["34KDF"]
+
+
+def test_an_aoi_wider_than_180_degrees_finds_the_scenes_inside_it(fake):
+    inside = [s2_product(sensing=T0 + timedelta(hours=i), geometry=box(x, 54, x + 1, 55), tile=f"3{i}UAA")
+              for i, x in enumerate((-5, 60, 120, 170))]
+    outside = s2_product(sensing=T0 + timedelta(hours=9), geometry=box(-170, 54, -169, 55), tile="02UAA")
+    fake.add([*inside, outside])
+    aoi = {"type": "Polygon", "coordinates": [[[-10, 50], [175, 50], [175, 60], [-10, 60], [-10, 50]]]}
+    result, _ = run(fake, payload(geometry=aoi))
+    assert tiles_found(result) == ["30UAA", "31UAA", "32UAA", "33UAA"]
+
+
+def test_the_whole_world_is_searched_with_one_request(fake):
+    _fiji_and_africa(fake)
+    world = {"type": "Polygon", "coordinates": [[[-180, -90], [180, -90], [180, 90], [-180, 90], [-180, -90]]]}
+    result, caught = run(fake, payload(geometry=world))
+    assert tiles_found(result) == ["60KXF", "01KAB", "34KDF"]
+    assert len(fake.product_requests) == 1
+    assert not [w for w in caught if "hemisphere" in str(w.message)]
+
+
+def test_query_polygons_have_no_edge_longer_than_ten_degrees(fake):
+    """The catalogue reads the area as a geography (edges along great circles): a 185-degree edge along
+    a parallel would become an arc over the pole. Short edges keep the query on the AOI."""
+    from shapely import wkt as shapely_wkt
+
+    aoi = {"type": "Polygon", "coordinates": [[[-10, 50], [175, 50], [175, 60], [-10, 60], [-10, 50]]]}
+    run(fake, payload(geometry=aoi))
+    widths = 0.0
+    for request in fake.product_requests:
+        text = request["params"]["$filter"].split("SRID=4326;", 1)[1].split("'", 1)[0]
+        polygon = shapely_wkt.loads(text)
+        coords = list(polygon.exterior.coords)
+        assert max(abs(b[0] - a[0]) + abs(b[1] - a[1]) for a, b in zip(coords, coords[1:], strict=False)) <= 10
+        widths += polygon.bounds[2] - polygon.bounds[0]
+    assert widths >= 185  # and together they still cover the whole AOI
+
+
+def test_a_search_that_finds_nothing_over_more_than_a_hemisphere_warns(fake):
+    aoi = {"type": "Polygon", "coordinates": [[[-170, -80], [170, -80], [170, 80], [-170, 80], [-170, -80]]]}
+    result, caught = run(fake, payload(geometry=aoi))
+    assert result.scenes == []
+    messages = [str(w.message) for w in caught if issubclass(w.category, CatalogueWarning)]
+    assert any("covers more than a hemisphere" in m and "found nothing" in m for m in messages), messages
+    small, caught = run(fake, payload())  # an empty answer over Denmark is just an empty answer
+    assert not [w for w in caught if "hemisphere" in str(w.message)]
+
+
+def test_longitudes_beyond_360_or_an_aoi_wider_than_the_earth_are_refused():
+    with pytest.raises(PayloadError, match="out of range"):
+        payload(geometry={"type": "Polygon", "coordinates": [[[0, 0], [400, 0], [400, 1], [0, 0]]]})
+    with pytest.raises(PayloadError, match="wider than 360"):
+        payload(geometry={"type": "Polygon", "coordinates": [[[-200, 0], [200, 0], [200, 1], [-200, 0]]]})
 
 
 def test_download_link_only_from_a_single_annotations_url(fake):
@@ -383,3 +457,44 @@ def test_download_link_only_from_a_single_annotations_url(fake):
     one, _ = run(fake, payload(annotations_urls=["file:///{AREA}/{YEAR}/{SCENE}.zip"]))
     assert "download_link" not in two.scenes[0].metadata
     assert one.scenes[0].metadata["download_link"] == f"file:///Test/2022/{one.scenes[0].source_id}.zip"
+
+
+# --- many polygons: searched concurrently, bounded, same result ---------------------------------------------
+
+def _islands(n: int) -> dict:
+    """A MultiPolygon of `n` small squares (an archipelago), 0.2° apart."""
+    return {"type": "MultiPolygon", "coordinates": [
+        [[[x, y], [x + 0.1, y], [x + 0.1, y + 0.1], [x, y + 0.1], [x, y]]]
+        for i in range(n) for x, y in [(5 + 0.2 * (i % 20), 50 + 0.2 * (i // 20))]]}
+
+
+def test_the_parts_of_a_multipolygon_are_searched_concurrently_within_the_connection_cap(fake):
+    fake.add([s2_product(sensing=T0 + timedelta(hours=i), geometry=box(5 + 0.2 * i, 50, 5.15 + 0.2 * i, 50.05),
+                         tile=f"{i:02d}ABC") for i in range(20)])
+    fake.latency = 0.05
+    islands = payload(geometry=_islands(40))
+    result, _ = run(fake, islands, settings={"cdse_search_concurrency": 3})
+    assert len(fake.product_requests) == 40
+    assert fake.max_in_flight == 3  # concurrent, never above the cap (CDSE: 4 connections per user)
+    fake.requests.clear()
+    fake.max_in_flight = 0
+    one_at_a_time, _ = run(fake, islands, settings={"cdse_search_concurrency": 1})
+    assert fake.max_in_flight == 1
+    assert [s.to_dict() for s in result.scenes] == [s.to_dict() for s in one_at_a_time.scenes]
+    assert len(result.scenes) == 20 and result.rows == one_at_a_time.rows == 20
+
+
+@pytest.mark.parametrize("page", [0, 1, 2])
+def test_pages_of_a_concurrent_multipolygon_search_are_those_of_a_sequential_one(fake, page):
+    fake.add([s2_product(sensing=T0 + timedelta(hours=i), geometry=box(5 + 0.2 * i, 50, 5.15 + 0.2 * i, 50.05),
+                         tile=f"{i:02d}ABC") for i in range(20)])
+    islands = payload(geometry=_islands(40))
+    fake.latency = 0.02
+    a, _ = run(fake, islands, page=page, limit=7, settings={"cdse_search_concurrency": 4})
+    assert 2 <= fake.max_in_flight <= 4  # the first answer of every part, side by side
+    fake.max_in_flight = 0
+    b, _ = run(fake, islands, page=page, limit=7, settings={"cdse_search_concurrency": 1})
+    assert fake.max_in_flight == 1
+    assert [s.source_id for s in a.scenes] == [s.source_id for s in b.scenes] and len(a.scenes) == (7 if page < 2
+                                                                                                     else 6)
+    assert a.next == b.next == (page < 2)

@@ -57,7 +57,7 @@ def test_a_deferred_job_keeps_its_place_and_the_run_ends_with_exit_5(cli, payloa
     out = json.loads(r.stdout)
     assert out["deferred"]["scenes"] == 1 and out["deferred"]["tiles"] == 0
     assert out["summary"]["scenes"]["done"] == 1 and out["unfinished"] == {
-        "scene_retry": 0, "scene_failed": 0, "tile_retry": 0, "tile_failed": 0}
+        "scene_retry": 0, "scene_failed": 0, "tile_retry": 0, "tile_failed": 0, "tile_stuck": 0}
     assert "1 job(s) deferred until" in r.stderr and "run again" in r.stderr
     with Store(DB) as st:
         row = st.execute("SELECT status, not_before, retry_countdown, temporary_count, deferred_since, message "

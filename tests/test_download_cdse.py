@@ -420,3 +420,17 @@ def test_a_partial_download_survives_the_failed_attempt_and_the_next_attempt_res
     assert value_gets(zipper)[-1]["range"] == "bytes=800000-"
     assert stored(tmp_path).read_bytes() == product
     assert not part.exists()
+
+
+def test_a_catalogue_id_that_would_leave_the_url_path_is_quoted_and_the_token_stays_on_the_product(
+        tmp_path, product, zipper):
+    """A scene that reached the store without the load-time check (an older store, a custom worker)
+    must still not turn its id into another URL path: `..` and `/` are quoted into the Products key."""
+    zipper.add_product(product)
+    hostile = "x)/../../../token?a=("
+    result = run_scene_job(make_job(tmp_path, hostile, product), make_settings(tmp_path, zipper))
+    assert result.outcome != "done"
+    gets = [r for r in zipper.requests if r["method"] == "GET"]
+    assert gets, "the product was not even asked for"
+    key = "/odata/v1/Products(x%29%2F..%2F..%2F..%2Ftoken%3Fa%3D%28)"  # the availability check, then $value
+    assert all(r["path"] in (key, f"{key}/$value") for r in gets), [r["path"] for r in gets]

@@ -84,3 +84,88 @@ def test_a_mismatching_download_is_retried_a_bounded_number_of_times(tmp_path, f
                  expected=Expected(md5=hashlib.md5(DATA).hexdigest()))
     assert not dest.exists() and not Path(f"{dest}.part").exists()
     assert len(_gets(fake)) == 2
+
+
+# --- issue 15 items 18 and 19: backoff between resumes, write-through ---------------------------------------
+
+def test_a_transfer_that_closes_at_byte_0_backs_off_between_resumes(tmp_path, fake):
+    """A server that accepts the request and closes before the first byte, again and again: each new
+    request of the same transfer waits longer (the HTTP layer's backoff, doubling), instead of about
+    thirty requests in a few milliseconds."""
+    pid = fake.add_product(DATA)
+    fake.drop_after = [0] * 50
+    service = _service(fake, tmp_path)
+    slept: list[float] = []
+    service.sleep = slept.append  # the clock is the test's; the requests are real
+    with pytest.raises(HTTPError, match=f"transfer stops at 0 of {len(DATA)} bytes"):
+        download(service, f"Products({pid})/$value", str(tmp_path / "p.zip"), auth=True, max_resumes=4)
+    assert len(_gets(fake)) == 5
+    assert slept == [service.backoff * 2**n for n in range(4)]
+
+
+def test_progress_resets_the_backoff_of_a_transfer_that_keeps_closing_early(tmp_path, fake):
+    pid = fake.add_product(DATA)
+    fake.drop_after = [100_000, 0, 0, 200_000]
+    service = _service(fake, tmp_path)
+    slept: list[float] = []
+    service.sleep = slept.append
+    dest = tmp_path / "p.zip"
+    verified = download(service, f"Products({pid})/$value", str(dest), auth=True,
+                        expected=Expected(size=len(DATA), md5=hashlib.md5(DATA).hexdigest()))
+    assert verified.checked == "md5" and dest.read_bytes() == DATA
+    b = service.backoff
+    assert slept == [b, 2 * b, 4 * b, b]  # doubling while nothing arrives, back to the first step after progress
+    assert [r["range"] for r in _gets(fake)] == [None, "bytes=100000-", "bytes=100000-", "bytes=100000-",
+                                                 "bytes=300000-"]
+
+
+KILL_SCRIPT = """
+import sys
+from ingester.config import Settings
+from ingester.http import download
+from ingester.providers import cdse
+
+base, token_url, user, password, pid, dest = sys.argv[1:]
+settings = Settings(cdse_download_url=base, cdse_catalogue_url=base, cdse_token_url=token_url,
+                    cdse_username=user, cdse_password=password, http_retries=0)
+download(cdse.download_service(settings), f"Products({pid})/$value", dest, auth=True)
+"""
+
+
+def test_a_download_killed_with_sigkill_keeps_what_had_arrived_and_resumes_from_there(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import PYTHON, subprocess_env
+
+    data = os.urandom(6 * 1024 * 1024)
+    cdse.reset()
+    with FakeCdse("127.0.0.1", chunk=16 * 1024, delay=0.01) as slow:  # about 1.5 MB/s
+        pid = slow.add_product(data)
+        dest = tmp_path / "p.zip"
+        child = subprocess.Popen([PYTHON, "-c", KILL_SCRIPT, slow.odata, slow.token_url, slow.username, slow.password,
+                                  pid, str(dest)], env=subprocess_env(), stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while slow.bytes_sent < 1_700_000 and time.monotonic() < deadline and child.poll() is None:
+                time.sleep(0.02)
+            arrived = slow.bytes_sent
+            assert 1_700_000 <= arrived < len(data), (arrived, child.poll())
+            time.sleep(0.5)  # the client has had time to read what the server sent
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+        assert child.returncode == -signal.SIGKILL
+        part = Path(f"{dest}.part")
+        kept = part.stat().st_size
+        assert kept >= arrived - 256 * 1024, (kept, arrived)  # at most what was still in flight is lost
+        assert part.read_bytes() == data[:kept]
+
+        slow.delay = 0
+        verified = download(_service(slow, tmp_path), f"Products({pid})/$value", str(dest), auth=True,
+                            expected=Expected(size=len(data), md5=hashlib.md5(data).hexdigest()))
+        assert verified.checked == "md5" and dest.read_bytes() == data
+        assert [r["range"] for r in _gets(slow)][-1] == f"bytes={kept}-"  # resumed where the kill left it
+    cdse.reset()

@@ -42,7 +42,7 @@ RING = [[9.9, 54.9], [10.0, 54.9], [10.0, 55.0], [9.9, 54.9]]
 
 CASES = {
     "missing name": (change("name", DELETE), r"field 'name': is required"),
-    "name with spaces": (change("name", "Denmark demo!"), r"field 'name': 'Denmark demo!' must match"),
+    "name with spaces": (change("name", "Denmark demo!"), r"field 'name': the AOI name 'Denmark demo!' is not allowed"),
     "missing GeoJSON type": (change("type", DELETE), r"field 'type': missing GeoJSON field 'type'"),
     "unknown key aoi": (lambda d: {**d, "aoi": "Denmark"}, r"field 'aoi': unknown key; the AOI is the payload's own"),
     "key with wrong case": (lambda d: {**d, "Start_time": d["start_time"]},
@@ -74,7 +74,7 @@ CASES = {
     "AOI without area": (change("geometry", {"type": "Point", "coordinates": [9.9, 54.9]}),
                          r"field 'geometry': the AOI has no polygon"),
     "is_retriable not a boolean": (change("is_retriable", "yes"), r"field 'is_retriable': must be true or false"),
-    "negative retry count": (change("retry_count", -1), r"field 'retry_count': must be ≥ 0, got -1"),
+    "negative retry count": (change("retry_count", -1), r"field 'retry_count': must be from 0 to 100, got -1"),
     "limit as a string": (change("limit", "100"), r"field 'limit': must be an integer, got \"100\""),
     "layer without instance": (change("layers.B01", {"variable": "B01"}), r"field 'layers.B01.instance': is required"),
     "OneAtlas without an API key": (lambda d: {**change("scene_type", {"constellation": "spot"})(d)},

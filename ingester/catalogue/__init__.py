@@ -31,7 +31,27 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
     """The payload's scenes: acquisitions page·limit … page·limit+limit−1 of the ordered catalogue
     result, reprocessed copies counted once (limit 0: all of them). `page`/`limit` default to the
     payload's. Raises InputError for a constellation without a catalogue, CatalogueError when the
-    catalogue fails."""
+    catalogue fails.
+
+    An empty answer for an AOI larger than a hemisphere is warned about: catalogues that read the
+    area as a geography may take such a polygon for its complement, or refuse it silently."""
+    result = _search(payload, settings, page, limit)
+    if not result.scenes and not page:
+        import warnings
+
+        from ingester.errors import CatalogueWarning
+        from ingester.geometry import earth_fraction
+
+        share = earth_fraction(payload.aoi)
+        if share > 0.5:
+            warnings.warn(f"{payload.path}: the AOI covers more than a hemisphere ({share:.0%} of the Earth) and the "
+                          f"{result.catalogue or 'catalogue'} search found nothing; some catalogues cannot search an "
+                          "area that large: split the AOI into smaller polygons (a MultiPolygon) and search again",
+                          CatalogueWarning, stacklevel=2)
+    return result
+
+
+def _search(payload: Payload, settings: Settings, page: int | None, limit: int | None) -> SearchResult:
     from ingester.errors import InputError
 
     if settings.cdse_page_size < 1 or settings.cdse_page_size > 1000:

@@ -23,20 +23,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import gc
 import heapq
 import itertools
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry import Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from ingester.catalogue import SearchResult
@@ -51,7 +53,7 @@ from ingester.errors import (
     OfflineProductWarning,
     PayloadError,
 )
-from ingester.geometry import GeometryError, areal_part, from_wkt, query_polygons, split_antimeridian, to_wkt
+from ingester.geometry import GeometryError, from_wkt, query_polygons, to_wkt
 from ingester.http import Service
 from ingester.naming import dedup_key, format_pattern
 from ingester.payload import Payload
@@ -482,18 +484,10 @@ def _map_batch(products: list[dict], payload: Payload, filters: Filters, report:
 
 # --- search ----------------------------------------------------------------------------------------
 
-def search_area(aoi: MultiPolygon) -> MultiPolygon:
-    """The AOI with rings that jump across ±180° split at the antimeridian (same area for the query
-    and for the exact check); unchanged otherwise."""
-    parts = [split_antimeridian(p) for p in aoi.geoms]
-    if all(part is poly for part, poly in zip(parts, aoi.geoms, strict=True)):
-        return aoi
-    return areal_part(shapely.GeometryCollection(parts))
-
-
 def make_service(settings: Settings) -> Service:
     return Service("cdse-catalogue", settings.cdse_catalogue_url, timeout=settings.http_timeout,
-                   retries=settings.http_retries, backoff=settings.http_backoff)
+                   retries=settings.http_retries, backoff=settings.http_backoff,
+                   max_concurrency=settings.cdse_search_concurrency)
 
 
 def _sort_key(product: dict) -> tuple[datetime, str]:
@@ -520,6 +514,11 @@ def _row_time(row: dict) -> datetime | None:
         return None
 
 
+def _all_rows(pager: ODataPager) -> list[dict]:
+    """Every row of one query, read to its end (the pager's generator closes itself)."""
+    return list(pager.rows(0, None))
+
+
 class RowStream:
     """The rows of a page of the merged, ordered result of one query per polygon, as an iterable;
     after iteration, `next` says whether more exist and `count` how many rows came.
@@ -532,24 +531,45 @@ class RowStream:
     true exactly when an acquisition beyond the window exists."""
 
     def __init__(self, service: Service, filters_: list[str], start: int, count: int | None, *, page_size: int,
-                 max_skip: int, stats: PagerStats):
-        self.pagers = [ODataPager(service, f, page_size=page_size, max_skip=max_skip, stats=stats)
+                 max_skip: int, stats: PagerStats, concurrency: int = 1):
+        self.stats = stats  # each query counts its own pages (they may run side by side); summed at the end
+        self.pagers = [ODataPager(service, f, page_size=page_size, max_skip=max_skip, stats=PagerStats())
                        for f in filters_]
         self.page_size = page_size
         self.start = start
         self.limit = count
+        self.concurrency = max(1, concurrency)
         self.next = False
         self.count = 0
 
     def _everything(self) -> Iterator[dict]:
         if len(self.pagers) == 1:
             return self.pagers[0].rows(0, None)
+        # every query read to its end, side by side, then merged in query order: the result is the one a
+        # query-after-query search gives
+        answers = self._side_by_side([functools.partial(_all_rows, pager) for pager in self.pagers])
         merged: dict[str, dict] = {}
-        for pager in self.pagers:
-            with contextlib.closing(pager.rows(0, None)) as rows:
-                for row in rows:
-                    merged.setdefault(str(row.get("Id")), row)
+        for rows in answers:
+            for row in rows:
+                merged.setdefault(str(row.get("Id")), row)
         return iter(sorted(merged.values(), key=_sort_key))
+
+    def _side_by_side(self, calls: list[Callable[[], Any]]) -> list[Any]:
+        """Run the calls (one per query) at most `concurrency` at a time (the service also caps its
+        connections); their results in the calls' order."""
+        if self.concurrency == 1 or len(calls) == 1:
+            return [call() for call in calls]
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(calls)), thread_name_prefix="odata-polygon")
+        try:
+            return list(pool.map(lambda call: call(), calls))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _count_pages(self) -> None:
+        for pager in self.pagers:
+            for name in ("pages", "windows", "link_fallbacks"):
+                setattr(self.stats, name, getattr(self.stats, name) + getattr(pager.stats, name))
+                setattr(pager.stats, name, 0)
 
     def _chunks(self, pager: ODataPager, first: int) -> Generator[dict, None, None]:
         """Every row of one query from row 0, read `first` rows, then more as the caller asks."""
@@ -565,7 +585,11 @@ class RowStream:
     def _merged(self, first: int) -> Generator[dict, None, None]:
         """Rows of every query from row 0 in (date, Id) order, each product once."""
         streams = [self._chunks(pager, first) for pager in self.pagers]
-        source = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_sort_key)
+        source: Iterator[dict] = streams[0]
+        if len(streams) > 1:  # the first answer of every query side by side, then merged as they are read
+            heads = self._side_by_side([functools.partial(next, stream, None) for stream in streams])
+            source = heapq.merge(*(itertools.chain((head,), stream) for head, stream in zip(heads, streams, strict=True)
+                                   if head is not None), key=_sort_key)
         seen: set[str] = set()
         try:
             for row in source:
@@ -579,6 +603,12 @@ class RowStream:
                 stream.close()
 
     def __iter__(self) -> Iterator[dict]:
+        try:
+            yield from self._rows()
+        finally:
+            self._count_pages()
+
+    def _rows(self) -> Iterator[dict]:
         if self.limit is None:
             source = self._everything()
             try:
@@ -625,10 +655,7 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
         raise InputError(f"{payload.path}: page {page} with limit 0: limit 0 returns every scene, so a page "
                          "needs a limit > 0 (--limit N or the payload's 'limit')")
     filters = filters_of(payload)
-    area = search_area(payload.aoi)
-    if area is not payload.aoi:
-        payload = dataclasses.replace(payload, aoi=area)
-    polygons = query_polygons(area)
+    polygons = query_polygons(payload.aoi)  # the AOI is within [-180, 180] (payload: normalise_longitudes)
     service = service or make_service(settings)
     sent_before = service.requests_sent
     stats = PagerStats()
@@ -641,6 +668,7 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
             service, [build_filter(filters, p) for p in polygons],
             page * limit if limit else 0, limit or None,
             page_size=settings.cdse_page_size, max_skip=settings.cdse_max_skip, stats=stats,
+            concurrency=settings.cdse_search_concurrency,
         )
         scenes, counts = scenes_from_products(rows, payload, filters, chunk=settings.cdse_page_size)
     except HTTPError as exc:

@@ -33,11 +33,8 @@ NEXT_LINK_KEYS = ("@odata.nextLink", "@OData.nextLink")
 
 def odata_time(value: datetime) -> str:
     """An OData DateTimeOffset literal in UTC: milliseconds, or microseconds when they matter."""
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S.")
-    if value.microsecond % 1000:
-        return text + f"{value.microsecond:06d}Z"
-    return text + f"{value.microsecond // 1000:03d}Z"
+    value = value.astimezone(UTC).replace(tzinfo=None)  # isoformat pads the year to 4 digits, strftime does not
+    return value.isoformat(timespec="microseconds" if value.microsecond % 1000 else "milliseconds") + "Z"
 
 
 @dataclasses.dataclass

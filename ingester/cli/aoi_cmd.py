@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load insi
     from ingester.preflight import Report, Work
     from ingester.store import Store
 
-WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the CPU count).")
+WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the CPU count); "
+                             "never more than the jobs the run can run, at most $INGESTER_MAX_WORKERS (32).")
 SceneWorkerOption = typer.Option(
     None, "--scene-worker", help="Advanced: import path `module:function` of the scene worker "
     "(default: $INGESTER_SCENE_WORKER or ingester.providers.worker:run_scene_job).")
@@ -98,7 +99,7 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
     if as_json:
         print_json({**(extra or {}), "aoi": report.aoi, "run_id": report.run_id, "jobs": report.jobs,
                     "attempts": report.attempts, "executed": report.executed, "outcomes": report.outcomes,
-                    "summary": report.summary, "unfinished": report.unfinished,
+                    "workers": report.workers, "summary": report.summary, "unfinished": report.unfinished,
                     "missing_outputs": report.missing_outputs, "deferred": report.deferred})
     else:
         ui.info(f"AOI {report.aoi}: {run_counts(report)}; AOI status {report.summary['status']}")
@@ -106,6 +107,8 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
         if report.waiting:
             ui.info(deferred_text(report.deferred))
     render_missing_outputs(ui, report)
+    if report.stuck:
+        ui.error(report.stuck)
     if report.waiting:
         d = report.deferred
         behind = f"; {d['tiles_waiting']} tile(s) wait for them" if d.get("tiles_waiting") else ""
@@ -113,7 +116,9 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
                 f"{behind}: run again then (`ingester run {report.aoi}`, e.g. from cron); "
                 f"`ingester status {report.aoi}` says why each waits")
     if report.failed:
-        u = report.unfinished
+        u = {k: v for k, v in report.unfinished.items() if k != "tile_stuck"}
+        if not any(u.values()):
+            raise typer.Exit(EXIT_JOBS_FAILED)
         counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in u.items() if v)
         hints = []
         for status, then in (("retry", f"then `ingester retry {report.aoi}`"),
@@ -248,8 +253,8 @@ def aoi_command(
     Without a file the catalogue is searched. Scenes already in the AOI are skipped; re-running is safe.
     Pre-flight checks (credentials, engines, storage, disk space: `ingester check`) run before anything
     is written. OneAtlas products are ordered only with --order (or the payload's order), within
-    --max-cost. Exit 4 when some jobs ended FAILED or RETRY, else 5 when some jobs are deferred (run
-    again later: orders being processed)."""
+    --max-cost. Exit 4 when some jobs ended FAILED or RETRY, or some tiles can never be released, else 5
+    when some jobs are deferred (run again later: orders being processed, offline products)."""
     from ingester.coordinator import check_lock, new_run_id
     from ingester.ingest import commit, prepare
     from ingester.ordering import permission
@@ -334,8 +339,9 @@ def run_command(
     """Resume an AOI's pending work (after a crash, a reboot or `ingester retry`) without searching;
     deferred jobs are picked up once due.
 
-    Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY, else 5
-    when some jobs are deferred (run again later)."""
+    Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY, or some
+    tiles can never be released (a cycle in their links), else 5 when some jobs are deferred (run again
+    later)."""
     from ingester.coordinator import check_lock
     from ingester.preflight import pending_work, preflight, work_of
     from ingester.store import Store

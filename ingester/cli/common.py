@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import warnings
@@ -120,6 +121,14 @@ def _on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
+def _store_path(kwargs: dict[str, Any]) -> str:
+    """The store a command works on, for an error message (its --db, else the setting)."""
+    try:
+        return load_settings({"db": kwargs.get("db")}).db
+    except Exception:  # noqa: BLE001 - only wording a message
+        return str(kwargs.get("db") or "the store")
+
+
 def command(fn: F) -> F:
     """Map IngesterError to its exit code with a one-line message; show our warnings on stderr."""
 
@@ -150,6 +159,11 @@ def command(fn: F) -> F:
                 return fn(*args, **kwargs)
         except IngesterError as exc:
             raise fail(str(exc), exc.exit_code) from None
+        except sqlite3.Error as exc:  # the store's disk filled up, it became read-only, … (exit 1)
+            from ingester.store import store_error
+
+            error = store_error(_store_path(kwargs), exc)
+            raise fail(str(error), error.exit_code) from None
         except OSError as exc:  # an output path that is a folder, unwritable, on a full disk, …
             where = f"{exc.filename}: " if exc.filename else ""
             raise fail(f"{where}{exc.strerror or exc}", EXIT_FAILURE) from None

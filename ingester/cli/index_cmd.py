@@ -20,10 +20,12 @@ from ingester.cli.common import (
 )
 
 
-def _open_store(db: str | None):
+def _open_store(db: str | None, readonly: bool = True):
+    """The store (never created here: a missing one is an InputError naming --db/INGESTER_DB); read-only
+    unless the command changes it (`verify` sets jobs back)."""
     from ingester.store import Store
 
-    return Store(settings(db=db).db, create=False)  # a missing store: InputError naming --db/INGESTER_DB
+    return Store(settings(db=db).db, create=False, readonly=readonly)
 
 
 def _num(value: float) -> str:
@@ -112,7 +114,7 @@ def verify_command(
 
     ui = UI(quiet)
     s = settings(db=db)
-    with _open_store(db) as store:
+    with _open_store(db, readonly=False) as store:
         store.require_aoi(aoi)
         check_lock(store, aoi, s.lease_seconds)  # a run is writing: its files are not settled yet
         problems, checked = verify(store, aoi, s)

@@ -40,7 +40,7 @@ def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     from ingester.store import Store
 
     s = settings(db=db)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         rows = store.layers()
     if as_json:
         print_json([{"variable": r.variable, "instance": r.instance, "instance_id": r.instance_id, "unit": r.unit,

@@ -74,7 +74,7 @@ def status_command(
             raise InputError("--map needs an AOI: `ingester status AOI --map PATH`")
         check_map_output("status --map", map_path, MAP_SUFFIXES)
     s = settings(db=db)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         names = [store.require_aoi(aoi).name] if aoi else store.aoi_names()
         summaries = []
         for n in names:
@@ -107,7 +107,7 @@ def aois_command(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     from ingester.workflow import aoi_status
 
     s = settings(db=db)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         rows = []
         for name in store.aoi_names():
             row = store.require_aoi(name)
@@ -137,7 +137,7 @@ def list_scenes(
 
     s = settings(db=db)
     wanted = _status(status)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         rows = store.scene_rows(store.require_aoi(aoi).id, wanted)
     if as_json:
         print_json([{**r.to_json(), "aoi": aoi} for r in rows])
@@ -163,7 +163,7 @@ def list_tiles(
 
     s = settings(db=db)
     wanted = _status(status)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         aoi_id = store.require_aoi(aoi).id
         rows = store.tile_rows(aoi_id, wanted)
         wkts = {tid: json.loads(data).get("wkt", "") for tid, data in store.execute(
@@ -195,6 +195,10 @@ def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None,
     if len(given) != 1:
         choices = "AOI, --scene ID or --tile ID" if aoi_allowed else "--scene ID or --tile ID"
         raise InputError(f"give exactly one of {choices} (ids from `ingester list scenes|tiles AOI`)")
+    for option, value in (("--scene", scene), ("--tile", tile)):
+        if value is not None and not 0 < value < 2**63:  # store ids are positive 64-bit integers
+            raise InputError(f"{option} {value}: no {option[2:]} with this id (ids come from "
+                             f"`ingester list {option[2:]}s AOI`)")
     if scene is not None:
         row = store.scene_row(scene)
         if row is None:
@@ -421,7 +425,7 @@ def history_command(
     from ingester.workflow import attempt_result
 
     s = settings(db=db)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         name, kind, job_id = _target(store, None, scene, tile, aoi_allowed=False)
         assert kind is not None and job_id is not None
         attempts = store.attempts(kind, job_id)
@@ -477,7 +481,7 @@ def dot_command(
 
     s = settings(db=db)
     refuse_output_over_inputs(output, {"store": s.db})
-    with Store(s.db, create=False) as store:
+    with Store(s.db, readonly=True) as store:
         text = dot(store, store.require_aoi(aoi).id)
     if output:
         atomic_write_text(output, text)

@@ -21,7 +21,7 @@ def stored_tiles(db: Path, aoi: str) -> tuple[list[Tile], set[str]]:
         return [], set()
     from ingester.store import Store
 
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:
         return store.aoi_tiles(aoi), store.scene_ids_in_aoi(aoi)
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ingester.errors import GraphError
 from ingester.graph import conditions as cond
+from ingester.graph.engine_config import check_config
 from ingester.graph.model import (
     ACTIONS,
     ARG_TYPES,
@@ -31,6 +32,8 @@ from ingester.graph.model import (
     Step,
     canonical_dtype,
 )
+from ingester.ids import layer_problem, shown
+from ingester.jsonfile import read_json
 from ingester.payload import Payload
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
@@ -116,6 +119,9 @@ class _Checker:
         extension = self.string(raw, "extension", where, required=False)
         if not layer:
             raise self.fail(f"{where}.layer", "must not be empty")
+        if not (kind == "out" and layer == "*"):  # `*`: every out-file of the step (a pattern)
+            self.layer(layer, f"{where}.layer")
+        self.extension(extension, f"{where}.extension")
         tile_index = 0
         if kind == "in":
             tile_index = raw.get("tile_index", 0)
@@ -143,18 +149,31 @@ class _Checker:
         condition = self.condition(raw, "condition", where, cond.TILE_CONDITIONS, "a step")
         return Step(engine, command, args, condition, i)
 
+    def layer(self, name: str, where: str) -> str:
+        """A layer name: part of file names in the work folder and the storage (`ingester.ids`)."""
+        problem = layer_problem(name)
+        if problem is not None:
+            raise self.fail(where, problem)
+        return name
+
+    def extension(self, ext: str, where: str) -> str:
+        """A file extension (`tif`, `dim`, `SAFE`, `*` for any): no path separator, no '..'."""
+        if ext and ext != "*" and layer_problem(ext) is not None:
+            raise self.fail(where, f"{shown(ext)} is not a file extension (letters, digits, '.', '_', '-')")
+        return ext
+
     def in_file(self, raw: Any, where: str) -> InFile:
         if not isinstance(raw, dict):
             raise self.fail(where, "an in-file must be an object")
-        layer = self.string(raw, "layer", where)
-        ext = self.string(raw, "extension", where, required=False)
+        layer = self.layer(self.string(raw, "layer", where), f"{where}.layer")
+        ext = self.extension(self.string(raw, "extension", where, required=False), f"{where}.extension")
         return InFile(layer, ext, self.condition(raw, "condition", where, cond.TILE_CONDITIONS, "an in-file"))
 
     def out_file(self, raw: Any, where: str) -> OutFile:
         if not isinstance(raw, dict):
             raise self.fail(where, "an out-file must be an object")
-        layer = self.string(raw, "layer", where)
-        ext = self.string(raw, "extension", where, required=False)
+        layer = self.layer(self.string(raw, "layer", where), f"{where}.layer")
+        ext = self.extension(self.string(raw, "extension", where, required=False), f"{where}.extension")
         action = raw.get("action") or "to_ignore"
         if action not in ACTIONS:
             raise self.fail(f"{where}.action", f"unknown action {json.dumps(action)} (expected one of "
@@ -276,6 +295,7 @@ def parse_graph(doc: Any, origin: str, name: str = "", base_dir: str = "", scene
         if not isinstance(value, str):
             raise check.fail(f"config.{key}", f"must be a string, got {json.dumps(value)}")
         config[str(key)] = value
+    check_config(config, lambda key, problem: check.fail(f"config.{key}", problem))
     envs_raw = doc.get("envs") or []
     if not isinstance(envs_raw, list) or not all(isinstance(e, str) and e and not e.startswith("=")
                                                  for e in envs_raw):
@@ -293,7 +313,22 @@ def parse_graph(doc: Any, origin: str, name: str = "", base_dir: str = "", scene
     )
     for step in steps:
         resolve_command(graph, step)  # a missing script or SNAP graph fails the load
+    check_config_formats(graph, graph.config, lambda where, problem: check.fail(where, problem))
     return graph
+
+
+def check_config_formats(graph: Graph, config: Mapping[str, str], fail: Callable[[str, str], Exception]) -> None:
+    """Out-files whose `dformat_out` names a config key: the value found in `config` (the graph's
+    defaults, or a payload's/scene's graph_config) must be a valid `dtype,nodata,min,max`."""
+    for index, outs in enumerate(graph.out_files):
+        for j, out in enumerate(outs):
+            if out.dformat_out is None or out.dformat_out.type != "config" or out.dformat_out.value not in config:
+                continue
+            try:
+                DFormat.parse(config[out.dformat_out.value])
+            except ValueError as exc:
+                raise fail(f"config.{out.dformat_out.value}", f"{exc} (read as out_files[{index}][{j}].dformat_out)") \
+                    from None
 
 
 def resolve_command(graph: Graph, step: Step) -> str:
@@ -316,16 +351,7 @@ def resolve_command(graph: Graph, step: Step) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _load_file(path: str, mtime: float, name: str, scene_graph: bool, builtin: bool) -> Graph:
-    text = ""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        from ingester.jsontext import describe
-
-        raise GraphError(f"graph {path}: {describe(exc, text)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GraphError(f"graph {path}: cannot read ({exc})") from None
+    doc = read_json(path, GraphError, origin=f"graph {path}")
     return parse_graph(doc, path, name, str(Path(path).parent), scene_graph, builtin)
 
 
@@ -365,22 +391,31 @@ def load_graph(name: str, graph_dirs: Sequence[str] = (), scene_graph: bool = Fa
 
 
 def check_graphs(origin: str, scene_graph_name: str, tile_graph_name: str, graph_dirs: Sequence[str],
-                 fields: tuple[str, str] = ("scene_graph_name", "tile_graph_name")) -> None:
+                 fields: tuple[str, str] = ("scene_graph_name", "tile_graph_name"),
+                 config: Mapping[str, str] | None = None, config_field: str = "graph_config") -> None:
     """Load a payload's (or a file's) scene and tile graphs up front, so that a misspelt graph name is an
     input error (exit 2) before anything is searched, written or downloaded. Empty names are skipped;
-    `fields` names where each name was read, for the message."""
+    `fields` names where each name was read, for the message. `config` (the payload's or scene's
+    graph_config, read from `config_field`) must give valid data formats to the graphs that read one."""
     for field, name, scene in ((fields[0], scene_graph_name, True), (fields[1], tile_graph_name, False)):
         if not name.strip():
             continue
         try:
-            load_graph(name, graph_dirs, scene_graph=scene)
+            graph = load_graph(name, graph_dirs, scene_graph=scene)
         except GraphError as exc:
             raise GraphError(f"{origin}: field '{field}': {exc}") from None
+        if config:
+            def fail(where: str, problem: str, name: str = name) -> GraphError:
+                return GraphError(f"{origin}: field '{config_field}.{where.removeprefix('config.')}': {problem} "
+                                  f"in graph {name!r}")
+
+            check_config_formats(graph, config, fail)
 
 
 def check_payload_graphs(payload: Payload) -> None:
     """`check_graphs` for a payload; relative graph files are looked up in the payload's folder."""
-    check_graphs(payload.path, payload.scene_graph_name, payload.tile_graph_name, (str(Path(payload.path).parent),))
+    check_graphs(payload.path, payload.scene_graph_name, payload.tile_graph_name, (str(Path(payload.path).parent),),
+                 config=payload.graph_config)
 
 
 def indexed_formats(graph: Graph, config: Mapping[str, str] | None = None) -> dict[str, DFormat]:

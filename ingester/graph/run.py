@@ -12,6 +12,7 @@ from pathlib import Path
 from ingester.errors import ProcessingError, StorageError
 from ingester.graph import conditions as cond
 from ingester.graph import engines, files
+from ingester.graph.engine_config import config_problem
 from ingester.graph.loader import resolve_command
 from ingester.graph.model import Arg, DFormat, Graph, OutFile
 from ingester.naming import constellation_of
@@ -90,11 +91,10 @@ class Runner:
         self.docker = docker
         self.step_record = step_record  # the running step's pid and start time (engines module doc)
         raw_timeout = self.config.get("step_timeout", "")
-        try:
-            self.timeout = float(raw_timeout) if raw_timeout else float(step_timeout)
-        except ValueError:
-            raise ProcessingError(f"graph {graph.origin}: config step_timeout {raw_timeout!r} is not a number "
-                                  "of seconds") from None
+        problem = config_problem("step_timeout", raw_timeout)  # checked at load; a store from before may differ
+        if problem is not None:
+            raise ProcessingError(f"graph {graph.origin}: config step_timeout {problem}")
+        self.timeout = float(raw_timeout) if raw_timeout.strip() else float(step_timeout)
 
     # --- values -----------------------------------------------------------------------------
     @property

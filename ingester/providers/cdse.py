@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from ingester.config import CDSE_DOMAINS, Settings, cdse_credentials
 from ingester.errors import AuthError, Deferred, HTTPError, NotFound
@@ -142,7 +142,7 @@ class CdseProvider(Provider):
         slots_dir = Path(self.settings.workdir).resolve() / ".slots" / "cdse"
         try:
             with slot(slots_dir, self.settings.cdse_max_downloads):
-                verified = download(service, f"Products({uuid})/$value", str(dest), auth=True,
+                verified = download(service, f"Products({quote(uuid, safe='')})/$value", str(dest), auth=True,
                                     expected=expected_from_metadata(scene.metadata), progress=self.progress,
                                     part=resume_part(self.settings, self.name, scene, dest.name))
         except HTTPError as exc:

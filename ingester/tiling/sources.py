@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from ingester import storage
 from ingester.config import ASF_DOMAINS, CDSE_DOMAINS, Settings, cdse_credentials
@@ -99,7 +99,8 @@ class CdseNodesSource:
         uuid = str(scene.metadata.get("uuid") or scene.tags.get("uuid") or "")
         if not uuid:
             return None
-        folder = f"Products({uuid})/Nodes({scene.source_id}.SAFE)/Nodes(annotation)/Nodes"
+        product, safe = quote(uuid, safe=""), quote(scene.source_id, safe="")  # ids never leave their key
+        folder = f"Products({product})/Nodes({safe}.SAFE)/Nodes(annotation)/Nodes"
         response = self.service.request("GET", folder, ok_statuses=(404,))
         if response.status_code == 404:
             response.close()
@@ -117,7 +118,7 @@ class CdseNodesSource:
             return None
         files = []
         for name in chosen:
-            path = folder[: -len("/Nodes")] + f"/Nodes({name})/$value"
+            path = folder[: -len("/Nodes")] + f"/Nodes({quote(name, safe='')})/$value"
             answer = self.service.request("GET", path, auth=self.service.token is not None)
             files.append((name, answer.content))
         return files

@@ -37,7 +37,7 @@ def open_view(target: str, payload: Path | None, db: str) -> View:
     from ingester.store import Store
 
     aoi = payload_aoi(payload)
-    with Store(db, create=False) as store:
+    with Store(db, readonly=True) as store:
         row = store.aoi(target)
         if row is None:
             known = store.aoi_names()

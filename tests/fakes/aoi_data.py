@@ -3,6 +3,7 @@ plus synthetic Sentinel-1 burst chains), written in the original's scenes.json /
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +23,12 @@ TAGS = {"area": "Denmark", "provider": "geocube-ingester", "source": "tutorial",
 def s2_scene(source_id: str, aoi: str = "DenmarkDemoS2", **tags: str) -> Scene:
     date = datetime.strptime(source_id.split("_")[2], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
     return Scene(source_id=source_id, aoi=aoi, date=date, wkt=WKT, tags={**TAGS, "sourceID": source_id, **tags},
-                 graph_name="CopyProductToStorage", is_retriable=True, metadata={"uuid": f"uuid-{source_id[-6:]}"})
+                 graph_name="CopyProductToStorage", is_retriable=True, metadata={"uuid": fake_uuid(source_id)})
+
+
+def fake_uuid(source_id: str) -> str:
+    """A stable UUID per product id: the CDSE catalogue names its products by UUID."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, source_id))
 
 
 def write_s2_scenes(path: Path, count: int = 3, aoi: str = "DenmarkDemoS2") -> Path:

@@ -64,6 +64,7 @@ class FakeCdse:
         self.max_active = 0
         self.rejected_quota = 0
         self.drop_after: list[int] = []  # per download, in order: bytes sent before closing
+        self.bytes_sent = 0  # bytes of product bodies handed to the sockets so far
         self.corrupt_next = 0  # number of downloads whose body gets one flipped byte
         self.throttle_next: list[int] = []  # Retry-After values for the next answers (429)
         self.unauthorized_next = 0  # answer 401 to the next N authorised downloads
@@ -288,6 +289,8 @@ class FakeCdse:
                     self.wfile.write(block)
                     sent += len(block)
                     pos += len(block)
+                    with fake.lock:
+                        fake.bytes_sent += len(block)
                     if fake.delay:
                         time.sleep(fake.delay)
                 with fake.lock:

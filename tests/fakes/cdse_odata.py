@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -284,6 +285,9 @@ class FakeCdseCatalogue:
         self.ignore_filter = False
         self.link_resource = "Products"  # where next links point (another name: a broken link, 404)
         self.requests: list[dict[str, Any]] = []  # {"path", "params", "url", "status"}
+        self.latency = 0.0  # seconds each answer takes (a remote service's round trip)
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most answered at once
         self._products: list[dict] = []
         self._serialized: dict[tuple[str, bool], str] = {}
         self._cache: dict[tuple[str, str], list[dict]] = {}
@@ -431,10 +435,18 @@ class FakeCdseCatalogue:
             def do_GET(self) -> None:  # noqa: N802
                 parsed = urlparse(self.path)
                 query = parse_qs(parsed.query, keep_blank_values=True)
+                with fake._lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
+                    if fake.latency:
+                        time.sleep(fake.latency)
                     status, headers, body = fake.answer(parsed.path, query)
                 except ODataError as exc:
                     status, headers, body = exc.status, {}, json.dumps(exc.body).encode()
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
                 fake.requests.append({"path": parsed.path, "params": {k: v[-1] for k, v in query.items()},
                                       "query": query, "url": f"http://127.0.0.1:{fake._server.server_address[1]}"
                                       f"{self.path}", "status": status})
