@@ -40,6 +40,7 @@ class Plan:
     source: str = ""  # "tiles file", "scenes file", "catalogue"
     layer_formats: dict[str, str] = dataclasses.field(default_factory=dict)  # layer → dformat its graph indexes
     storage: str = ""  # the AOI's storage (resolved), fixed when the AOI is created
+    order: dict[str, Any] | None = None  # permission and budget to order (ordering.approve), kept with the AOI
 
 
 @dataclasses.dataclass
@@ -346,7 +347,8 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
                              f"{len(raced)} of these scenes (e.g. {raced[0]}); nothing was written, re-run the "
                              "command (the scenes already in the AOI are then skipped)")
         instances = resolve_layers(store, payload, create=create_layers, formats=plan.layer_formats)
-        store.set_aoi_settings(payload.name, aoi_settings(payload, instances, plan.storage), now)
+        store.set_aoi_settings(payload.name, {**aoi_settings(payload, instances, plan.storage),
+                                              **({"order": plan.order} if plan.order is not None else {})}, now)
         keys: dict[tuple[str, str], int] = {k: v[0] for k, v in store.tile_status_by_key(payload.name).items()
                                             if v[1] != FAILED}
         pending_links = []

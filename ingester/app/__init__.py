@@ -16,6 +16,7 @@ from ingester.app.reports import (
     FailReport,
     History,
     IngestReport,
+    OrderApproval,
     RefreshReport,
     RemoveReport,
     RetryReport,
@@ -25,7 +26,8 @@ from ingester.app.reports import (
 from ingester.app.session import AoiSession, add_layer, check_download_settings, resolve_target
 
 __all__ = [
-    "AoiSession", "CheckReport", "DryRunReport", "FailReport", "History", "IngestReport", "RefreshReport",
+    "AoiSession", "CheckReport", "DryRunReport", "FailReport", "History", "IngestReport", "OrderApproval",
+    "RefreshReport",
     "RemoveReport", "RetryReport", "TilesReport", "VerifyReport", "add_layer", "check_download_settings",
     "resolve_target",
 ]

@@ -31,6 +31,15 @@ class IngestReport:
 
 
 @dataclasses.dataclass(frozen=True)
+class OrderApproval:
+    """`ingester aoi --order`: what the ingestion may order, priced before anything is written."""
+
+    source: str  # who allowed it: "--order" or "the payload"
+    estimate: str  # the estimate, as text (products, price, unit)
+    max_cost: float | None  # the budget, if any
+
+
+@dataclasses.dataclass(frozen=True)
 class DryRunReport:
     """`ingester aoi --dry-run`: what would be ingested, downloaded and processed, and the checks."""
 

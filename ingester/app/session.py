@@ -31,6 +31,7 @@ from ingester.app.reports import (
     DryRunReport,
     FailReport,
     IngestReport,
+    OrderApproval,
     RefreshReport,
     RemoveReport,
     RetryReport,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
     from ingester.coordinator import RunReport
     from ingester.ingest import Plan
+    from ingester.ordering import Permission
     from ingester.payload import Payload
     from ingester.preflight import Pending, Work
 
@@ -95,7 +97,8 @@ class AoiSession:
 
     def __init__(self, settings: Settings, aoi: str | None = None, *, scene: int | None = None,
                  tile: int | None = None, payload: str | Path | Payload | None = None, aoi_allowed: bool = True,
-                 runs: bool = False, check_lock: bool = True, readonly: bool = False):
+                 runs: bool = False, check_lock: bool = True, readonly: bool = False, order: bool | None = None,
+                 max_cost: float | None = None):
         self.settings = settings
         self._target = (aoi, scene, tile, aoi_allowed)
         self._payload_arg = payload
@@ -110,6 +113,9 @@ class AoiSession:
         self.run_id: str | None = None  # while the session holds the AOI's lock
         self._pending: Pending | None = None
         self._preflight_done = False
+        self._order = (order, max_cost)  # an ingestion's permission to order (None: not asked)
+        self._permission: Permission | None = None
+        self.approval: OrderApproval | None = None  # what `plan` priced for ordering, when anything
 
     # -- the block --------------------------------------------------------------------------------
     def __enter__(self) -> AoiSession:
@@ -135,6 +141,10 @@ class AoiSession:
             self.payload = (self._payload_arg if isinstance(self._payload_arg, Payload)
                             else load_payload(self._payload_arg))
             self.name = self.payload.name
+            if self._order[0] is not None:
+                from ingester.ordering import permission
+
+                self._permission = permission(self.payload, bool(self._order[0]), self._order[1])
         if self.runs:
             check_download_settings(self.settings)
         if self.payload is not None:
@@ -200,7 +210,19 @@ class AoiSession:
         else:  # no store yet: the input is validated against an empty one, the file is created only by ingest()
             with Store(":memory:") as empty:
                 plan = ingest.prepare(empty, payload, self.settings, scenes_file, tiles_file, create_layers)
+        if self._permission is not None:
+            self._approve(plan, self._permission)
         return plan
+
+    def _approve(self, plan: Plan, allowed: Permission) -> None:
+        """What this ingestion may order, priced before anything is written (`ordering.approve`: exit 2
+        above the budget); kept with the AOI by `ingest`."""
+        from ingester.ordering import aoi_order_scenes, approve
+
+        scenes = list(plan.scenes) + (aoi_order_scenes(self.store, plan.payload.name) if self.store is not None
+                                      else [])
+        plan.order, costs = approve(scenes, self.settings, allowed)
+        self.approval = None if costs is None else OrderApproval(allowed.source, costs.text(), allowed.max_cost)
 
     def _require_payload(self) -> Payload:
         if self.payload is None:

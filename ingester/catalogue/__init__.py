@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ingester.payload import Payload
 
 
-SUPPORTED = ("sentinel1", "sentinel2", "landsat89")
+SUPPORTED = ("sentinel1", "sentinel2", "landsat89", "phr", "spot")
 
 
 def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None) -> SearchResult:
@@ -55,6 +55,10 @@ def _search(payload: Payload, settings: Settings, page: int | None, limit: int |
         from ingester.catalogue import landsat
 
         return landsat.search(payload, settings, page, limit)
+    if payload.constellation in ("phr", "spot"):
+        from ingester.catalogue import oneatlas
+
+        return oneatlas.search(payload, settings, page, limit)
     if payload.constellation in SUPPORTED:
         from ingester.catalogue import cdse
 

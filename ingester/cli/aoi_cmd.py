@@ -13,7 +13,7 @@ from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, 
 from ingester.errors import EXIT_DEFERRED, EXIT_JOBS_FAILED
 
 if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load inside the commands
-    from ingester.app import AoiSession, CheckReport, DryRunReport, IngestReport
+    from ingester.app import AoiSession, CheckReport, DryRunReport, IngestReport, OrderApproval
     from ingester.config import Settings
     from ingester.coordinator import RunReport
     from ingester.preflight import Report
@@ -217,20 +217,30 @@ def aoi_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be ingested, downloaded (count, "
                                  "announced bytes) and processed, and the pre-flight checks; write nothing, "
                                  "download nothing (exit 2 when a check fails)."),
+    order: bool = typer.Option(
+        False, "--order", help="Allow this run to order the OneAtlas products it needs (they cost credits; also the "
+        "payload parameter \"order\": \"true\"). Without it nothing is ordered: such a scene ends RETRY/FAILED "
+        "saying so. What may be ordered is priced first; `run` and `retry` keep the latest `aoi`'s permission."),
+    max_cost: float | None = typer.Option(
+        None, "--max-cost", min=0, metavar="N", help="With --order: refuse the whole ingestion (exit 2, nothing "
+        "written or ordered) when the estimated price of what it may order exceeds N (the account's unit, e.g. "
+        "credits); default: the payload's maxCost, else no limit."),
 ) -> None:
     """Ingest an area: scenes (searched, or from --scenes/--tiles) → records, scenes and tiles in the store,
     then run one download job per scene and one processing job per tile until no job can progress.
 
     Without a file the catalogue is searched. Scenes already in the AOI are skipped; re-running is safe.
     Pre-flight checks (credentials, engines, storage, disk space: `ingester check`) run before anything
-    is written. Exit 4 when some jobs ended FAILED or RETRY, or some tiles can never be released, else 5
-    when some jobs are deferred (run again later)."""
+    is written. OneAtlas products are ordered only with --order (or the payload's order), within
+    --max-cost. Exit 4 when some jobs ended FAILED or RETRY, or some tiles can never be released, else 5
+    when some jobs are deferred (run again later: orders being processed, offline products)."""
     from ingester.app import AoiSession
 
     ui = UI(quiet)
     s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
-    with AoiSession(s, payload=payload, runs=True, check_lock=not dry_run) as session:
+    with AoiSession(s, payload=payload, runs=True, check_lock=not dry_run, order=order, max_cost=max_cost) as session:
         plan = session.plan(_path(scenes), _path(tiles), create_layers)
+        render_approval(ui, session.approval)
         if dry_run:
             dry = session.dry_run(plan)
         else:
@@ -241,6 +251,13 @@ def aoi_command(
         render_dry_run(ui, dry, as_json)
         return
     render_report(ui, report, as_json, {"ingested": ingested.to_json()})
+
+
+def render_approval(ui: UI, approval: OrderApproval | None) -> None:
+    """What this ingestion may order, as priced before anything was written."""
+    if approval is not None:
+        budget = f" within the budget of {approval.max_cost:g}" if approval.max_cost is not None else " (no budget set)"
+        ui.info(f"ordering allowed by {approval.source}: OneAtlas {approval.estimate}{budget}")
 
 
 @app.command("run")
