@@ -25,7 +25,7 @@ from ingester.errors import (
 from ingester.locks import acquire_lock
 from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
-from ingester.scenes import Scene, read_scenes
+from ingester.scenes import Scene, Tile, read_scenes
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, dumps, monotonic_now, now_text, scene_data, tile_data
 from ingester.times import format_time
@@ -351,7 +351,8 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
                                               **({"order": plan.order} if plan.order is not None else {})}, now)
         keys: dict[tuple[str, str], int] = {k: v[0] for k, v in store.tile_status_by_key(payload.name).items()
                                             if v[1] != FAILED}
-        pending_links = []
+        next_tile = store.next_tile_id()  # the tiles get their ids here: their links are known when inserted
+        new_tiles: list[tuple[int, int, Tile]] = []
         for scene in plan.scenes:
             if scene.record_id:
                 record_id, was_created = trusted_record(store, scene), False
@@ -367,17 +368,21 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
             except Exception as exc:
                 raise StoreError(f"scene {scene.source_id}: cannot store it: {exc}") from None
             for tile in scene.tiles:
-                tile_id = store.insert_tile(scene_id, aoi_id, tile.source_id, NEW, payload.retry_count,
-                                            tile_data(tile), now)
-                keys[tile.key] = tile_id
-                n_tiles += 1
-                pending_links.append((tile_id, tile))
-        for tile_id, tile in pending_links:
+                keys[tile.key] = next_tile
+                new_tiles.append((next_tile, scene_id, tile))
+                next_tile += 1
+        rows = []
+        for tile_id, scene_id, tile in new_tiles:
             prev = keys.get(tile.previous.key) if tile.previous else None
             ref = keys.get(tile.reference.key) if tile.reference else None
             if (tile.previous and prev is None) or (tile.reference and ref is None):
                 raise StoreError(f"insert tile {tile.source_id} of {tile.scene_id}: its previous or reference tile "
                                  "is missing or FAILED (hint: check the parent tile is not FAILED)")
-            if prev is not None or ref is not None:
-                store.set_links(tile_id, prev, ref, now)
+            rows.append((tile_id, scene_id, aoi_id, tile.source_id, NEW, payload.retry_count, tile_data(tile), now,
+                         prev, ref))
+        try:
+            store.insert_tiles(rows)
+        except Exception as exc:
+            raise StoreError(f"cannot store the tiles of AOI {payload.name!r}: {exc}") from None
+        n_tiles = len(rows)
     return IngestResult(aoi_id, len(plan.scenes), n_tiles, created, reused, plan.skipped)
