@@ -44,6 +44,12 @@ def storage_key(uri: str) -> str:
     return uri.rstrip("/")
 
 
+def storage_given(settings: Settings) -> bool:
+    """Whether INGESTER_STORAGE_URI (or ingester.toml's storage_uri) names a storage: its default does
+    not, so that an existing AOI keeps the storage it was created with when the setting is unset."""
+    return settings.storage_uri != Settings.__dataclass_fields__["storage_uri"].default
+
+
 def effective_storage(payload_storage_uri: str, settings: Settings) -> tuple[str, str]:
     """(the storage an AOI of this payload gets, where that comes from)."""
     uri = resolve_storage_uri("", payload_storage_uri, settings)
@@ -63,10 +69,13 @@ def check_run_storage(aoi: str, aoi_settings_json: dict[str, Any], settings: Set
     fixed = aoi_settings_json.get("storage")
     if not fixed:
         return aoi_storage(aoi_settings_json, settings)
+    if not (aoi_settings_json.get("storage_uri") or "").strip() and not storage_given(settings):
+        return fixed  # nothing asks for another storage: the AOI's own
     now, origin = effective_storage(aoi_settings_json.get("storage_uri") or "", settings)
     if storage_key(now) != storage_key(fixed):
         raise InputError(f"AOI {aoi!r} keeps its files in {fixed}, but {origin} now says {now}: an AOI's storage "
-                         f"is fixed when it is created (set it back to {fixed}, or unset it)")
+                         f"is fixed when it is created (set it back to {fixed}, or unset it: the AOI then uses "
+                         "its own)")
     return fixed
 
 

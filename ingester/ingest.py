@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ingester.aoi_config import aoi_settings, aoi_storage, effective_storage, storage_key
+from ingester.aoi_config import aoi_settings, aoi_storage, effective_storage, storage_given, storage_key
 from ingester.config import Settings
 from ingester.errors import (
     InputError,
@@ -251,7 +251,8 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     if not create_layers:
         resolve_layers(store, payload, create=False, formats=layer_formats(payload))  # the payload's graph
     storage, storage_origin = effective_storage(payload.storage_uri, settings)
-    check_aoi_settings(store, payload, storage, storage_origin)
+    asked = bool((payload.storage_uri or "").strip()) or storage_given(settings)  # unset: the AOI keeps its own
+    check_aoi_settings(store, payload, storage if asked else "", storage_origin)
     existing_aoi = store.aoi(payload.name)
     if existing_aoi is not None:
         storage = aoi_storage(existing_aoi.settings, settings)
