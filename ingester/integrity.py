@@ -13,13 +13,12 @@ workflow (`workflow.rebuild`) so that the next run rebuilds them.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
 from typing import Any
 
 from ingester import storage
 from ingester.config import Settings
-from ingester.store import Store, TileRow, host_name, now_text
+from ingester.store import Store, TileRow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +183,7 @@ def set_back(store: Store, aoi: str, problems: list[Problem], settings: Settings
     holds the lock): a product's scene and an output's tile. Each change is written to the job's
     history. Returns the source ids set back."""
     from ingester.locks import check_lock
-    from ingester.workflow import Policy, rebuild
+    from ingester.workflow import Policy, note_manual_changes, rebuild
 
     done: dict[str, list[str]] = {"scenes": [], "tiles": []}
     with store.transaction():
@@ -193,6 +192,8 @@ def set_back(store: Store, aoi: str, problems: list[Problem], settings: Settings
             check_lock(store, aoi, settings.lease_seconds)
         policy = Policy(int(row.settings.get("retry_count", 0)), settings.retry_backoff,
                         settings.max_temporary_retries)
+        before = store.job_statuses(row.id)
+        messages: dict[tuple[str, int], str] = {}
         jobs: dict[tuple[str, int], tuple[str, list[Problem]]] = {}
         for p in problems:
             key = ("scene", p.scene_id) if p.kind == "product" else ("tile", p.tile_id or 0)
@@ -202,10 +203,11 @@ def set_back(store: Store, aoi: str, problems: list[Problem], settings: Settings
             if store.job_status(kind, job_id) != "DONE":
                 continue
             message = "ingester verify: " + "; ".join(f"{p.uri}: {p.problem} ({p.detail})" for p in found)
-            status = rebuild(store, kind, job_id, policy, message)
-            store.add_attempt(kind, job_id, row.id, store.job_attempts(kind, job_id), "verify", host_name(),
-                              os.getpid(), now_text(), "manual", status, message)
+            rebuild(store, kind, job_id, policy, message)
+            messages[(kind, job_id)] = message
             done["scenes" if kind == "scene" else "tiles"].append(name)
+        note_manual_changes(store, row.id, before, holder or "verify", "ingester verify: waits again for a job "
+                            "set back (its stored files are missing or damaged)", messages)
     return done
 
 

@@ -329,6 +329,29 @@ def make_due(store: Store, kind: str, job_id: int | None = None, aoi_id: int | N
     return store.make_due(kind, monotonic_now(), now_text(), job_id=job_id, aoi_id=aoi_id)
 
 
+# --- what a command changed by hand, in the jobs' history ----------------------------------------------
+
+def note_manual_changes(store: Store, aoi_id: int, before: dict[tuple[str, int], str], run_id: str, message: str,
+                        messages: dict[tuple[str, int], str] | None = None) -> int:
+    """A `manual` attempt row (`history`: `manual → <status>`) for every job of the AOI whose status a
+    command (`fail`, `retry`, `verify`) changed since `before` (`store.job_statuses`), with `message`
+    or the job's own in `messages`; a tile merely released by the change (NEW → PENDING, as after any
+    job) is not an event. Call inside the command's transaction. Returns how many rows."""
+    import os
+
+    from ingester.store import host_name
+
+    host, pid, now, n = host_name(), os.getpid(), now_text(), 0
+    for (kind, job_id), status in store.job_statuses(aoi_id).items():
+        old = before.get((kind, job_id))
+        if old == status or (old == NEW and status == PENDING and (kind, job_id) not in (messages or {})):
+            continue
+        store.add_attempt(kind, job_id, aoi_id, store.job_attempts(kind, job_id), run_id, host, pid, now, "manual",
+                          status, (messages or {}).get((kind, job_id), message))
+        n += 1
+    return n
+
+
 # --- rebuilding what storage lost (ingester verify) ------------------------------------------------
 
 def rebuild(store: Store, kind: str, job_id: int, policy: Policy, message: str) -> str:

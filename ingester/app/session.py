@@ -307,6 +307,7 @@ class AoiSession:
             force_retry,
             force_retry_aoi,
             make_due,
+            note_manual_changes,
             retry_aoi,
             set_status,
         )
@@ -317,8 +318,11 @@ class AoiSession:
         policy = self._policy(store)
         kind, job_id = self.kind, self.job_id
         made_due = revived = retried = 0
+        command = "ingester retry" + (" --force" if force else "") + (f" --{kind} {job_id}" if kind else "")
         try:
             with store.transaction():
+                aoi_id = store.require_aoi(self.name).id
+                before = store.job_statuses(aoi_id)
                 if kind is not None and job_id is not None:
                     if make_due(store, kind, job_id):
                         made_due = 1
@@ -328,12 +332,13 @@ class AoiSession:
                         set_status(store, kind, job_id, PENDING, policy=policy)
                         retried = 1
                 else:
-                    aoi_id = store.require_aoi(self.name).id
                     if force:
                         revived = force_retry_aoi(store, aoi_id, policy)
                     else:
                         retried = retry_aoi(store, aoi_id, policy)
                     made_due = make_due(store, "scene", aoi_id=aoi_id) + make_due(store, "tile", aoi_id=aoi_id)
+                assert self.run_id is not None
+                note_manual_changes(store, aoi_id, before, self.run_id, f"{command}: back in the queue")
         except TransitionError as exc:  # asking to retry a job that cannot be retried: invalid input
             hint = ""
             if not force and kind is not None and "FAILED->" in str(exc):
@@ -344,12 +349,18 @@ class AoiSession:
     # -- repairs ----------------------------------------------------------------------------------------
     def fail(self, message: str = "failed by hand", force: bool = False) -> FailReport:
         """Set the session's scene or tile FAILED, with the fail cascade (docs/workflow.md, "Fail cascade")."""
-        from ingester.workflow import FAILED, TransitionError, set_status
+        from ingester.workflow import FAILED, TransitionError, note_manual_changes, set_status
 
         assert self.kind is not None and self.job_id is not None
         store = self._lock()
+        assert self.run_id is not None
         try:
-            set_status(store, self.kind, self.job_id, FAILED, message, force=force)
+            with store.transaction():
+                aoi_id = store.require_aoi(self.name).id
+                before = store.job_statuses(aoi_id)
+                set_status(store, self.kind, self.job_id, FAILED, message, force=force)
+                command = f"ingester fail --{self.kind} {self.job_id}" + (" --force" if force else "")
+                note_manual_changes(store, aoi_id, before, self.run_id, f"{command}: {message}")
         except TransitionError as exc:
             raise InputError(f"{exc} (--force fails it whatever its status)") from None
         row = store.scene_row(self.job_id) if self.kind == "scene" else store.tile_row(self.job_id)

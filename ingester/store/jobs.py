@@ -58,6 +58,12 @@ class JobStore(StoreBase):
     def job_attempts(self, kind: str, job_id: int) -> int:
         return self.one(f"SELECT attempts FROM {table(kind)} WHERE id = ?", (job_id,))
 
+    def job_statuses(self, aoi_id: int) -> dict[tuple[str, int], str]:
+        """(kind, id) → status of every scene and tile of an AOI."""
+        return {(r["kind"], r["id"]): r["status"] for r in self.rows(
+            "SELECT 'scene' AS kind, id, status FROM scene WHERE aoi_id = ?1 "
+            "UNION ALL SELECT 'tile' AS kind, id, status FROM tile WHERE aoi_id = ?1", (aoi_id,))}
+
     def update_job(self, kind: str, job_id: int, values: dict[str, Any]) -> None:
         """Set workflow columns of one job."""
         unknown = set(values) - JOB_COLUMNS
@@ -216,7 +222,7 @@ class JobStore(StoreBase):
 
     def add_attempt(self, kind: str, job_id: int, aoi_id: int, attempt: int, run_id: str, host: str, pid: int,
                     at: str, outcome: str, status: str, message: str) -> None:
-        """A finished attempt row for a change made by hand (`ingester verify`)."""
+        """A finished attempt row for a change made by hand (`fail`, `retry`, `verify`: outcome `manual`)."""
         self.execute("INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, started_at, "
                      "finished_at, outcome, status, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                      (kind, job_id, aoi_id, attempt, run_id, host, pid, "", at, at, outcome, status, message))
