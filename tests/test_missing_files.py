@@ -120,7 +120,7 @@ def test_deleted_and_damaged_files_are_reported_then_verify_sets_their_jobs_back
     assert set(statuses("tile").values()) == {"DONE"}  # a run says so; verify decides what to redo
 
     verify = cli("verify", AOI, "--json")
-    assert verify.exit_code == 0, verify.stderr
+    assert verify.exit_code == 4, verify.stderr  # problems found and jobs set back
     report = json.loads(verify.stdout)
     problems = {(p["uri"], p["problem"]) for p in report["problems"]}
     assert problems == {(uris[gone], "missing"), (product_uri(gone), "missing"), (uris[damaged], "checksum")}

@@ -17,8 +17,9 @@ app = typer.Typer(
     cls=JsonErrorsGroup,
     help="Find satellite scenes over an area, split them into tiles, download, process and index them.\n\n"
     "Exit codes: 0 success; 1 runtime failure; 2 invalid input; 3 another run holds the AOI's lock; "
-    "4 the run finished but some jobs ended FAILED or RETRY (or tiles can never be released); 5 the run finished "
-    "what could run now and some jobs are deferred (run again later).",
+    "4 the run finished but some jobs ended FAILED or RETRY (or tiles can never be released; `verify` set jobs "
+    "back); 5 the run finished what could run now and some jobs are deferred (run again later); 130 interrupted "
+    "(Ctrl-C); 141 the reader of the output went away (`| head`); 143 terminated (SIGTERM).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
