@@ -31,6 +31,7 @@ from ingester.graph.model import (
     OutFile,
     Step,
     canonical_dtype,
+    value_problem,
 )
 from ingester.ids import layer_problem, shown
 from ingester.jsonfile import read_json
@@ -223,6 +224,11 @@ class _Checker:
             ext_max_value=self.number(raw, "ext_max_value", where, 0.0),
             exponent=exponent, nbands=nbands, optional=optional,
         )
+        if datatype:  # the original's explicit format fields: values the type can hold
+            for key in ("nodata", "min_value", "max_value"):
+                problem = value_problem(datatype, getattr(out, key), nan_allowed=key == "nodata")
+                if problem:
+                    raise self.fail(f"{where}.{key}", f"{problem} (datatype {datatype})")
         if action == "to_index" and not out.ext_min_value < out.ext_max_value:
             raise self.fail(where, f"layer {layer!r} is indexed but ext_min_value ({out.ext_min_value:g}) is not "
                                    f"lower than ext_max_value ({out.ext_max_value:g})")
