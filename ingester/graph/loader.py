@@ -437,6 +437,10 @@ def indexed_formats(graph: Graph, config: Mapping[str, str] | None = None) -> di
             fmt: DFormat | None
             if item.dformat_out is None:
                 fmt = item.dformat()
+                try:  # the original's fields may leave min = max = 0: no usable format then
+                    fmt = DFormat.parse(str(fmt)) if fmt is not None else None
+                except ValueError:
+                    fmt = None
             else:
                 text = item.dformat_out.value if item.dformat_out.type == "fixed" else values.get(
                     item.dformat_out.value)
