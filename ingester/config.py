@@ -214,6 +214,27 @@ def _coerce(name: str, kind: Any, raw: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {name}: {exc}") from None
 
 
+def private_file_problem(path: str | Path) -> str | None:
+    """Why a file holding passwords is not private (None: it is): the rule of Python's netrc reader
+    (and ftp's, curl's), also applied to ingester.toml: no permission for group or others, owned by
+    the user running the tool."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    mode = st.st_mode & 0o777
+    if mode & 0o077:
+        return f"mode {mode:o}: readable by other users"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return "owned by another user"
+    return None
+
+
+def refused_private_file(path: str | Path, problem: str, holds: str = "passwords") -> ConfigError:
+    return ConfigError(f"{path}: refused ({problem}): a file holding {holds} must be private; run "
+                       f"`chmod 600 {path}`")
+
+
 def _toml_values(path: Path | None) -> tuple[dict[str, Any], str]:
     if path is None:
         env_path = os.environ.get("INGESTER_CONFIG")
@@ -224,11 +245,18 @@ def _toml_values(path: Path | None) -> tuple[dict[str, Any], str]:
             return {}, str(path)
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh), str(path)
+            values = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
+    secrets = sorted(k for k in SECRET_FIELDS if values.get(k) not in (None, ""))
+    problem = private_file_problem(path) if secrets else None
+    if problem:  # the same rule as ~/.netrc: a password others may read is never used
+        raise refused_private_file(path, problem, f"secrets ({', '.join(secrets)})")
+    return values, str(path)
 
 
 def load_settings(
@@ -269,12 +297,8 @@ def netrc_credentials(url: str, path: str | None = None) -> tuple[str, str] | No
     except netrc.NetrcParseError as exc:
         where = path or exc.filename or os.path.expanduser("~/.netrc")
         if "permissive" in str(exc) or "owner" in str(exc):
-            try:
-                mode = f"mode {os.stat(where).st_mode & 0o777:o}, "
-            except OSError:
-                mode = ""
-            raise ConfigError(f"{where}: refused ({mode}readable by other users or not owned by you): a file "
-                              f"holding passwords must be private; run `chmod 600 {where}`") from None
+            problem = private_file_problem(where) or "readable by other users or not owned by you"
+            raise refused_private_file(where, problem) from None
         raise ConfigError(f"{where}: cannot be read as a netrc file: {exc.msg} (line {exc.lineno})") from None
     except OSError as exc:
         raise ConfigError(f"{path or '~/.netrc'}: {exc.strerror or exc}") from None
