@@ -44,6 +44,7 @@ from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
 from ingester.tokens import AccessToken, TokenSource, worker_settings
+from ingester.wording import plural
 from ingester.workflow import (
     PENDING,
     Policy,
@@ -399,7 +400,7 @@ class Coordinator:
                     if batch:
                         self._write(batch)
                         executed += len(batch)
-                        self.progress(f"{len(self.jobs_run)} jobs, {executed} attempts finished")
+                        self.progress(f"{plural(len(self.jobs_run), 'job')}, {plural(executed, 'attempt')} finished")
                 if time.monotonic() - last_beat >= beat_every:
                     self._heartbeat()
                     last_beat = time.monotonic()

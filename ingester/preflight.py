@@ -42,6 +42,7 @@ from ingester.errors import (
     RateLimited,
     Unavailable,
 )
+from ingester.fileio import folder_problem
 from ingester.naming import is_copy_graph
 from ingester.scenes import Scene
 from ingester.wording import plural
@@ -394,9 +395,9 @@ def _storage(work: Work, settings: Settings) -> Check:
     for label, uri in [("work folder", settings.workdir), *(("storage", u) for u in sorted(work.storage_uris))]:
         local = _local(uri)
         if local is not None:
-            base = _nearest_existing(local)
-            if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
-                problems.append(f"{label} {uri}: {base} cannot be written")
+            problem = folder_problem(local)
+            if problem:
+                problems.append(f"{label} {uri}: {problem}")
             else:
                 checked.append(f"{label} {uri}")
             continue

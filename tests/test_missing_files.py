@@ -150,3 +150,11 @@ def test_verify_refuses_while_a_run_holds_the_aoi_and_needs_an_existing_aoi(cli,
     result = cli("verify", AOI)
     assert result.exit_code == 3 and "locked" in result.stderr
     assert cli("verify", "Nope").exit_code == 2
+
+
+def test_datasets_text_shows_times_with_their_z_as_json_does(cli, project):
+    payload, scenes = project
+    assert cli("aoi", payload, "--scenes", scenes, "--create-layers", "--workers", "1", "-q").exit_code == 0
+    times = [row["time"] for row in json.loads(cli("datasets", AOI, "--json").stdout)]
+    rows = [line.split("\t") for line in cli("datasets", AOI).stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == [t[:19] + "Z" for t in times] and all(t.endswith("Z") for t in times)

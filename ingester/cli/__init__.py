@@ -6,6 +6,7 @@ Each command group lives in its own module and registers itself on `app`.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -49,4 +50,13 @@ for _module in ("scenes_cmd", "tiles_cmd", "aoi_cmd", "views_cmd", "layers_cmd",
 
 
 def main() -> None:
-    app()
+    from ingester.cli.common import quiet_broken_pipe
+
+    try:
+        app()
+    except BrokenPipeError:  # (outside a command)
+        raise SystemExit(quiet_broken_pipe()) from None
+    except SystemExit as exc:  # click ends a broken pipe while printing help or usage with 1: the same 141
+        if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            raise SystemExit(quiet_broken_pipe()) from None
+        raise

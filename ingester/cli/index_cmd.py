@@ -47,6 +47,7 @@ def datasets_command(
     named on stderr."""
     from ingester.index import dataset_listing
     from ingester.integrity import missing_datasets, missing_text
+    from ingester.times import format_time, parse_time
 
     with _open_store(db) as store:
         missing = missing_datasets(store, aoi) if store.require_aoi(aoi) else []
@@ -62,7 +63,7 @@ def datasets_command(
     typer.echo("time\tlayer\ttile\tdformat\treal range\turi\tin storage")
     for row in rows:
         fmt = row["dformat"]
-        typer.echo(f"{row['time'][:19]}\t{row['layer']}\t{row['tile']}\t"
+        typer.echo(f"{format_time(parse_time(row['time']).replace(microsecond=0))}\t{row['layer']}\t{row['tile']}\t"
                    f"{fmt['dtype']},{_num(fmt['nodata'])},{_num(fmt['min'])},{_num(fmt['max'])}\t"
                    f"[{_num(row['real_min'])}, {_num(row['real_max'])}]\t{row['uri']}\t"
                    f"{'MISSING' if row['missing'] else 'yes'}")
