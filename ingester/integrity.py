@@ -290,8 +290,8 @@ def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], d
     seen.update(listings(u for u in needed if _folder(u)[0] not in seen))
     for uri, p in needed.items():
         if size_of(uri) is None:  # (already stored again: its tile's next run reads it)
-            problems.append(Problem("product", uri, "needed", "deleted by its tile graph after processing (by "
-                                    "design); stored again to rebuild the tile's outputs", p.scene, p.tile,
+            problems.append(Problem("product", uri, "needed", "deleted by design by its tile graph after "
+                                    "processing; stored again to rebuild the tile's outputs", p.scene, p.tile,
                                     p.scene_id, None))
     return problems, {"products": len(products), "datasets": len(datasets)}
 
