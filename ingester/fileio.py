@@ -69,7 +69,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_copy(source: str | Path, path: str | Path) -> None:
-    _replace(path, lambda tmp: shutil.copyfile(source, tmp))
+    def fill(tmp: str) -> None:
+        shutil.copyfile(source, tmp)
+
+    _replace(path, fill)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -74,7 +74,7 @@ def add_layer(store: Store, variable: str, instance: str, dformat: str | None = 
         if existing is not None:
             return existing, False
         cur = store.execute("INSERT INTO instance (variable_id, name) VALUES (?, ?)", (variable_id, instance))
-        return cur.lastrowid, True
+        return int(cur.lastrowid or 0), True  # (an INSERT always sets it)
 
 
 def add_layer_command(layer: Layer, dformat: str | None = None) -> str:
@@ -156,7 +156,7 @@ def find_or_create_record(store: Store, scene: Scene) -> tuple[int, bool]:
         return existing, False
     cur = store.execute("INSERT INTO record (name, time, tags, match_tags, aoi_wkt, created_at) VALUES (?,?,?,?,?,?)",
                         (key[0], key[1], dumps(tags), key[2], scene.wkt, now_text()))
-    return cur.lastrowid, True
+    return int(cur.lastrowid or 0), True  # (an INSERT always sets it)
 
 
 def trusted_record(store: Store, scene: Scene) -> int:
