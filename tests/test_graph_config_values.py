@@ -48,7 +48,9 @@ def test_each_built_in_graph_checks_the_values_it_reads(cli, repo, tmp_path, nam
     assert f"field 'graph_config.{key}'" in result.stderr and allowed in result.stderr
 
 
-def test_good_values_pass_and_a_scenes_files_own_graph_config_is_checked_too(cli, repo, tmp_path):
+def test_good_values_pass_and_a_scenes_files_own_graph_config_is_checked_too(cli, repo, tmp_path, monkeypatch):
+    (tmp_path / "archive").mkdir()
+    monkeypatch.setenv("INGESTER_LOCAL_PATH", str(tmp_path / "archive"))  # a source for the products
     ok = payload(repo, tmp_path, "denmark-s2", bands="B04,B08,B8A", assets_window="OFF")
     scenes_file = write_s2_scenes(tmp_path / "s.json", 1)
     dry = cli("aoi", ok, "--scenes", scenes_file, "--dry-run", "--create-layers")
