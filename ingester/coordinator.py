@@ -42,7 +42,7 @@ from ingester.config import Settings
 from ingester.errors import AuthError, CredentialsRefused, IngesterError, IngesterWarning
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
 from ingester.graph.engines import steps_folder, stop_recorded_steps
-from ingester.integrity import missing_datasets, missing_text
+from ingester.integrity import missing_files, missing_text
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.locks import (  # noqa: F401 - the lock's functions, also reachable from here
     acquire_lock,
@@ -58,6 +58,7 @@ from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text
 from ingester.store.reads import JobTiles
 from ingester.tokens import AccessToken, TokenSource, worker_settings
+from ingester.wording import plural
 from ingester.workflow import (
     PENDING,
     Policy,
@@ -438,7 +439,8 @@ class Coordinator:
                             self._write(batch)
                             claimed = self._claim(capacity - len(self.running))
                         executed += len(batch)
-                        self.progress(f"{len(self.jobs_run)} jobs, {executed} attempts finished")
+                        self.progress(f"{plural(len(self.jobs_run), 'job')}, {plural(executed, 'attempt')} "
+                                      "finished")
                         self._submit(executor, claimed)
                 if time.monotonic() - last_beat >= beat_every:
                     self._heartbeat()
@@ -499,9 +501,9 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         for line in stop_recorded_steps(steps):
             warnings.warn(StepsKilledWarning(f"AOI {aoi}: a dead run had left a graph step's processes running: "
                                              f"{line}"), stacklevel=2)
-        missing = missing_datasets(store, aoi)  # storage emptied between runs: say so, `verify` repairs
+        missing = missing_files(store, aoi, settings)  # storage emptied between runs: say so, `verify` repairs
         if missing:
-            warnings.warn(MissingFilesWarning(missing_text(aoi, missing)), stacklevel=2)
+            warnings.warn(MissingFilesWarning(missing_text(aoi, missing, what="stored")), stacklevel=2)
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
         release_ready(store, coordinator.aoi.id)
         due = store.next_try(coordinator.aoi.id, leased=True)

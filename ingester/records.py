@@ -15,32 +15,25 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from ingester.errors import InputError, StoreError
+from ingester.graph.model import DFormat
 from ingester.jobs import IndexedOutput
 from ingester.payload import Layer, Payload
 from ingester.scenes import Scene
 from ingester.store import PROCESSING_DATE_TAG, Store, dumps, now_text
 from ingester.times import format_time
 
-DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64", "complex64")
-
+DEFAULT_DFORMAT = DFormat("float32", 0.0, 0.0, 1.0)
 
 # --- layers --------------------------------------------------------------------------------------
 
-def parse_dformat(text: str) -> tuple[str, float, float, float]:
-    """`dtype,nodata,min,max` (e.g. `float32,0,0,1`)."""
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 4:
-        raise InputError(f"--dformat {text!r}: expected dtype,nodata,min,max (e.g. float32,0,0,1)")
-    dtype = parts[0].lower()
-    if dtype not in DTYPES:
-        raise InputError(f"--dformat {text!r}: unknown dtype {parts[0]!r}; known: {', '.join(DTYPES)}")
+def parse_dformat(text: str, field: str = "--dformat") -> DFormat:
+    """`dtype,nodata,min,max` (e.g. `float32,0,0,1`), checked by the one dformat parser
+    (`DFormat.parse`: known dtype, values the dtype can hold, NaN no-data only for float types, min <
+    max); an InputError (exit 2) naming `field` otherwise."""
     try:
-        nodata, lo, hi = (float(p) for p in parts[1:])
-    except ValueError:
-        raise InputError(f"--dformat {text!r}: nodata, min and max must be numbers") from None
-    if lo > hi:
-        raise InputError(f"--dformat {text!r}: min {lo} is greater than max {hi}")
-    return dtype, nodata, lo, hi
+        return DFormat.parse(text)
+    except ValueError as exc:
+        raise InputError(f"{field}: {exc}") from None
 
 
 def check_layer(variable: str, instance: str, dformat: str | None = None) -> None:
@@ -56,18 +49,29 @@ def check_layer(variable: str, instance: str, dformat: str | None = None) -> Non
 
 def add_layer(store: Store, variable: str, instance: str, dformat: str | None = None, unit: str = "",
               bands: Sequence[str] = ()) -> tuple[int, bool]:
-    """Create the variable (if new) and its instance; returns (instance id, created)."""
+    """Create the variable (if new) and its instance; returns (instance id, created). A variable has one
+    data format, unit and band list: asking for another one is an InputError that says what it has."""
     check_layer(variable, instance)
+    wanted = parse_dformat(dformat) if dformat else None
     with store.transaction():
         found = store.variable_format(variable)
         if found is None:
-            dtype, nodata, lo, hi = parse_dformat(dformat) if dformat else ("float32", 0.0, 0.0, 1.0)
-            variable_id = store.insert_variable(variable, unit, dtype, nodata, lo, hi, bands, now_text())
+            fmt = wanted or DEFAULT_DFORMAT
+            variable_id = store.insert_variable(variable, unit, fmt.dtype, fmt.nodata, fmt.min_value, fmt.max_value,
+                                                bands, now_text())
         else:
-            variable_id, current = found
-            if dformat and parse_dformat(dformat) != current:
-                raise InputError(f"variable {variable!r} exists with dformat "
-                                 f"{current[0]},{current[1]:g},{current[2]:g},{current[3]:g}; it cannot be changed")
+            variable_id, (dtype, nodata, lo, hi), stored_unit, stored_bands = found
+            stored = DFormat(dtype, float("nan") if nodata is None else nodata, lo, hi)  # (NaN no-data kept as NULL)
+            differs = []
+            if wanted is not None and not wanted.same_as(stored):
+                differs.append(f"dformat {stored} (asked: {wanted})")
+            if unit and unit != stored_unit:
+                differs.append(f"unit {stored_unit!r} (asked: {unit!r})")
+            if bands and list(bands) != stored_bands:
+                differs.append(f"bands {','.join(stored_bands) or '(none)'} (asked: {','.join(bands)})")
+            if differs:
+                raise InputError(f"variable {variable!r} exists with {'; '.join(differs)}: a variable's "
+                                 "format, unit and bands cannot be changed (use another variable name)")
         existing = store.instance_of(variable_id, instance)
         if existing is not None:
             return existing, False

@@ -6,6 +6,7 @@ command line only renders (text or `--json`).
   the AOI's lock; `ingest`, `run`, `retry`, `fail`, `refresh`, `remove`, `verify`, `tiles`.
 - `reads`: the read-only commands (the store opened read-only, never created, listings streamed).
 - `reports`: the reports.
+- `config_report`: `ingester config` (every setting, its value and where it comes from).
 
 Nothing here is imported when the command line starts: each command imports what it calls.
 """

@@ -7,8 +7,18 @@ from pathlib import Path
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, DbOption, QuietOption, command, refuse_output_over_inputs, settings
+from ingester.cli.common import (
+    UI,
+    DbOption,
+    QuietOption,
+    check_output_file,
+    command,
+    real_number,
+    refuse_output_over_inputs,
+    settings,
+)
 from ingester.errors import InputError
+from ingester.wording import plural
 
 
 @app.command()
@@ -19,7 +29,7 @@ def tiles(
         None, "--scenes", help="scenes.json to split (default: run the scene search of the payload first)."),
     output: Path = typer.Option(Path("outputs/tiles.json"), "--output", "-o", help="Tiles file to write."),
     buffer: float | None = typer.Option(
-        None, "--buffer", help="Degrees added around the AOI before the burst test "
+        None, "--buffer", parser=real_number(), help="Degrees added around the AOI before the burst test "
         "(default: $INGESTER_AOI_BUFFER_DEGREES or 0.05)."),
     db: str | None = DbOption,
     quiet: bool = QuietOption,
@@ -37,13 +47,14 @@ def tiles(
         raise InputError(f"--buffer: must be ≥ 0 degrees, got {buffer}")
     config = settings(db=db, aoi_buffer_degrees=buffer)
     refuse_output_over_inputs(output, {"payload": payload_path, "scenes file": scenes_path, "store": config.db})
+    check_output_file(output)
     with AoiSession(config, payload=payload_path, readonly=True) as session:
         report = session.tiles(scenes_path, output)
     if report.in_store:
-        ui.info(f"{report.left_out} scenes already in the AOI {session.name!r} left out; "
+        ui.info(f"{plural(report.left_out, 'scene')} already in the AOI {session.name!r} left out; "
                 f"new bursts chain onto its {report.existing_tiles} tiles")
-    ui.info(f"{report.scenes} scenes, {report.tiles} tiles ({report.chained} chained to a previous acquisition) "
-            f"→ {output}")
+    ui.info(f"{plural(report.scenes, 'scene')}, {plural(report.tiles, 'tile')} ({report.chained} chained to a "
+            f"previous acquisition) → {output}")
     if report.skipped:
         others = len(report.skipped) - report.without_annotation
         parts = []
@@ -51,4 +62,4 @@ def tiles(
             parts.append(f"{report.without_annotation} without annotation")
         if others:
             parts.append(f"{others} without any burst over the AOI or unusable")
-        ui.info(f"skipped {len(report.skipped)} scenes: {', '.join(parts)}")
+        ui.info(f"skipped {plural(len(report.skipped), 'scene')}: {', '.join(parts)}")

@@ -136,6 +136,12 @@ class StacAssetsProvider(Provider):
     def configured(cls, settings) -> bool:
         return True  # answers NotFound at once for scenes that do not come from a STAC API
 
+    def may_have(self, scene: Scene) -> bool:
+        assets = scene.metadata.get("assets")
+        if not isinstance(assets, dict) or not assets:
+            return False
+        return scene.metadata.get("catalogue") != "usgs-landsat" or self.name in configured_names(self.settings)
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         assets = scene.metadata.get("assets")

@@ -224,6 +224,11 @@ class ReadStore(StoreBase):
         return self.column(f"SELECT id FROM scene WHERE aoi_id = ? AND status IN ({marks}) AND (status != 'PENDING' "
                            "OR not_before <= ?) ORDER BY date_key, id", (aoi_id, *statuses, due_by))
 
+    def tile_graph_names(self, aoi_id: int) -> dict[int, str]:
+        """tile id → the name of its tile graph ('' when it has none), for every tile of an AOI."""
+        return {r["id"]: r["graph_name"] or "" for r in self.rows(
+            "SELECT id, json_extract(data, '$.graph_name') AS graph_name FROM tile WHERE aoi_id = ?", (aoi_id,))}
+
     def tile_graphs(self, aoi_id: int, statuses: Sequence[str]) -> dict[str, int]:
         """Tile graph name → number of the AOI's tiles in the given statuses."""
         marks = ",".join("?" * len(statuses))

@@ -59,10 +59,13 @@ class RecordStore(StoreBase):
                      "ON v.id = i.variable_id WHERE i.id = ?", (instance_id,))
         return None if r is None else (r["variable"], r["instance"])
 
-    def variable_format(self, name: str) -> tuple[int, tuple[str, float | None, float, float]] | None:
-        """(variable id, (dtype, nodata, min, max)) of a variable."""
-        r = self.row("SELECT id, dtype, nodata, min_value, max_value FROM variable WHERE name = ?", (name,))
-        return None if r is None else (r["id"], (r["dtype"], r["nodata"], r["min_value"], r["max_value"]))
+    def variable_format(self, name: str
+                        ) -> tuple[int, tuple[str, float | None, float, float], str, list[str]] | None:
+        """(variable id, (dtype, nodata, min, max), unit, bands) of a variable (a NaN no-data reads None)."""
+        r = self.row("SELECT id, dtype, nodata, min_value, max_value, unit, bands FROM variable WHERE name = ?",
+                     (name,))
+        return None if r is None else (r["id"], (r["dtype"], r["nodata"], r["min_value"], r["max_value"]),
+                                       r["unit"], json.loads(r["bands"] or "[]"))
 
     def insert_variable(self, name: str, unit: str, dtype: str, nodata: float, min_value: float, max_value: float,
                         bands: Sequence[str], now: str) -> int:
