@@ -9,13 +9,15 @@ one place that takes and releases it for a command.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ingester.errors import LockedError, StoreError
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
 
 
-def lock_holder(store: Store, aoi: str, stale_after: float) -> str | None:
-    """A description of the live run holding the AOI's lock, or None (free or stale)."""
+def running_run(store: Store, aoi: str, stale_after: float) -> dict[str, Any] | None:
+    """The live run holding the AOI's lock ({"run", "pid", "host", "since"}), or None (free, or a lock
+    left by a dead run: taken over by the next one)."""
     row = store.aoi(aoi)
     if row is None or row.lock_run is None:
         return None
@@ -26,7 +28,15 @@ def lock_holder(store: Store, aoi: str, stale_after: float) -> str | None:
         alive = fresh
     if not alive:
         return None
-    return f"pid {row.lock_pid} on host {row.lock_host} since {row.lock_started} (run {row.lock_run})"
+    return {"run": row.lock_run, "pid": row.lock_pid, "host": row.lock_host, "since": row.lock_started}
+
+
+def lock_holder(store: Store, aoi: str, stale_after: float) -> str | None:
+    """A description of the live run holding the AOI's lock, or None (free or stale)."""
+    run = running_run(store, aoi, stale_after)
+    if run is None:
+        return None
+    return f"pid {run['pid']} on host {run['host']} since {run['since']} (run {run['run']})"
 
 
 def check_lock(store: Store, aoi: str, stale_after: float) -> None:

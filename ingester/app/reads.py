@@ -29,15 +29,19 @@ def reading(settings: Settings | str) -> Iterator[Store]:
         store.close()
 
 
-def status(store: Store, aoi: str | None = None) -> list[dict[str, Any]]:
-    """Per AOI (one, or every AOI): the monitoring summary and the jobs waiting for a later try."""
+def status(store: Store, aoi: str | None = None, stale_after: float = 300.0) -> list[dict[str, Any]]:
+    """Per AOI (one, or every AOI): the monitoring summary, the run holding it now (`running`: run id,
+    pid, host, start; None when none does, a lock of a dead run or older than `stale_after` seconds
+    included) and the jobs waiting for a later try."""
+    from ingester.locks import running_run
     from ingester.workflow import deferred, summary
 
     names = [store.require_aoi(aoi).name] if aoi else store.aoi_names()
     out = []
     for name in names:
         aoi_id = store.require_aoi(name).id
-        out.append({**summary(store, aoi_id), "deferred": deferred(store, aoi_id)})
+        out.append({**summary(store, aoi_id), "running": running_run(store, name, stale_after),
+                    "deferred": deferred(store, aoi_id)})
     return out
 
 

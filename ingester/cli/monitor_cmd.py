@@ -78,7 +78,7 @@ def status_command(
         check_map_output("status --map", map_path, MAP_SUFFIXES)
     s = settings(db=db)
     with reads.reading(s) as store:
-        summaries = reads.status(store, aoi)
+        summaries = reads.status(store, aoi, s.lease_seconds)
     if as_json:
         print_json(summaries[0] if aoi else summaries)
     else:
@@ -88,6 +88,9 @@ def status_command(
             if i:
                 typer.echo("")
             typer.echo(f"AOI {item['aoi']} ({item['status']})")
+            if item["running"]:
+                run = item["running"]
+                typer.echo(f"Running: run {run['run']}, pid {run['pid']} on host {run['host']} since {run['since']}")
             typer.echo(summary_text(item))
             if item["deferred"]["total"]:
                 typer.echo(deferred_text(item["deferred"]))
