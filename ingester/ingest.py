@@ -82,6 +82,14 @@ def check_aoi_settings(store: Store, payload: Payload, storage: str = "", storag
                            f"{'; '.join(differences)}. Keep the AOI's settings, or ingest under another name")
 
 
+def _refuse_empty(scenes: list[Scene], origin: str, what: str) -> None:
+    """A file without any scene is a mistake to report (an empty search written out, the wrong file), not
+    an AOI to create empty: exit 2, nothing written."""
+    if not scenes:
+        raise ScenesFileError(f"{origin}: no scene in this {what} (`features` is empty): nothing to ingest, "
+                              "nothing was written")
+
+
 def _check_aoi(scenes: list[Scene], payload: Payload, origin: str) -> None:
     for i, scene in enumerate(scenes):
         if scene.aoi != payload.name:
@@ -262,6 +270,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     if tiles_file:
         origin, source = tiles_file, "tiles file"
         scenes = read_scenes(tiles_file).scenes
+        _refuse_empty(scenes, origin, "tiles file")
         _check_aoi(scenes, payload, origin)
         if scenes and not any(scene.tiles for scene in scenes):
             raise ScenesFileError(f"{origin}: no scene of this file has tiles: it is a scenes file, not a tiles "
@@ -280,6 +289,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         if scenes_file:
             origin, source = scenes_file, "scenes file"
             scenes = read_scenes(scenes_file).scenes
+            _refuse_empty(scenes, origin, "scenes file")
             _check_aoi(scenes, payload, origin)
             _check_file_graphs(scenes, payload, origin, with_tiles=False)
         else:
