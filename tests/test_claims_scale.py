@@ -90,3 +90,50 @@ def test_the_claim_queries_walk_their_partial_index_without_sorting(tmp_path):
         for kind, sql in CLAIM_SQL.items():
             plan = [r[3] for r in st.execute("EXPLAIN QUERY PLAN " + sql, (1, 0.0, 8))]
             assert plan == [f"SEARCH {kind} USING INDEX {kind}_claim (aoi_id=?)"], plan
+
+
+class _Sink:
+    """A stdout that counts what it is given and keeps nothing."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+
+    def write(self, text: str) -> int:
+        self.chars += len(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _listing_peak(path, *options: str) -> tuple[int, int]:
+    """(peak bytes Python allocated, characters printed) while `ingester list tiles Big` runs."""
+    import contextlib
+    import tracemalloc
+
+    from ingester.cli import app
+
+    sink = _Sink()
+    tracemalloc.start()
+    try:
+        with contextlib.redirect_stdout(sink):  # type: ignore[type-var]
+            app(["list", "tiles", "Big", "--db", str(path), *options], standalone_mode=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak, sink.chars
+
+
+@pytest.mark.parametrize("options", [(), ("--json",)])
+def test_list_tiles_streams_its_rows_memory_does_not_grow_with_the_tiles(tmp_path, options):
+    small, large = tmp_path / "small.db", tmp_path / "large.db"
+    build(small, 400, 0, 0)  # 2,000 tiles
+    build(large, 8_000, 0, 0)  # 40,000 tiles
+    _listing_peak(small, *options)  # (imports and caches paid once)
+    peak_small, printed_small = _listing_peak(small, *options)
+    peak_large, printed_large = _listing_peak(large, *options)
+    assert printed_large > 15 * printed_small  # every row was printed
+    assert peak_large < 2 * peak_small + 200_000, (peak_small, peak_large)
