@@ -11,9 +11,10 @@ a later time) is waited for only when it is due within `settings.max_wait` secon
 runs and every remaining job waits longer, the run ends: what could run now has run, and the report's
 `deferred` lists the jobs a later run (cron) picks up once due (the CLI's exit 5).
 
-Tokens: the coordinator holds the run's only login to CDSE (`tokens.TokenSource` over the process's
-token manager, the one the pre-flight check logged in with); scene jobs carry a short-lived access
-token and workers ask the coordinator for a fresh one (`ingester.tokens`). Workers get the settings
+Tokens: the coordinator holds the run's only login to CDSE (`http.tokens.TokenSource` over the token
+manager of the run's `Clients`, the one the pre-flight check logged in with when the caller passes the
+same clients); scene jobs carry a short-lived access token and workers ask the coordinator for a fresh
+one (`ingester.http.tokens`). Workers get the settings
 without the password. When CDSE refuses the account, the run stops at once (exit 1), its jobs back in
 the queue: no job retries a refused login.
 """
@@ -35,15 +36,16 @@ from ingester.config import Settings
 from ingester.errors import AuthError, CredentialsRefused, IngesterError, IngesterWarning, LockedError, StoreError
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
 from ingester.graph.engines import steps_folder, stop_recorded_steps
+from ingester.http.clients import Clients
+from ingester.http.tokens import AccessToken, TokenSource, worker_settings
 from ingester.ingest import aoi_storage, check_run_storage, graph_dirs
 from ingester.integrity import missing_datasets, missing_text
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
 from ingester.records import index_outputs
 from ingester.scenes import Scene
-from ingester.storage import resolve_storage_uri
+from ingester.storage import StorageOptions, resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
-from ingester.tokens import AccessToken, TokenSource, worker_settings
 from ingester.workflow import (
     PENDING,
     Policy,
@@ -171,17 +173,17 @@ def default_executor(workers: int, settings: Settings) -> Executor:
     return LocalExecutor(workers, settings)
 
 
-def run_token_source(settings: Settings) -> TokenSource:
+def run_token_source(settings: Settings, clients: Clients) -> TokenSource:
     """The run's tokens: CDSE's when CDSE is among the providers (logged in lazily, or already by the
-    pre-flight check: the process shares one token manager). Without credentials, a worker that asks
-    gets the login's own message ("cdse: no credentials: set …")."""
+    pre-flight check on the same `clients`). Without credentials, a worker that asks gets the login's
+    own message ("cdse: no credentials: set …")."""
     from ingester.providers import cdse
     from ingester.providers.chain import provider_order
 
     factories = {}
     try:
         if "cdse" in provider_order(settings):
-            factories["cdse"] = lambda: cdse.login_manager(settings)
+            factories["cdse"] = lambda: cdse.login_manager(settings, clients)
     except (IngesterError, AuthError):
         pass  # a settings problem is reported by the checks before the run
     return TokenSource(factories)
@@ -189,7 +191,7 @@ def run_token_source(settings: Settings) -> TokenSource:
 
 class Coordinator:
     def __init__(self, store: Store, aoi: str, settings: Settings, run_id: str | None = None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, clients: Clients | None = None):
         self.store = store
         self.aoi = store.require_aoi(aoi)
         self.settings = settings
@@ -208,7 +210,8 @@ class Coordinator:
         self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
         self.jobs_run: set[tuple[str, int]] = set()
         self.outcomes: dict[str, int] = {}
-        self.tokens = run_token_source(settings)
+        self.clients = clients if clients is not None else Clients()  # the run's login (token managers)
+        self.tokens = run_token_source(settings, self.clients)
 
     def job_tokens(self) -> dict[str, AccessToken]:
         """Tokens a scene job carries: CDSE's, when the run may use CDSE. A token that cannot be had now
@@ -438,10 +441,15 @@ def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, **more
 
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
             executor_factory: ExecutorFactory = default_executor, lock: bool = True,
-            progress: Callable[[str], None] | None = None, downloads: Any = None) -> RunReport:
+            progress: Callable[[str], None] | None = None, downloads: Any = None,
+            clients: Clients | None = None) -> RunReport:
     """Take the AOI's lock (unless the caller already holds it), run, release. `progress` gets the
     run's counts as text; `downloads` (a queue of a providers.progress.RunDisplay) gets the worker
-    processes' download progress (the local pool only)."""
+    processes' download progress (the local pool only); `clients` hold the run's login (pass those of
+    the pre-flight check: one login per run; without them, the run logs in on clients of its own)."""
+    if clients is None:
+        with Clients() as own:
+            return run_aoi(store, aoi, settings, workers, run_id, executor_factory, lock, progress, downloads, own)
     run_id = run_id or new_run_id()
     check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
     if lock:
@@ -452,10 +460,11 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         for line in stop_recorded_steps(steps):
             warnings.warn(StepsKilledWarning(f"AOI {aoi}: a dead run had left a graph step's processes running: "
                                              f"{line}"), stacklevel=2)
-        missing = missing_datasets(store, aoi)  # storage emptied between runs: say so, `verify` repairs
+        # storage emptied between runs: say so, `verify` repairs
+        missing = missing_datasets(store, aoi, StorageOptions.of(settings))
         if missing:
             warnings.warn(MissingFilesWarning(missing_text(aoi, missing)), stacklevel=2)
-        coordinator = Coordinator(store, aoi, settings, run_id, progress)
+        coordinator = Coordinator(store, aoi, settings, run_id, progress, clients)
         release_ready(store, coordinator.aoi.id)
         due = store.one("SELECT min(nb) FROM (SELECT min(not_before) AS nb FROM scene WHERE aoi_id = ?1 "
                         "AND status = ?2 UNION ALL SELECT min(not_before) FROM tile WHERE aoi_id = ?1 AND status = ?2)",

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingester.config import Settings
 from ingester.errors import (
@@ -30,6 +30,9 @@ from ingester.storage import local_path, resolve_storage_uri
 from ingester.store import Store, dumps, monotonic_now, now_text, scene_data, tile_data
 from ingester.times import format_time
 from ingester.workflow import FAILED, NEW, PENDING
+
+if TYPE_CHECKING:
+    from ingester.http.clients import Clients
 
 
 @dataclasses.dataclass
@@ -295,8 +298,9 @@ def one_processing_per_acquisition(scenes: list[Scene], stored: set[str], aoi: s
 
 
 def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str | None = None,
-            tiles_file: str | None = None, create_layers: bool = False) -> Plan:
-    """Read and validate the input; nothing is written."""
+            tiles_file: str | None = None, create_layers: bool = False, *, clients: Clients | None = None) -> Plan:
+    """Read and validate the input; nothing is written. `clients`: the command's HTTP clients (the
+    tiling step's CDSE login is then the run's)."""
     if scenes_file and tiles_file:
         raise InputError("give either --scenes or --tiles, not both")
     from ingester.graph.loader import check_payload_graphs
@@ -350,7 +354,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
 
         with warnings.catch_warnings():
             warnings.simplefilter("default", TilingWarning)
-            tiling = make_tiles(payload, fresh, settings, existing=store.aoi_tiles(payload.name))
+            tiling = make_tiles(payload, fresh, settings, existing=store.aoi_tiles(payload.name), clients=clients)
         require_annotations(fresh, tiling)  # the rule of `ingester tiles`
         skipped += tiling.skipped
         new = [s for s in tiling.scenes if s.tiles]

@@ -4,8 +4,8 @@
 Checks, in order (each `ok`, `failed`, `unavailable` or `skipped`, with a one-line detail):
 
 - settings: the provider settings (names, patterns, listed providers' credentials, ~/.netrc).
-- credentials: one login to CDSE (exactly one token request) when products may come from CDSE; the
-  process keeps the token manager, so the run that follows logs in no more.
+- credentials: one login to CDSE (exactly one token request) when products may come from CDSE, on the
+  run's `Clients`, which keep the token manager: the run that follows logs in no more.
 - engines: what the graphs' steps run: SNAP's `gpt`, the docker client, `cmd` commands (python scripts
   and SNAP graph files are checked when a graph is loaded).
 - storage: a local storage and the work folder can be written (the nearest existing folder is
@@ -20,12 +20,13 @@ Checks, in order (each `ok`, `failed`, `unavailable` or `skipped`, with a one-li
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingester.config import Settings
 from ingester.errors import (
@@ -40,6 +41,9 @@ from ingester.errors import (
 )
 from ingester.naming import is_copy_graph
 from ingester.scenes import Scene
+
+if TYPE_CHECKING:
+    from ingester.http.clients import Clients
 
 OK, FAILED, UNAVAILABLE, SKIPPED = "ok", "failed", "unavailable", "skipped"
 
@@ -119,25 +123,27 @@ def _default(name: str) -> str:
     return next(str(f.default) for f in dataclasses.fields(Settings) if f.name == name)
 
 
-def run_checks(work: Work, settings: Settings, workers: int) -> Report:
+def run_checks(work: Work, settings: Settings, workers: int, clients: Clients | None = None) -> Report:
     """Every check. Downloads and graphs are the built-in workers' business: with another worker
-    (`--scene-worker`, `--tile-worker`) what it runs is its own, and those checks are skipped."""
+    (`--scene-worker`, `--tile-worker`) what it runs is its own, and those checks are skipped.
+    `clients`: the run's HTTP clients, whose CDSE login the credentials check makes (and the run then
+    uses: one login per run); without them the check logs in on clients of its own."""
     if settings.scene_worker != _default("scene_worker"):
         work = dataclasses.replace(work, downloads=[], graphs={k: v for k, v in work.graphs.items() if not k[1]})
     if settings.tile_worker != _default("tile_worker"):
         work = dataclasses.replace(work, graphs={k: v for k, v in work.graphs.items() if k[1]})
     checks = [_settings(settings)]
     if checks[0].status == OK:
-        checks.append(_credentials(work, settings))
+        checks.append(_credentials(work, settings, clients))
     checks.append(_engines(work, settings))
     checks.append(_storage(work, settings))
     checks.append(_disk_space(work, settings, workers))
     return Report(checks)
 
 
-def preflight(work: Work, settings: Settings, workers: int) -> Report:
+def preflight(work: Work, settings: Settings, workers: int, clients: Clients | None = None) -> Report:
     """Run the checks; raise PreflightError (exit 2, or 1 when only a service did not answer)."""
-    report = run_checks(work, settings, workers)
+    report = run_checks(work, settings, workers, clients)
     if report.failed:
         raise PreflightError(report)
     return report
@@ -225,7 +231,7 @@ def _settings(settings: Settings) -> Check:
     return Check("settings", OK, f"providers {settings.providers}")
 
 
-def _credentials(work: Work, settings: Settings) -> Check:
+def _credentials(work: Work, settings: Settings, clients: Clients | None = None) -> Check:
     from ingester.config import cdse_credentials
     from ingester.providers.chain import provider_order
 
@@ -241,16 +247,19 @@ def _credentials(work: Work, settings: Settings) -> Check:
     if not creds or not creds[0] or not creds[1]:
         return Check("credentials", SKIPPED, "no CDSE account: a product that only CDSE has will fail "
                      "(INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD, or ~/.netrc)")
+    from ingester.http.clients import Clients
     from ingester.providers.cdse import login_manager
 
-    try:
-        login_manager(settings).current()
-    except CredentialsRefused as exc:
-        return Check("credentials", FAILED, str(exc))
-    except (Unavailable, RateLimited) as exc:
-        return Check("credentials", UNAVAILABLE, str(exc))
-    except AuthError as exc:
-        return Check("credentials", FAILED, str(exc))
+    with contextlib.ExitStack() as stack:
+        logins = clients if clients is not None else stack.enter_context(Clients())
+        try:
+            login_manager(settings, logins).current()
+        except CredentialsRefused as exc:
+            return Check("credentials", FAILED, str(exc))
+        except (Unavailable, RateLimited) as exc:
+            return Check("credentials", UNAVAILABLE, str(exc))
+        except AuthError as exc:
+            return Check("credentials", FAILED, str(exc))
     return Check("credentials", OK, f"logged in to CDSE as {creds[0]}")
 
 
@@ -321,8 +330,7 @@ def _storage(work: Work, settings: Settings) -> Check:
         try:
             from ingester import storage
 
-            storage.configure(settings)
-            fs, path = storage.filesystem(uri)
+            fs, path = storage.filesystem(uri, storage.StorageOptions.of(settings))
             root = path.split("/", 1)[0]
             if not fs.exists(root):
                 problems.append(f"{label} {uri}: {root} does not exist")

@@ -10,7 +10,7 @@ import pytest
 
 from ingester.config import Settings
 from ingester.errors import DownloadError, HTTPError
-from ingester.http import Expected, download
+from ingester.http import Clients, Expected, download
 from ingester.providers import cdse
 from tests.fakes.cdse_download import FakeCdse
 
@@ -19,17 +19,15 @@ DATA = bytes(range(256)) * 4000  # ~1 MB
 
 @pytest.fixture
 def fake():
-    cdse.reset()
     with FakeCdse("127.0.0.1") as server:
         yield server
-    cdse.reset()
 
 
 def _service(fake: FakeCdse, tmp_path: Path):
     settings = Settings(cdse_download_url=fake.odata, cdse_catalogue_url=fake.odata, cdse_token_url=fake.token_url,
                         cdse_username=fake.username, cdse_password=fake.password, workdir=str(tmp_path / "w"),
                         http_retries=1, http_backoff=0.001)
-    return cdse.download_service(settings)
+    return cdse.download_service(settings, Clients())
 
 
 def _gets(fake: FakeCdse) -> list:
@@ -122,13 +120,13 @@ def test_progress_resets_the_backoff_of_a_transfer_that_keeps_closing_early(tmp_
 KILL_SCRIPT = """
 import sys
 from ingester.config import Settings
-from ingester.http import download
+from ingester.http import Clients, download
 from ingester.providers import cdse
 
 base, token_url, user, password, pid, dest = sys.argv[1:]
 settings = Settings(cdse_download_url=base, cdse_catalogue_url=base, cdse_token_url=token_url,
                     cdse_username=user, cdse_password=password, http_retries=0)
-download(cdse.download_service(settings), f"Products({pid})/$value", dest, auth=True)
+download(cdse.download_service(settings, Clients()), f"Products({pid})/$value", dest, auth=True)
 """
 
 
@@ -141,7 +139,6 @@ def test_a_download_killed_with_sigkill_keeps_what_had_arrived_and_resumes_from_
     from tests.conftest import PYTHON, subprocess_env
 
     data = os.urandom(6 * 1024 * 1024)
-    cdse.reset()
     with FakeCdse("127.0.0.1", chunk=16 * 1024, delay=0.01) as slow:  # about 1.5 MB/s
         pid = slow.add_product(data)
         dest = tmp_path / "p.zip"
@@ -168,4 +165,3 @@ def test_a_download_killed_with_sigkill_keeps_what_had_arrived_and_resumes_from_
                             expected=Expected(size=len(data), md5=hashlib.md5(data).hexdigest()))
         assert verified.checked == "md5" and dest.read_bytes() == data
         assert [r["range"] for r in _gets(slow)][-1] == f"bytes={kept}-"  # resumed where the kill left it
-    cdse.reset()

@@ -14,7 +14,6 @@ import pytest
 
 from ingester.errors import CredentialsRefused
 from ingester.http import TokenManager
-from ingester.providers import cdse
 from ingester.scenes import Scene, write_scenes
 from ingester.store import Store
 from tests.fakes.cdse_download import FakeCdse
@@ -23,13 +22,6 @@ from tests.fakes.products import S2_ID, checksums, zip_safe
 AOI = "DenmarkDemoS2"
 WKT = "POLYGON ((8.99968 55.89489, 10.76096 55.87337, 10.71249 54.88733, 8.99971 54.90786, 8.99968 55.89489))"
 DB = "outputs/ingester.db"
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    cdse.reset()
-    yield
-    cdse.reset()
 
 
 def scenes_for(fake: FakeCdse, testdata: Path, path: Path, count: int) -> list[str]:

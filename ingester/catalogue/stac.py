@@ -134,7 +134,7 @@ def open_client(url: str, settings: Settings):
                   respect_retry_after_header=True, raise_on_status=False)
     io = StacApiIO(headers={"User-Agent": f"ingester/{__version__}"}, timeout=settings.http_timeout,
                    max_retries=retry)
-    from ingester.http import NoNetrcAuth
+    from ingester.http.session import NoNetrcAuth
 
     io.session.auth = NoNetrcAuth()  # proxies from the environment yes, a ~/.netrc password never
     with warnings.catch_warnings():

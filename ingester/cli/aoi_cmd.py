@@ -15,6 +15,7 @@ from ingester.errors import EXIT_DEFERRED, EXIT_JOBS_FAILED
 if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load inside the commands
     from ingester.config import Settings
     from ingester.coordinator import RunReport
+    from ingester.http.clients import Clients
     from ingester.ingest import Plan
     from ingester.preflight import Report, Work
     from ingester.store import Store
@@ -48,19 +49,20 @@ def check_download_settings(s: Settings) -> None:
 
 
 def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str | None = None,
-                      lock: bool = True) -> RunReport:
+                      lock: bool = True, clients: Clients | None = None) -> RunReport:
     """Run the AOI. On an interactive terminal, a live display: the run's line (jobs and attempts
     finished, all downloads' bytes, throughput and time remaining) and one bar per download running
-    in the worker processes; nothing of it otherwise (cron, pipes, --quiet)."""
+    in the worker processes; nothing of it otherwise (cron, pipes, --quiet). `clients`: those of the
+    pre-flight check (one login per run)."""
     from ingester.coordinator import run_aoi
 
     if not ui.interactive:
-        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock)
+        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock, clients=clients)
     from ingester.providers.progress import RunDisplay
 
     with RunDisplay(ui.err) as display:
         display.status(f"{aoi}: running")
-        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock,
+        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock, clients=clients,
                        progress=lambda text: display.status(f"{aoi}: {text}"), downloads=display.queue)
 
 
@@ -187,6 +189,7 @@ def check_command(
 
     One line per check (ok, failed, unavailable, skipped). Exit 2 when a check fails (1 when a service
     did not answer), naming it."""
+    from ingester.http.clients import Clients
     from ingester.ingest import prepare
     from ingester.payload import load_payload
     from ingester.preflight import pending_work, plan_work, run_checks
@@ -196,16 +199,17 @@ def check_command(
     s = run_settings(db, workers, None, None)
     loaded = load_payload(payload)
     scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
-    pending = None
-    if Path(s.db).is_file():
-        with Store(s.db, create=False) as store:
-            plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers)
-            pending = pending_work(store, loaded.name, s)
-    else:
-        with Store(":memory:") as empty:
-            plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers)
-    work = plan_work(loaded.name, plan.scenes, loaded.storage_uri, (str(Path(loaded.path).parent),), s, pending)
-    report = run_checks(work, s, s.workers or os.cpu_count() or 1)
+    with Clients() as clients:  # one login for the tiling and the credentials check
+        pending = None
+        if Path(s.db).is_file():
+            with Store(s.db, create=False) as store:
+                plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers, clients=clients)
+                pending = pending_work(store, loaded.name, s)
+        else:
+            with Store(":memory:") as empty:
+                plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers, clients=clients)
+        work = plan_work(loaded.name, plan.scenes, loaded.storage_uri, (str(Path(loaded.path).parent),), s, pending)
+        report = run_checks(work, s, s.workers or os.cpu_count() or 1, clients)
     failed = [c.name for c in report.failed]
     if as_json:
         print_json({"payload": str(payload), "aoi": loaded.name, "checks": report.to_json(), "ok": not failed,
@@ -246,6 +250,7 @@ def aoi_command(
     is written. Exit 4 when some jobs ended FAILED or RETRY, or some tiles can never be released, else 5
     when some jobs are deferred (run again later)."""
     from ingester.coordinator import check_lock, new_run_id
+    from ingester.http.clients import Clients
     from ingester.ingest import commit, prepare
     from ingester.payload import load_payload
     from ingester.preflight import pending_work, plan_work, preflight, run_checks
@@ -257,45 +262,46 @@ def aoi_command(
     check_download_settings(s)
     scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
     run_id = new_run_id()
-    store: Store | None = None
-    pending = None
-    if Path(s.db).is_file():
-        store = Store(s.db, create=False)
+    with Clients() as clients:  # one login for the tiling, the pre-flight check and the run
+        store: Store | None = None
+        pending = None
+        if Path(s.db).is_file():
+            store = Store(s.db, create=False)
+            try:
+                if not dry_run:
+                    check_lock(store, loaded.name, s.lease_seconds)
+                plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers, clients=clients)
+                pending = pending_work(store, loaded.name, s)
+            except BaseException:
+                store.close()
+                raise
+        else:  # no store yet: the input is validated against an empty one, the file is created only then
+            with Store(":memory:") as empty:
+                plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers, clients=clients)
+        work = plan_work(loaded.name, plan.scenes, loaded.storage_uri, (str(Path(loaded.path).parent),), s, pending)
+        if dry_run:
+            if store is not None:
+                store.close()
+            render_dry_run(ui, plan, work, run_checks(work, s, s.workers or os.cpu_count() or 1, clients), as_json)
+            return
         try:
-            if not dry_run:
-                check_lock(store, loaded.name, s.lease_seconds)
-            plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers)
-            pending = pending_work(store, loaded.name, s)
+            preflight(work, s, s.workers or os.cpu_count() or 1, clients)
         except BaseException:
-            store.close()
+            if store is not None:
+                store.close()
             raise
-    else:  # no store yet: the input is validated against an empty one, the file is created only then
-        with Store(":memory:") as empty:
-            plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers)
-    work = plan_work(loaded.name, plan.scenes, loaded.storage_uri, (str(Path(loaded.path).parent),), s, pending)
-    if dry_run:
-        if store is not None:
-            store.close()
-        render_dry_run(ui, plan, work, run_checks(work, s, s.workers or os.cpu_count() or 1), as_json)
-        return
-    try:
-        preflight(work, s, s.workers or os.cpu_count() or 1)
-    except BaseException:
-        if store is not None:
-            store.close()
-        raise
-    if store is None:
-        store = Store(s.db)
-    with store:
-        result = commit(store, plan, run_id, create_layers, s.lease_seconds)
-        for scene_id, reason in result.skipped:
-            ui.info(f"skipped {scene_id}: {reason}")
-        ui.info(f"Ingestion of {result.scenes} scenes and {result.tiles} tiles from the {plan.source} "
-                f"(records: {result.records_created} created, {result.records_reused} reused)")
-        report = run_with_progress(ui, store, loaded.name, s, run_id, lock=False)
-        extra = {"ingested": {"scenes": result.scenes, "tiles": result.tiles, "skipped": len(result.skipped),
-                              "records_created": result.records_created, "records_reused": result.records_reused}}
-        render_report(ui, report, as_json, extra)
+        if store is None:
+            store = Store(s.db)
+        with store:
+            result = commit(store, plan, run_id, create_layers, s.lease_seconds)
+            for scene_id, reason in result.skipped:
+                ui.info(f"skipped {scene_id}: {reason}")
+            ui.info(f"Ingestion of {result.scenes} scenes and {result.tiles} tiles from the {plan.source} "
+                    f"(records: {result.records_created} created, {result.records_reused} reused)")
+            report = run_with_progress(ui, store, loaded.name, s, run_id, lock=False, clients=clients)
+            extra = {"ingested": {"scenes": result.scenes, "tiles": result.tiles, "skipped": len(result.skipped),
+                                  "records_created": result.records_created, "records_reused": result.records_reused}}
+            render_report(ui, report, as_json, extra)
 
 
 @app.command("run")
@@ -317,14 +323,15 @@ def run_command(
     tiles can never be released (a cycle in their links), else 5 when some jobs are deferred (run again
     later)."""
     from ingester.coordinator import check_lock
+    from ingester.http.clients import Clients
     from ingester.preflight import pending_work, preflight, work_of
     from ingester.store import Store
 
     ui = UI(quiet)
     s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
     check_download_settings(s)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, create=False) as store, Clients() as clients:  # one login: pre-flight check and run
         store.require_aoi(aoi)
         check_lock(store, aoi, s.lease_seconds)  # a run in progress is exit 3 before any check
-        preflight(work_of([], (), {}, pending_work(store, aoi, s)), s, s.workers or os.cpu_count() or 1)
-        render_report(ui, run_with_progress(ui, store, aoi, s), as_json)
+        preflight(work_of([], (), {}, pending_work(store, aoi, s)), s, s.workers or os.cpu_count() or 1, clients)
+        render_report(ui, run_with_progress(ui, store, aoi, s, clients=clients), as_json)

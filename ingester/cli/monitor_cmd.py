@@ -236,6 +236,7 @@ def retry_command(
     tiles → NEW; a tile → NEW, released when its scene and previous are DONE. All changes are made in
     one transaction: either every job is retried or none."""
     from ingester.coordinator import acquire_lock, check_lock, new_run_id, release_lock
+    from ingester.http.clients import Clients
     from ingester.preflight import pending_work, preflight, work_of
     from ingester.store import Store
     from ingester.workflow import (
@@ -252,13 +253,13 @@ def retry_command(
     ui = UI(quiet)
     s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
     check_download_settings(s)
-    with Store(s.db, create=False) as store:
+    with Store(s.db, create=False) as store, Clients() as clients:  # one login: pre-flight check and run
         name, kind, job_id = _target(store, aoi, scene, tile)
         check_lock(store, name, s.lease_seconds)  # a run in progress is exit 3 before any check
         retried = ("PENDING", "RETRY", "FAILED") if force else ("PENDING", "RETRY")
         every = dataclasses.replace(s, max_wait=float("inf"))  # waiting jobs are made due too
         preflight(work_of([], (), {}, pending_work(store, name, every, retried, ("NEW", *retried))), s,
-                  s.workers or os.cpu_count() or 1)
+                  s.workers or os.cpu_count() or 1, clients)
         run_id = new_run_id()
         acquire_lock(store, name, run_id, s.lease_seconds)
         try:
@@ -296,7 +297,7 @@ def retry_command(
                 if not force and kind is not None and "FAILED->" in str(exc):
                     hint = f" (a FAILED {kind} comes back with `ingester retry --force --{kind} {job_id}`)"
                 raise InputError(f"{exc}{hint}; nothing was changed") from None
-            report = run_with_progress(ui, store, name, s, run_id, lock=False)
+            report = run_with_progress(ui, store, name, s, run_id, lock=False, clients=clients)
         except BaseException:
             release_lock(store, name, run_id)
             raise

@@ -45,6 +45,7 @@ def tiles(
     When the store already holds the AOI (`ingester aoi` ran before), its scenes are left out and new
     bursts chain onto its tiles, so the file can be ingested with `ingester aoi --tiles`."""
     from ingester.graph.loader import check_payload_graphs
+    from ingester.http.clients import Clients
     from ingester.payload import load_payload
     from ingester.scenes import read_scenes, write_scenes
     from ingester.tiling import NO_ANNOTATION, make_tiles, require_annotations
@@ -69,7 +70,8 @@ def tiles(
         scenes = [s for s in scenes if s.source_id not in ingested]
         ui.info(f"{before - len(scenes)} scenes already in the AOI {payload.name!r} left out; "
                 f"new bursts chain onto its {len(existing)} tiles")
-    result = make_tiles(payload, scenes, config, existing=existing)
+    with Clients() as clients:  # one CDSE login for every annotation fetch
+        result = make_tiles(payload, scenes, config, existing=existing, clients=clients)
     require_annotations(scenes, result)
     missing = [sid for sid, reason in result.skipped if reason.startswith(NO_ANNOTATION)]
     write_scenes(output, result.scenes)

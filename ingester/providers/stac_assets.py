@@ -34,9 +34,9 @@ from urllib.parse import unquote, urlparse
 
 from ingester.errors import DownloadError, HTTPError, NotFound, ProviderError, Unavailable
 from ingester.graph.model import AssetNeeds
-from ingester.http import Expected, download
+from ingester.http.checksums import Expected, verify_multihash
+from ingester.http.transfer import download
 from ingester.providers.base import Provider, product_name, provider_error, resume_part
-from ingester.providers.multihash import verify
 from ingester.providers.stac_window import WindowReader, forget_kept, window_request
 from ingester.providers.url import plain_service
 from ingester.scenes import Scene
@@ -222,8 +222,8 @@ class StacAssetsProvider(Provider):
                      asset: dict[str, Any], dest: Path) -> None:
         if scheme in ("http", "https"):
             try:
-                download(plain_service(self.settings, self.name), url, str(dest), expected=Expected(size=size),
-                         progress=self.progress, part=part)
+                download(plain_service(self.settings, self.clients, self.name), url, str(dest),
+                         expected=Expected(size=size), progress=self.progress, part=part)
             except HTTPError as exc:
                 error = provider_error(self.name, exc)
                 raise type(error)(_QUERY.sub("?…", str(error)) + f" ({what})") from None
@@ -244,7 +244,7 @@ class StacAssetsProvider(Provider):
         checksum = asset.get("checksum")
         if checksum:
             try:
-                verify(dest, str(checksum), what)
+                verify_multihash(dest, str(checksum), what)
             except DownloadError as exc:
                 dest.unlink(missing_ok=True)
                 raise Unavailable(f"stac-assets: {exc}; fetched again on the next attempt") from None

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ingester.config import Settings
 from ingester.errors import TilingError
 from ingester.naming import is_copy_graph
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
+
+if TYPE_CHECKING:
+    from ingester.http.clients import Clients
 
 
 @dataclasses.dataclass
@@ -63,12 +67,14 @@ def make_tiles(
     scenes: Sequence[Scene],
     settings: Settings,
     existing: Sequence[Tile] = (),
+    clients: Clients | None = None,
 ) -> TilingResult:
-    """Split scenes into tiles and chain them; `existing` are the AOI's tiles already in the store."""
+    """Split scenes into tiles and chain them; `existing` are the AOI's tiles already in the store.
+    `clients`: the command's HTTP clients (annotations from CDSE: one login per command)."""
     if uses_bursts(payload):
         from ingester.tiling.inventory import burst_inventory
 
-        return burst_inventory(payload, scenes, settings, existing)
+        return burst_inventory(payload, scenes, settings, existing, clients=clients)
     out = []
     for scene in scenes:
         copy = dataclasses.replace(scene, tiles=scene_tiles(scene, payload))
