@@ -77,9 +77,8 @@ CASES = {
     "negative retry count": (change("retry_count", -1), r"field 'retry_count': must be from 0 to 100, got -1"),
     "limit as a string": (change("limit", "100"), r"field 'limit': must be an integer, got \"100\""),
     "layer without instance": (change("layers.B01", {"variable": "B01"}), r"field 'layers.B01.instance': is required"),
-    "constellation without catalogue": (lambda d: {**change("scene_type", {"constellation": "spot"})(d)},
-                                        r"field 'scene_type.constellation': no catalogue is configured for "
-                                        r"'spot' in this version"),
+    "OneAtlas without an API key": (lambda d: {**change("scene_type", {"constellation": "spot"})(d)},
+                                    r"oneatlas: no API key: set INGESTER_ONEATLAS_API_KEY, or a ~/.netrc entry"),
 }
 
 

@@ -25,7 +25,7 @@ class Clients:
     def __init__(self, job_tokens: JobTokens | None = None):
         self.job_tokens = job_tokens
         self._services: dict[Hashable, Any] = {}
-        self._managers: dict[tuple[str, str, str], TokenManager] = {}
+        self._managers: dict[Hashable, Any] = {}  # token managers: TokenManager, or another login
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -45,6 +45,15 @@ class Clients:
             if service is None:
                 service = self._services[key] = make()
             return service
+
+    def login(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The one token manager for `key` (an account at an endpoint; made by `make` on first use): one
+        login for everything that uses these clients. It must have a `session` (closed with the clients)."""
+        with self._lock:
+            manager = self._managers.get(key)
+            if manager is None:
+                manager = self._managers[key] = make()
+            return manager
 
     def token_manager(self, token_url: str, username: str, password: str, *, client_id: str = "cdse-public",
                       timeout: float = 30.0) -> TokenManager:

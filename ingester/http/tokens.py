@@ -279,8 +279,10 @@ class JobTokens:
 
 
 def worker_settings(settings):  # noqa: ANN001, ANN201 - config.Settings (imported lazily: no cycle)
-    """The settings workers get: without the CDSE password (they use the tokens handed to them)."""
-    return dataclasses.replace(settings, cdse_password="") if settings.cdse_password else settings
+    """The settings workers get: without the CDSE password and the OneAtlas API key (they use the tokens
+    handed to them)."""
+    secrets = {k: "" for k in ("cdse_password", "oneatlas_api_key") if getattr(settings, k, "")}
+    return dataclasses.replace(settings, **secrets) if secrets else settings
 
 
 class TokenSource:
