@@ -19,11 +19,15 @@ import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ingester.errors import DownloadError, HTTPError
-from ingester.http.checksums import BLOCK, BackgroundHasher, Expected, Verified, check, hash_file, new_hasher
+from ingester.http.checksums import BackgroundHasher, Expected, Verified, check, hash_file, new_hasher
 from ingester.http.messages import server_message, short_url
 from ingester.http.session import Service
 
 MAX_RESUME_WAIT = 30.0  # seconds, the longest wait before asking again for a transfer that was cut
+# Bytes per receive buffer, the unit handed to the hashing thread. 1 MiB, not more: the ring (depth + 2
+# buffers, 6 MiB) stays small enough that the hasher reads what the socket just wrote while it is still in
+# the CPU caches; 4 MiB buffers (a 24 MiB ring) were slower in every comparison (bench/README.md).
+RECEIVE_BUFFER = 1024 * 1024
 
 
 class TransferProgress:
@@ -55,7 +59,7 @@ def _content_range_start(value: str | None) -> tuple[int, int | None] | None:
 
 def download(service: Service, url: str, dest: str, *, expected: Expected | None = None, auth: bool = False,
              progress: TransferProgress | None = None, max_resumes: int = 10, max_refetch: int = 2,
-             chunk_size: int = BLOCK, part: str | None = None) -> Verified:
+             chunk_size: int = RECEIVE_BUFFER, part: str | None = None) -> Verified:
     """Download `url` to `dest` through `<dest>.part`: bounded memory, resumed with `Range` after a
     dropped connection (206 + matching Content-Range, else restart from 0), verified against the
     published checksum or size (else the server's announced size), and renamed only when verified.
@@ -258,7 +262,7 @@ def _receive(response: requests.Response, sink: _WriteThrough) -> Iterator[int]:
 
     A plain body (Content-Length or read to the close, no transfer or content encoding) is read from
     http.client's socket file with `readinto1`: one system call, whatever has arrived, straight into
-    the ring buffer (http.client's own `readinto` waits until the whole 4 MiB buffer is full, which
+    the ring buffer (http.client's own `readinto` waits until the whole buffer is full, which
     on a slow link is minutes of data that a kill would lose). Other bodies go through urllib3's
     `read1`. An early close ends the iteration: the caller compares the count with the size."""
     fp = getattr(response.raw, "_fp", None)
@@ -276,6 +280,6 @@ def _receive(response: requests.Response, sink: _WriteThrough) -> Iterator[int]:
             yield n
         return
     read = response.raw.read1 if hasattr(response.raw, "read1") else response.raw.read
-    while block := read(len(sink.free()) or BLOCK):
+    while block := read(len(sink.free()) or RECEIVE_BUFFER):
         sink.add_block(block)
         yield len(block)
