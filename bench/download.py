@@ -4,6 +4,7 @@ whole `curl -o` process, on the same loopback file.
     python -m bench.download                                      # 1 GiB, 7 rounds
     python -m bench.download --baseline-repo /path/to/checkout     # also that version, in the same rounds
     python -m bench.download --size-mb 200 --runs 5
+    python -m bench.download --chunks 256,1024,4096 --size-mb 512     # receive buffer sizes, in-process
 
 A file of the given size (sparse, with random blocks spread through it) is served by a threaded HTTP
 server on 127.0.0.1 (Range supported, body sent with sendfile so that the server is not the bottleneck).
@@ -173,6 +174,28 @@ def hash_alone(path: Path, algorithm: str) -> float:
     return time.perf_counter() - t0
 
 
+def chunk_sizes(url: str, tmp: Path, size: int, digests: dict, chunks_kib: list[int], runs: int) -> None:
+    """In this process, `http.transfer.download` alone with receive buffers of each size (KiB), the sizes
+    alternated within each round: how the buffer size (the unit handed to the hashing thread) matters."""
+    from ingester.http.checksums import Expected
+    from ingester.http.session import Service
+    from ingester.http.transfer import download
+
+    service = Service("bench", url.rsplit("/", 1)[0], retries=0)
+    for algorithm in ("blake3", "md5"):
+        expected = Expected(size=size, **{algorithm: digests[algorithm].hexdigest()})
+        times: dict[int, list[float]] = {c: [] for c in chunks_kib}
+        for i in range(runs):
+            for chunk in chunks_kib[i % len(chunks_kib):] + chunks_kib[:i % len(chunks_kib)]:
+                dest = tmp / "chunks.zip"
+                t0 = time.perf_counter()
+                download(service, url, str(dest), expected=expected, chunk_size=chunk * 1024)
+                times[chunk].append(time.perf_counter() - t0)
+                dest.unlink()
+        print(f"{algorithm.upper()}, in-process download, {runs} rounds: " + "; ".join(
+            f"{c} KiB: median {statistics.median(v):.2f} s ({_span(v)})" for c, v in times.items()), flush=True)
+
+
 def _span(values: list[float], fmt: str = ".2f") -> str:
     return f"{min(values):{fmt}}-{max(values):{fmt}}"
 
@@ -183,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=7, help="rounds (median and spread reported)")
     parser.add_argument("--baseline-repo", type=Path, help="another checkout measured in the same rounds")
     parser.add_argument("--tmp", type=Path, default=None, help="where the served file and downloads go")
+    parser.add_argument("--chunks", help="instead: in-process downloads with these receive buffer sizes in KiB "
+                        "(e.g. 512,1024,4096), alternated")
     args = parser.parse_args(argv)
 
     import hashlib
@@ -200,6 +225,11 @@ def main(argv: list[str] | None = None) -> None:
                     h.update(block)
         server = serve(src)
         url = f"http://127.0.0.1:{server.server_address[1]}/{SCENE}.zip"
+
+        if args.chunks:
+            chunk_sizes(url, Path(tmp), size, digests, [int(c) for c in args.chunks.split(",")], args.runs)
+            server.shutdown()
+            return
 
         def client(algorithm: str, repo: Path) -> Callable[[Path], dict]:
             return lambda d: ingester(url, d / "work", size, algorithm, digests[algorithm].hexdigest(), repo)
