@@ -224,7 +224,7 @@ def test_one_login_per_run_shared_by_the_workers_and_jobs_carry_a_token_never_th
 
     from ingester.config import load_settings
     from ingester.coordinator import Coordinator
-    from ingester.tokens import worker_settings
+    from ingester.http.tokens import worker_settings
 
     settings = load_settings()
     with Store(DB) as st:

@@ -75,9 +75,9 @@ def test_one_login_per_run_with_four_workers_and_a_short_token_lifetime(cli, pay
 def test_jobs_carry_a_token_and_never_the_password(payload, testdata, tmp_path, monkeypatch):
     from ingester.config import load_settings
     from ingester.coordinator import Coordinator, release_lock
+    from ingester.http.tokens import worker_settings
     from ingester.ingest import commit, prepare
     from ingester.payload import load_payload
-    from ingester.tokens import worker_settings
 
     with FakeCdse("127.0.0.1") as fake:
         scenes_for(fake, testdata, tmp_path / "scenes.json", 1)
