@@ -50,6 +50,7 @@ from typing import Any, Protocol
 
 from ingester.config import Settings
 from ingester.errors import AuthError, IngesterError
+from ingester.http.clients import Clients
 from ingester.http.tokens import AccessToken, JobTokens, TokenChannel, error_reply, raise_reply
 from ingester.job_context import JobContext, running
 from ingester.jobs import JobResult
@@ -91,19 +92,21 @@ def resolve_worker(path: str) -> Any:
 
 
 def call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None,
-                channel: TokenChannel | None = None, progress_events: Any = None) -> JobResult:
-    """Resolve and call a worker in the job's context (its tokens, their channel, the progress queue);
-    every failure becomes an `error` JobResult. The result's details carry when the worker started and
-    finished (`started_at`, `finished_at`: the attempt's duration)."""
+                channel: TokenChannel | None = None, progress_events: Any = None,
+                clients: Clients | None = None) -> JobResult:
+    """Resolve and call a worker in the job's context (its tokens, their channel, the progress queue, the
+    worker process's `clients`); every failure becomes an `error` JobResult. The result's details carry
+    when the worker started and finished (`started_at`, `finished_at`: the attempt's duration)."""
     started = now_text()
-    result = _call_worker(path, job, settings, cache, channel, progress_events)
+    result = _call_worker(path, job, settings, cache, channel, progress_events, clients)
     result.details.setdefault("started_at", started)
     result.details.setdefault("finished_at", now_text())
     return result
 
 
 def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None,
-                 channel: TokenChannel | None = None, progress_events: Any = None) -> JobResult:
+                 channel: TokenChannel | None = None, progress_events: Any = None,
+                 clients: Clients | None = None) -> JobResult:
     cache = {} if cache is None else cache
     try:
         fn = cache.get(path) or resolve_worker(path)
@@ -112,7 +115,7 @@ def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] 
         return JobResult("error", f"worker {path!r} is not available: {exc}")
     try:
         tokens = JobTokens(dict(getattr(job, "tokens", None) or {}), channel)
-        with running(JobContext(tokens, progress_events)):
+        with running(JobContext(tokens, progress_events, clients)):
             result = fn(job, settings)
     except Exception as exc:  # a worker bug must not stop the run
         tb = traceback.format_exc(limit=5)
@@ -199,23 +202,24 @@ def _worker_main(conn: Connection, settings: Settings, parent: int | None = None
     cache: dict[str, Any] = {}
     ahead: collections.deque = collections.deque()
     channel = _PipeChannel(conn, ahead)
-    while True:
-        try:
-            message = ahead.popleft() if ahead else conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        if isinstance(message, _TokenReply):  # an answer that came too late for its request
-            continue
-        path, job = message
-        result = call_worker(path, job, settings, cache, channel, progress)
-        try:
-            conn.send(result)
-        except (BrokenPipeError, OSError):
-            return
-        except Exception as exc:  # an unpicklable result
-            conn.send(JobResult("error", f"worker {path} returned a result that cannot be sent back: {exc}"))
+    with Clients() as clients:  # the process's: what its jobs learn about servers
+        while True:
+            try:
+                message = ahead.popleft() if ahead else conn.recv()
+            except (EOFError, OSError):
+                return
+            if message is None:
+                return
+            if isinstance(message, _TokenReply):  # an answer that came too late for its request
+                continue
+            path, job = message
+            result = call_worker(path, job, settings, cache, channel, progress, clients)
+            try:
+                conn.send(result)
+            except (BrokenPipeError, OSError):
+                return
+            except Exception as exc:  # an unpicklable result
+                conn.send(JobResult("error", f"worker {path} returned a result that cannot be sent back: {exc}"))
 
 
 class _Proc:
@@ -416,12 +420,14 @@ class InlineExecutor:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
         self._cache: dict[str, Any] = {}
+        self._clients = Clients()  # as a worker process's: lives until shutdown
         self.token_source: TokenSourceFn | None = None
 
     def submit(self, worker: str, job: Any) -> Future[JobResult]:
         future: Future[JobResult] = Future()
-        future.set_result(call_worker(worker, job, self.settings, self._cache, _DirectChannel(self)))
+        future.set_result(call_worker(worker, job, self.settings, self._cache, _DirectChannel(self),
+                                      clients=self._clients))
         return future
 
     def shutdown(self, wait: bool = True) -> None:
-        pass
+        self._clients.close()

@@ -8,13 +8,14 @@ What Airbus documents, and what this module does with it:
   the answer holds `access_token` and `expires_in` (an hour). No refresh token is used: the same
   grant is asked again shortly before the token expires and after a 401. A 400/401 answer refuses the
   key itself: it is kept, and no further login is tried by the process (each one would fail the same).
-- Every other call carries `Authorization: Bearer <access token>`: the documentation names the bearer
-  token as the authentication of the search API (the original sent HTTP Basic `APIKEY:<key>` there
-  instead), of `/api/v1/me` and of the order API. For the delivered product's download link it says
-  nothing we could find (the original sent Basic auth with the key): the bearer token is sent there
-  too, which keeps the key out of the jobs (they carry a short-lived token, never the key). The token
-  goes only to the origins of the configured URLs and over https to hosts under `oneatlas.airbus.com`
-  (also across redirects), never elsewhere.
+- The order API (`/api/v1/me`, prices, orders) takes `Authorization: Bearer <access token>`, as
+  documented. The search and the delivered product's download link take the bearer token too in the
+  current documentation, but the original sent HTTP Basic `APIKEY:<key>` there: those two services
+  send the bearer token first and fall back to Basic where the server refuses it
+  (`ingester.oneatlas_auth`). Jobs carry a short-lived token, never the key; a worker that must send
+  Basic auth reads the key from its own environment (`own_api_key`). Credentials go only to the
+  origins of the configured URLs and over https to hosts under `oneatlas.airbus.com` (also across
+  redirects), never elsewhere.
 - Order API (base `INGESTER_ONEATLAS_ORDER_URL`): `GET /api/v1/me` (account; `contract.balance` and
   `contract.amountUnit`), `POST /api/v1/prices` and `POST /api/v1/orders` with an order body
   (`kind` + `products`), `GET /api/v1/orders?kind=…&itemsPerPage=…&page=…` (1-based pages; the
@@ -171,19 +172,52 @@ def token_holder(settings: Settings, clients: Clients) -> Any:
     return handed if handed is not None else login_manager(settings, clients)
 
 
+def own_api_key(settings: Settings) -> str:
+    """The API key where a request is made, for HTTP Basic (`oneatlas_auth`): the settings' own (the
+    coordinator, library use), else this process's own configuration (a worker is handed settings
+    without the key: its environment's INGESTER_ONEATLAS_API_KEY or ingester.toml), else the ~/.netrc
+    entry for the authentication host; "" without one. Never taken from a job."""
+    from ingester.config import load_settings
+    from ingester.errors import ConfigError
+
+    if settings.oneatlas_api_key:
+        return settings.oneatlas_api_key
+    try:
+        own = load_settings().oneatlas_api_key
+    except ConfigError:
+        own = ""
+    return own or oneatlas_api_key(settings)
+
+
 def service(settings: Settings, clients: Clients, which: str = "order") -> Service:
-    """The session of `clients` for the order API (`which="order"`, base INGESTER_ONEATLAS_ORDER_URL) or
-    the search (`"search"`, the search URL itself), with the bearer token and OneAtlas's trusted hosts."""
+    """The session of `clients` for the order API (`which="order"`, base INGESTER_ONEATLAS_ORDER_URL: bearer
+    token only), the search (`"search"`, the search URL itself) or delivered products (`"download"`,
+    absolute links), with OneAtlas's trusted hosts. The search and the download take the bearer token or,
+    where the server refuses it, HTTP Basic with the API key (`oneatlas_auth.KeyFallbackService`)."""
+    from ingester.oneatlas_auth import KeyFallbackService, SchemeMemory
+
+    if which not in ("order", "search", "download"):
+        raise ValueError(f"unknown OneAtlas service {which!r}")
     token = token_holder(settings, clients)
-    base = settings.oneatlas_order_url if which == "order" else settings.oneatlas_search_url
+    base = settings.oneatlas_search_url if which == "search" else settings.oneatlas_order_url
     key = (SERVICE, which, base, settings.oneatlas_auth_url, settings.oneatlas_search_url,
            settings.oneatlas_order_url, settings.http_timeout, settings.http_retries, settings.http_backoff, token)
 
+    # the schemes learnt outlive a job's session (asked here: `make` runs under the clients' lock)
+    memory = None if which == "order" else clients.lasting((SERVICE, which, base, "schemes"), SchemeMemory)
+
     def make() -> Service:
         hosts = {settings.oneatlas_auth_url, settings.oneatlas_search_url, settings.oneatlas_order_url}
-        return Service(f"oneatlas-{which}", base, timeout=settings.http_timeout, retries=settings.http_retries,
-                       backoff=settings.http_backoff, token=token, trusted_hosts=hosts,
-                       trusted_domains=ONEATLAS_DOMAINS)
+        options: dict[str, Any] = dict(timeout=settings.http_timeout, retries=settings.http_retries,
+                                       backoff=settings.http_backoff, token=token, trusted_hosts=hosts,
+                                       trusted_domains=ONEATLAS_DOMAINS)
+        if which == "order":
+            return Service(f"oneatlas-{which}", base, **options)
+        host = urlparse(settings.oneatlas_auth_url).hostname
+        hint = (f"set INGESTER_ONEATLAS_API_KEY in its environment (or a ~/.netrc entry for {host} with the key as "
+                "password)")
+        return KeyFallbackService(f"oneatlas-{which}", base, api_key=lambda: own_api_key(settings),
+                                  no_key_hint=hint, memory=memory, **options)
 
     return clients.service(key, make)
 
@@ -381,5 +415,5 @@ def http_status(exc: BaseException) -> int | None:
     return exc.status if isinstance(exc, HTTPError) else None
 
 
-__all__ = ["ApiKeyTokens", "login_manager", "service", "search_page", "account", "prices", "create_order",
-           "iter_orders", "order_product", "find_order", "orders_of"]
+__all__ = ["ApiKeyTokens", "login_manager", "own_api_key", "service", "search_page", "account", "prices",
+           "create_order", "iter_orders", "order_product", "find_order", "orders_of"]

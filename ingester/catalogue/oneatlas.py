@@ -2,7 +2,8 @@
 would cost (docs/catalogues.md, "OneAtlas").
 
 The search is `POST <INGESTER_ONEATLAS_SEARCH_URL>` with a JSON body and the bearer token of the API
-key (`ingester.oneatlas`): `constellation` (`PHR` or `SPOT`), `acquisitionDate` as the interval
+key, or HTTP Basic `APIKEY:<key>` where the server refuses the token (`ingester.oneatlas_auth`):
+`constellation` (`PHR` or `SPOT`), `acquisitionDate` as the interval
 `[<start>,<end>]` (the payload's exact period, in UTC), `geometry` (GeoJSON of the AOI's convex hull),
 `sortBy` `acquisitionDate`, 200 `itemsPerPage` from `startPage` 1, and the payload's parameters of the
 same name: `cloudCover` (`[0,80]`; `[0 TO 80]` and spaces are accepted), `productType`,

@@ -7,7 +7,10 @@ coordinator's token source share it). In a worker process, a job's `Clients` als
 coordinator handed with the job (`JobTokens`): providers use them instead of a login.
 
 Build one per command (`with Clients() as clients:`), or per job in a worker; closing it closes the
-sessions. Nothing of it outlives its owner, so tests need no reset between them.
+sessions. Nothing of it outlives its owner, so tests need no reset between them. A worker process holds
+one `Clients` for its life and makes each job's from it (`Clients(tokens, parent=process_clients)`): the
+job's sessions carry the job's tokens and close with the job, while what is learnt about a server
+(`lasting`, e.g. which auth scheme OneAtlas's download takes) serves the process's later jobs too.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from ingester.http.tokens import HandedToken, JobTokens, TokenManager
 class Clients:
     """Sessions and token managers of one command, run or job (thread-safe)."""
 
-    def __init__(self, job_tokens: JobTokens | None = None):
+    def __init__(self, job_tokens: JobTokens | None = None, *, parent: Clients | None = None):
         self.job_tokens = job_tokens
+        self.parent = parent
+        self._lasting: dict[Hashable, Any] = {}
         self._services: dict[Hashable, Any] = {}
         self._managers: dict[Hashable, Any] = {}  # token managers: TokenManager, or another login
         self._lock = threading.Lock()
@@ -39,12 +44,25 @@ class Clients:
 
     def service(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """The one `Service` for `key` (built by `make` on first use): one session and connection pool per
-        remote service and configuration, shared by every user of these clients."""
+        remote service and configuration, shared by every user of these clients. `make` runs under the
+        clients' lock: it must not call them back."""
         with self._lock:
             service = self._services.get(key)
             if service is None:
                 service = self._services[key] = make()
             return service
+
+    def lasting(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """The one object for `key` (made by `make` on first use) kept by the outermost clients (a worker
+        process's, across its jobs; else these): what is learnt about a server, not about a job's token.
+        Never a session or a secret."""
+        if self.parent is not None:
+            return self.parent.lasting(key, make)
+        with self._lock:
+            value = self._lasting.get(key)
+            if value is None:
+                value = self._lasting[key] = make()
+            return value
 
     def login(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """The one token manager for `key` (an account at an endpoint; made by `make` on first use): one
@@ -86,6 +104,7 @@ class Clients:
             services, managers = list(self._services.values()), list(self._managers.values())
             self._services.clear()
             self._managers.clear()
+            self._lasting.clear()
         for service in services:
             service.session.close()
         for manager in managers:

@@ -17,9 +17,10 @@ For a OneAtlas scene (`metadata.catalogue` `oneatlas`):
    error, with OneAtlas's message (the tool never orders again by itself: a new order placed through
    OneAtlas is found by the next run). `delivered`: the delivery's download link.
 
-The zip (DIMAP folders) is downloaded with the bearer token (never the API key: a job carries a
-short-lived token from the coordinator), resumed across attempts and checked against the size the
-server announces (OneAtlas publishes no checksum).
+The zip (DIMAP folders) is downloaded with the bearer token (a job carries a short-lived token from the
+coordinator, never the API key), or, where the server refuses it, with HTTP Basic `APIKEY:<key>` and
+the key of the worker's own environment (`ingester.oneatlas_auth`); resumed across attempts and checked
+against the size the server announces (OneAtlas publishes no checksum).
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ class OneAtlasProvider(Provider):
             raise NotFound("oneatlas: not a OneAtlas scene")
         name = product_name(scene)
         try:
-            svc = api.service(self.settings, self.clients, "order")
-            link = str(scene.metadata.get("download_link") or "").strip() or self._delivered_link(scene, name, svc)
+            link = str(scene.metadata.get("download_link") or "").strip()
+            if not link:
+                link = self._delivered_link(scene, name, api.service(self.settings, self.clients, "order"))
             dest = workdir / f"{name}.zip"
-            verified = download(svc, link, str(dest), auth=True, progress=self.progress,
+            verified = download(api.service(self.settings, self.clients, "download"), link, str(dest), auth=True,
+                                progress=self.progress,
                                 expected=expected_from_metadata({}),
                                 part=resume_part(self.settings, self.name, scene, dest.name))
         except HTTPError as exc:

@@ -167,7 +167,7 @@ def run_scene_job(job: SceneJob, settings: Settings, progress: TransferProgress 
     job's HTTP sessions (`clients`, made from that context when not given) are closed at its end."""
     workdir = Path(job.workdir)
     context = current_job()
-    own_clients = Clients(context.tokens) if clients is None else None
+    own_clients = context.job_clients() if clients is None else None
     own_progress = default_progress(context.progress_events) if progress is None else None
     try:
         workdir.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,13 @@ docs/providers.md, "OneAtlas"), its catalogue items made from the feature in
 - `POST /auth/realms/IDP/protocol/openid-connect/token`, form `apikey`, `grant_type=api_key`,
   `client_id=IDP`: `{"access_token", "expires_in", "token_type": "Bearer", …}`; a wrong key is
   401 `{"error": "invalid_grant", …}`, another grant type or client 400.
-- Every other call needs `Authorization: Bearer <token>` (401 otherwise, and for a token revoked or
-  expired on the server's side).
+- Every other call needs credentials, per endpoint (`modes`: `search`, `download`, `order` for me,
+  prices and orders): `bearer` (the default: `Authorization: Bearer <token>`; a token revoked or
+  expired on the server's side is refused), `basic` (HTTP Basic with the user `APIKEY` and the API key
+  as password, as the original system used for the search and the delivered zip; a bearer token is
+  refused) or `both`. A refusal is 401 with a `WWW-Authenticate` challenge naming the scheme(s) the
+  endpoint takes (`challenge=False`: without one, as some servers answer), or, with `refusal=403`, 403
+  with a body saying the Authorization header was not accepted.
 - `POST /api/v2/opensearch` (JSON): `constellation`, `acquisitionDate` `[start,end]`, `geometry`
   (GeoJSON, intersects), `cloudCover` `[min,max]`, `productType`, `processingLevel`, `platform`,
   `itemsPerPage` (≤ 500) and `startPage` (1-based), `sortBy` `acquisitionDate`: `{"type":
@@ -22,9 +27,11 @@ docs/providers.md, "OneAtlas"), its catalogue items made from the feature in
 - `GET /api/v1/orders?kind=…&itemsPerPage=…&page=…`: `{"items", "totalResults", "startIndex",
   "itemsPerPage"}`, every order of the account with its deliveries; a delivered one has
   `_links.download.href`.
-- `GET /api/v1/items/<delivery or item id>/download` (bearer): the product zip, `Range` answered 206.
+- `GET /api/v1/items/<delivery or item id>/download`: the product zip, `Range` answered 206.
 
-Knobs: `expires_in`, `revoke_tokens()`, `unauthorized_next`, `on_order` (called once an order is
+Knobs: `expires_in`, `revoke_tokens()`, `unauthorized_next` (bearer tokens refused), `modes`, `refusal`,
+`challenge`, `forbid_downloads` (a 403 about the account, not the credentials, for every download),
+`download_redirect`, `page_limit` (search pages hold at most that many rows), `on_order` (called once an order is
 recorded, before the answer: a test kills the client there), `states` (the progression), `failures`,
 `drop_after` (the product download's connection drops after N bytes).
 Counters and logs: `grants`, `requests` (method, path, authorization, body), `orders`.
@@ -32,6 +39,8 @@ Counters and logs: `grants`, `requests` (method, path, authorization, body), `or
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 import math
@@ -86,6 +95,12 @@ class FakeOneAtlas:
         self.failures: dict[str, tuple[str, str, str]] = {}  # catalogue id → (state, message, errorCode)
         self.on_order: Callable[[dict[str, Any]], None] | None = None
         self.unauthorized_next = 0
+        self.modes = {"search": "bearer", "download": "bearer", "order": "bearer"}  # bearer | basic | both
+        self.refusal = 401
+        self.challenge = True
+        self.forbid_downloads = ""
+        self.page_limit: int | None = None  # the most search rows the server puts in a page
+        self.download_redirect = ""  # downloads answer 302 to this base URL + the path (another server)
         self.orderable = "ok"
         self.drop_after: list[int] = []  # per product download, in order: bytes sent before the connection drops
         self.list_delay = 0.0  # seconds each orders listing takes
@@ -182,6 +197,7 @@ class FakeOneAtlas:
                 continue
             hits.append(item)
         hits.sort(key=lambda f: (f["properties"]["acquisitionDate"], f["properties"]["id"]))
+        per_page = min(per_page, self.page_limit or per_page)
         first = (page - 1) * per_page
         return 200, {"type": "FeatureCollection", "features": hits[first:first + per_page], "error": False,
                      "totalResults": len(hits), "startIndex": first, "itemsPerPage": per_page}
@@ -195,8 +211,12 @@ class FakeOneAtlas:
     def issued_tokens(self) -> list[str]:
         return list(self.tokens)
 
-    def _authorised(self, header: str | None) -> bool:
-        if not header or not header.startswith("Bearer "):
+    def basic_header(self, key: str | None = None) -> str:
+        """What a client sends for HTTP Basic with the API key (user `APIKEY`)."""
+        return "Basic " + base64.b64encode(f"APIKEY:{self.api_key if key is None else key}".encode()).decode()
+
+    def _bearer_ok(self, header: str) -> bool:
+        if not header.startswith("Bearer "):
             return False
         with self.lock:
             if self.unauthorized_next > 0:
@@ -204,6 +224,36 @@ class FakeOneAtlas:
                 return False
             expiry = self.tokens.get(header[len("Bearer "):])
         return expiry is not None and expiry > time.time()
+
+    def _basic_ok(self, header: str) -> bool:
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[len("Basic "):], validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return user == "APIKEY" and password == self.api_key
+
+    def _authorised(self, header: str | None, endpoint: str = "order") -> bool:
+        mode = self.modes.get(endpoint, "bearer")
+        header = header or ""
+        return ((mode in ("bearer", "both") and self._bearer_ok(header))
+                or (mode in ("basic", "both") and self._basic_ok(header)))
+
+    def refusal_of(self, header: str | None, endpoint: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """(status, body, headers) of a request whose credentials the endpoint does not take."""
+        if self.refusal == 403:
+            return 403, {"error": "Forbidden", "message": "Not authenticated: the Authorization header is not "
+                                                          "accepted"}, {}
+        mode = self.modes.get(endpoint, "bearer")
+        challenges = []
+        if mode in ("bearer", "both"):
+            given = (header or "").startswith("Bearer ")
+            challenges.append('Bearer realm="OneAtlas"' + (', error="invalid_token"' if given else ""))
+        if mode in ("basic", "both"):
+            challenges.append('Basic realm="OneAtlas"')
+        headers = {"WWW-Authenticate": ", ".join(challenges)} if self.challenge else {}
+        return 401, {"error": "Unauthorized", "message": "invalid or missing credentials"}, headers
 
     # --- orders ------------------------------------------------------------------------------
     def _price(self, product: dict[str, Any]) -> tuple[float, float]:
@@ -391,8 +441,9 @@ class FakeOneAtlas:
                     self._log(raw.decode(errors="replace"))
                     return self._send(400, {"error": "Bad Request", "message": "the body is not JSON"})
                 self._log(body)
-                if not fake._authorised(self.headers.get("Authorization")):
-                    return self._send(401, {"error": "Unauthorized", "message": "invalid or expired token"})
+                endpoint = "search" if path == "/api/v2/opensearch" else "order"
+                if not fake._authorised(self.headers.get("Authorization"), endpoint):
+                    return self._send(*fake.refusal_of(self.headers.get("Authorization"), endpoint))
                 if path == "/api/v2/opensearch":
                     return self._send(*fake.search(body))
                 if path == "/api/v1/prices":
@@ -404,13 +455,18 @@ class FakeOneAtlas:
             def do_GET(self) -> None:  # noqa: N802
                 self._log()
                 parts = urllib.parse.urlsplit(self.path)
-                if not fake._authorised(self.headers.get("Authorization")):
-                    return self._send(401, {"error": "Unauthorized", "message": "invalid or expired token"})
+                m = _DOWNLOAD.match(parts.path)
+                endpoint = "download" if m else "order"
+                if not fake._authorised(self.headers.get("Authorization"), endpoint):
+                    return self._send(*fake.refusal_of(self.headers.get("Authorization"), endpoint))
+                if m and fake.forbid_downloads:
+                    return self._send(403, {"error": "Forbidden", "message": fake.forbid_downloads})
+                if m and fake.download_redirect:
+                    return self._send(302, {"message": "moved"}, {"Location": fake.download_redirect + parts.path})
                 if parts.path == "/api/v1/me":
                     return self._send(200, fake.me())
                 if parts.path == "/api/v1/orders":
                     return self._send(*fake.list_orders(urllib.parse.parse_qs(parts.query)))
-                m = _DOWNLOAD.match(parts.path)
                 if m:
                     data = fake.product_of(m.group(1))
                     if data is None:
@@ -457,6 +513,18 @@ class FakeOneAtlas:
         return Handler
 
 
+def keyless_scene_job(job: Any, settings: Any) -> Any:
+    """The default scene worker, run by a worker process whose own environment holds no OneAtlas API key
+    (as a worker started elsewhere by a scheduler would be): `--scene-worker
+    tests.fakes.oneatlas:keyless_scene_job`."""
+    import os
+
+    from ingester.providers.worker import run_scene_job
+
+    os.environ.pop("INGESTER_ONEATLAS_API_KEY", None)
+    return run_scene_job(job, settings)
+
+
 def product_zip(constellation: str = "PHR") -> bytes:
     """The delivered zip of the test product of a constellation (tests/data/oneatlas)."""
     from tests.fakes.dimap import zip_product
@@ -469,4 +537,4 @@ def footprint_around(lon: float, lat: float, half: float = 0.01) -> list[tuple[f
     return [(lon - half, lat - half), (lon + half, lat - half), (lon + half, lat + half), (lon - half, lat + half)]
 
 
-__all__ = ["FakeOneAtlas", "product_zip", "footprint_around", "area_km2"]
+__all__ = ["FakeOneAtlas", "product_zip", "footprint_around", "area_km2", "keyless_scene_job"]
