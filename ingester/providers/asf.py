@@ -67,6 +67,9 @@ class AsfProvider(Provider):
             "asf", s.asf_url, timeout=s.http_timeout, retries=s.http_retries, backoff=s.http_backoff,
             token=StaticToken(token), trusted_hosts=EDL_HOSTS, trusted_domains=ASF_DOMAINS))
 
+    def may_have(self, scene: Scene) -> bool:
+        return bool(paths(scene.source_id))
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         candidates = paths(name)

@@ -51,6 +51,9 @@ class BucketProvider(Provider):
         super().__init__(settings, progress, clients)
         self.storage = storage.StorageOptions.of(settings)  # endpoint, keys, requester-pays: INGESTER_S3_*
 
+    def may_have(self, scene: Scene) -> bool:
+        return bool(bucket_patterns(self.settings, scene_constellation(scene)))
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         constellation = scene_constellation(scene)

@@ -44,6 +44,12 @@ from ingester.providers.slots import slot
 from ingester.scenes import Scene
 
 
+def is_cdse_scene(scene: Scene) -> bool:
+    """A scene of the CDSE catalogue: it carries the CDSE product id (`metadata.uuid`) and comes from no
+    other catalogue (STAC APIs, OneAtlas name theirs in `metadata.catalogue`)."""
+    return bool(str(scene.metadata.get("uuid") or "").strip()) and not scene.metadata.get("catalogue")
+
+
 def token_manager(settings: Settings, clients: Clients) -> TokenHolder:
     """The token holder for CDSE downloads: the job's handed token (in a worker), else the login of
     `clients` (`login_manager`)."""
@@ -113,6 +119,9 @@ class CdseProvider(Provider):
             raise self._offline(name, "the catalogue says Online=false now")
         keep = {k: v for k, v in fresh.items() if k in ("online", "size", "checksums") and v not in (None, {}, "")}
         return {**scene.metadata, **keep}
+
+    def may_have(self, scene: Scene) -> bool:
+        return is_cdse_scene(scene)
 
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
