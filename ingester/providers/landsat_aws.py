@@ -26,7 +26,7 @@ WORKERS = 4
 
 
 def scene_prefix(scene: Scene, name: str) -> str:
-    from ingester.catalogue.stac import landsat_parts, landsat_prefix
+    from ingester.naming import landsat_parts, landsat_prefix
 
     prefix = str(scene.metadata.get("s3_prefix") or "")
     if not prefix and landsat_parts(name):
