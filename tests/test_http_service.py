@@ -151,6 +151,20 @@ def test_token_managers_are_shared_per_endpoint_and_user():
         assert Clients().token_manager("http://127.0.0.1:9/token", "user", "pw") is not a  # one per command
 
 
+def test_what_a_job_learns_about_a_server_serves_the_later_jobs_of_its_worker_process_only():
+    """A job's clients (its own sessions and tokens) keep what is learnt about a server in their parent,
+    the worker process's clients: a later job finds it; another process (or command) starts afresh."""
+    with Clients() as process:
+        first = Clients(parent=process)
+        learnt = first.lasting(("oneatlas", "download", "schemes"), dict)
+        learnt["origin"] = "basic"
+        first.close()
+        with Clients(parent=process) as later:
+            assert later.lasting(("oneatlas", "download", "schemes"), dict) == {"origin": "basic"}
+    with Clients() as another:
+        assert another.lasting(("oneatlas", "download", "schemes"), dict) == {}
+
+
 # --- transfer robustness ---------------------------------------------------------------------------
 
 def test_a_failing_checksum_thread_fails_the_download_instead_of_hanging(httpserver, tmp_path, monkeypatch):
