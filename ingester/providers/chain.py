@@ -24,7 +24,7 @@ from ingester.errors import ConfigError, Deferred, DownloadError, IngesterError,
 from ingester.http.checksums import Verified
 from ingester.http.clients import Clients
 from ingester.http.transfer import TransferProgress
-from ingester.providers.base import Provider
+from ingester.providers.base import Provider, configured_names
 from ingester.scenes import Scene
 
 
@@ -47,7 +47,7 @@ def registry() -> dict[str, type[Provider]]:
 def listed_providers(settings: Settings) -> list[str]:
     """The names of INGESTER_PROVIDERS, in order, without repeats; raises ConfigError for unknown ones."""
     known = registry()
-    names = [n.strip().lower() for n in settings.providers.split(",") if n.strip()]
+    names = configured_names(settings)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"INGESTER_PROVIDERS: unknown provider(s) {', '.join(unknown)}; "
