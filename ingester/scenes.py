@@ -17,11 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry import MultiPolygon, Polygon
-
 from ingester.errors import ScenesFileError, ScenesFileWarning
 from ingester.fileio import atomic_write_text
-from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
 from ingester.graph.engine_config import check_config
 from ingester.ids import id_problem, record_id_problem, shown, uuid_problem
 from ingester.jsonfile import parse_json_forgiving, read_text
@@ -152,6 +149,11 @@ class Scene:
 
     def geometry(self) -> dict[str, Any] | None:
         """The feature geometry: the footprint, plus every tile polygon when the scene has tiles."""
+        # shapely loads here, not with the module: a worker process that only downloads never needs it
+        from shapely.geometry import MultiPolygon, Polygon
+
+        from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
+
         try:
             footprint = single_polygon(from_wkt(self.wkt))
         except GeometryError:
@@ -235,6 +237,8 @@ class _Reader:
     def wkt(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(where, "missing or empty WKT footprint")
+        from ingester.geometry import GeometryError, from_wkt
+
         try:
             from_wkt(value)
         except GeometryError as exc:

@@ -17,6 +17,7 @@ import shapely
 
 from ingester.config import Settings
 from ingester.errors import ConfigError, IngesterError, TilingWarning
+from ingester.http.clients import Clients
 from ingester.naming import constellation_of
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
@@ -29,12 +30,12 @@ from ingester.tiling.sources import AnnotationSource, CdseNodesSource, PatternSo
 NO_BURST = "no burst intersects the AOI"
 
 
-def annotation_sources(payload: Payload, settings: Settings) -> list[AnnotationSource]:
-    """The sources in the order of settings.annotation_sources."""
+def annotation_sources(payload: Payload, settings: Settings, clients: Clients | None = None) -> list[AnnotationSource]:
+    """The sources in the order of settings.annotation_sources (CDSE's logs in with `clients`)."""
     out: list[AnnotationSource] = []
     for kind in (k.strip().lower() for k in settings.annotation_sources.split(",")):
         if kind == "cdse":
-            out.append(CdseNodesSource(settings))
+            out.append(CdseNodesSource(settings, clients=clients))
         elif kind == "urls":
             out.extend(PatternSource(p, payload.name, settings) for p in payload.annotations_urls)
         elif kind:
@@ -128,12 +129,14 @@ def burst_inventory(
     settings: Settings,
     existing: Sequence[Tile] = (),
     sources: Sequence[AnnotationSource] | None = None,
+    clients: Clients | None = None,
 ):
-    """Bursts of every scene over the AOI, chained onto each other and onto `existing` tiles."""
+    """Bursts of every scene over the AOI, chained onto each other and onto `existing` tiles; the CDSE
+    annotation source logs in with `clients` (the command's: one login)."""
 
     owned: Sequence[AnnotationSource] = ()
     if sources is None:
-        sources = owned = annotation_sources(payload, settings)
+        sources = owned = annotation_sources(payload, settings, clients)
     try:
         return _inventory(payload, scenes, settings, existing, sources)
     finally:
