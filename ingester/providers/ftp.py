@@ -74,7 +74,8 @@ class FtpProvider(Provider):
         ftp = ftplib.FTP(timeout=self.settings.http_timeout)
         try:
             ftp.connect(host, port, timeout=min(self.settings.http_timeout, 5.0) or 5.0)
-            ftp.sock.settimeout(self.settings.http_timeout)
+            if ftp.sock is not None:  # connect() set it; typed optional by ftplib
+                ftp.sock.settimeout(self.settings.http_timeout)
             user, password = self._credentials(host)
             ftp.login(user, password)
         except ftplib.error_perm as exc:
