@@ -168,7 +168,23 @@ ExecutorFactory = Callable[[int, Settings], Executor]
 
 
 def default_executor(workers: int, settings: Settings) -> Executor:
+    """The executor `settings.executor` names: a local process pool, or a Dask cluster."""
+    if settings.executor == "dask":
+        from ingester.dask_executor import DaskExecutor
+
+        return DaskExecutor(workers, settings, settings.dask_scheduler)
     return LocalExecutor(workers, settings)
+
+
+def check_executor(storage: str, settings: Settings) -> None:
+    """A Dask run needs `distributed`, and storage its workers see: ConfigError (exit 2) otherwise."""
+    if settings.executor == "dask":
+        from ingester.dask_executor import check_shared_storage, require_distributed
+        from ingester.errors import ConfigError
+
+        require_distributed()
+        if unshared := check_shared_storage({storage}, settings):
+            raise ConfigError(unshared)
 
 
 def run_token_source(settings: Settings) -> TokenSource:
@@ -318,9 +334,10 @@ class Coordinator:
                     if status == PENDING:
                         status = apply_outcome(self.store, kind, job_id, result, self.policy)
                 self.store.execute("UPDATE job_attempt SET started_at = coalesce(?, started_at), finished_at = ?, "
-                                   "outcome = ?, status = ?, message = ?, log_path = ? WHERE id = ?",
+                                   "outcome = ?, status = ?, message = ?, log_path = ?, ran_on = ? WHERE id = ?",
                                    (result.details.get("started_at"), result.details.get("finished_at") or now_text(),
-                                    result.outcome, status, result.message, result.log_path, attempt_row))
+                                    result.outcome, status, result.message, result.log_path,
+                                    str(result.details.get("ran_on") or ""), attempt_row))
                 if result.details.get("missing_outputs"):
                     self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
                 self.jobs_run.add((kind, job_id))
@@ -450,7 +467,8 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
     run's counts as text; `downloads` (a queue of a providers.progress.RunDisplay) gets the worker
     processes' download progress (the local pool only)."""
     run_id = run_id or new_run_id()
-    check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
+    storage = check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
+    check_executor(storage, settings)
     if lock:
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
     steps = steps_folder(settings.workdir, aoi)
@@ -470,7 +488,7 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         if due is None or due > monotonic_now() + settings.max_wait:  # nothing to run now: no worker started
             return run_report(store, coordinator.aoi.id, run_id)
         size = pool_size(store, coordinator.aoi.id, workers or settings.workers, settings)
-        if downloads is not None and executor_factory is default_executor:
+        if downloads is not None and executor_factory is default_executor and settings.executor == "local":
             executor: Executor = LocalExecutor(size, worker_settings(settings), progress_queue=downloads)
         else:
             executor = executor_factory(size, worker_settings(settings))

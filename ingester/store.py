@@ -169,6 +169,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE scene ADD COLUMN deferred_since REAL;
     ALTER TABLE tile ADD COLUMN deferred_since REAL;
     """,
+    # 4: which executor worker ran an attempt (a Dask worker's address; '' for the local pool)
+    """
+    ALTER TABLE job_attempt ADD COLUMN ran_on TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 
@@ -685,7 +689,8 @@ class Store:
     def attempts(self, kind: str, job_id: int) -> list[dict[str, Any]]:
         """The error history of a job: every attempt, oldest first."""
         cur = self.conn.execute(
-            "SELECT attempt, run_id, host, pid, worker, started_at, finished_at, outcome, status, message, log_path "
+            "SELECT attempt, run_id, host, pid, worker, ran_on, started_at, finished_at, outcome, status, message, "
+            "log_path "
             "FROM job_attempt WHERE kind = ? AND job_id = ? ORDER BY id", (kind, job_id))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur]

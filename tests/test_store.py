@@ -175,14 +175,16 @@ def test_a_store_of_an_older_schema_is_migrated_keeping_its_data(store):
     store.execute("DROP INDEX tile_aoi_links")
     store.execute("ALTER TABLE scene DROP COLUMN deferred_since")
     store.execute("ALTER TABLE tile DROP COLUMN deferred_since")
+    store.execute("ALTER TABLE job_attempt DROP COLUMN ran_on")
     store.execute("PRAGMA user_version=1")
     store.close()
     with Store(path) as again:
-        assert again.version == len(MIGRATIONS) == 3
+        assert again.version == len(MIGRATIONS) == 4
         assert {"scene_aoi_date", "tile_aoi_links"} <= {r[0] for r in again.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index'")}
         for table in ("scene", "tile"):  # 3: deferred jobs
             assert "deferred_since" in {r[1] for r in again.execute(f"PRAGMA table_info({table})")}
+        assert "ran_on" in {r[1] for r in again.execute("PRAGMA table_info(job_attempt)")}  # 4: the Dask worker
         assert again.counts() == counts
 
 

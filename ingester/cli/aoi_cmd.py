@@ -34,9 +34,29 @@ TileWorkerOption = typer.Option(
     "(default: $INGESTER_TILE_WORKER or ingester.graph.worker:run_tile_job).")
 
 
+ExecutorOption = typer.Option(
+    None, "--executor", help="Where the jobs run: local (a pool of worker processes on this machine) or dask "
+    "(a Dask cluster: --scheduler, else a local Dask cluster of --workers processes; needs "
+    "`pip install 'ingester[dask]'`) (default: $INGESTER_EXECUTOR or local).")
+SchedulerOption = typer.Option(
+    None, "--scheduler", metavar="ADDRESS", help="With --executor dask: the Dask scheduler to run the jobs on, "
+    "e.g. tcp://10.0.0.5:8786 (default: $INGESTER_DASK_SCHEDULER; empty: a local Dask cluster).")
+SharedStorageOption = typer.Option(
+    False, "--shared-storage", help="With --executor dask and --scheduler: the storage is a local path that every "
+    "Dask worker sees too (a network file system); without it such a run is refused (exit 2) "
+    "(default: $INGESTER_SHARED_STORAGE).")
+
+
 def run_settings(db: str | None, workers: int | None, scene_worker: str | None, tile_worker: str | None,
-                 max_wait: float | None = None) -> Settings:
-    return settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker, max_wait=max_wait)
+                 max_wait: float | None = None, executor: str | None = None, scheduler: str | None = None,
+                 shared_storage: bool = False) -> Settings:
+    s = settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker, max_wait=max_wait,
+                 executor=executor, dask_scheduler=scheduler, shared_storage=shared_storage or None)
+    if s.executor == "dask":  # not installed: exit 2 with the install command, before anything is written
+        from ingester.dask_executor import require_distributed
+
+        require_distributed()
+    return s
 
 
 def check_download_settings(s: Settings) -> None:
@@ -181,6 +201,9 @@ def check_command(
                                        "created (else they are an input error)."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
+    executor: str | None = ExecutorOption,
+    scheduler: str | None = SchedulerOption,
+    shared_storage: bool = SharedStorageOption,
 ) -> None:
     """Run the pre-flight checks of `ingester aoi` alone, writing nothing: settings, CDSE credentials (one
     token request), the engines the graphs need (gpt, docker, commands), storage and work folder writable,
@@ -194,7 +217,7 @@ def check_command(
     from ingester.store import Store
 
     ui = UI(quiet)
-    s = run_settings(db, workers, None, None)
+    s = run_settings(db, workers, None, None, None, executor, scheduler, shared_storage)
     loaded = load_payload(payload)
     scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
     pending = None
@@ -235,6 +258,9 @@ def aoi_command(
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
     max_wait: float | None = MaxWaitOption,
+    executor: str | None = ExecutorOption,
+    scheduler: str | None = SchedulerOption,
+    shared_storage: bool = SharedStorageOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be ingested, downloaded (count, "
                                  "announced bytes) and processed, and the pre-flight checks; write nothing, "
                                  "download nothing (exit 2 when a check fails)."),
@@ -263,7 +289,7 @@ def aoi_command(
     from ingester.store import Store
 
     ui = UI(quiet)
-    s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
+    s = run_settings(db, workers, scene_worker, tile_worker, max_wait, executor, scheduler, shared_storage)
     loaded = load_payload(payload)
     allowed = permission(loaded, order, max_cost)
     check_download_settings(s)
@@ -335,6 +361,9 @@ def run_command(
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
     max_wait: float | None = MaxWaitOption,
+    executor: str | None = ExecutorOption,
+    scheduler: str | None = SchedulerOption,
+    shared_storage: bool = SharedStorageOption,
 ) -> None:
     """Resume an AOI's pending work (after a crash, a reboot or `ingester retry`) without searching;
     deferred jobs are picked up once due.
@@ -347,7 +376,7 @@ def run_command(
     from ingester.store import Store
 
     ui = UI(quiet)
-    s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
+    s = run_settings(db, workers, scene_worker, tile_worker, max_wait, executor, scheduler, shared_storage)
     check_download_settings(s)
     with Store(s.db, create=False) as store:
         store.require_aoi(aoi)
