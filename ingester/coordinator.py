@@ -375,7 +375,8 @@ class Coordinator:
     def run(self, executor: Executor) -> RunReport:
         """Run jobs until none can progress; the caller holds the AOI's lock."""
         executed = 0
-        capacity = max(executor.capacity * 4, 4)  # jobs in flight: keeps workers fed, batches the writes
+        # jobs in flight: keeps workers fed, batches the writes (a Dask cluster needs more: its round trip is longer)
+        capacity = max(executor.capacity * getattr(executor, "in_flight_per_worker", 4), 4)
         beat_every = max(self.settings.lease_seconds / 3, 0.5)
         last_beat = time.monotonic()
         interrupted = True

@@ -36,7 +36,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -224,6 +223,10 @@ def _quiet_dask_logs() -> dict[str, int]:
 class DaskExecutor:
     """Runs jobs on a Dask cluster (see the module docstring)."""
 
+    # jobs the coordinator keeps in flight per worker thread: a task's round trip through the scheduler
+    # is long next to a no-op job; queued tasks wait in the scheduler (leased, their leases renewed)
+    in_flight_per_worker = 16
+
     def __init__(self, workers: int = 0, settings: Settings | None = None, scheduler: str = "",
                  connect_timeout: float = 30.0):
         distributed = require_distributed()
@@ -242,7 +245,10 @@ class DaskExecutor:
         self._broken = ""
         self._lock = threading.Lock()
         self._futures: dict[Any, Future[JobResult]] = {}  # Dask future → the workflow's future
-        self._finished: queue.Queue[Any] = queue.Queue()
+        self._outbox: list[tuple[Future[JobResult], str, Any]] = []  # submitted, not yet sent
+        self._wake = threading.Event()
+        self._sent_some = threading.Event()
+        self._stopping = False
         name = f"ingester-tokens-{uuid.uuid4().hex[:12]}"
         try:
             if scheduler:
@@ -268,13 +274,17 @@ class DaskExecutor:
         self.capacity = max(1, sum(self.client.nthreads().values()))
         self._context = RunContext(name, parent)
         self._tokens = distributed.Queue(name, client=self.client)
+        self._done = distributed.as_completed([], loop=self.client.loop)
         self._threads = [threading.Thread(target=self._collect, name="ingester-dask-results", daemon=True),
-                         threading.Thread(target=self._serve_tokens, name="ingester-dask-tokens", daemon=True)]
+                         threading.Thread(target=self._serve_tokens, name="ingester-dask-tokens", daemon=True),
+                         threading.Thread(target=self._send, name="ingester-dask-send", daemon=True)]
         for thread in self._threads:
             thread.start()
 
     # -- submitting -----------------------------------------------------------------------------
     def submit(self, worker: str, job: Any) -> Future[JobResult]:
+        """Queue the job; a sender thread hands the jobs queued meanwhile to the scheduler in one graph
+        (one `update_graph` per batch, not per job: the scheduler's cost per submission dominates)."""
         future: Future[JobResult] = Future()
         future.set_running_or_notify_cancel()
         with self._lock:
@@ -282,32 +292,64 @@ class DaskExecutor:
                 raise ExecutorBroken(self._broken)
             if self._closed:
                 raise RuntimeError("executor is shut down")
-        try:
-            task = self.client.submit(run_job, worker, job, self._sent, self._context, key=job_key(job), pure=False,
-                                      retries=0, resources=job_resources(job) or None)
-        except Exception as exc:  # an unpicklable job: its own fault, and it fails alone
-            future.set_result(JobResult("error", f"cannot send the job to the Dask cluster: {exc}"))
-            return future
-        with self._lock:
-            self._futures[task] = future
-        task.add_done_callback(self._finished.put)
+            self._outbox.append((future, worker, job))
+        self._wake.set()
         return future
+
+    def _send(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                batch, self._outbox = self._outbox, []
+                closed = self._closed
+            if batch and not closed:
+                groups: dict[tuple[tuple[str, float], ...], list[tuple[Future[JobResult], str, Any]]] = {}
+                for item in batch:
+                    groups.setdefault(tuple(sorted(job_resources(item[2]).items())), []).append(item)
+                for resources, items in groups.items():
+                    self._send_group(items, dict(resources))
+            elif batch:
+                for future, _worker, _job in batch:
+                    future.set_result(JobResult("error", "executor shut down before the job ran"))
+            if closed:
+                return
+
+    def _send_group(self, items: list[tuple[Future[JobResult], str, Any]], resources: dict[str, float]) -> None:
+        n = len(items)
+        try:
+            tasks = self.client.map(run_job, [w for _, w, _ in items], [j for _, _, j in items], [self._sent] * n,
+                                    [self._context] * n, key=[job_key(j) for _, _, j in items], pure=False,
+                                    retries=0, resources=resources or None, batch_size=None)
+        except Exception as exc:  # noqa: BLE001
+            if self.client.status != "running":  # the cluster is gone: not the jobs' fault
+                self._break(f"the Dask cluster was lost: {type(exc).__name__}: {exc}", [f for f, _, _ in items])
+            elif n > 1:  # one job that cannot be sent (unpicklable): it fails alone
+                for item in items:
+                    self._send_group([item], resources)
+            else:
+                items[0][0].set_result(JobResult("error", f"cannot send the job to the Dask cluster: {exc}"))
+            return
+        with self._lock:
+            for (future, _, _), task in zip(items, tasks, strict=True):
+                self._futures[task] = future
+        self._done.update(tasks)
+        self._sent_some.set()
 
     # -- results --------------------------------------------------------------------------------
     def _collect(self) -> None:
-        while True:
-            batch = [self._finished.get()]
-            if batch[0] is None:
-                return
-            while True:
-                try:
-                    batch.append(self._finished.get_nowait())
-                except queue.Empty:
-                    break
-            stop = None in batch
-            self._settle([t for t in batch if t is not None])
-            if stop:
-                return
+        """Settle the tasks that finished, in batches (`as_completed` follows them in the client's
+        event loop: no thread hop per task)."""
+        while not self._stopping:
+            if self._done.is_empty():
+                self._sent_some.wait(0.2)
+                self._sent_some.clear()
+                continue
+            try:
+                batch = self._done.next_batch(block=True)
+            except StopIteration:
+                continue
+            self._settle(batch)
 
     def _settle(self, tasks: list[Any]) -> None:
         finished = [t for t in tasks if t.status == "finished"]
@@ -353,13 +395,14 @@ class DaskExecutor:
                              details={"ran_on": str(where) if worker else ""})
         return JobResult("error", f"the Dask task failed: {type(exc).__name__}: {exc}")
 
-    def _break(self, reason: str) -> None:
+    def _break(self, reason: str, also: list[Future[JobResult]] | None = None) -> None:
         """The cluster is gone: every waiting future raises ExecutorBroken (the jobs are not charged)."""
         with self._lock:
             if not self._broken:
                 self._broken = reason
-            waiting = list(self._futures.values())
+            waiting = list(self._futures.values()) + [f for f, _, _ in self._outbox] + list(also or [])
             self._futures.clear()
+            self._outbox.clear()
         for future in waiting:
             if not future.done():
                 future.set_exception(ExecutorBroken(self._broken))
@@ -399,17 +442,23 @@ class DaskExecutor:
                 return
             if not wait:
                 self._closed = True
-            tasks = list(self._futures)
+            waiting = [f for f, _, _ in self._outbox] + list(self._futures.values())
             lost = bool(self._broken)
         if wait:
-            for future in list(self._futures.values()):
+            for future in waiting:
                 with contextlib.suppress(Exception):
                     future.exception()
-            self._closed = True
-        elif tasks and not lost:
+            with self._lock:
+                self._closed = True
+        self._wake.set()
+        self._threads[2].join(timeout=30)
+        with self._lock:
+            tasks = list(self._futures)
+        if tasks and not lost:
             with contextlib.suppress(Exception):
                 self.client.cancel(tasks, force=True)
-        self._finished.put(None)
+        self._stopping = True
+        self._sent_some.set()
         self._threads[0].join(timeout=30)
         if not lost:
             with contextlib.suppress(Exception):

@@ -62,16 +62,19 @@ def test_secrets_never_travel_in_the_task_graph_workers_use_their_own(cluster, m
     coordinator_secrets = {name: f"coordinator-{name}-s3cr3t" for name in SECRET_FIELDS}
     monkeypatch.setattr(cluster, "_sent", sent_settings(Settings(**coordinator_secrets)))
     sent: list = []
-    submit = cluster.client.submit
 
-    def spy(*args, **kwargs):
-        sent.append((args, kwargs))
-        return submit(*args, **kwargs)
+    def spy(method):
+        def call(*args, **kwargs):
+            sent.append((args, kwargs))
+            return method(*args, **kwargs)
+        return call
 
-    monkeypatch.setattr(cluster.client, "submit", spy)
+    for name in ("submit", "map"):  # every way a task reaches the scheduler
+        monkeypatch.setattr(cluster.client, name, spy(getattr(cluster.client, name)))
     token = AccessToken("cdse", "short-lived-access-token", time.time() + 600)
     result = cluster.submit(f"{W}:secrets_seen", job(1, tokens={"cdse": token})).result(timeout=60)
     assert result.outcome == "done", result.message
+    assert sent
     graph = pickle.dumps(sent)
     assert [name for name, value in coordinator_secrets.items() if value.encode() in graph] == []
     assert b"short-lived-access-token" in graph  # at most the job's access token travels
