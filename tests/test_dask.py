@@ -166,6 +166,13 @@ def test_a_worker_dying_mid_job_reruns_that_job_only(cli, repo, tmp_path, monkey
     assert history.exit_code == 0 and json.loads(history.stdout)["attempts"][0]["ran_on"].startswith("tcp://")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()  # a zombie is dead
+    except FileNotFoundError:
+        return False
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -293,3 +300,31 @@ def test_asking_for_dask_without_distributed_is_exit_2_with_the_install_command(
     assert result.exit_code == 2
     assert "pip install 'ingester[dask]'" in result.stderr
     assert not (tmp_path / "outputs" / "ingester.db").exists()
+
+
+def test_sigterm_cancels_the_tasks_releases_the_lock_and_leaves_no_worker_behind(repo, tmp_path):
+    payload = shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "p.json")
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 2)
+    db = tmp_path / "outputs" / "ingester.db"
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = subprocess_env({"FAKE_WORKER_GATE": str(tmp_path / "never"), "FAKE_WORKER_PIDS": str(pids),
+                          "INGESTER_SCENE_WORKER": "tests.fakes.workers:gate", "INGESTER_PROVIDERS": "local",
+                          "INGESTER_TILE_WORKER": "tests.fakes.workers:gate", "INGESTER_EXECUTOR": "dask"})
+    proc = subprocess.Popen([PYTHON, "-m", "ingester", "aoi", str(payload), "--scenes", str(scenes),
+                             "--create-layers", "--workers", "2"], env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert len(list(pids.iterdir())) == 2, "the two scene jobs never started on the Dask workers"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err.decode()
+    assert "terminated" in err.decode() and "Traceback" not in err.decode()
+    with Store(db) as st:
+        assert st.one("SELECT lock_run FROM aoi") is None
+        assert st.one("SELECT count(*) FROM scene WHERE lease_run IS NOT NULL") == 0
+        assert st.one("SELECT count(*) FROM scene WHERE status = 'PENDING'") == 2
+        assert {o for (o,) in st.execute("SELECT outcome FROM job_attempt")} == {"abandoned"}
+    time.sleep(1)
+    assert [p.name for p in pids.iterdir() if _alive(int(p.name))] == []  # the local cluster's worker processes went with the run
