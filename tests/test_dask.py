@@ -327,4 +327,4 @@ def test_sigterm_cancels_the_tasks_releases_the_lock_and_leaves_no_worker_behind
         assert st.one("SELECT count(*) FROM scene WHERE status = 'PENDING'") == 2
         assert {o for (o,) in st.execute("SELECT outcome FROM job_attempt")} == {"abandoned"}
     time.sleep(1)
-    assert [p.name for p in pids.iterdir() if _alive(int(p.name))] == []  # the local cluster's worker processes went with the run
+    assert [p.name for p in pids.iterdir() if _alive(int(p.name))] == []  # the cluster's workers went with the run
