@@ -3,6 +3,7 @@ the real local process pool, against the same no-op calls on a bare ProcessPoolE
 `ingester status` on a 100,000-tile store.
 
     python -m bench.workflow [--scenes 2000] [--tiles-per-scene 5] [--workers 2] [--status-tiles 100000]
+    python -m bench.workflow --executor dask [--jobs 10000] [--workers 2] [--runs 5]   (bench/dask_workflow.py)
 """
 
 from __future__ import annotations
@@ -167,7 +168,16 @@ def main() -> None:
     parser.add_argument("--tiles-per-scene", type=int, default=5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--status-tiles", type=int, default=100_000)
-    args = parser.parse_args()
+    parser.add_argument("--executor", choices=("local", "dask"), default="local",
+                        help="dask: the Dask back-end against the local pool (bench.dask_workflow; its own options)")
+    args, rest = parser.parse_known_args()
+    if args.executor == "dask":
+        from bench.dask_workflow import main as dask_main
+
+        dask_main(rest + (["--workers", str(args.workers)] if "--workers" in sys.argv else []))
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     with tempfile.TemporaryDirectory() as tmp:
         rows = bench_pool(args.workers, args.scenes, args.tiles_per_scene, Path(tmp))
         rows += bench_status(args.status_tiles, Path(tmp))

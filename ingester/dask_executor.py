@@ -88,6 +88,16 @@ def sent_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, **blank)
 
 
+def check_worker_threads(nthreads: dict[str, int]) -> None:
+    """A job is a worker process's whole work (the tokens and the download slots of the job running are
+    the process's): ConfigError (exit 2) when a Dask worker runs jobs in several threads."""
+    many = sorted(address for address, n in nthreads.items() if n > 1)
+    if many:
+        raise ConfigError(f"the Dask worker {many[0]} runs {nthreads[many[0]]} threads"
+                          f"{f' (and {len(many) - 1} more workers)' if len(many) > 1 else ''}: ingester jobs need "
+                          "single-threaded workers; start them with `dask worker ADDRESS --nthreads 1 --nworkers N`")
+
+
 def job_key(job: Any) -> str:
     """A stable task key: the AOI, the job and its attempt."""
     kind = "tile" if isinstance(job, TileJob) else "scene" if isinstance(job, SceneJob) else type(job).__name__.lower()
@@ -271,6 +281,12 @@ class DaskExecutor:
                 self.client.close()
                 raise ExecutorBroken(f"the Dask cluster at {scheduler} has no worker (waited "
                                      f"{connect_timeout:.0f} s)") from None
+        try:
+            check_worker_threads(self.client.nthreads())
+        except ConfigError:
+            self.client.close()
+            self._close_cluster()
+            raise
         self.capacity = max(1, sum(self.client.nthreads().values()))
         self._context = RunContext(name, parent)
         self._tokens = distributed.Queue(name, client=self.client)

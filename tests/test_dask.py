@@ -29,7 +29,7 @@ from tests.fakes.aoi_data import S2_IDS, s2_scene, write_s2_scenes
 
 distributed = pytest.importorskip("distributed", reason="the Dask back-end needs `pip install 'ingester[dask]'`")
 
-from ingester.dask_executor import DaskExecutor, sent_settings  # noqa: E402
+from ingester.dask_executor import DaskExecutor, check_worker_threads, sent_settings  # noqa: E402
 
 W = "tests.fakes.dask_workers"
 OWN_SECRETS = {f"INGESTER_{name.upper()}": f"worker-own-{name}" for name in SECRET_FIELDS}
@@ -132,6 +132,14 @@ def test_a_job_whose_graph_needs_a_resource_waits_for_a_worker_that_has_it(clust
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
+
+
+def test_workers_that_run_jobs_in_several_threads_are_refused():
+    from ingester.errors import ConfigError
+
+    check_worker_threads({"tcp://10.0.0.6:40001": 1, "tcp://10.0.0.7:40001": 1})
+    with pytest.raises(ConfigError, match=r"tcp://10.0.0.7:40001 runs 4 threads.*--nthreads 1"):
+        check_worker_threads({"tcp://10.0.0.6:40001": 1, "tcp://10.0.0.7:40001": 4})
 
 
 # --- whole runs ------------------------------------------------------------------------------------
