@@ -20,6 +20,8 @@ from pathlib import Path
 
 from bench.workflow import REPO, make_scenes
 
+NOOP = "bench.noop_worker:noop"
+
 PER_SCENE = 5
 
 
@@ -34,8 +36,8 @@ def one_run(executor: str, n_jobs: int, workers: int, tmp: Path) -> dict[str, fl
 
     payload = dataclasses.replace(load_payload(REPO / "payloads" / "denmark-s1.json"), layers={}, name="Bench")
     scenes = make_scenes("Bench", max(n_jobs // (1 + PER_SCENE), 1), PER_SCENE)
-    settings = Settings(db=str(tmp / f"{executor}.db"), workdir=str(tmp / "work"), scene_worker="bench.workflow:noop",
-                        tile_worker="bench.workflow:noop", retry_backoff=0)
+    settings = Settings(db=str(tmp / f"{executor}.db"), workdir=str(tmp / "work"), scene_worker=NOOP,
+                        tile_worker=NOOP, retry_backoff=0)
     store = Store(settings.db)
     run_id = new_run_id()
     commit(store, Plan(payload, scenes, [], "bench"), run_id, create_layers=True)
@@ -60,7 +62,7 @@ def bare_dask(n_jobs: int, workers: int) -> dict[str, float]:
     batches as they complete (no store, no coordinator, no job descriptions)."""
     import distributed
 
-    from bench.workflow import noop
+    from bench.noop_worker import noop
 
     t0 = time.perf_counter()
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--executor", choices=("dask",), default="dask", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     results: dict[str, list[dict[str, float]]] = {"local": [], "dask": [], "bare": []}
     for i in range(args.runs):

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
-from ingester.scenes import Scene
+from ingester.catalogue.result import SearchResult
+
+__all__ = ["SUPPORTED", "SearchResult", "search"]
 
 if TYPE_CHECKING:
     from ingester.config import Settings
     from ingester.payload import Payload
-
-
-@dataclasses.dataclass
-class SearchResult:
-    scenes: list[Scene]
-    next: bool  # more scenes exist beyond this page
-    pages: int = 0  # provider pages fetched
-    requests: int = 0  # HTTP requests sent
-    catalogue: str = ""  # which catalogue answered
-    rows: int = 0  # catalogue rows examined (before client-side checks and de-duplication)
-    dropped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason → products set aside
-    filters: dict[str, str] = dataclasses.field(default_factory=dict)  # catalogue parameters applied (defaults too)
 
 
 SUPPORTED = ("sentinel1", "sentinel2", "landsat89", "phr", "spot")

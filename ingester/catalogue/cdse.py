@@ -41,8 +41,8 @@ import shapely
 from shapely.geometry import Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from ingester.catalogue import SearchResult
 from ingester.catalogue.paging import ODataPager, PagerStats, odata_time
+from ingester.catalogue.result import SearchResult
 from ingester.config import Settings
 from ingester.errors import (
     CatalogueError,

@@ -46,8 +46,8 @@ from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from ingester import oneatlas as api
-from ingester.catalogue import SearchResult
 from ingester.catalogue.paging import odata_time
+from ingester.catalogue.result import SearchResult
 from ingester.config import Settings
 from ingester.errors import (
     AuthError,

@@ -34,8 +34,8 @@ import shapely
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from ingester.catalogue import SearchResult
 from ingester.catalogue.paging import odata_time
+from ingester.catalogue.result import SearchResult
 from ingester.config import Settings, redact_url, stac_catalogues
 from ingester.errors import (
     CatalogueError,

@@ -20,10 +20,10 @@ from ingester.errors import ConfigError, IngesterError, TilingWarning
 from ingester.naming import constellation_of
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
-from ingester.tiling import NO_ANNOTATION
 from ingester.tiling.annotation import AnnotationError, SwathAnnotation, footprint_wkt, parse_annotation
 from ingester.tiling.burst_ids import relative_orbit_from_absolute
 from ingester.tiling.chaining import chain_tiles
+from ingester.tiling.result import NO_ANNOTATION, TilingResult
 from ingester.tiling.sources import AnnotationSource, CdseNodesSource, PatternSource
 
 NO_BURST = "no burst intersects the AOI"
@@ -143,8 +143,6 @@ def burst_inventory(
 
 def _inventory(payload: Payload, scenes: Sequence[Scene], settings: Settings, existing: Sequence[Tile],
                sources: Sequence[AnnotationSource]):
-    from ingester.tiling import TilingResult
-
     area = payload.aoi.buffer(settings.aoi_buffer_degrees) if settings.aoi_buffer_degrees > 0 else payload.aoi
     shapely.prepare(area)
     skipped: list[tuple[str, str]] = []
