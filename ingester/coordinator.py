@@ -342,8 +342,8 @@ class Coordinator:
                 (result.details.get("started_at"), result.details.get("finished_at") or now_text(), result.outcome,
                  status, result.message, result.log_path, attempt_row)
                 for (_kind, _job_id, _attempt, attempt_row), result, status in written])
-            self.store.set_ran_on([(str(result.details["ran_on"]), attempt_row)  # the Dask worker that ran it
-                                   for (_k, _j, _a, attempt_row), result, _s in written if result.details.get("ran_on")])
+            self.store.set_ran_on([(str(result.details["ran_on"]), row)  # the Dask worker that ran it
+                                   for (_k, _j, _a, row), result, _s in written if result.details.get("ran_on")])
         for (kind, job_id, attempt, _row), result, status in written:
             if result.details.get("missing_outputs"):
                 self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
