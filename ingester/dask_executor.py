@@ -8,7 +8,10 @@ started on this machine; with one (`--scheduler tcp://host:8786`) the jobs run o
 Same job semantics as the local pool:
 - a task's key is stable (`ingester:<aoi>:<kind>-<job id>:<attempt>`), `pure=False`, no Dask retries
   (the workflow owns retries);
-- a worker that dies mid-job (`KilledWorker`) gives that job a `temporary` outcome. A LocalCluster's
+- a worker that dies mid-job (`KilledWorker`) gives that job a `temporary` outcome. Dask counts a
+  task already sent to that worker, queued behind the running one, as killed too: such a job also ends
+  `temporary` and runs again (one of its `max_temporary_retries`), where the local pool re-queues it
+  uncharged. A LocalCluster's
   scheduler is told to give up on a task at the first death (`allowed-failures` 0); a remote
   scheduler should be started the same way (README, "Running on a cluster"), or Dask runs the task
   again elsewhere before the workflow hears of it;

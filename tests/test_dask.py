@@ -163,8 +163,9 @@ def test_a_worker_dying_mid_job_reruns_that_job_only(cli, repo, tmp_path, monkey
     assert result.exit_code == 0, result.stderr
     attempts = _attempts(tmp_path / "outputs" / "ingester.db")
     died = [a for a in attempts if a[2] != "done"]  # scene 2 and its tile (same source id) crash once each
-    assert sorted((k, j, o) for k, j, o, _ in died) == [("scene", 2, "temporary"), ("tile", 2, "temporary")]
-    assert all("the Dask worker running the job died" in m for *_, m in died)
+    assert {("scene", 2), ("tile", 2)} <= {(k, j) for k, j, _o, _m in died}
+    # a job Dask had already queued on the dying worker is re-run as well (temporary), never failed
+    assert all(o == "temporary" and "the Dask worker running the job died" in m for _k, _j, o, m in died)
     assert sorted((k, j) for k, j, o, _ in attempts if o == "done") == sorted(
         {("scene", i) for i in (1, 2, 3)} | {("tile", i) for i in (1, 2, 3)})  # each job done once
     with Store(tmp_path / "outputs" / "ingester.db") as st:
