@@ -32,7 +32,6 @@ import queue
 import time
 import uuid
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -81,17 +80,6 @@ class StepsKilledWarning(IngesterWarning):
 
 class MissingFilesWarning(IngesterWarning):
     """Indexed files of the AOI are missing from storage."""
-
-
-_TILES_KEPT = 16384  # tile models a run keeps for the jobs that follow (a few MB)
-_SCENES_KEPT = 4096
-
-
-def _trim(cache: OrderedDict, size: int) -> None:
-    """Drop the least recently used entries beyond `size` (a chain's root, used by every job of its
-    chain, stays; emptying the whole cache made every chain read its root again)."""
-    while len(cache) > max(size, 0):
-        cache.popitem(last=False)
 
 
 def new_run_id() -> str:
@@ -202,9 +190,8 @@ class Coordinator:
         self._finished: queue.SimpleQueue[Future[JobResult]] = queue.SimpleQueue()  # futures as they end
         self._host, self._pid = host_name(), os.getpid()
         self._workroot = str(Path(settings.workdir) / self.aoi.name)
-        # least recently used first; trimmed only before a read, never while a batch is described
-        self._scenes: OrderedDict[int, Scene] = OrderedDict()
-        self._tiles: OrderedDict[int, Tile] = OrderedDict()  # the tiles this run described (see tile_job)
+        self._scenes: dict[int, Scene] = {}
+        self._tiles: dict[int, Tile] = {}  # the tiles this run described (see tile_job)
         self._batch_scenes: dict[int, Scene] = {}  # what _prefetch read for the claimed jobs
         self._batch_tiles: JobTiles | None = None
         self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
@@ -260,11 +247,13 @@ class Coordinator:
         scenes = [job_id for kind, job_id, _attempt, _row in claimed if kind == "scene"]
         tiles = [job_id for kind, job_id, _attempt, _row in claimed if kind == "tile"]
         self._batch_scenes = self.store.scene_models(scenes, with_tiles=True) if scenes else {}
-        _trim(self._tiles, _TILES_KEPT)
+        if len(self._tiles) > 16384:
+            self._tiles.clear()
         self._batch_tiles = self.store.jobs_tiles(tiles, known=self._tiles) if tiles else None
         if self._batch_tiles is not None:
             missing = [sid for sid in set(self._batch_tiles.scene_ids.values()) if sid not in self._scenes]
-            _trim(self._scenes, _SCENES_KEPT - len(missing))
+            if len(self._scenes) + len(missing) > 4096:
+                self._scenes.clear()
             self._scenes.update(self.store.scene_models(missing))
 
     def scene_job(self, scene_id: int, attempt: int) -> SceneJob:
@@ -280,10 +269,9 @@ class Coordinator:
         """Scene attributes never change during a run: cache them (tiles of a scene share it)."""
         scene = self._scenes.get(scene_id)
         if scene is None:
-            _trim(self._scenes, _SCENES_KEPT - 1)
+            if len(self._scenes) > 4096:
+                self._scenes.clear()
             scene = self._scenes[scene_id] = self.store.scene(scene_id)
-        else:
-            self._scenes.move_to_end(scene_id)
         return scene
 
     def tile_job(self, tile_id: int, attempt: int) -> TileJob:
@@ -296,11 +284,11 @@ class Coordinator:
         if batch is not None and tile_id in batch.links and tile_id in batch.tiles:
             parts = dataclasses.replace(batch, prev=batch.links[tile_id][0], ref=batch.links[tile_id][1])
         else:
-            _trim(self._tiles, _TILES_KEPT)
+            if len(self._tiles) > 16384:
+                self._tiles.clear()
             parts = self.store.job_tiles(tile_id, known=self._tiles)
         scene = self._scene(parts.scene_ids[tile_id])
         self._tiles[tile_id] = parts.tiles[tile_id]
-        self._tiles.move_to_end(tile_id)
 
         def linked(link_id: int | None):
             if link_id is None:
@@ -309,7 +297,6 @@ class Coordinator:
                 return parts.tiles[link_id], scene
             tile = parts.tiles.get(link_id) or self._tiles[link_id]
             self._tiles[link_id] = tile
-            self._tiles.move_to_end(link_id)  # a chain's root stays: every tile of the chain refers to it
             return tile, self._scene(parts.scene_ids[link_id])
 
         previous, previous_scene = linked(parts.prev)

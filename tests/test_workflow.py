@@ -443,35 +443,3 @@ def test_verify_setting_a_tile_back_writes_it_and_the_children_that_wait_again_i
     assert [(a["outcome"], a["status"]) for a in child] == [("manual", "NEW")]  # waits for its previous again
     assert "ingester verify" in child[0]["message"]
     assert chain.attempts("tile", t[0, 1]) == []  # untouched
-
-
-def test_tile_jobs_name_their_previous_and_reference_when_the_run_keeps_almost_no_tile(tmp_path, repo, monkeypatch):
-    """The coordinator keeps the tiles it described for later jobs (a chain's root serves all of them) and
-    drops the least recently used beyond its bound: with a bound of one tile, every job of a 5-date chain
-    is still described with its own previous and reference, one at a time and in a claimed batch."""
-    import ingester.coordinator as coordinator
-
-    monkeypatch.setattr(coordinator, "_TILES_KEPT", 1)
-    monkeypatch.setattr(coordinator, "_SCENES_KEPT", 1)
-    store = make_store(tmp_path, repo, s1_chain(AOI, 5, 3))
-    t = ids(store)
-    source = {tile_id: key for key, tile_id in t.items()}
-
-    key = {(r[1], r[2]): source[r[0]] for r in store.execute(
-        "SELECT t.id, s.source_id, t.source_id FROM tile t JOIN scene s ON s.id = t.scene_id")}
-
-    def described(job) -> tuple:
-        return (source[job.job_id],
-                job.previous and key[job.previous_scene.source_id, job.previous.source_id],
-                job.reference and key[job.reference_scene.source_id, job.reference.source_id])
-
-    expected = {(d, k): ((d, k), (d - 1, k) if d else None, (0, k) if d else None) for d, k in t}
-    run = coordinator.Coordinator(store, AOI, Settings(providers="local"))
-    one_by_one = {source[tile_id]: described(run.tile_job(tile_id, 1)) for tile_id in sorted(t.values())}
-    assert one_by_one == expected
-    batch = [("tile", tile_id, 1, 0) for tile_id in sorted(t.values())]
-    run._prefetch(batch)
-    in_a_batch = {source[tile_id]: described(run.tile_job(tile_id, 1)) for _k, tile_id, _a, _r in batch}
-    assert in_a_batch == expected
-    assert len(run._tiles) <= len(t)
-
