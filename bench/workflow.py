@@ -5,6 +5,7 @@ ProcessPoolExecutor making the same calls, and `ingester status` on a 100,000-ti
     python -m bench.workflow [--sizes 1000,10000,50000,100000,200000] [--runs 5] [--large-runs 3]
                              [--e2e-jobs 100000] [--workers 2] [--status-tiles 100000]
                              [--baseline-repo PATH] [--baseline-sizes 1000,10000,50000] [--baseline-e2e-runs 3]
+    python -m bench.workflow --executor dask [--jobs 10000] [--runs 5] [--workers 2]   (bench/dask_workflow.py)
 
 Jobs are S1-like: scenes of 5 tiles in tracks of 10 dates, tile k of a date chained onto tile k of the
 date before (a job is a scene or a tile: 6 jobs per scene). Every measurement runs in a fresh process
@@ -271,6 +272,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline-sizes", default="1000,10000,50000", help="bookkeeping sizes of that checkout")
     parser.add_argument("--baseline-e2e-runs", type=int, default=3, help="end-to-end runs of that checkout")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--executor", choices=("local", "dask"), default="local",
+                        help="dask: the Dask back-end against the local pool instead (bench/dask_workflow.py: "
+                        "--jobs, --runs, --workers)")
+    argv = sys.argv[1:] if argv is None else argv
+    if parser.parse_known_args(argv)[0].executor == "dask":
+        from bench.dask_workflow import main as dask_main
+
+        dask_main(argv)
+        return
     args = parser.parse_args(argv)
     if args.child:
         measure, size, workers, tmp = args.child

@@ -94,6 +94,9 @@ class Settings:
     lease_seconds: int = 300
     scene_worker: str = "ingester.providers.worker:run_scene_job"  # import path of the scene worker
     tile_worker: str = "ingester.graph.worker:run_tile_job"  # import path of the tile worker
+    executor: str = "local"  # where jobs run: local (a process pool) or dask (a Dask cluster)
+    dask_scheduler: str = ""  # the Dask scheduler's address (tcp://host:8786); empty: a LocalCluster of --workers
+    shared_storage: bool = False  # a local storage path that every Dask worker sees too (a network file system)
     retry_backoff: float = 30.0  # seconds before an automatic re-run; doubles per attempt
     max_temporary_retries: int = 5  # temporary failures re-queued before counting as an error
     max_wait: float = 60.0  # seconds a run waits for a backed-off or deferred job before ending (exit 5)
@@ -142,6 +145,9 @@ class Settings:
             parsed = urlparse(value)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise ConfigError(f"INGESTER_{name.upper()}: {redact_url(value)!r} is not an http(s) URL")
+        if self.executor not in ("local", "dask"):
+            raise ConfigError(f"--executor / INGESTER_EXECUTOR: {self.executor!r} is not an executor; "
+                              "expected local or dask")
         if self.workers > self.max_workers:
             raise ConfigError(f"--workers / INGESTER_WORKERS: {self.workers} worker processes is more than "
                               f"INGESTER_MAX_WORKERS ({self.max_workers}); each one is a Python process of its own "

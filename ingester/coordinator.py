@@ -132,7 +132,23 @@ ExecutorFactory = Callable[[int, Settings], Executor]
 
 
 def default_executor(workers: int, settings: Settings) -> Executor:
+    """The executor `settings.executor` names: a local process pool, or a Dask cluster."""
+    if settings.executor == "dask":
+        from ingester.dask_executor import DaskExecutor
+
+        return DaskExecutor(workers, settings, settings.dask_scheduler)
     return LocalExecutor(workers, settings)
+
+
+def check_executor(storage: str, settings: Settings) -> None:
+    """A Dask run needs `distributed`, and storage its workers see: ConfigError (exit 2) otherwise."""
+    if settings.executor == "dask":
+        from ingester.dask_executor import check_shared_storage, require_distributed
+        from ingester.errors import ConfigError
+
+        require_distributed()
+        if unshared := check_shared_storage({storage}, settings):
+            raise ConfigError(unshared)
 
 
 def run_token_source(settings: Settings, clients: Clients) -> TokenSource:
@@ -329,6 +345,8 @@ class Coordinator:
                 (result.details.get("started_at"), result.details.get("finished_at") or now_text(), result.outcome,
                  status, result.message, result.log_path, attempt_row)
                 for (_kind, _job_id, _attempt, attempt_row), result, status in written])
+            self.store.set_ran_on([(str(result.details["ran_on"]), row)  # the Dask worker that ran it
+                                   for (_k, _j, _a, row), result, _s in written if result.details.get("ran_on")])
         for (kind, job_id, attempt, _row), result, status in written:
             if result.details.get("missing_outputs"):
                 self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
@@ -410,7 +428,8 @@ class Coordinator:
     def run(self, executor: Executor) -> RunReport:
         """Run jobs until none can progress; the caller holds the AOI's lock."""
         executed = 0
-        capacity = max(executor.capacity * self.in_flight_per_worker, 4)  # keeps workers fed, batches the writes
+        # jobs in flight: keeps workers fed, batches the writes (a Dask cluster asks for more: a longer round trip)
+        capacity = max(executor.capacity * getattr(executor, "in_flight_per_worker", self.in_flight_per_worker), 4)
         beat_every = max(self.settings.lease_seconds / 3, 0.5)
         last_beat = time.monotonic()
         interrupted = True
@@ -500,7 +519,8 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         with Clients() as own:
             return run_aoi(store, aoi, settings, workers, run_id, executor_factory, lock, progress, downloads, own)
     run_id = run_id or new_run_id()
-    check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
+    storage = check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
+    check_executor(storage, settings)
     if lock:
         acquire_lock(store, aoi, run_id, settings.lease_seconds)
     steps = steps_folder(settings.workdir, aoi)
@@ -518,7 +538,7 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         if due is None or due > monotonic_now() + settings.max_wait:  # nothing to run now: no worker started
             return run_report(store, coordinator.aoi.id, run_id)
         size = pool_size(store, coordinator.aoi.id, workers or settings.workers, settings)
-        if downloads is not None and executor_factory is default_executor:
+        if downloads is not None and executor_factory is default_executor and settings.executor == "local":
             executor: Executor = LocalExecutor(size, worker_settings(settings), progress_queue=downloads)
         else:
             executor = executor_factory(size, worker_settings(settings))

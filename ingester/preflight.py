@@ -421,6 +421,10 @@ def _storage(work: Work, settings: Settings) -> Check:
             problems.append(f"{label} {uri}: {type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - an object store client's own errors (botocore, …)
             problems.append(f"{label} {uri}: {type(exc).__name__}: {exc}")
+    from ingester.dask_executor import check_shared_storage
+
+    if unshared := check_shared_storage(work.storage_uris, settings):  # remote Dask workers: not this disk
+        problems.append(unshared)
     if problems:
         return Check("storage", FAILED, "; ".join(problems))
     return Check("storage", OK, "writable: " + ", ".join(checked))

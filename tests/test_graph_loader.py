@@ -76,6 +76,8 @@ def test_missing_or_empty_condition_means_pass():
     (lambda d: d["out_files"].extend([[], [], []]), "out_files", "at most 3"),
     (lambda d: d.update(extra=1), "", "unknown key(s) extra"),
     (lambda d: d["config"].update(n=5), "config.n", "must be a string"),
+    (lambda d: d.update(resources={"snap": 0}), "resources.snap", "must be a number > 0"),
+    (lambda d: d.update(resources=["snap"]), "resources", "must be an object"),
     (lambda d: d["out_files"][0][0].update(optional="yes"), "out_files[0][0].optional", "must be true or false"),
     (lambda d: d["out_files"][0][1].update(optional=True), "out_files[0][1].optional",
      "applies to outputs the graph stores (to_create, to_index), not to to_delete"),
@@ -90,6 +92,13 @@ def test_invalid_graph_names_file_and_place(mutate, where, words):
     text = str(err.value)
     assert text.startswith("graph mygraph.json: ")
     assert where in text and words in text
+
+
+def test_a_graph_may_ask_for_dask_worker_resources():
+    doc = copy.deepcopy(GOOD)
+    assert parse(doc).resources == {}
+    doc["resources"] = {"snap": 1, "memory": 2.5e9}
+    assert parse(doc).resources == {"snap": 1.0, "memory": 2.5e9}
 
 
 def test_scene_graph_rejects_t1_t2_conditions_and_inputs():

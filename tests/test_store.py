@@ -181,10 +181,11 @@ def test_a_store_of_an_older_schema_is_migrated_keeping_its_data(store):
         store.execute(f"DROP INDEX {index}")
     store.execute("DROP TRIGGER tile_date_key")
     store.execute("ALTER TABLE tile DROP COLUMN date_key")
+    store.execute("ALTER TABLE job_attempt DROP COLUMN ran_on")
     store.execute("PRAGMA user_version=1")
     store.close()
     with Store(path) as again:
-        assert again.version == len(MIGRATIONS) == 4
+        assert again.version == len(MIGRATIONS) == 5
         assert {"scene_aoi_date", "tile_aoi_links", "tile_claim", "scene_claim", "job_attempt_open"} <= {
             r[0] for r in again.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         for table in ("scene", "tile"):  # 3: deferred jobs
@@ -193,6 +194,7 @@ def test_a_store_of_an_older_schema_is_migrated_keeping_its_data(store):
         assert again.one("SELECT count(*) FROM tile t JOIN scene s ON s.id = t.scene_id "
                          "WHERE t.date_key != s.date_key") == 0
         assert again.one("SELECT count(*) FROM tile WHERE date_key = ''") == 0
+        assert "ran_on" in {r[1] for r in again.execute("PRAGMA table_info(job_attempt)")}  # 5: the Dask worker
         assert again.counts() == counts
 
 

@@ -45,9 +45,29 @@ TileWorkerOption = typer.Option(
     "(default: $INGESTER_TILE_WORKER or ingester.graph.worker:run_tile_job).")
 
 
+ExecutorOption = typer.Option(
+    None, "--executor", help="Where the jobs run: local (a pool of worker processes on this machine) or dask "
+    "(a Dask cluster: --scheduler, else a local Dask cluster of --workers processes; needs "
+    "`pip install 'ingester[dask]'`) (default: $INGESTER_EXECUTOR or local).")
+SchedulerOption = typer.Option(
+    None, "--scheduler", metavar="ADDRESS", help="With --executor dask: the Dask scheduler to run the jobs on, "
+    "e.g. tcp://10.0.0.5:8786 (default: $INGESTER_DASK_SCHEDULER; empty: a local Dask cluster).")
+SharedStorageOption = typer.Option(
+    False, "--shared-storage", help="With --executor dask and --scheduler: the storage is a local path that every "
+    "Dask worker sees too (a network file system); without it such a run is refused (exit 2) "
+    "(default: $INGESTER_SHARED_STORAGE).")
+
+
 def run_settings(db: str | None, workers: int | None, scene_worker: str | None, tile_worker: str | None,
-                 max_wait: float | None = None) -> Settings:
-    return settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker, max_wait=max_wait)
+                 max_wait: float | None = None, executor: str | None = None, scheduler: str | None = None,
+                 shared_storage: bool = False) -> Settings:
+    s = settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker, max_wait=max_wait,
+                 executor=executor, dask_scheduler=scheduler, shared_storage=shared_storage or None)
+    if s.executor == "dask":  # not installed: exit 2 with the install command, before anything is written
+        from ingester.dask_executor import require_distributed
+
+        require_distributed()
+    return s
 
 
 def run_with_progress(ui: UI, session: AoiSession) -> RunReport:
@@ -196,6 +216,9 @@ def check_command(
                                        "created (else they are an input error)."),
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
+    executor: str | None = ExecutorOption,
+    scheduler: str | None = SchedulerOption,
+    shared_storage: bool = SharedStorageOption,
 ) -> None:
     """Run the pre-flight checks of `ingester aoi` alone, writing nothing: settings, CDSE credentials (one
     token request), the engines the graphs need (gpt, docker, commands), storage and work folder writable,
@@ -205,7 +228,8 @@ def check_command(
     did not answer), naming it."""
     from ingester.app import AoiSession
 
-    with AoiSession(run_settings(db, workers, None, None), payload=payload, check_lock=False) as session:
+    s = run_settings(db, workers, None, None, None, executor, scheduler, shared_storage)
+    with AoiSession(s, payload=payload, check_lock=False) as session:
         report = session.check(session.plan(_path(scenes), _path(tiles), create_layers))
     render_check(UI(quiet), report, as_json)
 
@@ -230,6 +254,9 @@ def aoi_command(
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
     max_wait: float | None = MaxWaitOption,
+    executor: str | None = ExecutorOption,
+    scheduler: str | None = SchedulerOption,
+    shared_storage: bool = SharedStorageOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be ingested, downloaded (count, "
                                  "announced bytes) and processed, and the pre-flight checks; write nothing, "
                                  "download nothing (exit 2 when a check fails)."),
@@ -254,7 +281,7 @@ def aoi_command(
     from ingester.app import AoiSession
 
     ui = UI(quiet)
-    s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
+    s = run_settings(db, workers, scene_worker, tile_worker, max_wait, executor, scheduler, shared_storage)
     with AoiSession(s, payload=payload, runs=True, check_lock=not dry_run, order=order, max_cost=max_cost) as session:
         plan = session.plan(_path(scenes), _path(tiles), create_layers)
         render_approval(ui, session.approval)
@@ -288,6 +315,9 @@ def run_command(
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
     max_wait: float | None = MaxWaitOption,
+    executor: str | None = ExecutorOption,
+    scheduler: str | None = SchedulerOption,
+    shared_storage: bool = SharedStorageOption,
 ) -> None:
     """Resume an AOI's pending work (after a crash, a reboot or `ingester retry`) without searching;
     deferred jobs are picked up once due.
@@ -298,6 +328,7 @@ def run_command(
     from ingester.app import AoiSession
 
     ui = UI(quiet)
-    with AoiSession(run_settings(db, workers, scene_worker, tile_worker, max_wait), aoi, runs=True) as session:
+    s = run_settings(db, workers, scene_worker, tile_worker, max_wait, executor, scheduler, shared_storage)
+    with AoiSession(s, aoi, runs=True) as session:
         report = run_with_progress(ui, session)
     render_report(ui, report, as_json)

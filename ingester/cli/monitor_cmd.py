@@ -12,8 +12,11 @@ import typer
 
 from ingester.cli import app
 from ingester.cli.aoi_cmd import (
+    ExecutorOption,
     MaxWaitOption,
     SceneWorkerOption,
+    SchedulerOption,
+    SharedStorageOption,
     TileWorkerOption,
     WorkersOption,
     render_report,
@@ -196,6 +199,9 @@ def retry_command(
     scene_worker: str | None = SceneWorkerOption,
     tile_worker: str | None = TileWorkerOption,
     max_wait: float | None = MaxWaitOption,
+    executor: str | None = ExecutorOption,
+    scheduler: str | None = SchedulerOption,
+    shared_storage: bool = SharedStorageOption,
 ) -> None:
     """RETRY → PENDING (with a fresh retry budget), then run the AOI. DONE work is never redone. A job
     waiting for a later try (deferred, or backed off) is made due now.
@@ -206,7 +212,7 @@ def retry_command(
     from ingester.app import AoiSession
 
     ui = UI(quiet)
-    s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
+    s = run_settings(db, workers, scene_worker, tile_worker, max_wait, executor, scheduler, shared_storage)
     with AoiSession(s, aoi, scene=scene, tile=tile, runs=True) as session:
         render_retry(ui, session.retry(force))
         report = run_with_progress(ui, session)
@@ -318,7 +324,7 @@ def history_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Every attempt of a job: number, start, duration, what it led to (`outcome → status`), where
-    (run, pid@host), message, log file."""
+    (run, pid@host, and the Dask worker that ran it), message, log file."""
     from ingester.app import reads
 
     with reads.reading(settings(db=db)) as store:
@@ -329,7 +335,8 @@ def history_command(
     for a in h.attempts:
         took = "running" if a["finished_at"] is None else _duration_text(a["duration_s"])
         typer.echo(f"attempt {a['attempt']}\t{a['started_at']}\t{took}\t{a['result']}\t"
-                   f"run {a['run_id']} pid {a['pid']}@{a['host']}\t{a['message']}\t{a['log_path']}".rstrip())
+                   f"run {a['run_id']} pid {a['pid']}@{a['host']}{' on ' + a['ran_on'] if a['ran_on'] else ''}\t"
+                   f"{a['message']}\t{a['log_path']}".rstrip())
 
 
 def _duration_text(seconds: float | None) -> str:

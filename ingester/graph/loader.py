@@ -40,7 +40,7 @@ from ingester.payload import Payload
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 SNAP_DIR = LIBRARY_DIR / "snap"
-TOP_KEYS = {"config", "envs", "processing_steps", "in_files", "out_files", "description", "assets"}
+TOP_KEYS = {"config", "envs", "processing_steps", "in_files", "out_files", "description", "assets", "resources"}
 
 
 def builtin_names() -> list[str]:
@@ -316,12 +316,27 @@ def parse_graph(doc: Any, origin: str, name: str = "", base_dir: str = "", scene
         name=name or Path(origin).stem, origin=origin, config=config, envs=tuple(envs_raw), steps=steps,
         in_files=(in_files[0], in_files[1], in_files[2]), out_files=tuple(out_files),
         base_dir=base_dir, builtin=builtin, assets=check.assets(doc.get("assets")),
+        resources=_resources(doc.get("resources"), check),
     )
     for step in steps:
         resolve_command(graph, step)  # a missing script or SNAP graph fails the load
     check_config_formats(graph, graph.config, lambda where, problem: check.fail(where, problem))
     check_config_choices(graph, graph.config, lambda where, problem: check.fail(where, problem))
     return graph
+
+
+def _resources(raw: Any, check: _Checker) -> dict[str, float]:
+    """`"resources": {"snap": 1}`: what a Dask worker must have to run the graph (`--executor dask`)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise check.fail("resources", 'must be an object of resource name → amount, e.g. {"snap": 1}')
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+            raise check.fail(f"resources.{key}", f"must be a number > 0, got {json.dumps(value)}")
+        out[str(key)] = float(value)
+    return out
 
 
 def check_config_formats(graph: Graph, config: Mapping[str, str], fail: Callable[[str, str], Exception]) -> None:

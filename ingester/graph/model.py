@@ -206,3 +206,4 @@ class Graph:
     base_dir: str = ""
     builtin: bool = False
     assets: AssetNeeds | None = None
+    resources: dict[str, float] = dataclasses.field(default_factory=dict)  # Dask worker resources it needs

@@ -220,6 +220,11 @@ class JobStore(StoreBase):
         self.conn.executemany("UPDATE job_attempt SET started_at = coalesce(?, started_at), finished_at = ?, "
                               "outcome = ?, status = ?, message = ?, log_path = ? WHERE id = ?", rows)
 
+    def set_ran_on(self, rows: Sequence[tuple[str, int]]) -> None:
+        """Which executor worker ran attempts: (a Dask worker's address, attempt row id) each."""
+        if rows:
+            self.conn.executemany("UPDATE job_attempt SET ran_on = ? WHERE id = ?", rows)
+
     def add_attempt(self, kind: str, job_id: int, aoi_id: int, attempt: int, run_id: str, host: str, pid: int,
                     at: str, outcome: str, status: str, message: str) -> None:
         """A finished attempt row for a change made by hand (`fail`, `retry`, `verify`: outcome `manual`)."""

@@ -206,8 +206,10 @@ class AttemptRow:
     status: str | None
     message: str
     log_path: str
+    ran_on: str  # the Dask worker that ran it ('' for the local pool)
 
-    COLUMNS = "attempt, run_id, host, pid, worker, started_at, finished_at, outcome, status, message, log_path"
+    COLUMNS = ("attempt, run_id, host, pid, worker, started_at, finished_at, outcome, status, message, log_path, "
+               "ran_on")
 
     @classmethod
     def from_row(cls, r: sqlite3.Row) -> AttemptRow:

@@ -159,6 +159,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX scene_claim ON scene (aoi_id, date_key, id) WHERE status = 'PENDING' AND lease_run IS NULL;
     CREATE INDEX job_attempt_open ON job_attempt (aoi_id) WHERE finished_at IS NULL;
     """,
+    # 5: which executor worker ran an attempt (a Dask worker's address; '' for the local pool)
+    """
+    ALTER TABLE job_attempt ADD COLUMN ran_on TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 
