@@ -13,6 +13,7 @@ import dataclasses
 import json
 import re
 import warnings
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from shapely.geometry import MultiPolygon, Polygon
 
 from ingester.errors import ScenesFileError, ScenesFileWarning
-from ingester.fileio import atomic_write_text
+from ingester.fileio import atomic_write_chunks
 from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
 from ingester.graph.engine_config import check_config
 from ingester.ids import id_problem, record_id_problem, shown, uuid_problem
@@ -185,34 +186,54 @@ def _sorted(obj: Any) -> Any:
 
 def scenes_to_geojson(scenes: list[Scene], next_: bool | None = None, extra: dict[str, Any] | None = None) -> dict:
     """The FeatureCollection (docs/files.md, "Envelope")."""
-    features = [
-        {"type": "Feature", "id": i, "geometry": scene.geometry(), "properties": _sorted(scene.to_dict())}
-        for i, scene in enumerate(scenes)
-    ]
-    out: dict[str, Any] = {"type": "FeatureCollection", "features": features}
-    props = dict(extra or {})
-    if next_ is not None:
-        props["next"] = "true" if next_ else "false"
+    out: dict[str, Any] = {"type": "FeatureCollection", "features": [scene_feature(i, s) for i, s in enumerate(scenes)]}
+    props = _envelope_properties(next_, extra)
     if props:
-        out["properties"] = _sorted(props)
+        out["properties"] = props
     return out
 
 
-def write_scenes(path: str | Path, scenes: list[Scene], next_: bool | None = None,
+def scene_feature(index: int, scene: Scene) -> dict[str, Any]:
+    """One feature of the file: the scene's footprint (and tiles) as geometry, its object as properties."""
+    return {"type": "Feature", "id": index, "geometry": scene.geometry(), "properties": _sorted(scene.to_dict())}
+
+
+def _envelope_properties(next_: bool | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    props = dict(extra or {})
+    if next_ is not None:
+        props["next"] = "true" if next_ else "false"
+    return _sorted(props) if props else {}
+
+
+def write_scenes(path: str | Path, scenes: Iterable[Scene], next_: bool | None = None,
                  extra: dict[str, Any] | None = None) -> None:
-    """Write scenes.json / tiles.json atomically (temporary file + rename)."""
-    atomic_write_text(path, dumps_scenes(scenes_to_geojson(scenes, next_, extra)))
+    """Write scenes.json / tiles.json atomically, one scene at a time: each feature is encoded and
+    written to a temporary file in the target's folder as it comes, then the file is renamed over the
+    target. The text is the one `dumps_scenes(scenes_to_geojson(…))` gives, without ever holding the
+    whole document (or its text) in memory."""
+    props = _envelope_properties(next_, extra)
+    head = {"type": "FeatureCollection", **({"properties": props} if props else {})}
+    features = (scene_feature(i, scene) for i, scene in enumerate(scenes))
+    atomic_write_chunks(path, _document_chunks(head, features))
 
 
 def dumps_scenes(doc: dict[str, Any]) -> str:
     """The FeatureCollection as text with one feature per line: easy to read, diff and edit by hand
     (delete a scene = delete its line), and fast (json's C encoder runs only without `indent`)."""
     head = {k: v for k, v in doc.items() if k != "features"}
-    lines = [json.dumps(f, ensure_ascii=False, separators=(", ", ": ")) for f in doc.get("features", [])]
-    tail = "".join(f', "{k}": {json.dumps(v, ensure_ascii=False)}' for k, v in head.items() if k != "type")
-    body = ",\n".join(lines)
-    return f'{{"type": "{head.get("type", "FeatureCollection")}", "features": [\n{body}\n]{tail}}}\n'
+    return "".join(_document_chunks(head, doc.get("features", [])))
 
+
+def _document_chunks(head: dict[str, Any], features: Iterable[Any]) -> Iterator[str]:
+    """The text of a FeatureCollection in pieces: the opening line, each feature on its own line (keys as
+    given), and the closing line with the other top-level members."""
+    yield f'{{"type": "{head.get("type", "FeatureCollection")}", "features": [\n'
+    separator = ""
+    for feature in features:
+        yield separator + json.dumps(feature, ensure_ascii=False, separators=(", ", ": "))
+        separator = ",\n"
+    tail = "".join(f', "{k}": {json.dumps(v, ensure_ascii=False)}' for k, v in head.items() if k != "type")
+    yield f"\n]{tail}}}\n"
 
 
 # --- reading -------------------------------------------------------------------------------------
