@@ -302,3 +302,30 @@ def test_burst_across_the_antimeridian_is_written_as_a_multipolygon_and_reads_ba
     write_scenes(tmp_path / "tiles.json", result.scenes)
     back = read_scenes(tmp_path / "tiles.json").scenes[0].tiles
     assert [t.wkt for t in back] == [t.wkt for t in tiles]
+
+
+def test_annotations_are_fetched_at_most_a_pool_ahead_of_the_scene_being_tiled():
+    """The inventory holds the parsed annotations of the scenes in flight only, not of every scene."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingester.tiling.inventory import ordered_map
+
+    lock = threading.Lock()
+    started: list[int] = []
+    consumed: list[int] = []
+    ahead: list[int] = []
+
+    def fetch(i: int) -> int:
+        with lock:
+            started.append(i)
+            ahead.append(len(started) - len(consumed))
+        return i * i
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, value in enumerate(ordered_map(pool, fetch, list(range(200)), ahead=4)):
+            assert value == i * i
+            with lock:
+                consumed.append(i)
+    assert consumed == list(range(200))
+    assert max(ahead) <= 5  # the 4 in flight, and the one being consumed
