@@ -19,7 +19,9 @@ from typing import TypeVar
 import shapely
 
 from ingester.config import Settings
+from ingester.distance import parse_buffer
 from ingester.errors import ConfigError, IngesterError, TilingWarning
+from ingester.geodesy import buffer_area
 from ingester.naming import constellation_of
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
@@ -186,7 +188,7 @@ def _inventory(payload: Payload, scenes: Sequence[Scene], settings: Settings, ex
                sources: Sequence[AnnotationSource]):
     from ingester.tiling import TilingResult
 
-    area = payload.aoi.buffer(settings.aoi_buffer_degrees) if settings.aoi_buffer_degrees > 0 else payload.aoi
+    area = buffer_area(payload.aoi, parse_buffer(settings.aoi_buffer))
     shapely.prepare(area)
     skipped: list[tuple[str, str]] = []
     todo = []
