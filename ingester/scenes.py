@@ -22,7 +22,8 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from ingester.errors import ScenesFileError, ScenesFileWarning
 from ingester.fileio import atomic_write_chunks
-from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
+from ingester.geojson_check import geometry_problem
+from ingester.geometry import GeometryError, from_wkt, from_wkt_many, single_polygon, to_geojson
 from ingester.graph.engine_config import check_config
 from ingester.ids import id_problem, record_id_problem, shown, uuid_problem
 from ingester.jsonfile import parse_json_forgiving
@@ -241,6 +242,11 @@ def _document_chunks(head: dict[str, Any], features: Iterable[Any]) -> Iterator[
 class _Reader:
     def __init__(self, origin: str):
         self.origin = origin
+        # A tiles file repeats the same scene ids and dates in every tile's previous/reference: each distinct
+        # value is checked once.
+        self._id_problems: dict[str, str | None] = {}
+        self._times: dict[str, datetime | str] = {}
+        self.valid_wkts: set[str] = set()  # footprints already parsed in one pass (`_valid_wkts`)
 
     def fail(self, where: str, problem: str) -> ScenesFileError:
         return ScenesFileError(f"{self.origin}: {where}: {problem}")
@@ -248,14 +254,22 @@ class _Reader:
     def time(self, value: Any, where: str) -> datetime:
         if not isinstance(value, str):
             raise self.fail(where, f"must be an RFC 3339 timestamp, got {json.dumps(value)}")
-        try:
-            return parse_time(value)
-        except ValueError as exc:
-            raise self.fail(where, str(exc)) from None
+        known = self._times.get(value)
+        if known is None:
+            try:
+                known = parse_time(value)
+            except ValueError as exc:
+                known = str(exc)
+            self._times[value] = known
+        if isinstance(known, str):
+            raise self.fail(where, known)
+        return known
 
     def wkt(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(where, "missing or empty WKT footprint")
+        if value in self.valid_wkts:
+            return value
         try:
             from_wkt(value)
         except GeometryError as exc:
@@ -285,7 +299,12 @@ class _Reader:
 
     def id(self, value: Any, where: str) -> str:
         """An AOI name, scene id or tile id, checked with the one grammar of `ingester.ids`."""
-        problem = id_problem(value)
+        if isinstance(value, str):
+            if value not in self._id_problems:
+                self._id_problems[value] = id_problem(value)
+            problem = self._id_problems[value]
+        else:
+            problem = id_problem(value)
         if problem is not None:
             raise self.fail(where, problem)
         return value
@@ -488,6 +507,7 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
     features = doc.get("features")
     if not isinstance(features, list):
         raise ScenesFileError(f"{origin}: 'features' must be a list")
+    reader.valid_wkts = _valid_wkts(features)
     scenes: list[Scene] = []
     seen: dict[str, int] = {}
     for i, feature in enumerate(features):
@@ -495,6 +515,7 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
             if not isinstance(feature, dict) or "properties" not in feature:
                 raise reader.fail(f"features[{i}]", "must be a Feature with 'properties'")
             scene = reader.scene(feature["properties"], f"features[{i}].properties")
+            _check_feature(feature, f"features[{i}]", reader)
             if scene.source_id in seen:
                 raise reader.fail(
                     f"features[{i}].properties.source_id",
@@ -513,6 +534,34 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
     next_ = None if next_raw is None else str(next_raw).lower() == "true"
     extra = {k: v for k, v in props.items() if k != "next"} if isinstance(props, dict) else {}
     return ScenesFile(scenes, next_, extra)
+
+
+def _valid_wkts(features: list[Any]) -> set[str]:
+    """The footprints (scene and tile `wkt`, legacy `GeometryWKT`) of a document that parse, found in one
+    vectorised pass through GEOS instead of one call per footprint; the reader still parses any other
+    one itself, in document order, so that the first problem is the one reported."""
+    texts: list[str] = []
+    for feature in features:
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        if not isinstance(props, dict):
+            continue
+        tiles = props.get("tiles") or props.get("Tiles") or []
+        for obj in (props, *(tiles if isinstance(tiles, list) else [])):
+            if isinstance(obj, dict):
+                texts.extend(v for v in (obj.get("wkt"), obj.get("GeometryWKT")) if isinstance(v, str) and v.strip())
+    return {text for text, geom in zip(texts, from_wkt_many(texts), strict=True) if geom is not None}
+
+
+def _check_feature(feature: dict[str, Any], where: str, reader: _Reader) -> None:
+    """The GeoJSON side of a feature: `"type": "Feature"` and a valid geometry (or null). The tool reads
+    the footprint from `wkt`, but other tools (QGIS, GDAL) read the geometry of the file."""
+    if feature.get("type") != "Feature":
+        raise reader.fail(f"{where}.type", f"must be \"Feature\" (GeoJSON), got {shown(feature.get('type'))}")
+    if feature.get("geometry") is not None:
+        problem = geometry_problem(feature["geometry"], f"{where}.geometry")
+        if problem is not None:
+            place, _, what = problem.partition(": ")
+            raise reader.fail(place, f"{what} (GeoJSON, RFC 7946)")
 
 
 def read_scenes(path: str | Path) -> ScenesFile:

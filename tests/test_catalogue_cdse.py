@@ -509,7 +509,8 @@ def _geodesic_share(footprint, aoi) -> float:
     from pyproj import Geod
 
     geod = Geod(ellps="WGS84")
-    return abs(geod.geometry_area_perimeter(footprint.intersection(aoi))[0]) / abs(geod.geometry_area_perimeter(aoi)[0])
+    covered = abs(geod.geometry_area_perimeter(footprint.intersection(aoi))[0])
+    return covered / abs(geod.geometry_area_perimeter(aoi)[0])
 
 
 def test_every_scene_is_tagged_with_the_share_of_the_aoi_it_covers_and_min_coverage_drops_the_small_ones(fake):

@@ -258,7 +258,7 @@ def from_file(path: str | Path, aoi: MultiPolygon | None = None) -> View:
     each one starts on; with the AOI, the share of it each scene covers."""
     origin = str(path)
     text, doc = read_scenes_document(path)
-    scenes = parse_scenes(doc, origin).scenes
+    scenes = parse_scenes(doc, origin, text).scenes  # with the text: a message names the line
     lines = feature_lines(text)
     present = {s.source_id for s in scenes}
     shapes = _shapes([w for s in scenes for w in (s.wkt, *(t.wkt for t in s.tiles))])
