@@ -25,6 +25,9 @@ from ingester.errors import ConfigError
 CDSE_DOMAINS = ("dataspace.copernicus.eu",)
 # Domains whose hosts (datapool., sentinel1. — the datapool's CNAME) may receive the Earthdata token.
 ASF_DOMAINS = ("asf.alaska.edu",)
+# Domains whose hosts (search., data., access.foundation.api., authenticate.foundation.api.) may receive
+# the OneAtlas bearer token.
+ONEATLAS_DOMAINS = ("oneatlas.airbus.com",)
 
 # Settings read under an old name when the new one is not given: old name → (new name, old value → new value).
 def _degrees(value: Any) -> str:
@@ -36,7 +39,7 @@ def _degrees(value: Any) -> str:
 
 LEGACY_SETTINGS = {"aoi_buffer_degrees": ("aoi_buffer", _degrees)}  # INGESTER_AOI_BUFFER_DEGREES=0.1: 0.1deg
 
-SECRET_FIELDS = frozenset({"cdse_password", "asf_token", "ftp_password", "s3_secret_access_key"})
+SECRET_FIELDS = frozenset({"cdse_password", "asf_token", "ftp_password", "s3_secret_access_key", "oneatlas_api_key"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,15 @@ class Settings:
     # ASF datapool (Earthdata bearer token)
     asf_url: str = "https://datapool.asf.alaska.edu"
     asf_token: str = dataclasses.field(default="", repr=False)
+    # Airbus OneAtlas (Pléiades, SPOT): API key → bearer token; search, prices, orders, delivered products
+    oneatlas_api_key: str = dataclasses.field(default="", repr=False)
+    oneatlas_auth_url: str = (
+        "https://authenticate.foundation.api.oneatlas.airbus.com/auth/realms/IDP/protocol/openid-connect/token"
+    )
+    oneatlas_search_url: str = "https://search.foundation.api.oneatlas.airbus.com/api/v2/opensearch"
+    oneatlas_order_url: str = "https://data.api.oneatlas.airbus.com"  # /api/v1/me, /prices, /orders
+    oneatlas_min_area: float = 100000.0  # m²: footprint ∩ AOI smaller than this is dropped (orders need 0.1 km²)
+    oneatlas_order_recheck: float = 900.0  # seconds before an order being processed is checked again
     # STAC APIs: Landsat 8/9 on the USGS STAC server, named catalogues for `scene_type.catalogue`
     landsat_stac_url: str = "https://landsatlook.usgs.gov/stac-server"
     stac_catalogues: str = (
@@ -113,10 +125,10 @@ class Settings:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
         positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size",
                     "step_timeout", "max_workers", "cdse_search_concurrency", "offline_recheck", "unpack_max_bytes",
-                    "unpack_max_ratio")
+                    "unpack_max_ratio", "oneatlas_order_recheck")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
                         "cdse_max_skip", "cdse_max_downloads",  # 0: no cap
-                        "max_wait", "defer_deadline")
+                        "max_wait", "defer_deadline", "oneatlas_min_area")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             # nan passes every comparison below; infinity only where it means "no limit"
@@ -131,7 +143,8 @@ class Settings:
             if not value >= 0:  # NaN too
                 raise ConfigError(f"INGESTER_{name.upper()}: must be ≥ 0, got {value!r}")
         for name in ("cdse_catalogue_url", "cdse_download_url", "cdse_token_url", "asf_url", "landsat_stac_url",
-                     "stac_s3_endpoint_url", "pc_sas_url"):
+                     "stac_s3_endpoint_url", "pc_sas_url", "oneatlas_auth_url", "oneatlas_search_url",
+                     "oneatlas_order_url"):
             value = getattr(self, name)
             if not value and name in ("stac_s3_endpoint_url", "pc_sas_url"):
                 continue
@@ -311,6 +324,15 @@ def netrc_credentials(url: str, path: str | None = None) -> tuple[str, str] | No
     return (login or "", password or "")
 
 
+def oneatlas_api_key(settings: Settings) -> str:
+    """The OneAtlas API key from the settings, else the password of the ~/.netrc entry for the
+    authentication host (its login is free: OneAtlas names the key's user `APIKEY`); "" without one."""
+    if settings.oneatlas_api_key:
+        return settings.oneatlas_api_key
+    entry = netrc_credentials(settings.oneatlas_auth_url)
+    return entry[1] if entry else ""
+
+
 def cdse_credentials(settings: Settings) -> tuple[str, str] | None:
     """CDSE user name and password from the settings, else from ~/.netrc for the token host."""
     if settings.cdse_username and settings.cdse_password:
@@ -325,9 +347,9 @@ OPTION_NAMES = {"db": "--db", "workers": "--workers", "scene_worker": "--scene-w
 def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                      toml_path: Path | None = None) -> list[dict[str, Any]]:
     """Every setting with its effective value and where it comes from, safe to print: `source` is
-    option, environment, ingester.toml, netrc (CDSE credentials) or default, `origin` names the option,
-    variable or file. Secrets are `***` (when set), URLs lose the password of their user-info part.
-    Raises ConfigError like `load_settings` (same rules, same order)."""
+    option, environment, ingester.toml, netrc (CDSE credentials, the OneAtlas API key) or default,
+    `origin` names the option, variable or file. Secrets are `***` (when set), URLs lose the password of
+    their user-info part. Raises ConfigError like `load_settings` (same rules, same order)."""
     env = os.environ if env is None else env
     settings = load_settings(overrides, env, toml_path)
     toml, toml_origin = _toml_values(toml_path)
@@ -335,6 +357,7 @@ def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[st
     credentials = None
     if not (settings.cdse_username and settings.cdse_password):
         credentials = netrc_credentials(settings.cdse_token_url)
+    oneatlas_key = None if settings.oneatlas_api_key else netrc_credentials(settings.oneatlas_auth_url)
     out = []
     for field in dataclasses.fields(Settings):
         name, variable = field.name, f"INGESTER_{field.name.upper()}"
@@ -350,6 +373,10 @@ def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[st
         elif credentials and name in ("cdse_username", "cdse_password") and not value:
             value = credentials[0] if name == "cdse_username" else credentials[1]
             host = urlparse(settings.cdse_token_url).hostname or ""
+            source, origin = "netrc", f"{Path.home() / '.netrc'} ({host})"
+        elif oneatlas_key and name == "oneatlas_api_key" and not value:
+            value = oneatlas_key[1]
+            host = urlparse(settings.oneatlas_auth_url).hostname or ""
             source, origin = "netrc", f"{Path.home() / '.netrc'} ({host})"
         else:
             source, origin = "default", ""

@@ -172,16 +172,20 @@ def default_executor(workers: int, settings: Settings) -> Executor:
 
 
 def run_token_source(settings: Settings) -> TokenSource:
-    """The run's tokens: CDSE's when CDSE is among the providers (logged in lazily, or already by the
-    pre-flight check: the process shares one token manager). Without credentials, a worker that asks
-    gets the login's own message ("cdse: no credentials: set …")."""
+    """The run's tokens: CDSE's when CDSE is among the providers, OneAtlas's when it is (logged in lazily,
+    or already by the pre-flight check: the process shares one token manager per service). Without
+    credentials, a worker that asks gets the login's own message ("cdse: no credentials: set …")."""
+    from ingester import oneatlas
     from ingester.providers import cdse
     from ingester.providers.chain import provider_order
 
-    factories = {}
+    factories: dict[str, Any] = {}
     try:
-        if "cdse" in provider_order(settings):
+        order = provider_order(settings)
+        if "cdse" in order:
             factories["cdse"] = lambda: cdse.login_manager(settings)
+        if "oneatlas" in order:
+            factories["oneatlas"] = lambda: oneatlas.login_manager(settings)
     except (IngesterError, AuthError):
         pass  # a settings problem is reported by the checks before the run
     return TokenSource(factories)
@@ -260,7 +264,10 @@ class Coordinator:
         return str(Path(self.settings.workdir) / self.aoi.name / f"{kind}-{job_id}-{attempt}")
 
     def scene_job(self, scene_id: int, attempt: int) -> SceneJob:
-        scene = self.store.scene(scene_id, with_tiles=True)
+        from ingester.ordering import with_order_terms
+
+        # the AOI's permission to order (set by the latest `ingester aoi`) travels with the job
+        scene = with_order_terms(self.store.scene(scene_id, with_tiles=True), self.aoi.settings)
         return SceneJob(scene_id, attempt, self.aoi.name, scene, self._storage(scene),
                         self._workdir("scene", scene_id, attempt), self.graph_dirs, self.job_tokens())
 
@@ -386,8 +393,8 @@ class Coordinator:
                     if broken is not None:  # the executor broke down (ExecutorBroken): stop, jobs re-queued
                         raise broken
                     if self.tokens.refused is not None:  # no job is charged for it: all back in the queue
-                        raise CredentialsRefused(f"{self.tokens.refused} — the run stopped: no CDSE work goes on "
-                                                 "with a refused account; its jobs are back in the queue")
+                        raise CredentialsRefused(f"{self.tokens.refused} — the run stopped: no work goes on with a "
+                                                 "refused account; its jobs are back in the queue")
                     batch = [(self.running.pop(f), f.result()) for f in done]
                     if batch:
                         self._write(batch)

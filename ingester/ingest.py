@@ -40,6 +40,7 @@ class Plan:
     source: str = ""  # "tiles file", "scenes file", "catalogue"
     layer_formats: dict[str, str] = dataclasses.field(default_factory=dict)  # layer → dformat its graph indexes
     storage: str = ""  # the AOI's storage (resolved), fixed when the AOI is created
+    order: dict[str, Any] | None = None  # permission and budget to order (ordering.approve), kept with the AOI
 
 
 @dataclasses.dataclass
@@ -406,7 +407,8 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
                              "command (the scenes already in the AOI are then skipped)")
         instances = resolve_layers(store, payload, create=create_layers, formats=plan.layer_formats)
         store.execute("UPDATE aoi SET settings = ?, updated_at = ? WHERE name = ?",
-                      (dumps(aoi_settings(payload, instances, plan.storage)), now, payload.name))
+                      (dumps({**aoi_settings(payload, instances, plan.storage),
+                              **({"order": plan.order} if plan.order is not None else {})}), now, payload.name))
         aoi_id = store.one("SELECT id FROM aoi WHERE name = ?", (payload.name,))
         keys: dict[tuple[str, str], int] = {k: v[0] for k, v in store.tile_status_by_key(payload.name).items()
                                             if v[1] != FAILED}

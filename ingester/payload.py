@@ -37,9 +37,9 @@ CATALOGUE_PARAMETERS: dict[str, tuple[str, ...]] = {
     "sentinel2": ("platformname", "producttype", "cloudcoverpercentage", "relativeorbitnumber", "filename"),
     "landsat89": ("cloudcoverpercentage", "producttype", "platformname"),
     "phr": ("cloudCover", "acquisitionIdentifier", "processingLevel", "productType", "platform",
-            "incidenceAngle", "workspace", "relation", "GetPrice"),
+            "incidenceAngle", "workspace", "relation", "GetPrice", "order", "maxCost"),
     "spot": ("cloudCover", "acquisitionIdentifier", "processingLevel", "productType", "platform",
-             "incidenceAngle", "workspace", "relation", "GetPrice"),
+             "incidenceAngle", "workspace", "relation", "GetPrice", "order", "maxCost"),
 }  # fmt: skip
 
 # Parameters of a payload that names a STAC catalogue (`scene_type.catalogue`), whatever the constellation.
@@ -214,6 +214,28 @@ def _check_keys(raw: dict, check: _Checker) -> None:
         raise check.fail(key, f"unknown key{hint}. Known keys: {', '.join(PAYLOAD_FIELDS)}")
 
 
+def _check_oneatlas_parameters(parameters: dict[str, str], check: _Checker) -> None:
+    """OneAtlas parameters: ranges `[min,max]`, the tool's own options `GetPrice`/`order` (true/false)
+    and `maxCost` (a number ≥ 0)."""
+    for key in ("cloudCover", "incidenceAngle"):
+        text = parameters.get(key, "").strip()
+        m = re.fullmatch(r"[\[\]]\s*(-?\d+(?:\.\d+)?)\s*(?:,|\s+TO\s+)\s*(-?\d+(?:\.\d+)?)\s*[\[\]]", text)
+        if text and (not m or float(m.group(1)) > float(m.group(2))):
+            raise check.fail(f"scene_type.parameters.{key}", f"{text!r} must be a range '[min,max]' with min ≤ max, "
+                                                             "e.g. '[0,80]'")
+    for key in ("GetPrice", "order"):
+        if key in parameters and parameters[key].strip().lower() not in ("true", "false"):
+            raise check.fail(f"scene_type.parameters.{key}", f"{parameters[key]!r} must be \"true\" or \"false\"")
+    if "maxCost" in parameters:
+        try:
+            cost = float(parameters["maxCost"])
+        except ValueError:
+            cost = float("nan")
+        if not cost >= 0 or cost == float("inf"):
+            raise check.fail("scene_type.parameters.maxCost", f"{parameters['maxCost']!r} must be a number ≥ 0 (the "
+                                                              "most an ingestion may order, in the account's unit)")
+
+
 def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
     """Validate a decoded payload document."""
     check = _Checker(origin)
@@ -282,6 +304,8 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         platform = parameters.get("platformname")
         if platform is not None and platform.upper() not in ("LANDSAT_8", "LANDSAT_9"):
             raise check.fail("scene_type.parameters.platformname", f"{platform!r} must be LANDSAT_8 or LANDSAT_9")
+    if constellation in ("phr", "spot") and not catalogue:
+        _check_oneatlas_parameters(parameters, check)
     alias_platform = PLATFORM_ALIASES.get(constellation_raw.lower())
     if alias_platform and "platformname" not in parameters:
         parameters["platformname"] = alias_platform  # `landsat-8` means that platform only

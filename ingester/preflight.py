@@ -4,8 +4,9 @@
 Checks, in order (each `ok`, `failed`, `unavailable` or `skipped`, with a one-line detail):
 
 - settings: the provider settings (names, patterns, listed providers' credentials, ~/.netrc).
-- credentials: one login to CDSE (exactly one token request) when products may come from CDSE; the
-  process keeps the token manager, so the run that follows logs in no more.
+- credentials: one login to CDSE (exactly one token request) when products may come from CDSE, one to
+  OneAtlas (the API-key grant) when products may come from OneAtlas; the process keeps the token
+  managers, so the run that follows logs in no more.
 - engines: what the graphs' steps run: SNAP's `gpt`, the docker client, `cmd` commands (python scripts
   and SNAP graph files are checked when a graph is loaded).
 - storage: a local storage and the work folder can be written (the nearest existing folder is
@@ -226,12 +227,45 @@ def _settings(settings: Settings) -> Check:
 
 
 def _credentials(work: Work, settings: Settings) -> Check:
+    """CDSE's login (`_cdse_credentials`) and OneAtlas's (`_oneatlas_credentials`), as one check."""
+    cdse = _cdse_credentials(work, settings)
+    oneatlas = _oneatlas_credentials(work, settings)
+    if oneatlas is None:
+        return cdse
+    if cdse.status == SKIPPED:
+        return oneatlas
+    worst = next(s for s in (FAILED, UNAVAILABLE, OK) if s in (cdse.status, oneatlas.status))
+    return Check("credentials", worst, f"{cdse.detail}; {oneatlas.detail}")
+
+
+def _oneatlas_credentials(work: Work, settings: Settings) -> Check | None:
+    """One OneAtlas login (the API-key grant) when products may come from OneAtlas; None when none may."""
+    from ingester.catalogue.oneatlas import is_oneatlas
+
+    if not any(is_oneatlas(s) for s in work.downloads):
+        return None
+    from ingester import oneatlas
+
+    try:
+        oneatlas.login_manager(settings).current()
+    except ConfigError as exc:
+        return Check("credentials", FAILED, str(exc))
+    except CredentialsRefused as exc:
+        return Check("credentials", FAILED, str(exc))
+    except (Unavailable, RateLimited) as exc:
+        return Check("credentials", UNAVAILABLE, str(exc))
+    except AuthError as exc:
+        return Check("credentials", FAILED, str(exc))
+    return Check("credentials", OK, "OneAtlas accepted the API key")
+
+
+def _cdse_credentials(work: Work, settings: Settings) -> Check:
     from ingester.config import cdse_credentials
     from ingester.providers.chain import provider_order
 
     if "cdse" not in provider_order(settings):
         return Check("credentials", SKIPPED, "CDSE is not among the providers")
-    cdse_scenes = [s for s in work.downloads if s.metadata.get("uuid")]
+    cdse_scenes = [s for s in work.downloads if s.metadata.get("uuid") and not s.metadata.get("catalogue")]
     if not cdse_scenes:
         return Check("credentials", SKIPPED, "no product to download from the CDSE catalogue")
     try:

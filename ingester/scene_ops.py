@@ -44,6 +44,9 @@ def refresh_scene(store: Store, scene_id: int, settings: Settings) -> Refreshed:
     source_id, _status, data = _scene(store, scene_id)
     metadata = dict(data.get("metadata") or {})
     uuid = str(metadata.get("uuid") or "").strip()
+    if metadata.get("catalogue") == "oneatlas":
+        raise InputError(f"--scene {scene_id}: scene {source_id} comes from OneAtlas: refresh reads the CDSE catalogue "
+                         f"only (`ingester retry --scene {scene_id}` checks its order again now)")
     if not uuid:
         raise InputError(f"--scene {scene_id}: scene {source_id} has no CDSE product id (metadata.uuid): refresh "
                          "reads the CDSE catalogue only")

@@ -107,7 +107,7 @@ def job_tokens(tokens: dict[str, AccessToken], channel: TokenChannel | None) -> 
     global _active, _handed
     previous, was_active, was_handed = dict(_current), _active, _handed
     _current.clear()
-    for service in set(tokens) | {"cdse"}:
+    for service in set(tokens) | {"cdse", "oneatlas"}:
         _current[service] = HandedToken(service, tokens.get(service), channel)
     _active, _handed = True, set(tokens)
     try:
@@ -129,10 +129,12 @@ def job_carries(service: str) -> bool:
 
 
 def worker_settings(settings):  # noqa: ANN001, ANN201 - config.Settings (imported lazily: no cycle)
-    """The settings workers get: without the CDSE password (they use the tokens handed to them)."""
+    """The settings workers get: without the CDSE password and the OneAtlas API key (they use the tokens
+    handed to them)."""
     import dataclasses as _dc
 
-    return _dc.replace(settings, cdse_password="") if settings.cdse_password else settings
+    secrets = {k: "" for k in ("cdse_password", "oneatlas_api_key") if getattr(settings, k, "")}
+    return _dc.replace(settings, **secrets) if secrets else settings
 
 
 class TokenSource:

@@ -20,6 +20,9 @@ _SAFE_ENV = {
     "INGESTER_CDSE_DOWNLOAD_URL": f"{_CLOSED}/odata/v1",
     "INGESTER_CDSE_TOKEN_URL": f"{_CLOSED}/token",
     "INGESTER_ASF_URL": _CLOSED,
+    "INGESTER_ONEATLAS_AUTH_URL": f"{_CLOSED}/auth/realms/IDP/protocol/openid-connect/token",
+    "INGESTER_ONEATLAS_SEARCH_URL": f"{_CLOSED}/api/v2/opensearch",
+    "INGESTER_ONEATLAS_ORDER_URL": _CLOSED,
     "INGESTER_HTTP_RETRIES": "2",
     "INGESTER_HTTP_BACKOFF": "0.01",
 }

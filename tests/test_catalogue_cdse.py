@@ -344,11 +344,10 @@ def test_a_4xx_is_not_retried_and_carries_the_server_message(fake):
     assert len(fake.requests) == 1
 
 
-def test_constellations_without_catalogue_are_an_input_error(fake):
+def test_spot_goes_to_oneatlas_and_without_an_api_key_is_an_input_error(fake):
     raw = {"name": "L", "type": "Polygon", "coordinates": [DENMARK], "start_time": "2022-01-01T00:00:00Z",
            "end_time": "2022-02-01T00:00:00Z", "scene_type": {"constellation": "spot"}}
-    with pytest.raises(InputError, match=r"field 'scene_type.constellation': no catalogue is configured for "
-                                         r"'spot'"):
+    with pytest.raises(InputError, match=r"oneatlas: no API key: set INGESTER_ONEATLAS_API_KEY"):
         search(parse_payload(raw, "l.json"), settings_for(fake))
     assert fake.requests == []
 

@@ -84,9 +84,8 @@ CASES = {
                                  r"field 'min_coverage': must be a number from 0 to 1 .*got '0.5'"),
     "min_coverage as a bool": (change("min_coverage", True), r"field 'min_coverage': must be a number from 0 to 1"),
     "layer without instance": (change("layers.B01", {"variable": "B01"}), r"field 'layers.B01.instance': is required"),
-    "constellation without catalogue": (lambda d: {**change("scene_type", {"constellation": "spot"})(d)},
-                                        r"field 'scene_type.constellation': no catalogue is configured for "
-                                        r"'spot' in this version"),
+    "OneAtlas without an API key": (lambda d: {**change("scene_type", {"constellation": "spot"})(d)},
+                                    r"oneatlas: no API key: set INGESTER_ONEATLAS_API_KEY, or a ~/.netrc entry"),
 }
 
 

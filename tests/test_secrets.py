@@ -91,3 +91,45 @@ def test_asf_token_is_not_in_error_messages(tmp_path, httpserver):
     with pytest.raises(Exception) as info:
         AsfProvider(cfg).fetch(scene(S1_ID), tmp_path)
     assert "403" in str(info.value) and "edl-secret-token" not in str(info.value)
+
+
+def test_oneatlas_api_key_and_tokens_never_appear_in_output_logs_store_files_or_jobs(cli, repo, tmp_path, caplog,
+                                                                                      monkeypatch):
+    """The key and every token OneAtlas issued stay out of the command's output, the logs, the store,
+    every file the run left (scenes file, storage, work folders, job logs) and the job descriptions —
+    through a search, an estimate, an order, a refused token (401) and a failed order."""
+    import json
+    import pickle
+
+    from ingester import oneatlas
+    from ingester.config import load_settings
+    from ingester.coordinator import Coordinator
+    from ingester.store import Store
+    from tests.fakes.oneatlas import FakeOneAtlas, footprint_around, product_zip
+
+    caplog.set_level(logging.DEBUG)
+    oneatlas.reset()
+    payload = Path(repo / "payloads" / "toulouse-phr.json")
+    with FakeOneAtlas(expires_in=3600) as fake:
+        for key, value in {**fake.env(), "INGESTER_RETRY_BACKOFF": "0", "INGESTER_ONEATLAS_ORDER_RECHECK": "0.2",
+                           "INGESTER_WORKERS": "2"}.items():
+            monkeypatch.setenv(key, value)
+        zipped = product_zip("PHR")
+        ok = fake.add_item("DS_PHR1A_202204101053440_FR1_PX_E001N43_0615_01230", "2022-04-10T10:53:44.012Z",
+                           footprint_around(1.445, 43.601), product=zipped)
+        bad = fake.add_item("DS_PHR1A_202204111053440_FR1_PX_E001N43_0615_01231", "2022-04-11T10:53:44.012Z",
+                            footprint_around(1.445, 43.601), product=zipped)
+        fake.failures[bad] = ("rejected", "Rejected", "E1")
+        outputs = [cli("scenes", payload, "--estimate", "--json")]
+        fake.unauthorized_next = 1  # a refused token on the way: renewed, the request sent again
+        outputs.append(cli("aoi", payload, "--order", "--create-layers", "--max-wait", "30", "--json"))
+        assert outputs[-1].exit_code == 4, outputs[-1].stderr  # one delivered, one rejected
+        with Store("outputs/ingester.db") as st:
+            jobs = [pickle.dumps(Coordinator(st, "ToulousePHR", load_settings()).scene_job(i, 9)) for i in (1, 2)]
+            assert {json.loads(x)["uuid"] for (x,) in st.execute("SELECT tags FROM scene")} == {ok, bad}
+        secrets = [fake.api_key, *fake.issued_tokens()]
+    assert len(secrets) >= 3
+    haystack = "\n".join([*(o.stdout + o.stderr for o in outputs), caplog.text, _all_text(tmp_path)])
+    assert [s for s in secrets if s in haystack] == []
+    assert not any(fake.api_key in job.decode("latin-1") for job in jobs)  # a job carries a token, never the key
+    oneatlas.reset()

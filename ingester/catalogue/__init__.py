@@ -28,7 +28,7 @@ class SearchResult:
     filters: dict[str, str] = dataclasses.field(default_factory=dict)  # catalogue parameters applied (defaults too)
 
 
-SUPPORTED = ("sentinel1", "sentinel2", "landsat89")
+SUPPORTED = ("sentinel1", "sentinel2", "landsat89", "phr", "spot")
 BELOW_MIN_COVERAGE = "below min_coverage"  # the `dropped` reason of scenes covering too little of the AOI
 
 
@@ -99,6 +99,10 @@ def _search(payload: Payload, settings: Settings, page: int | None, limit: int |
         from ingester.catalogue import landsat
 
         return landsat.search(payload, settings, page, limit)
+    if payload.constellation in ("phr", "spot"):
+        from ingester.catalogue import oneatlas
+
+        return oneatlas.search(payload, settings, page, limit)
     if payload.constellation in SUPPORTED:
         from ingester.catalogue import cdse
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load insi
     from ingester.config import Settings
     from ingester.coordinator import RunReport
     from ingester.ingest import Plan
+    from ingester.ordering import Permission
     from ingester.preflight import Report, Work
     from ingester.store import Store
 
@@ -237,16 +238,26 @@ def aoi_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be ingested, downloaded (count, "
                                  "announced bytes) and processed, and the pre-flight checks; write nothing, "
                                  "download nothing (exit 2 when a check fails)."),
+    order: bool = typer.Option(
+        False, "--order", help="Allow this run to order the OneAtlas products it needs (they cost credits; also the "
+        "payload parameter \"order\": \"true\"). Without it nothing is ordered: such a scene ends RETRY/FAILED "
+        "saying so. What may be ordered is priced first; `run` and `retry` keep the latest `aoi`'s permission."),
+    max_cost: float | None = typer.Option(
+        None, "--max-cost", min=0, metavar="N", help="With --order: refuse the whole ingestion (exit 2, nothing "
+        "written or ordered) when the estimated price of what it may order exceeds N (the account's unit, e.g. "
+        "credits); default: the payload's maxCost, else no limit."),
 ) -> None:
     """Ingest an area: scenes (searched, or from --scenes/--tiles) → records, scenes and tiles in the store,
     then run one download job per scene and one processing job per tile until no job can progress.
 
     Without a file the catalogue is searched. Scenes already in the AOI are skipped; re-running is safe.
     Pre-flight checks (credentials, engines, storage, disk space: `ingester check`) run before anything
-    is written. Exit 4 when some jobs ended FAILED or RETRY, or some tiles can never be released, else 5
-    when some jobs are deferred (run again later)."""
+    is written. OneAtlas products are ordered only with --order (or the payload's order), within
+    --max-cost. Exit 4 when some jobs ended FAILED or RETRY, or some tiles can never be released, else 5
+    when some jobs are deferred (run again later: orders being processed, offline products)."""
     from ingester.coordinator import check_lock, new_run_id
     from ingester.ingest import commit, prepare
+    from ingester.ordering import permission
     from ingester.payload import load_payload
     from ingester.preflight import pending_work, plan_work, preflight, run_checks
     from ingester.store import Store
@@ -254,6 +265,7 @@ def aoi_command(
     ui = UI(quiet)
     s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
     loaded = load_payload(payload)
+    allowed = permission(loaded, order, max_cost)
     check_download_settings(s)
     scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
     run_id = new_run_id()
@@ -266,12 +278,14 @@ def aoi_command(
                 check_lock(store, loaded.name, s.lease_seconds)
             plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers)
             pending = pending_work(store, loaded.name, s)
+            approve_orders(ui, plan, allowed, s, store)
         except BaseException:
             store.close()
             raise
     else:  # no store yet: the input is validated against an empty one, the file is created only then
         with Store(":memory:") as empty:
             plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers)
+        approve_orders(ui, plan, allowed, s, None)
     work = plan_work(loaded.name, plan.scenes, loaded.storage_uri, (str(Path(loaded.path).parent),), s, pending)
     if dry_run:
         if store is not None:
@@ -296,6 +310,18 @@ def aoi_command(
         extra = {"ingested": {"scenes": result.scenes, "tiles": result.tiles, "skipped": len(result.skipped),
                               "records_created": result.records_created, "records_reused": result.records_reused}}
         render_report(ui, report, as_json, extra)
+
+
+def approve_orders(ui: UI, plan: Plan, allowed: Permission, s: Settings, store: Store | None) -> None:
+    """What this ingestion may order, priced before anything is written (ordering.approve: exit 2 above
+    the budget); kept with the AOI by `commit`."""
+    from ingester.ordering import aoi_order_scenes, approve
+
+    scenes = list(plan.scenes) + (aoi_order_scenes(store, plan.payload.name) if store is not None else [])
+    plan.order, costs = approve(scenes, s, allowed)
+    if costs is not None:
+        budget = f" within the budget of {allowed.max_cost:g}" if allowed.max_cost is not None else " (no budget set)"
+        ui.info(f"ordering allowed by {allowed.source}: OneAtlas {costs.text()}{budget}")
 
 
 @app.command("run")

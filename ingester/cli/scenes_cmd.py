@@ -22,6 +22,11 @@ def scenes(
         help="Rows per page of the ordered catalogue result; 0 = every scene (default: the payload's 'limit').",
     ),
     output: Path = typer.Option(Path("outputs/scenes.json"), "-o", "--output", help="Scenes file to write."),
+    estimate: bool = typer.Option(
+        False, "--estimate", help="OneAtlas (phr, spot): ask what ordering the listed scenes over the AOI would "
+        "cost (nothing is ordered): each scene's tags estimatedCost and amountUnit, the file's "
+        "globalEstimatedCost and amountUnit, and the account's balance in the summary (also the payload "
+        "parameter GetPrice: \"true\")."),
     quiet: bool = QuietOption,
     json_: bool = JsonOption,
 ) -> None:
@@ -39,14 +44,26 @@ def scenes(
     refuse_output_over_inputs(output, {"payload": payload})
     loaded = load_payload(payload)
     check_payload_graphs(loaded)
+    price_wanted = estimate or loaded.parameters.get("GetPrice", "").strip().lower() == "true"
+    if price_wanted and (loaded.constellation not in ("phr", "spot") or loaded.catalogue):
+        raise InputError(f"--estimate: {payload}: only OneAtlas scenes (constellation phr or spot) have a price")
     cfg = settings()
     if ui.interactive:
         with ui.err.status(f"searching the catalogue for {loaded.name} …"):
             result = search(loaded, cfg, page, limit)
     else:
         result = search(loaded, cfg, page, limit)
+    extra: dict = {}
+    costs = None
+    if price_wanted:
+        from ingester.catalogue.oneatlas import apply_estimate
+        from ingester.catalogue.oneatlas import estimate as price
+
+        costs = price(result.scenes, cfg) if result.scenes else None
+        if costs is not None:
+            extra = apply_estimate(result.scenes, costs)
     try:
-        write_scenes(output, result.scenes, next_=result.next)
+        write_scenes(output, result.scenes, next_=result.next, extra=extra)
     except (IsADirectoryError, NotADirectoryError) as exc:
         raise InputError(f"--output {output}: not a file path ({exc.strerror})") from None
     except OSError as exc:
@@ -64,6 +81,8 @@ def scenes(
         "filters": result.filters,
         "elapsed_seconds": round(elapsed, 3),
     }
+    if costs is not None:
+        summary["estimate"] = costs.to_json()
     if json_:
         print_json(summary)
     dropped = "".join(f", {n} {reason}" for reason, n in result.dropped.items())
@@ -74,3 +93,5 @@ def scenes(
         f"{result.pages} page(s), {result.requests} request(s){dropped}); next: {str(result.next).lower()}; "
         f"{elapsed:.1f} s"
     )
+    if costs is not None:
+        ui.info(f"OneAtlas: {costs.text()} (nothing ordered; `ingester aoi PAYLOAD --order --max-cost N` orders)")

@@ -132,6 +132,8 @@ class CdseProvider(Provider):
         uuid = str(scene.metadata.get("uuid") or "").strip()
         if not uuid:
             raise NotFound("cdse: the scene has no metadata.uuid (the CDSE product id)")
+        if scene.metadata.get("catalogue") == "oneatlas":  # its uuid is a OneAtlas id
+            raise NotFound("cdse: not a CDSE product (a OneAtlas scene)")
         metadata = self.current_metadata(scene, name, uuid)
         if metadata is not scene.metadata:
             scene = dataclasses.replace(scene, metadata=metadata)

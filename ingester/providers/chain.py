@@ -2,9 +2,9 @@
 
 Order: `settings.providers` (default "local,url,cdse"), then every other provider that is configured
 (bucket when INGESTER_BUCKET_PATTERNS is set, ftp with INGESTER_FTP_PATTERNS, asf with an Earthdata
-token). NotFound moves on at once; RateLimited/Unavailable are retried with backoff on the same
-provider (honouring the server's wait), then the chain moves on; any other error moves on too. The
-final error names what every provider said, and is temporary when a provider failed temporarily
+token, oneatlas with an API key). NotFound moves on at once; RateLimited/Unavailable are retried with
+backoff on the same provider (honouring the server's wait), then the chain moves on; any other error
+moves on too. The final error names what every provider said, and is temporary when a provider failed temporarily
 (it may succeed later), NotFound when no provider has the product, permanent otherwise.
 A provider that defers (`Deferred`: the product is offline, to be asked for again later) is not retried
 here; the chain moves on, and when no provider delivers, the deferral wins over NotFound and permanent
@@ -33,11 +33,12 @@ def registry() -> dict[str, type[Provider]]:
     from ingester.providers.ftp import FtpProvider
     from ingester.providers.landsat_aws import LandsatAwsProvider
     from ingester.providers.local import LocalProvider
+    from ingester.providers.oneatlas import OneAtlasProvider
     from ingester.providers.stac_assets import StacAssetsProvider
     from ingester.providers.url import UrlProvider
 
     classes: list[type[Provider]] = [LocalProvider, UrlProvider, CdseProvider, BucketProvider, FtpProvider,
-                                     AsfProvider, StacAssetsProvider, LandsatAwsProvider]
+                                     AsfProvider, StacAssetsProvider, LandsatAwsProvider, OneAtlasProvider]
     return {cls.name: cls for cls in classes}
 
 

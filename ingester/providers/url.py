@@ -77,6 +77,8 @@ class UrlProvider(Provider):
         link = str(scene.metadata.get("download_link") or "").strip()
         if not link:
             raise NotFound("url: the scene has no metadata.download_link")
+        if scene.metadata.get("catalogue") == "oneatlas":  # its links need the account's token
+            raise NotFound("url: a OneAtlas link is fetched by the oneatlas provider")
         scheme = urlparse(link).scheme.lower() if "://" in link else "file"
         dest = workdir / target_name(name, link)
         if scheme == "file":

@@ -34,7 +34,9 @@ def _mark(job: SceneJob | TileJob, outcome: str) -> None:
         return
     kind, name = _name(job)
     path = Path(folder) / f"{kind}-{job.job_id}-{job.attempt}-{os.getpid()}-{next(_counter)}"
-    path.write_text(json.dumps({"name": name, "outcome": outcome}))
+    tmp = path.with_name(path.name + ".tmp")  # a kill -9 between write and rename leaves no half marker
+    tmp.write_text(json.dumps({"name": name, "outcome": outcome}))
+    tmp.rename(path)
 
 
 def _outputs(job: SceneJob | TileJob) -> tuple[IndexedOutput, ...]:
