@@ -1,13 +1,14 @@
 """ExtractS2Bands on the Sentinel-2 excerpt (B01, 1830 × 1830) against a plain COG conversion of the same band.
 
-    python -m bench.process [--runs N]   (default 9)
+    python -m bench.process [--runs N] [--baseline-repo PATH]   (default 9 runs)
 
 The graph run is the whole processing job (`run_tile_job`): import the stored SAFE zip, run the python step
 (extract_s2.py: read the JPEG 2000, encode reflectance, write a COG), store and describe the output.
 Baselines, measured in the same run on the same file: GDAL's COG driver (deflate, 512 blocks, overviews, as
 the graph) called in-process through rasterio, and the same in a separate Python process (the cost of a plain
 command-line conversion). Interleaved runs after one warm-up of each; median and spread (min–max).
-Target: graph ≤ 1.2 × the in-process conversion.
+With --baseline-repo, the graph run of another checkout (e.g. main before a change) too, in a process of its
+own that imports that checkout's `ingester`. Target: graph ≤ 1.2 × the in-process conversion.
 """
 
 from __future__ import annotations
@@ -79,22 +80,60 @@ def gdal_translate_cli(tmp: Path, i: int) -> float:
     return time.perf_counter() - start
 
 
+class OtherCheckout:
+    """`graph_run` of another checkout, in a child process serving one run per line of its stdin."""
+
+    CODE = ("import importlib.util, sys\n"
+            "from pathlib import Path\n"
+            "sys.path.insert(0, sys.argv[1])\n"
+            "spec = importlib.util.spec_from_file_location('bench_process', sys.argv[2])\n"
+            "bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)\n"
+            "import ingester; assert ingester.__file__.startswith(sys.argv[1]), ingester.__file__\n"
+            "for line in sys.stdin:\n"
+            "    print(bench.graph_run(Path(sys.argv[3]), int(line)), flush=True)\n")
+
+    def __init__(self, repo: Path, tmp: Path):
+        tmp.mkdir()
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, str(repo), __file__, str(tmp)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=repo)
+
+    def __call__(self, tmp: Path, i: int) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{i}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the baseline checkout's graph run failed (exit {self.proc.wait()})")
+        return float(line)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--baseline-repo", type=Path, help="another checkout whose ExtractS2Bands run is measured too")
     args = parser.parse_args()
     if JP2 is None:
         raise SystemExit(f"S2 excerpt not found under {TESTDATA}")
     cases = {"ExtractS2Bands (run_tile_job)": graph_run, "GDAL COG driver (rasterio, in-process)": gdal_cog,
              "GDAL COG driver (separate process)": gdal_translate_cli}
-    times: dict[str, list[float]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory(prefix="bench-process-") as tmpdir:
         tmp = Path(tmpdir)
+        other = OtherCheckout(args.baseline_repo.resolve(), tmp / "other") if args.baseline_repo else None
+        if other is not None:
+            cases[f"ExtractS2Bands of {args.baseline_repo.resolve().name}"] = other
+        times: dict[str, list[float]] = {name: [] for name in cases}
         for fn in cases.values():  # warm-up: file cache, imports
             fn(tmp, 0)
         for i in range(1, args.runs + 1):  # interleaved, so that load changes hit every case alike
             for name, fn in cases.items():
                 times[name].append(fn(tmp, i))
+        if other is not None:
+            other.close()
     graph = statistics.median(times["ExtractS2Bands (run_tile_job)"])
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"B01 1830×1830 JPEG 2000 → COG, median and spread of {args.runs} runs; {os.cpu_count()} CPUs; load {load}")
