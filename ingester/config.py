@@ -12,6 +12,7 @@ import dataclasses
 import math
 import netrc
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +29,9 @@ ASF_DOMAINS = ("asf.alaska.edu",)
 # Domains whose hosts (search., data., access.foundation.api., authenticate.foundation.api.) may receive
 # the OneAtlas bearer token.
 ONEATLAS_DOMAINS = ("oneatlas.airbus.com",)
+
+DEFAULT_PROVIDERS = "local,url,cdse"
+
 
 # Settings read under an old name when the new one is not given: old name → (new name, old value → new value).
 def _degrees(value: Any) -> str:
@@ -82,7 +86,7 @@ class Settings:
     stac_window_margin: float = 100.0  # metres added around the AOI before the window is snapped to the COG's tiles
     # Other providers
     local_path: str = ""
-    providers: str = "local,url,cdse"
+    providers: str = DEFAULT_PROVIDERS  # empty: the default
     bucket_patterns: str = ""  # "sentinel2=s3://bucket/{SCENE}.zip;sentinel1=gs://…"
     ftp_patterns: str = ""
     ftp_user: str = ""
@@ -123,6 +127,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
+        if not self.providers.strip():  # INGESTER_PROVIDERS= (set but empty) means the default list
+            object.__setattr__(self, "providers", DEFAULT_PROVIDERS)
         positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size",
                     "step_timeout", "max_workers", "cdse_search_concurrency", "offline_recheck", "unpack_max_bytes",
                     "unpack_max_ratio", "oneatlas_order_recheck")
@@ -173,6 +179,11 @@ class Settings:
             raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
                               f"got {self.cdse_page_size}")
 
+    def worker_count(self) -> int:
+        """The pool size a run asks for: `workers`, else the CPU count, at most `max_workers` (a run also
+        starts no more than it has jobs)."""
+        return min(self.workers or os.cpu_count() or 1, self.max_workers)
+
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with secrets replaced, safe to print or log."""
         out = dataclasses.asdict(self)
@@ -207,26 +218,58 @@ def redact_url(url: str) -> str:
 
 
 def _coerce(name: str, kind: Any, raw: Any, origin: str) -> Any:
-    """Convert a raw env/toml value to the field's type, with a message naming where it came from."""
-    try:
-        if kind in (bool, "bool"):
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(f"expected true/false, got {raw!r}")
-        if kind in (int, "int"):
-            if isinstance(raw, bool):
-                raise ValueError(f"expected an integer, got {raw!r}")
+    """Convert a raw env/toml value to the field's type, with a message naming where it came from (the
+    variable, or the file and its key) and what was expected, never Python's words."""
+    where = origin if origin.startswith("INGESTER_") else f"{origin}: {name}"
+    shown = repr(raw) if isinstance(raw, str) else str(raw).lower() if isinstance(raw, bool) else repr(raw)
+    if kind in (bool, "bool"):
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{where}: {shown} is not true or false")
+    if kind in (int, "int"):
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and re.fullmatch(r"\s*[-+]?\d+\s*", raw):
             return int(raw)
-        if kind in (float, "float"):
+        raise ConfigError(f"{where}: {shown} is not a whole number")
+    if kind in (float, "float"):
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
             return float(raw)
-        return str(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{origin}: {name}: {exc}") from None
+        if isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: {shown} is not a number")
+    if isinstance(raw, dict | list):
+        raise ConfigError(f"{where}: expected a text value, got {type(raw).__name__} {raw!r}")
+    return str(raw)
+
+
+def private_file_problem(path: str | Path) -> str | None:
+    """Why a file holding passwords is not private (None: it is): the rule of Python's netrc reader
+    (and ftp's, curl's), also applied to ingester.toml: no permission for group or others, owned by
+    the user running the tool."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    mode = st.st_mode & 0o777
+    if mode & 0o077:
+        return f"mode {mode:o}: readable by other users"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return "owned by another user"
+    return None
+
+
+def refused_private_file(path: str | Path, problem: str, holds: str = "passwords") -> ConfigError:
+    return ConfigError(f"{path}: refused ({problem}): a file holding {holds} must be private; run "
+                       f"`chmod 600 {path}`")
 
 
 def _toml_values(path: Path | None) -> tuple[dict[str, Any], str]:
@@ -239,11 +282,18 @@ def _toml_values(path: Path | None) -> tuple[dict[str, Any], str]:
             return {}, str(path)
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh), str(path)
+            values = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
+    secrets = sorted(k for k in SECRET_FIELDS if values.get(k) not in (None, ""))
+    problem = private_file_problem(path) if secrets else None
+    if problem:  # the same rule as ~/.netrc: a password others may read is never used
+        raise refused_private_file(path, problem, f"secrets ({', '.join(secrets)})")
+    return values, str(path)
 
 
 def load_settings(
@@ -309,12 +359,8 @@ def netrc_credentials(url: str, path: str | None = None) -> tuple[str, str] | No
     except netrc.NetrcParseError as exc:
         where = path or exc.filename or os.path.expanduser("~/.netrc")
         if "permissive" in str(exc) or "owner" in str(exc):
-            try:
-                mode = f"mode {os.stat(where).st_mode & 0o777:o}, "
-            except OSError:
-                mode = ""
-            raise ConfigError(f"{where}: refused ({mode}readable by other users or not owned by you): a file "
-                              f"holding passwords must be private; run `chmod 600 {where}`") from None
+            problem = private_file_problem(where) or "readable by other users or not owned by you"
+            raise refused_private_file(where, problem) from None
         raise ConfigError(f"{where}: cannot be read as a netrc file: {exc.msg} (line {exc.lineno})") from None
     except OSError as exc:
         raise ConfigError(f"{path or '~/.netrc'}: {exc.strerror or exc}") from None
@@ -348,10 +394,16 @@ def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[st
                      toml_path: Path | None = None) -> list[dict[str, Any]]:
     """Every setting with its effective value and where it comes from, safe to print: `source` is
     option, environment, ingester.toml, netrc (CDSE credentials, the OneAtlas API key) or default,
-    `origin` names the option, variable or file. Secrets are `***` (when set), URLs lose the password of
-    their user-info part. Raises ConfigError like `load_settings` (same rules, same order)."""
+    `origin` names the option, variable or file. Effective values: `workers` 0 is shown as the pool size
+    a run uses (the CPU count, capped), `providers` as the whole download chain in order. Secrets are
+    `***` (when set), URLs lose the password of their user-info part. Raises ConfigError like
+    `load_settings` and the providers' settings check that `aoi` runs (same rules, same order)."""
+    from ingester.providers import check_settings
+    from ingester.providers.chain import provider_order
+
     env = os.environ if env is None else env
     settings = load_settings(overrides, env, toml_path)
+    check_settings(settings)  # the checks `aoi` runs: unknown providers, malformed patterns, …
     toml, toml_origin = _toml_values(toml_path)
     toml_file = str(Path(toml_origin).resolve())
     credentials = None
@@ -380,6 +432,11 @@ def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[st
             source, origin = "netrc", f"{Path.home() / '.netrc'} ({host})"
         else:
             source, origin = "default", ""
+        if name == "providers":  # the whole chain: the listed ones, then those that join by themselves
+            value = ",".join(provider_order(settings))
+        if name == "workers" and not value:  # 0: the CPU count, shown as what a run uses
+            value = settings.worker_count()
+            origin = (origin + " " if origin else "") + "(0: the CPU count)"
         if name in SECRET_FIELDS and value:
             value = "***"
         elif isinstance(value, str) and "://" in value:

@@ -36,7 +36,7 @@ from ingester.errors import AuthError, CredentialsRefused, IngesterError, Ingest
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
 from ingester.graph.engines import steps_folder, stop_recorded_steps
 from ingester.ingest import aoi_storage, check_run_storage, graph_dirs
-from ingester.integrity import missing_datasets, missing_text
+from ingester.integrity import missing_files, missing_text
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.payload import Layer
 from ingester.records import index_outputs
@@ -44,6 +44,7 @@ from ingester.scenes import Scene
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
 from ingester.tokens import AccessToken, TokenSource, worker_settings
+from ingester.wording import plural
 from ingester.workflow import (
     PENDING,
     Policy,
@@ -399,7 +400,7 @@ class Coordinator:
                     if batch:
                         self._write(batch)
                         executed += len(batch)
-                        self.progress(f"{len(self.jobs_run)} jobs, {executed} attempts finished")
+                        self.progress(f"{plural(len(self.jobs_run), 'job')}, {plural(executed, 'attempt')} finished")
                 if time.monotonic() - last_beat >= beat_every:
                     self._heartbeat()
                     last_beat = time.monotonic()
@@ -459,9 +460,9 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         for line in stop_recorded_steps(steps):
             warnings.warn(StepsKilledWarning(f"AOI {aoi}: a dead run had left a graph step's processes running: "
                                              f"{line}"), stacklevel=2)
-        missing = missing_datasets(store, aoi)  # storage emptied between runs: say so, `verify` repairs
+        missing = missing_files(store, aoi, settings)  # storage emptied between runs: say so, `verify` repairs
         if missing:
-            warnings.warn(MissingFilesWarning(missing_text(aoi, missing)), stacklevel=2)
+            warnings.warn(MissingFilesWarning(missing_text(aoi, missing, what="stored")), stacklevel=2)
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
         release_ready(store, coordinator.aoi.id)
         due = store.one("SELECT min(nb) FROM (SELECT min(not_before) AS nb FROM scene WHERE aoi_id = ?1 "

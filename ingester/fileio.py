@@ -26,22 +26,35 @@ def _umask() -> int:
     return mask
 
 
+def _named(exc: OSError, target: Path) -> OSError:
+    """The error about the output the user named, not about our temporary sibling of it."""
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(target))
+
+
 def _replace(path: str | Path, fill: Callable[[str], object]) -> None:
     """Create a temporary sibling of `path`, let `fill` write it, give it the umask's mode (mkstemp's
-    0600 would hide it from the user's group) and rename it over `path`; on any failure remove it."""
+    0600 would hide it from the user's group) and rename it over `path`; on any failure remove it. An
+    OSError names `path` (a folder that cannot be written says so about the output asked for)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    if target.is_dir():
+        raise IsADirectoryError(21, "is a folder, not a file path", str(target))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise _named(exc, target) from None
     os.close(fd)
     try:
         fill(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename in (tmp, None):
+            raise _named(exc, target) from None
         raise
 
 
@@ -56,7 +69,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_copy(source: str | Path, path: str | Path) -> None:
-    _replace(path, lambda tmp: shutil.copyfile(source, tmp))
+    def fill(tmp: str) -> None:
+        shutil.copyfile(source, tmp)
+
+    _replace(path, fill)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -75,3 +91,31 @@ def atomic_write_chunks(path: str | Path, chunks: Iterable[str]) -> None:
             os.fsync(fh.fileno())
 
     _replace(path, fill)
+
+
+def nearest_existing(path: str | Path) -> Path:
+    """The path itself, or its nearest ancestor that exists (absolute)."""
+    found = Path(path).absolute()
+    while not found.exists() and found != found.parent:
+        found = found.parent
+    return found
+
+
+def folder_problem(path: str | Path) -> str | None:
+    """Why files cannot be created under the folder `path` (created if missing), or None: checked before
+    a command does any work, so that it fails at once and says what is wrong with the path."""
+    base = nearest_existing(path)
+    if not base.is_dir():
+        return f"{base} is a file, not a folder" if base == Path(path).absolute() else \
+            f"{base} is a file, so {path} cannot be a folder"
+    if not os.access(base, os.W_OK | os.X_OK):
+        return f"{base} cannot be written (permission denied)"
+    return None
+
+
+def output_file_problem(path: str | Path) -> str | None:
+    """Why the file `path` cannot be written (atomically, beside itself), or None."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a folder, not a file path"
+    return folder_problem(target.parent if str(target.parent) else ".")

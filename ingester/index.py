@@ -21,6 +21,7 @@ from typing import Any
 from ingester import __version__
 from ingester.errors import InputError
 from ingester.geometry import from_wkt
+from ingester.graph.model import nodata_json
 from ingester.times import format_time, parse_time
 
 STAC_EXTENSIONS = {
@@ -31,7 +32,8 @@ STAC_EXTENSIONS = {
     "sar": "https://stac-extensions.github.io/sar/v1.0.0/schema.json",
     "processing": "https://stac-extensions.github.io/processing/v1.2.0/schema.json",
 }
-STAC_DTYPES = {"uint8": "uint8", "uint16": "uint16", "uint32": "uint32", "int16": "int16", "int32": "int32",
+STAC_DTYPES = {"uint8": "uint8", "int8": "int8", "uint16": "uint16", "uint32": "uint32", "int16": "int16",
+               "int32": "int32",
                "float32": "float32", "float64": "float64", "complex64": "cfloat32"}
 MEDIA_TYPES = {".tif": "image/tiff; application=geotiff; profile=cloud-optimized",
                ".tiff": "image/tiff; application=geotiff", ".jp2": "image/jp2", ".zip": "application/zip"}
@@ -360,7 +362,7 @@ def dataset_listing(store: Any, aoi: str, missing: frozenset[str] | set[str] = f
         out.append({
             "record": row.record_name, "time": row.record_time, "layer": row.layer, "variable": row.variable,
             "instance": row.instance, "tile": tile.source_id if tile else None, "uri": row.uri,
-            "bands": list(row.bands), "dformat": {"dtype": row.dtype, "nodata": row.nodata,
+            "bands": list(row.bands), "dformat": {"dtype": row.dtype, "nodata": nodata_json(row.nodata),
                                                   "min": row.min_value, "max": row.max_value},
             "real_min": row.real_min, "real_max": row.real_max, "exponent": row.exponent,
             "missing": row.uri in missing,

@@ -211,7 +211,8 @@ def _check_file_graphs(scenes: list[Scene], payload: Payload, origin: str, with_
     for i, scene in enumerate(scenes):
         tiles = list(enumerate(scene.tiles)) if with_tiles and scene.tiles else [(0, None)]
         for j, tile in tiles:
-            names = (scene.graph_name, tile.graph_name if tile else "")
+            # (a scenes file's tiles get the payload's tile graph: the scene's graph_config reaches it too)
+            names = (scene.graph_name, tile.graph_name if tile else "" if with_tiles else payload.tile_graph_name)
             config = {**payload.graph_config, **scene.graph_config}
             key = (*names, tuple(sorted(config.items())))
             if key not in checked:

@@ -1,13 +1,21 @@
 """What the store says is in storage, checked against storage (issue 15 item 7).
 
-Cheap check (runs, `datasets`, `stac`): do the indexed files exist? One listing per tile folder
+What the AOI is supposed to keep (`expected_files`, one rule for both checks): every indexed output of
+its tiles, and the product zip a `CopyProductToStorage` scene stored in each of its tile folders *unless
+the tile graph deletes it* once done with it (an out-file `__product__` with action `to_delete` whose
+condition held, as `ExtractS2Bands` and `ExtractLandsatBands` do after a successful extraction, or after
+a fatal failure when the graph says so). A product deleted by design is never "missing".
+
+Cheap check (runs; `datasets` and `stac` for the outputs): do those files exist? One listing per tile folder
 (`<storage>/<aoi>/<scene>/tiles/<tile>/`), through fsspec, whatever the back-end.
 
-Full check (`ingester verify AOI`): every stored product of a DONE scene (`CopyProductToStorage`) is
-compared with its verification sidecar and the catalogue's size/checksum, and every indexed output of
-a DONE tile with the size and BLAKE3 digest recorded when it was stored (outputs indexed before those
-were recorded: existence only). The jobs whose files are missing or damaged are set back through the
-workflow (`workflow.rebuild`) so that the next run rebuilds them.
+Full check (`ingester verify AOI`): every kept product of a DONE scene is compared with its
+verification sidecar and the catalogue's size/checksum, and every indexed output of a DONE tile with
+the size and BLAKE3 digest recorded when it was stored (outputs indexed before those were recorded:
+existence only). The jobs whose files are missing or damaged are set back through the workflow
+(`workflow.rebuild`) so that the next run rebuilds them; a tile set back whose graph reads a product
+that was deleted by design sets that product's scene back too (its product is stored again, then the
+tile runs and deletes it again), so a rebuild always has its input and never repeats itself.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 
 from ingester import storage
 from ingester.config import Settings
+from ingester.graph.model import Graph, OutFile
 from ingester.store import Store, TileRow, host_name, now_text
 
 
@@ -26,7 +35,7 @@ from ingester.store import Store, TileRow, host_name, now_text
 class Problem:
     kind: str  # "product" or "dataset"
     uri: str
-    problem: str  # missing, size, checksum, unverified
+    problem: str  # missing, size, checksum, unverified; needed: deleted by design, needed for a rebuild
     detail: str
     scene: str  # scene source id
     tile: str  # tile source id
@@ -75,17 +84,13 @@ def missing_datasets(store: Store, aoi: str) -> list[str]:
     return missing_uris(row.uri for row in store.datasets(aoi=aoi))
 
 
-def missing_text(aoi: str, missing: list[str], shown: int = 5) -> str:
+def missing_text(aoi: str, missing: list[str], shown: int = 5, what: str = "indexed") -> str:
     more = f" and {len(missing) - shown} more" if len(missing) > shown else ""
-    return (f"AOI {aoi}: {len(missing)} indexed file(s) missing from storage: {', '.join(missing[:shown])}{more} "
+    return (f"AOI {aoi}: {len(missing)} {what} file(s) missing from storage: {', '.join(missing[:shown])}{more} "
             f"(`ingester verify {aoi}` sets their jobs back so that the next run rebuilds them)")
 
 
 # --- the full check ----------------------------------------------------------------------------------
-
-def _scene_storage(scene_storage_uri: str, aoi_storage: str, settings: Settings) -> str:
-    return storage.resolve_storage_uri(scene_storage_uri, aoi_storage, settings)
-
 
 def _check_product(uri: str, size: int | None, metadata: dict[str, Any]) -> tuple[str, str] | None:
     """(problem, detail) of a stored product, or None when it is sound."""
@@ -132,48 +137,162 @@ def _check_dataset(uri: str, size: int | None, extra: dict[str, Any]) -> tuple[s
     return None
 
 
-def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], dict[str, int]]:
-    """Every stored product of the AOI's DONE scenes and every output of its DONE tiles, checked (no
-    write); returns the problems and how many products and datasets were checked."""
-    from ingester.ingest import aoi_storage
+@dataclasses.dataclass(frozen=True)
+class StoredProduct:
+    """A product zip a copy graph stored in a tile folder."""
+
+    uri: str
+    scene_id: int
+    scene: str  # scene source id
+    tile: str  # tile source id (the scene's own id for a scene without tiles)
+    tile_id: int | None
+    metadata: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Expected:
+    """What an AOI is supposed to keep in storage (see the module doc)."""
+
+    products: list[StoredProduct]  # kept products of DONE copy-graph scenes
+    deleted: dict[int, StoredProduct]  # tile id → its product, deleted by design by a tile graph
+    needs_product: dict[int, list[int]]  # tile id → the tiles (T0/T1/T2) whose product its graph imports
+
+
+def _deletes_product(out: OutFile, scene_ids: tuple[str, str, str], status: str) -> bool:
+    """Whether a `__product__` `to_delete` out-file was acted on by a tile job that ended in `status`
+    (the rule of graph.run.Runner._keep: after success, or after a failure that was fatal, which a
+    FAILED tile's was). A file condition counts as held: the product was the job's input."""
+    from ingester.graph import conditions as cond
+
+    def held(condition: str) -> bool:
+        kind = cond.kind(condition)
+        if kind == "tile":
+            return cond.tile_condition(condition, scene_ids)
+        return condition == "file_exists"
+
+    if status == "DONE":
+        return cond.kind(out.condition) != "error" and held(out.condition)
+    if status != "FAILED":
+        return False
+    if out.error_condition and not cond.error_condition(out.error_condition, True, True):
+        return False
+    if cond.kind(out.condition) == "error":
+        return cond.error_condition(out.condition, True, True)
+    return bool(out.error_condition) and held(out.condition)
+
+
+def expected_files(store: Store, aoi: str, settings: Settings) -> Expected:
+    """The products the AOI keeps (DONE copy-graph scenes, minus those their tile graph deleted by
+    design) and which tiles need which product to be rebuilt. A tile graph that cannot be loaded any
+    more deletes nothing (its product is expected)."""
+    from ingester.errors import GraphError
+    from ingester.graph.loader import load_graph
+    from ingester.ingest import aoi_storage, graph_dirs
     from ingester.naming import is_copy_graph
+    from ingester.storage import PRODUCT_LAYER
 
     row = store.require_aoi(aoi)
     root = aoi_storage(row.settings, settings)
-    products: list[tuple[str, int, str, str, dict[str, Any]]] = []  # uri, scene id, scene, tile, metadata
+    dirs = graph_dirs(row.settings)
+    tiles = store.tile_rows(row.id)
+    by_id = {t.id: t for t in tiles}
+    by_scene: dict[int, list[TileRow]] = {}
+    for t in tiles:
+        by_scene.setdefault(t.scene_id, []).append(t)
+    graph_names = dict(store.execute("SELECT id, json_extract(data, '$.graph_name') FROM tile WHERE aoi_id = ?",
+                                     (row.id,)).fetchall())
+    graphs: dict[str, Graph | None] = {}
+
+    def graph_of(name: str) -> Graph | None:
+        if name not in graphs:
+            try:
+                graphs[name] = load_graph(name, dirs) if name.strip() else None
+            except GraphError:
+                graphs[name] = None
+        return graphs[name]
+
+    deleted_tiles: set[int] = set()
+    needs: dict[int, list[int]] = {}
+    for tile in tiles:
+        graph = graph_of(str(graph_names.get(tile.id) or ""))
+        if graph is None:
+            continue
+        triple = [tile, by_id.get(tile.prev or -1) or tile, by_id.get(tile.ref or -1) or tile]
+        scene_ids = (triple[0].scene_source_id, triple[1].scene_source_id, triple[2].scene_source_id)
+        for index, in_files in enumerate(graph.in_files):
+            if any(f.layer == PRODUCT_LAYER for f in in_files):
+                needs.setdefault(tile.id, []).append(triple[index].id)
+        for index, outs in enumerate(graph.out_files):
+            for out in outs:
+                if out.layer == PRODUCT_LAYER and out.action == "to_delete" \
+                        and _deletes_product(out, scene_ids, tile.status):
+                    deleted_tiles.add(triple[index].id)
+    products: list[StoredProduct] = []
+    deleted: dict[int, StoredProduct] = {}
     for scene_row in store.scene_rows(row.id, status="DONE"):
         scene = store.scene(scene_row.id)
         if not is_copy_graph(scene.graph_name):
             continue
-        names = [t.source_id for t in store.tile_rows(row.id, scene_id=scene_row.id)] or [scene.source_id]
-        where = _scene_storage(scene.storage_uri, root, settings)
-        for tile in names:
-            prefix = storage.tile_prefix(where, aoi, scene.source_id, tile)
-            products.append((storage.join_uri(prefix, f"{scene.source_id}.zip"), scene_row.id, scene.source_id,
-                             tile, scene.metadata))
+        where = storage.resolve_storage_uri(scene.storage_uri, root, settings)
+        own: list[tuple[str, int | None]] = [(t.source_id, t.id) for t in by_scene.get(scene_row.id, [])]
+        for tile_name, tile_id in own or [(scene.source_id, None)]:
+            prefix = storage.tile_prefix(where, aoi, scene.source_id, tile_name)
+            uri = storage.join_uri(prefix, f"{scene.source_id}.zip")
+            product = StoredProduct(uri, scene_row.id, scene.source_id, tile_name, tile_id, scene.metadata)
+            if tile_id is not None and tile_id in deleted_tiles:
+                deleted[tile_id] = product
+            else:
+                products.append(product)
+    return Expected(products, deleted, needs)
+
+
+def missing_files(store: Store, aoi: str, settings: Settings) -> list[str]:
+    """The URIs of what the AOI keeps (its indexed outputs and kept products) that are not in storage:
+    the run-time check, with the rule `verify` uses."""
+    expected = expected_files(store, aoi, settings)
+    return missing_uris([*(d.uri for d in store.datasets(aoi=aoi)), *(p.uri for p in expected.products)])
+
+
+def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], dict[str, int]]:
+    """Every product the AOI keeps (DONE scenes) and every output of its DONE tiles, checked (no
+    write); returns the problems and how many products and datasets were checked. A tile with a
+    problem whose graph reads a product deleted by design adds that product (`needed`), so that its
+    scene is set back with it and stores the product again."""
+    expected = expected_files(store, aoi, settings)
+    products = expected.products
     tiles: dict[int, TileRow | None] = {}
     for d in store.datasets(aoi=aoi):
         if d.tile_id is not None and d.tile_id not in tiles:
             tiles[d.tile_id] = store.tile_row(d.tile_id)
     datasets = [d for d in store.datasets(aoi=aoi) if d.tile_id is not None
                 and (t := tiles.get(d.tile_id)) is not None and t.status == "DONE"]
-    seen = listings([p[0] for p in products] + [d.uri for d in datasets])
+    seen = listings([p.uri for p in products] + [d.uri for d in datasets])
 
     def size_of(uri: str) -> int | None:
         folder, name = _folder(uri)
         return seen[folder].get(name)
 
     problems: list[Problem] = []
-    for uri, scene_id, scene_name, tile, metadata in products:
-        found = _check_product(uri, size_of(uri), metadata)
+    for p in products:
+        found = _check_product(p.uri, size_of(p.uri), p.metadata)
         if found:
-            problems.append(Problem("product", uri, found[0], found[1], scene_name, tile, scene_id, None))
+            problems.append(Problem("product", p.uri, found[0], found[1], p.scene, p.tile, p.scene_id, None))
+    needed: dict[str, StoredProduct] = {}
     for d in datasets:
         tile_row = tiles.get(d.tile_id) if d.tile_id is not None else None
         found = _check_dataset(d.uri, size_of(d.uri), d.extra)
         if found and tile_row is not None:
             problems.append(Problem("dataset", d.uri, found[0], found[1], tile_row.scene_source_id,
                                     tile_row.source_id, tile_row.scene_id, tile_row.id))
+            for source in expected.needs_product.get(tile_row.id, []):
+                if source in expected.deleted:
+                    needed.setdefault(expected.deleted[source].uri, expected.deleted[source])
+    seen.update(listings(u for u in needed if _folder(u)[0] not in seen))
+    for uri, p in needed.items():
+        if size_of(uri) is None:  # (already stored again: its tile's next run reads it)
+            problems.append(Problem("product", uri, "needed", "deleted by design by its tile graph after "
+                                    "processing; stored again to rebuild the tile's outputs", p.scene, p.tile,
+                                    p.scene_id, None))
     return problems, {"products": len(products), "datasets": len(datasets)}
 
 
@@ -210,4 +329,5 @@ def set_back(store: Store, aoi: str, problems: list[Problem], settings: Settings
     return done
 
 
-__all__ = ["Problem", "listing", "missing_uris", "missing_datasets", "missing_text", "verify", "set_back"]
+__all__ = ["Problem", "Expected", "StoredProduct", "expected_files", "listing", "missing_uris", "missing_datasets",
+           "missing_files", "missing_text", "verify", "set_back"]

@@ -14,8 +14,11 @@ from ingester.errors import InputError
 
 
 def parse_json(text: str, origin: str, error: type[InputError] = InputError) -> Any:
-    """The decoded document; `error(<origin>: …)` (exit 2) for anything that is not usable JSON."""
-    return _decode(json.loads, text, origin, error)
+    """The decoded document; `error(<origin>: …)` (exit 2) for anything that is not usable JSON, a key
+    given twice in one object included."""
+    from ingester.jsontext import unique_pairs
+
+    return _decode(lambda t: json.loads(t, object_pairs_hook=unique_pairs), text, origin, error)
 
 
 def parse_json_forgiving(text: str, origin: str, error: type[InputError] = InputError) -> tuple[Any, list[str]]:
@@ -27,8 +30,13 @@ def parse_json_forgiving(text: str, origin: str, error: type[InputError] = Input
 
 
 def _decode(loads: Callable[[str], Any], text: str, origin: str, error: type[InputError]) -> Any:
+    from ingester.jsontext import DuplicateKeyError, describe_duplicate
+
+    text = text.removeprefix(BOM)  # (a text given as such: the BOM some editors write is no error)
     try:
         return loads(text)
+    except DuplicateKeyError as exc:
+        raise error(f"{origin}: {describe_duplicate(exc, text)}") from None
     except json.JSONDecodeError as exc:
         from ingester.jsontext import describe
 
@@ -43,13 +51,33 @@ def _decode(loads: Callable[[str], Any], text: str, origin: str, error: type[Inp
         raise error(f"{origin}: invalid JSON: {exc}") from None
 
 
+BOM = "\ufeff"
+
+
+def read_text(path: str | Path, error: type[InputError] = InputError, origin: str | None = None) -> str:
+    """A text file a user gives, as UTF-8 (a leading byte-order mark, which some editors write, is
+    dropped); a missing or unreadable file, or one in another encoding, is `error` (exit 2) naming the
+    line and column of the first byte that is not UTF-8."""
+    origin = str(path) if origin is None else origin
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise error(f"{origin}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{origin}: is a folder, not a file") from None
+    except OSError as exc:
+        raise error(f"{origin}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8").removeprefix(BOM)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[start:exc.start].decode("utf-8", "replace")) + 1
+        raise error(f"{origin}: not UTF-8 text at line {line}, column {column} (byte 0x{data[exc.start]:02x}): "
+                    "the file was saved in another encoding (Latin-1, Windows-1252?); save it as UTF-8") from None
+
+
 def read_json(path: str | Path, error: type[InputError] = InputError, origin: str | None = None) -> Any:
     """Read and decode a JSON file; a missing, unreadable or invalid file is `error` (exit 2)."""
     origin = str(path) if origin is None else origin
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{origin}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{origin}: cannot read ({exc})") from None
-    return parse_json(text, origin, error)
+    return parse_json(read_text(path, error, origin), origin, error)

@@ -57,7 +57,74 @@ def likely_cause(exc: json.JSONDecodeError, text: str) -> str:
 
 def describe(exc: json.JSONDecodeError, text: str) -> str:
     """`invalid JSON at line L, column C: <what> (likely cause: <why>)`."""
-    return f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg} (likely cause: {likely_cause(exc, text)})"
+    what = re.sub(r"\s+at$", "", exc.msg)  # ("Invalid control character '\n' at": the place is said already)
+    return f"invalid JSON at line {exc.lineno}, column {exc.colno}: {what} (likely cause: {likely_cause(exc, text)})"
+
+
+class DuplicateKeyError(ValueError):
+    """A key given twice in one JSON object (json keeps the last one silently)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` refusing a repeated key: `{"retry_count": 1, "retry_count": 2}` is a mistake
+    (which one was meant?), not the last one silently winning."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(key)
+            seen.add(key)
+    return out
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def duplicate_key_place(text: str, key: str) -> tuple[int, int, int] | None:
+    """(line of the repeat, its column, line of the first) of the first key repeated within one object
+    of `text` (valid JSON but for repeats) named `key`; None when not found."""
+    stack: list[dict[str, int] | None] = []
+    expect_key = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            match = _STRING.match(text, i)
+            if match is None:
+                return None
+            if expect_key and stack and stack[-1] is not None:
+                name = json.loads(match.group(0))
+                if name in stack[-1] and name == key:
+                    line = text.count("\n", 0, i) + 1
+                    return line, i - text.rfind("\n", 0, i), text.count("\n", 0, stack[-1][name]) + 1
+                stack[-1].setdefault(name, i)
+            expect_key = False
+            i = match.end()
+            continue
+        if c == "{":
+            stack.append({})
+            expect_key = True
+        elif c == "[":
+            stack.append(None)
+        elif c in "]}":
+            if stack:
+                stack.pop()
+        elif c == ",":
+            expect_key = bool(stack) and stack[-1] is not None
+        i += 1
+    return None
+
+
+def describe_duplicate(exc: DuplicateKeyError, text: str) -> str:
+    place = duplicate_key_place(text, exc.key)
+    where = f" at line {place[0]}, column {place[1]} (first at line {place[2]})" if place else ""
+    return (f"duplicate key {json.dumps(exc.key, ensure_ascii=False)}{where}: an object gives it twice, "
+            "so which value was meant is unclear; keep one")
 
 
 def loads_forgiving(text: str) -> tuple[Any, list[str]]:
@@ -67,7 +134,7 @@ def loads_forgiving(text: str) -> tuple[Any, list[str]]:
     notes: list[str] = []
     for _ in range(100):
         try:
-            return json.loads(text), notes
+            return json.loads(text, object_pairs_hook=unique_pairs), notes
         except json.JSONDecodeError as exc:
             comma, previous = _before(text, exc.pos)
             closer = _at(text, exc.pos)
@@ -79,4 +146,4 @@ def loads_forgiving(text: str) -> tuple[Any, list[str]]:
             notes.append(f"line {line}: trailing comma before the '{closer}' of line {closer_line} ignored (left "
                          "by deleting the last item's line?); remove it to silence this warning")
             text = text[:comma] + " " + text[comma + 1:]  # same length: line and column numbers stay right
-    return json.loads(text), notes
+    return json.loads(text, object_pairs_hook=unique_pairs), notes

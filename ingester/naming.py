@@ -115,6 +115,27 @@ def is_copy_graph(graph_name: str | None) -> bool:
     return base.lower() == COPY_GRAPH.lower()
 
 
+_TEMPLATES = {"sentinel1": (_S1,), "sentinel2": (_S2, _S2_OLD), "phr": (_PHR,), "spot": (_SPOT,),
+              "landsat89": (_LANDSAT,)}
+_ANY_KEY_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def pattern_keys(constellation: str | None, extra: tuple[str, ...] = ()) -> list[str]:
+    """The `{KEY}`s a pattern may use for a constellation's product ids (every constellation's for None),
+    sorted: the product-name keys, `SCENE` and `extra` (such as `AREA`)."""
+    templates = _TEMPLATES.get(constellation or "", ()) if constellation else tuple(
+        t for group in _TEMPLATES.values() for t in group)
+    keys = {"SCENE", *extra, *(k for t in templates for k in t)}
+    if constellation == "landsat89" or constellation is None:
+        keys |= {"MISSION_ID", "COLLECTION"}
+    return sorted(keys)
+
+
+def unknown_pattern_keys(pattern: str, known: list[str]) -> list[str]:
+    """The `{…}` placeholders of a pattern that are not among `known` (`{SCEN}` would stay literally)."""
+    return [m.group(1) for m in _ANY_KEY_RE.finditer(pattern) if m.group(1) not in known]
+
+
 def format_pattern(pattern: str, product_id: str, extra: dict[str, str] | None = None) -> str:
     """Replace every `{KEY}` of the pattern by the product's value; unknown keys stay as written."""
     try:

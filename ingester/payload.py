@@ -22,7 +22,7 @@ from ingester.geometry import GeometryError, geometry_from_geojson, validate_are
 from ingester.graph.engine_config import check_config
 from ingester.ids import MAX_LENGTH, id_problem, layer_problem, shown
 from ingester.jsonfile import read_json
-from ingester.naming import CONSTELLATIONS, STORAGE_SCHEMES
+from ingester.naming import CONSTELLATIONS, STORAGE_SCHEMES, pattern_keys, unknown_pattern_keys
 from ingester.times import parse_time
 
 IDENT_RE = re.compile(r"^[a-zA-Z0-9\-:_]+$")
@@ -352,6 +352,12 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
     annotations = raw.get("annotations_urls") or []
     if not isinstance(annotations, list) or not all(isinstance(a, str) and a for a in annotations):
         raise check.fail("annotations_urls", "must be a list of non-empty strings (URL patterns)")
+    known_keys = pattern_keys(constellation, ("AREA",))
+    for i, pattern in enumerate(annotations):
+        unknown = unknown_pattern_keys(pattern, known_keys)
+        if unknown:
+            raise check.fail(f"annotations_urls[{i}]", f"unknown key(s) {', '.join('{' + k + '}' for k in unknown)} "
+                                                       f"in {pattern!r}; known: {', '.join(known_keys)}")
 
     graph_config = check.str_map(raw, "graph_config")
     check_config(graph_config, lambda key, problem: check.fail(f"graph_config.{key}", problem))

@@ -4,7 +4,9 @@
 Checks, in order (each `ok`, `failed`, `unavailable` or `skipped`, with a one-line detail):
 
 - settings: the provider settings (names, patterns, listed providers' credentials, ~/.netrc).
-- credentials: one login to CDSE (exactly one token request) when products may come from CDSE, one to
+- credentials: every product has a configured provider that may deliver it (a scene only CDSE has needs a
+  CDSE account, else the check fails naming the settings); one login to CDSE (exactly one token
+  request) when products may come from CDSE, one to
   OneAtlas (the API-key grant) when products may come from OneAtlas; the process keeps the token
   managers, so the run that follows logs in no more.
 - engines: what the graphs' steps run: SNAP's `gpt`, the docker client, `cmd` commands (python scripts
@@ -27,6 +29,7 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from ingester.config import Settings
 from ingester.errors import (
@@ -39,8 +42,10 @@ from ingester.errors import (
     RateLimited,
     Unavailable,
 )
+from ingester.fileio import folder_problem
 from ingester.naming import is_copy_graph
 from ingester.scenes import Scene
+from ingester.wording import plural
 
 OK, FAILED, UNAVAILABLE, SKIPPED = "ok", "failed", "unavailable", "skipped"
 
@@ -226,8 +231,51 @@ def _settings(settings: Settings) -> Check:
     return Check("settings", OK, f"providers {settings.providers}")
 
 
+def _undeliverable(work: Work, settings: Settings) -> Check | None:
+    """A failed check when some products can come from no configured provider (CDSE counts only with an
+    account), naming the scenes and the settings that would give them a source; None otherwise.
+    OneAtlas scenes are left to their own check."""
+    from ingester.catalogue.oneatlas import is_oneatlas
+    from ingester.config import cdse_credentials
+    from ingester.providers.cdse import is_cdse_scene
+    from ingester.providers.chain import deliverers, provider_order, registry
+
+    try:
+        creds = cdse_credentials(settings)
+        order = provider_order(settings)
+    except ConfigError:
+        return None  # said by the settings or the CDSE check
+    account = bool(creds and creds[0] and creds[1])
+    known = registry()
+    providers = [known[name](settings) for name in order]
+    orphans: list[Scene] = []
+    for scene in work.downloads:
+        if is_oneatlas(scene):
+            continue
+        names = [n for n in deliverers(scene, settings, providers) if n != "cdse" or account]
+        if not names:
+            orphans.append(scene)
+    if not orphans:
+        return None
+    shown = ", ".join(s.source_id for s in orphans[:3]) + (f" and {len(orphans) - 3} more" if len(orphans) > 3
+                                                            else "")
+    what = plural(len(orphans), "product")
+    sources = "a source holding them (INGESTER_LOCAL_PATH, INGESTER_BUCKET_PATTERNS, INGESTER_FTP_PATTERNS)"
+    if all(is_cdse_scene(s) for s in orphans):
+        host = urlparse(settings.cdse_token_url).hostname  # (with an account, cdse joins the providers)
+        return Check("credentials", FAILED, f"{what} can only come from CDSE, which has no account here ({shown}): "
+                     f"set INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD (or a ~/.netrc entry for {host}), "
+                     f"or {sources}")
+    return Check("credentials", FAILED, f"no configured provider can deliver {what} ({shown}; providers "
+                 f"{', '.join(order) or 'none'}): configure {sources}, or the provider of their catalogue")
+
+
 def _credentials(work: Work, settings: Settings) -> Check:
-    """CDSE's login (`_cdse_credentials`) and OneAtlas's (`_oneatlas_credentials`), as one check."""
+    """Which provider can deliver each product (`_undeliverable`), then CDSE's login
+    (`_cdse_credentials`) and OneAtlas's (`_oneatlas_credentials`), as one check."""
+    orphans = _undeliverable(work, settings)
+    if orphans is not None:
+        return orphans
     cdse = _cdse_credentials(work, settings)
     oneatlas = _oneatlas_credentials(work, settings)
     if oneatlas is None:
@@ -265,7 +313,9 @@ def _cdse_credentials(work: Work, settings: Settings) -> Check:
 
     if "cdse" not in provider_order(settings):
         return Check("credentials", SKIPPED, "CDSE is not among the providers")
-    cdse_scenes = [s for s in work.downloads if s.metadata.get("uuid") and not s.metadata.get("catalogue")]
+    from ingester.providers.cdse import is_cdse_scene
+
+    cdse_scenes = [s for s in work.downloads if is_cdse_scene(s)]
     if not cdse_scenes:
         return Check("credentials", SKIPPED, "no product to download from the CDSE catalogue")
     try:
@@ -273,8 +323,7 @@ def _cdse_credentials(work: Work, settings: Settings) -> Check:
     except ConfigError as exc:
         return Check("credentials", FAILED, str(exc))
     if not creds or not creds[0] or not creds[1]:
-        return Check("credentials", SKIPPED, "no CDSE account: a product that only CDSE has will fail "
-                     "(INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD, or ~/.netrc)")
+        return Check("credentials", SKIPPED, "no CDSE account: not needed, every product has another source")
     from ingester.providers.cdse import login_manager
 
     try:
@@ -346,9 +395,9 @@ def _storage(work: Work, settings: Settings) -> Check:
     for label, uri in [("work folder", settings.workdir), *(("storage", u) for u in sorted(work.storage_uris))]:
         local = _local(uri)
         if local is not None:
-            base = _nearest_existing(local)
-            if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
-                problems.append(f"{label} {uri}: {base} cannot be written")
+            problem = folder_problem(local)
+            if problem:
+                problems.append(f"{label} {uri}: {problem}")
             else:
                 checked.append(f"{label} {uri}")
             continue

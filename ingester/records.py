@@ -15,62 +15,66 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from ingester.errors import InputError, StoreError
+from ingester.graph.model import DFormat
 from ingester.jobs import IndexedOutput
 from ingester.payload import Layer, Payload
 from ingester.scenes import Scene
 from ingester.store import PROCESSING_DATE_TAG, Store, dumps, now_text
 from ingester.times import format_time
 
-DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64", "complex64")
-
+DEFAULT_DFORMAT = DFormat("float32", 0.0, 0.0, 1.0)
 
 # --- layers --------------------------------------------------------------------------------------
 
-def parse_dformat(text: str) -> tuple[str, float, float, float]:
-    """`dtype,nodata,min,max` (e.g. `float32,0,0,1`)."""
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 4:
-        raise InputError(f"--dformat {text!r}: expected dtype,nodata,min,max (e.g. float32,0,0,1)")
-    dtype = parts[0].lower()
-    if dtype not in DTYPES:
-        raise InputError(f"--dformat {text!r}: unknown dtype {parts[0]!r}; known: {', '.join(DTYPES)}")
+def parse_dformat(text: str, field: str = "--dformat") -> DFormat:
+    """`dtype,nodata,min,max` (e.g. `float32,0,0,1`), checked by the one dformat parser
+    (`DFormat.parse`: known dtype, values the dtype can hold, NaN no-data only for float types, min <
+    max); an InputError (exit 2) naming `field` otherwise."""
     try:
-        nodata, lo, hi = (float(p) for p in parts[1:])
-    except ValueError:
-        raise InputError(f"--dformat {text!r}: nodata, min and max must be numbers") from None
-    if lo > hi:
-        raise InputError(f"--dformat {text!r}: min {lo} is greater than max {hi}")
-    return dtype, nodata, lo, hi
+        return DFormat.parse(text)
+    except ValueError as exc:
+        raise InputError(f"{field}: {exc}") from None
 
 
 def add_layer(store: Store, variable: str, instance: str, dformat: str | None = None, unit: str = "",
               bands: Sequence[str] = ()) -> tuple[int, bool]:
-    """Create the variable (if new) and its instance; returns (instance id, created)."""
+    """Create the variable (if new) and its instance; returns (instance id, created). A variable has one
+    data format, unit and band list: asking for another one is an InputError that says what it has."""
     from ingester.payload import IDENT_RE
 
     for kind, name in (("variable", variable), ("instance", instance)):
         if not IDENT_RE.match(name):
             raise InputError(f"{kind} name {name!r} must match {IDENT_RE.pattern}")
+    wanted = parse_dformat(dformat) if dformat else None
     with store.transaction():
-        row = store.execute("SELECT id, dtype, nodata, min_value, max_value FROM variable WHERE name = ?",
+        row = store.execute("SELECT id, dtype, nodata, min_value, max_value, unit, bands FROM variable WHERE name = ?",
                             (variable,)).fetchone()
         if row is None:
-            dtype, nodata, lo, hi = parse_dformat(dformat) if dformat else ("float32", 0.0, 0.0, 1.0)
+            fmt = wanted or DEFAULT_DFORMAT
             cur = store.execute(
                 "INSERT INTO variable (name, unit, dtype, nodata, min_value, max_value, bands, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (variable, unit, dtype, nodata, lo, hi, json.dumps(list(bands)),
-                                                    now_text()))
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (variable, unit, fmt.dtype, fmt.nodata, fmt.min_value,
+                                                    fmt.max_value, json.dumps(list(bands)), now_text()))
             variable_id = cur.lastrowid
         else:
             variable_id = row[0]
-            if dformat and parse_dformat(dformat) != tuple(row[1:]):
-                raise InputError(f"variable {variable!r} exists with dformat "
-                                 f"{row[1]},{row[2]:g},{row[3]:g},{row[4]:g}; it cannot be changed")
+            # (SQLite keeps a NaN no-data as NULL)
+            stored = DFormat(row[1], float("nan") if row[2] is None else row[2], row[3], row[4])
+            differs = []
+            if wanted is not None and not wanted.same_as(stored):
+                differs.append(f"dformat {stored} (asked: {wanted})")
+            if unit and unit != row[5]:
+                differs.append(f"unit {row[5]!r} (asked: {unit!r})")
+            if bands and list(bands) != json.loads(row[6] or "[]"):
+                differs.append(f"bands {','.join(json.loads(row[6] or '[]')) or '(none)'} (asked: {','.join(bands)})")
+            if differs:
+                raise InputError(f"variable {variable!r} exists with {'; '.join(differs)}: a variable's "
+                                 "format, unit and bands cannot be changed (use another variable name)")
         existing = store.one("SELECT id FROM instance WHERE variable_id = ? AND name = ?", (variable_id, instance))
         if existing is not None:
             return existing, False
         cur = store.execute("INSERT INTO instance (variable_id, name) VALUES (?, ?)", (variable_id, instance))
-        return cur.lastrowid, True
+        return int(cur.lastrowid or 0), True  # (an INSERT always sets it)
 
 
 def add_layer_command(layer: Layer, dformat: str | None = None) -> str:
@@ -152,7 +156,7 @@ def find_or_create_record(store: Store, scene: Scene) -> tuple[int, bool]:
         return existing, False
     cur = store.execute("INSERT INTO record (name, time, tags, match_tags, aoi_wkt, created_at) VALUES (?,?,?,?,?,?)",
                         (key[0], key[1], dumps(tags), key[2], scene.wkt, now_text()))
-    return cur.lastrowid, True
+    return int(cur.lastrowid or 0), True  # (an INSERT always sets it)
 
 
 def trusted_record(store: Store, scene: Scene) -> int:

@@ -26,7 +26,7 @@ from ingester.geojson_check import geometry_problem
 from ingester.geometry import GeometryError, from_wkt, from_wkt_many, single_polygon, to_geojson
 from ingester.graph.engine_config import check_config
 from ingester.ids import id_problem, record_id_problem, shown, uuid_problem
-from ingester.jsonfile import parse_json_forgiving
+from ingester.jsonfile import parse_json_forgiving, read_text
 from ingester.naming import constellation_of
 from ingester.times import format_time, parse_time
 
@@ -573,12 +573,7 @@ def read_scenes(path: str | Path) -> ScenesFile:
 def read_scenes_document(path: str | Path) -> tuple[str, Any]:
     """The text of a scenes.json / tiles.json file and its decoded JSON (not yet checked as scenes)."""
     origin = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenesFileError(f"{origin}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenesFileError(f"{origin}: cannot read ({exc})") from None
+    text = read_text(path, ScenesFileError, origin)
     doc, notes = parse_json_forgiving(text, origin, ScenesFileError)
     for note in notes:
         warnings.warn(f"{origin}: {note}", ScenesFileWarning, stacklevel=3)

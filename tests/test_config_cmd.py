@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 
 def by_name(out: str) -> dict[str, dict]:
     return {item["name"]: item for item in json.loads(out)}
@@ -66,8 +68,47 @@ def test_config_with_an_invalid_setting_is_exit_2_naming_it(cli, monkeypatch):
     r = cli("config", "--json")
     assert r.exit_code == 2
     error = json.loads(r.stdout)["error"]
-    assert error == "INGESTER_HTTP_TIMEOUT: http_timeout: could not convert string to float: 'soon'"
+    assert error == "INGESTER_HTTP_TIMEOUT: 'soon' is not a number"
     assert "INGESTER_HTTP_TIMEOUT" in r.stderr
+
+
+@pytest.mark.parametrize("where, text, message", [
+    ("env", "abc", "INGESTER_WORKERS: 'abc' is not a whole number"),
+    ("env", "2.5", "INGESTER_WORKERS: '2.5' is not a whole number"),
+    ("toml", '"three"', "ingester.toml: workers: 'three' is not a whole number"),
+    ("toml", "3.5", "ingester.toml: workers: 3.5 is not a whole number"),
+])  # fmt: skip
+def test_a_setting_of_the_wrong_type_is_named_in_plain_words(cli, monkeypatch, where, text, message):
+    if where == "env":
+        monkeypatch.setenv("INGESTER_WORKERS", text)
+    else:
+        Path("ingester.toml").write_text(f"workers = {text}\n")
+    for args in (("config",), ("layers", "list")):
+        r = cli(*args)
+        assert r.exit_code == 2
+        assert r.stderr.strip() == f"error: {message}"
+        assert "invalid literal" not in r.stderr
+
+
+def test_config_shows_effective_values_and_runs_the_settings_checks_of_aoi(cli, monkeypatch):
+    import os
+
+    r = cli("config", "--json")
+    items = by_name(r.stdout)
+    cpus = min(os.cpu_count() or 1, 32)
+    assert (items["workers"]["value"], items["workers"]["source"]) == (cpus, "default")
+    assert items["providers"]["value"] == "local,url,cdse,stac-assets,landsat-aws"  # the chain that runs
+    monkeypatch.setenv("INGESTER_PROVIDERS", "")  # set but empty: the default list
+    assert by_name(cli("config", "--json").stdout)["providers"]["value"] == "local,url,cdse,stac-assets,landsat-aws"
+    assert f"workers\t{cpus}\tdefault (0: the CPU count)" in cli("config").stdout.splitlines()
+
+    monkeypatch.setenv("INGESTER_PROVIDERS", "cdse,foo")
+    r = cli("config")
+    assert r.exit_code == 2 and "INGESTER_PROVIDERS: unknown provider(s) foo" in r.stderr
+    monkeypatch.setenv("INGESTER_PROVIDERS", "local")
+    monkeypatch.setenv("INGESTER_BUCKET_PATTERNS", "sentinel2=/not/a/bucket/{SCENE}.zip")
+    r = cli("config")
+    assert r.exit_code == 2 and "INGESTER_BUCKET_PATTERNS" in r.stderr
 
 
 def test_config_help_documents_its_options(cli):

@@ -125,3 +125,23 @@ def test_the_readme_cron_script_is_silent_on_0_3_5_and_reports_4_and_other_failu
     done = cron(tmp_path, env)
     assert done.returncode == 4 and done.stdout.startswith("late:")
     assert scene(tmp_path, "early")[0] == "DONE"
+
+
+def test_the_readme_cron_script_finds_the_venv_ingester_under_crons_own_path(tmp_path, repo):
+    """cron runs jobs with PATH=/usr/bin:/bin: a venv's `ingester` is not on it (exit 127). The script
+    puts the folder's .venv/bin first."""
+    (tmp_path / "ingester-cron.sh").write_text(readme_script(repo))
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    exe = venv_bin / "ingester"
+    exe.write_text(f'#!/bin/sh\nexec "{PYTHON}" -m ingester "$@"\n')
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    cron_dir = tmp_path / "payloads" / "cron"
+    cron_dir.mkdir(parents=True)
+    (cron_dir / "broken.json").write_text("{ not json")  # any run of ingester at all: exit 2, reported
+    env = {k: v for k, v in subprocess_env().items() if not k.startswith("INGESTER_")}
+    env["PATH"] = "/usr/bin:/bin"
+    done = cron(tmp_path, env)
+    assert done.stdout == "broken: ingester exited 2 (outputs/logs/broken.log)\n", done.stderr
+    log = (tmp_path / "outputs" / "logs" / "broken.log").read_text()
+    assert "invalid JSON" in log and "not found" not in log

@@ -122,10 +122,20 @@ def test_a_zip_with_escaping_members_is_never_stored_or_unpacked(tmp_path, monke
 
 def test_product_not_found_anywhere_is_an_error_with_each_provider_message(tmp_path):
     settings = Settings(providers="local,url", local_path=str(tmp_path), workdir=str(tmp_path / "work"))
-    result = run_scene_job(_job(tmp_path, _scene(S2_ID)), settings)
+    scene = _scene(S2_ID)
+    scene.metadata["download_link"] = str(tmp_path / "gone.zip")
+    result = run_scene_job(_job(tmp_path, scene), settings)
     assert result.outcome == "error"
     assert result.message.startswith(f"no provider has {S2_ID}: local: not in")
-    assert "url: the scene has no metadata.download_link" in result.message
+    assert f"url: {tmp_path / 'gone.zip'} does not exist" in result.message
+
+
+def test_providers_that_cannot_have_the_scene_stay_out_of_the_message(tmp_path):
+    settings = Settings(providers="local,url", local_path=str(tmp_path), workdir=str(tmp_path / "work"))
+    result = run_scene_job(_job(tmp_path, _scene(S2_ID)), settings)  # no download link: url does not apply
+    assert result.outcome == "error" and result.message.startswith(f"no provider has {S2_ID}: local: not in")
+    for other in ("url:", "stac-assets:", "landsat-aws:"):
+        assert other not in result.message
 
 
 def _zip_with(tmp_path: Path, members: list[tuple[zipfile.ZipInfo | str, str]]) -> bytes:

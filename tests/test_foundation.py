@@ -185,8 +185,8 @@ def test_messages_with_brackets_are_shown_verbatim_and_unwritable_outputs_are_cl
     scenes = tmp_path / "scenes.json"
     scenes.write_text('{"type": "FeatureCollection", "features": []}')
     result = cli("tiles", repo / "payloads" / "denmark-s2.json", "--scenes", scenes, "-o", tmp_path / "out[1]")
-    assert result.exit_code == 1
-    assert "out[1]" in result.stderr and "Traceback" not in result.stderr
+    assert result.exit_code == 2  # an output that cannot be written is refused before any work
+    assert "out[1]: is a folder, not a file path" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(("edit", "expected"), [

@@ -145,10 +145,10 @@ def test_every_builtin_graph_loads():
 
 def test_dformat_parsing_is_case_insensitive_and_strict():
     assert DFormat.parse("Int16,-32768,0,1000") == DFormat("int16", -32768, 0, 1000)
-    fmt = DFormat.parse("uint16,NaN,0,32767")
-    assert fmt.dtype == "uint16" and fmt.nodata != fmt.nodata
+    fmt = DFormat.parse("float32,NaN,0,32767")
+    assert fmt.dtype == "float32" and fmt.nodata != fmt.nodata
     assert str(DFormat.parse("f4,0,0,1")) == "float32,0,0,1"
-    for bad in ("int16,0,1,1", "int64,0,0,1", "int16,x,0,1"):
+    for bad in ("int16,0,1,1", "int64,0,0,1", "int16,x,0,1", "uint16,NaN,0,32767", "uint8,0,0,256"):
         with pytest.raises(ValueError):
             DFormat.parse(bad)
 

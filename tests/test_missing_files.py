@@ -120,7 +120,7 @@ def test_deleted_and_damaged_files_are_reported_then_verify_sets_their_jobs_back
     assert set(statuses("tile").values()) == {"DONE"}  # a run says so; verify decides what to redo
 
     verify = cli("verify", AOI, "--json")
-    assert verify.exit_code == 0, verify.stderr
+    assert verify.exit_code == 4, verify.stderr  # problems found and jobs set back
     report = json.loads(verify.stdout)
     problems = {(p["uri"], p["problem"]) for p in report["problems"]}
     assert problems == {(uris[gone], "missing"), (product_uri(gone), "missing"), (uris[damaged], "checksum")}
@@ -150,3 +150,11 @@ def test_verify_refuses_while_a_run_holds_the_aoi_and_needs_an_existing_aoi(cli,
     result = cli("verify", AOI)
     assert result.exit_code == 3 and "locked" in result.stderr
     assert cli("verify", "Nope").exit_code == 2
+
+
+def test_datasets_text_shows_times_with_their_z_as_json_does(cli, project):
+    payload, scenes = project
+    assert cli("aoi", payload, "--scenes", scenes, "--create-layers", "--workers", "1", "-q").exit_code == 0
+    times = [row["time"] for row in json.loads(cli("datasets", AOI, "--json").stdout)]
+    rows = [line.split("\t") for line in cli("datasets", AOI).stdout.splitlines()[1:]]
+    assert [r[0] for r in rows] == [t[:19] + "Z" for t in times] and all(t.endswith("Z") for t in times)

@@ -34,10 +34,10 @@ def test_layers_add_and_list(cli):
 
 
 @pytest.mark.parametrize("dformat,problem", [
-    ("uint16,0,0", "expected dtype,nodata,min,max"),
-    ("uint12,0,0,1", "unknown dtype"),
-    ("float32,x,0,1", "must be numbers"),
-    ("float32,0,5,1", "greater than max"),
+    ("uint16,0,0", "must have 4 comma-separated parts: dtype,nodata,min,max"),
+    ("uint12,0,0,1", "unknown data type 'uint12'"),
+    ("float32,x,0,1", "nodata 'x' is not a number"),
+    ("float32,0,5,1", "min 5 must be lower than max 1"),
 ])  # fmt: skip
 def test_layers_add_rejects_a_bad_dformat(cli, dformat, problem):
     r = cli("layers", "add", "B04", "raw", "--dformat", dformat)

@@ -202,7 +202,7 @@ def test_output_that_is_a_directory_exits_2(cli, repo, fake):
     fake.add(denmark_s2_catalogue().values())
     Path("somedir").mkdir()
     result = cli("scenes", repo / "payloads" / "denmark-s2.json", "-o", "somedir", env=env(fake))
-    assert result.exit_code == 2 and "error: --output somedir: not a file path" in result.stderr
+    assert result.exit_code == 2 and "error: --output somedir: is a folder, not a file path" in result.stderr
     assert list(Path("somedir").iterdir()) == []
 
 

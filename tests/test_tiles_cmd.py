@@ -133,7 +133,7 @@ def test_scene_missing_from_every_source_is_reported_and_skipped(cli, tmp_path, 
     assert result.exit_code == 0, result.stderr
     assert f"warning: {products[2].scene_id}: no annotation found (cdse-nodes: not found); scene skipped" \
         in result.stderr
-    assert "skipped 1 scenes: 1 without annotation" in result.stderr
+    assert "skipped 1 scene: 1 without annotation" in result.stderr
     scenes = read_scenes(tmp_path / "outputs" / "tiles.json").scenes
     assert [s.source_id for s in scenes] == [p.scene_id for p in products[:2]]
     assert all(t.previous is None for s in scenes for t in s.tiles)  # 2023-01-20 is now the root

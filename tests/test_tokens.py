@@ -147,9 +147,10 @@ def test_a_netrc_readable_by_others_is_refused_with_a_clear_message(cli, payload
     assert not Path(DB).exists()
 
 
-def test_without_credentials_a_cdse_job_says_which_settings_to_set(cli, payload, testdata, tmp_path, monkeypatch):
-    """The default provider list names cdse even without an account: a scene only CDSE has ends with the
-    login's own message, asked by the worker from the coordinator."""
+def test_without_credentials_a_scene_only_cdse_has_is_refused_by_the_preflight_naming_the_settings(
+        cli, payload, testdata, tmp_path, monkeypatch):
+    """The default provider list names cdse even without an account, but a scene only CDSE has is found
+    before the run: exit 2 naming the settings to set, nothing written, no login tried."""
     with FakeCdse("127.0.0.1") as fake:
         scenes_for(fake, testdata, tmp_path / "scenes.json", 1)
         use(fake, monkeypatch)
@@ -157,8 +158,7 @@ def test_without_credentials_a_cdse_job_says_which_settings_to_set(cli, payload,
         monkeypatch.delenv("INGESTER_CDSE_PASSWORD")
         monkeypatch.delenv("INGESTER_PROVIDERS")
         r = cli("aoi", payload, "--scenes", tmp_path / "scenes.json", "--create-layers", "--workers", "1")
-        assert r.exit_code == 4, r.stderr
+        assert r.exit_code == 2, r.stderr
+        assert "set INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD" in r.stderr
         assert fake.grants == []
-    with Store(DB) as st:
-        assert "cdse: no credentials: set INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD" in \
-            st.one("SELECT message FROM scene")
+    assert not Path(DB).exists()

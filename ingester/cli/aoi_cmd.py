@@ -9,8 +9,19 @@ from typing import TYPE_CHECKING
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
+from ingester.cli.common import (
+    UI,
+    DbOption,
+    JsonOption,
+    QuietOption,
+    command,
+    print_json,
+    real_number,
+    settings,
+    whole_number,
+)
 from ingester.errors import EXIT_DEFERRED, EXIT_JOBS_FAILED
+from ingester.wording import plural
 
 if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load inside the commands
     from ingester.config import Settings
@@ -20,13 +31,15 @@ if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load insi
     from ingester.preflight import Report, Work
     from ingester.store import Store
 
-WorkersOption = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the CPU count); "
+WorkersOption = typer.Option(None, "--workers", "-w", min=1, parser=whole_number(1),
+                             help="Worker processes (default: the CPU count); "
                              "never more than the jobs the run can run, at most $INGESTER_MAX_WORKERS (32).")
 SceneWorkerOption = typer.Option(
     None, "--scene-worker", help="Advanced: import path `module:function` of the scene worker "
     "(default: $INGESTER_SCENE_WORKER or ingester.providers.worker:run_scene_job).")
 MaxWaitOption = typer.Option(
-    None, "--max-wait", min=0, help="Seconds the run waits for a job that is not ready yet (backed off after a "
+    None, "--max-wait", min=0, parser=real_number(0),
+    help="Seconds the run waits for a job that is not ready yet (backed off after a "
     "failure, or deferred: offline product, order in progress); a job due later is left for a later run "
     "and the run ends with exit 5 (default: $INGESTER_MAX_WAIT or 60).")
 TileWorkerOption = typer.Option(
@@ -70,7 +83,7 @@ OUTCOME_ORDER = ("done", "deferred", "temporary", "error", "fatal")
 
 def run_counts(report: RunReport) -> str:
     """`27 jobs, 38 attempts in this run (27 done, 8 temporary, 3 error)`: a job runs once per attempt."""
-    text = f"{report.jobs} jobs, {report.attempts} attempts in this run"
+    text = f"{plural(report.jobs, 'job')}, {plural(report.attempts, 'attempt')} in this run"
     order = [*OUTCOME_ORDER, *sorted(set(report.outcomes) - set(OUTCOME_ORDER))]
     parts = [f"{report.outcomes[o]} {o}" for o in order if report.outcomes.get(o)]
     return text + (f" ({', '.join(parts)})" if parts else "")
@@ -134,10 +147,12 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
 
 
 def render_checks(ui: UI, report: Report) -> None:
+    """One aligned row per check (status, name, detail); failed rows in capitals, shown even with --quiet."""
     for check in report.checks:
-        line = f"{check.status:<11} {check.name:<12} {check.detail}"
-        if check.status in ("failed", "unavailable"):
-            ui.error(line)
+        bad = check.status in ("failed", "unavailable")
+        line = f"{check.status.upper() if bad else check.status:<11} {check.name:<12} {check.detail}"
+        if bad:
+            ui.always(line)
         else:
             ui.info(line)
 
@@ -158,11 +173,12 @@ def render_dry_run(ui: UI, plan: Plan, work: Work, report: Report, as_json: bool
     else:
         for scene_id, reason in plan.skipped:
             ui.info(f"would skip {scene_id}: {reason}")
-        ui.info(f"Dry run, nothing written: would ingest {len(plan.scenes)} scenes and {new_tiles} tiles from the "
+        ui.info(f"Dry run, nothing written: would ingest {plural(len(plan.scenes), 'scene')} and "
+                f"{plural(new_tiles, 'tile')} from the "
                 f"{plan.source}")
-        ui.info(f"would download {len(work.downloads)} products, {size_text(total)} announced"
+        ui.info(f"would download {plural(len(work.downloads), 'product')}, {size_text(total)} announced"
                 + (f" ({unknown} without an announced size)" if unknown else ""))
-        ui.info(f"would process {work.scene_jobs} scene jobs and {work.tile_jobs} tile jobs "
+        ui.info(f"would process {plural(work.scene_jobs, 'scene job')} and {plural(work.tile_jobs, 'tile job')} "
                 f"(graphs: {', '.join(graphs) or 'none'})")
         render_checks(ui, report)
     if report.failed:
@@ -243,7 +259,8 @@ def aoi_command(
         "payload parameter \"order\": \"true\"). Without it nothing is ordered: such a scene ends RETRY/FAILED "
         "saying so. What may be ordered is priced first; `run` and `retry` keep the latest `aoi`'s permission."),
     max_cost: float | None = typer.Option(
-        None, "--max-cost", min=0, metavar="N", help="With --order: refuse the whole ingestion (exit 2, nothing "
+        None, "--max-cost", min=0, metavar="N", parser=real_number(0),
+        help="With --order: refuse the whole ingestion (exit 2, nothing "
         "written or ordered) when the estimated price of what it may order exceeds N (the account's unit, e.g. "
         "credits); default: the payload's maxCost, else no limit."),
 ) -> None:
@@ -304,7 +321,8 @@ def aoi_command(
         result = commit(store, plan, run_id, create_layers, s.lease_seconds)
         for scene_id, reason in result.skipped:
             ui.info(f"skipped {scene_id}: {reason}")
-        ui.info(f"Ingestion of {result.scenes} scenes and {result.tiles} tiles from the {plan.source} "
+        ui.info(f"Ingestion of {plural(result.scenes, 'scene')} and {plural(result.tiles, 'tile')} from the "
+                f"{plan.source} "
                 f"(records: {result.records_created} created, {result.records_reused} reused)")
         report = run_with_progress(ui, store, loaded.name, s, run_id, lock=False)
         extra = {"ingested": {"scenes": result.scenes, "tiles": result.tiles, "skipped": len(result.skipped),

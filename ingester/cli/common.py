@@ -6,6 +6,7 @@ import functools
 import json
 import math
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -25,6 +26,37 @@ from ingester.errors import EXIT_FAILURE, IngesterError, IngesterWarning, InputE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+def whole_number(minimum: int | None = None) -> Callable[[Any], int]:
+    """A `parser=` for an integer option: `--limit abc` is "'abc' is not a whole number", not a
+    validation library's wording; `minimum` is checked here too (typer's `min` is not, with a parser)."""
+    def parse(value: Any) -> int:
+        text = str(value).strip()
+        if not re.fullmatch(r"[-+]?\d+", text):
+            raise typer.BadParameter(f"{str(value)!r} is not a whole number")
+        number = int(text)
+        if minimum is not None and number < minimum:
+            raise typer.BadParameter(f"{number} is below {minimum}: give a whole number ≥ {minimum}")
+        return number
+
+    return parse
+
+
+def real_number(minimum: float | None = None) -> Callable[[Any], float]:
+    """A `parser=` for a number option (finite; ≥ `minimum` when given), in plain words."""
+    def parse(value: Any) -> float:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise typer.BadParameter(f"{str(value)!r} is not a number") from None
+        if not math.isfinite(number):
+            raise typer.BadParameter(f"{str(value)!r} is not a finite number")
+        if minimum is not None and number < minimum:
+            raise typer.BadParameter(f"{number:g} is below {minimum:g}: give a number ≥ {minimum:g}")
+        return number
+
+    return parse
+
+
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still shown).")
 JsonOption = typer.Option(False, "--json", help="Print JSON to stdout instead of text.")
 DbOption = typer.Option(None, "--db", help="SQLite store (default: $INGESTER_DB or outputs/ingester.db).")
@@ -43,6 +75,10 @@ class UI:
     def info(self, text: str) -> None:
         if not self.quiet:
             self.err.print(text, markup=False)
+
+    def always(self, text: str) -> None:
+        """A line shown even with --quiet, without a tag (a row of a table whose columns must stay)."""
+        self.err.print(text, markup=False)
 
     def warn(self, text: str) -> None:
         self._tagged("warning", "yellow", text)
@@ -105,6 +141,16 @@ def refuse_output_over_inputs(output: Path | str | None, inputs: dict[str, Path 
                              "an input (choose another output file)")
 
 
+def check_output_file(output: Path | str | None, option: str = "--output") -> None:
+    """Exit 2 before any work when the output cannot be written: a folder, under a file, in a folder
+    without write permission (`scenes -o DIR` would otherwise search the whole catalogue first)."""
+    from ingester.fileio import output_file_problem
+
+    problem = output_file_problem(output) if output is not None else None
+    if problem:
+        raise InputError(f"{option} {output}: {problem}")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (cron's `timeout`, systemd, kill): unwinds like Ctrl-C, so that a run gives its leases
     back, stops its workers and releases the AOI's lock before exiting 143."""
@@ -164,6 +210,8 @@ def command(fn: F) -> F:
 
             error = store_error(_store_path(kwargs), exc)
             raise fail(str(error), error.exit_code) from None
+        except BrokenPipeError:  # `ingester status X | head -1`: the reader left; say nothing, as CLI tools do
+            raise typer.Exit(quiet_broken_pipe()) from None
         except OSError as exc:  # an output path that is a folder, unwritable, on a full disk, …
             where = f"{exc.filename}: " if exc.filename else ""
             raise fail(f"{where}{exc.strerror or exc}", EXIT_FAILURE) from None
@@ -178,6 +226,21 @@ def command(fn: F) -> F:
                 signal.signal(signal.SIGTERM, old_term)
 
     return wrapper  # type: ignore[return-value]
+
+
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for a tool killed by SIGPIPE
+
+
+def quiet_broken_pipe() -> int:
+    """After the reader of stdout went away: point stdout at /dev/null (so that the interpreter's last
+    flush does not complain either) and return 141, the code of a command ended by SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # (no real file descriptor: a test runner's stream)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def wants_json(argv: Sequence[str]) -> bool:

@@ -20,7 +20,9 @@ def config_command(
 ) -> None:
     """Print every setting: its effective value and where it comes from (the option given here, the
     INGESTER_* environment, ingester.toml or the file of INGESTER_CONFIG, ~/.netrc for the CDSE
-    account, or the default). Secrets are masked. Invalid settings are exit 2, naming the culprit."""
+    account, or the default). `workers` shows the pool size a run uses (the CPU count for 0),
+    `providers` the whole download chain in order. Secrets are masked. Invalid settings (the checks
+    `aoi` runs: unknown providers, malformed patterns, …) are exit 2, naming the culprit."""
     from ingester.config import explain_settings
 
     items = explain_settings({"db": db, "workers": workers, "scene_worker": scene_worker,

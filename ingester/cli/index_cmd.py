@@ -18,6 +18,8 @@ from ingester.cli.common import (
     refuse_output_over_inputs,
     settings,
 )
+from ingester.errors import EXIT_JOBS_FAILED
+from ingester.wording import plural
 
 
 def _open_store(db: str | None, readonly: bool = True):
@@ -45,6 +47,7 @@ def datasets_command(
     named on stderr."""
     from ingester.index import dataset_listing
     from ingester.integrity import missing_datasets, missing_text
+    from ingester.times import format_time, parse_time
 
     with _open_store(db) as store:
         missing = missing_datasets(store, aoi) if store.require_aoi(aoi) else []
@@ -60,7 +63,7 @@ def datasets_command(
     typer.echo("time\tlayer\ttile\tdformat\treal range\turi\tin storage")
     for row in rows:
         fmt = row["dformat"]
-        typer.echo(f"{row['time'][:19]}\t{row['layer']}\t{row['tile']}\t"
+        typer.echo(f"{format_time(parse_time(row['time']).replace(microsecond=0))}\t{row['layer']}\t{row['tile']}\t"
                    f"{fmt['dtype']},{_num(fmt['nodata'])},{_num(fmt['min'])},{_num(fmt['max'])}\t"
                    f"[{_num(row['real_min'])}, {_num(row['real_max'])}]\t{row['uri']}\t"
                    f"{'MISSING' if row['missing'] else 'yes'}")
@@ -103,12 +106,15 @@ def verify_command(
     as_json: bool = JsonOption,
     quiet: bool = QuietOption,
 ) -> None:
-    """Re-check what the AOI stored: every product of its DONE scenes (size and checksum against its
-    verification record and the catalogue) and every indexed output of its DONE tiles (size and BLAKE3
-    recorded when stored). The jobs whose files are missing or damaged are set back (scene → PENDING,
-    tile → NEW/PENDING, with a fresh retry budget) so that the next `ingester run` rebuilds them.
+    """Re-check what the AOI keeps in storage: every indexed output of its DONE tiles (size and BLAKE3
+    recorded when stored), and the product zip of its DONE scenes where the graphs keep it (size and
+    checksum against its verification record and the catalogue; a product the tile graph deletes after
+    processing, as ExtractS2Bands does, is not expected). The jobs whose files are missing or damaged
+    are set back (scene → PENDING, tile → NEW/PENDING, with a fresh retry budget) so that the next
+    `ingester run` rebuilds them.
 
-    Exit 0 when the check ran (the problems are listed), 3 while a run holds the AOI."""
+    Exit 0 when everything is in place, 4 when problems were found and jobs set back (run `ingester
+    run AOI`), 3 while a run holds the AOI."""
     from ingester.coordinator import check_lock
     from ingester.integrity import set_back, verify
 
@@ -123,6 +129,9 @@ def verify_command(
         print_json({"aoi": aoi, "checked": checked, "problems": [p.to_json() for p in problems], "reset": reset})
     for p in problems:
         ui.warn(f"{p.kind} {p.uri}: {p.problem} ({p.detail})")
-    ui.info(f"AOI {aoi}: {checked['products']} product(s) and {checked['datasets']} output(s) checked, "
-            f"{len(problems)} problem(s); set back: {len(reset['scenes'])} scene(s), {len(reset['tiles'])} tile(s)"
+    ui.info(f"AOI {aoi}: {plural(checked['products'], 'product')} and {plural(checked['datasets'], 'output')} "
+            f"checked, {plural(len(problems), 'problem')}; set back: {plural(len(reset['scenes']), 'scene')}, "
+            f"{plural(len(reset['tiles']), 'tile')}"
             + (f"; `ingester run {aoi}` rebuilds them" if problems else ""))
+    if problems:
+        raise typer.Exit(EXIT_JOBS_FAILED)  # a person (or cron) should know: the next run has work to redo

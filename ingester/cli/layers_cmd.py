@@ -16,13 +16,16 @@ app.add_typer(layers_app, name="layers")
 def layers_add(
     variable: str = typer.Argument(..., help="Variable name, e.g. B04 or SigmaNought."),
     instance: str = typer.Argument(..., help="Instance name, e.g. raw or RNKell."),
-    dformat: str | None = typer.Option(None, "--dformat", help="dtype,nodata,min,max (default float32,0,0,1)."),
+    dformat: str | None = typer.Option(None, "--dformat", help="dtype,nodata,min,max (default float32,0,0,1): a "
+                                       "known dtype (uint8, int8, uint16, int16, uint32, int32, float32, float64, "
+                                       "complex64), values it can hold (NaN no-data for float types only), min < max."),
     unit: str = typer.Option("", "--unit", help="Unit of the values."),
     bands: str = typer.Option("", "--bands", help="Comma-separated band names (e.g. VV,VH)."),
     db: str | None = DbOption,
     quiet: bool = QuietOption,
 ) -> None:
-    """Add a layer: the variable (created if new) and one instance of it."""
+    """Add a layer: the variable (created if new) and one instance of it. A variable has one data format,
+    unit and band list: another one for an existing variable is exit 2, saying what it has."""
     from ingester.records import add_layer
     from ingester.store import Store
 
@@ -37,6 +40,7 @@ def layers_add(
 @command
 def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     """List the layers: one line per variable/instance, after a header row (--json for scripts)."""
+    from ingester.graph.model import DFormat, nodata_json
     from ingester.store import Store
 
     s = settings(db=db)
@@ -44,8 +48,8 @@ def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
         rows = store.layers()
     if as_json:
         print_json([{"variable": r.variable, "instance": r.instance, "instance_id": r.instance_id, "unit": r.unit,
-                     "dformat": {"dtype": r.dtype, "nodata": r.nodata, "min": r.min_value, "max": r.max_value},
-                     "bands": r.bands} for r in rows])
+                     "dformat": {"dtype": r.dtype, "nodata": nodata_json(r.nodata), "min": r.min_value,
+                                 "max": r.max_value}, "bands": r.bands} for r in rows])
         return
     if not rows:
         UI().info("no layer yet: add one with `ingester layers add VARIABLE INSTANCE`, or run "
@@ -54,4 +58,4 @@ def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
         typer.echo("variable\tinstance\tinstance_id\tdformat\tunit\tbands")
     for r in rows:
         typer.echo(f"{r.variable}\t{r.instance or '-'}\t{r.instance_id or '-'}\t"
-                   f"{r.dtype},{r.nodata:g},{r.min_value:g},{r.max_value:g}\t{r.unit}\t{','.join(r.bands)}")
+                   f"{DFormat(r.dtype, r.nodata, r.min_value, r.max_value)}\t{r.unit}\t{','.join(r.bands)}")

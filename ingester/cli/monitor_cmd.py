@@ -26,12 +26,15 @@ from ingester.cli.common import (
     DbOption,
     JsonOption,
     QuietOption,
+    check_output_file,
     command,
     print_json,
     refuse_output_over_inputs,
     settings,
+    whole_number,
 )
 from ingester.errors import InputError
+from ingester.wording import plural
 
 if TYPE_CHECKING:
     from ingester.store import Store
@@ -96,7 +99,8 @@ def status_command(
         from ingester.cli.views_cmd import write_map
         from ingester.views.source import open_view
 
-        write_map(open_view(names[0], None, s.db), map_path, "status")
+        drawn = write_map(open_view(names[0], None, s.db), map_path, "status")
+        UI().info(f"status map of {names[0]}: {plural(drawn, 'footprint')}, coloured by status → {map_path}")
 
 
 @app.command("aois")
@@ -217,8 +221,8 @@ def _target(store: Store, aoi: str | None, scene: int | None, tile: int | None,
 @command
 def retry_command(
     aoi: str | None = typer.Argument(None, help="AOI name: retry all its RETRY (with --force also FAILED) jobs."),
-    scene: int | None = typer.Option(None, "--scene", help="Retry this scene (store id)."),
-    tile: int | None = typer.Option(None, "--tile", help="Retry this tile (store id)."),
+    scene: int | None = typer.Option(None, "--scene", parser=whole_number(), help="Retry this scene (store id)."),
+    tile: int | None = typer.Option(None, "--tile", parser=whole_number(), help="Retry this tile (store id)."),
     force: bool = typer.Option(False, "--force", help="Also bring back FAILED jobs (a scene with its FAILED tiles, "
                                "re-linked to the chain), with a fresh retry budget."),
     workers: int | None = WorkersOption,
@@ -306,8 +310,10 @@ def retry_command(
 @app.command("fail")
 @command
 def fail_command(
-    scene: int | None = typer.Option(None, "--scene", help="Fail this scene and its tiles (store id)."),
-    tile: int | None = typer.Option(None, "--tile", help="Fail this tile (store id); its children are re-linked."),
+    scene: int | None = typer.Option(None, "--scene", parser=whole_number(),
+                                     help="Fail this scene and its tiles (store id)."),
+    tile: int | None = typer.Option(None, "--tile", parser=whole_number(),
+                                    help="Fail this tile (store id); its children are re-linked."),
     force: bool = typer.Option(False, "--force", help="Fail whatever the current status."),
     message: str = typer.Option("failed by hand", "--message", "-m", help="Message kept with the job."),
     db: str | None = DbOption,
@@ -341,7 +347,8 @@ def fail_command(
 @app.command("refresh")
 @command
 def refresh_command(
-    scene: int = typer.Option(..., "--scene", help="The scene to refresh (store id, from `ingester list scenes AOI`)."),
+    scene: int = typer.Option(..., "--scene", parser=whole_number(),
+                              help="The scene to refresh (store id, from `ingester list scenes AOI`)."),
     db: str | None = DbOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -377,7 +384,8 @@ def refresh_command(
 @app.command("remove")
 @command
 def remove_command(
-    scene: int = typer.Option(..., "--scene", help="The scene to remove (store id, from `ingester list scenes AOI`)."),
+    scene: int = typer.Option(..., "--scene", parser=whole_number(),
+                              help="The scene to remove (store id, from `ingester list scenes AOI`)."),
     db: str | None = DbOption,
     quiet: bool = QuietOption,
     as_json: bool = JsonOption,
@@ -414,8 +422,8 @@ def remove_command(
 @app.command("history")
 @command
 def history_command(
-    scene: int | None = typer.Option(None, "--scene", help="A scene (store id)."),
-    tile: int | None = typer.Option(None, "--tile", help="A tile (store id)."),
+    scene: int | None = typer.Option(None, "--scene", parser=whole_number(), help="A scene (store id)."),
+    tile: int | None = typer.Option(None, "--tile", parser=whole_number(), help="A tile (store id)."),
     db: str | None = DbOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -473,6 +481,8 @@ def dot_command(
     aoi: str = typer.Argument(..., help="AOI name."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (default: stdout)."),
     db: str | None = DbOption,
+    as_json: bool = typer.Option(False, "--json", help="Print {\"aoi\": …, \"dot\": the DOT text} (and \"output\" "
+                                 "with -o) instead of the DOT text."),
 ) -> None:
     """The AOI's scenes and tiles as a Graphviz digraph (colours by status)."""
     from ingester.fileio import atomic_write_text
@@ -481,9 +491,12 @@ def dot_command(
 
     s = settings(db=db)
     refuse_output_over_inputs(output, {"store": s.db})
+    check_output_file(output)
     with Store(s.db, readonly=True) as store:
         text = dot(store, store.require_aoi(aoi).id)
     if output:
         atomic_write_text(output, text)
-    else:
+    if as_json:
+        print_json({"aoi": aoi, "dot": text, **({"output": str(output)} if output else {})})
+    elif not output:
         typer.echo(text, nl=False)

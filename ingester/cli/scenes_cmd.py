@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, JsonOption, QuietOption, command, print_json, refuse_output_over_inputs, settings
+from ingester.cli.common import (
+    UI,
+    JsonOption,
+    QuietOption,
+    check_output_file,
+    command,
+    print_json,
+    refuse_output_over_inputs,
+    settings,
+    whole_number,
+)
 from ingester.errors import IngesterError, InputError
 
 
@@ -16,9 +26,10 @@ from ingester.errors import IngesterError, InputError
 @command
 def scenes(
     payload: Path = typer.Argument(..., help="Payload file (GeoJSON AOI + period + constellation + graphs …)."),
-    page: int | None = typer.Option(None, "--page", min=0, help="0-based page (default: the payload's 'page')."),
+    page: int | None = typer.Option(None, "--page", min=0, parser=whole_number(0),
+                                    help="0-based page (default: the payload's 'page')."),
     limit: int | None = typer.Option(
-        None, "--limit", min=0,
+        None, "--limit", min=0, parser=whole_number(0),
         help="Rows per page of the ordered catalogue result; 0 = every scene (default: the payload's 'limit').",
     ),
     output: Path = typer.Option(Path("outputs/scenes.json"), "-o", "--output", help="Scenes file to write."),
@@ -42,6 +53,7 @@ def scenes(
     ui = UI(quiet=quiet)
     started = time.monotonic()
     refuse_output_over_inputs(output, {"payload": payload})
+    check_output_file(output)
     loaded = load_payload(payload)
     check_payload_graphs(loaded)
     price_wanted = estimate or loaded.parameters.get("GetPrice", "").strip().lower() == "true"

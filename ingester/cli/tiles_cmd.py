@@ -8,8 +8,17 @@ from typing import TYPE_CHECKING
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, DbOption, QuietOption, command, refuse_output_over_inputs, settings
+from ingester.cli.common import (
+    UI,
+    DbOption,
+    QuietOption,
+    check_output_file,
+    command,
+    refuse_output_over_inputs,
+    settings,
+)
 from ingester.errors import InputError
+from ingester.wording import plural
 
 if TYPE_CHECKING:
     from ingester.scenes import Tile
@@ -61,6 +70,7 @@ def tiles(
     config = settings(aoi_buffer=buffer)
     refuse_output_over_inputs(output, {"payload": payload_path, "scenes file": scenes_path,
                                        "store": db or config.db})
+    check_output_file(output)
     payload = load_payload(payload_path)
     check_payload_graphs(payload)
     if scenes_path is not None:
@@ -73,7 +83,7 @@ def tiles(
     if ingested:
         before = len(scenes)
         scenes = [s for s in scenes if s.source_id not in ingested]
-        ui.info(f"{before - len(scenes)} scenes already in the AOI {payload.name!r} left out; "
+        ui.info(f"{plural(before - len(scenes), 'scene')} already in the AOI {payload.name!r} left out; "
                 f"new bursts chain onto its {len(existing)} tiles")
     result = make_tiles(payload, scenes, config, existing=existing)
     require_annotations(scenes, result)
@@ -81,8 +91,8 @@ def tiles(
     write_scenes(output, result.scenes)
     n_tiles = sum(len(s.tiles) for s in result.scenes)
     chained = sum(1 for s in result.scenes for t in s.tiles if t.previous is not None)
-    ui.info(f"{len(result.scenes)} scenes, {n_tiles} tiles ({chained} chained to a previous acquisition) "
-            f"→ {output}")
+    ui.info(f"{plural(len(result.scenes), 'scene')}, {plural(n_tiles, 'tile')} ({chained} chained to a previous "
+            f"acquisition) → {output}")
     if result.skipped:
         others = len(result.skipped) - len(missing)
         parts = []
@@ -90,4 +100,4 @@ def tiles(
             parts.append(f"{len(missing)} without annotation")
         if others:
             parts.append(f"{others} without any burst over the AOI or unusable")
-        ui.info(f"skipped {len(result.skipped)} scenes: {', '.join(parts)}")
+        ui.info(f"skipped {plural(len(result.skipped), 'scene')}: {', '.join(parts)}")

@@ -12,8 +12,19 @@ from typing import TYPE_CHECKING
 import typer
 
 from ingester.cli import app
-from ingester.cli.common import UI, DbOption, JsonOption, QuietOption, command, print_json, settings
+from ingester.cli.common import (
+    UI,
+    DbOption,
+    JsonOption,
+    QuietOption,
+    check_output_file,
+    command,
+    print_json,
+    real_number,
+    settings,
+)
 from ingester.errors import InputError
+from ingester.wording import nouns, plural
 
 if TYPE_CHECKING:
     from ingester.views.model import Filters, SceneView, View
@@ -24,11 +35,15 @@ class ColorBy(StrEnum):
     status = "status"
 
 
+FilePayloadOption = typer.Option(None, "--payload", "-p", help="Payload whose AOI the scenes are measured against "
+                                 "(coverage column, --min-coverage): a scenes or tiles file holds no AOI of its own.")
 PayloadOption = typer.Option(None, "--payload", "-p", help="Payload whose AOI is drawn and measured "
                              "(a file has none; an AOI in the store uses its own).")
-MaxCloudOption = typer.Option(None, "--max-cloud", help="Keep scenes with a cloud cover ≤ this percentage "
+MaxCloudOption = typer.Option(None, "--max-cloud", parser=real_number(),
+                              help="Keep scenes with a cloud cover ≤ this percentage "
                               "(scenes without one, such as radar scenes, are kept).")
-MinCoverageOption = typer.Option(None, "--min-coverage", help="Keep scenes covering ≥ this percentage of the "
+MinCoverageOption = typer.Option(None, "--min-coverage", parser=real_number(),
+                                 help="Keep scenes covering ≥ this percentage of the "
                                  "AOI (needs --payload).")
 OrbitOption = typer.Option(None, "--orbit", help="Keep scenes of this relative orbit, S1 track (A44), MGRS tile "
                            "(32UNF) or WRS path[/row]; repeat for several.")
@@ -141,11 +156,17 @@ def _summary(ui: UI, view: View, kept: list[SceneView], filters: Filters, file: 
     lines = [s.line for s in view.scenes if s.line is not None]
     kept_index = {s.index for s in kept}
     others = [s for s in view.scenes if s.index not in kept_index]
-    text = (f"{len(kept)} of {len(view.scenes)} scenes match ({filters.describe()}): lines "
-            f"{_ranges([s.line for s in kept if s.line is not None])}")
-    if len(set(lines)) == len(view.scenes):
-        text += (f"; the other {len(others)} are on lines {_ranges([s.line for s in others if s.line])}: delete "
-                 f"those lines, or run `ingester filter {file} {options} -o NEW.json`"
+    kept_lines = [s.line for s in kept if s.line is not None]
+    text = (f"{len(kept)} of {plural(len(view.scenes), 'scene')} "
+            f"{'matches' if len(kept) == 1 else 'match'} ({filters.describe()})"
+            + (f": {nouns(len(set(kept_lines)), 'line')} {_ranges(kept_lines)}" if kept_lines else ""))
+    if len(set(lines)) == len(view.scenes) and not others:
+        text += "; nothing to delete"
+    elif len(set(lines)) == len(view.scenes):
+        rest = _ranges([s.line for s in others if s.line])
+        text += (f"; the other {len(others)} {'is' if len(others) == 1 else 'are'} on {nouns(len(others), 'line')} "
+                 f"{rest}: delete {'that line' if len(others) == 1 else 'those lines'}, or run "
+                 f"`ingester filter {file} {options} -o NEW.json`"
                  + ("" if len(others) <= 20 else " (`--lines` lists the matching lines in full)"))
     else:
         text += (f"; this file does not hold one scene per line: `ingester filter {file} {options} -o NEW.json` "
@@ -169,7 +190,7 @@ def _options_text(filters: Filters, payload: Path | None) -> str:
 @command
 def show_command(
     file: Path = typer.Argument(..., help="A scenes or tiles file (outputs/scenes.json, outputs/tiles.json, …)."),
-    payload: Path | None = PayloadOption,
+    payload: Path | None = FilePayloadOption,
     sort: str = typer.Option("line", "--sort", help="Order by: line, date, source, platform, track, cloud, "
                              "coverage, online, size (scenes without a value last)."),
     reverse: bool = typer.Option(False, "--reverse", help="Descending order."),
@@ -222,7 +243,7 @@ def same_file(a: Path, b: Path) -> bool:
 def filter_command(
     file: Path = typer.Argument(..., help="A scenes or tiles file."),
     output: Path = typer.Option(..., "--output", "-o", help="File to write the kept scenes to (not FILE itself)."),
-    payload: Path | None = PayloadOption,
+    payload: Path | None = FilePayloadOption,
     max_cloud: float | None = MaxCloudOption,
     min_coverage: float | None = MinCoverageOption,
     orbit: list[str] | None = OrbitOption,
@@ -244,8 +265,7 @@ def filter_command(
         raise InputError("nothing to filter: give --max-cloud, --min-coverage and/or --orbit")
     if same_file(file, output):
         raise InputError(f"--output {output}: is the input file; write the kept scenes to another file")
-    if output.is_dir():
-        raise InputError(f"--output {output}: a folder, not a file path")
+    check_output_file(output)
     view = from_file(file, payload_aoi(payload))
     filters.check(view)
     kept = select(view.scenes, filters)
@@ -257,7 +277,7 @@ def filter_command(
     if as_json:
         print_json({"output": str(output), "kept": len(kept), "scenes": len(view.scenes),
                     "lines": [s.line for s in kept]})
-    ui.info(f"kept {len(kept)} of {len(view.scenes)} scenes ({filters.describe()}) → {output}")
+    ui.info(f"kept {len(kept)} of {plural(len(view.scenes), 'scene')} ({filters.describe()}) → {output}")
 
 
 def check_map_output(what: str, output: Path, suffixes: tuple[str, ...], target: str | None = None) -> None:
@@ -267,8 +287,7 @@ def check_map_output(what: str, output: Path, suffixes: tuple[str, ...], target:
         raise InputError(f"--output {output}: {what} writes {' or '.join(suffixes)} files (from the name's suffix)")
     if target is not None and same_file(Path(target), output):
         raise InputError(f"--output {output}: is the input file")
-    if output.is_dir():
-        raise InputError(f"--output {output}: a folder, not a file path")
+    check_output_file(output, "--map" if what == "status --map" else "--output")
     require(f"`ingester {what}`", modules_for(str(output)))
 
 
@@ -311,7 +330,8 @@ def map_command(
         raise InputError(f"--color-by status: {target} is a file, whose scenes have no status yet "
                          "(map an AOI of the store for statuses)")
     n = write_map(view, output, mode)
-    UI(quiet).info(f"map of {view.name}: {n} footprints of {len(view.scenes)} scenes, coloured by {mode} → {output}")
+    UI(quiet).info(f"map of {view.name}: {plural(n, 'footprint')} of {plural(len(view.scenes), 'scene')}, coloured "
+                   f"by {mode} → {output}")
 
 
 @app.command("timeline")

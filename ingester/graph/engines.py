@@ -156,6 +156,54 @@ def step_record_path(job_workdir: str | Path) -> Path:
 
 STEP_ID_VARIABLE = "INGESTER_STEP_ID"  # in every step's environment (and its children's): finds strays
 
+# --- what a step's environment holds ----------------------------------------------------------------
+# A step runs a program of the graph's author: it gets no credential. The ingester downloads, imports and
+# stores every file itself, so a step never needs one. Stripped (one list, docs/graphs.md, "Step
+# environment"): the variables below by name or prefix, any name containing one of the SECRET_WORDS, and
+# the user:password of proxy URLs (the proxy itself is kept). Everything else is inherited: PATH, HOME,
+# the locale, TMPDIR, GDAL_*/PROJ_* configuration, SNAP's and Java's, the proxies without credentials.
+SECRET_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCLOUD_", "CLOUDSDK_", "GS_OAUTH2_", "OSS_", "SWIFT_", "EARTHDATA_",
+                   "PC_SDK_", "CPL_AWS_", "CPL_GS_")
+SECRET_NAMES = frozenset({
+    "NETRC", "GOOGLE_APPLICATION_CREDENTIALS", "GS_ACCESS_KEY_ID", "GS_SECRET_ACCESS_KEY",
+    "GDAL_HTTP_USERPWD", "GDAL_HTTP_BEARER", "GDAL_HTTP_HEADERS", "GDAL_HTTP_HEADER_FILE",
+    "SSH_AUTH_SOCK", "KRB5CCNAME", "DOCKER_AUTH_CONFIG",
+})  # fmt: skip
+SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL", "API_KEY", "APIKEY", "ACCESS_KEY",
+                "PRIVATE_KEY", "SUBSCRIPTION_KEY", "USERPWD")
+PROXY_NAMES = ("http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy")
+
+
+def is_secret_variable(name: str) -> bool:
+    """Whether an environment variable is a credential that a graph step must not inherit."""
+    upper = name.upper()
+    return upper in SECRET_NAMES or upper.startswith(SECRET_PREFIXES) or any(w in upper for w in SECRET_WORDS)
+
+
+def _without_credentials(url: str) -> str:
+    """A proxy URL without its user-info part (`http://bob:pw@proxy:3128` → `http://proxy:3128`)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def step_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a graph step runs with: `base` (the process's by default) without credentials
+    (see SECRET_NAMES), GDAL writing no `.aux.xml` side files unless told otherwise."""
+    env: dict[str, str] = {}
+    for key, value in (os.environ if base is None else base).items():
+        if is_secret_variable(key):
+            continue
+        env[key] = _without_credentials(value) if key.lower() in PROXY_NAMES else value
+    env.setdefault("GDAL_PAM_ENABLED", "NO")
+    return env
+
 
 def _write_record(path: Path, step_id: str, inv: Invocation, container: str, docker: str,
                   proc: subprocess.Popen | None = None) -> None:
@@ -312,7 +360,7 @@ def run_step(inv: Invocation, log_path: Path, gpt: str = "", docker: str = "dock
         start = log.tell()
         began = time.monotonic()
         step_id = uuid.uuid4().hex
-        step_env = {**(dict(env) if env is not None else os.environ), STEP_ID_VARIABLE: step_id}
+        step_env = {**step_environment(env), STEP_ID_VARIABLE: step_id}  # never a credential, whatever the caller
         if inv.record is not None:
             _write_record(inv.record, step_id, inv, container, docker)
         try:

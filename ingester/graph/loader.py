@@ -31,6 +31,7 @@ from ingester.graph.model import (
     OutFile,
     Step,
     canonical_dtype,
+    value_problem,
 )
 from ingester.ids import layer_problem, shown
 from ingester.jsonfile import read_json
@@ -223,6 +224,11 @@ class _Checker:
             ext_max_value=self.number(raw, "ext_max_value", where, 0.0),
             exponent=exponent, nbands=nbands, optional=optional,
         )
+        if datatype:  # the original's explicit format fields: values the type can hold
+            for key in ("nodata", "min_value", "max_value"):
+                problem = value_problem(datatype, getattr(out, key), nan_allowed=key == "nodata")
+                if problem:
+                    raise self.fail(f"{where}.{key}", f"{problem} (datatype {datatype})")
         if action == "to_index" and not out.ext_min_value < out.ext_max_value:
             raise self.fail(where, f"layer {layer!r} is indexed but ext_min_value ({out.ext_min_value:g}) is not "
                                    f"lower than ext_max_value ({out.ext_max_value:g})")
@@ -314,6 +320,7 @@ def parse_graph(doc: Any, origin: str, name: str = "", base_dir: str = "", scene
     for step in steps:
         resolve_command(graph, step)  # a missing script or SNAP graph fails the load
     check_config_formats(graph, graph.config, lambda where, problem: check.fail(where, problem))
+    check_config_choices(graph, graph.config, lambda where, problem: check.fail(where, problem))
     return graph
 
 
@@ -329,6 +336,46 @@ def check_config_formats(graph: Graph, config: Mapping[str, str], fail: Callable
             except ValueError as exc:
                 raise fail(f"config.{out.dformat_out.value}", f"{exc} (read as out_files[{index}][{j}].dformat_out)") \
                     from None
+
+
+# Config keys of the built-in graphs that name a list of fixed values (the SNAP graphs' polarisations).
+BUILTIN_LISTS: dict[str, tuple[str, ...]] = {"polarisations": ("VV", "VH", "HH", "HV")}
+WINDOW_KEY, WINDOW_MODES = "assets_window", ("auto", "off")  # read by the stac-assets provider
+
+
+def config_choices(graph: Graph) -> dict[str, tuple[tuple[str, ...], bool]]:
+    """Config key → (the values it may take, whether it is a comma-separated list) for the keys whose
+    values a graph reads from a fixed set: the `assets` selection (`bands` of ExtractS2Bands and
+    ExtractLandsatBands: the band names the graph knows), `assets_window`, and the lists of fixed values
+    the built-in SNAP graphs read (`polarisations`)."""
+    out: dict[str, tuple[tuple[str, ...], bool]] = {}
+    if graph.assets is not None:
+        if graph.assets.select is not None and graph.assets.select.type == "config":
+            out[graph.assets.select.value] = (tuple(name for name, _ in graph.assets.keys), True)
+        out[WINDOW_KEY] = (WINDOW_MODES, False)
+    if graph.builtin:
+        read = {a.value for step in graph.steps for a in step.args.values() if a.type == "config"}
+        out.update({key: (values, True) for key, values in BUILTIN_LISTS.items() if key in read})
+    return out
+
+
+def check_config_choices(graph: Graph, config: Mapping[str, str], fail: Callable[[str, str], Exception]) -> None:
+    """The config keys `config_choices` knows must hold known values: `"bands": "B99"` for ExtractS2Bands
+    is an input error naming the key and the allowed values, not a run whose every tile ends FATAL."""
+    for key, (allowed, is_list) in config_choices(graph).items():
+        if key not in config:
+            continue
+        value = str(config[key])
+        if is_list:
+            names = [n.strip() for n in value.split(",") if n.strip()]
+            unknown = [n for n in names if n not in allowed]
+            if not names:
+                raise fail(f"config.{key}", f"names no value; allowed (comma-separated): {', '.join(allowed)}")
+        else:
+            unknown = [] if value.strip().lower() in allowed else [value]
+        if unknown:
+            raise fail(f"config.{key}", f"{', '.join(repr(u) for u in unknown)} unknown; allowed"
+                                        f"{' (comma-separated)' if is_list else ''}: {', '.join(allowed)}")
 
 
 def resolve_command(graph: Graph, step: Step) -> str:
@@ -410,6 +457,7 @@ def check_graphs(origin: str, scene_graph_name: str, tile_graph_name: str, graph
                                   f"in graph {name!r}")
 
             check_config_formats(graph, config, fail)
+            check_config_choices(graph, config, fail)
 
 
 def check_payload_graphs(payload: Payload) -> None:
@@ -431,6 +479,10 @@ def indexed_formats(graph: Graph, config: Mapping[str, str] | None = None) -> di
             fmt: DFormat | None
             if item.dformat_out is None:
                 fmt = item.dformat()
+                try:  # the original's fields may leave min = max = 0: no usable format then
+                    fmt = DFormat.parse(str(fmt)) if fmt is not None else None
+                except ValueError:
+                    fmt = None
             else:
                 text = item.dformat_out.value if item.dformat_out.type == "fixed" else values.get(
                     item.dformat_out.value)

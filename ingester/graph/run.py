@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -316,13 +315,7 @@ def indexed_fields(kept: KeptFile) -> dict[str, float | str | tuple[int, ...]]:
 
 
 def python_env() -> dict[str, str]:
-    """The environment of python/cmd steps: ours, without the ingester's own credentials (a graph step
-    has no business with the catalogue or download passwords), GDAL writing no .aux.xml side files."""
-    from ingester.config import SECRET_FIELDS
-
-    secret = {f"INGESTER_{name.upper()}" for name in SECRET_FIELDS}
-    env = {k: v for k, v in os.environ.items()
-           if k not in secret and not (k.startswith("INGESTER_") and any(w in k for w in ("PASSWORD", "TOKEN",
-                                                                                          "SECRET")))}
-    env.setdefault("GDAL_PAM_ENABLED", "NO")
-    return env
+    """The environment of graph steps: ours without credentials (`engines.step_environment`: a graph
+    step has no business with the catalogue, download or cloud passwords), GDAL writing no .aux.xml
+    side files."""
+    return engines.step_environment()

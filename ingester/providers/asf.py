@@ -65,6 +65,9 @@ class AsfProvider(Provider):
                                                    backoff=s.http_backoff, token=StaticToken(token),  # type: ignore[arg-type]
                                                    trusted_hosts=EDL_HOSTS, trusted_domains=ASF_DOMAINS))
 
+    def may_have(self, scene: Scene) -> bool:
+        return bool(paths(scene.source_id))
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         candidates = paths(name)

@@ -49,6 +49,12 @@ class Provider:
         """Whether the chain adds this provider after the listed ones (its settings are present)."""
         return False
 
+    def may_have(self, scene: Scene) -> bool:
+        """Whether this provider could deliver this kind of scene with its settings (cheap: no network, no
+        credential check). The chain tries only those (their NotFound would say nothing useful), and the
+        pre-flight check finds the scenes no configured provider can deliver."""
+        return True
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         raise NotImplementedError
 

@@ -51,6 +51,9 @@ class BucketProvider(Provider):
         super().__init__(settings, progress)
         storage.configure(settings)
 
+    def may_have(self, scene: Scene) -> bool:
+        return bool(bucket_patterns(self.settings, scene_constellation(scene)))
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         constellation = scene_constellation(scene)

@@ -50,6 +50,12 @@ from ingester.scenes import Scene
 from ingester.tokens import HandedToken, handed_token, job_carries
 
 
+def is_cdse_scene(scene: Scene) -> bool:
+    """A scene of the CDSE catalogue: it carries the CDSE product id (`metadata.uuid`) and comes from no
+    other catalogue (STAC APIs, OneAtlas name theirs in `metadata.catalogue`)."""
+    return bool(str(scene.metadata.get("uuid") or "").strip()) and not scene.metadata.get("catalogue")
+
+
 def token_manager(settings: Settings) -> TokenManager | HandedToken:
     """The token holder for CDSE downloads: the current job's handed token (in a worker), else the
     process's login (`login_manager`)."""
@@ -126,6 +132,9 @@ class CdseProvider(Provider):
             raise self._offline(name, "the catalogue says Online=false now")
         keep = {k: v for k, v in fresh.items() if k in ("online", "size", "checksums") and v not in (None, {}, "")}
         return {**scene.metadata, **keep}
+
+    def may_have(self, scene: Scene) -> bool:
+        return is_cdse_scene(scene)
 
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)

@@ -78,6 +78,9 @@ def fetch_product(scene: Scene, workdir: Path, settings: Settings, *, progress: 
         providers = [known[name](settings, progress) for name in provider_order(settings)]
     for provider in providers:
         provider.graph_dirs = graph_dirs
+    # only the providers that may have this kind of scene: the others' NotFound says nothing useful
+    # ("landsat-aws: not a Landsat product id" about a Sentinel-2 scene); all of them when none may
+    providers = [p for p in providers if _may_have(p, scene)] or providers
     workdir.mkdir(parents=True, exist_ok=True)
     messages: list[str] = []
     temporary: list[ProviderError] = []
@@ -122,6 +125,22 @@ def fetch_product(scene: Scene, workdir: Path, settings: Settings, *, progress: 
     raise ProviderError(f"no provider delivered {scene.source_id}: {summary}")
 
 
+def _may_have(provider: Provider, scene: Scene) -> bool:
+    may_have = getattr(provider, "may_have", None)  # (a stand-in provider may not have it: it may then)
+    try:
+        return True if may_have is None else bool(may_have(scene))
+    except (IngesterError, ValueError, TypeError):  # odd metadata: let the provider itself say what is wrong
+        return True
+
+
+def deliverers(scene: Scene, settings: Settings, providers: list[Provider] | None = None) -> list[str]:
+    """The names of the configured providers (in chain order) that may deliver the scene."""
+    if providers is None:
+        known = registry()
+        providers = [known[name](settings) for name in provider_order(settings)]
+    return [p.name for p in providers if _may_have(p, scene)]
+
+
 def _prefixed(name: str, exc: object) -> str:
     text = str(exc)
     return text if text.startswith(f"{name}:") else f"{name}: {text}"
@@ -133,4 +152,4 @@ def _clean_partial(workdir: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
-__all__ = ["fetch_product", "listed_providers", "provider_order", "registry", "Fetched"]
+__all__ = ["fetch_product", "deliverers", "listed_providers", "provider_order", "registry", "Fetched"]

@@ -52,6 +52,9 @@ class FtpProvider(Provider):
         creds = netrc_credentials(f"ftp://{host}")
         return creds if creds else ("anonymous", "anonymous@")
 
+    def may_have(self, scene: Scene) -> bool:
+        return bool(ftp_patterns(self.settings, scene_constellation(scene)))
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         constellation = scene_constellation(scene)

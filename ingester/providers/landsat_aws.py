@@ -53,6 +53,9 @@ class LandsatAwsProvider(Provider):
     def configured(cls, settings) -> bool:
         return True  # answers NotFound at once for products that are not Landsat Collection 2
 
+    def may_have(self, scene: Scene) -> bool:
+        return scene_prefix(scene, scene.source_id).startswith("s3://")
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         prefix = scene_prefix(scene, name)

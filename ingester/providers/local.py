@@ -41,6 +41,9 @@ class LocalProvider(Provider):
     def configured(cls, settings: Settings) -> bool:
         return bool(settings.local_path)
 
+    def may_have(self, scene: Scene) -> bool:
+        return bool(self.settings.local_path)
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         if not self.settings.local_path:

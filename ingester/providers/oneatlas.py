@@ -51,6 +51,9 @@ class OneAtlasProvider(Provider):
         except ConfigError:
             return False  # a ~/.netrc that cannot be used: the settings check says so
 
+    def may_have(self, scene: Scene) -> bool:
+        return str(scene.metadata.get("catalogue") or "") == "oneatlas"
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         if str(scene.metadata.get("catalogue") or "") != "oneatlas":
             raise NotFound("oneatlas: not a OneAtlas scene")

@@ -9,7 +9,7 @@ constellation. Entries are tried in the order written.
 from __future__ import annotations
 
 from ingester.errors import ConfigError
-from ingester.naming import CONSTELLATIONS
+from ingester.naming import CONSTELLATIONS, pattern_keys, unknown_pattern_keys
 
 
 def parse_patterns(text: str, variable: str, schemes: tuple[str, ...]) -> list[tuple[str | None, str]]:
@@ -31,6 +31,11 @@ def parse_patterns(text: str, variable: str, schemes: tuple[str, ...]) -> list[t
         scheme = entry.split("://", 1)[0].lower() if "://" in entry else ""
         if scheme not in schemes or not entry.split("://", 1)[1].strip("/"):
             raise ConfigError(f"{variable}: {raw.strip()!r}: expected [constellation=]{wanted}… pattern")
+        keys = pattern_keys(constellation)
+        unknown = unknown_pattern_keys(entry, keys)
+        if unknown:
+            raise ConfigError(f"{variable}: {raw.strip()!r}: unknown key(s) "
+                              f"{', '.join('{' + k + '}' for k in unknown)}; known: {', '.join(keys)}")
         out.append((constellation, entry))
     return out
 

@@ -136,6 +136,14 @@ class StacAssetsProvider(Provider):
     def configured(cls, settings) -> bool:
         return True  # answers NotFound at once for scenes that do not come from a STAC API
 
+    def may_have(self, scene: Scene) -> bool:
+        from ingester.providers.chain import listed_providers
+
+        assets = scene.metadata.get("assets")
+        if not isinstance(assets, dict) or not assets:
+            return False
+        return scene.metadata.get("catalogue") != "usgs-landsat" or self.name in listed_providers(self.settings)
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         from ingester.providers.chain import listed_providers
 

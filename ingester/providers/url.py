@@ -72,6 +72,10 @@ def target_name(scene_id: str, link: str) -> str:
 class UrlProvider(Provider):
     name = "url"
 
+    def may_have(self, scene: Scene) -> bool:
+        return bool(str(scene.metadata.get("download_link") or "").strip()) \
+            and scene.metadata.get("catalogue") != "oneatlas"
+
     def fetch(self, scene: Scene, workdir: Path) -> Path:
         name = product_name(scene)
         link = str(scene.metadata.get("download_link") or "").strip()

@@ -14,7 +14,7 @@ sys.modules.setdefault("boto3", None)  # type: ignore[arg-type]
 import numpy as np  # noqa: E402
 
 DTYPES = {
-    "uint8": "uint8", "byte": "uint8", "u1": "uint8", "uint16": "uint16", "u2": "uint16",
+    "uint8": "uint8", "byte": "uint8", "u1": "uint8", "int8": "int8", "i1": "int8", "uint16": "uint16", "u2": "uint16",
     "uint32": "uint32", "u4": "uint32", "int16": "int16", "i2": "int16", "int32": "int32", "i4": "int32",
     "float32": "float32", "f4": "float32", "float64": "float64", "f8": "float64",
     "complex64": "complex64", "c4": "complex64",

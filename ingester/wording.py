@@ -1,0 +1,15 @@
+"""Words in messages: `1 scene`, `2 scenes` (never `1 scenes`)."""
+
+from __future__ import annotations
+
+_IRREGULAR = {"was": "were", "is": "are", "has": "have", "this": "these", "it": "they"}
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """`1 tile`, `3 tiles`; `words` for a plural that is not `word + s`."""
+    return f"{count} {word if count == 1 else (words or _IRREGULAR.get(word) or word + 's')}"
+
+
+def nouns(count: int, word: str, words: str | None = None) -> str:
+    """The noun alone, singular or plural after `count` (`job(s)` written properly)."""
+    return word if count == 1 else (words or _IRREGULAR.get(word) or word + "s")
