@@ -34,6 +34,12 @@ _LIST, _NUMBERS = {list}, {int, float}
 UNCLOSED_RING = "Each linear ring must end where it started"  # the package's words (the payload repairs it)
 
 
+def _in(where: str) -> str:
+    """The prefix of a member's place: `features[3].geometry.`, or nothing for a geometry named "" (the top
+    level of a document)."""
+    return f"{where}." if where else ""
+
+
 def _numbers_problem(polygon: list) -> str | None:
     """The package checks the numbers of polygon positions only in its constructors' copy; checked here
     instead (the JSON decoder gives int or float for a number), in C-level passes over every position.
@@ -53,28 +59,28 @@ def _single_problem(kind: str, coordinates: Any) -> str | None:
 
 def geometry_problems(obj: Any, where: str = "geometry") -> list[tuple[str, str]]:
     """Every (place, problem) the `geojson` package finds in a GeoJSON geometry object; [] when valid.
-    `where` is the name of the object in messages (`features[3].geometry`)."""
+    `where` is the name of the object in messages (`features[3].geometry`; "" for a document's top level)."""
     if not isinstance(obj, dict):
         return [(where, f"must be a GeoJSON geometry object, got {type(obj).__name__}")]
     kind = obj.get("type")
     if kind not in GEOMETRY_TYPES:
-        return [(f"{where}.type", f"{kind!r} is not a GeoJSON geometry type ({', '.join(GEOMETRY_TYPES)})")]
+        return [(f"{_in(where)}type", f"{kind!r} is not a GeoJSON geometry type ({', '.join(GEOMETRY_TYPES)})")]
     if kind == "GeometryCollection":
         members = obj.get("geometries")
         if not isinstance(members, list):
-            return [(f"{where}.geometries", "a GeometryCollection needs a 'geometries' list")]
+            return [(f"{_in(where)}geometries", "a GeometryCollection needs a 'geometries' list")]
         out: list[tuple[str, str]] = []
         for i, member in enumerate(members):
-            out.extend(geometry_problems(member, f"{where}.geometries[{i}]"))
+            out.extend(geometry_problems(member, f"{_in(where)}geometries[{i}]"))
         return out
     coordinates = obj.get("coordinates")
     if not isinstance(coordinates, list):
-        return [(f"{where}.coordinates", "must be a list (of positions, lines, rings or polygons)")]
+        return [(f"{_in(where)}coordinates", "must be a list (of positions, lines, rings or polygons)")]
     if kind in _PART:
-        return [(f"{where}.coordinates[{i}]", problem) for i, part in enumerate(coordinates)
+        return [(f"{_in(where)}coordinates[{i}]", problem) for i, part in enumerate(coordinates)
                 if (problem := _single_problem(_PART[kind], part)) is not None]
     problem = _single_problem(kind, coordinates)
-    return [] if problem is None else [(f"{where}.coordinates", problem)]
+    return [] if problem is None else [(f"{_in(where)}coordinates", problem)]
 
 
 def geometry_problem(obj: Any, where: str = "geometry", ignore: tuple[str, ...] = ()) -> str | None:

@@ -45,6 +45,12 @@ def _check_positions(coords: Any, where: str) -> None:
         _check_positions(item, where)
 
 
+def _members(where: str) -> str:
+    """The prefix of a member's place. A payload names a bare geometry (the AOI at its top level) by its
+    `type` field: its members are named on their own (`coordinates[1]`, not `type.coordinates[1]`)."""
+    return "" if where in ("", "type") else f"{where}."
+
+
 def geometry_from_geojson(obj: Any, where: str = "geometry") -> BaseGeometry:
     """A shapely geometry from a GeoJSON geometry object, with range checks."""
     if not isinstance(obj, dict):
@@ -57,7 +63,7 @@ def geometry_from_geojson(obj: Any, where: str = "geometry") -> BaseGeometry:
         if not isinstance(parts, list):
             raise GeometryError(f"{where}: GeometryCollection without 'geometries'")
         return shapely.GeometryCollection(
-            [geometry_from_geojson(p, f"{where}.geometries[{i}]") for i, p in enumerate(parts)]
+            [geometry_from_geojson(p, f"{_members(where)}geometries[{i}]") for i, p in enumerate(parts)]
         )
     if "coordinates" not in obj:
         raise GeometryError(f"{where}: missing 'coordinates'")
@@ -68,7 +74,8 @@ def geometry_from_geojson(obj: Any, where: str = "geometry") -> BaseGeometry:
 
     # what the geojson package finds wrong (rings of fewer than 4 positions, positions of 4 values, …);
     # rings equal in longitude and latitude but not in height count as closed, as above
-    problem = geometry_problem({**obj, "coordinates": _as_lists(obj["coordinates"])}, where, ignore=(UNCLOSED_RING,))
+    problem = geometry_problem({**obj, "coordinates": _as_lists(obj["coordinates"])}, _members(where).rstrip("."),
+                               ignore=(UNCLOSED_RING,))
     if problem is not None:
         raise GeometryError(f"{problem} (GeoJSON, RFC 7946)")
     try:

@@ -117,7 +117,11 @@ BASE = {"name": "A", "start_time": "2022-01-01T00:00:00Z", "end_time": "2022-01-
     ({"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [[SQUARE], [[[0, 0], [1, 1], [0, 0]]]]}},
      "p.json: field 'geometry.coordinates[1]': Each linear ring must contain at least 4 positions (GeoJSON, RFC 7946)"),
     ({"type": "MultiLineString", "coordinates": [[[0, 0], [1, 1]], [[0, 0, 0, 9], [1, 0, 0, 9]]]},
-     "p.json: field 'type.coordinates[1]': a position must have exactly 2 or 3 values (GeoJSON, RFC 7946)"),
+     "p.json: field 'coordinates[1]': a position must have exactly 2 or 3 values (GeoJSON, RFC 7946)"),
+    ({"type": "GeometryCollection", "geometries": [{"type": "Polygon", "coordinates": [SQUARE]},
+                                                   {"type": "LineString", "coordinates": [[0, 0]]}]},
+     "p.json: field 'geometries[1].coordinates': the \"coordinates\" member must be an array of two or more "
+     "positions (GeoJSON, RFC 7946)"),
     ({"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [SQUARE]}},
         {"type": "Feature", "geometry": {"type": "GeometryCollection", "geometries": [
