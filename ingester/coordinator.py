@@ -1,10 +1,16 @@
 """The run loop: one coordinator per AOI owns the store, hands job descriptions to an executor and
-writes each result in one transaction.
+writes the results in batches, one transaction per batch.
 
-Crash safety: the AOI's lock (pid, host, start, heartbeat) stops a second run at once (exit 3);
-a lock whose process is dead, or whose heartbeat is older than `lease_seconds`, is taken over.
-A claimed job carries a lease (run id + expiry renewed by the heartbeat); when a run takes the
-lock, the jobs still leased by an earlier run are put back in the queue (attempt `abandoned`).
+Crash safety: the AOI's lock (`ingester.locks`: pid, host, start, heartbeat) stops a second run at
+once (exit 3); a lock whose process is dead, or whose heartbeat is older than `lease_seconds`, is
+taken over. A claimed job carries a lease (run id + expiry renewed by the heartbeat); when a run
+takes the lock, the jobs still leased by an earlier run are put back in the queue (attempt `abandoned`).
+
+The executor is anything with `submit(worker path, job) -> Future[JobResult]` (a local process pool,
+later a Dask cluster). The coordinator never waits on one future in turn: every future reports its
+completion to one queue, and each turn of the loop writes every result that arrived (and claims the
+next jobs) in one transaction. Claims walk an index of the ready jobs (the store's `CLAIM_SQL`), so
+the bookkeeping of a job costs the same at a thousand and at hundreds of thousands of jobs.
 
 Waiting: a job that is not ready yet (backed off after a failure, or deferred by its worker until
 a later time) is waited for only when it is due within `settings.max_wait` seconds. When nothing
@@ -20,9 +26,9 @@ the queue: no job retries a refused login.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import os
+import queue
 import time
 import uuid
 import warnings
@@ -31,18 +37,26 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from ingester.aoi_config import aoi_storage, check_run_storage, graph_dirs
 from ingester.config import Settings
-from ingester.errors import AuthError, CredentialsRefused, IngesterError, IngesterWarning, LockedError, StoreError
+from ingester.errors import AuthError, CredentialsRefused, IngesterError, IngesterWarning
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
 from ingester.graph.engines import steps_folder, stop_recorded_steps
-from ingester.ingest import aoi_storage, check_run_storage, graph_dirs
 from ingester.integrity import missing_files, missing_text
 from ingester.jobs import JobResult, SceneJob, TileJob
+from ingester.locks import (  # noqa: F401 - the lock's functions, also reachable from here
+    acquire_lock,
+    check_lock,
+    lock_holder,
+    release_lock,
+    requeue_abandoned,
+)
 from ingester.payload import Layer
 from ingester.records import index_outputs
-from ingester.scenes import Scene
+from ingester.scenes import Scene, Tile
 from ingester.storage import resolve_storage_uri
-from ingester.store import Store, host_name, monotonic_now, now_text, pid_alive
+from ingester.store import Store, host_name, monotonic_now, now_text
+from ingester.store.reads import JobTiles
 from ingester.tokens import AccessToken, TokenSource, worker_settings
 from ingester.wording import plural
 from ingester.workflow import (
@@ -52,6 +66,7 @@ from ingester.workflow import (
     attempt_result,
     deferred,
     explain_stuck,
+    finish_all,
     stuck_tiles,
     summary,
     unfinished,
@@ -69,60 +84,6 @@ class MissingFilesWarning(IngesterWarning):
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-# --- the AOI lock --------------------------------------------------------------------------------
-
-def lock_holder(store: Store, aoi: str, stale_after: float) -> str | None:
-    """A description of the live run holding the AOI's lock, or None (free or stale)."""
-    row = store.aoi(aoi)
-    if row is None or row.lock_run is None:
-        return None
-    fresh = row.lock_heartbeat is not None and monotonic_now() - row.lock_heartbeat < stale_after
-    if row.lock_host == host_name():
-        alive = row.lock_pid is not None and pid_alive(row.lock_pid) and fresh
-    else:
-        alive = fresh
-    if not alive:
-        return None
-    return f"pid {row.lock_pid} on host {row.lock_host} since {row.lock_started} (run {row.lock_run})"
-
-
-def check_lock(store: Store, aoi: str, stale_after: float) -> None:
-    holder = lock_holder(store, aoi, stale_after)
-    if holder:
-        raise LockedError(f"AOI {aoi!r} is locked by another run: {holder}")
-
-
-def acquire_lock(store: Store, aoi: str, run_id: str, stale_after: float) -> None:
-    """Take the AOI's lock (inside a transaction); re-queue what a dead run left leased."""
-    with store.transaction():
-        check_lock(store, aoi, stale_after)
-        row = store.aoi(aoi)
-        if row is None:
-            raise StoreError(f"no AOI named {aoi!r}")
-        store.execute("UPDATE aoi SET lock_run = ?, lock_pid = ?, lock_host = ?, lock_started = ?, "
-                      "lock_heartbeat = ? WHERE id = ?",
-                      (run_id, os.getpid(), host_name(), now_text(), monotonic_now(), row.id))
-        requeue_abandoned(store, row.id, run_id)
-
-
-def release_lock(store: Store, aoi: str, run_id: str) -> None:
-    with store.transaction():
-        store.execute("UPDATE aoi SET lock_run = NULL, lock_pid = NULL, lock_host = NULL, lock_started = NULL, "
-                      "lock_heartbeat = NULL WHERE name = ? AND lock_run = ?", (aoi, run_id))
-
-
-def requeue_abandoned(store: Store, aoi_id: int, run_id: str) -> int:
-    """Jobs leased by another (dead) run go back to the queue; their open attempts end `abandoned`."""
-    n = 0
-    for kind in ("scene", "tile"):
-        n += store.execute(f"UPDATE {kind} SET lease_run = NULL, lease_expires = NULL WHERE aoi_id = ? "
-                           "AND lease_run IS NOT NULL AND lease_run != ?", (aoi_id, run_id)).rowcount
-    store.execute("UPDATE job_attempt SET finished_at = ?, outcome = 'abandoned', status = 'PENDING', "
-                  "message = 'the run was interrupted; job re-queued' WHERE aoi_id = ? AND finished_at IS NULL "
-                  "AND run_id != ?", (now_text(), aoi_id, run_id))
-    return n
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -193,6 +154,7 @@ def run_token_source(settings: Settings) -> TokenSource:
 
 
 class Coordinator:
+    in_flight_per_worker = 16  # jobs claimed and submitted per worker process at most (larger batches)
     def __init__(self, store: Store, aoi: str, settings: Settings, run_id: str | None = None,
                  progress: Callable[[str], None] | None = None):
         self.store = store
@@ -209,7 +171,13 @@ class Coordinator:
         self.storage = aoi_storage(conf, settings)  # fixed when the AOI was created
         self.graph_dirs = graph_dirs(conf)
         self.running: dict[Future[JobResult], tuple[str, int, int, int]] = {}  # → kind, id, attempt, attempt row
+        self._finished: queue.SimpleQueue[Future[JobResult]] = queue.SimpleQueue()  # futures as they end
+        self._host, self._pid = host_name(), os.getpid()
+        self._workroot = str(Path(settings.workdir) / self.aoi.name)
         self._scenes: dict[int, Scene] = {}
+        self._tiles: dict[int, Tile] = {}  # the tiles this run described (see tile_job)
+        self._batch_scenes: dict[int, Scene] = {}  # what _prefetch read for the claimed jobs
+        self._batch_tiles: JobTiles | None = None
         self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
         self.jobs_run: set[tuple[str, int]] = set()
         self.outcomes: dict[str, int] = {}
@@ -231,30 +199,23 @@ class Coordinator:
 
     # -- claiming -------------------------------------------------------------------------------
     def _claim(self, limit: int) -> list[tuple[str, int, int, int]]:
-        """Lease up to `limit` ready jobs (tiles first: they finish chains), in one transaction."""
+        """Lease up to `limit` ready jobs (tiles first: they finish chains), in the caller's transaction
+        (or one of its own)."""
         claimed: list[tuple[str, int, int, int]] = []
+        if limit <= 0:
+            return claimed
         now = monotonic_now()
         expires = now + self.settings.lease_seconds
         started = now_text()
         with self.store.transaction():
-            for kind, order in (("tile", "(SELECT date_key FROM scene WHERE scene.id = tile.scene_id), id"),
-                                ("scene", "date_key, id")):
+            for kind in ("tile", "scene"):
                 if len(claimed) >= limit:
                     break
-                rows = self.store.execute(
-                    f"SELECT id, attempts FROM {kind} WHERE aoi_id = ? AND status = 'PENDING' AND lease_run IS NULL "
-                    f"AND not_before <= ? ORDER BY {order} LIMIT ?", (self.aoi.id, now, limit - len(claimed))
-                ).fetchall()
                 worker = self.settings.tile_worker if kind == "tile" else self.settings.scene_worker
-                for job_id, attempts in rows:
-                    attempt = attempts + 1
-                    self.store.execute(f"UPDATE {kind} SET lease_run = ?, lease_expires = ?, attempts = ? "
-                                       "WHERE id = ?", (self.run_id, expires, attempt, job_id))
-                    cur = self.store.execute(
-                        "INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, "
-                        "started_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (kind, job_id, self.aoi.id, attempt, self.run_id, host_name(), os.getpid(), worker, started))
-                    claimed.append((kind, job_id, attempt, int(cur.lastrowid or 0)))
+                for job_id, attempt, attempt_row in self.store.claim(
+                        kind, self.aoi.id, self.run_id, limit - len(claimed), now, expires, self._host, self._pid,
+                        worker, started):
+                    claimed.append((kind, job_id, attempt, attempt_row))
         return claimed
 
     def _storage(self, scene: Scene) -> str:
@@ -262,13 +223,29 @@ class Coordinator:
         return resolve_storage_uri(scene.storage_uri, self.storage, self.settings)
 
     def _workdir(self, kind: str, job_id: int, attempt: int) -> str:
-        return str(Path(self.settings.workdir) / self.aoi.name / f"{kind}-{job_id}-{attempt}")
+        return os.path.join(self._workroot, f"{kind}-{job_id}-{attempt}")
+
+    def _prefetch(self, claimed: list[tuple[str, int, int, int]]) -> None:
+        """Read what the claimed jobs' descriptions need in a few queries for the whole batch (the
+        descriptions are then built from it; a job the batch lacks is read alone)."""
+        scenes = [job_id for kind, job_id, _attempt, _row in claimed if kind == "scene"]
+        tiles = [job_id for kind, job_id, _attempt, _row in claimed if kind == "tile"]
+        self._batch_scenes = self.store.scene_models(scenes, with_tiles=True) if scenes else {}
+        if len(self._tiles) > 16384:
+            self._tiles.clear()
+        self._batch_tiles = self.store.jobs_tiles(tiles, known=self._tiles) if tiles else None
+        if self._batch_tiles is not None:
+            missing = [sid for sid in set(self._batch_tiles.scene_ids.values()) if sid not in self._scenes]
+            if len(self._scenes) + len(missing) > 4096:
+                self._scenes.clear()
+            self._scenes.update(self.store.scene_models(missing))
 
     def scene_job(self, scene_id: int, attempt: int) -> SceneJob:
         from ingester.ordering import with_order_terms
 
         # the AOI's permission to order (set by the latest `ingester aoi`) travels with the job
-        scene = with_order_terms(self.store.scene(scene_id, with_tiles=True), self.aoi.settings)
+        scene = self._batch_scenes.pop(scene_id, None) or self.store.scene(scene_id, with_tiles=True)
+        scene = with_order_terms(scene, self.aoi.settings)
         return SceneJob(scene_id, attempt, self.aoi.name, scene, self._storage(scene),
                         self._workdir("scene", scene_id, attempt), self.graph_dirs, self.job_tokens())
 
@@ -282,114 +259,174 @@ class Coordinator:
         return scene
 
     def tile_job(self, tile_id: int, attempt: int) -> TileJob:
-        row = self.store.tile_row(tile_id)
-        assert row is not None
-        scene = self._scene(row.scene_id)
-        tile = self.store.tile(tile_id)
+        """The job of a tile with its previous and reference. Those are DONE (the release rule), and
+        the attributes and links of a tile do not change during a run once its previous is DONE
+        (nothing else fails or re-links it: the run holds the lock). So the models of the tiles this run
+        describes are kept for the jobs that follow (a tile is the previous of the next acquisition's,
+        a chain's root the reference of all of them); the tile of the job itself is always read anew."""
+        batch = self._batch_tiles
+        if batch is not None and tile_id in batch.links and tile_id in batch.tiles:
+            parts = dataclasses.replace(batch, prev=batch.links[tile_id][0], ref=batch.links[tile_id][1])
+        else:
+            if len(self._tiles) > 16384:
+                self._tiles.clear()
+            parts = self.store.job_tiles(tile_id, known=self._tiles)
+        scene = self._scene(parts.scene_ids[tile_id])
+        self._tiles[tile_id] = parts.tiles[tile_id]
 
         def linked(link_id: int | None):
             if link_id is None:
                 return None, None
-            link = self.store.tile_row(link_id)
-            return self.store.tile(link_id), self._scene(link.scene_id) if link else None
+            if link_id == tile_id:
+                return parts.tiles[link_id], scene
+            tile = parts.tiles.get(link_id) or self._tiles[link_id]
+            self._tiles[link_id] = tile
+            return tile, self._scene(parts.scene_ids[link_id])
 
-        previous, previous_scene = linked(row.prev)
-        reference, reference_scene = linked(row.ref)
-        return TileJob(tile_id, attempt, self.aoi.name, scene, tile, previous, previous_scene, reference,
-                       reference_scene, self._storage(scene), self._workdir("tile", tile_id, attempt),
+        previous, previous_scene = linked(parts.prev)
+        reference, reference_scene = linked(parts.ref)
+        return TileJob(tile_id, attempt, self.aoi.name, scene, parts.tiles[tile_id], previous, previous_scene,
+                       reference, reference_scene, self._storage(scene), self._workdir("tile", tile_id, attempt),
                        dict(self.layers), {**self.graph_config, **scene.graph_config}, self.graph_dirs)
+
+    def _submit(self, executor: Executor, claimed: list[tuple[str, int, int, int]]) -> None:
+        """Describe and submit claimed jobs; each future reports its end to the completion queue."""
+        try:
+            self._prefetch(claimed)
+        except Exception:  # noqa: BLE001 - each job is then read alone (and fails alone if it cannot be)
+            self._batch_scenes, self._batch_tiles = {}, None
+        for kind, job_id, attempt, attempt_row in claimed:
+            try:
+                job = self.scene_job(job_id, attempt) if kind == "scene" else self.tile_job(job_id, attempt)
+                worker = self.settings.scene_worker if kind == "scene" else self.settings.tile_worker
+                future = executor.submit(worker, job)
+            except (ExecutorBroken, CredentialsRefused):
+                self.running[Future()] = (kind, job_id, attempt, attempt_row)  # leased: given back
+                raise
+            except Exception as exc:  # a job that cannot even be described fails alone
+                future = Future()
+                future.set_result(JobResult("error", f"cannot build the {kind} job: {exc}"))
+            self.running[future] = (kind, job_id, attempt, attempt_row)
+            future.add_done_callback(self._finished.put)
 
     # -- results --------------------------------------------------------------------------------
     def _write(self, done: list[tuple[tuple[str, int, int, int], JobResult]]) -> None:
+        """Write a batch of results (in the caller's transaction, or one of its own). A result that
+        cannot be recorded (no record to index into, a bad output value…) fails its job alone: the batch
+        is written at once, and only when one result fails is it written again job by job, each in a
+        savepoint of its own."""
+        checked = [(job, self._declared(job[0], result)) for job, result in done]
         with self.store.transaction():
-            for (kind, job_id, attempt, attempt_row), result in done:
-                if result.outcome == "done" and kind == "tile" and result.outputs:
-                    unknown = [o.layer for o in result.outputs if o.layer not in self.instances]
-                    if unknown:
-                        result = JobResult("error", f"outputs for layer(s) {', '.join(unknown)} that the payload "
-                                           "does not declare", log_path=result.log_path)
-                try:
-                    with self.store.savepoint():
-                        status = apply_outcome(self.store, kind, job_id, result, self.policy)
-                        if status == "DONE" and kind == "tile":
-                            index_outputs(self.store, job_id, result.outputs, self.instances)
-                except Exception as exc:  # no record to index into, a bad output value…: the job fails alone
-                    status = self.store.one(f"SELECT status FROM {kind} WHERE id = ?", (job_id,))
-                    result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
-                    if status == PENDING:
-                        status = apply_outcome(self.store, kind, job_id, result, self.policy)
-                self.store.execute("UPDATE job_attempt SET started_at = coalesce(?, started_at), finished_at = ?, "
-                                   "outcome = ?, status = ?, message = ?, log_path = ? WHERE id = ?",
-                                   (result.details.get("started_at"), result.details.get("finished_at") or now_text(),
-                                    result.outcome, status, result.message, result.log_path, attempt_row))
-                if result.details.get("missing_outputs"):
-                    self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
-                self.jobs_run.add((kind, job_id))
-                self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
-                if result.log_path:
-                    _append_log(result.log_path, f"[ingester] attempt {attempt}: "
-                                f"{attempt_result(result.outcome, status, result.message)}")
+            try:
+                with self.store.savepoint("batch"):
+                    written = self._apply_batch(checked)
+            except Exception:  # noqa: BLE001 - written again one by one below: the culprit fails alone
+                written = [(job, *self._apply_alone(job[0], job[1], result)) for job, result in checked]
+            self.store.finish_attempts([
+                (result.details.get("started_at"), result.details.get("finished_at") or now_text(), result.outcome,
+                 status, result.message, result.log_path, attempt_row)
+                for (_kind, _job_id, _attempt, attempt_row), result, status in written])
+        for (kind, job_id, attempt, _row), result, status in written:
+            if result.details.get("missing_outputs"):
+                self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
+            self.jobs_run.add((kind, job_id))
+            self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
+            if result.log_path:
+                _append_log(result.log_path, f"[ingester] attempt {attempt}: "
+                            f"{attempt_result(result.outcome, status, result.message)}")
+
+    def _declared(self, kind: str, result: JobResult) -> JobResult:
+        """A tile's outputs must be for layers the payload declares; otherwise the job is an error."""
+        if result.outcome == "done" and kind == "tile" and result.outputs:
+            unknown = [o.layer for o in result.outputs if o.layer not in self.instances]
+            if unknown:
+                return JobResult("error", f"outputs for layer(s) {', '.join(unknown)} that the payload "
+                                 "does not declare", log_path=result.log_path)
+        return result
+
+    def _apply_batch(self, checked: list[tuple[tuple[str, int, int, int], JobResult]]
+                     ) -> list[tuple[tuple[str, int, int, int], JobResult, str]]:
+        """The results of a batch: the plain `done` ones (no output to index) of each kind at once
+        (`workflow.finish_all`), the others one by one."""
+        plain: dict[str, list[int]] = {"scene": [], "tile": []}
+        statuses: dict[tuple[str, int], str] = {}
+        for (kind, job_id, _attempt, _row), result in checked:
+            if result.outcome == "done" and not result.outputs:
+                plain[kind].append(job_id)
+                statuses[(kind, job_id)] = "DONE"
+            else:
+                statuses[(kind, job_id)] = self._apply(kind, job_id, result)
+        for kind, job_ids in plain.items():
+            finish_all(self.store, kind, job_ids)
+        return [(job, result, statuses[(job[0], job[1])]) for job, result in checked]
+
+    def _apply(self, kind: str, job_id: int, result: JobResult) -> str:
+        status = apply_outcome(self.store, kind, job_id, result, self.policy)
+        if status == "DONE" and kind == "tile":
+            index_outputs(self.store, job_id, result.outputs, self.instances)
+        return status
+
+    def _apply_alone(self, kind: str, job_id: int, result: JobResult) -> tuple[JobResult, str]:
+        try:
+            with self.store.savepoint():
+                return result, self._apply(kind, job_id, result)
+        except Exception as exc:  # no record to index into, a bad output value…: the job fails alone
+            status = self.store.job_status(kind, job_id) or ""
+            result = JobResult("error", f"cannot record the result: {exc}", log_path=result.log_path)
+            if status == PENDING:
+                status = apply_outcome(self.store, kind, job_id, result, self.policy)
+            return result, status
 
     def _note_missing(self, kind: str, job_id: int, outputs: list[str], status: str) -> None:
-        if kind == "tile":
-            tile, scene = self.store.execute("SELECT t.source_id, s.source_id FROM tile t JOIN scene s "
-                                             "ON s.id = t.scene_id WHERE t.id = ?", (job_id,)).fetchone()
-        else:
-            tile, scene = "", self.store.one("SELECT source_id FROM scene WHERE id = ?", (job_id,))
+        scene, tile = self.store.job_names(kind, job_id)
         self.missing_outputs.append({"kind": kind, "id": job_id, "scene": scene, "tile": tile,
                                      "outputs": outputs, "status": status})
 
     def _heartbeat(self) -> None:
-        now = monotonic_now()
         with self.store.transaction():
-            self.store.execute("UPDATE aoi SET lock_heartbeat = ? WHERE id = ? AND lock_run = ?",
-                               (now, self.aoi.id, self.run_id))
-            for kind in ("scene", "tile"):
-                self.store.execute(f"UPDATE {kind} SET lease_expires = ? WHERE aoi_id = ? AND lease_run = ?",
-                                   (now + self.settings.lease_seconds, self.aoi.id, self.run_id))
+            self.store.beat(self.aoi.id, self.run_id, monotonic_now(), self.settings.lease_seconds)
 
     def _next_wakeup(self) -> float | None:
         """Seconds until the earliest backed-off PENDING job becomes ready (None: none waiting)."""
-        t = self.store.one(
-            "SELECT min(nb) FROM (SELECT min(not_before) AS nb FROM scene WHERE aoi_id = ?1 AND status = 'PENDING' "
-            "AND lease_run IS NULL UNION ALL SELECT min(not_before) FROM tile WHERE aoi_id = ?1 "
-            "AND status = 'PENDING' AND lease_run IS NULL)", (self.aoi.id,))
+        t = self.store.next_try(self.aoi.id)
         return None if t is None else max(t - monotonic_now(), 0.0)
+
+    def _collect(self, timeout: float) -> list[Future[JobResult]]:
+        """The futures that finished: waits up to `timeout` for the first, then takes every one that
+        has finished meanwhile (one batch, one transaction)."""
+        try:
+            done = [self._finished.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                done.append(self._finished.get_nowait())
+            except queue.Empty:
+                return done
 
     def run(self, executor: Executor) -> RunReport:
         """Run jobs until none can progress; the caller holds the AOI's lock."""
         executed = 0
-        capacity = max(executor.capacity * 4, 4)  # jobs in flight: keeps workers fed, batches the writes
+        capacity = max(executor.capacity * self.in_flight_per_worker, 4)  # keeps workers fed, batches the writes
         beat_every = max(self.settings.lease_seconds / 3, 0.5)
         last_beat = time.monotonic()
         interrupted = True
         if hasattr(executor, "token_source"):
             executor.token_source = self.tokens.issue
         try:
+            self._submit(executor, self._claim(capacity))
             while True:
-                if len(self.running) < capacity:
-                    for kind, job_id, attempt, attempt_row in self._claim(capacity - len(self.running)):
-                        try:
-                            job = self.scene_job(job_id, attempt) if kind == "scene" else self.tile_job(job_id, attempt)
-                            worker = self.settings.scene_worker if kind == "scene" else self.settings.tile_worker
-                            future = executor.submit(worker, job)
-                        except (ExecutorBroken, CredentialsRefused):
-                            self.running[Future()] = (kind, job_id, attempt, attempt_row)  # leased: give back
-                            raise
-                        except Exception as exc:  # a job that cannot even be described fails alone
-                            future = Future()
-                            future.set_result(JobResult("error", f"cannot build the {kind} job: {exc}"))
-                        self.running[future] = (kind, job_id, attempt, attempt_row)
                 if not self.running:
                     wake = self._next_wakeup()
                     if wake is None or wake > self.settings.max_wait:
                         if release_ready(self.store, self.aoi.id):
+                            self._submit(executor, self._claim(capacity))
                             continue  # tiles that were ready but never released: run them now
                         break  # nothing left, or only jobs due later than this run waits: a later run
                     time.sleep(min(wake, beat_every) + 0.01)
+                    self._submit(executor, self._claim(capacity))
                 else:
-                    done, _ = concurrent.futures.wait(list(self.running), timeout=beat_every,
-                                                      return_when=concurrent.futures.FIRST_COMPLETED)
+                    done = [f for f in self._collect(beat_every) if f in self.running]
                     broken = next((f.exception() for f in done if f.exception() is not None), None)
                     if broken is not None:  # the executor broke down (ExecutorBroken): stop, jobs re-queued
                         raise broken
@@ -398,9 +435,13 @@ class Coordinator:
                                                  "refused account; its jobs are back in the queue")
                     batch = [(self.running.pop(f), f.result()) for f in done]
                     if batch:
-                        self._write(batch)
+                        with self.store.transaction():  # the results, and the jobs they make ready, at once
+                            self._write(batch)
+                            claimed = self._claim(capacity - len(self.running))
                         executed += len(batch)
-                        self.progress(f"{plural(len(self.jobs_run), 'job')}, {plural(executed, 'attempt')} finished")
+                        self.progress(f"{plural(len(self.jobs_run), 'job')}, {plural(executed, 'attempt')} "
+                                      "finished")
+                        self._submit(executor, claimed)
                 if time.monotonic() - last_beat >= beat_every:
                     self._heartbeat()
                     last_beat = time.monotonic()
@@ -427,8 +468,7 @@ def pool_size(store: Store, aoi_id: int, requested: int, settings: Settings) -> 
     """Worker processes for a run: as requested (0: the CPU count), at most INGESTER_MAX_WORKERS, and
     never more than the jobs this run can still run (PENDING scenes and tiles, NEW tiles waiting for
     them): a process with nothing to do costs its start-up and its memory for nothing."""
-    runnable = store.one("SELECT (SELECT count(*) FROM scene WHERE aoi_id = ?1 AND status = 'PENDING') + "
-                         "(SELECT count(*) FROM tile WHERE aoi_id = ?1 AND status IN ('PENDING', 'NEW'))", (aoi_id,))
+    runnable = store.runnable_jobs(aoi_id)
     return max(1, min(requested or os.cpu_count() or 1, settings.max_workers, runnable))
 
 
@@ -447,9 +487,10 @@ def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, **more
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
             executor_factory: ExecutorFactory = default_executor, lock: bool = True,
             progress: Callable[[str], None] | None = None, downloads: Any = None) -> RunReport:
-    """Take the AOI's lock (unless the caller already holds it), run, release. `progress` gets the
-    run's counts as text; `downloads` (a queue of a providers.progress.RunDisplay) gets the worker
-    processes' download progress (the local pool only)."""
+    """Run the AOI's jobs. With `lock`, take the AOI's lock first and release it at the end; without,
+    the caller holds it (`ingester.app.AoiSession`) and releases it. `progress` gets the run's counts
+    as text; `downloads` (a queue of a providers.progress.RunDisplay) gets the worker processes'
+    download progress (the local pool only)."""
     run_id = run_id or new_run_id()
     check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
     if lock:
@@ -465,9 +506,7 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
             warnings.warn(MissingFilesWarning(missing_text(aoi, missing, what="stored")), stacklevel=2)
         coordinator = Coordinator(store, aoi, settings, run_id, progress)
         release_ready(store, coordinator.aoi.id)
-        due = store.one("SELECT min(nb) FROM (SELECT min(not_before) AS nb FROM scene WHERE aoi_id = ?1 "
-                        "AND status = ?2 UNION ALL SELECT min(not_before) FROM tile WHERE aoi_id = ?1 AND status = ?2)",
-                        (coordinator.aoi.id, PENDING))
+        due = store.next_try(coordinator.aoi.id, leased=True)
         if due is None or due > monotonic_now() + settings.max_wait:  # nothing to run now: no worker started
             return run_report(store, coordinator.aoi.id, run_id)
         size = pool_size(store, coordinator.aoi.id, workers or settings.workers, settings)
@@ -485,4 +524,5 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
             if not finished:  # SIGTERM, Ctrl-C, a broken pool: the workers are gone, their steps go too
                 stop_recorded_steps(steps)
     finally:
-        release_lock(store, aoi, run_id)
+        if lock:
+            release_lock(store, aoi, run_id)

@@ -3,9 +3,18 @@
 Exit codes (README.md, "Exit codes"): 0 success, 1 runtime failure, 2 invalid input, 3 AOI locked by another
 run, 4 run finished with jobs FAILED or RETRY, 5 run finished what could run now and some jobs are deferred
 (4 and 5 are not exceptions: the CLI decides from the run summary; 4 wins over 5).
+
+The same classes say what a job that fails with them reports, in the workflow's words (`outcome`:
+`temporary`, `deferred`, `fatal`, `error`); `ingester.failures.classify` is the one function that turns
+any exception into an outcome (docs/workflow.md, "Which failure gives which outcome").
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+Outcome = Literal["done", "temporary", "fatal", "error", "deferred"]
+OUTCOMES: tuple[str, ...] = ("done", "temporary", "deferred", "fatal", "error")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -19,12 +28,15 @@ class IngesterError(Exception):
     """Base class: a runtime failure (exit 1) unless a subclass says otherwise."""
 
     exit_code = EXIT_FAILURE
+    outcome: Outcome = "error"  # what a job failing with it reports (ingester.failures.classify)
 
 
 class InputError(IngesterError):
-    """Invalid user input: payload, scenes/tiles file, option. Nothing has been written."""
+    """Invalid user input: payload, scenes/tiles file, option. Nothing has been written. In a job (a
+    scene name that cannot be stored, …) it never succeeds: `fatal`."""
 
     exit_code = EXIT_INPUT
+    outcome: Outcome = "fatal"
 
 
 class PayloadError(InputError):
@@ -36,11 +48,15 @@ class ScenesFileError(InputError):
 
 
 class GraphError(InputError):
-    """A processing graph file is invalid."""
+    """A processing graph file is invalid (in a job: `error`, the graph can be fixed and the job retried)."""
+
+    outcome: Outcome = "error"
 
 
 class ConfigError(InputError):
-    """Settings (environment, ingester.toml, options) are invalid."""
+    """Settings (environment, ingester.toml, options) are invalid (in a job: `error`, they can be fixed)."""
+
+    outcome: Outcome = "error"
 
 
 class LockedError(IngesterError):
@@ -63,7 +79,8 @@ class HTTPError(IngesterError):
 
 
 class ProviderError(IngesterError):
-    """A download provider failed. `temporary` says whether trying again later may succeed."""
+    """A download provider failed. `temporary` says whether trying again later may succeed (the
+    provider chain retries it; a job ending with it reports `temporary`)."""
 
     temporary = False
 
@@ -80,12 +97,14 @@ class RateLimited(ProviderError):
     """The provider asked to slow down (429 / quota)."""
 
     temporary = True
+    outcome: Outcome = "temporary"
 
 
 class Unavailable(ProviderError):
     """The provider is down, the product offline, or the link dropped: may pass."""
 
     temporary = True
+    outcome: Outcome = "temporary"
 
 
 class Deferred(ProviderError):
@@ -93,6 +112,7 @@ class Deferred(ProviderError):
     job is deferred until `retry_at` (epoch seconds), which counts neither as a failure nor a retry."""
 
     temporary = True
+    outcome: Outcome = "deferred"
 
     def __init__(self, message: str, retry_at: float):
         super().__init__(message)
@@ -114,12 +134,19 @@ class StorageError(IngesterError):
 
 
 class ProcessingError(IngesterError):
-    """A processing graph failed. `kind` is 'temporary', 'fatal' or 'permanent'
-    (docs/graphs.md, "Error classification")."""
+    """A processing graph failed; `outcome` is `temporary`, `fatal` or `error` (docs/graphs.md, "Error
+    classification"). The older word `permanent` is accepted for `error`; `kind` reads it back so."""
 
-    def __init__(self, message: str, kind: str = "permanent"):
+    def __init__(self, message: str, outcome: str = "error"):
         super().__init__(message)
-        self.kind = kind
+        outcome = "error" if outcome == "permanent" else outcome
+        if outcome not in ("temporary", "fatal", "error"):
+            raise ValueError(f"ProcessingError outcome {outcome!r}: temporary, fatal or error")
+        self.outcome = outcome  # type: ignore[assignment]
+
+    @property
+    def kind(self) -> str:
+        return "permanent" if self.outcome == "error" else self.outcome
 
 
 class StoreError(IngesterError):

@@ -9,13 +9,13 @@ The interface is small so that a Dask back-end can implement it later:
 
 A worker is named by an import path `module:function` and called as `fn(job, settings) -> JobResult`
 in a worker process. Every failure becomes a `JobResult`, never an exception in the coordinator: an
-import error is an `error` outcome naming what is missing, an exception raised by the worker is an
-`error` outcome with its text, and a worker process that dies (os._exit, SIGKILL, the OOM killer,
-segfault) gives the job it was running a `temporary` outcome with the exit code in the message (the
-workflow re-queues it, at most `max_temporary_retries` times); a fresh process replaces it. The jobs
-queued behind it, or sent to it in the instant between its death and the dispatcher seeing it (a broken
-pipe), never started: they go back to the head of the queue, uncharged. Only a job that cannot be
-pickled is an `error` of its own.
+import error is an `error` outcome naming what is missing, an exception raised by the worker gets the
+outcome `ingester.failures.classify` gives it (a bug: `error`) with its text, and a worker process
+that dies (os._exit, SIGKILL, the OOM killer, segfault) gives the job it was running a `temporary`
+outcome with the exit code in the message (the workflow re-queues it, at most `max_temporary_retries`
+times); a fresh process replaces it. The jobs queued behind it, or sent to it in the instant between
+its death and the dispatcher seeing it (a broken pipe), never started: they go back to the head of the
+queue, uncharged. Only a job that cannot be pickled is an `error` of its own.
 
 A breakdown of the executor itself (its dispatcher thread dies) is not charged to the jobs: every
 waiting future raises `ExecutorBroken` (exit 1), the coordinator gives the leases back and the run stops.
@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 from ingester.config import Settings
 from ingester.errors import AuthError, IngesterError
+from ingester.failures import failure_result
 from ingester.jobs import JobResult
 from ingester.times import format_time
 from ingester.tokens import AccessToken, TokenChannel, error_reply, job_tokens, raise_reply
@@ -111,9 +112,9 @@ def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] 
     try:
         with job_tokens(dict(getattr(job, "tokens", None) or {}), channel):
             result = fn(job, settings)
-    except Exception as exc:  # a worker bug must not stop the run
+    except Exception as exc:  # a worker bug must not stop the run; a failure it let through is classified
         tb = traceback.format_exc(limit=5)
-        return JobResult("error", f"worker {path} raised {type(exc).__name__}: {exc}", details={"traceback": tb})
+        return failure_result(exc, message=f"worker {path} raised {type(exc).__name__}: {exc}", traceback=tb)
     if not isinstance(result, JobResult):
         return JobResult("error", f"worker {path} returned {type(result).__name__}, not a JobResult")
     return result
@@ -242,6 +243,7 @@ class LocalExecutor:
         self._pending: collections.deque[tuple[Future[JobResult], tuple[str, Any]]] = collections.deque()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = self._ctx.Pipe(duplex=False)
+        self._woken = False  # a wake-up byte is in the pipe and the dispatcher has not looked at the queue yet
         self._closed = False
         self._abort = False
         self._broken = ""
@@ -259,7 +261,9 @@ class LocalExecutor:
             if self._closed:
                 raise RuntimeError("executor is shut down")
             self._pending.append((future, (worker, job)))
-        self._wake_w.send_bytes(b"x")
+            wake, self._woken = not self._woken, True
+        if wake:  # one byte wakes the dispatcher for every job submitted until it looks at the queue
+            self._wake_w.send_bytes(b"x")
         return future
 
     def shutdown(self, wait: bool = True) -> None:
@@ -295,30 +299,37 @@ class LocalExecutor:
 
     # -- dispatcher thread ----------------------------------------------------------------------
     def _dispatch(self) -> None:
+        """Send queued jobs to the processes with room. A job is pickled and sent outside the lock, so
+        that the caller's `submit` never waits for it."""
         if self._abort:
             return
         with self._lock:
-            for proc in self._procs:
-                while not proc.dead and self._pending and len(proc.queue) < self.prefetch:
+            self._woken = False
+        for proc in self._procs:
+            while not proc.dead and len(proc.queue) < self.prefetch:
+                with self._lock:
+                    if not self._pending:
+                        return
                     future, message = self._pending.popleft()
-                    if not future.running() and not future.set_running_or_notify_cancel():
-                        continue  # cancelled before it started (re-queued futures are already running)
-                    try:
-                        data = ForkingPickler.dumps(message)
-                    except Exception as exc:  # an unpicklable job: its own fault, and it fails alone
-                        future.set_result(JobResult("error", f"cannot send the job to a worker process: {exc}"))
-                        continue
-                    try:
-                        proc.conn.send_bytes(data)
-                    except OSError:
-                        # a process that died an instant ago (its death not seen yet): not the job's
-                        # fault. The job goes back to the head of the queue; the process is replaced
-                        # when its death is seen (and charges only the job it was running).
+                if not future.running() and not future.set_running_or_notify_cancel():
+                    continue  # cancelled before it started (re-queued futures are already running)
+                try:
+                    data = ForkingPickler.dumps(message)
+                except Exception as exc:  # an unpicklable job: its own fault, and it fails alone
+                    future.set_result(JobResult("error", f"cannot send the job to a worker process: {exc}"))
+                    continue
+                try:
+                    proc.conn.send_bytes(data)
+                except OSError:
+                    # a process that died an instant ago (its death not seen yet): not the job's
+                    # fault. The job goes back to the head of the queue; the process is replaced
+                    # when its death is seen (and charges only the job it was running).
+                    with self._lock:
                         self._pending.appendleft((future, message))
-                        proc.dead = True
-                        proc.process.kill()  # a broken pipe cannot carry results any more
-                        break
-                    proc.queue.append((future, message))
+                    proc.dead = True
+                    proc.process.kill()  # a broken pipe cannot carry results any more
+                    break
+                proc.queue.append((future, message))
 
     def _answer(self, proc: _Proc, request: _TokenRequest) -> None:
         """A worker asks for a fresh token: answer from the coordinator's token source."""

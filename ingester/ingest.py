@@ -8,11 +8,11 @@ before anything is written.
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
+from ingester.aoi_config import aoi_settings, aoi_storage, effective_storage, storage_given, storage_key
 from ingester.config import Settings
 from ingester.errors import (
     InputError,
@@ -22,11 +22,11 @@ from ingester.errors import (
     StoreError,
     TilingWarning,
 )
-from ingester.geometry import to_wkt
+from ingester.locks import acquire_lock
 from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
-from ingester.scenes import Scene, read_scenes
-from ingester.storage import local_path, resolve_storage_uri
+from ingester.scenes import Scene, Tile, read_scenes
+from ingester.storage import resolve_storage_uri
 from ingester.store import Store, dumps, monotonic_now, now_text, scene_data, tile_data
 from ingester.times import format_time
 from ingester.workflow import FAILED, NEW, PENDING
@@ -51,59 +51,6 @@ class IngestResult:
     records_created: int
     records_reused: int
     skipped: list[tuple[str, str]]
-
-
-def aoi_settings(payload: Payload, instances: dict[str, str], storage: str = "") -> dict[str, Any]:
-    """What a later `ingester run AOI` needs from the payload (stored with the AOI); `storage` is the
-    resolved storage the AOI was given at creation (payload storage_uri, else INGESTER_STORAGE_URI)."""
-    return {
-        "payload_path": os.path.abspath(payload.path) if payload.path and not payload.path.startswith("<") else "",
-        "retry_count": payload.retry_count,
-        "storage_uri": payload.storage_uri,
-        "storage": storage,
-        "graph_config": payload.graph_config,
-        "layers": {k: [v.variable, v.instance] for k, v in payload.layers.items()},
-        "instances": instances,
-        "record_tags": payload.record_tags,
-        "aoi_wkt": to_wkt(payload.aoi),  # the AOI outline of `ingester map|timeline AOI`
-    }
-
-
-STORAGE_SETTING = "INGESTER_STORAGE_URI (or ingester.toml's storage_uri, default outputs/storage)"
-
-
-def storage_key(uri: str) -> str:
-    """A storage URI in one spelling: `file://` and plain paths as normalised paths, others without a
-    trailing slash (`A/`, `./A` and `file:///…/A` are one storage)."""
-    if "://" not in uri or uri.lower().startswith("file://"):
-        return os.path.normpath(os.path.abspath(os.path.expanduser(local_path(uri))))
-    return uri.rstrip("/")
-
-
-def effective_storage(payload_storage_uri: str, settings: Settings) -> tuple[str, str]:
-    """(the storage an AOI of this payload gets, where that comes from)."""
-    uri = resolve_storage_uri("", payload_storage_uri, settings)
-    return uri, ("the payload's storage_uri" if (payload_storage_uri or "").strip() else STORAGE_SETTING)
-
-
-def aoi_storage(aoi_settings_json: dict[str, Any], settings: Settings) -> str:
-    """The AOI's storage as fixed at creation; an AOI made before it was recorded: its payload's
-    storage_uri, else the current settings (recorded at its next `ingester aoi`)."""
-    return aoi_settings_json.get("storage") or resolve_storage_uri("", aoi_settings_json.get("storage_uri") or "",
-                                                                   settings)
-
-
-def check_run_storage(aoi: str, aoi_settings_json: dict[str, Any], settings: Settings) -> str:
-    """The AOI's storage for a run; InputError (exit 2) when the settings now point elsewhere: a run
-    would otherwise put part of the AOI's files in another storage."""
-    fixed = aoi_settings_json.get("storage")
-    if not fixed:
-        return aoi_storage(aoi_settings_json, settings)
-    now, origin = effective_storage(aoi_settings_json.get("storage_uri") or "", settings)
-    if storage_key(now) != storage_key(fixed):
-        raise InputError(f"AOI {aoi!r} keeps its files in {fixed}, but {origin} now says {now}: an AOI's storage "
-                         f"is fixed when it is created (set it back to {fixed}, or unset it)")
-    return fixed
 
 
 def check_aoi_settings(store: Store, payload: Payload, storage: str = "", storage_origin: str = "") -> None:
@@ -133,6 +80,14 @@ def check_aoi_settings(store: Store, payload: Payload, storage: str = "", storag
         where = payload.path or "the payload"
         raise PayloadError(f"{where}: the AOI {payload.name!r} already exists with other settings: "
                            f"{'; '.join(differences)}. Keep the AOI's settings, or ingest under another name")
+
+
+def _refuse_empty(scenes: list[Scene], origin: str, what: str) -> None:
+    """A file without any scene is a mistake to report (an empty search written out, the wrong file), not
+    an AOI to create empty: exit 2, nothing written."""
+    if not scenes:
+        raise ScenesFileError(f"{origin}: no scene in this {what} (`features` is empty): nothing to ingest, "
+                              "nothing was written")
 
 
 def _check_aoi(scenes: list[Scene], payload: Payload, origin: str) -> None:
@@ -232,9 +187,7 @@ def already_in_aoi(store: Store, aoi: str) -> dict[str, str]:
 
     now = monotonic_now()
     reasons = {}
-    for source_id, scene_id, status, not_before in store.execute(
-            "SELECT s.source_id, s.id, s.status, s.not_before FROM scene s JOIN aoi a ON a.id = s.aoi_id "
-            "WHERE a.name = ?", (aoi,)):
+    for source_id, scene_id, status, not_before in store.scenes_in_aoi(aoi):
         if status == PENDING and not_before > now:
             what = (f"PENDING, deferred until {epoch_text(not_before)}: a run then picks it up; "
                     f"`ingester refresh --scene {scene_id}` asks the catalogue again now")
@@ -307,7 +260,8 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     if not create_layers:
         resolve_layers(store, payload, create=False, formats=layer_formats(payload))  # the payload's graph
     storage, storage_origin = effective_storage(payload.storage_uri, settings)
-    check_aoi_settings(store, payload, storage, storage_origin)
+    asked = bool((payload.storage_uri or "").strip()) or storage_given(settings)  # unset: the AOI keeps its own
+    check_aoi_settings(store, payload, storage if asked else "", storage_origin)
     existing_aoi = store.aoi(payload.name)
     if existing_aoi is not None:
         storage = aoi_storage(existing_aoi.settings, settings)
@@ -316,6 +270,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     if tiles_file:
         origin, source = tiles_file, "tiles file"
         scenes = read_scenes(tiles_file).scenes
+        _refuse_empty(scenes, origin, "tiles file")
         _check_aoi(scenes, payload, origin)
         if scenes and not any(scene.tiles for scene in scenes):
             raise ScenesFileError(f"{origin}: no scene of this file has tiles: it is a scenes file, not a tiles "
@@ -334,6 +289,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
         if scenes_file:
             origin, source = scenes_file, "scenes file"
             scenes = read_scenes(scenes_file).scenes
+            _refuse_empty(scenes, origin, "scenes file")
             _check_aoi(scenes, payload, origin)
             _check_file_graphs(scenes, payload, origin, with_tiles=False)
         else:
@@ -348,12 +304,11 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
                 skipped.append((scene.source_id, existing[scene.source_id]))
             else:
                 fresh.append(scene)
-        from ingester.tiling import make_tiles, require_annotations
+        from ingester.tiling import tile_step
 
         with warnings.catch_warnings():
             warnings.simplefilter("default", TilingWarning)
-            tiling = make_tiles(payload, fresh, settings, existing=store.aoi_tiles(payload.name))
-        require_annotations(fresh, tiling)  # the rule of `ingester tiles`
+            tiling = tile_step(payload, fresh, settings, store.aoi_tiles(payload.name))  # as `ingester tiles`
         skipped += tiling.skipped
         new = [s for s in tiling.scenes if s.tiles]
         skipped += [(s.source_id, "no tiles") for s in tiling.scenes if not s.tiles]
@@ -390,14 +345,11 @@ def layer_formats(payload: Payload, scenes: list[Scene] | None = None) -> dict[s
 def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
            lock_stale_after: float = 300.0) -> IngestResult:
     """One transaction: take the AOI's lock, resolve layers, records, scenes, tiles, links."""
-    from ingester.coordinator import acquire_lock  # the lock lives with the run loop
-
     payload = plan.payload
     created = reused = n_tiles = 0
     with store.transaction():
         now = now_text()
-        store.execute("INSERT INTO aoi (name, created_at, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                      (payload.name, now, now))
+        aoi_id = store.create_aoi(payload.name, now)
         acquire_lock(store, payload.name, run_id, lock_stale_after)  # LockedError (exit 3): all rolled back
         if store.aoi(payload.name).settings:  # type: ignore[union-attr]  # an existing AOI: same storage, layers
             check_aoi_settings(store, payload, plan.storage)
@@ -407,13 +359,12 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
                              f"{len(raced)} of these scenes (e.g. {raced[0]}); nothing was written, re-run the "
                              "command (the scenes already in the AOI are then skipped)")
         instances = resolve_layers(store, payload, create=create_layers, formats=plan.layer_formats)
-        store.execute("UPDATE aoi SET settings = ?, updated_at = ? WHERE name = ?",
-                      (dumps({**aoi_settings(payload, instances, plan.storage),
-                              **({"order": plan.order} if plan.order is not None else {})}), now, payload.name))
-        aoi_id = store.one("SELECT id FROM aoi WHERE name = ?", (payload.name,))
+        store.set_aoi_settings(payload.name, {**aoi_settings(payload, instances, plan.storage),
+                                              **({"order": plan.order} if plan.order is not None else {})}, now)
         keys: dict[tuple[str, str], int] = {k: v[0] for k, v in store.tile_status_by_key(payload.name).items()
                                             if v[1] != FAILED}
-        pending_links = []
+        next_tile = store.next_tile_id()  # the tiles get their ids here: their links are known when inserted
+        new_tiles: list[tuple[int, int, Tile]] = []
         for scene in plan.scenes:
             if scene.record_id:
                 record_id, was_created = trusted_record(store, scene), False
@@ -423,33 +374,27 @@ def commit(store: Store, plan: Plan, run_id: str, create_layers: bool = False,
             reused += not was_created
             stored = dataclasses.replace(scene, record_id=str(record_id), instances_id=dict(instances))
             try:
-                cur = store.execute(
-                    "INSERT INTO scene (aoi_id, source_id, date, status, retry_countdown, record_id, data, tags, wkt, "
-                    "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (aoi_id, scene.source_id, format_time(scene.date), PENDING, payload.retry_count, record_id,
-                     scene_data(stored), dumps(scene.tags), scene.wkt, now))
+                scene_id = store.insert_scene(aoi_id, scene.source_id, format_time(scene.date), PENDING,
+                                              payload.retry_count, record_id, scene_data(stored), dumps(scene.tags),
+                                              scene.wkt, now)
             except Exception as exc:
                 raise StoreError(f"scene {scene.source_id}: cannot store it: {exc}") from None
-            scene_id = cur.lastrowid
             for tile in scene.tiles:
-                cur = store.execute(
-                    "INSERT INTO tile (scene_id, aoi_id, source_id, status, retry_countdown, data, updated_at) "
-                    "VALUES (?,?,?,?,?,?,?)", (scene_id, aoi_id, tile.source_id, NEW, payload.retry_count,
-                                               tile_data(tile), now))
-                keys[tile.key] = cur.lastrowid
-                n_tiles += 1
-                pending_links.append((cur.lastrowid, tile))
-        for tile_id, tile in pending_links:
+                keys[tile.key] = next_tile
+                new_tiles.append((next_tile, scene_id, tile))
+                next_tile += 1
+        rows = []
+        for tile_id, scene_id, tile in new_tiles:
             prev = keys.get(tile.previous.key) if tile.previous else None
             ref = keys.get(tile.reference.key) if tile.reference else None
             if (tile.previous and prev is None) or (tile.reference and ref is None):
                 raise StoreError(f"insert tile {tile.source_id} of {tile.scene_id}: its previous or reference tile "
                                  "is missing or FAILED (hint: check the parent tile is not FAILED)")
-            if prev is not None or ref is not None:
-                store.execute("UPDATE tile SET prev = ?, ref = ? WHERE id = ?", (prev, ref, tile_id))
+            rows.append((tile_id, scene_id, aoi_id, tile.source_id, NEW, payload.retry_count, tile_data(tile), now,
+                         prev, ref))
+        try:
+            store.insert_tiles(rows)
+        except Exception as exc:
+            raise StoreError(f"cannot store the tiles of AOI {payload.name!r}: {exc}") from None
+        n_tiles = len(rows)
     return IngestResult(aoi_id, len(plan.scenes), n_tiles, created, reused, plan.skipped)
-
-
-def graph_dirs(aoi_settings_json: dict[str, Any]) -> tuple[str, ...]:
-    path = aoi_settings_json.get("payload_path") or ""
-    return (str(Path(path).parent),) if path else ()

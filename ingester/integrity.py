@@ -21,14 +21,13 @@ tile runs and deletes it again), so a rebuild always has its input and never rep
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable
 from typing import Any
 
 from ingester import storage
 from ingester.config import Settings
 from ingester.graph.model import Graph, OutFile
-from ingester.store import Store, TileRow, host_name, now_text
+from ingester.store import Store, TileRow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +94,7 @@ def missing_text(aoi: str, missing: list[str], shown: int = 5, what: str = "inde
 def _check_product(uri: str, size: int | None, metadata: dict[str, Any]) -> tuple[str, str] | None:
     """(problem, detail) of a stored product, or None when it is sound."""
     from ingester.providers.base import expected_from_metadata
-    from ingester.providers.worker import read_sidecar, stored_digest
+    from ingester.providers.stored import read_sidecar, stored_digest
 
     if size is None:
         return "missing", "not in storage"
@@ -121,7 +120,7 @@ def _check_product(uri: str, size: int | None, metadata: dict[str, Any]) -> tupl
 
 
 def _check_dataset(uri: str, size: int | None, extra: dict[str, Any]) -> tuple[str, str] | None:
-    from ingester.providers.worker import stored_digest
+    from ingester.providers.stored import stored_digest
 
     if size is None:
         return "missing", "not in storage"
@@ -185,9 +184,9 @@ def expected_files(store: Store, aoi: str, settings: Settings) -> Expected:
     """The products the AOI keeps (DONE copy-graph scenes, minus those their tile graph deleted by
     design) and which tiles need which product to be rebuilt. A tile graph that cannot be loaded any
     more deletes nothing (its product is expected)."""
+    from ingester.aoi_config import aoi_storage, graph_dirs
     from ingester.errors import GraphError
     from ingester.graph.loader import load_graph
-    from ingester.ingest import aoi_storage, graph_dirs
     from ingester.naming import is_copy_graph
     from ingester.storage import PRODUCT_LAYER
 
@@ -199,8 +198,7 @@ def expected_files(store: Store, aoi: str, settings: Settings) -> Expected:
     by_scene: dict[int, list[TileRow]] = {}
     for t in tiles:
         by_scene.setdefault(t.scene_id, []).append(t)
-    graph_names = dict(store.execute("SELECT id, json_extract(data, '$.graph_name') FROM tile WHERE aoi_id = ?",
-                                     (row.id,)).fetchall())
+    graph_names = store.tile_graph_names(row.id)
     graphs: dict[str, Graph | None] = {}
 
     def graph_of(name: str) -> Graph | None:
@@ -296,36 +294,38 @@ def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], d
     return problems, {"products": len(products), "datasets": len(datasets)}
 
 
-def set_back(store: Store, aoi: str, problems: list[Problem], settings: Settings) -> dict[str, list[str]]:
+def set_back(store: Store, aoi: str, problems: list[Problem], settings: Settings,
+             holder: str | None = None) -> dict[str, list[str]]:
     """Set the jobs of the problems back through the workflow, in one transaction that holds off any
-    run (LockedError, exit 3, while one holds the AOI): a product's scene and an output's tile. Each
-    change is written to the job's history. Returns the source ids set back."""
-    from ingester.coordinator import check_lock
-    from ingester.workflow import Policy, rebuild
+    run (LockedError, exit 3, while another holds the AOI; `holder`: the caller's own run id, when it
+    holds the lock): a product's scene and an output's tile. Each change is written to the job's
+    history. Returns the source ids set back."""
+    from ingester.locks import check_lock
+    from ingester.workflow import Policy, note_manual_changes, rebuild
 
     done: dict[str, list[str]] = {"scenes": [], "tiles": []}
     with store.transaction():
-        check_lock(store, aoi, settings.lease_seconds)
         row = store.require_aoi(aoi)
+        if holder is None or row.lock_run != holder:
+            check_lock(store, aoi, settings.lease_seconds)
         policy = Policy(int(row.settings.get("retry_count", 0)), settings.retry_backoff,
                         settings.max_temporary_retries)
+        before = store.job_statuses(row.id)
+        messages: dict[tuple[str, int], str] = {}
         jobs: dict[tuple[str, int], tuple[str, list[Problem]]] = {}
         for p in problems:
             key = ("scene", p.scene_id) if p.kind == "product" else ("tile", p.tile_id or 0)
             name = p.scene if p.kind == "product" else p.tile
             jobs.setdefault(key, (name, []))[1].append(p)
         for (kind, job_id), (name, found) in sorted(jobs.items(), key=lambda kv: (kv[0][0] != "scene", kv[0][1])):
-            if store.one(f"SELECT status FROM {kind} WHERE id = ?", (job_id,)) != "DONE":
+            if store.job_status(kind, job_id) != "DONE":
                 continue
             message = "ingester verify: " + "; ".join(f"{p.uri}: {p.problem} ({p.detail})" for p in found)
-            status = rebuild(store, kind, job_id, policy, message)
-            attempts = store.one(f"SELECT attempts FROM {kind} WHERE id = ?", (job_id,))
-            now = now_text()
-            store.execute("INSERT INTO job_attempt (kind, job_id, aoi_id, attempt, run_id, host, pid, worker, "
-                          "started_at, finished_at, outcome, status, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                          (kind, job_id, row.id, attempts, "verify", host_name(), os.getpid(), "",
-                           now, now, "manual", status, message))
+            rebuild(store, kind, job_id, policy, message)
+            messages[(kind, job_id)] = message
             done["scenes" if kind == "scene" else "tiles"].append(name)
+        note_manual_changes(store, row.id, before, holder or "verify", "ingester verify: waits again for a job "
+                            "set back (its stored files are missing or damaged)", messages)
     return done
 
 

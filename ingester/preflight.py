@@ -194,23 +194,19 @@ def pending_work(store: Any, aoi: str, settings: Settings, scene_statuses: Itera
     """An AOI's jobs in the given statuses: scenes as models (for their products), the graphs of the
     tiles, and where each scene is stored. A PENDING scene that a run would not reach (deferred or backed
     off beyond `settings.max_wait`) is left out: nothing is checked, and no login made, for it."""
-    from ingester.ingest import aoi_storage
-    from ingester.ingest import graph_dirs as aoi_graph_dirs
+    from ingester.aoi_config import aoi_storage
+    from ingester.aoi_config import graph_dirs as aoi_graph_dirs
     from ingester.storage import resolve_storage_uri
     from ingester.store import monotonic_now
 
     row = store.aoi(aoi)
     if row is None:
         return Pending([], set(), 0, {})
-    marks = ",".join("?" * len(tuple(scene_statuses)))
-    scenes = [store.scene(sid, with_tiles=True) for (sid,) in store.execute(
-        f"SELECT id FROM scene WHERE aoi_id = ? AND status IN ({marks}) AND (status != 'PENDING' "
-        "OR not_before <= ?) ORDER BY date_key, id", (row.id, *scene_statuses, monotonic_now() + settings.max_wait))]
-    tmarks = ",".join("?" * len(tuple(tile_statuses)))
+    scenes = [store.scene(sid, with_tiles=True)
+              for sid in store.scene_ids(row.id, tuple(scene_statuses), monotonic_now() + settings.max_wait)]
     graphs, count = set(), 0
-    for data, n in store.execute(f"SELECT json_extract(data, '$.graph_name'), count(*) FROM tile WHERE aoi_id = ? "
-                                 f"AND status IN ({tmarks}) GROUP BY 1", (row.id, *tile_statuses)):
-        graphs.add(data or "")
+    for name, n in store.tile_graphs(row.id, tuple(tile_statuses)).items():
+        graphs.add(name)
         count += n
     fixed = aoi_storage(row.settings or {}, settings)  # as the coordinator resolves it
     storage = {s.source_id: resolve_storage_uri(s.storage_uri, fixed, settings) for s in scenes}

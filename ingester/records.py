@@ -36,45 +36,46 @@ def parse_dformat(text: str, field: str = "--dformat") -> DFormat:
         raise InputError(f"{field}: {exc}") from None
 
 
-def add_layer(store: Store, variable: str, instance: str, dformat: str | None = None, unit: str = "",
-              bands: Sequence[str] = ()) -> tuple[int, bool]:
-    """Create the variable (if new) and its instance; returns (instance id, created). A variable has one
-    data format, unit and band list: asking for another one is an InputError that says what it has."""
+def check_layer(variable: str, instance: str, dformat: str | None = None) -> None:
+    """InputError (exit 2) for a name a layer cannot have or a data format that does not parse."""
     from ingester.payload import IDENT_RE
 
     for kind, name in (("variable", variable), ("instance", instance)):
         if not IDENT_RE.match(name):
             raise InputError(f"{kind} name {name!r} must match {IDENT_RE.pattern}")
+    if dformat:
+        parse_dformat(dformat)
+
+
+def add_layer(store: Store, variable: str, instance: str, dformat: str | None = None, unit: str = "",
+              bands: Sequence[str] = ()) -> tuple[int, bool]:
+    """Create the variable (if new) and its instance; returns (instance id, created). A variable has one
+    data format, unit and band list: asking for another one is an InputError that says what it has."""
+    check_layer(variable, instance)
     wanted = parse_dformat(dformat) if dformat else None
     with store.transaction():
-        row = store.execute("SELECT id, dtype, nodata, min_value, max_value, unit, bands FROM variable WHERE name = ?",
-                            (variable,)).fetchone()
-        if row is None:
+        found = store.variable_format(variable)
+        if found is None:
             fmt = wanted or DEFAULT_DFORMAT
-            cur = store.execute(
-                "INSERT INTO variable (name, unit, dtype, nodata, min_value, max_value, bands, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (variable, unit, fmt.dtype, fmt.nodata, fmt.min_value,
-                                                    fmt.max_value, json.dumps(list(bands)), now_text()))
-            variable_id = cur.lastrowid
+            variable_id = store.insert_variable(variable, unit, fmt.dtype, fmt.nodata, fmt.min_value, fmt.max_value,
+                                                bands, now_text())
         else:
-            variable_id = row[0]
-            # (SQLite keeps a NaN no-data as NULL)
-            stored = DFormat(row[1], float("nan") if row[2] is None else row[2], row[3], row[4])
+            variable_id, (dtype, nodata, lo, hi), stored_unit, stored_bands = found
+            stored = DFormat(dtype, float("nan") if nodata is None else nodata, lo, hi)  # (NaN no-data kept as NULL)
             differs = []
             if wanted is not None and not wanted.same_as(stored):
                 differs.append(f"dformat {stored} (asked: {wanted})")
-            if unit and unit != row[5]:
-                differs.append(f"unit {row[5]!r} (asked: {unit!r})")
-            if bands and list(bands) != json.loads(row[6] or "[]"):
-                differs.append(f"bands {','.join(json.loads(row[6] or '[]')) or '(none)'} (asked: {','.join(bands)})")
+            if unit and unit != stored_unit:
+                differs.append(f"unit {stored_unit!r} (asked: {unit!r})")
+            if bands and list(bands) != stored_bands:
+                differs.append(f"bands {','.join(stored_bands) or '(none)'} (asked: {','.join(bands)})")
             if differs:
                 raise InputError(f"variable {variable!r} exists with {'; '.join(differs)}: a variable's "
                                  "format, unit and bands cannot be changed (use another variable name)")
-        existing = store.one("SELECT id FROM instance WHERE variable_id = ? AND name = ?", (variable_id, instance))
+        existing = store.instance_of(variable_id, instance)
         if existing is not None:
             return existing, False
-        cur = store.execute("INSERT INTO instance (variable_id, name) VALUES (?, ?)", (variable_id, instance))
-        return int(cur.lastrowid or 0), True  # (an INSERT always sets it)
+        return store.insert_instance(variable_id, instance), True
 
 
 def add_layer_command(layer: Layer, dformat: str | None = None) -> str:
@@ -94,8 +95,7 @@ def resolve_layers(store: Store, payload: Payload, create: bool = False,
     missing: list[tuple[str, Layer]] = []
     for name, layer in sorted(payload.layers.items()):
         if layer.instance_id:
-            row = store.execute("SELECT v.name, i.name FROM instance i JOIN variable v ON v.id = i.variable_id "
-                                "WHERE i.id = ?", (layer.instance_id,)).fetchone()
+            row = store.instance_names(layer.instance_id)
             if row is None or row != (layer.variable, layer.instance):
                 raise InputError(f"{payload.path}: field 'layers.{name}.instance_id': no instance "
                                  f"{layer.instance_id} for {layer.variable}/{layer.instance} in the store")
@@ -151,12 +151,10 @@ def find_or_create_record(store: Store, scene: Scene) -> tuple[int, bool]:
     """(record id, created) for a scene: reused when name, time and tags (minus processingDate) match."""
     tags = record_tags(scene)
     key = (scene.source_id, format_time(scene.date), match_tags(tags))
-    existing = store.one("SELECT id FROM record WHERE name = ? AND time = ? AND match_tags = ?", key)
+    existing = store.find_record(*key)
     if existing is not None:
         return existing, False
-    cur = store.execute("INSERT INTO record (name, time, tags, match_tags, aoi_wkt, created_at) VALUES (?,?,?,?,?,?)",
-                        (key[0], key[1], dumps(tags), key[2], scene.wkt, now_text()))
-    return int(cur.lastrowid or 0), True  # (an INSERT always sets it)
+    return store.insert_record(key[0], key[1], tags, key[2], scene.wkt, now_text()), True
 
 
 def trusted_record(store: Store, scene: Scene) -> int:
@@ -178,27 +176,18 @@ def index_outputs(store: Store, tile_id: int, outputs: Sequence[IndexedOutput],
     processingDate tag (call inside the transaction that sets the tile DONE). Returns the count."""
     if not outputs:
         return 0
-    row = store.execute("SELECT s.record_id, t.aoi_id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.id = ?",
-                        (tile_id,)).fetchone()
-    if row is None or row[0] is None:
+    row = store.tile_record(tile_id)
+    record_id = None if row is None else row[0]
+    if row is None or record_id is None:
         raise StoreError(f"tile {tile_id} has no record to index its outputs into")
-    record_id, aoi_id = row
+    aoi_id = row[1]
     now = now_text()
     for out in outputs:
         if out.layer not in instances:
             raise StoreError(f"output layer {out.layer!r} ({out.uri}) is not one of the payload layers "
                              f"({', '.join(sorted(instances)) or 'none'})")
-        store.execute(
-            "INSERT INTO dataset (record_id, instance_id, aoi_id, tile_id, layer, uri, bands, dtype, nodata, "
-            "min_value, max_value, real_min, real_max, exponent, extra, created_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (record_id, instance_id, uri) DO UPDATE SET "
-            "tile_id = excluded.tile_id, bands = excluded.bands, dtype = excluded.dtype, nodata = excluded.nodata, "
-            "min_value = excluded.min_value, max_value = excluded.max_value, real_min = excluded.real_min, "
-            "real_max = excluded.real_max, exponent = excluded.exponent, extra = excluded.extra",
-            (record_id, int(instances[out.layer]), aoi_id, tile_id, out.layer, out.uri, json.dumps(list(out.bands)),
-             out.dtype, out.nodata, out.min_value, out.max_value, out.real_min, out.real_max, out.exponent,
-             dumps(out.extra), now))
-    tags = json.loads(store.one("SELECT tags FROM record WHERE id = ?", (record_id,)))
-    tags[PROCESSING_DATE_TAG] = format_time(datetime.now(UTC))
-    store.execute("UPDATE record SET tags = ? WHERE id = ?", (dumps(tags), record_id))
+        store.upsert_dataset(record_id, int(instances[out.layer]), aoi_id, tile_id, out.layer, out.uri, out.bands,
+                             out.dtype, out.nodata, out.min_value, out.max_value, out.real_min, out.real_max,
+                             out.exponent, dict(out.extra), now)
+    store.set_record_tag(record_id, PROCESSING_DATE_TAG, format_time(datetime.now(UTC)))
     return len(outputs)

@@ -4,12 +4,11 @@ scene and its tiles taken out of the AOI, chains re-linked). The caller holds th
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from ingester.config import Settings
 from ingester.errors import CatalogueError, HTTPError, InputError
-from ingester.store import Store, dumps, monotonic_now, now_text
+from ingester.store import Store, monotonic_now, now_text
 from ingester.workflow import fail_tile
 
 # metadata fields a catalogue entry refreshes
@@ -30,10 +29,10 @@ class Refreshed:
 
 
 def _scene(store: Store, scene_id: int) -> tuple[str, str, dict[str, Any]]:
-    row = store.execute("SELECT source_id, status, data FROM scene WHERE id = ?", (scene_id,)).fetchone()
+    row = store.scene_row(scene_id)
     if row is None:
         raise InputError(f"--scene {scene_id}: no scene with this id (ids from `ingester list scenes AOI`)")
-    return row[0], row[1], json.loads(row[2])
+    return row.source_id, row.status, store.job_data("scene", scene_id)
 
 
 def refresh_scene(store: Store, scene_id: int, settings: Settings) -> Refreshed:
@@ -62,12 +61,11 @@ def refresh_scene(store: Store, scene_id: int, settings: Settings) -> Refreshed:
     changes = {k: (metadata.get(k), fresh[k]) for k in REFRESHED
                if fresh.get(k) not in (None, "") and metadata.get(k) != fresh[k]}
     with store.transaction():
-        status = store.one("SELECT status FROM scene WHERE id = ?", (scene_id,))
+        status = store.job_status("scene", scene_id) or _status
         if changes:
             data["metadata"] = {**metadata, **{k: v[1] for k, v in changes.items()}}
-            store.execute("UPDATE scene SET data = ?, updated_at = ? WHERE id = ?", (dumps(data), now_text(), scene_id))
-        due = store.execute("UPDATE scene SET not_before = 0 WHERE id = ? AND status = 'PENDING' AND not_before > ?",
-                            (scene_id, monotonic_now())).rowcount
+            store.set_scene_data(scene_id, data, now_text())
+        due = store.make_due("scene", monotonic_now(), now_text(), job_id=scene_id)
     return Refreshed(scene_id, source_id, status, changes, bool(due))
 
 
@@ -91,27 +89,16 @@ def remove_scene(store: Store, scene_id: int) -> Removed:
     (a re-ingestion of the scene indexes into the same datasets)."""
     source_id, status, _data = _scene(store, scene_id)
     with store.transaction():
-        tiles = [r[0] for r in store.execute("SELECT id FROM tile WHERE scene_id = ? ORDER BY id", (scene_id,))]
-        aoi_id = store.one("SELECT aoi_id FROM scene WHERE id = ?", (scene_id,))
-        before = _links(store, aoi_id, scene_id)
+        tiles = [tid for tid, _status in store.tiles_of_scene(scene_id)]
+        row = store.scene_row(scene_id)
+        assert row is not None
+        aoi_id = row.aoi_id
+        before = store.tile_links(aoi_id, scene_id)
         released: list[int] = []
         for tile_id in tiles:
             released += fail_tile(store, tile_id, f"scene {scene_id} removed", force=True)
-        marks = ",".join("?" * len(tiles))
-        if tiles:
-            for column in ("prev", "ref", "failed_prev", "failed_ref"):
-                store.execute(f"UPDATE tile SET {column} = NULL WHERE {column} IN ({marks}) AND scene_id != ?",
-                              (*tiles, scene_id))
-            store.execute(f"DELETE FROM job_attempt WHERE kind = 'tile' AND job_id IN ({marks})", tiles)
-        store.execute("DELETE FROM job_attempt WHERE kind = 'scene' AND job_id = ?", (scene_id,))
-        store.execute("DELETE FROM tile WHERE scene_id = ?", (scene_id,))
-        store.execute("DELETE FROM scene WHERE id = ?", (scene_id,))
-        after = _links(store, aoi_id, scene_id)
+        store.delete_scene(scene_id, tiles)
+        after = store.tile_links(aoi_id, scene_id)
     relinked = sorted(t for t in after if after[t] != before.get(t))
     return Removed(scene_id, source_id, status, len(tiles), relinked, sorted(set(released)))
 
-
-def _links(store: Store, aoi_id: int, scene_id: int) -> dict[int, tuple[int | None, int | None]]:
-    """prev/ref of the AOI's tiles outside the scene."""
-    return {r[0]: (r[1], r[2]) for r in store.execute(
-        "SELECT id, prev, ref FROM tile WHERE aoi_id = ? AND scene_id != ?", (aoi_id, scene_id))}

@@ -97,18 +97,8 @@ class Policy:
         return min(self.retry_backoff * (2 ** max(n - 1, 0)), 3600.0) if self.retry_backoff > 0 else 0.0
 
 
-def _table(kind: str) -> str:
-    if kind not in ("scene", "tile"):
-        raise ValueError(kind)
-    return kind
-
-
 def _row(store: Store, kind: str, job_id: int) -> dict[str, Any]:
-    cur = store.execute(f"SELECT * FROM {_table(kind)} WHERE id = ?", (job_id,))
-    row = cur.fetchone()
-    if row is None:
-        raise StoreError(f"no {kind} with id {job_id}")
-    return dict(zip([d[0] for d in cur.description], row, strict=True))
+    return store.job(kind, job_id)
 
 
 def _update(store: Store, kind: str, job_id: int, **values: Any) -> None:
@@ -116,8 +106,7 @@ def _update(store: Store, kind: str, job_id: int, **values: Any) -> None:
     values["updated_at"] = now_text()
     if "status" in values:
         values.setdefault("deferred_since", None)
-    cols = ", ".join(f"{k} = ?" for k in values)
-    store.execute(f"UPDATE {_table(kind)} SET {cols} WHERE id = ?", (*values.values(), job_id))
+    store.update_job(kind, job_id, values)
 
 
 _CLEAR_LEASE = {"lease_run": None, "lease_expires": None}
@@ -127,40 +116,22 @@ _CLEAR_LEASE = {"lease_run": None, "lease_expires": None}
 
 def release(store: Store, tile_ids: Iterable[int]) -> list[int]:
     """NEW → PENDING for the given tiles that are ready (scene DONE, previous and reference null or DONE)."""
-    released = []
-    now = now_text()
-    for tid in tile_ids:
-        cur = store.execute(f"UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? WHERE id = ? "
-                            f"AND {_READY}", (now, tid))
-        if cur.rowcount:
-            released.append(tid)
-    return released
-
-
-# a NEW tile whose scene is DONE and whose previous and reference are null (or itself) or DONE
-_READY = ("status = 'NEW' AND (SELECT status FROM scene WHERE scene.id = tile.scene_id) = 'DONE' "
-          "AND (prev IS NULL OR (SELECT p.status FROM tile p WHERE p.id = tile.prev) = 'DONE') "
-          "AND (ref IS NULL OR ref = id OR (SELECT r.status FROM tile r WHERE r.id = tile.ref) = 'DONE')")
+    return store.release_tiles(tile_ids, now_text())
 
 
 def release_ready(store: Store, aoi_id: int) -> int:
     """Release every NEW tile of the AOI that is ready but was not released (a store edited by hand or
     by an older version, an interrupted cascade): without this it would wait forever. One statement;
     returns how many."""
-    return store.execute(f"UPDATE tile SET status = 'PENDING', not_before = 0, updated_at = ? WHERE aoi_id = ? "
-                         f"AND {_READY}", (now_text(), aoi_id)).rowcount
+    return store.release_ready_tiles(aoi_id, now_text())
 
 
 def _release_after_tile(store: Store, tile_id: int) -> list[int]:
-    ids = [r[0] for r in store.execute("SELECT id FROM tile WHERE (prev = ? OR ref = ?) AND status = 'NEW'",
-                                       (tile_id, tile_id))]
-    return release(store, ids)
+    return store.release_linked([tile_id], now_text())
 
 
 def _release_scene_tiles(store: Store, scene_id: int) -> list[int]:
-    ids = [r[0] for r in store.execute("SELECT id FROM tile WHERE scene_id = ? AND status = 'NEW' ORDER BY id",
-                                       (scene_id,))]
-    return release(store, ids)
+    return store.release_scene_tiles([scene_id], now_text())
 
 
 # --- actions -------------------------------------------------------------------------------------
@@ -186,12 +157,12 @@ def _retry(store: Store, kind: str, row: dict[str, Any], message: str, policy: P
 
 def _manual_retry(store: Store, kind: str, row: dict[str, Any], policy: Policy) -> None:
     if kind == "tile":
-        scene_status = store.one("SELECT status FROM scene WHERE id = ?", (row["scene_id"],))
+        scene_status = store.job_status("scene", row["scene_id"])
         if scene_status != DONE:
             raise TransitionError(f"cannot retry tile {row['id']} with scene status {scene_status}")
         for link in ("prev", "ref"):
             if row[link] is not None and row[link] != row["id"]:
-                status = store.one("SELECT status FROM tile WHERE id = ?", (row[link],))
+                status = store.job_status("tile", row[link])
                 if status != DONE:
                     name = "previous" if link == "prev" else "reference"
                     raise TransitionError(f"cannot retry tile {row['id']}: its {name} tile {row[link]} is {status}")
@@ -204,17 +175,13 @@ def fail_tile(store: Store, tile_id: int, message: str, force: bool = False) -> 
     row = _row(store, "tile", tile_id)
     prev, ref = row["prev"], row["ref"]
     if prev is not None and not force:
-        p_status, p_scene_status = store.execute(
-            "SELECT t.status, s.status FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.id = ?",
-            (prev,)).fetchone()
-        if FAILED in (p_status, p_scene_status):
+        statuses = store.tile_and_scene_status(prev)
+        if statuses is not None and FAILED in statuses:
             raise TransitionError(f"cannot fail tile {tile_id}: its previous tile {prev} or its scene is FAILED")
-    children = [r[0] for r in store.execute(
-        "SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.prev = ? ORDER BY s.date_key, t.id",
-        (tile_id,))]
+    children = store.children(tile_id)
     if not force:
         for child in children:
-            status = store.one("SELECT status FROM tile WHERE id = ?", (child,))
+            status = store.job_status("tile", child)
             if status != NEW:
                 raise TransitionError(f"cannot fail tile {tile_id}: child tile {child} status {status}")
     keep = {} if row["status"] == FAILED else {"failed_prev": prev, "failed_ref": ref}
@@ -222,23 +189,20 @@ def fail_tile(store: Store, tile_id: int, message: str, force: bool = False) -> 
     now = now_text()
     if prev is None and ref is None and children:
         new_root = children[0]
-        store.execute("UPDATE tile SET prev = NULL, ref = NULL, updated_at = ? WHERE id = ?", (now, new_root))
+        store.set_links(new_root, None, None, now)
         for child in children[1:]:
-            store.execute("UPDATE tile SET prev = ?, ref = ?, updated_at = ? WHERE id = ?",
-                          (new_root, new_root, now, child))
-        store.execute("UPDATE tile SET ref = ?, updated_at = ? WHERE ref = ? AND id != ?",
-                      (new_root, now, tile_id, new_root))
+            store.set_links(child, new_root, new_root, now)
+        store.move_refs(tile_id, new_root, now, keep=new_root)
     else:
         for child in children:  # never the child's own previous (a failed tile of a cycle A ⇄ B)
-            store.execute("UPDATE tile SET prev = ?, updated_at = ? WHERE id = ?",
-                          (None if prev == child else prev, now, child))
-        store.execute("UPDATE tile SET ref = ?, updated_at = ? WHERE ref = ?", (ref, now, tile_id))
+            store.set_prev(child, None if prev == child else prev, now)
+        store.move_refs(tile_id, ref, now)
     return release(store, children)
 
 
 def fail_scene(store: Store, scene_id: int, message: str, force: bool = False) -> None:
     """Fail a scene and, with the cascade, every tile of it."""
-    tiles = store.execute("SELECT id, status FROM tile WHERE scene_id = ? ORDER BY id", (scene_id,)).fetchall()
+    tiles = store.tiles_of_scene(scene_id)
     if not force:
         for tid, status in tiles:
             if status != NEW:
@@ -254,28 +218,33 @@ def set_status(store: Store, kind: str, job_id: int, requested: str, message: st
                force: bool = False, policy: Policy | None = None) -> str | None:
     """Apply one status change per the transition table, in one transaction. Returns the status the
     job ends in, or None when nothing changed (same status)."""
-    policy = policy or Policy()
     with store.transaction():
-        row = _row(store, kind, job_id)
-        action = action_for(kind, job_id, row["status"], requested, force)
-        if action is None:
-            return None
-        if action == "finish":
-            _finish(store, kind, job_id)
-            return DONE
-        if action == "retry":
-            return _retry(store, kind, row, message, policy)
-        if action == "manual_retry":
-            _manual_retry(store, kind, row, policy)
-            return PENDING
-        if action == "fail":
-            if kind == "tile":
-                fail_tile(store, job_id, message, force)
-            else:
-                fail_scene(store, job_id, message, force)
-            return FAILED
-        _update(store, kind, job_id, status=requested, message=message, **_CLEAR_LEASE)
-        return requested
+        return _transition(store, kind, _row(store, kind, job_id), requested, message, force, policy or Policy())
+
+
+def _transition(store: Store, kind: str, row: dict[str, Any], requested: str, message: str, force: bool,
+                policy: Policy) -> str | None:
+    """`set_status` on a job row already read (inside the caller's transaction)."""
+    job_id = row["id"]
+    action = action_for(kind, job_id, row["status"], requested, force)
+    if action is None:
+        return None
+    if action == "finish":
+        _finish(store, kind, job_id)
+        return DONE
+    if action == "retry":
+        return _retry(store, kind, row, message, policy)
+    if action == "manual_retry":
+        _manual_retry(store, kind, row, policy)
+        return PENDING
+    if action == "fail":
+        if kind == "tile":
+            fail_tile(store, job_id, message, force)
+        else:
+            fail_scene(store, job_id, message, force)
+        return FAILED
+    _update(store, kind, job_id, status=requested, message=message, **_CLEAR_LEASE)
+    return requested
 
 
 # --- forced retry ----------------------------------------------------------------------------------
@@ -285,7 +254,10 @@ def _alive_link(store: Store, link: int | None, column: str) -> int | None:
     seen: set[int] = set()
     while link is not None and link not in seen:
         seen.add(link)
-        status, earlier = store.execute(f"SELECT status, {column} FROM tile WHERE id = ?", (link,)).fetchone()
+        found = store.earlier_link(link, column)
+        if found is None:
+            return None
+        status, earlier = found
         if status != FAILED:
             return link
         link = earlier
@@ -300,7 +272,7 @@ def _revive_tile(store: Store, row: dict[str, Any], policy: Policy) -> None:
         ref = row["failed_ref"]
         ref = row["id"] if ref == row["id"] else _alive_link(store, ref, "failed_ref")
         if ref is None and prev is not None:  # a chain needs a reference: the root of its previous
-            ref = store.one("SELECT coalesce(ref, id) FROM tile WHERE id = ?", (prev,))
+            ref = store.root_of(prev)
         values = {"prev": prev, "ref": ref, "failed_prev": None, "failed_ref": None}
     _update(store, "tile", row["id"], status=NEW, retry_countdown=policy.retry_count, temporary_count=0,
             not_before=0, **values, **_CLEAR_LEASE)
@@ -316,12 +288,11 @@ def force_retry(store: Store, kind: str, job_id: int, policy: Policy) -> list[in
         _update(store, "scene", job_id, status=PENDING, message="", retry_countdown=policy.retry_count,
                 temporary_count=0, not_before=0, **_CLEAR_LEASE)
         revived = [job_id]
-        for tid in [r[0] for r in store.execute("SELECT id FROM tile WHERE scene_id = ? AND status IN "
-                                                "('FAILED', 'RETRY') ORDER BY id", (job_id,))]:
+        for tid, _status in store.tiles_of_scene(job_id, (FAILED, RETRY)):
             _revive_tile(store, _row(store, "tile", tid), policy)
             revived.append(tid)
         return revived
-    scene_status = store.one("SELECT status FROM scene WHERE id = ?", (row["scene_id"],))
+    scene_status = store.job_status("scene", row["scene_id"])
     if scene_status == FAILED:
         raise TransitionError(f"cannot retry tile {job_id}: its scene {row['scene_id']} is FAILED "
                               f"(retry the scene: ingester retry --force --scene {row['scene_id']})")
@@ -333,23 +304,52 @@ def force_retry(store: Store, kind: str, job_id: int, policy: Policy) -> list[in
 def force_retry_aoi(store: Store, aoi_id: int, policy: Policy) -> int:
     """Every FAILED/RETRY scene and tile of the AOI, oldest first, in the caller's transaction."""
     n = 0
-    for (sid,) in store.execute("SELECT id FROM scene WHERE aoi_id = ? AND status IN ('FAILED', 'RETRY') "
-                                "ORDER BY date_key, id", (aoi_id,)).fetchall():
+    for sid in store.jobs_in_status("scene", aoi_id, (FAILED, RETRY), by="date"):
         n += len(force_retry(store, "scene", sid, policy))
-    for (tid,) in store.execute("SELECT t.id FROM tile t JOIN scene s ON s.id = t.scene_id WHERE t.aoi_id = ? "
-                                "AND t.status IN ('FAILED', 'RETRY') ORDER BY s.date_key, t.id",
-                                (aoi_id,)).fetchall():
+    for tid in store.jobs_in_status("tile", aoi_id, (FAILED, RETRY), by="date"):
         n += len(force_retry(store, "tile", tid, policy))
+    return n
+
+
+def retry_aoi(store: Store, aoi_id: int, policy: Policy) -> int:
+    """RETRY → PENDING for every RETRY job of the AOI (scenes, then tiles, by id), each with a fresh
+    budget, in the caller's transaction. Returns how many."""
+    n = 0
+    for kind in ("scene", "tile"):
+        ids = store.jobs_in_status(kind, aoi_id, (RETRY,))
+        for job_id in ids:
+            set_status(store, kind, job_id, PENDING, policy=policy)
+        n += len(ids)
     return n
 
 
 def make_due(store: Store, kind: str, job_id: int | None = None, aoi_id: int | None = None) -> int:
     """PENDING jobs waiting for a later time (deferred or backed off) become due now: one job, or every
     job of an AOI. Returns how many. Nothing else changes (no budget restored, none consumed)."""
-    where, params = ("id = ?", [job_id]) if job_id is not None else ("aoi_id = ?", [aoi_id])
-    return store.execute(f"UPDATE {_table(kind)} SET not_before = 0, updated_at = ? WHERE {where} "
-                         "AND status = 'PENDING' AND lease_run IS NULL AND not_before > ?",
-                         (now_text(), *params, monotonic_now())).rowcount
+    return store.make_due(kind, monotonic_now(), now_text(), job_id=job_id, aoi_id=aoi_id)
+
+
+# --- what a command changed by hand, in the jobs' history ----------------------------------------------
+
+def note_manual_changes(store: Store, aoi_id: int, before: dict[tuple[str, int], str], run_id: str, message: str,
+                        messages: dict[tuple[str, int], str] | None = None) -> int:
+    """A `manual` attempt row (`history`: `manual → <status>`) for every job of the AOI whose status a
+    command (`fail`, `retry`, `verify`) changed since `before` (`store.job_statuses`), with `message`
+    or the job's own in `messages`; a tile merely released by the change (NEW → PENDING, as after any
+    job) is not an event. Call inside the command's transaction. Returns how many rows."""
+    import os
+
+    from ingester.store import host_name
+
+    host, pid, now, n = host_name(), os.getpid(), now_text(), 0
+    for (kind, job_id), status in store.job_statuses(aoi_id).items():
+        old = before.get((kind, job_id))
+        if old == status or (old == NEW and status == PENDING and (kind, job_id) not in (messages or {})):
+            continue
+        store.add_attempt(kind, job_id, aoi_id, store.job_attempts(kind, job_id), run_id, host, pid, now, "manual",
+                          status, (messages or {}).get((kind, job_id), message))
+        n += 1
+    return n
 
 
 # --- rebuilding what storage lost (ingester verify) ------------------------------------------------
@@ -368,8 +368,7 @@ def rebuild(store: Store, kind: str, job_id: int, policy: Policy, message: str) 
         return PENDING
     set_status(store, "tile", job_id, NEW, message, force=True, policy=policy)
     _update(store, "tile", job_id, retry_countdown=policy.retry_count, temporary_count=0, not_before=0)
-    store.execute("UPDATE tile SET status = 'NEW', updated_at = ?1 WHERE (prev = ?2 OR ref = ?2) AND id != ?2 "
-                  "AND status = 'PENDING' AND lease_run IS NULL", (now_text(), job_id))
+    store.hold_dependents(job_id, now_text())
     return PENDING if release(store, [job_id]) else NEW
 
 
@@ -402,8 +401,7 @@ def attempt_result(outcome: str | None, status: str | None, message: str = "") -
 
 
 def is_retriable(store: Store, kind: str, job_id: int) -> bool:
-    data = store.one(f"SELECT data FROM {_table(kind)} WHERE id = ?", (job_id,))
-    return bool(json.loads(data).get("is_retriable", False)) if data else False
+    return bool(store.job_data(kind, job_id).get("is_retriable", False))
 
 
 def apply_outcome(store: Store, kind: str, job_id: int, result: JobResult, policy: Policy) -> str:
@@ -439,11 +437,30 @@ def apply_outcome(store: Store, kind: str, job_id: int, result: JobResult, polic
     elif outcome == "fatal":
         requested = FAILED
     elif outcome == "error":
-        requested = RETRY if is_retriable(store, kind, job_id) else FAILED
+        requested = RETRY if bool(json.loads(row["data"] or "{}").get("is_retriable", False)) else FAILED
     else:
         requested = FAILED
         message = f"unknown outcome {outcome!r}: {message}"
-    return set_status(store, kind, job_id, requested, message, policy=policy) or requested
+    return _transition(store, kind, row, requested, message, False, policy) or requested
+
+
+def finish_all(store: Store, kind: str, job_ids: list[int]) -> None:
+    """The `done` outcome of several PENDING jobs of one kind at once (call inside a transaction): the
+    same change as `apply_outcome` for each (PENDING → DONE, then what they make ready is released),
+    in three statements. A job that is not PENDING is a TransitionError (the caller writes the
+    batch again job by job)."""
+    if not job_ids:
+        return
+    statuses = store.statuses(kind, job_ids)
+    for job_id in job_ids:
+        if statuses.get(job_id) != PENDING:
+            raise TransitionError(f"{kind} {job_id} finished while {statuses.get(job_id)}; result ignored")
+    now = now_text()
+    store.finish_jobs(kind, job_ids, now)
+    if kind == "scene":
+        store.release_scene_tiles(job_ids, now)
+    else:
+        store.release_linked(job_ids, now)
 
 
 def duration_text(seconds: float) -> str:
@@ -456,45 +473,31 @@ def duration_text(seconds: float) -> str:
 
 # --- views ---------------------------------------------------------------------------------------
 
-def _counts(store: Store, sql: str, params: tuple) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
-    for status, n in store.execute(sql, params):
-        counts[status] = n
-    return counts
-
-
-def aoi_status(store: Store, aoi_id: int) -> str:
+def aoi_status(store: Store, aoi_id: int, scenes: dict[str, int] | None = None) -> str:
     """Highest-priority scene status; if DONE, the same over the tiles of its DONE scenes
     (docs/workflow.md, "AOI status")."""
-    scenes = _counts(store, "SELECT status, count(*) FROM scene WHERE aoi_id = ? GROUP BY status", (aoi_id,))
+    scenes = scenes if scenes is not None else store.status_counts("scene", aoi_id)
     if not any(scenes.values()):
         return NEW
     status = next(s for s in PRIORITY if scenes[s])
     if status != DONE:
         return status
-    tiles = _counts(store, "SELECT t.status, count(*) FROM tile t JOIN scene s ON s.id = t.scene_id "
-                           "WHERE t.aoi_id = ? AND s.status = 'DONE' GROUP BY t.status", (aoi_id,))
+    tiles = store.status_counts("tile", aoi_id, done_scenes_only=True)
     return next((s for s in PRIORITY if tiles[s]), DONE)
 
 
 def summary(store: Store, aoi_id: int) -> dict[str, Any]:
     """The monitoring summary (docs/workflow.md, "Monitoring summary"), empty dates shown as empty
     (docs/original.md, defect 30)."""
-    scenes = _counts(store, "SELECT status, count(*) FROM scene WHERE aoi_id = ? GROUP BY status", (aoi_id,))
-    tiles = _counts(store, "SELECT status, count(*) FROM tile WHERE aoi_id = ? GROUP BY status", (aoi_id,))
-    roots = store.one("SELECT count(*) FROM tile WHERE aoi_id = ? AND prev IS NULL AND ref IS NULL "
-                      "AND status != 'FAILED'", (aoi_id,))
+    scenes = store.status_counts("scene", aoi_id)
+    tiles = store.status_counts("tile", aoi_id)
+    roots = store.root_tiles(aoi_id)
     # earliest scene with a root tile / latest scene with a leaf tile: walk the scenes by date
-    first = store.one(
-        "SELECT s.date FROM scene s WHERE s.aoi_id = ? AND EXISTS (SELECT 1 FROM tile t WHERE t.scene_id = s.id "
-        "AND t.prev IS NULL AND t.ref IS NULL AND t.status != 'FAILED') ORDER BY s.date_key LIMIT 1", (aoi_id,))
-    last = store.one(
-        "SELECT s.date FROM scene s WHERE s.aoi_id = ? AND EXISTS (SELECT 1 FROM tile t WHERE t.scene_id = s.id "
-        "AND t.status != 'FAILED' AND NOT EXISTS (SELECT 1 FROM tile c WHERE c.prev = t.id)) "
-        "ORDER BY s.date_key DESC LIMIT 1", (aoi_id,))
+    first = store.first_root_date(aoi_id)
+    last = store.last_leaf_date(aoi_id)
     return {
         "aoi": store.aoi_name_of(aoi_id),
-        "status": aoi_status(store, aoi_id),
+        "status": aoi_status(store, aoi_id, scenes),
         "scenes": {**{k.lower(): v for k, v in scenes.items()}, "total": sum(scenes.values())},
         "tiles": {**{k.lower(): v for k, v in tiles.items()}, "total": sum(tiles.values())},
         "root_tiles": roots,
@@ -519,25 +522,17 @@ def deferred(store: Store, aoi_id: int, limit: int = 100, now: float | None = No
     by their worker or backed off after a failure), the earliest next try, and up to `limit` of them
     (soonest first). `tiles_waiting`: NEW tiles of the AOI (they wait for these or for other jobs)."""
     now = monotonic_now() if now is None else now
-    counts = {}
-    for kind in ("scene", "tile"):
-        counts[kind] = store.one(f"SELECT count(*) FROM {kind} WHERE aoi_id = ? AND status = 'PENDING' "
-                                 "AND lease_run IS NULL AND not_before > ?", (aoi_id, now))
+    counts = {kind: store.waiting_count(kind, aoi_id, now) for kind in ("scene", "tile")}
     jobs = []
     if counts["scene"] or counts["tile"]:
-        rows = store.execute(
-            "SELECT 'scene', id, source_id, '', not_before, deferred_since, message FROM scene WHERE aoi_id = ?1 "
-            "AND status = 'PENDING' AND lease_run IS NULL AND not_before > ?2 UNION ALL "
-            "SELECT 'tile', t.id, t.source_id, s.source_id, t.not_before, t.deferred_since, t.message FROM tile t "
-            "JOIN scene s ON s.id = t.scene_id WHERE t.aoi_id = ?1 AND t.status = 'PENDING' AND t.lease_run IS NULL "
-            "AND t.not_before > ?2 ORDER BY 5, 1, 2 LIMIT ?3", (aoi_id, now, limit)).fetchall()
-        for kind, job_id, source_id, scene_source_id, not_before, since, message in rows:
-            job = {"kind": kind, "id": job_id, "source_id": source_id, "next_try": epoch_text(not_before),
-                   "deferred_since": epoch_text(since) if since is not None else "", "message": message}
-            if kind == "tile":
-                job["scene_source_id"] = scene_source_id
+        for w in store.waiting_jobs(aoi_id, now, limit):
+            job = {"kind": w.kind, "id": w.id, "source_id": w.source_id, "next_try": epoch_text(w.not_before),
+                   "deferred_since": epoch_text(w.deferred_since) if w.deferred_since is not None else "",
+                   "message": w.message}
+            if w.kind == "tile":
+                job["scene_source_id"] = w.scene_source_id
             jobs.append(job)
-    waiting = store.one("SELECT count(*) FROM tile WHERE aoi_id = ? AND status = 'NEW'", (aoi_id,)) if jobs else 0
+    waiting = store.count_jobs("tile", aoi_id, NEW) if jobs else 0
     return {"scenes": counts["scene"], "tiles": counts["tile"], "total": counts["scene"] + counts["tile"],
             "next_try": jobs[0]["next_try"] if jobs else "", "tiles_waiting": waiting, "jobs": jobs}
 
@@ -560,16 +555,14 @@ def unfinished(store: Store, aoi_id: int) -> dict[str, int]:
     out = {}
     for kind in ("scene", "tile"):
         for status in (RETRY, FAILED):
-            out[f"{kind}_{status.lower()}"] = store.one(
-                f"SELECT count(*) FROM {kind} WHERE aoi_id = ? AND status = ?", (aoi_id, status))
+            out[f"{kind}_{status.lower()}"] = store.count_jobs(kind, aoi_id, status)
     out["tile_stuck"] = len(stuck_tiles(store, aoi_id))
     return out
 
 
 def _new_tiles(store: Store, aoi_id: int) -> dict[int, tuple[str, list[int]]]:
     """NEW tile id → (its scene's status, the tiles it waits for: previous, reference other than itself)."""
-    rows = store.execute("SELECT t.id, s.status, t.prev, t.ref FROM tile t JOIN scene s ON s.id = t.scene_id "
-                         "WHERE t.aoi_id = ? AND t.status = 'NEW'", (aoi_id,)).fetchall()
+    rows = store.new_tiles(aoi_id)
     return {tid: (scene_status, [x for x in (prev, ref) if x is not None and x != tid])
             for tid, scene_status, prev, ref in rows}
 
@@ -582,8 +575,7 @@ def stuck_tiles(store: Store, aoi_id: int) -> list[int]:
     if not waiting:
         return []
     links = {x for _, deps in waiting.values() for x in deps if x not in waiting}
-    status = dict(store.execute(f"SELECT id, status FROM tile WHERE id IN ({','.join('?' * len(links))})",
-                                tuple(links)).fetchall()) if links else {}
+    status = store.tile_statuses(links)
     alive = {tid for tid, (scene_status, deps) in waiting.items()
              if scene_status in (PENDING, RETRY) or any(status.get(d) in (PENDING, RETRY) for d in deps)}
     dependents: dict[int, list[int]] = {}
@@ -628,10 +620,7 @@ def dot(store: Store, aoi_id: int) -> str:
     """The AOI as a Graphviz digraph: quoted ids, every scene, `[style=dotted]` edges
     (docs/workflow.md, "Dot export")."""
     name = store.aoi_name_of(aoi_id)
-    scenes = store.execute("SELECT id, source_id, status FROM scene WHERE aoi_id = ? ORDER BY id",
-                           (aoi_id,)).fetchall()
-    tiles = store.execute("SELECT id, scene_id, source_id, status, prev FROM tile WHERE aoi_id = ? "
-                          "ORDER BY scene_id, id", (aoi_id,)).fetchall()
+    scenes, tiles = store.dot_rows(aoi_id)
     scene_status = {sid: status for sid, _, status in scenes}
     lines = [f"digraph {_quote(name)} {{"]
     for sid, source_id, status in scenes:

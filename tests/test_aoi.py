@@ -899,3 +899,23 @@ def test_a_run_starts_no_more_worker_processes_than_it_has_jobs(cli, payload, tm
     assert len({p.name.split("-")[3] for p in markers.iterdir()}) <= 4
     r = cli("run", S2, "--json", "--workers", "8")
     assert r.exit_code == 0 and json.loads(r.stdout)["workers"] == 0  # nothing to run: no process started
+
+
+@pytest.mark.parametrize("option", ["--scenes", "--tiles"])
+def test_an_empty_scenes_or_tiles_file_is_exit_2_and_creates_neither_store_nor_aoi(cli, payload, tmp_path, option):
+    from ingester.scenes import write_scenes
+
+    empty = tmp_path / "empty.json"
+    write_scenes(empty, [])
+    r = aoi(cli, payload, option, empty, "--create-layers")
+    assert r.exit_code == 2, r.stderr
+    assert str(empty) in r.stderr and "no scene" in r.stderr
+    assert not Path("outputs").exists() and not list(tmp_path.rglob("*.db"))
+    # a store that exists (another AOI in it) gets no AOI either
+    assert aoi(cli, payload, "--scenes", write_s2_scenes(tmp_path / "one.json", 1), "--create-layers").exit_code == 0
+    with Store("outputs/ingester.db") as st, st.transaction():
+        st.execute("DELETE FROM aoi")  # the store stays, without the AOI
+    before = counts()
+    r = aoi(cli, payload, option, empty, "--create-layers")
+    assert r.exit_code == 2, r.stderr
+    assert counts() == before and counts()["aoi"] == 0

@@ -10,7 +10,8 @@ import shapely
 from pyproj import Geod
 from shapely.geometry import MultiPolygon, box
 
-from ingester.config import Settings, explain_settings, load_settings
+from ingester.app.config_report import explain_settings
+from ingester.config import Settings, load_settings
 from ingester.distance import DEFAULT_BUFFER, Buffer, parse_buffer
 from ingester.errors import ConfigError
 from ingester.geodesy import buffer_area, coverage, geodesic_area

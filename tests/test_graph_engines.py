@@ -16,7 +16,7 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 
 from ingester.graph import conditions as cond
-from ingester.graph.engines import classify
+from ingester.graph.engines import step_outcome
 from ingester.graph.worker import run_scene_graph, run_tile_job
 from tests.fakes.graph_jobs import s1_scene, scene_job, settings, tile_job, write_graph
 
@@ -128,20 +128,20 @@ def test_error_and_file_conditions():
     assert [cond.kind(c) for c in ("equal_T0_T1", "file_exists", "on_failure")] == ["tile", "file", "error"]
 
 
-@pytest.mark.parametrize("engine, lines, kind", [
+@pytest.mark.parametrize("engine, lines, outcome", [
     ("python", ["x", "FATAL ERROR: empty", "ERROR: later"], "fatal"),
     ("cmd", ["TEMPORARY ERROR: busy"], "temporary"),
     ("python", ["requests: Read timed out"], "temporary"),
     ("python", ["socket: Temporary failure in name resolution"], "temporary"),
     ("snap", ["Error: Try again later"], "temporary"),
-    ("snap", ["Error: no orbit"], "permanent"),
-    ("cmd", ["Read timed out"], "permanent"),
-    ("python", ["ERROR: bad"], "permanent"),
+    ("snap", ["Error: no orbit"], "error"),
+    ("cmd", ["Read timed out"], "error"),
+    ("python", ["ERROR: bad"], "error"),
     ("docker", ["docker: Error response from daemon: manifest for tool:9 not found: manifest unknown"], "temporary"),
-    ("docker", ["docker: Error response from daemon: invalid mount config"], "permanent"),
+    ("docker", ["docker: Error response from daemon: invalid mount config"], "error"),
 ])
-def test_failures_are_classified_per_engine(engine, lines, kind):
-    assert classify(lines, engine)[0] == kind
+def test_failures_are_classified_per_engine(engine, lines, outcome):
+    assert step_outcome(lines, engine)[0] == outcome
 
 
 def _raster(path: Path, data: np.ndarray, nodata: float | None = None) -> None:

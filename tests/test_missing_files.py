@@ -128,6 +128,14 @@ def test_deleted_and_damaged_files_are_reported_then_verify_sets_their_jobs_back
     assert sorted(report["reset"]["scenes"]) == [gone] and sorted(report["reset"]["tiles"]) == sorted([gone, damaged])
     assert statuses("scene") == {gone: "PENDING", damaged: "DONE"}
     assert statuses("tile") == {gone: "NEW", damaged: "PENDING"}
+    with Store("outputs/ingester.db") as st:
+        ids = {(kind, sid): jid for kind in ("scene", "tile") for jid, sid in st.execute(
+            "SELECT s.id, s.source_id FROM scene s" if kind == "scene" else
+            "SELECT t.id, s.source_id FROM tile t JOIN scene s ON s.id = t.scene_id")}
+    for (kind, sid), status in ((("scene", gone), "PENDING"), (("tile", gone), "NEW"), (("tile", damaged), "PENDING")):
+        events = json.loads(cli("history", f"--{kind}", ids[(kind, sid)], "--json").stdout)["attempts"]
+        assert (events[-1]["outcome"], events[-1]["status"]) == ("manual", status), (kind, sid)
+        assert events[-1]["message"].startswith("ingester verify: ")
 
     rebuilt = cli("run", AOI, "-q", "--workers", "1")
     assert rebuilt.exit_code == 0, rebuilt.stderr

@@ -252,3 +252,44 @@ def test_text_tables_start_with_a_header_row(cli, ingested):
     layers = cli("layers", "list").stdout.splitlines()
     assert layers[0].split("\t") == ["variable", "instance", "instance_id", "dformat", "unit", "bands"]
     assert cli("datasets", AOI).stdout == f"AOI {AOI}: no dataset indexed yet\n"  # its header: test_index_store
+
+
+def test_history_shows_a_manual_fail_and_a_forced_retry_as_events_of_the_job(cli, ingested):
+    with Store("outputs/ingester.db") as st:
+        tid = tile_id(st, 1, "A44_IW1_8979")
+    assert cli("fail", "--tile", str(tid), "-m", "bad burst").exit_code == 0
+    ingested.write_text("{}")  # the next attempt succeeds
+    r = cli("retry", "--tile", str(tid), "--force", "--workers", "1", "--scene-worker", f"{W}:scripted",
+            "--tile-worker", f"{W}:scripted")
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(cli("history", "--tile", str(tid), "--json").stdout)
+    assert [(a["outcome"], a["status"]) for a in data["attempts"]] == [
+        ("error", "PENDING"), ("error", "RETRY"), ("manual", "FAILED"), ("manual", "PENDING"), ("done", "DONE")]
+    fail, forced = data["attempts"][2], data["attempts"][3]
+    assert "bad burst" in fail["message"] and "ingester fail" in fail["message"]
+    assert "ingester retry --force" in forced["message"]
+    assert fail["finished_at"] and fail["pid"] and fail["host"] and fail["run_id"]
+    text = cli("history", "--tile", str(tid)).stdout.splitlines()
+    assert len(text) == 5 and "manual → FAILED" in text[2] and "bad burst" in text[2]
+
+
+def test_status_says_when_a_run_holds_the_aoi_and_not_when_its_lock_is_stale(cli, ingested):
+    import os
+
+    from ingester.store import host_name, monotonic_now
+
+    free = cli("status", AOI)
+    assert free.exit_code == 0 and "Running:" not in free.stdout
+    assert json.loads(cli("status", AOI, "--json").stdout)["running"] is None
+    with Store("outputs/ingester.db") as st, st.transaction():
+        st.execute("UPDATE aoi SET lock_run = 'r-42', lock_pid = ?, lock_host = ?, lock_started = "
+                   "'2026-12-07T01:00:00Z', lock_heartbeat = ?", (os.getpid(), host_name(), monotonic_now()))
+    text = cli("status", AOI).stdout
+    assert f"Running: run r-42, pid {os.getpid()} on host {host_name()} since 2026-12-07T01:00:00Z" in text
+    running = json.loads(cli("status", AOI, "--json").stdout)["running"]
+    assert running == {"run": "r-42", "pid": os.getpid(), "host": host_name(), "since": "2026-12-07T01:00:00Z"}
+    assert json.loads(cli("status", "--json").stdout)[0]["running"]["run"] == "r-42"
+    with Store("outputs/ingester.db") as st, st.transaction():  # its heartbeat stopped long ago: stale
+        st.execute("UPDATE aoi SET lock_heartbeat = ?", (monotonic_now() - 10_000,))
+    assert "Running:" not in cli("status", AOI).stdout
+    assert json.loads(cli("status", AOI, "--json").stdout)["running"] is None

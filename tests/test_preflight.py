@@ -180,3 +180,35 @@ def test_dry_run_prints_what_would_happen_and_writes_and_downloads_nothing(cli, 
     with Store(DB) as st:
         assert st.counts() == before
     assert downloads(zipper) == 3
+
+
+def _jobs_snapshot(db: Path) -> tuple:
+    with Store(db, readonly=True) as st:
+        return (st.execute("SELECT * FROM scene ORDER BY id").fetchall(),
+                st.execute("SELECT * FROM tile ORDER BY id").fetchall(),
+                st.execute("SELECT * FROM job_attempt ORDER BY id").fetchall(),
+                st.execute("SELECT settings, lock_run FROM aoi").fetchall())
+
+
+@pytest.mark.parametrize("cause", ["password", "storage"])
+def test_a_retry_whose_pre_flight_fails_is_exit_2_and_writes_nothing(cli, payload, tmp_path, zipper, monkeypatch,
+                                                                     cause):
+    monkeypatch.setenv("INGESTER_SCENE_WORKER", "tests.fakes.workers:fail")
+    first = cli("aoi", payload, "--scenes", tmp_path / "scenes.json", "--create-layers", "--workers", "1", "-q")
+    assert first.exit_code == 4, first.stderr  # every scene failed: RETRY once its budget is spent
+    before = _jobs_snapshot(DB)
+    with Store(DB, readonly=True) as st:
+        assert {row[0] for row in st.execute("SELECT status FROM scene")} == {"RETRY"}
+    monkeypatch.delenv("INGESTER_SCENE_WORKER")  # the real download
+    if cause == "password":  # refused by the CDSE
+        monkeypatch.setenv("INGESTER_CDSE_PASSWORD", "not-the-password")
+        said = ("credentials:", "nothing was written")
+    else:  # another storage than the AOI's
+        monkeypatch.setenv("INGESTER_STORAGE_URI", str(tmp_path / "elsewhere"))
+        said = ("keeps its files in", str(tmp_path / "elsewhere"))
+    for args in (("retry", AOI), ("retry", AOI, "--force"), ("retry", "--scene", "1")):
+        r = cli(*args, "--workers", "1")
+        assert r.exit_code == 2, (args, r.stderr)
+        assert all(text in r.stderr for text in said), r.stderr
+        assert _jobs_snapshot(DB) == before, args
+    assert downloads(zipper) == 0

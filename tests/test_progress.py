@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ingester.app import AoiSession
 from ingester.cli.aoi_cmd import run_with_progress
 from ingester.cli.common import UI
 from ingester.config import load_settings
@@ -42,8 +43,9 @@ def test_a_run_on_a_terminal_draws_every_download_of_the_worker_processes(tmp_pa
     screen = io.StringIO()
     ui.err = Console(file=screen, force_terminal=True, width=160)
     ui.interactive = True
-    with store:
-        report = run_with_progress(ui, store, AOI, settings)
+    store.close()
+    with AoiSession(settings, AOI, runs=True) as session:
+        report = run_with_progress(ui, session)
     assert report.summary["status"] == "DONE" and report.jobs == 4
     with Store(tmp_path / "outputs" / "ingester.db") as st:
         messages = {m for (m,) in st.execute("SELECT message FROM job_attempt WHERE kind = 'scene'")}

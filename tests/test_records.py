@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +44,11 @@ def test_layers_add_rejects_a_bad_dformat(cli, dformat, problem):
     r = cli("layers", "add", "B04", "raw", "--dformat", dformat)
     assert r.exit_code == 2
     assert problem in r.stderr
-    assert json.loads(cli("layers", "list", "--json").stdout) == []
+    assert not Path("outputs/ingester.db").exists()  # bad input leaves no store behind
+    assert cli("layers", "add", "B03", "raw").exit_code == 0
+    r = cli("layers", "add", "B04", "raw", "--dformat", dformat)  # and adds nothing to a store
+    assert r.exit_code == 2 and problem in r.stderr
+    assert [layer["variable"] for layer in json.loads(cli("layers", "list", "--json").stdout)] == ["B03"]
 
 
 def test_layers_add_refuses_to_change_a_variable_dformat(cli):

@@ -99,3 +99,25 @@ def test_a_new_payload_storage_uri_is_refused_and_the_scene_storage_may_repeat_t
     payload.write_text(json.dumps(data))
     result = cli("aoi", payload, "--scenes", tmp_path / "s2.json", "-q", env=env)
     assert result.exit_code == 2 and str(tmp_path / "C") in result.stderr
+
+
+def test_run_and_retry_use_the_aoi_stored_storage_when_ingester_storage_uri_is_unset(cli, setup, tmp_path):
+    payload, env = setup
+    failing = {**env, "INGESTER_TILE_WORKER": "tests.fakes.workers:fail"}
+    first = cli("aoi", payload, "--scenes", write_s2_scenes(tmp_path / "s3.json", 3), "--create-layers",
+                "--workers", "1", "-q", env=failing)
+    assert first.exit_code == 4, first.stderr  # the tiles failed: RETRY
+    assert len(files(tmp_path / "A")) == 3
+    unset = {k: v for k, v in env.items() if k != "INGESTER_STORAGE_URI"}
+    ran = cli("run", AOI, "-q", env=unset)
+    assert ran.exit_code == 4, ran.stderr  # runs (nothing runnable now), is not refused for its storage
+    retried = cli("retry", AOI, "-q", env=unset)
+    assert retried.exit_code == 0, retried.stderr
+    with Store(tmp_path / "outputs" / "ingester.db") as st:
+        statuses = {row[0] for row in st.execute("SELECT status FROM tile")}
+    assert statuses == {"DONE"}
+    assert len(files(tmp_path / "A")) == 3 and not (tmp_path / "outputs" / "storage").exists()
+    # `aoi` with more scenes, the setting still unset: the new scenes go to the AOI's storage too
+    more = cli("aoi", payload, "--scenes", write_s2_scenes(tmp_path / "s5.json", 5), "--workers", "1", "-q", env=unset)
+    assert more.exit_code == 0, more.stderr
+    assert len(files(tmp_path / "A")) == 5 and not (tmp_path / "outputs" / "storage").exists()

@@ -177,14 +177,22 @@ def test_a_store_of_an_older_schema_is_migrated_keeping_its_data(store):
     store.execute("DROP INDEX tile_aoi_links")
     store.execute("ALTER TABLE scene DROP COLUMN deferred_since")
     store.execute("ALTER TABLE tile DROP COLUMN deferred_since")
+    for index in ("tile_claim", "scene_claim", "job_attempt_open"):
+        store.execute(f"DROP INDEX {index}")
+    store.execute("DROP TRIGGER tile_date_key")
+    store.execute("ALTER TABLE tile DROP COLUMN date_key")
     store.execute("PRAGMA user_version=1")
     store.close()
     with Store(path) as again:
-        assert again.version == len(MIGRATIONS) == 3
-        assert {"scene_aoi_date", "tile_aoi_links"} <= {r[0] for r in again.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert again.version == len(MIGRATIONS) == 4
+        assert {"scene_aoi_date", "tile_aoi_links", "tile_claim", "scene_claim", "job_attempt_open"} <= {
+            r[0] for r in again.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         for table in ("scene", "tile"):  # 3: deferred jobs
             assert "deferred_since" in {r[1] for r in again.execute(f"PRAGMA table_info({table})")}
+        # 4: every tile keeps its scene's date key (the claim order)
+        assert again.one("SELECT count(*) FROM tile t JOIN scene s ON s.id = t.scene_id "
+                         "WHERE t.date_key != s.date_key") == 0
+        assert again.one("SELECT count(*) FROM tile WHERE date_key = ''") == 0
         assert again.counts() == counts
 
 
@@ -215,3 +223,19 @@ def test_opening_without_create_a_missing_store_is_input_error_and_creates_nothi
     with pytest.raises(InputError, match="no store here.*--db or INGESTER_DB"):
         Store(tmp_path / "sub" / "typo.db", create=False)
     assert not (tmp_path / "sub").exists()
+
+
+def test_an_ingestion_stores_its_tiles_with_their_links_and_their_scenes_date_keys(tmp_path, repo):
+    payload = load_payload(repo / "payloads" / "denmark-s1.json")
+    with Store(tmp_path / "x.db") as st:
+        tiles = write_s1_tiles(tmp_path / "tiles.json", s1_chain(AOI, 3, 2))
+        commit(st, prepare(st, payload, Settings(), tiles_file=str(tiles), create_layers=True), "r1",
+               create_layers=True)
+        release_lock(st, AOI, "r1")
+        rows = st.execute("SELECT t.id, t.scene_id, t.source_id, t.status, t.retry_countdown, t.prev, t.ref, "
+                          "t.date_key = s.date_key, t.data FROM tile t JOIN scene s ON s.id = t.scene_id "
+                          "ORDER BY t.id").fetchall()
+    assert len(rows) == 6 and all(r[7] == 1 for r in rows)  # each tile keeps its scene's date key
+    assert [r[3] for r in rows] == ["NEW"] * 6
+    assert [(r[5] is None, r[6] is None) for r in rows] == [(True, True)] * 2 + [(False, False)] * 4
+    assert all(r[0] > r[5] for r in rows if r[5] is not None)  # a later acquisition chains onto an earlier one

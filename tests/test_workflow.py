@@ -423,3 +423,23 @@ def test_rebuild_sets_a_done_tile_back_and_its_pending_children_wait_for_it_agai
     assert status(chain, "scene", s0) == PENDING and status(chain, "tile", t[0, 1]) == PENDING
     with pytest.raises(TransitionError, match="not DONE"), chain.transaction():
         rebuild(chain, "tile", t[1, 1], policy, "x")
+
+
+def test_verify_setting_a_tile_back_writes_it_and_the_children_that_wait_again_into_their_history(chain):
+    from ingester.integrity import Problem, set_back
+
+    s0, s1, _ = scene_ids(chain)
+    t = ids(chain)
+    set_status(chain, "scene", s0, DONE)
+    set_status(chain, "scene", s1, DONE)
+    set_status(chain, "tile", t[0, 0], DONE)
+    assert status(chain, "tile", t[1, 0]) == PENDING  # released: its previous is DONE
+    gone = Problem("dataset", "file:///x/B01.tif", "missing", "not found", "S", "A44_IW1_8979", s0, t[0, 0])
+    assert set_back(chain, AOI, [gone], Settings()) == {"scenes": [], "tiles": ["A44_IW1_8979"]}
+    own = chain.attempts("tile", t[0, 0])
+    assert [(a["outcome"], a["status"]) for a in own] == [("manual", "PENDING")]
+    assert own[0]["message"].startswith("ingester verify: file:///x/B01.tif: missing")
+    child = chain.attempts("tile", t[1, 0])
+    assert [(a["outcome"], a["status"]) for a in child] == [("manual", "NEW")]  # waits for its previous again
+    assert "ingester verify" in child[0]["message"]
+    assert chain.attempts("tile", t[0, 1]) == []  # untouched

@@ -2,64 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
-from ingester.scenes import Scene
+from ingester.catalogue.result import SearchResult
+
+__all__ = ["SUPPORTED", "SearchResult", "search"]
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from shapely.geometry.base import BaseGeometry
-
     from ingester.config import Settings
     from ingester.payload import Payload
 
 
-@dataclasses.dataclass
-class SearchResult:
-    scenes: list[Scene]
-    next: bool  # more scenes exist beyond this page
-    pages: int = 0  # provider pages fetched
-    requests: int = 0  # HTTP requests sent
-    catalogue: str = ""  # which catalogue answered
-    rows: int = 0  # catalogue rows examined (before client-side checks and de-duplication)
-    dropped: dict[str, int] = dataclasses.field(default_factory=dict)  # reason → products set aside
-    filters: dict[str, str] = dataclasses.field(default_factory=dict)  # catalogue parameters applied (defaults too)
-
-
 SUPPORTED = ("sentinel1", "sentinel2", "landsat89", "phr", "spot")
-BELOW_MIN_COVERAGE = "below min_coverage"  # the `dropped` reason of scenes covering too little of the AOI
-
-
-def cover_scenes(scenes: Sequence[Scene], payload: Payload,
-                 footprints: Sequence[BaseGeometry | None] | None = None) -> tuple[list[Scene], int]:
-    """What every catalogue does with the scenes that passed its exact-AOI check: tag each with the share
-    of the AOI its footprint covers (`aoiCoverage`, 0…1 with 4 decimals, measured on the WGS84 ellipsoid:
-    `ingester.geodesy.coverage`), and keep those covering at least the payload's `min_coverage`.
-
-    `footprints` are the scenes' parsed footprints when the catalogue has them (else each `wkt` is
-    parsed). Returns (the kept scenes in their order, how many fell below `min_coverage`). A payload
-    `record_tags` entry `aoiCoverage` must agree, like any catalogue tag."""
-    from ingester.errors import PayloadError
-    from ingester.geodesy import COVERAGE_TAG, tag_coverage
-
-    shares = tag_coverage(scenes, payload.aoi, footprints)
-    wanted = payload.record_tags.get(COVERAGE_TAG)
-    kept: list[Scene] = []
-    below = 0
-    for scene, share in zip(scenes, shares, strict=True):
-        if wanted is not None and scene.tags.get(COVERAGE_TAG, wanted) != wanted:
-            raise PayloadError(f"{payload.path}: field 'record_tags.{COVERAGE_TAG}': {wanted!r} conflicts with scene "
-                               f"{scene.source_id!r}, whose catalogue tag {COVERAGE_TAG!r} is "
-                               f"{scene.tags[COVERAGE_TAG]!r}")
-        if share is not None and share < payload.min_coverage:
-            below += 1
-            continue
-        kept.append(scene)
-    return kept, below
-
-
 def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None) -> SearchResult:
     """The payload's scenes: acquisitions page·limit … page·limit+limit−1 of the ordered catalogue
     result, reprocessed copies counted once (limit 0: all of them). `page`/`limit` default to the

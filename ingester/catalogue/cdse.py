@@ -41,8 +41,9 @@ import shapely
 from shapely.geometry import Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from ingester.catalogue import BELOW_MIN_COVERAGE, SearchResult, cover_scenes
+from ingester.catalogue.coverage import BELOW_MIN_COVERAGE, cover_scenes
 from ingester.catalogue.paging import ODataPager, PagerStats, odata_time
+from ingester.catalogue.result import SearchResult
 from ingester.config import Settings
 from ingester.errors import (
     CatalogueError,

@@ -16,7 +16,7 @@ requester-pays `s3://usgs-landsat/…/<product>/` folder that the `landsat-aws` 
 
 from __future__ import annotations
 
-from ingester.catalogue import SearchResult
+from ingester.catalogue.result import SearchResult
 from ingester.catalogue.stac import StacQuery, cloud_range, search_stac
 from ingester.config import Settings
 from ingester.payload import Payload

@@ -48,8 +48,9 @@ from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from ingester import oneatlas as api
-from ingester.catalogue import BELOW_MIN_COVERAGE, SearchResult, cover_scenes
+from ingester.catalogue.coverage import BELOW_MIN_COVERAGE, cover_scenes
 from ingester.catalogue.paging import odata_time
+from ingester.catalogue.result import SearchResult
 from ingester.config import Settings
 from ingester.errors import (
     AuthError,

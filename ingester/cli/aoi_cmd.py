@@ -1,8 +1,8 @@
-"""`ingester aoi` (ingest an area and run its jobs) and `ingester run` (resume an AOI's pending work)."""
+"""`ingester aoi` (ingest an area and run its jobs), `ingester run` (resume an AOI's pending work) and
+`ingester check` (the pre-flight checks alone): parse, call `ingester.app`, render."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,12 +24,10 @@ from ingester.errors import EXIT_DEFERRED, EXIT_JOBS_FAILED
 from ingester.wording import plural
 
 if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load inside the commands
+    from ingester.app import AoiSession, CheckReport, DryRunReport, IngestReport, OrderApproval
     from ingester.config import Settings
     from ingester.coordinator import RunReport
-    from ingester.ingest import Plan
-    from ingester.ordering import Permission
-    from ingester.preflight import Report, Work
-    from ingester.store import Store
+    from ingester.preflight import Report
 
 WorkersOption = typer.Option(None, "--workers", "-w", min=1, parser=whole_number(1),
                              help="Worker processes (default: the CPU count); "
@@ -52,30 +50,18 @@ def run_settings(db: str | None, workers: int | None, scene_worker: str | None, 
     return settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker, max_wait=max_wait)
 
 
-def check_download_settings(s: Settings) -> None:
-    """Provider settings are checked before anything is written: a typo (INGESTER_PROVIDERS=locl) or
-    missing credentials are a ConfigError (exit 2), not FAILED jobs. Imported here, not at the top,
-    so that `ingester status` does not load the providers."""
-    from ingester.providers import check_settings
-
-    check_settings(s)
-
-
-def run_with_progress(ui: UI, store: Store, aoi: str, s: Settings, run_id: str | None = None,
-                      lock: bool = True) -> RunReport:
-    """Run the AOI. On an interactive terminal, a live display: the run's line (jobs and attempts
-    finished, all downloads' bytes, throughput and time remaining) and one bar per download running
-    in the worker processes; nothing of it otherwise (cron, pipes, --quiet)."""
-    from ingester.coordinator import run_aoi
-
+def run_with_progress(ui: UI, session: AoiSession) -> RunReport:
+    """Run the session's AOI. On an interactive terminal, a live display: the run's line (jobs and
+    attempts finished, all downloads' bytes, throughput and time remaining) and one bar per download
+    running in the worker processes; nothing of it otherwise (cron, pipes, --quiet)."""
     if not ui.interactive:
-        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock)
+        return session.run()
     from ingester.providers.progress import RunDisplay
 
+    aoi = session.name
     with RunDisplay(ui.err) as display:
         display.status(f"{aoi}: running")
-        return run_aoi(store, aoi, s, s.workers, run_id, lock=lock,
-                       progress=lambda text: display.status(f"{aoi}: {text}"), downloads=display.queue)
+        return session.run(progress=lambda text: display.status(f"{aoi}: {text}"), downloads=display.queue)
 
 
 OUTCOME_ORDER = ("done", "deferred", "temporary", "error", "fatal")
@@ -157,32 +143,45 @@ def render_checks(ui: UI, report: Report) -> None:
             ui.info(line)
 
 
-def render_dry_run(ui: UI, plan: Plan, work: Work, report: Report, as_json: bool) -> None:
+def render_dry_run(ui: UI, report: DryRunReport, as_json: bool) -> None:
     """What `aoi` would do; exit 2 (1) when a check failed (a service did not answer)."""
     from ingester.preflight import size_text
 
+    work = report.work
     total, unknown = work.announced
-    graphs = sorted({name for (name, _scene) in work.graphs})
-    new_tiles = sum(len(sc.tiles) for sc in plan.scenes)
     if as_json:
-        print_json({"dry_run": True, "ingest": {"scenes": len(plan.scenes), "tiles": new_tiles,
-                                                "skipped": len(plan.skipped), "source": plan.source},
-                    "download": {"products": len(work.downloads), "bytes": total, "without_size": unknown},
-                    "process": {"scene_jobs": work.scene_jobs, "tile_jobs": work.tile_jobs, "graphs": graphs},
-                    "checks": report.to_json(), "exit_code": report.exit_code})
+        print_json(report.to_json())
     else:
-        for scene_id, reason in plan.skipped:
+        for scene_id, reason in report.skipped:
             ui.info(f"would skip {scene_id}: {reason}")
-        ui.info(f"Dry run, nothing written: would ingest {plural(len(plan.scenes), 'scene')} and "
-                f"{plural(new_tiles, 'tile')} from the "
-                f"{plan.source}")
+        ui.info(f"Dry run, nothing written: would ingest {plural(report.scenes, 'scene')} and "
+                f"{plural(report.tiles, 'tile')} from the {report.source}")
         ui.info(f"would download {plural(len(work.downloads), 'product')}, {size_text(total)} announced"
                 + (f" ({unknown} without an announced size)" if unknown else ""))
         ui.info(f"would process {plural(work.scene_jobs, 'scene job')} and {plural(work.tile_jobs, 'tile job')} "
-                f"(graphs: {', '.join(graphs) or 'none'})")
-        render_checks(ui, report)
+                f"(graphs: {', '.join(report.graphs) or 'none'})")
+        render_checks(ui, report.checks)
+    if report.checks.failed:
+        raise typer.Exit(report.checks.exit_code)
+
+
+def render_check(ui: UI, report: CheckReport, as_json: bool) -> None:
+    if as_json:
+        print_json(report.to_json())
+    else:
+        render_checks(ui, report.checks)
     if report.failed:
-        raise typer.Exit(report.exit_code)
+        if not as_json:
+            ui.error(f"check failed: {', '.join(report.failed)}")
+        raise typer.Exit(report.checks.exit_code)
+
+
+def render_ingest(ui: UI, report: IngestReport) -> None:
+    for scene_id, reason in report.skipped:
+        ui.info(f"skipped {scene_id}: {reason}")
+    ui.info(f"Ingestion of {plural(report.scenes, 'scene')} and {plural(report.tiles, 'tile')} from the "
+            f"{report.source} "
+            f"(records: {report.records_created} created, {report.records_reused} reused)")
 
 
 @app.command("check")
@@ -204,35 +203,15 @@ def check_command(
 
     One line per check (ok, failed, unavailable, skipped). Exit 2 when a check fails (1 when a service
     did not answer), naming it."""
-    from ingester.ingest import prepare
-    from ingester.payload import load_payload
-    from ingester.preflight import pending_work, plan_work, run_checks
-    from ingester.store import Store
+    from ingester.app import AoiSession
 
-    ui = UI(quiet)
-    s = run_settings(db, workers, None, None)
-    loaded = load_payload(payload)
-    scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
-    pending = None
-    if Path(s.db).is_file():
-        with Store(s.db, create=False) as store:
-            plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers)
-            pending = pending_work(store, loaded.name, s)
-    else:
-        with Store(":memory:") as empty:
-            plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers)
-    work = plan_work(loaded.name, plan.scenes, loaded.storage_uri, (str(Path(loaded.path).parent),), s, pending)
-    report = run_checks(work, s, s.workers or os.cpu_count() or 1)
-    failed = [c.name for c in report.failed]
-    if as_json:
-        print_json({"payload": str(payload), "aoi": loaded.name, "checks": report.to_json(), "ok": not failed,
-                    "exit_code": report.exit_code})
-    else:
-        render_checks(ui, report)
-    if failed:
-        if not as_json:
-            ui.error(f"check failed: {', '.join(failed)}")
-        raise typer.Exit(report.exit_code)
+    with AoiSession(run_settings(db, workers, None, None), payload=payload, check_lock=False) as session:
+        report = session.check(session.plan(_path(scenes), _path(tiles), create_layers))
+    render_check(UI(quiet), report, as_json)
+
+
+def _path(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 @app.command("aoi")
@@ -272,74 +251,30 @@ def aoi_command(
     is written. OneAtlas products are ordered only with --order (or the payload's order), within
     --max-cost. Exit 4 when some jobs ended FAILED or RETRY, or some tiles can never be released, else 5
     when some jobs are deferred (run again later: orders being processed, offline products)."""
-    from ingester.coordinator import check_lock, new_run_id
-    from ingester.ingest import commit, prepare
-    from ingester.ordering import permission
-    from ingester.payload import load_payload
-    from ingester.preflight import pending_work, plan_work, preflight, run_checks
-    from ingester.store import Store
+    from ingester.app import AoiSession
 
     ui = UI(quiet)
     s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
-    loaded = load_payload(payload)
-    allowed = permission(loaded, order, max_cost)
-    check_download_settings(s)
-    scenes_file, tiles_file = (str(scenes) if scenes else None), (str(tiles) if tiles else None)
-    run_id = new_run_id()
-    store: Store | None = None
-    pending = None
-    if Path(s.db).is_file():
-        store = Store(s.db, create=False)
-        try:
-            if not dry_run:
-                check_lock(store, loaded.name, s.lease_seconds)
-            plan = prepare(store, loaded, s, scenes_file, tiles_file, create_layers)
-            pending = pending_work(store, loaded.name, s)
-            approve_orders(ui, plan, allowed, s, store)
-        except BaseException:
-            store.close()
-            raise
-    else:  # no store yet: the input is validated against an empty one, the file is created only then
-        with Store(":memory:") as empty:
-            plan = prepare(empty, loaded, s, scenes_file, tiles_file, create_layers)
-        approve_orders(ui, plan, allowed, s, None)
-    work = plan_work(loaded.name, plan.scenes, loaded.storage_uri, (str(Path(loaded.path).parent),), s, pending)
+    with AoiSession(s, payload=payload, runs=True, check_lock=not dry_run, order=order, max_cost=max_cost) as session:
+        plan = session.plan(_path(scenes), _path(tiles), create_layers)
+        render_approval(ui, session.approval)
+        if dry_run:
+            dry = session.dry_run(plan)
+        else:
+            ingested = session.ingest(plan, create_layers)
+            render_ingest(ui, ingested)
+            report = run_with_progress(ui, session)
     if dry_run:
-        if store is not None:
-            store.close()
-        render_dry_run(ui, plan, work, run_checks(work, s, s.workers or os.cpu_count() or 1), as_json)
+        render_dry_run(ui, dry, as_json)
         return
-    try:
-        preflight(work, s, s.workers or os.cpu_count() or 1)
-    except BaseException:
-        if store is not None:
-            store.close()
-        raise
-    if store is None:
-        store = Store(s.db)
-    with store:
-        result = commit(store, plan, run_id, create_layers, s.lease_seconds)
-        for scene_id, reason in result.skipped:
-            ui.info(f"skipped {scene_id}: {reason}")
-        ui.info(f"Ingestion of {plural(result.scenes, 'scene')} and {plural(result.tiles, 'tile')} from the "
-                f"{plan.source} "
-                f"(records: {result.records_created} created, {result.records_reused} reused)")
-        report = run_with_progress(ui, store, loaded.name, s, run_id, lock=False)
-        extra = {"ingested": {"scenes": result.scenes, "tiles": result.tiles, "skipped": len(result.skipped),
-                              "records_created": result.records_created, "records_reused": result.records_reused}}
-        render_report(ui, report, as_json, extra)
+    render_report(ui, report, as_json, {"ingested": ingested.to_json()})
 
 
-def approve_orders(ui: UI, plan: Plan, allowed: Permission, s: Settings, store: Store | None) -> None:
-    """What this ingestion may order, priced before anything is written (ordering.approve: exit 2 above
-    the budget); kept with the AOI by `commit`."""
-    from ingester.ordering import aoi_order_scenes, approve
-
-    scenes = list(plan.scenes) + (aoi_order_scenes(store, plan.payload.name) if store is not None else [])
-    plan.order, costs = approve(scenes, s, allowed)
-    if costs is not None:
-        budget = f" within the budget of {allowed.max_cost:g}" if allowed.max_cost is not None else " (no budget set)"
-        ui.info(f"ordering allowed by {allowed.source}: OneAtlas {costs.text()}{budget}")
+def render_approval(ui: UI, approval: OrderApproval | None) -> None:
+    """What this ingestion may order, as priced before anything was written."""
+    if approval is not None:
+        budget = f" within the budget of {approval.max_cost:g}" if approval.max_cost is not None else " (no budget set)"
+        ui.info(f"ordering allowed by {approval.source}: OneAtlas {approval.estimate}{budget}")
 
 
 @app.command("run")
@@ -360,15 +295,9 @@ def run_command(
     Jobs a dead run left in flight are re-queued. Exit 4 when some jobs ended FAILED or RETRY, or some
     tiles can never be released (a cycle in their links), else 5 when some jobs are deferred (run again
     later)."""
-    from ingester.coordinator import check_lock
-    from ingester.preflight import pending_work, preflight, work_of
-    from ingester.store import Store
+    from ingester.app import AoiSession
 
     ui = UI(quiet)
-    s = run_settings(db, workers, scene_worker, tile_worker, max_wait)
-    check_download_settings(s)
-    with Store(s.db, create=False) as store:
-        store.require_aoi(aoi)
-        check_lock(store, aoi, s.lease_seconds)  # a run in progress is exit 3 before any check
-        preflight(work_of([], (), {}, pending_work(store, aoi, s)), s, s.workers or os.cpu_count() or 1)
-        render_report(ui, run_with_progress(ui, store, aoi, s), as_json)
+    with AoiSession(run_settings(db, workers, scene_worker, tile_worker, max_wait), aoi, runs=True) as session:
+        report = run_with_progress(ui, session)
+    render_report(ui, report, as_json)

@@ -12,7 +12,7 @@ import sqlite3
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,6 +108,22 @@ def print_json(obj: Any) -> None:
     """Machine-readable output on stdout."""
     sys.stdout.write(json.dumps(_strict(obj), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def print_json_stream(items: Iterable[Any], head: str = "", level: int = 0, tail: str = "") -> None:
+    """A JSON array on stdout written item by item, as `print_json` writes a whole list (the same
+    text), so that a listing of 300,000 rows is never held in memory. `head` and `tail` wrap it (the
+    array then sits at nesting `level`)."""
+    out = sys.stdout
+    pad = "  " * (level + 1)
+    out.write(head)
+    first = True
+    for item in items:
+        text = json.dumps(_strict(item), indent=2, ensure_ascii=False, default=str, allow_nan=False)
+        out.write(("[\n" if first else ",\n") + "\n".join(pad + line for line in text.split("\n")))
+        first = False
+    out.write(("[]" if first else "\n" + "  " * level + "]") + tail + "\n")
+    out.flush()
 
 
 def settings(**overrides: Any) -> Settings:

@@ -23,7 +23,7 @@ def config_command(
     account, or the default). `workers` shows the pool size a run uses (the CPU count for 0),
     `providers` the whole download chain in order. Secrets are masked. Invalid settings (the checks
     `aoi` runs: unknown providers, malformed patterns, …) are exit 2, naming the culprit."""
-    from ingester.config import explain_settings
+    from ingester.app.config_report import explain_settings
 
     items = explain_settings({"db": db, "workers": workers, "scene_worker": scene_worker,
                               "tile_worker": tile_worker})

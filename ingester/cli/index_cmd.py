@@ -22,14 +22,6 @@ from ingester.errors import EXIT_JOBS_FAILED
 from ingester.wording import plural
 
 
-def _open_store(db: str | None, readonly: bool = True):
-    """The store (never created here: a missing one is an InputError naming --db/INGESTER_DB); read-only
-    unless the command changes it (`verify` sets jobs back)."""
-    from ingester.store import Store
-
-    return Store(settings(db=db).db, create=False, readonly=readonly)
-
-
 def _num(value: float) -> str:
     return "NaN" if isinstance(value, float) and math.isnan(value) else f"{value:g}"
 
@@ -45,11 +37,12 @@ def datasets_command(
     the file is in storage (a header row first; --json for scripts, with the record, variable, instance
     and `missing`). Files are looked for with one listing per tile folder; the missing ones are also
     named on stderr."""
+    from ingester.app import reads
     from ingester.index import dataset_listing
     from ingester.integrity import missing_datasets, missing_text
     from ingester.times import format_time, parse_time
 
-    with _open_store(db) as store:
+    with reads.reading(settings(db=db)) as store:
         missing = missing_datasets(store, aoi) if store.require_aoi(aoi) else []
         rows = dataset_listing(store, aoi, set(missing))
     if missing:
@@ -81,13 +74,14 @@ def stac_command(
     """Write a static STAC catalog of the AOI: one Collection, one Item per tile, one asset per layer.
 
     Outputs missing from storage get no asset (they are named on stderr)."""
+    from ingester.app import reads
     from ingester.index import stac_tiles_from_store, write_stac
     from ingester.integrity import missing_datasets, missing_text
 
     store_path = settings(db=db).db
     refuse_output_over_inputs(output, {"store": store_path})
     refuse_output_over_inputs(output / aoi, {"store": store_path})
-    with _open_store(db) as store:
+    with reads.reading(store_path) as store:
         store.require_aoi(aoi)
         missing = missing_datasets(store, aoi)
         tiles = stac_tiles_from_store(store, aoi, set(missing))
@@ -115,18 +109,14 @@ def verify_command(
 
     Exit 0 when everything is in place, 4 when problems were found and jobs set back (run `ingester
     run AOI`), 3 while a run holds the AOI."""
-    from ingester.coordinator import check_lock
-    from ingester.integrity import set_back, verify
+    from ingester.app import AoiSession
 
     ui = UI(quiet)
-    s = settings(db=db)
-    with _open_store(db, readonly=False) as store:
-        store.require_aoi(aoi)
-        check_lock(store, aoi, s.lease_seconds)  # a run is writing: its files are not settled yet
-        problems, checked = verify(store, aoi, s)
-        reset = set_back(store, aoi, problems, s) if problems else {"scenes": [], "tiles": []}
+    with AoiSession(settings(db=db), aoi) as session:  # a run is writing: its files are not settled yet (exit 3)
+        report = session.verify()
     if as_json:
-        print_json({"aoi": aoi, "checked": checked, "problems": [p.to_json() for p in problems], "reset": reset})
+        print_json(report.to_json())
+    problems, checked, reset = report.problems, report.checked, report.reset
     for p in problems:
         ui.warn(f"{p.kind} {p.uri}: {p.problem} ({p.detail})")
     ui.info(f"AOI {aoi}: {plural(checked['products'], 'product')} and {plural(checked['datasets'], 'output')} "

@@ -26,13 +26,10 @@ def layers_add(
 ) -> None:
     """Add a layer: the variable (created if new) and one instance of it. A variable has one data format,
     unit and band list: another one for an existing variable is exit 2, saying what it has."""
-    from ingester.records import add_layer
-    from ingester.store import Store
+    from ingester.app import add_layer
 
-    s = settings(db=db)
-    with Store(s.db) as store:
-        iid, created = add_layer(store, variable, instance, dformat, unit,
-                                 [b.strip() for b in bands.split(",") if b.strip()])
+    iid, created = add_layer(settings(db=db), variable, instance, dformat, unit,
+                             [b.strip() for b in bands.split(",") if b.strip()])
     UI(quiet).info(f"{'added' if created else 'already present:'} {variable}/{instance} (instance id {iid})")
 
 
@@ -40,12 +37,11 @@ def layers_add(
 @command
 def layers_list(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
     """List the layers: one line per variable/instance, after a header row (--json for scripts)."""
+    from ingester.app import reads
     from ingester.graph.model import DFormat, nodata_json
-    from ingester.store import Store
 
-    s = settings(db=db)
-    with Store(s.db, readonly=True) as store:
-        rows = store.layers()
+    with reads.reading(settings(db=db)) as store:
+        rows = reads.layers(store)
     if as_json:
         print_json([{"variable": r.variable, "instance": r.instance, "instance_id": r.instance_id, "unit": r.unit,
                      "dformat": {"dtype": r.dtype, "nodata": nodata_json(r.nodata), "min": r.min_value,

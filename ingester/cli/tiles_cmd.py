@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -19,19 +18,6 @@ from ingester.cli.common import (
 )
 from ingester.errors import InputError
 from ingester.wording import plural
-
-if TYPE_CHECKING:
-    from ingester.scenes import Tile
-
-
-def stored_tiles(db: Path, aoi: str) -> tuple[list[Tile], set[str]]:
-    """The AOI's tiles and scene ids in the store, if the store exists (it is never created here)."""
-    if not db.exists():
-        return [], set()
-    from ingester.store import Store
-
-    with Store(db, readonly=True) as store:
-        return store.aoi_tiles(aoi), store.scene_ids_in_aoi(aoi)
 
 
 @app.command()
@@ -55,11 +41,8 @@ def tiles(
 
     When the store already holds the AOI (`ingester aoi` ran before), its scenes are left out and new
     bursts chain onto its tiles, so the file can be ingested with `ingester aoi --tiles`."""
+    from ingester.app import AoiSession
     from ingester.distance import parse_buffer
-    from ingester.graph.loader import check_payload_graphs
-    from ingester.payload import load_payload
-    from ingester.scenes import read_scenes, write_scenes
-    from ingester.tiling import NO_ANNOTATION, make_tiles, require_annotations
 
     ui = UI(quiet)
     if buffer is not None:
@@ -67,37 +50,21 @@ def tiles(
             parse_buffer(buffer)
         except ValueError as exc:
             raise InputError(f"--buffer: {exc}") from None
-    config = settings(aoi_buffer=buffer)
-    refuse_output_over_inputs(output, {"payload": payload_path, "scenes file": scenes_path,
-                                       "store": db or config.db})
+    config = settings(db=db, aoi_buffer=buffer)
+    refuse_output_over_inputs(output, {"payload": payload_path, "scenes file": scenes_path, "store": config.db})
     check_output_file(output)
-    payload = load_payload(payload_path)
-    check_payload_graphs(payload)
-    if scenes_path is not None:
-        scenes = read_scenes(scenes_path).scenes
-    else:
-        from ingester.catalogue import search
-
-        scenes = search(payload, config).scenes
-    existing, ingested = stored_tiles(Path(db or config.db), payload.name)
-    if ingested:
-        before = len(scenes)
-        scenes = [s for s in scenes if s.source_id not in ingested]
-        ui.info(f"{plural(before - len(scenes), 'scene')} already in the AOI {payload.name!r} left out; "
-                f"new bursts chain onto its {len(existing)} tiles")
-    result = make_tiles(payload, scenes, config, existing=existing)
-    require_annotations(scenes, result)
-    missing = [sid for sid, reason in result.skipped if reason.startswith(NO_ANNOTATION)]
-    write_scenes(output, result.scenes)
-    n_tiles = sum(len(s.tiles) for s in result.scenes)
-    chained = sum(1 for s in result.scenes for t in s.tiles if t.previous is not None)
-    ui.info(f"{plural(len(result.scenes), 'scene')}, {plural(n_tiles, 'tile')} ({chained} chained to a previous "
-            f"acquisition) → {output}")
-    if result.skipped:
-        others = len(result.skipped) - len(missing)
+    with AoiSession(config, payload=payload_path, readonly=True) as session:
+        report = session.tiles(scenes_path, output)
+    if report.in_store:
+        ui.info(f"{plural(report.left_out, 'scene')} already in the AOI {session.name!r} left out; "
+                f"new bursts chain onto its {report.existing_tiles} tiles")
+    ui.info(f"{plural(report.scenes, 'scene')}, {plural(report.tiles, 'tile')} ({report.chained} chained to a "
+            f"previous acquisition) → {output}")
+    if report.skipped:
+        others = len(report.skipped) - report.without_annotation
         parts = []
-        if missing:
-            parts.append(f"{len(missing)} without annotation")
+        if report.without_annotation:
+            parts.append(f"{report.without_annotation} without annotation")
         if others:
             parts.append(f"{others} without any burst over the AOI or unusable")
-        ui.info(f"skipped {plural(len(result.skipped), 'scene')}: {', '.join(parts)}")
+        ui.info(f"skipped {plural(len(report.skipped), 'scene')}: {', '.join(parts)}")

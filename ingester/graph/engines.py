@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import os
 import select
@@ -30,9 +29,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ingester.errors import ProcessingError
+from ingester.failures import TRANSIENT_ERRNOS
 
-TEMPORARY_ERRNOS = {errno.EIO, errno.EBUSY, errno.ECANCELED, errno.ECONNABORTED, errno.ECONNRESET, errno.ENOMEM,
-                    errno.EPIPE}
 DEFAULT_GPT = "/usr/local/snap/bin/gpt"
 
 
@@ -80,9 +78,9 @@ def find_gpt(configured: str = "") -> str | None:
     return shutil.which("gpt") or (DEFAULT_GPT if os.access(DEFAULT_GPT, os.X_OK) else None)
 
 
-def classify(lines: Sequence[str], engine: str) -> tuple[str, str]:
-    """(kind, last error line) from a failed step's output: kind is fatal, temporary or permanent."""
-    kind = "permanent"
+def step_outcome(lines: Sequence[str], engine: str) -> tuple[str, str]:
+    """(outcome, last error line) from a failed step's output: fatal, temporary or error."""
+    kind = "error"
     last = ""
     for line in lines:
         text = line.strip()
@@ -338,19 +336,19 @@ def run_step(inv: Invocation, log_path: Path, gpt: str = "", docker: str = "dock
             raise ProcessingError(
                 f"{inv.label}: SNAP's gpt is not installed (looked at INGESTER_SNAP_GPT={gpt!r}, "
                 f"$SNAPPATH={os.environ.get('SNAPPATH', '')!r}, gpt on PATH and {DEFAULT_GPT}); install SNAP "
-                "or set INGESTER_SNAP_GPT", "permanent")
+                "or set INGESTER_SNAP_GPT", "error")
         gpt = found
     elif inv.engine == "docker":
         found = shutil.which(docker) if not os.path.isabs(docker) else (docker if os.access(docker, os.X_OK) else None)
         if not found:
             raise ProcessingError(f"{inv.label}: docker is not installed ({docker!r} not found; set "
-                                  "INGESTER_DOCKER to the docker client)", "permanent")
+                                  "INGESTER_DOCKER to the docker client)", "error")
         docker = found
         container = f"ingester-{uuid.uuid4().hex[:12]}"
     elif inv.engine == "cmd":
         found = inv.command if os.path.sep in inv.command else shutil.which(inv.command)
         if not found or not os.access(found, os.X_OK):
-            raise ProcessingError(f"{inv.label}: command {inv.command!r} not found or not executable", "permanent")
+            raise ProcessingError(f"{inv.label}: command {inv.command!r} not found or not executable", "error")
         inv = dataclasses.replace(inv, command=found)
     argv = argv_for(inv, gpt or "gpt", docker, container)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -369,7 +367,7 @@ def run_step(inv: Invocation, log_path: Path, gpt: str = "", docker: str = "dock
         except OSError as exc:
             if inv.record is not None:
                 inv.record.unlink(missing_ok=True)
-            kind = "temporary" if exc.errno in TEMPORARY_ERRNOS else "permanent"
+            kind = "temporary" if exc.errno in TRANSIENT_ERRNOS else "error"
             raise ProcessingError(f"{inv.label}: cannot start {argv[0]}: {exc.strerror}", kind) from None
         _ACTIVE[proc.pid] = (proc, container, docker if container else "")
         try:
@@ -397,7 +395,7 @@ def run_step(inv: Invocation, log_path: Path, gpt: str = "", docker: str = "dock
     if code == 0:
         return
     lines = tail(log_path, start, max_lines=400, max_chars=100_000)
-    kind, last = classify(lines, inv.engine)
+    kind, last = step_outcome(lines, inv.engine)
     shown = tail(log_path, start)
     shown = [x for x in shown if not x.startswith("[ingester]")]
     detail = last or (shown[-1] if shown else "")

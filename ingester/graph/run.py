@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ingester.errors import ProcessingError, StorageError
 from ingester.graph import conditions as cond
@@ -61,7 +62,7 @@ class KeptFile:
 @dataclasses.dataclass
 class GraphRun:
     failed: bool = False
-    kind: str = ""  # permanent / fatal / temporary
+    outcome: str = ""  # a failed run's outcome: error, fatal or temporary (ingester.failures)
     message: str = ""
     kept: list[KeptFile] = dataclasses.field(default_factory=list)
     missing: list[str] = dataclasses.field(default_factory=list)  # declared outputs not produced (an error)
@@ -262,10 +263,9 @@ class Runner:
                     f"{', '.join(result.missing)} (see the job log; a graph marks an output that may be "
                     "absent with \"optional\": true)")
         except ProcessingError as exc:
-            result.failed, result.kind, result.message = True, exc.kind, str(exc)
-            outcome = "error" if exc.kind == "permanent" else exc.kind  # the workflow's word (ingester/jobs.py)
-            self.log(f"[ingester] graph failed (outcome {outcome}): {exc}")
-        result.kept = self.select_outputs(result.failed, result.kind == "fatal", retriable)
+            result.failed, result.outcome, result.message = True, exc.outcome, str(exc)
+            self.log(f"[ingester] graph failed (outcome {exc.outcome}): {exc}")
+        result.kept = self.select_outputs(result.failed, result.outcome == "fatal", retriable)
         return result
 
 
@@ -297,7 +297,7 @@ def format_override(path: Path) -> dict[str, float | str] | None:
     return out
 
 
-def indexed_fields(kept: KeptFile) -> dict[str, float | str | tuple[int, ...]]:
+def indexed_fields(kept: KeptFile) -> dict[str, Any]:
     """IndexedOutput fields of an out-file: bands, stored format, real range, exponent (a
     `<file>.format.json` written by the graph overrides the format and the real range)."""
     fmt = kept.dformat

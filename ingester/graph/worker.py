@@ -13,15 +13,14 @@ from pathlib import Path
 
 from ingester import storage
 from ingester.config import Settings
-from ingester.errors import GraphError, ProcessingError, StorageError
+from ingester.errors import GraphError, Outcome, ProcessingError, StorageError
+from ingester.failures import failure_result
 from ingester.graph import files
 from ingester.graph.engines import step_record_path
 from ingester.graph.loader import load_graph
 from ingester.graph.run import GraphRun, KeptFile, Runner, TileCtx, indexed_fields, python_env, tile_ctx
 from ingester.jobs import IndexedOutput, JobResult, SceneJob, TileJob
 from ingester.scenes import Scene, Tile
-
-_OUTCOME = {"temporary": "temporary", "fatal": "fatal", "permanent": "error"}
 
 
 def log_path_for(workdir: str | Path) -> Path:
@@ -123,19 +122,15 @@ def _result(run: GraphRun, outputs: list[IndexedOutput], notes: list[str], log_p
             details.setdefault("notes", []).append(
                 f"optional output(s) not produced: {', '.join(run.optional_missing)}")
     if run.failed:
-        return JobResult(_OUTCOME.get(run.kind, "error"), run.message, tuple(outputs), str(log_path), details)
+        outcome: Outcome = "fatal" if run.outcome == "fatal" else "temporary" if run.outcome == "temporary" else "error"
+        return JobResult(outcome, run.message, tuple(outputs), str(log_path), details)
     return JobResult("done", f"{len(outputs)} output(s) indexed" if outputs else "", tuple(outputs), str(log_path),
                      details)
 
 
 def _error(exc: BaseException, log_path: Path) -> JobResult:
-    if isinstance(exc, GraphError):
-        return JobResult("error", str(exc), log_path=str(log_path))
-    if isinstance(exc, ProcessingError):
-        return JobResult(_OUTCOME.get(exc.kind, "error"), str(exc), log_path=str(log_path))
-    if isinstance(exc, StorageError | OSError):
-        return JobResult("temporary", f"storage: {exc}", log_path=str(log_path))
-    return JobResult("error", f"{type(exc).__name__}: {exc}", log_path=str(log_path))
+    """A job's failure as its outcome (ingester.failures: the same words as a scene job's)."""
+    return failure_result(exc, str(log_path))
 
 
 def _log_to(path: Path):

@@ -32,6 +32,12 @@ from ingester.storage import check_name
 _OFFLINE_WORDS = ("offline", "not online", "long term archive", "being restored", "not available yet")
 
 
+def configured_names(settings: Any) -> list[str]:
+    """The provider names of INGESTER_PROVIDERS, lower-cased, in order (unchecked: `chain.listed_providers`
+    checks them against the known providers)."""
+    return [n.strip().lower() for n in settings.providers.split(",") if n.strip()]
+
+
 class Provider:
     """Base class. Subclasses set `name` and implement `fetch`; `configured` says whether the settings
     give it what it needs (the chain skips unconfigured providers unless they are named explicitly)."""

@@ -32,7 +32,7 @@ def product_path(settings: Settings, aoi: str, scene: str) -> Path:
 def kept_product(settings: Settings, aoi: str, scene: str, metadata: dict[str, Any]) -> Path | None:
     """The kept product of the scene when it is there and still verified (size and the catalogue's
     checksum, as for a product in storage), else None (a stale one is deleted)."""
-    from ingester.providers.worker import is_verified_in_storage
+    from ingester.providers.stored import is_verified_in_storage
 
     path = product_path(settings, aoi, scene)
     if not path.is_file():

@@ -22,7 +22,7 @@ from pathlib import Path
 from ingester.config import Settings
 from ingester.errors import ConfigError, Deferred, DownloadError, IngesterError, NotFound, ProviderError
 from ingester.http import TransferProgress, Verified
-from ingester.providers.base import Provider
+from ingester.providers.base import Provider, configured_names
 from ingester.scenes import Scene
 
 
@@ -45,7 +45,7 @@ def registry() -> dict[str, type[Provider]]:
 def listed_providers(settings: Settings) -> list[str]:
     """The names of INGESTER_PROVIDERS, in order, without repeats; raises ConfigError for unknown ones."""
     known = registry()
-    names = [n.strip().lower() for n in settings.providers.split(",") if n.strip()]
+    names = configured_names(settings)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"INGESTER_PROVIDERS: unknown provider(s) {', '.join(unknown)}; "

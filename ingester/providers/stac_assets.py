@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlparse
 from ingester.errors import DownloadError, HTTPError, NotFound, ProviderError, Unavailable
 from ingester.graph.model import AssetNeeds
 from ingester.http import Expected, download
-from ingester.providers.base import Provider, product_name, provider_error, resume_part
+from ingester.providers.base import Provider, configured_names, product_name, provider_error, resume_part
 from ingester.providers.multihash import verify
 from ingester.providers.stac_window import WindowReader, forget_kept, window_request
 from ingester.providers.url import plain_service
@@ -137,21 +137,17 @@ class StacAssetsProvider(Provider):
         return True  # answers NotFound at once for scenes that do not come from a STAC API
 
     def may_have(self, scene: Scene) -> bool:
-        from ingester.providers.chain import listed_providers
-
         assets = scene.metadata.get("assets")
         if not isinstance(assets, dict) or not assets:
             return False
-        return scene.metadata.get("catalogue") != "usgs-landsat" or self.name in listed_providers(self.settings)
+        return scene.metadata.get("catalogue") != "usgs-landsat" or self.name in configured_names(self.settings)
 
     def fetch(self, scene: Scene, workdir: Path) -> Path:
-        from ingester.providers.chain import listed_providers
-
         name = product_name(scene)
         assets = scene.metadata.get("assets")
         if not isinstance(assets, dict) or not assets:
             raise NotFound("stac-assets: the scene has no STAC assets (metadata.assets)")
-        if scene.metadata.get("catalogue") == "usgs-landsat" and self.name not in listed_providers(self.settings):
+        if scene.metadata.get("catalogue") == "usgs-landsat" and self.name not in configured_names(self.settings):
             raise NotFound("stac-assets: USGS Landsat scenes are fetched whole by landsat-aws (name stac-assets in "
                            "INGESTER_PROVIDERS to fetch their assets)")
         graph = tile_graph(scene, tuple(getattr(self, "graph_dirs", ()) or ()))

@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ingester.errors import DownloadError
+from ingester.errors import DownloadError, Outcome
 
 DEFAULT_MAX_BYTES = 64 * 1024**3  # the largest Sentinel-1 SLC products unpack to about 8 GiB
 DEFAULT_MAX_RATIO = 100.0  # products (JPEG 2000, SAR samples) barely compress: real ones stay below 5
@@ -28,10 +28,14 @@ RATIO_FLOOR = 64 * 1024**2  # below this unpacked size the ratio is not judged (
 class ArchiveError(DownloadError):
     """A zip archive is broken (truncated, bad CRC) or unsafe; a broken download may be fetched again."""
 
+    outcome: Outcome = "temporary"
+
 
 class UnsafeArchiveError(ArchiveError):
     """A zip archive that is refused whatever the transfer: empty, or a member with an absolute path,
     a path escaping the target, or a symbolic link. Fetching it again gives the same archive."""
+
+    outcome: Outcome = "error"
 
 
 class InsufficientSpaceError(DownloadError):

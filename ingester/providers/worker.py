@@ -17,39 +17,25 @@ digest matches the catalogue's (for a rezipped product: the sidecar's own) is no
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import traceback
 import zipfile
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from ingester import storage
 from ingester.config import Settings
-from ingester.errors import (
-    ConfigError,
-    Deferred,
-    DownloadError,
-    HTTPError,
-    IngesterError,
-    InputError,
-    ProviderError,
-    StorageError,
-)
-from ingester.http import TransferProgress, Verified, hash_file, new_hasher
+from ingester.failures import failure_result
+from ingester.http import TransferProgress, Verified, hash_file
 from ingester.jobs import JobResult, SceneJob
 from ingester.naming import is_copy_graph
 from ingester.providers import cache
-from ingester.providers.base import expected_from_metadata
 from ingester.providers.chain import fetch_product
 from ingester.providers.progress import default_progress
-from ingester.providers.unpack import ArchiveError, UnsafeArchiveError, check_folder, extract, list_members
-from ingester.storage import VERIFIED_SUFFIX, check_name, join_uri, tile_prefix
+from ingester.providers.stored import is_verified_in_storage, write_sidecar
+from ingester.providers.unpack import check_folder, extract, list_members
+from ingester.storage import check_name, join_uri, tile_prefix
 
-_HASH_BLOCK = 4 * 1024 * 1024
+
 def tile_ids(job: SceneJob) -> list[str]:
     """The scene's tiles; a scene without tiles is its own single tile (S2, Landsat, …)."""
     return [t.source_id for t in job.scene.tiles] or [job.scene.source_id]
@@ -58,65 +44,6 @@ def tile_ids(job: SceneJob) -> list[str]:
 def product_uris(job: SceneJob) -> list[str]:
     name = check_name("scene", job.scene.source_id)
     return [join_uri(tile_prefix(job.storage_uri, job.aoi, name, tile), f"{name}.zip") for tile in tile_ids(job)]
-
-
-def read_sidecar(uri: str) -> dict[str, Any] | None:
-    try:
-        fs, path = storage.filesystem(uri + VERIFIED_SUFFIX)
-        with fs.open(path, "rb") as fh:
-            return json.loads(fh.read().decode("utf-8"))
-    except (FileNotFoundError, ValueError, OSError):
-        return None
-
-
-def stored_digest(uri: str, algorithm: str) -> str:
-    """The checksum of a stored object, read as a stream."""
-    fs, path = storage.filesystem(uri)
-    hasher = new_hasher(algorithm)
-    with fs.open(path, "rb") as fh:
-        while block := fh.read(_HASH_BLOCK):
-            hasher.update(block)
-    return hasher.hexdigest()
-
-
-def is_verified_in_storage(uri: str, metadata: dict[str, Any]) -> bool:
-    """The stored product has its sidecar and the size it records, and its digest is right:
-
-    - a product zipped by us from a folder (`rezipped` in the sidecar) is compared with the sidecar's
-      own digest (the catalogue's size and checksums describe the provider's zip, not ours);
-    - any other is compared with the catalogue: its size, and a published checksum, taken from the
-      sidecar when it holds that algorithm, else computed from the stored object (a sidecar holding
-      BLAKE3 never passes for a catalogue that publishes only MD5 without the MD5 being checked)."""
-    record = read_sidecar(uri)
-    if not record:
-        return False
-    try:
-        fs, path = storage.filesystem(uri)
-        if int(fs.size(path)) != int(record.get("size", -1)):
-            return False
-        if record.get("rezipped"):
-            algorithm, digest = str(record.get("algorithm")), record.get("digest")
-            return bool(digest) and algorithm in ("blake3", "md5") and stored_digest(uri, algorithm) == digest
-        expected = expected_from_metadata(metadata)
-        if expected.size is not None and expected.size != record.get("size"):
-            return False
-        published = {"md5": expected.md5, "blake3": expected.blake3}
-        algorithm = str(record.get("algorithm"))
-        if published.get(algorithm):
-            return published[algorithm] == record.get("digest")
-        for algorithm in ("blake3", "md5"):  # the sidecar has another checksum than the published one
-            if published[algorithm]:
-                return stored_digest(uri, algorithm) == published[algorithm]
-        return True
-    except (FileNotFoundError, OSError, TypeError, ValueError):
-        return False
-
-
-def write_sidecar(uri: str, record: dict[str, Any], workdir: Path) -> None:
-    local = workdir / f".{os.path.basename(uri)}{VERIFIED_SUFFIX}"
-    local.write_text(json.dumps(record, sort_keys=True) + "\n")
-    storage.put_file(str(local), uri + VERIFIED_SUFFIX)
-    local.unlink(missing_ok=True)
 
 
 def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path) -> tuple[Path, dict[str, Any]]:
@@ -226,32 +153,8 @@ def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], wo
 
 
 def _result_of(exc: BaseException) -> JobResult:
-    """Job outcome of a failure (jobs.py): temporary for what may pass, fatal for what never will."""
-    message = str(exc) or type(exc).__name__
-    if isinstance(exc, Deferred):
-        return JobResult.deferred(message, exc.retry_at)
-    if isinstance(exc, ProviderError):
-        return JobResult("temporary" if exc.temporary else "error", message)
-    if isinstance(exc, UnsafeArchiveError):  # the same archive every time: never fetched again by itself
-        return JobResult("error", message)
-    if isinstance(exc, ArchiveError):  # truncated or bad CRC: a broken download, fetch again later
-        return JobResult("temporary", message)
-    if isinstance(exc, HTTPError):
-        temporary = exc.status is None or exc.status in (408, 429) or exc.status >= 500
-        return JobResult("temporary" if temporary else "error", message)
-    if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
-        return JobResult("temporary", f"{type(exc).__name__}: {message}")
-    if isinstance(exc, ConfigError):  # the settings can be fixed, then the job retried
-        return JobResult("error", message)
-    if isinstance(exc, InputError):  # e.g. a scene name that cannot be stored: never succeeds
-        return JobResult("fatal", message)
-    if isinstance(exc, DownloadError | StorageError | IngesterError):
-        return JobResult("error", message)
-    if isinstance(exc, OSError):
-        return JobResult("error", f"{type(exc).__name__}: {exc.strerror or exc}")
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
-    return JobResult("error", f"unexpected {type(exc).__name__}: {message}{where}")
+    """A scene job's failure as its outcome (ingester.failures: the same words as a tile job's)."""
+    return failure_result(exc)
 
 
 __all__ = ["run_scene_job", "is_verified_in_storage", "product_uris"]

@@ -14,15 +14,11 @@ from ingester.errors import TilingError
 from ingester.naming import is_copy_graph
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
+from ingester.tiling.result import NO_ANNOTATION, TilingResult
+
+__all__ = ["NO_ANNOTATION", "TilingResult", "make_tiles", "require_annotations", "tile_step", "uses_bursts"]
 
 
-@dataclasses.dataclass
-class TilingResult:
-    scenes: list[Scene]  # scenes that have at least one tile, tiles filled and chained
-    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (scene id, reason)
-
-
-NO_ANNOTATION = "no annotation found"  # the start of a skip reason: no annotation source had the scene
 
 
 def require_annotations(scenes: Sequence[Scene], result: TilingResult) -> None:
@@ -74,3 +70,13 @@ def make_tiles(
         copy = dataclasses.replace(scene, tiles=scene_tiles(scene, payload))
         out.append(copy)
     return TilingResult(out)
+
+
+def tile_step(payload: Payload, scenes: Sequence[Scene], settings: Settings, existing: Sequence[Tile] = ()
+              ) -> TilingResult:
+    """The tile step of `ingester tiles` and of `ingester aoi` (with `--scenes`, or searching): the
+    scenes (those not yet in the AOI) → tiles, chained onto the AOI's `existing` tiles; when no
+    annotation source has any of them, a TilingError (exit 1) before anything is written."""
+    result = make_tiles(payload, scenes, settings, existing=existing)
+    require_annotations(scenes, result)
+    return result

@@ -25,10 +25,10 @@ from ingester.geodesy import buffer_area
 from ingester.naming import constellation_of
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
-from ingester.tiling import NO_ANNOTATION
 from ingester.tiling.annotation import AnnotationError, SwathAnnotation, footprint_wkt, parse_annotation
 from ingester.tiling.burst_ids import relative_orbit_from_absolute
 from ingester.tiling.chaining import chain_tiles
+from ingester.tiling.result import NO_ANNOTATION, TilingResult
 from ingester.tiling.sources import AnnotationSource, CdseNodesSource, PatternSource
 
 NO_BURST = "no burst intersects the AOI"
@@ -186,8 +186,6 @@ def _add_scene(scene: Scene, got: _Fetched, area, payload: Payload, kept: list[S
 
 def _inventory(payload: Payload, scenes: Sequence[Scene], settings: Settings, existing: Sequence[Tile],
                sources: Sequence[AnnotationSource]):
-    from ingester.tiling import TilingResult
-
     area = buffer_area(payload.aoi, parse_buffer(settings.aoi_buffer))
     shapely.prepare(area)
     skipped: list[tuple[str, str]] = []

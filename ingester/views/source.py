@@ -34,10 +34,10 @@ def open_view(target: str, payload: Path | None, db: str) -> View:
     if not Path(db).is_file():
         raise InputError(f"{target}: no such file, and no store at {db} to find an AOI of that name in "
                          "(choose the store with --db or INGESTER_DB)")
-    from ingester.store import Store
+    from ingester.app.reads import reading
 
     aoi = payload_aoi(payload)
-    with Store(db, readonly=True) as store:
+    with reading(db) as store:
         row = store.aoi(target)
         if row is None:
             known = store.aoi_names()
