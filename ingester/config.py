@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import netrc
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -280,6 +278,8 @@ def _toml_values(path: Path | None) -> tuple[dict[str, Any], str]:
             if env_path:
                 raise ConfigError(f"INGESTER_CONFIG: {env_path}: file not found")
             return {}, str(path)
+    import tomllib  # here: a process that is handed its settings (a worker) never reads a file
+
     try:
         with open(path, "rb") as fh:
             values = tomllib.load(fh)
@@ -351,6 +351,8 @@ def netrc_credentials(url: str, path: str | None = None) -> tuple[str, str] | No
     """(login, password) of the ~/.netrc entry for the URL's host, or None when there is no file or no
     entry. A file that cannot be used is a ConfigError that says why: Python's netrc reader (like ftp
     and curl) refuses a ~/.netrc holding passwords that other users may read (mode 644, …)."""
+    import netrc
+
     host = urlparse(url).hostname or url
     try:
         entry = netrc.netrc(path).authenticators(host)

@@ -17,9 +17,10 @@ a later time) is waited for only when it is due within `settings.max_wait` secon
 runs and every remaining job waits longer, the run ends: what could run now has run, and the report's
 `deferred` lists the jobs a later run (cron) picks up once due (the CLI's exit 5).
 
-Tokens: the coordinator holds the run's only login to CDSE (`tokens.TokenSource` over the process's
-token manager, the one the pre-flight check logged in with); scene jobs carry a short-lived access
-token and workers ask the coordinator for a fresh one (`ingester.tokens`). Workers get the settings
+Tokens: the coordinator holds the run's only login to CDSE (`http.tokens.TokenSource` over the token
+manager of the run's `Clients`, the one the pre-flight check logged in with when the caller passes the
+same clients); scene jobs carry a short-lived access token and workers ask the coordinator for a fresh
+one (`ingester.http.tokens`). Workers get the settings
 without the password. When CDSE refuses the account, the run stops at once (exit 1), its jobs back in
 the queue: no job retries a refused login.
 """
@@ -42,6 +43,8 @@ from ingester.config import Settings
 from ingester.errors import AuthError, CredentialsRefused, IngesterError, IngesterWarning
 from ingester.executor import Executor, ExecutorBroken, LocalExecutor
 from ingester.graph.engines import steps_folder, stop_recorded_steps
+from ingester.http.clients import Clients
+from ingester.http.tokens import AccessToken, TokenSource, worker_settings
 from ingester.integrity import missing_files, missing_text
 from ingester.jobs import JobResult, SceneJob, TileJob
 from ingester.locks import (  # noqa: F401 - the lock's functions, also reachable from here
@@ -57,7 +60,6 @@ from ingester.scenes import Scene, Tile
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, host_name, monotonic_now, now_text
 from ingester.store.reads import JobTiles
-from ingester.tokens import AccessToken, TokenSource, worker_settings
 from ingester.wording import plural
 from ingester.workflow import (
     PENDING,
@@ -133,9 +135,9 @@ def default_executor(workers: int, settings: Settings) -> Executor:
     return LocalExecutor(workers, settings)
 
 
-def run_token_source(settings: Settings) -> TokenSource:
+def run_token_source(settings: Settings, clients: Clients) -> TokenSource:
     """The run's tokens: CDSE's when CDSE is among the providers, OneAtlas's when it is (logged in lazily,
-    or already by the pre-flight check: the process shares one token manager per service). Without
+    or already by the pre-flight check on the same `clients`: one token manager per service). Without
     credentials, a worker that asks gets the login's own message ("cdse: no credentials: set …")."""
     from ingester import oneatlas
     from ingester.providers import cdse
@@ -145,9 +147,9 @@ def run_token_source(settings: Settings) -> TokenSource:
     try:
         order = provider_order(settings)
         if "cdse" in order:
-            factories["cdse"] = lambda: cdse.login_manager(settings)
+            factories["cdse"] = lambda: cdse.login_manager(settings, clients)
         if "oneatlas" in order:
-            factories["oneatlas"] = lambda: oneatlas.login_manager(settings)
+            factories["oneatlas"] = lambda: oneatlas.login_manager(settings, clients)
     except (IngesterError, AuthError):
         pass  # a settings problem is reported by the checks before the run
     return TokenSource(factories)
@@ -156,7 +158,7 @@ def run_token_source(settings: Settings) -> TokenSource:
 class Coordinator:
     in_flight_per_worker = 16  # jobs claimed and submitted per worker process at most (larger batches)
     def __init__(self, store: Store, aoi: str, settings: Settings, run_id: str | None = None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, clients: Clients | None = None):
         self.store = store
         self.aoi = store.require_aoi(aoi)
         self.settings = settings
@@ -181,7 +183,8 @@ class Coordinator:
         self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
         self.jobs_run: set[tuple[str, int]] = set()
         self.outcomes: dict[str, int] = {}
-        self.tokens = run_token_source(settings)
+        self.clients = clients if clients is not None else Clients()  # the run's login (token managers)
+        self.tokens = run_token_source(settings, self.clients)
 
     def job_tokens(self) -> dict[str, AccessToken]:
         """Tokens a scene job carries: CDSE's, when the run may use CDSE. A token that cannot be had now
@@ -486,11 +489,16 @@ def run_report(store: Store, aoi_id: int, run_id: str, executed: int = 0, **more
 
 def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id: str | None = None,
             executor_factory: ExecutorFactory = default_executor, lock: bool = True,
-            progress: Callable[[str], None] | None = None, downloads: Any = None) -> RunReport:
+            progress: Callable[[str], None] | None = None, downloads: Any = None,
+            clients: Clients | None = None) -> RunReport:
     """Run the AOI's jobs. With `lock`, take the AOI's lock first and release it at the end; without,
     the caller holds it (`ingester.app.AoiSession`) and releases it. `progress` gets the run's counts
     as text; `downloads` (a queue of a providers.progress.RunDisplay) gets the worker processes'
-    download progress (the local pool only)."""
+    download progress (the local pool only); `clients` hold the run's login (pass those of the
+    pre-flight check: one login per run; without them, the run logs in on clients of its own)."""
+    if clients is None:
+        with Clients() as own:
+            return run_aoi(store, aoi, settings, workers, run_id, executor_factory, lock, progress, downloads, own)
     run_id = run_id or new_run_id()
     check_run_storage(aoi, store.require_aoi(aoi).settings, settings)  # exit 2 before the lock is written
     if lock:
@@ -504,7 +512,7 @@ def run_aoi(store: Store, aoi: str, settings: Settings, workers: int = 0, run_id
         missing = missing_files(store, aoi, settings)  # storage emptied between runs: say so, `verify` repairs
         if missing:
             warnings.warn(MissingFilesWarning(missing_text(aoi, missing, what="stored")), stacklevel=2)
-        coordinator = Coordinator(store, aoi, settings, run_id, progress)
+        coordinator = Coordinator(store, aoi, settings, run_id, progress, clients)
         release_ready(store, coordinator.aoi.id)
         due = store.next_try(coordinator.aoi.id, leased=True)
         if due is None or due > monotonic_now() + settings.max_wait:  # nothing to run now: no worker started

@@ -24,10 +24,11 @@ waiting future raises `ExecutorBroken` (exit 1), the coordinator gives the lease
 pool when one process dies and cannot say which job killed it). Each process has at most
 `prefetch` jobs queued, in order, so the job at the head of its queue is the one running.
 
-Tokens (`ingester.tokens`): a job carries short-lived access tokens; a worker whose token expired or
-was refused asks for a fresh one on its pipe (`_TokenRequest`), and the dispatcher thread answers from
+Tokens (`ingester.http.tokens`): a job carries short-lived access tokens; a worker whose token expired
+or was refused asks for a fresh one on its pipe (`_TokenRequest`), and the dispatcher thread answers from
 `token_source` (the coordinator's, which holds the only login of the run). Workers are started with
-`tokens.worker_settings`: without the CDSE password.
+`worker_settings`: without the CDSE password. The worker function finds the job's tokens, their channel
+and the progress queue in the job's context (`ingester.job_context`), set around each call.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ from typing import Any, Protocol
 from ingester.config import Settings
 from ingester.errors import AuthError, IngesterError
 from ingester.failures import failure_result
+from ingester.http.clients import Clients
+from ingester.http.tokens import AccessToken, JobTokens, TokenChannel, error_reply, raise_reply
+from ingester.job_context import JobContext, running
 from ingester.jobs import JobResult
 from ingester.times import format_time
-from ingester.tokens import AccessToken, TokenChannel, error_reply, job_tokens, raise_reply
 
 TokenSourceFn = Callable[[str, "str | None"], AccessToken]
 
@@ -90,19 +93,21 @@ def resolve_worker(path: str) -> Any:
 
 
 def call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None,
-                channel: TokenChannel | None = None) -> JobResult:
-    """Resolve and call a worker with the job's tokens current; every failure becomes an `error` JobResult.
-    The result's details carry when the worker started and finished (`started_at`, `finished_at`: the
-    attempt's duration)."""
+                channel: TokenChannel | None = None, progress_events: Any = None,
+                clients: Clients | None = None) -> JobResult:
+    """Resolve and call a worker in the job's context (its tokens, their channel, the progress queue, the
+    worker process's `clients`); every failure becomes an `error` JobResult. The result's details carry
+    when the worker started and finished (`started_at`, `finished_at`: the attempt's duration)."""
     started = now_text()
-    result = _call_worker(path, job, settings, cache, channel)
+    result = _call_worker(path, job, settings, cache, channel, progress_events, clients)
     result.details.setdefault("started_at", started)
     result.details.setdefault("finished_at", now_text())
     return result
 
 
 def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] | None = None,
-                 channel: TokenChannel | None = None) -> JobResult:
+                 channel: TokenChannel | None = None, progress_events: Any = None,
+                 clients: Clients | None = None) -> JobResult:
     cache = {} if cache is None else cache
     try:
         fn = cache.get(path) or resolve_worker(path)
@@ -110,7 +115,8 @@ def _call_worker(path: str, job: Any, settings: Settings, cache: dict[str, Any] 
     except (ImportError, AttributeError) as exc:
         return JobResult("error", f"worker {path!r} is not available: {exc}")
     try:
-        with job_tokens(dict(getattr(job, "tokens", None) or {}), channel):
+        tokens = JobTokens(dict(getattr(job, "tokens", None) or {}), channel)
+        with running(JobContext(tokens, progress_events, clients)):
             result = fn(job, settings)
     except Exception as exc:  # a worker bug must not stop the run; a failure it let through is classified
         tb = traceback.format_exc(limit=5)
@@ -194,30 +200,27 @@ def _worker_main(conn: Connection, settings: Settings, parent: int | None = None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent is not None:
         _die_with_parent(parent)
-    if progress is not None:
-        from ingester.providers.progress import forward_to
-
-        forward_to(progress)
     cache: dict[str, Any] = {}
     ahead: collections.deque = collections.deque()
     channel = _PipeChannel(conn, ahead)
-    while True:
-        try:
-            message = ahead.popleft() if ahead else conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        if isinstance(message, _TokenReply):  # an answer that came too late for its request
-            continue
-        path, job = message
-        result = call_worker(path, job, settings, cache, channel)
-        try:
-            conn.send(result)
-        except (BrokenPipeError, OSError):
-            return
-        except Exception as exc:  # an unpicklable result
-            conn.send(JobResult("error", f"worker {path} returned a result that cannot be sent back: {exc}"))
+    with Clients() as clients:  # the process's: what its jobs learn about servers
+        while True:
+            try:
+                message = ahead.popleft() if ahead else conn.recv()
+            except (EOFError, OSError):
+                return
+            if message is None:
+                return
+            if isinstance(message, _TokenReply):  # an answer that came too late for its request
+                continue
+            path, job = message
+            result = call_worker(path, job, settings, cache, channel, progress, clients)
+            try:
+                conn.send(result)
+            except (BrokenPipeError, OSError):
+                return
+            except Exception as exc:  # an unpicklable result
+                conn.send(JobResult("error", f"worker {path} returned a result that cannot be sent back: {exc}"))
 
 
 class _Proc:
@@ -428,12 +431,14 @@ class InlineExecutor:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
         self._cache: dict[str, Any] = {}
+        self._clients = Clients()  # as a worker process's: lives until shutdown
         self.token_source: TokenSourceFn | None = None
 
     def submit(self, worker: str, job: Any) -> Future[JobResult]:
         future: Future[JobResult] = Future()
-        future.set_result(call_worker(worker, job, self.settings, self._cache, _DirectChannel(self)))
+        future.set_result(call_worker(worker, job, self.settings, self._cache, _DirectChannel(self),
+                                      clients=self._clients))
         return future
 
     def shutdown(self, wait: bool = True) -> None:
-        pass
+        self._clients.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingester.aoi_config import aoi_settings, aoi_storage, effective_storage, storage_given, storage_key
 from ingester.config import Settings
@@ -30,6 +30,9 @@ from ingester.storage import resolve_storage_uri
 from ingester.store import Store, dumps, monotonic_now, now_text, scene_data, tile_data
 from ingester.times import format_time
 from ingester.workflow import FAILED, NEW, PENDING
+
+if TYPE_CHECKING:
+    from ingester.http.clients import Clients
 
 
 @dataclasses.dataclass
@@ -250,8 +253,9 @@ def one_processing_per_acquisition(scenes: list[Scene], stored: set[str], aoi: s
 
 
 def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str | None = None,
-            tiles_file: str | None = None, create_layers: bool = False) -> Plan:
-    """Read and validate the input; nothing is written."""
+            tiles_file: str | None = None, create_layers: bool = False, *, clients: Clients | None = None) -> Plan:
+    """Read and validate the input; nothing is written. `clients`: the command's HTTP clients (the
+    tiling step's CDSE login is then the run's)."""
     if scenes_file and tiles_file:
         raise InputError("give either --scenes or --tiles, not both")
     from ingester.graph.loader import check_payload_graphs
@@ -296,7 +300,8 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
             from ingester.catalogue import search
 
             origin, source = "catalogue", "catalogue"
-            scenes = [dataclasses.replace(s, aoi=s.aoi or payload.name) for s in search(payload, settings).scenes]
+            found = search(payload, settings, clients=clients).scenes
+            scenes = [dataclasses.replace(s, aoi=s.aoi or payload.name) for s in found]
         scenes, skipped = one_processing_per_acquisition(scenes, set(existing), payload.name)
         fresh = []
         for scene in scenes:
@@ -308,7 +313,7 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
 
         with warnings.catch_warnings():
             warnings.simplefilter("default", TilingWarning)
-            tiling = tile_step(payload, fresh, settings, store.aoi_tiles(payload.name))  # as `ingester tiles`
+            tiling = tile_step(payload, fresh, settings, store.aoi_tiles(payload.name), clients)  # as `ingester tiles`
         skipped += tiling.skipped
         new = [s for s in tiling.scenes if s.tiles]
         skipped += [(s.source_id, "no tiles") for s in tiling.scenes if not s.tiles]

@@ -50,9 +50,9 @@ def _folder(uri: str) -> tuple[str, str]:
     return folder, name
 
 
-def listing(folder_uri: str) -> dict[str, int]:
+def listing(folder_uri: str, options: storage.StorageOptions | None = None) -> dict[str, int]:
     """name → size of the files directly in a storage folder (one listing; empty when it is gone)."""
-    fs, path = storage.filesystem(folder_uri)
+    fs, path = storage.filesystem(folder_uri, options)
     try:
         fs.invalidate_cache(path)
         entries = fs.ls(path, detail=True)
@@ -66,21 +66,21 @@ def listing(folder_uri: str) -> dict[str, int]:
     return out
 
 
-def listings(uris: Iterable[str]) -> dict[str, dict[str, int]]:
+def listings(uris: Iterable[str], options: storage.StorageOptions | None = None) -> dict[str, dict[str, int]]:
     """One listing per folder of the given URIs: folder → (name → size)."""
-    return {folder: listing(folder) for folder in sorted({_folder(u)[0] for u in uris})}
+    return {folder: listing(folder, options) for folder in sorted({_folder(u)[0] for u in uris})}
 
 
-def missing_uris(uris: Iterable[str]) -> list[str]:
+def missing_uris(uris: Iterable[str], options: storage.StorageOptions | None = None) -> list[str]:
     """The URIs (in their order) whose file is not in storage, with one listing per folder."""
     uris = list(uris)
-    seen = listings(uris)
+    seen = listings(uris, options)
     return [u for u in uris if _folder(u)[1] not in seen[_folder(u)[0]]]
 
 
-def missing_datasets(store: Store, aoi: str) -> list[str]:
+def missing_datasets(store: Store, aoi: str, options: storage.StorageOptions | None = None) -> list[str]:
     """The URIs of the AOI's indexed outputs that are not in storage."""
-    return missing_uris(row.uri for row in store.datasets(aoi=aoi))
+    return missing_uris((row.uri for row in store.datasets(aoi=aoi)), options)
 
 
 def missing_text(aoi: str, missing: list[str], shown: int = 5, what: str = "indexed") -> str:
@@ -91,14 +91,15 @@ def missing_text(aoi: str, missing: list[str], shown: int = 5, what: str = "inde
 
 # --- the full check ----------------------------------------------------------------------------------
 
-def _check_product(uri: str, size: int | None, metadata: dict[str, Any]) -> tuple[str, str] | None:
+def _check_product(uri: str, size: int | None, metadata: dict[str, Any],
+                   options: storage.StorageOptions | None = None) -> tuple[str, str] | None:
     """(problem, detail) of a stored product, or None when it is sound."""
     from ingester.providers.base import expected_from_metadata
     from ingester.providers.stored import read_sidecar, stored_digest
 
     if size is None:
         return "missing", "not in storage"
-    record = read_sidecar(uri)
+    record = read_sidecar(uri, options)
     if not record:
         return "unverified", "its verification record (.verified.json) is missing"
     if size != record.get("size"):
@@ -113,13 +114,14 @@ def _check_product(uri: str, size: int | None, metadata: dict[str, Any]) -> tupl
         published = expected.blake3 or expected.md5 or record.get("digest")
     if algorithm not in ("blake3", "md5") or not published:
         return None
-    digest = stored_digest(uri, algorithm)
+    digest = stored_digest(uri, algorithm, options)
     if digest != published:
         return "checksum", f"{algorithm.upper()} {digest}, expected {published}"
     return None
 
 
-def _check_dataset(uri: str, size: int | None, extra: dict[str, Any]) -> tuple[str, str] | None:
+def _check_dataset(uri: str, size: int | None, extra: dict[str, Any],
+                   options: storage.StorageOptions | None = None) -> tuple[str, str] | None:
     from ingester.providers.stored import stored_digest
 
     if size is None:
@@ -130,7 +132,7 @@ def _check_dataset(uri: str, size: int | None, extra: dict[str, Any]) -> tuple[s
     if size != stored["size"]:
         return "size", f"{size} bytes in storage, {stored['size']} when stored"
     if stored.get("blake3"):
-        digest = stored_digest(uri, "blake3")
+        digest = stored_digest(uri, "blake3", options)
         if digest != stored["blake3"]:
             return "checksum", f"BLAKE3 {digest}, expected {stored['blake3']}"
     return None
@@ -248,7 +250,8 @@ def missing_files(store: Store, aoi: str, settings: Settings) -> list[str]:
     """The URIs of what the AOI keeps (its indexed outputs and kept products) that are not in storage:
     the run-time check, with the rule `verify` uses."""
     expected = expected_files(store, aoi, settings)
-    return missing_uris([*(d.uri for d in store.datasets(aoi=aoi)), *(p.uri for p in expected.products)])
+    return missing_uris([*(d.uri for d in store.datasets(aoi=aoi)), *(p.uri for p in expected.products)],
+                        storage.StorageOptions.of(settings))
 
 
 def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], dict[str, int]]:
@@ -264,7 +267,8 @@ def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], d
             tiles[d.tile_id] = store.tile_row(d.tile_id)
     datasets = [d for d in store.datasets(aoi=aoi) if d.tile_id is not None
                 and (t := tiles.get(d.tile_id)) is not None and t.status == "DONE"]
-    seen = listings([p.uri for p in products] + [d.uri for d in datasets])
+    options = storage.StorageOptions.of(settings)
+    seen = listings([p.uri for p in products] + [d.uri for d in datasets], options)
 
     def size_of(uri: str) -> int | None:
         folder, name = _folder(uri)
@@ -272,20 +276,20 @@ def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], d
 
     problems: list[Problem] = []
     for p in products:
-        found = _check_product(p.uri, size_of(p.uri), p.metadata)
+        found = _check_product(p.uri, size_of(p.uri), p.metadata, options)
         if found:
             problems.append(Problem("product", p.uri, found[0], found[1], p.scene, p.tile, p.scene_id, None))
     needed: dict[str, StoredProduct] = {}
     for d in datasets:
         tile_row = tiles.get(d.tile_id) if d.tile_id is not None else None
-        found = _check_dataset(d.uri, size_of(d.uri), d.extra)
+        found = _check_dataset(d.uri, size_of(d.uri), d.extra, options)
         if found and tile_row is not None:
             problems.append(Problem("dataset", d.uri, found[0], found[1], tile_row.scene_source_id,
                                     tile_row.source_id, tile_row.scene_id, tile_row.id))
             for source in expected.needs_product.get(tile_row.id, []):
                 if source in expected.deleted:
                     needed.setdefault(expected.deleted[source].uri, expected.deleted[source])
-    seen.update(listings(u for u in needed if _folder(u)[0] not in seen))
+    seen.update(listings((u for u in needed if _folder(u)[0] not in seen), options))
     for uri, p in needed.items():
         if size_of(uri) is None:  # (already stored again: its tile's next run reads it)
             problems.append(Problem("product", uri, "needed", "deleted by design by its tile graph after "

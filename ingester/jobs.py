@@ -29,9 +29,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Literal
 
+from ingester.http.tokens import AccessToken
 from ingester.payload import Layer
 from ingester.scenes import Scene, Tile
-from ingester.tokens import AccessToken
 
 Outcome = Literal["done", "temporary", "fatal", "error", "deferred"]
 

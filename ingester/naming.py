@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # URI schemes of object stores (fsspec: s3fs, gcsfs) and of every storage the tool writes to: one
 # list for the payload's storage_uri, storage.py and the providers (payload.py cannot import storage).
@@ -160,3 +161,36 @@ def dedup_key(product_id: str) -> str:
     if kind == "sentinel2" and len(product_id) >= 60 and product_id[10] == "_":
         return product_id[:26] + product_id[32:44]
     return product_id
+
+
+# --- Landsat Collection 2 product ids (here, not in catalogue/stac.py: the download path must not load
+# shapely to ask whether a scene is a Landsat product) ---------------------------------------------------
+
+_LANDSAT_ID = re.compile(r"^(L[COTEM]0\d)_(L\w{3})_(\d{3})(\d{3})_(\d{8})_(\d{8})_(\d\d)_(T1|T2|RT)")
+
+
+def landsat_parts(item_id: str) -> dict[str, str] | None:
+    """Fields of a Landsat Collection 2 product id (LC08_L1TP_196022_20220105_20220114_02_T1[_SR])."""
+    m = _LANDSAT_ID.match(item_id)
+    if not m:
+        return None
+    keys = ("sensor", "correction", "path", "row", "acquired", "processed", "collection", "category")
+    return dict(zip(keys, m.groups(), strict=True))
+
+
+def landsat_prefix(item: dict[str, Any], assets: dict[str, dict[str, Any]], source_id: str) -> str:
+    """`s3://usgs-landsat/collection02/…/<product>/`: the folder of the alternate S3 hrefs, else built
+    from the id (the bucket's layout: level-1|2/standard/<sensor family>/<year>/<path>/<row>/<product>/)."""
+    for entry in assets.values():
+        href = entry.get("s3") or ""
+        if href.startswith("s3://usgs-landsat/") and f"/{source_id}/" in href:
+            return href[: href.index(f"/{source_id}/") + len(source_id) + 2]
+    parts = landsat_parts(source_id)
+    if not parts:
+        return ""
+    level = "level-2" if parts["correction"].startswith("L2") else "level-1"
+    family = {"LC": "oli-tirs", "LO": "oli-tirs", "LT": "tm", "LE": "etm", "LM": "mss"}.get(source_id[:2], "oli-tirs")
+    if source_id[:4] in ("LT08", "LT09"):
+        family = "oli-tirs"
+    return (f"s3://usgs-landsat/collection02/{level}/standard/{family}/{parts['acquired'][:4]}/{parts['path']}/"
+            f"{parts['row']}/{source_id}/")

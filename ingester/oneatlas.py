@@ -40,7 +40,9 @@ import requests
 
 from ingester.config import ONEATLAS_DOMAINS, Settings, oneatlas_api_key, redact_url
 from ingester.errors import AuthError, CatalogueError, CredentialsRefused, HTTPError, RateLimited, Unavailable
-from ingester.http import NoNetrcAuth, Service, connection_reason, retry_after_seconds, server_message, shared_service
+from ingester.http.clients import Clients
+from ingester.http.messages import connection_reason, server_message
+from ingester.http.session import Service, new_session, retry_after_seconds
 
 SERVICE = "oneatlas"
 CLIENT_ID = "IDP"
@@ -72,9 +74,7 @@ class ApiKeyTokens:
         self._api_key = api_key
         self.timeout = timeout
         self.margin = margin
-        self.session = session or requests.Session()
-        if session is None:
-            self.session.auth = NoNetrcAuth()
+        self.session = session if session is not None else new_session()
         self.clock = clock
         self._lock = threading.Lock()
         self._access: str | None = None
@@ -148,10 +148,6 @@ class ApiKeyTokens:
         self.logins += 1
 
 
-_managers: dict[tuple[str, str], ApiKeyTokens] = {}
-_managers_lock = threading.Lock()
-
-
 def require_api_key(settings: Settings) -> str:
     """The API key, or AuthError saying which settings to set."""
     key = oneatlas_api_key(settings)
@@ -161,25 +157,19 @@ def require_api_key(settings: Settings) -> str:
     return key
 
 
-def login_manager(settings: Settings) -> ApiKeyTokens:
-    """The process's one token manager for the configured API key (created on first use, shared by the
-    search, the estimate, the pre-flight check and the coordinator's token source)."""
+def login_manager(settings: Settings, clients: Clients) -> ApiKeyTokens:
+    """The token manager of `clients` for the configured API key (made on first use; shared by what uses
+    the same clients: the search, the estimate, the pre-flight check and the coordinator's token source)."""
     key = require_api_key(settings)
-    ident = (settings.oneatlas_auth_url, hashlib.sha256(key.encode()).hexdigest())
-    with _managers_lock:
-        manager = _managers.get(ident)
-        if manager is None:
-            manager = _managers[ident] = ApiKeyTokens(settings.oneatlas_auth_url, key, timeout=settings.http_timeout)
-        return manager
+    ident = (SERVICE, settings.oneatlas_auth_url, hashlib.sha256(key.encode()).hexdigest())
+    return clients.login(ident, lambda: ApiKeyTokens(settings.oneatlas_auth_url, key, timeout=settings.http_timeout))
 
 
-def token_holder(settings: Settings) -> Any:
-    """The token for OneAtlas calls: the current job's handed token (in a worker: no key there), else the
-    process's login."""
-    from ingester.tokens import handed_token
-
-    handed = handed_token(SERVICE)
-    return handed if handed is not None else login_manager(settings)
+def token_holder(settings: Settings, clients: Clients) -> Any:
+    """The token for OneAtlas calls: the job's handed token (in a worker: no key there), else the login
+    of `clients`."""
+    handed = clients.handed(SERVICE)
+    return handed if handed is not None else login_manager(settings, clients)
 
 
 def own_api_key(settings: Settings) -> str:
@@ -199,21 +189,22 @@ def own_api_key(settings: Settings) -> str:
     return own or oneatlas_api_key(settings)
 
 
-def service(settings: Settings, which: str = "order") -> Service:
-    """A session for the order API (`which="order"`, base INGESTER_ONEATLAS_ORDER_URL: bearer token only),
-    the search (`"search"`, the search URL itself) or delivered products (`"download"`, absolute links),
-    with OneAtlas's trusted hosts. The search and the download take the bearer token or, where the
-    server refuses it, HTTP Basic with the API key (`oneatlas_auth.KeyFallbackService`)."""
-    from ingester.oneatlas_auth import KeyFallbackService
-    from ingester.tokens import HandedToken
+def service(settings: Settings, clients: Clients, which: str = "order") -> Service:
+    """The session of `clients` for the order API (`which="order"`, base INGESTER_ONEATLAS_ORDER_URL: bearer
+    token only), the search (`"search"`, the search URL itself) or delivered products (`"download"`,
+    absolute links), with OneAtlas's trusted hosts. The search and the download take the bearer token or,
+    where the server refuses it, HTTP Basic with the API key (`oneatlas_auth.KeyFallbackService`)."""
+    from ingester.oneatlas_auth import KeyFallbackService, SchemeMemory
 
     if which not in ("order", "search", "download"):
         raise ValueError(f"unknown OneAtlas service {which!r}")
-    token = token_holder(settings)
+    token = token_holder(settings, clients)
     base = settings.oneatlas_search_url if which == "search" else settings.oneatlas_order_url
     key = (SERVICE, which, base, settings.oneatlas_auth_url, settings.oneatlas_search_url,
-           settings.oneatlas_order_url, settings.http_timeout, settings.http_retries, settings.http_backoff,
-           "handed" if isinstance(token, HandedToken) else id(token))
+           settings.oneatlas_order_url, settings.http_timeout, settings.http_retries, settings.http_backoff, token)
+
+    # the schemes learnt outlive a job's session (asked here: `make` runs under the clients' lock)
+    memory = None if which == "order" else clients.lasting((SERVICE, which, base, "schemes"), SchemeMemory)
 
     def make() -> Service:
         hosts = {settings.oneatlas_auth_url, settings.oneatlas_search_url, settings.oneatlas_order_url}
@@ -226,20 +217,9 @@ def service(settings: Settings, which: str = "order") -> Service:
         hint = (f"set INGESTER_ONEATLAS_API_KEY in its environment (or a ~/.netrc entry for {host} with the key as "
                 "password)")
         return KeyFallbackService(f"oneatlas-{which}", base, api_key=lambda: own_api_key(settings),
-                                  no_key_hint=hint, **options)
+                                  no_key_hint=hint, memory=memory, **options)
 
-    svc = shared_service(key, make)
-    svc.token = token
-    return svc
-
-
-def reset() -> None:
-    """Forget the process's OneAtlas logins and sessions (tests; a new run in the same process)."""
-    from ingester.http import forget_services
-
-    with _managers_lock:
-        _managers.clear()
-    forget_services()
+    return clients.service(key, make)
 
 
 # --- calls -----------------------------------------------------------------------------------------
@@ -436,4 +416,4 @@ def http_status(exc: BaseException) -> int | None:
 
 
 __all__ = ["ApiKeyTokens", "login_manager", "own_api_key", "service", "search_page", "account", "prices",
-           "create_order", "iter_orders", "order_product", "find_order", "orders_of", "reset"]
+           "create_order", "iter_orders", "order_product", "find_order", "orders_of"]

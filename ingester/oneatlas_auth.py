@@ -9,8 +9,8 @@ services (never the order API, which is bearer-only as documented):
 - The bearer token is sent first. An answer refusing it (see `refuses_credentials`) is followed by the
   same request once more with Basic `APIKEY:<key>`, unless the server's challenge names only schemes
   other than Basic (RFC 9110 §11.6.1: then the token itself was refused, e.g. expired).
-- The scheme that worked is remembered per service and origin for the life of the service (the
-  command's process; in a run, each worker process): later requests use it directly.
+- The scheme that worked is remembered per service and origin (`SchemeMemory`) for the life of the
+  command's clients (in a run, of each worker process, across its jobs): later requests use it directly.
 - When Basic is refused too, or there is no key to send, the bearer token may simply have expired:
   unless the challenge names only Basic, it is renewed once and sent again. Refused again, the
   request fails naming every refusal.
@@ -34,7 +34,8 @@ import requests
 
 from ingester.config import redact_url
 from ingester.errors import ConfigError, HTTPError
-from ingester.http import Service, origin, server_message
+from ingester.http.messages import server_message
+from ingester.http.session import Service, origin
 
 BEARER = "bearer"
 BASIC = "basic"
@@ -93,29 +94,47 @@ class _BasicHook:
         return request
 
 
+class SchemeMemory:
+    """Which scheme worked, per origin, for one service (thread-safe). Kept by the outermost `Clients`
+    (`Clients.lasting`), so that a worker's later jobs, whose sessions carry other tokens, use it too."""
+
+    def __init__(self) -> None:
+        self._schemes: dict[tuple[str, str, int] | None, str] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SchemeMemory({len(self._schemes)} origin(s))"
+
+    def get(self, url: str) -> str | None:
+        with self._lock:
+            return self._schemes.get(origin(url))
+
+    def learn(self, url: str, scheme: str) -> None:
+        with self._lock:
+            self._schemes[origin(url)] = scheme
+
+
 class KeyFallbackService(Service):
     """A `Service` whose authenticated requests (`auth=True`) go with the bearer token, or with Basic
     `APIKEY:<key>` where the server refuses the token (see the module docstring). `api_key` returns
-    the key where the request is made ("" without one) and `no_key_hint` what to set then."""
+    the key where the request is made ("" without one), `no_key_hint` what to set then, and `memory`
+    where the scheme that worked is kept (the service's own without one)."""
 
     def __init__(self, name: str, base_url: str, *, api_key: Callable[[], str], no_key_hint: str,
-                 **kwargs: Any):
+                 memory: SchemeMemory | None = None, **kwargs: Any):
         super().__init__(name, base_url, **kwargs)
         self.api_key = api_key
         self.no_key_hint = no_key_hint
-        self._schemes: dict[tuple[str, str, int] | None, str] = {}
-        self._schemes_lock = threading.Lock()
+        self.memory = memory if memory is not None else SchemeMemory()
         self._hook = _BasicHook(self)
         self.session.auth = self._hook
 
     def scheme(self, url: str) -> str | None:
         """The scheme that worked for the URL's origin in this service, if any yet."""
-        with self._schemes_lock:
-            return self._schemes.get(origin(url))
+        return self.memory.get(url)
 
     def _learn(self, url: str, scheme: str) -> None:
-        with self._schemes_lock:
-            self._schemes[origin(url)] = scheme
+        self.memory.learn(url, scheme)
 
     def request(self, method: str, path: str, *, auth: bool = False, stream: bool = False,
                 ok_statuses: Iterable[int] = (), **kwargs: Any) -> requests.Response:
@@ -219,5 +238,5 @@ def _short(url: str, limit: int = 160) -> str:
     return url if len(url) <= limit else url[:limit] + "…"
 
 
-__all__ = ["KeyFallbackService", "challenge_schemes", "refuses_credentials", "basic_header",
+__all__ = ["KeyFallbackService", "SchemeMemory", "challenge_schemes", "refuses_credentials", "basic_header",
            "BEARER", "BASIC", "BASIC_USER"]

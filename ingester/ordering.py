@@ -69,9 +69,11 @@ def aoi_order_scenes(store: Any, aoi: str) -> list[Scene]:
     return out
 
 
-def approve(scenes: list[Scene], settings: Settings, perm: Permission) -> tuple[dict[str, Any], Any]:
+def approve(scenes: list[Scene], settings: Settings, perm: Permission,
+            clients: Any = None) -> tuple[dict[str, Any], Any]:
     """The AOI's `order` settings for this ingestion, and the estimate (None when nothing may be
-    ordered). Raises InputError (exit 2) when the estimate exceeds the budget: nothing written yet."""
+    ordered). Raises InputError (exit 2) when the estimate exceeds the budget: nothing written yet.
+    `clients`: the command's HTTP clients (`http.Clients`: its OneAtlas login)."""
     if not perm.allowed:
         return {"allowed": False}, None
     terms: dict[str, Any] = {"allowed": True, "max_cost": perm.max_cost, "approved": {}, "unit": "",
@@ -81,7 +83,7 @@ def approve(scenes: list[Scene], settings: Settings, perm: Permission) -> tuple[
         return terms, None
     from ingester.catalogue.oneatlas import estimate
 
-    result = estimate(wanted, settings)
+    result = estimate(wanted, settings, clients=clients)
     if perm.max_cost is not None and result.total > perm.max_cost:
         raise InputError(f"refused before any order: the {len(wanted)} product(s) to order are estimated at "
                          f"{result.total:g} {result.unit}".rstrip() + f", above the budget of {perm.max_cost:g} "

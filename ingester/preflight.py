@@ -6,9 +6,9 @@ Checks, in order (each `ok`, `failed`, `unavailable` or `skipped`, with a one-li
 - settings: the provider settings (names, patterns, listed providers' credentials, ~/.netrc).
 - credentials: every product has a configured provider that may deliver it (a scene only CDSE has needs a
   CDSE account, else the check fails naming the settings); one login to CDSE (exactly one token
-  request) when products may come from CDSE, one to
-  OneAtlas (the API-key grant) when products may come from OneAtlas; the process keeps the token
-  managers, so the run that follows logs in no more.
+  request) when products may come from CDSE, one to OneAtlas (the API-key grant) when products may come
+  from OneAtlas, on the run's `Clients`, which keep the token managers: the run that follows logs in no
+  more.
 - engines: what the graphs' steps run: SNAP's `gpt`, the docker client, `cmd` commands (python scripts
   and SNAP graph files are checked when a graph is loaded).
 - storage: a local storage and the work folder can be written (the nearest existing folder is
@@ -23,12 +23,13 @@ Checks, in order (each `ok`, `failed`, `unavailable` or `skipped`, with a one-li
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from ingester.config import Settings
@@ -46,6 +47,9 @@ from ingester.fileio import folder_problem
 from ingester.naming import is_copy_graph
 from ingester.scenes import Scene
 from ingester.wording import plural
+
+if TYPE_CHECKING:
+    from ingester.http.clients import Clients
 
 OK, FAILED, UNAVAILABLE, SKIPPED = "ok", "failed", "unavailable", "skipped"
 
@@ -125,25 +129,27 @@ def _default(name: str) -> str:
     return next(str(f.default) for f in dataclasses.fields(Settings) if f.name == name)
 
 
-def run_checks(work: Work, settings: Settings, workers: int) -> Report:
+def run_checks(work: Work, settings: Settings, workers: int, clients: Clients | None = None) -> Report:
     """Every check. Downloads and graphs are the built-in workers' business: with another worker
-    (`--scene-worker`, `--tile-worker`) what it runs is its own, and those checks are skipped."""
+    (`--scene-worker`, `--tile-worker`) what it runs is its own, and those checks are skipped.
+    `clients`: the run's HTTP clients, whose CDSE login the credentials check makes (and the run then
+    uses: one login per run); without them the check logs in on clients of its own."""
     if settings.scene_worker != _default("scene_worker"):
         work = dataclasses.replace(work, downloads=[], graphs={k: v for k, v in work.graphs.items() if not k[1]})
     if settings.tile_worker != _default("tile_worker"):
         work = dataclasses.replace(work, graphs={k: v for k, v in work.graphs.items() if k[1]})
     checks = [_settings(settings)]
     if checks[0].status == OK:
-        checks.append(_credentials(work, settings))
+        checks.append(_credentials(work, settings, clients))
     checks.append(_engines(work, settings))
     checks.append(_storage(work, settings))
     checks.append(_disk_space(work, settings, workers))
     return Report(checks)
 
 
-def preflight(work: Work, settings: Settings, workers: int) -> Report:
+def preflight(work: Work, settings: Settings, workers: int, clients: Clients | None = None) -> Report:
     """Run the checks; raise PreflightError (exit 2, or 1 when only a service did not answer)."""
-    report = run_checks(work, settings, workers)
+    report = run_checks(work, settings, workers, clients)
     if report.failed:
         raise PreflightError(report)
     return report
@@ -227,7 +233,7 @@ def _settings(settings: Settings) -> Check:
     return Check("settings", OK, f"providers {settings.providers}")
 
 
-def _undeliverable(work: Work, settings: Settings) -> Check | None:
+def _undeliverable(work: Work, settings: Settings, clients: Clients) -> Check | None:
     """A failed check when some products can come from no configured provider (CDSE counts only with an
     account), naming the scenes and the settings that would give them a source; None otherwise.
     OneAtlas scenes are left to their own check."""
@@ -243,7 +249,7 @@ def _undeliverable(work: Work, settings: Settings) -> Check | None:
         return None  # said by the settings or the CDSE check
     account = bool(creds and creds[0] and creds[1])
     known = registry()
-    providers = [known[name](settings) for name in order]
+    providers = [known[name](settings, clients=clients) for name in order]
     orphans: list[Scene] = []
     for scene in work.downloads:
         if is_oneatlas(scene):
@@ -266,14 +272,19 @@ def _undeliverable(work: Work, settings: Settings) -> Check | None:
                  f"{', '.join(order) or 'none'}): configure {sources}, or the provider of their catalogue")
 
 
-def _credentials(work: Work, settings: Settings) -> Check:
+def _credentials(work: Work, settings: Settings, clients: Clients | None = None) -> Check:
     """Which provider can deliver each product (`_undeliverable`), then CDSE's login
-    (`_cdse_credentials`) and OneAtlas's (`_oneatlas_credentials`), as one check."""
-    orphans = _undeliverable(work, settings)
-    if orphans is not None:
-        return orphans
-    cdse = _cdse_credentials(work, settings)
-    oneatlas = _oneatlas_credentials(work, settings)
+    (`_cdse_credentials`) and OneAtlas's (`_oneatlas_credentials`), as one check, on `clients` (those of
+    the run: one login per run), else on clients of their own."""
+    from ingester.http.clients import Clients
+
+    with contextlib.ExitStack() as stack:
+        logins = clients if clients is not None else stack.enter_context(Clients())
+        orphans = _undeliverable(work, settings, logins)
+        if orphans is not None:
+            return orphans
+        cdse = _cdse_credentials(work, settings, logins)
+        oneatlas = _oneatlas_credentials(work, settings, logins)
     if oneatlas is None:
         return cdse
     if cdse.status == SKIPPED:
@@ -282,7 +293,7 @@ def _credentials(work: Work, settings: Settings) -> Check:
     return Check("credentials", worst, f"{cdse.detail}; {oneatlas.detail}")
 
 
-def _oneatlas_credentials(work: Work, settings: Settings) -> Check | None:
+def _oneatlas_credentials(work: Work, settings: Settings, clients: Clients) -> Check | None:
     """One OneAtlas login (the API-key grant) when products may come from OneAtlas; None when none may."""
     from ingester.catalogue.oneatlas import is_oneatlas
 
@@ -291,7 +302,7 @@ def _oneatlas_credentials(work: Work, settings: Settings) -> Check | None:
     from ingester import oneatlas
 
     try:
-        oneatlas.login_manager(settings).current()
+        oneatlas.login_manager(settings, clients).current()
     except ConfigError as exc:
         return Check("credentials", FAILED, str(exc))
     except CredentialsRefused as exc:
@@ -303,7 +314,7 @@ def _oneatlas_credentials(work: Work, settings: Settings) -> Check | None:
     return Check("credentials", OK, "OneAtlas accepted the API key")
 
 
-def _cdse_credentials(work: Work, settings: Settings) -> Check:
+def _cdse_credentials(work: Work, settings: Settings, clients: Clients) -> Check:
     from ingester.config import cdse_credentials
     from ingester.providers.chain import provider_order
 
@@ -323,7 +334,7 @@ def _cdse_credentials(work: Work, settings: Settings) -> Check:
     from ingester.providers.cdse import login_manager
 
     try:
-        login_manager(settings).current()
+        login_manager(settings, clients).current()
     except CredentialsRefused as exc:
         return Check("credentials", FAILED, str(exc))
     except (Unavailable, RateLimited) as exc:
@@ -400,8 +411,7 @@ def _storage(work: Work, settings: Settings) -> Check:
         try:
             from ingester import storage
 
-            storage.configure(settings)
-            fs, path = storage.filesystem(uri)
+            fs, path = storage.filesystem(uri, storage.StorageOptions.of(settings))
             root = path.split("/", 1)[0]
             if not fs.exists(root):
                 problems.append(f"{label} {uri}: {root} does not exist")

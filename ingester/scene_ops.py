@@ -35,9 +35,10 @@ def _scene(store: Store, scene_id: int) -> tuple[str, str, dict[str, Any]]:
     return row.source_id, row.status, store.job_data("scene", scene_id)
 
 
-def refresh_scene(store: Store, scene_id: int, settings: Settings) -> Refreshed:
+def refresh_scene(store: Store, scene_id: int, settings: Settings, clients: Any = None) -> Refreshed:
     """Read the scene's product from the CDSE catalogue again (Online, size, checksums, name, dates) and
-    update the stored scene in one transaction; a scene waiting to be tried again is made due now."""
+    update the stored scene in one transaction; a scene waiting to be tried again is made due now.
+    `clients`: the command's HTTP clients (`http.Clients`; a session of its own without them)."""
     from ingester.catalogue.cdse import entry_metadata, product_entry
 
     source_id, _status, data = _scene(store, scene_id)
@@ -50,7 +51,7 @@ def refresh_scene(store: Store, scene_id: int, settings: Settings) -> Refreshed:
         raise InputError(f"--scene {scene_id}: scene {source_id} has no CDSE product id (metadata.uuid): refresh "
                          "reads the CDSE catalogue only")
     try:
-        entry = product_entry(settings, uuid)
+        entry = product_entry(settings, uuid, clients=clients)
     except HTTPError as exc:
         raise CatalogueError(f"scene {scene_id} ({source_id}): the CDSE catalogue could not be asked: {exc}") from None
     if entry is None:

@@ -18,12 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry import MultiPolygon, Polygon
-
 from ingester.errors import ScenesFileError, ScenesFileWarning
 from ingester.fileio import atomic_write_chunks
-from ingester.geojson_check import geometry_problem
-from ingester.geometry import GeometryError, from_wkt, from_wkt_many, single_polygon, to_geojson
 from ingester.graph.engine_config import check_config
 from ingester.ids import id_problem, record_id_problem, shown, uuid_problem
 from ingester.jsonfile import parse_json_forgiving, read_text
@@ -154,6 +150,11 @@ class Scene:
 
     def geometry(self) -> dict[str, Any] | None:
         """The feature geometry: the footprint, plus every tile polygon when the scene has tiles."""
+        # shapely loads here, not with the module: a worker process that only downloads never needs it
+        from shapely.geometry import MultiPolygon, Polygon
+
+        from ingester.geometry import GeometryError, from_wkt, single_polygon, to_geojson
+
         try:
             footprint = single_polygon(from_wkt(self.wkt))
         except GeometryError:
@@ -270,6 +271,8 @@ class _Reader:
             raise self.fail(where, "missing or empty WKT footprint")
         if value in self.valid_wkts:
             return value
+        from ingester.geometry import GeometryError, from_wkt
+
         try:
             from_wkt(value)
         except GeometryError as exc:
@@ -549,6 +552,8 @@ def _valid_wkts(features: list[Any]) -> set[str]:
         for obj in (props, *(tiles if isinstance(tiles, list) else [])):
             if isinstance(obj, dict):
                 texts.extend(v for v in (obj.get("wkt"), obj.get("GeometryWKT")) if isinstance(v, str) and v.strip())
+    from ingester.geometry import from_wkt_many
+
     return {text for text, geom in zip(texts, from_wkt_many(texts), strict=True) if geom is not None}
 
 
@@ -558,6 +563,8 @@ def _check_feature(feature: dict[str, Any], where: str, reader: _Reader) -> None
     if feature.get("type") != "Feature":
         raise reader.fail(f"{where}.type", f"must be \"Feature\" (GeoJSON), got {shown(feature.get('type'))}")
     if feature.get("geometry") is not None:
+        from ingester.geojson_check import geometry_problem
+
         problem = geometry_problem(feature["geometry"], f"{where}.geometry")
         if problem is not None:
             place, _, what = problem.partition(": ")

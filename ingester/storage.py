@@ -1,15 +1,25 @@
-"""Storage layout and file naming (docs/files.md, "Storage layout"): `<storage>/<aoi>/<scene>/tiles/<tile>/<file>`."""
+"""Storage layout and file naming (docs/files.md, "Storage layout"): `<storage>/<aoi>/<scene>/tiles/<tile>/<file>`.
+
+I/O goes through fsspec (local paths, file://, s3://, gs://) with the options of a `StorageOptions`
+(s3 endpoint, keys, requester-pays; how far a zipped input may unpack), derived from the settings by
+whoever has them (`StorageOptions.of(settings)`) and passed down; a function given none reads them from
+the INGESTER_S3_* environment (a graph step's own scripts, library use). Nothing is kept process-wide.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ingester.errors import InputError, StorageError
 from ingester.fileio import atomic_copy
 from ingester.ids import file_name_problem
 from ingester.naming import STORAGE_SCHEMES
+from ingester.providers.unpack import Limits
 
 FOLDER_EXTENSIONS = frozenset({"SAFE", "dim", "data", "*"})
 PRODUCT_LAYER = "__product__"
@@ -41,33 +51,79 @@ def tile_prefix(storage_uri: str, aoi: str, scene_id: str, tile_id: str) -> str:
                      check_name("tile", tile_id)])
 
 
+# --- storage options (s3 endpoint, keys, requester-pays; unpacking limits) -------------------------
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageOptions:
+    """How the storage is reached: the fsspec options of s3:// (INGESTER_S3_ENDPOINT_URL, _ACCESS_KEY_ID,
+    _SECRET_ACCESS_KEY, _REQUESTER_PAYS) and how far a zipped input may unpack (`unpack`)."""
+
+    s3_endpoint_url: str = ""
+    s3_access_key_id: str = dataclasses.field(default="", repr=False)
+    s3_secret_access_key: str = dataclasses.field(default="", repr=False)
+    s3_requester_pays: bool = False
+    unpack: Limits = Limits()
+
+    @classmethod
+    def of(cls, settings: Any) -> StorageOptions:
+        """From the settings (command line, environment, ingester.toml)."""
+        return cls(settings.s3_endpoint_url, settings.s3_access_key_id, settings.s3_secret_access_key,
+                   bool(settings.s3_requester_pays), Limits.of(settings))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StorageOptions:
+        """From the INGESTER_S3_* variables alone (what a graph step's scripts see); default unpacking limits."""
+        env = os.environ if env is None else env
+        return cls(env.get("INGESTER_S3_ENDPOINT_URL", ""), env.get("INGESTER_S3_ACCESS_KEY_ID", ""),
+                   env.get("INGESTER_S3_SECRET_ACCESS_KEY", ""),
+                   env.get("INGESTER_S3_REQUESTER_PAYS", "").lower() in _TRUE)
+
+    def fsspec_options(self, protocol: str) -> dict:
+        """The keyword arguments of fsspec's file system for `protocol` (only s3:// has some)."""
+        if protocol != "s3":
+            return {}
+        opts: dict = {}
+        if self.s3_endpoint_url:
+            opts["endpoint_url"] = self.s3_endpoint_url
+        if self.s3_access_key_id and self.s3_secret_access_key:
+            opts["key"] = self.s3_access_key_id
+            opts["secret"] = self.s3_secret_access_key
+        if self.s3_requester_pays:
+            opts["requester_pays"] = True
+        return opts
+
+
 # --- I/O through fsspec (local paths, file://, s3://, gs://) ------------------------------------
 
-def _fs(uri: str):
+def _fs(uri: str, options: StorageOptions | None = None):
     import fsspec
 
     protocol = uri.split("://", 1)[0].lower() if "://" in uri else "file"
+    options = options if options is not None else StorageOptions.from_env()
     try:
-        fs, path = fsspec.core.url_to_fs(uri, **_options(protocol))
+        fs, path = fsspec.core.url_to_fs(uri, **options.fsspec_options(protocol))
     except ImportError as exc:  # e.g. gs:// without gcsfs installed
         raise StorageError(f"{uri}: the {protocol}:// back-end is not installed ({exc})") from None
     return fs, path
 
 
-def filesystem(uri: str):
+def filesystem(uri: str, options: StorageOptions | None = None):
     """(fsspec file system, path) of a URI, with the storage's options (s3 endpoint, keys,
     requester-pays): the one place where those options are applied."""
-    return _fs(uri)
+    return _fs(uri, options)
 
 
-def exists(uri: str) -> bool:
-    fs, path = _fs(uri)
+def exists(uri: str, options: StorageOptions | None = None) -> bool:
+    fs, path = _fs(uri, options)
     return bool(fs.exists(path))
 
 
-def put_file(local_path: str, uri: str) -> str:
+def put_file(local_path: str, uri: str, options: StorageOptions | None = None) -> str:
     """Upload a local file to `uri` (atomically for local targets: temp name + rename). Returns `uri`."""
-    fs, path = _fs(uri)
+    fs, path = _fs(uri, options)
     if getattr(fs, "protocol", None) in ("file", ("file", "local"), "local") or uri.startswith(("/", "file://")) \
             or "://" not in uri:
         atomic_copy(local_path, path)
@@ -76,17 +132,17 @@ def put_file(local_path: str, uri: str) -> str:
     return uri
 
 
-def get_file(uri: str, local_path: str) -> str:
+def get_file(uri: str, local_path: str, options: StorageOptions | None = None) -> str:
     """Download `uri` to a local file."""
-    fs, path = _fs(uri)
+    fs, path = _fs(uri, options)
     os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
     fs.get_file(path, local_path)
     return local_path
 
 
-def delete(uri: str) -> bool:
+def delete(uri: str, options: StorageOptions | None = None) -> bool:
     """Delete a stored object; a missing one is tolerated (returns False)."""
-    fs, path = _fs(uri)
+    fs, path = _fs(uri, options)
     try:
         if not fs.exists(path):  # object stores answer a delete of a missing key with success
             return False
@@ -94,47 +150,6 @@ def delete(uri: str) -> bool:
         return True
     except FileNotFoundError:
         return False
-
-
-# --- storage options (s3 endpoint, keys, requester-pays) -----------------------------------------
-
-_OPTIONS: dict[str, dict] = {}
-
-
-def configure(settings) -> None:
-    """Set the fsspec options of s3:// from the settings (endpoint, keys, requester-pays), and the
-    unpacking limits of zipped inputs.
-
-    Without a call, the same values are read from the INGESTER_S3_* environment variables, so that
-    every worker process (and the processing developer's workers) reaches the same storage."""
-    _OPTIONS["s3"] = _s3_options(settings.s3_endpoint_url, settings.s3_access_key_id,
-                                 settings.s3_secret_access_key, settings.s3_requester_pays)
-    from ingester.providers import unpack  # the unpacking limits of imported inputs (zip bombs)
-
-    unpack.configure(unpack.Limits.of(settings))
-
-
-def _s3_options(endpoint: str, key: str, secret: str, requester_pays: bool) -> dict:
-    opts: dict = {}
-    if endpoint:
-        opts["endpoint_url"] = endpoint
-    if key and secret:
-        opts["key"] = key
-        opts["secret"] = secret
-    if requester_pays:
-        opts["requester_pays"] = True
-    return opts
-
-
-def _options(protocol: str) -> dict:
-    if protocol != "s3":
-        return {}
-    if "s3" in _OPTIONS:
-        return dict(_OPTIONS["s3"])
-    env = os.environ
-    return _s3_options(env.get("INGESTER_S3_ENDPOINT_URL", ""), env.get("INGESTER_S3_ACCESS_KEY_ID", ""),
-                       env.get("INGESTER_S3_SECRET_ACCESS_KEY", ""),
-                       env.get("INGESTER_S3_REQUESTER_PAYS", "").lower() in ("1", "true", "yes", "on"))
 
 
 # --- saving, importing and deleting outputs (docs/files.md, "Folder outputs and zips") ------------
@@ -234,13 +249,14 @@ def _describe(local: str, info: dict | None) -> None:
     verify` later compares the stored object with)."""
     if info is None:
         return
-    from ingester.http import hash_file
+    from ingester.http.checksums import hash_file
 
     info["size"] = os.path.getsize(local)
     info["blake3"] = hash_file(local, "blake3").hexdigest()
 
 
-def save_output(local_path: str | Path, extension: str, prefix_uri: str, info: dict | None = None) -> str:
+def save_output(local_path: str | Path, extension: str, prefix_uri: str, info: dict | None = None,
+                options: StorageOptions | None = None) -> str:
     """Store a produced file or folder under `prefix_uri`; returns the stored URI
     (docs/files.md, "Folder outputs and zips").
 
@@ -260,7 +276,7 @@ def save_output(local_path: str | Path, extension: str, prefix_uri: str, info: d
         try:
             zip_tree(entries, tmp)
             _describe(tmp, info)
-            return put_file(tmp, join_uri(prefix_uri, name))
+            return put_file(tmp, join_uri(prefix_uri, name), options)
         except OSError as exc:
             raise StorageError(f"cannot store {local} under {prefix_uri}: {exc}") from None
         finally:
@@ -273,12 +289,13 @@ def save_output(local_path: str | Path, extension: str, prefix_uri: str, info: d
     name = check_name("output", os.path.basename(local))
     try:
         _describe(local, info)
-        return put_file(local, join_uri(prefix_uri, name))
+        return put_file(local, join_uri(prefix_uri, name), options)
     except OSError as exc:
         raise StorageError(f"cannot store {local} under {prefix_uri}: {exc}") from None
 
 
-def import_input(uri: str, extension: str, workdir: str | Path, expected_name: str) -> Path:
+def import_input(uri: str, extension: str, workdir: str | Path, expected_name: str,
+                 options: StorageOptions | None = None) -> Path:
     """Fetch a stored file into `workdir`; returns the local path (docs/files.md, "Folder outputs and zips").
 
     Folder-like ones are unzipped safely (into a temporary folder of workdir); the top entry named
@@ -296,7 +313,7 @@ def import_input(uri: str, extension: str, workdir: str | Path, expected_name: s
     if extension not in FOLDER_EXTENSIONS:
         part = workdir / f".{name}.part"
         try:
-            get_file(uri, str(part))
+            get_file(uri, str(part), options)
             os.replace(part, target)
         except FileNotFoundError:
             part.unlink(missing_ok=True)
@@ -309,14 +326,14 @@ def import_input(uri: str, extension: str, workdir: str | Path, expected_name: s
     try:
         archive = tmp / "archive.zip"
         try:
-            get_file(uri, str(archive))
+            get_file(uri, str(archive), options)
         except FileNotFoundError:
             raise StorageError(f"{uri}: not found in storage") from None
         except OSError as exc:
             raise StorageError(f"cannot fetch {uri}: {exc}") from None
         unpacked = tmp / "unpacked"
         try:
-            extract(archive, unpacked)
+            extract(archive, unpacked, (options or StorageOptions.from_env()).unpack)
         except ArchiveError as exc:
             raise StorageError(f"cannot import {uri}: {exc}") from None
         moves: list[tuple[Path, Path]] = []
@@ -338,14 +355,14 @@ def import_input(uri: str, extension: str, workdir: str | Path, expected_name: s
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def delete_output(uri: str) -> bool:
+def delete_output(uri: str, options: StorageOptions | None = None) -> bool:
     """Delete a stored output (and its verification sidecar); "not found" is tolerated (False)."""
     try:
-        deleted = delete(uri)
+        deleted = delete(uri, options)
     except FileNotFoundError:
         return False
     try:
-        delete(uri + VERIFIED_SUFFIX)
+        delete(uri + VERIFIED_SUFFIX, options)
     except (FileNotFoundError, OSError):
         pass
     return deleted

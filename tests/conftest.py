@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -26,6 +28,39 @@ _SAFE_ENV = {
     "INGESTER_HTTP_RETRIES": "2",
     "INGESTER_HTTP_BACKOFF": "0.01",
 }
+
+
+def _loopback(address: object) -> bool:
+    """Whether a socket address stays on this machine: a Unix socket or a loopback IP (or `localhost`)."""
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths, abstract sockets
+    host = str(address[0]).lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: somewhere else
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch):
+    """Connections leave this machine in no test: connecting elsewhere than a loopback address is refused
+    as a closed port would refuse it (the tool's own handling of a refused connection applies)."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def connect(self: socket.socket, address: object) -> None:
+        if not _loopback(address):
+            raise ConnectionRefusedError(111, f"Connection refused: tests do not reach real hosts ({address!r})")
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: object) -> int:
+        if not _loopback(address):
+            return 111  # ECONNREFUSED
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
 @pytest.fixture(autouse=True)

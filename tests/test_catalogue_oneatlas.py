@@ -18,18 +18,12 @@ from ingester.catalogue import search
 from ingester.catalogue.oneatlas import geodesic_area
 from ingester.config import load_settings
 from ingester.errors import CredentialsRefused, InputError
+from ingester.http import Clients
 from ingester.payload import parse_payload
 from tests.fakes.oneatlas import FakeOneAtlas, footprint_around
 
 AOI = [[1.438, 43.5965], [1.452, 43.5965], [1.452, 43.6055], [1.438, 43.6055], [1.438, 43.5965]]
 PHR = "DS_PHR1A_{:%Y%m%d%H%M%S}0_FR1_PX_E001N43_0615_{:05d}"
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    oneatlas.reset()
-    yield
-    oneatlas.reset()
 
 
 @pytest.fixture
@@ -224,15 +218,16 @@ def test_the_token_is_renewed_before_it_expires_and_after_a_401(fake):
     settings = load_settings()
     add_days(fake, 1)
     now = [1000.0]
-    manager = oneatlas.login_manager(settings)
+    clients = Clients()  # one command's: its searches share the login
+    manager = oneatlas.login_manager(settings, clients)
     manager.clock = lambda: now[0]
-    search(parse_payload(raw_payload()), settings)
+    search(parse_payload(raw_payload()), settings, clients=clients)
     assert fake.grants == [("api_key", True)]
     now[0] += 3600 - 30  # inside the last minute of the hour: renewed before use
-    search(parse_payload(raw_payload()), settings)
+    search(parse_payload(raw_payload()), settings, clients=clients)
     assert len(fake.grants) == 2
     fake.revoke_tokens()  # the server drops the token early: 401, one new grant, the request sent again
-    assert len(search(parse_payload(raw_payload()), settings).scenes) == 1
+    assert len(search(parse_payload(raw_payload()), settings, clients=clients).scenes) == 1
     assert len(fake.grants) == 3
     statuses = [r["authorization"] for r in searches(fake)]
     assert len(statuses) == 4 and len(set(statuses)) == 3
@@ -316,10 +311,8 @@ def test_a_refused_api_key_is_exit_2_for_scenes_and_for_the_pre_flight_of_aoi(fa
     add_days(fake, 1)
     assert cli("scenes", payload).exit_code == 0
     monkeypatch.setenv("INGESTER_ONEATLAS_API_KEY", "revoked-key-000")
-    oneatlas.reset()
     r = cli("scenes", payload, "-o", tmp_path / "again.json")
     assert r.exit_code == 2 and "refused the API key" in r.stderr and "revoked-key-000" not in r.stderr
-    oneatlas.reset()
     r = cli("aoi", payload, "--scenes", "outputs/scenes.json", "--create-layers")
     assert r.exit_code == 2 and "pre-flight check failed" in r.stderr and "refused the API key" in r.stderr
     assert not Path("outputs/ingester.db").exists()

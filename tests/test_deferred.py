@@ -184,12 +184,10 @@ def cdse_offline(tmp_path, testdata, monkeypatch):
 
     from shapely.geometry import box
 
-    from ingester.providers import cdse
     from tests.fakes.cdse_download import FakeCdse
     from tests.fakes.cdse_odata import FakeCdseCatalogue, s2_product
     from tests.fakes.products import S2_ID, checksums, zip_safe
 
-    cdse.reset()
     t = datetime(2022, 1, 1, 10, 34, 31, tzinfo=UTC)
     over = box(9.0, 54.1, 10.6, 55.9)
     with FakeCdseCatalogue() as catalogue, FakeCdse("127.0.0.1") as zipper:
@@ -207,7 +205,6 @@ def cdse_offline(tmp_path, testdata, monkeypatch):
                            "INGESTER_RETRY_BACKOFF": "0.1", "INGESTER_TILE_WORKER": f"{W}:noop"}.items():
             monkeypatch.setenv(key, value)
         yield catalogue, zipper, products
-    cdse.reset()
 
 
 def test_an_offline_product_is_deferred_the_run_ends_and_a_later_run_downloads_it_once_restored(
@@ -230,10 +227,7 @@ def test_an_offline_product_is_deferred_the_run_ends_and_a_later_run_downloads_i
     status = cli("status", S2)
     assert "Deferred: 1 job(s)" in status.stdout and "offline" in status.stdout
 
-    # a cron run before it is due: exit 5 at once, no login (a new process), no request
-    from ingester.providers import cdse
-
-    cdse.reset()
+    # a cron run before it is due: exit 5 at once, no login (a new command logs in only when needed), no request
     grants, requests = len(zipper.grants), len(zipper.requests) + len(catalogue.requests)
     r = cli("run", S2, "--workers", "1")
     assert r.exit_code == 5, r.stderr

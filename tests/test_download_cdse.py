@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ingester import http
 from ingester.config import Settings
-from ingester.http import TokenManager
+from ingester.http import Clients, TokenManager
 from ingester.jobs import SceneJob
 from ingester.providers import cdse
 from ingester.providers.worker import run_scene_job
@@ -27,13 +26,6 @@ def product(tmp_path_factory) -> bytes:
     from tests.conftest import TESTDATA
 
     return zip_safe(TESTDATA / "s2" / f"{S2_ID}.SAFE")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens():
-    cdse.reset()
-    yield
-    cdse.reset()
 
 
 @pytest.fixture
@@ -161,15 +153,21 @@ def test_token_expiring_mid_download_is_refreshed_and_the_download_resumes(tmp_p
 def test_access_token_is_refreshed_before_expiry_and_shared_by_jobs(tmp_path, product, zipper):
     clock = [1000.0]
     settings = make_settings(tmp_path, zipper)
-    manager = TokenManager(settings.cdse_token_url, zipper.username, zipper.password, clock=lambda: clock[0])
-    http._managers[(settings.cdse_token_url, zipper.username)] = manager
+    clients = Clients()  # the jobs of one run share its clients (and their login)
+    clients.add_token_manager(TokenManager(settings.cdse_token_url, zipper.username, zipper.password,
+                                           clock=lambda: clock[0]))
     pids = [zipper.add_product(product) for _ in range(3)]
     scenes = [S2_ID, S2_ID.replace("T31TDH", "T31TDJ"), S2_ID.replace("T31TDH", "T31TDK")]
-    assert run_scene_job(make_job(tmp_path, pids[0], product, scene_id=scenes[0]), settings).outcome == "done"
-    assert run_scene_job(make_job(tmp_path, pids[1], product, scene_id=scenes[1]), settings).outcome == "done"
+
+    def run(i: int) -> str:
+        return run_scene_job(make_job(tmp_path, pids[i], product, scene_id=scenes[i]), settings,
+                             clients=clients).outcome
+
+    assert run(0) == "done"
+    assert run(1) == "done"
     assert (zipper.logins, zipper.refreshes) == (1, 0)  # one token for both jobs
     clock[0] += 560  # 10-minute token, 60 s margin: time to refresh
-    assert run_scene_job(make_job(tmp_path, pids[2], product, scene_id=scenes[2]), settings).outcome == "done"
+    assert run(2) == "done"
     assert (zipper.logins, zipper.refreshes) == (1, 1)
 
 
@@ -213,8 +211,9 @@ def test_429_honours_retry_after(tmp_path, product, zipper):
     zipper.throttle_next = [7]
     settings = make_settings(tmp_path, zipper)
     waits: list[float] = []
-    cdse.download_service(settings).sleep = waits.append
-    result = run_scene_job(make_job(tmp_path, pid, product), settings)
+    clients = Clients()
+    cdse.download_service(settings, clients).sleep = waits.append
+    result = run_scene_job(make_job(tmp_path, pid, product), settings, clients=clients)
     assert result.outcome == "done", result.message
     assert waits == [7.0]
 
@@ -223,8 +222,9 @@ def test_persistent_429_is_a_temporary_outcome(tmp_path, product, zipper):
     pid = zipper.add_product(product)
     zipper.throttle_next = [0] * 100
     settings = make_settings(tmp_path, zipper)
-    cdse.download_service(settings).sleep = lambda s: None
-    result = run_scene_job(make_job(tmp_path, pid, product), settings)
+    clients = Clients()
+    cdse.download_service(settings, clients).sleep = lambda s: None
+    result = run_scene_job(make_job(tmp_path, pid, product), settings, clients=clients)
     assert result.outcome == "temporary"
     assert "429" in result.message and "Too Many Requests" in result.message
 
@@ -390,13 +390,13 @@ def test_progress_bars_show_each_download_and_the_run_total(tmp_path, product, z
     from ingester.providers import progress
 
     buffer = io.StringIO()
-    monkeypatch.setattr(progress, "console", Console(file=buffer, force_terminal=True, width=120))
+    bars = progress.Bars(Console(file=buffer, force_terminal=True, width=120))
     pid = zipper.add_product(product)
     try:
         result = run_scene_job(make_job(tmp_path, pid, product), make_settings(tmp_path, zipper),
-                               progress=progress.RichProgress())
+                               progress=progress.RichProgress(bars))
     finally:
-        progress.stop()
+        bars.stop()
     assert result.outcome == "done"
     text = buffer.getvalue()
     assert "run total" in text and S2_ID[:30] in text
@@ -409,8 +409,9 @@ def test_a_partial_download_survives_the_failed_attempt_and_the_next_attempt_res
     zipper.drop_after = [800_000]
     zipper.fail_after_drop = [503] * 20  # the link stays down for the rest of the first attempt
     settings = make_settings(tmp_path, zipper, http_retries=1)
-    cdse.download_service(settings).sleep = lambda s: None
-    first = run_scene_job(make_job(tmp_path, pid, product), settings)
+    clients = Clients()
+    cdse.download_service(settings, clients).sleep = lambda s: None
+    first = run_scene_job(make_job(tmp_path, pid, product), settings, clients=clients)
     assert first.outcome == "temporary" and "503" in first.message
     part = tmp_path / "work" / "downloads" / "cdse" / "denmark" / f"{S2_ID}.zip.part"
     assert part.stat().st_size == 800_000

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from ingester.providers import cdse
 from ingester.scenes import Scene, write_scenes
 from tests.fakes.cdse_download import FakeCdse
 from tests.fakes.products import S2_ID, zip_safe
@@ -24,13 +23,6 @@ IDS = ["S2A_MSIL1C_20220104T103431_N0510_R108_T32UNG_20240423T092858",
        "S2B_MSIL1C_20220106T102329_N0510_R065_T32UNG_20240501T134512",
        "S2A_MSIL1C_20220107T104421_N0510_R008_T32UNG_20240422T021155"]
 WKT = "POLYGON ((8.99968 55.89489, 10.76096 55.87337, 10.71249 54.88733, 8.99971 54.90786, 8.99968 55.89489))"
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    cdse.reset()
-    yield
-    cdse.reset()
 
 
 def test_aoi_downloads_verifies_and_stores_every_product_and_a_rerun_downloads_nothing(

@@ -10,7 +10,7 @@ import pytest
 
 from ingester.config import Settings
 from ingester.errors import DownloadError, HTTPError
-from ingester.http import Expected, download
+from ingester.http import Clients, Expected, download
 from ingester.providers import cdse
 from tests.fakes.cdse_download import FakeCdse
 
@@ -19,17 +19,15 @@ DATA = bytes(range(256)) * 4000  # ~1 MB
 
 @pytest.fixture
 def fake():
-    cdse.reset()
     with FakeCdse("127.0.0.1") as server:
         yield server
-    cdse.reset()
 
 
 def _service(fake: FakeCdse, tmp_path: Path):
     settings = Settings(cdse_download_url=fake.odata, cdse_catalogue_url=fake.odata, cdse_token_url=fake.token_url,
                         cdse_username=fake.username, cdse_password=fake.password, workdir=str(tmp_path / "w"),
                         http_retries=1, http_backoff=0.001)
-    return cdse.download_service(settings)
+    return cdse.download_service(settings, Clients())
 
 
 def _gets(fake: FakeCdse) -> list:
@@ -122,13 +120,13 @@ def test_progress_resets_the_backoff_of_a_transfer_that_keeps_closing_early(tmp_
 KILL_SCRIPT = """
 import sys
 from ingester.config import Settings
-from ingester.http import download
+from ingester.http import Clients, download
 from ingester.providers import cdse
 
 base, token_url, user, password, pid, dest = sys.argv[1:]
 settings = Settings(cdse_download_url=base, cdse_catalogue_url=base, cdse_token_url=token_url,
                     cdse_username=user, cdse_password=password, http_retries=0)
-download(cdse.download_service(settings), f"Products({pid})/$value", dest, auth=True)
+download(cdse.download_service(settings, Clients()), f"Products({pid})/$value", dest, auth=True)
 """
 
 
@@ -141,7 +139,6 @@ def test_a_download_killed_with_sigkill_keeps_what_had_arrived_and_resumes_from_
     from tests.conftest import PYTHON, subprocess_env
 
     data = os.urandom(6 * 1024 * 1024)
-    cdse.reset()
     with FakeCdse("127.0.0.1", chunk=16 * 1024, delay=0.01) as slow:  # about 1.5 MB/s
         pid = slow.add_product(data)
         dest = tmp_path / "p.zip"
@@ -168,4 +165,40 @@ def test_a_download_killed_with_sigkill_keeps_what_had_arrived_and_resumes_from_
                             expected=Expected(size=len(data), md5=hashlib.md5(data).hexdigest()))
         assert verified.checked == "md5" and dest.read_bytes() == data
         assert [r["range"] for r in _gets(slow)][-1] == f"bytes={kept}-"  # resumed where the kill left it
-    cdse.reset()
+
+
+# --- issue 13: a download as a whole process (a worker's start-up is part of its time) ----------------------
+
+LIGHT_PROBE = """
+import json, sys
+from datetime import datetime, timezone
+from pathlib import Path
+from ingester.config import Settings
+from ingester.providers.chain import fetch_product
+from ingester.scenes import Scene
+
+url, workdir, md5 = sys.argv[1:]
+scene = Scene(source_id="S2A_MSIL1C_20220104T103431_N0510_R108_T32UNG_20240423T092858", aoi="a",
+              date=datetime(2022, 1, 4, tzinfo=timezone.utc), wkt="POLYGON ((9 55, 10 55, 10 56, 9 56, 9 55))",
+              graph_name="CopyProductToStorage", metadata={"download_link": url, "checksums": {"MD5": md5}})
+fetched = fetch_product(scene, Path(workdir), Settings(workdir=workdir, http_retries=0))
+print(json.dumps({"checked": fetched.verified.checked,
+                  "loaded": [m for m in ("numpy", "shapely", "pyproj", "rasterio") if m in sys.modules]}))
+"""
+
+
+def test_a_download_through_the_provider_chain_loads_no_geometry_or_raster_library(tmp_path, httpserver):
+    """The chain asks every configured provider whether it may have the scene (landsat-aws parses the
+    product id): that must not load shapely or numpy, which cost a worker's download a tenth of a second."""
+    import json
+    import subprocess
+
+    from tests.conftest import PYTHON, subprocess_env
+
+    data = b"product bytes " * 1000
+    httpserver.expect_request("/p.zip").respond_with_data(data)
+    out = subprocess.run([PYTHON, "-c", LIGHT_PROBE, httpserver.url_for("/p.zip"), str(tmp_path),
+                          hashlib.md5(data).hexdigest()], capture_output=True, text=True, env=subprocess_env(),
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"checked": "md5", "loaded": []}

@@ -10,17 +10,16 @@ import time
 import pytest
 from werkzeug import Response
 
-from ingester import http as http_module
 from ingester.config import Settings
 from ingester.errors import AuthError, HTTPError, RateLimited, Unavailable
 from ingester.http import (
+    Clients,
     Service,
     StaticToken,
     TokenManager,
     download,
-    forget_token_managers,
     retry_after_seconds,
-    shared_token_manager,
+    transfer,
 )
 
 
@@ -92,15 +91,12 @@ def test_cdse_service_trusts_the_hosts_of_its_domain_only():
                         cdse_download_url="https://zipper.dataspace.copernicus.eu/odata/v1",
                         cdse_catalogue_url="https://catalogue.dataspace.copernicus.eu/odata/v1",
                         cdse_token_url="https://identity.dataspace.copernicus.eu/auth/token")
-    try:
-        svc = cdse.download_service(settings)
-        assert svc.is_trusted("https://download.dataspace.copernicus.eu/odata/v1/Products(1)/$value")
-        assert svc.is_trusted("https://zipper.dataspace.copernicus.eu/x")
-        assert not svc.is_trusted("https://dataspace.copernicus.eu.evil.example/x")
-        assert not svc.is_trusted("https://evildataspace.copernicus.eu/x")
-        assert not svc.is_trusted("https://bucket.s3.amazonaws.com/x")
-    finally:
-        cdse.reset()
+    svc = cdse.download_service(settings, Clients())
+    assert svc.is_trusted("https://download.dataspace.copernicus.eu/odata/v1/Products(1)/$value")
+    assert svc.is_trusted("https://zipper.dataspace.copernicus.eu/x")
+    assert not svc.is_trusted("https://dataspace.copernicus.eu.evil.example/x")
+    assert not svc.is_trusted("https://evildataspace.copernicus.eu/x")
+    assert not svc.is_trusted("https://bucket.s3.amazonaws.com/x")
 
 
 def test_redirect_to_a_sibling_host_gets_no_token(httpserver):
@@ -147,13 +143,26 @@ def test_token_endpoint_200_without_a_token_is_a_clear_auth_error(httpserver, bo
 
 
 def test_token_managers_are_shared_per_endpoint_and_user():
-    try:
-        a = shared_token_manager("http://127.0.0.1:9/token", "user", "pw")
-        assert shared_token_manager("http://127.0.0.1:9/token", "user", "pw") is a
-        assert shared_token_manager("http://127.0.0.1:9/token", "other", "pw") is not a
-        assert shared_token_manager("http://127.0.0.1:9/token", "user", "changed") is not a
-    finally:
-        forget_token_managers()
+    with Clients() as clients:
+        a = clients.token_manager("http://127.0.0.1:9/token", "user", "pw")
+        assert clients.token_manager("http://127.0.0.1:9/token", "user", "pw") is a
+        assert clients.token_manager("http://127.0.0.1:9/token", "other", "pw") is not a
+        assert clients.token_manager("http://127.0.0.1:9/token", "user", "changed") is not a
+        assert Clients().token_manager("http://127.0.0.1:9/token", "user", "pw") is not a  # one per command
+
+
+def test_what_a_job_learns_about_a_server_serves_the_later_jobs_of_its_worker_process_only():
+    """A job's clients (its own sessions and tokens) keep what is learnt about a server in their parent,
+    the worker process's clients: a later job finds it; another process (or command) starts afresh."""
+    with Clients() as process:
+        first = Clients(parent=process)
+        learnt = first.lasting(("oneatlas", "download", "schemes"), dict)
+        learnt["origin"] = "basic"
+        first.close()
+        with Clients(parent=process) as later:
+            assert later.lasting(("oneatlas", "download", "schemes"), dict) == {"origin": "basic"}
+    with Clients() as another:
+        assert another.lasting(("oneatlas", "download", "schemes"), dict) == {}
 
 
 # --- transfer robustness ---------------------------------------------------------------------------
@@ -166,7 +175,7 @@ def test_a_failing_checksum_thread_fails_the_download_instead_of_hanging(httpser
         def hexdigest(self):
             return "0"
 
-    monkeypatch.setattr(http_module, "new_hasher", lambda algorithm: Broken())
+    monkeypatch.setattr(transfer, "new_hasher", lambda algorithm: Broken())
     httpserver.expect_request("/big").respond_with_data(b"x" * 64 * 1024)
     svc = Service("svc", httpserver.url_for("/"), retries=0, timeout=5)
     outcome: list[BaseException] = []
@@ -205,3 +214,12 @@ def test_asf_service_trusts_asf_hosts_and_earthdata_login_not_the_presigned_s3_h
     assert svc.is_trusted("https://urs.earthdata.nasa.gov/oauth/authorize")
     assert not svc.is_trusted("https://asf-ngap2w-p-s1-slc-7b420b89.s3.us-west-2.amazonaws.com/x.zip")
     assert not svc.is_trusted("https://asf.alaska.edu.evil.example/x.zip")
+
+
+def test_no_test_reaches_a_real_host():
+    """The suite's guard (conftest): a connection to a public address is refused like a closed port, so a
+    service left pointing at a real host fails at once instead of leaving the machine."""
+    svc = Service("real", "http://192.0.2.1", retries=0, timeout=2)  # TEST-NET-1: not loopback
+    with pytest.raises(HTTPError, match="no response after 1 requests") as info:
+        svc.request("GET", "odata/v1/Products")
+    assert "refused" in str(info.value).lower() and "tests do not reach real hosts" in str(info.value)

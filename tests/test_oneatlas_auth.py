@@ -19,6 +19,7 @@ import requests
 from ingester import oneatlas
 from ingester.config import load_settings
 from ingester.errors import AuthError, CatalogueError
+from ingester.http import Clients
 from ingester.oneatlas_auth import challenge_schemes, refuses_credentials
 from ingester.store import Store
 from tests.fakes.oneatlas import FakeOneAtlas, footprint_around, product_zip
@@ -26,13 +27,6 @@ from tests.fakes.oneatlas import FakeOneAtlas, footprint_around, product_zip
 AOI = "ToulousePHR"
 DB = "outputs/ingester.db"
 PHR = "DS_PHR1A_2022041{}1053440_FR1_PX_E001N43_0615_0123{}"
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    oneatlas.reset()
-    yield
-    oneatlas.reset()
 
 
 @pytest.fixture
@@ -114,8 +108,7 @@ def test_scenes_and_an_ordered_aoi_work_with_the_scheme_each_service_takes(
     assert schemes(fake, of_kind(fake, "search")) == expected(search_mode, 2)
     outputs = [r.stdout, r.stderr]
 
-    oneatlas.reset()  # a new command is a new process: nothing learnt is kept
-    since = len(fake.requests)
+    since = len(fake.requests)  # a new command: its own clients, nothing learnt is kept
     r = cli("aoi", payload, "--order", "--max-cost", "30", "--create-layers", "--max-wait", "60", "--workers", "1")
     assert r.exit_code == 0, r.stderr
     outputs += [r.stdout, r.stderr]
@@ -129,7 +122,6 @@ def test_scenes_and_an_ordered_aoi_work_with_the_scheme_each_service_takes(
     # the key is in no job description, message, output, store or file of the run
     from ingester.coordinator import Coordinator
 
-    oneatlas.reset()
     settings = load_settings()
     with Store(DB) as st:
         jobs = [Coordinator(st, AOI, settings).scene_job(1, 9), Coordinator(st, AOI, settings).tile_job(1, 9)]
@@ -161,22 +153,23 @@ def test_a_worker_without_the_key_says_the_download_wants_basic_auth_and_what_to
 
 
 def test_a_worker_takes_the_key_from_its_own_environment(fake, tmp_path, monkeypatch):
-    """A worker's settings never hold the key (tokens.worker_settings); its own environment does."""
+    """A worker's settings never hold the key (http.tokens.worker_settings); its own environment does."""
+    from ingester.http import Clients
+    from ingester.http.tokens import AccessToken, JobTokens, worker_settings
     from ingester.providers.oneatlas import OneAtlasProvider
     from ingester.scenes import Scene
     from ingester.times import parse_time
-    from ingester.tokens import AccessToken, job_tokens, worker_settings
 
     fake.modes["download"] = "basic"
     (item,) = add_scenes(fake, 1, in_workspace=True)
     settings = load_settings()
-    token, expires = oneatlas.login_manager(settings).current()
-    oneatlas.reset()
+    with Clients() as coordinator:
+        token, expires = oneatlas.login_manager(settings, coordinator).current()
     link = f"{fake.base}/api/v1/items/{item}/download"
     scene = Scene(PHR.format(0, 0), AOI, parse_time("2022-04-10T10:53:44Z"), "POLYGON ((1 43, 2 43, 2 44, 1 43))",
                   metadata={"catalogue": "oneatlas", "uuid": item, "download_link": link})
-    with job_tokens({"oneatlas": AccessToken("oneatlas", token, expires)}, None):
-        path = OneAtlasProvider(worker_settings(settings)).fetch(scene, tmp_path)
+    job = Clients(JobTokens({"oneatlas": AccessToken("oneatlas", token, expires)}, None))  # a worker's job
+    path = OneAtlasProvider(worker_settings(settings), clients=job).fetch(scene, tmp_path)
     assert path.read_bytes() == product_zip("PHR")
     assert schemes(fake, of_kind(fake, "download")) == ["Bearer", "Basic"]
     assert fake.grants == [("api_key", True)]  # the worker logs in nowhere
@@ -189,22 +182,23 @@ def test_a_bearer_only_search_with_an_expired_token_renews_it_and_never_sends_th
 
     add_scenes(fake, 1)
     raw = json.loads((Path(__file__).resolve().parent.parent / "payloads" / "toulouse-phr.json").read_text())
-    search(parse_payload(raw), load_settings())
+    command = Clients()  # the searches of one command share its login and sessions
+    search(parse_payload(raw), load_settings(), clients=command)
     fake.revoke_tokens()
-    result = search(parse_payload(raw), load_settings())
+    result = search(parse_payload(raw), load_settings(), clients=command)
     assert len(result.scenes) == 1
     assert schemes(fake, of_kind(fake, "search")) == ["Bearer", "Bearer", "Bearer"]
     assert len(fake.grants) == 2
 
-    # a bare 401 (no challenge) to the first search of a process: Basic is tried once, then the renewed
+    # a bare 401 (no challenge) to the first search of a command: Basic is tried once, then the renewed
     # token works and is kept; a later expired token is just renewed
-    oneatlas.reset()
+    command = Clients()
     fake.challenge = False
-    oneatlas.login_manager(load_settings()).current()
+    oneatlas.login_manager(load_settings(), command).current()
     fake.revoke_tokens()
-    search(parse_payload(raw), load_settings())
+    search(parse_payload(raw), load_settings(), clients=command)
     fake.revoke_tokens()
-    search(parse_payload(raw), load_settings())
+    search(parse_payload(raw), load_settings(), clients=command)
     assert schemes(fake, of_kind(fake, "search"))[3:] == ["Bearer", "Basic", "Bearer", "Bearer", "Bearer"]
     assert len(fake.grants) == 5
 

@@ -21,6 +21,7 @@ import pytest
 import rasterio
 
 from ingester import oneatlas
+from ingester.http import Clients
 from ingester.store import Store
 from tests.conftest import subprocess_env
 from tests.fakes.oneatlas import FakeOneAtlas, footprint_around, product_zip
@@ -29,13 +30,6 @@ from tests.fakes.stac_schemas import offline_validation
 AOI = "ToulousePHR"
 DB = "outputs/ingester.db"
 PHR = "DS_PHR1A_2022041{}1053440_FR1_PX_E001N43_0615_0123{}"
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    oneatlas.reset()
-    yield
-    oneatlas.reset()
 
 
 @pytest.fixture
@@ -230,9 +224,8 @@ def test_one_login_per_run_shared_by_the_workers_and_jobs_carry_a_token_never_th
 
     from ingester.config import load_settings
     from ingester.coordinator import Coordinator
-    from ingester.tokens import worker_settings
+    from ingester.http.tokens import worker_settings
 
-    oneatlas.reset()
     settings = load_settings()
     with Store(DB) as st:
         job = Coordinator(st, AOI, settings).scene_job(1, 9)
@@ -301,7 +294,7 @@ def test_the_orders_listing_is_read_to_its_end_even_when_the_server_pages_by_few
     original = fake.list_orders
     monkeypatch.setattr(fake, "list_orders", lambda q: original({**q, "itemsPerPage": [str(min(
         int(q["itemsPerPage"][0]), 50))]}))
-    found = find_order(iter_orders(oneatlas.service(load_settings(), "order")), ours)
+    found = find_order(iter_orders(oneatlas.service(load_settings(), Clients(), "order")), ours)
     assert found is not None and found[1]["datas"]["id"] == items[1]
     pages = [r["path"] for r in fake.requests if r["path"].startswith("/api/v1/orders?")]
     assert [p.split("&", 1)[1] for p in pages] == ["itemsPerPage=100&page=1", "itemsPerPage=50&page=2",

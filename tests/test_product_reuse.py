@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import pytest
-
-from ingester.providers import cdse
 from ingester.scenes import Scene, write_scenes
 from ingester.store import Store
 from tests.fakes.cdse_download import FakeCdse
@@ -17,13 +14,6 @@ from tests.fakes.products import S2_ID, checksums, zip_safe
 AOI = "DenmarkDemoS2"
 SID = "S2A_MSIL1C_20220104T103431_N0510_R108_T32UNG_20240423T092858"
 WKT = "POLYGON ((8.99968 55.89489, 10.76096 55.87337, 10.71249 54.88733, 8.99971 54.90786, 8.99968 55.89489))"
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    cdse.reset()
-    yield
-    cdse.reset()
 
 
 def test_a_product_whose_scene_graph_fails_is_downloaded_once_for_every_attempt(cli, repo, testdata, tmp_path,

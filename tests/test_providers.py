@@ -448,8 +448,8 @@ def test_bucket_folder_copy_stops_at_the_first_failed_object(tmp_path, s3, monke
                 raise ConnectionResetError("connection reset by peer")
             self.fs.get_file(key, local)
 
-    def filesystem(uri):
-        fs, path = real(uri)
+    def filesystem(uri, options=None):
+        fs, path = real(uri, options)
         return FailingFirst(fs), path
 
     monkeypatch.setattr(storage, "filesystem", filesystem)

@@ -9,20 +9,13 @@ from pathlib import Path
 import pytest
 
 from ingester.config import Settings
-from ingester.http import TokenManager
+from ingester.http import Clients, TokenManager
 from ingester.providers import cdse
 from ingester.providers.asf import AsfProvider, StaticToken
 from ingester.providers.worker import run_scene_job
 from tests.fakes.cdse_download import FakeCdse
 from tests.fakes.products import S2_ID, zip_safe
 from tests.test_download_cdse import make_job, make_settings
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    cdse.reset()
-    yield
-    cdse.reset()
 
 
 def _all_text(root: Path) -> str:
@@ -50,12 +43,12 @@ def test_password_and_tokens_never_appear_in_results_files_logs_or_output(tmp_pa
         zipper.revoke_on_drop = True
         zipper.unauthorized_next = 1
         zipper.corrupt_next = 1
-        results.append(run_scene_job(make_job(tmp_path, pid, product), settings))
+        clients = Clients()  # one login for the first two jobs
+        results.append(run_scene_job(make_job(tmp_path, pid, product), settings, clients=clients))
         zipper.throttle_next = [0] * 50
-        cdse.download_service(settings).sleep = lambda s: None
+        cdse.download_service(settings, clients).sleep = lambda s: None
         results.append(run_scene_job(make_job(tmp_path, pid, product, scene_id=S2_ID.replace("TDH", "TDJ")),
-                                     settings))
-        cdse.reset()
+                                     settings, clients=clients))
         bad = make_settings(tmp_path, zipper, catalogue, cdse_password="not-the-password-42")
         results.append(run_scene_job(make_job(tmp_path, pid, product, scene_id=S2_ID.replace("TDH", "TDK")), bad))
         secrets = [zipper.password, "not-the-password-42", *zipper.issued_tokens()]
@@ -67,7 +60,7 @@ def test_password_and_tokens_never_appear_in_results_files_logs_or_output(tmp_pa
     haystack = "\n".join([
         *(r.message for r in results), *(repr(r) for r in results), out.out, out.err, caplog.text,
         _all_text(tmp_path / "storage"), _all_text(tmp_path / "work"),
-        repr(cdse.token_manager(settings)), repr(settings.redacted()),
+        repr(cdse.token_manager(settings, clients)), repr(clients), repr(settings.redacted()),
     ])
     leaked = [s for s in secrets if s in haystack]
     assert leaked == []
@@ -101,14 +94,12 @@ def test_oneatlas_api_key_and_tokens_never_appear_in_output_logs_store_files_or_
     import json
     import pickle
 
-    from ingester import oneatlas
     from ingester.config import load_settings
     from ingester.coordinator import Coordinator
     from ingester.store import Store
     from tests.fakes.oneatlas import FakeOneAtlas, footprint_around, product_zip
 
     caplog.set_level(logging.DEBUG)
-    oneatlas.reset()
     payload = Path(repo / "payloads" / "toulouse-phr.json")
     with FakeOneAtlas(expires_in=3600) as fake:
         for key, value in {**fake.env(), "INGESTER_RETRY_BACKOFF": "0", "INGESTER_ONEATLAS_ORDER_RECHECK": "0.2",
@@ -132,4 +123,3 @@ def test_oneatlas_api_key_and_tokens_never_appear_in_output_logs_store_files_or_
     haystack = "\n".join([*(o.stdout + o.stderr for o in outputs), caplog.text, _all_text(tmp_path)])
     assert [s for s in secrets if s in haystack] == []
     assert not any(fake.api_key in job.decode("latin-1") for job in jobs)  # a job carries a token, never the key
-    oneatlas.reset()

@@ -151,7 +151,7 @@ def test_without_scenes_the_search_runs_first(cli, tmp_path, la_payload, product
 
     calls = []
 
-    def search(payload, settings):
+    def search(payload, settings, clients=None):  # the real signature (the command passes its clients)
         calls.append((payload.name, settings.aoi_buffer))
         return SearchResult([product_scene(p, payload.name) for p in products], next=False)
 

@@ -324,24 +324,22 @@ def test_asf_datapool_zip_gets_the_earthdata_token_and_the_redirect_target_does_
 
 # --- one login and one session per run -----------------------------------------------------------
 
-def test_cdse_nodes_reuse_the_token_of_the_cdse_downloads_one_login_per_process(testdata):
+def test_cdse_nodes_reuse_the_token_of_the_cdse_downloads_one_login_per_command(testdata):
+    from ingester.http import Clients
     from ingester.providers import cdse
 
     product = make_product(testdata, IW2_2023)
-    try:
-        with FakeCdseNodes([product]) as fake:
-            settings = quick_settings(cdse_download_url=fake.url, cdse_token_url=fake.token_url,
-                                      cdse_username=fake.username, cdse_password=fake.password)
-            assert cdse.token_manager(settings).access_token() == "token-1"  # the downloads logged in
-            for _ in range(2):  # two tiling runs in the same process
-                source = CdseNodesSource(settings)
-                assert source.fetch(product_scene(product))
-                source.close()
-        logins = [p for m, p, _h in fake.requests if m == "POST"]
-        assert logins == ["/token"]
-        assert {h.get("Authorization") for m, p, h in fake.requests if p.endswith("/$value")} == {"Bearer token-1"}
-    finally:
-        cdse.reset()
+    with FakeCdseNodes([product]) as fake, Clients() as clients:
+        settings = quick_settings(cdse_download_url=fake.url, cdse_token_url=fake.token_url,
+                                  cdse_username=fake.username, cdse_password=fake.password)
+        assert cdse.token_manager(settings, clients).access_token() == "token-1"  # the downloads logged in
+        for _ in range(2):  # two tiling runs with the same clients
+            source = CdseNodesSource(settings, clients=clients)
+            assert source.fetch(product_scene(product))
+            source.close()
+    logins = [p for m, p, _h in fake.requests if m == "POST"]
+    assert logins == ["/token"]
+    assert {h.get("Authorization") for m, p, h in fake.requests if p.endswith("/$value")} == {"Bearer token-1"}
 
 
 def test_zips_over_http_share_one_session_per_host_closed_at_the_end(testdata, tmp_path, range_server,

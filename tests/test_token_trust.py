@@ -13,7 +13,6 @@ from ingester.config import Settings
 from ingester.errors import AuthError
 from ingester.http import Service, StaticToken, TokenManager, download
 from ingester.jobs import SceneJob
-from ingester.providers import cdse
 from ingester.providers.worker import run_scene_job
 from ingester.scenes import Scene
 from tests.fakes.cdse_download import FakeCdse
@@ -110,24 +109,20 @@ def cdse_job(tmp_path, pid: str, product: bytes) -> SceneJob:
 
 def test_cdse_download_token_does_not_follow_a_redirect_to_another_port(tmp_path, testdata):
     product = zip_safe(testdata / "s2" / f"{S2_ID}.SAFE")
-    cdse.reset()
-    try:
-        with FakeCdse("127.0.0.1") as zipper, FakeCdse("127.0.0.1") as other_port:
-            pid = zipper.add_product(product)
-            other_port.add_product(product, pid)
-            zipper.redirect_to = other_port.base  # same host, another port
-            settings = Settings(cdse_download_url=zipper.odata, cdse_catalogue_url=zipper.odata,
-                                cdse_token_url=zipper.token_url, cdse_username=zipper.username,
-                                cdse_password=zipper.password, workdir=str(tmp_path / "work"),
-                                storage_uri=str(tmp_path / "storage"), providers="cdse", http_retries=1,
-                                http_backoff=0.001)
-            result = run_scene_job(cdse_job(tmp_path, pid, product), settings)
-            got = [r for r in other_port.requests if r["method"] == "GET"]
-            assert got, "the redirect was not followed"
-            assert all(r["authorization"] is None for r in other_port.requests)
-            assert other_port.logins == 0
-    finally:
-        cdse.reset()
+    with FakeCdse("127.0.0.1") as zipper, FakeCdse("127.0.0.1") as other_port:
+        pid = zipper.add_product(product)
+        other_port.add_product(product, pid)
+        zipper.redirect_to = other_port.base  # same host, another port
+        settings = Settings(cdse_download_url=zipper.odata, cdse_catalogue_url=zipper.odata,
+                            cdse_token_url=zipper.token_url, cdse_username=zipper.username,
+                            cdse_password=zipper.password, workdir=str(tmp_path / "work"),
+                            storage_uri=str(tmp_path / "storage"), providers="cdse", http_retries=1,
+                            http_backoff=0.001)
+        result = run_scene_job(cdse_job(tmp_path, pid, product), settings)
+        got = [r for r in other_port.requests if r["method"] == "GET"]
+        assert got, "the redirect was not followed"
+        assert all(r["authorization"] is None for r in other_port.requests)
+        assert other_port.logins == 0
     assert result.outcome == "error" and "401" in result.message
 
 

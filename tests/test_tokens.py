@@ -14,7 +14,6 @@ import pytest
 
 from ingester.errors import CredentialsRefused
 from ingester.http import TokenManager
-from ingester.providers import cdse
 from ingester.scenes import Scene, write_scenes
 from ingester.store import Store
 from tests.fakes.cdse_download import FakeCdse
@@ -23,13 +22,6 @@ from tests.fakes.products import S2_ID, checksums, zip_safe
 AOI = "DenmarkDemoS2"
 WKT = "POLYGON ((8.99968 55.89489, 10.76096 55.87337, 10.71249 54.88733, 8.99971 54.90786, 8.99968 55.89489))"
 DB = "outputs/ingester.db"
-
-
-@pytest.fixture(autouse=True)
-def _fresh():
-    cdse.reset()
-    yield
-    cdse.reset()
 
 
 def scenes_for(fake: FakeCdse, testdata: Path, path: Path, count: int) -> list[str]:
@@ -83,9 +75,9 @@ def test_one_login_per_run_with_four_workers_and_a_short_token_lifetime(cli, pay
 def test_jobs_carry_a_token_and_never_the_password(payload, testdata, tmp_path, monkeypatch):
     from ingester.config import load_settings
     from ingester.coordinator import Coordinator, release_lock
+    from ingester.http.tokens import worker_settings
     from ingester.ingest import commit, prepare
     from ingester.payload import load_payload
-    from ingester.tokens import worker_settings
 
     with FakeCdse("127.0.0.1") as fake:
         scenes_for(fake, testdata, tmp_path / "scenes.json", 1)

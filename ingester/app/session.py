@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ingester.coordinator import RunReport
+    from ingester.http.clients import Clients
     from ingester.ingest import Plan
     from ingester.ordering import Permission
     from ingester.payload import Payload
@@ -93,13 +94,17 @@ class AoiSession:
     "AOI")`, `(settings, scene=ID)`, `(settings, tile=ID)`: an AOI of the store, or the AOI of a job.
     `runs`: the session runs jobs, so the download settings are checked before the store is opened;
     `check_lock`: refuse (exit 3) an AOI a live run holds when the session opens (not for a dry run);
-    `readonly`: read the store, never write it nor lock (`tiles`)."""
+    `readonly`: read the store, never write it nor lock (`tiles`). `clients`: the HTTP sessions and
+    logins of the command (`http.Clients`): the search, the tiling, the estimate, the pre-flight check and
+    the run share them, so a command logs in once; without them the session has its own for its block."""
 
     def __init__(self, settings: Settings, aoi: str | None = None, *, scene: int | None = None,
                  tile: int | None = None, payload: str | Path | Payload | None = None, aoi_allowed: bool = True,
                  runs: bool = False, check_lock: bool = True, readonly: bool = False, order: bool | None = None,
-                 max_cost: float | None = None):
+                 max_cost: float | None = None, clients: Clients | None = None):
         self.settings = settings
+        self._given_clients = clients
+        self.clients: Clients | None = clients
         self._target = (aoi, scene, tile, aoi_allowed)
         self._payload_arg = payload
         self.payload: Payload | None = None
@@ -135,6 +140,10 @@ class AoiSession:
             self._close()
 
     def _open(self) -> None:
+        if self.clients is None:
+            from ingester.http.clients import Clients
+
+            self.clients = Clients()  # the block's (closed with it)
         if self._payload_arg is not None:
             from ingester.payload import Payload, load_payload
 
@@ -157,9 +166,14 @@ class AoiSession:
             locks.check_lock(self.store, self.name, self.settings.lease_seconds)  # exit 3 before any check
 
     def _close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        try:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+        finally:
+            if self.clients is not None and self.clients is not self._given_clients:
+                self.clients.close()
+            self.clients = self._given_clients
 
     @property
     def workers(self) -> int:
@@ -205,11 +219,13 @@ class AoiSession:
 
         payload = self._require_payload()
         if self.store is not None:
-            plan = ingest.prepare(self.store, payload, self.settings, scenes_file, tiles_file, create_layers)
+            plan = ingest.prepare(self.store, payload, self.settings, scenes_file, tiles_file, create_layers,
+                                  clients=self.clients)
             self._pending = pending_work(self.store, payload.name, self.settings)
         else:  # no store yet: the input is validated against an empty one, the file is created only by ingest()
             with Store(":memory:") as empty:
-                plan = ingest.prepare(empty, payload, self.settings, scenes_file, tiles_file, create_layers)
+                plan = ingest.prepare(empty, payload, self.settings, scenes_file, tiles_file, create_layers,
+                                      clients=self.clients)
         if self._permission is not None:
             self._approve(plan, self._permission)
         return plan
@@ -221,7 +237,7 @@ class AoiSession:
 
         scenes = list(plan.scenes) + (aoi_order_scenes(self.store, plan.payload.name) if self.store is not None
                                       else [])
-        plan.order, costs = approve(scenes, self.settings, allowed)
+        plan.order, costs = approve(scenes, self.settings, allowed, self.clients)
         self.approval = None if costs is None else OrderApproval(allowed.source, costs.text(), allowed.max_cost)
 
     def _require_payload(self) -> Payload:
@@ -243,7 +259,7 @@ class AoiSession:
 
         work = self.work(plan)
         return DryRunReport(plan.source, len(plan.scenes), sum(len(sc.tiles) for sc in plan.scenes),
-                            list(plan.skipped), work, run_checks(work, self.settings, self.workers))
+                            list(plan.skipped), work, run_checks(work, self.settings, self.workers, self.clients))
 
     def check(self, plan: Plan) -> CheckReport:
         """The pre-flight checks alone (`ingester check`)."""
@@ -252,7 +268,8 @@ class AoiSession:
 
         payload = self._require_payload()
         given = payload.path if isinstance(self._payload_arg, Payload) else str(self._payload_arg)
-        return CheckReport(given, payload.name, run_checks(self.work(plan), self.settings, self.workers))
+        return CheckReport(given, payload.name, run_checks(self.work(plan), self.settings, self.workers,
+                                                           self.clients))
 
     def ingest(self, plan: Plan, create_layers: bool = False) -> IngestReport:
         """Pre-flight (exit 2 naming the failed checks), then one transaction: the AOI, its lock,
@@ -262,7 +279,7 @@ class AoiSession:
         from ingester.preflight import preflight
 
         payload = self._require_payload()
-        preflight(self.work(plan), self.settings, self.workers)
+        preflight(self.work(plan), self.settings, self.workers, self.clients)
         self._preflight_done = True
         if self.store is None:
             self.store = Store(self.settings.db)
@@ -282,7 +299,7 @@ class AoiSession:
         store = self._writable()
         settings = dataclasses.replace(self.settings, max_wait=math.inf) if every else self.settings
         preflight(work_of([], (), {}, pending_work(store, self.name, settings, scene_statuses, tile_statuses)),
-                  self.settings, self.workers)
+                  self.settings, self.workers, self.clients)
         self._preflight_done = True
 
     def run(self, progress: Callable[[str], None] | None = None, downloads: Any = None) -> RunReport:
@@ -295,7 +312,7 @@ class AoiSession:
             self.preflight()
         store = self._lock(check_storage=True)
         return coordinator.run_aoi(store, self.name, self.settings, self.settings.workers, self.run_id, lock=False,
-                                   progress=progress, downloads=downloads)
+                                   progress=progress, downloads=downloads, clients=self.clients)
 
     def retry(self, force: bool = False) -> RetryReport:
         """RETRY jobs (with `force`, FAILED ones too) of the AOI, or the session's job, back in the queue
@@ -372,7 +389,7 @@ class AoiSession:
         from ingester.scene_ops import refresh_scene
 
         assert self.job_id is not None
-        return RefreshReport(self.name, refresh_scene(self._lock(), self.job_id, self.settings))
+        return RefreshReport(self.name, refresh_scene(self._lock(), self.job_id, self.settings, self.clients))
 
     def remove(self) -> RemoveReport:
         """Take the session's scene and its tiles out of the AOI (one transaction); its product kept in
@@ -410,11 +427,11 @@ class AoiSession:
         else:
             from ingester.catalogue import search
 
-            scenes = search(payload, self.settings).scenes
+            scenes = search(payload, self.settings, clients=self.clients).scenes
         existing = self.store.aoi_tiles(payload.name) if self.store is not None else []
         ingested = self.store.scene_ids_in_aoi(payload.name) if self.store is not None else set()
         fresh = [s for s in scenes if s.source_id not in ingested]
-        result = tile_step(payload, fresh, self.settings, existing)
+        result = tile_step(payload, fresh, self.settings, existing, self.clients)
         write_scenes(output, result.scenes)
         missing = [sid for sid, reason in result.skipped if reason.startswith(NO_ANNOTATION)]
         return TilesReport(str(output), len(result.scenes), sum(len(s.tiles) for s in result.scenes),

@@ -10,19 +10,23 @@ __all__ = ["SUPPORTED", "SearchResult", "search"]
 
 if TYPE_CHECKING:
     from ingester.config import Settings
+    from ingester.http.clients import Clients
     from ingester.payload import Payload
 
 
 SUPPORTED = ("sentinel1", "sentinel2", "landsat89", "phr", "spot")
-def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None) -> SearchResult:
+
+
+def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None,
+           clients: Clients | None = None) -> SearchResult:
     """The payload's scenes: acquisitions page·limit … page·limit+limit−1 of the ordered catalogue
     result, reprocessed copies counted once (limit 0: all of them). `page`/`limit` default to the
     payload's. Raises InputError for a constellation without a catalogue, CatalogueError when the
-    catalogue fails.
+    catalogue fails. `clients`: the command's HTTP clients (a catalogue that needs a login uses theirs).
 
     An empty answer for an AOI larger than a hemisphere is warned about: catalogues that read the
     area as a geography may take such a polygon for its complement, or refuse it silently."""
-    result = _search(payload, settings, page, limit)
+    result = _search(payload, settings, page, limit, clients)
     if not result.scenes and not page:
         import warnings
 
@@ -38,7 +42,8 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
     return result
 
 
-def _search(payload: Payload, settings: Settings, page: int | None, limit: int | None) -> SearchResult:
+def _search(payload: Payload, settings: Settings, page: int | None, limit: int | None,
+            clients: Clients | None = None) -> SearchResult:
     from ingester.errors import InputError
 
     if settings.cdse_page_size < 1 or settings.cdse_page_size > 1000:
@@ -56,7 +61,7 @@ def _search(payload: Payload, settings: Settings, page: int | None, limit: int |
     if payload.constellation in ("phr", "spot"):
         from ingester.catalogue import oneatlas
 
-        return oneatlas.search(payload, settings, page, limit)
+        return oneatlas.search(payload, settings, page, limit, clients=clients)
     if payload.constellation in SUPPORTED:
         from ingester.catalogue import cdse
 

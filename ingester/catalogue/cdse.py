@@ -55,7 +55,8 @@ from ingester.errors import (
     PayloadError,
 )
 from ingester.geometry import GeometryError, from_wkt, query_polygons, to_wkt
-from ingester.http import Service
+from ingester.http.clients import Clients
+from ingester.http.session import Service
 from ingester.naming import dedup_key, format_pattern
 from ingester.payload import Payload
 from ingester.scenes import Scene
@@ -325,18 +326,22 @@ def entry_metadata(product: dict) -> dict[str, Any]:
     }
 
 
-def product_entry(settings: Settings, uuid: str, service: Service | None = None) -> dict | None:
+def product_entry(settings: Settings, uuid: str, service: Service | None = None,
+                  clients: Clients | None = None) -> dict | None:
     """The product's catalogue entry as it is now (`GET Products(<uuid>)`, no account needed), None when
     the catalogue no longer has it (deleted or replaced by a reprocessing). HTTPError when the catalogue
-    cannot be asked (no answer, 5xx after retries, …)."""
-    from urllib.parse import quote
-
-    from ingester.http import shared_service
-
+    cannot be asked (no answer, 5xx after retries, …). Asked through `service`, else the catalogue
+    service of `clients`, else a session of its own."""
+    if service is None and clients is None:
+        with contextlib.closing(make_service(settings)) as own:
+            return product_entry(settings, uuid, own)
     if service is None:
+        assert clients is not None
         key = ("cdse-catalogue", settings.cdse_catalogue_url, settings.http_timeout, settings.http_retries,
                settings.http_backoff)
-        service = shared_service(key, lambda: make_service(settings))
+        service = clients.service(key, lambda: make_service(settings))
+    from urllib.parse import quote
+
     response = service.request("GET", f"Products({quote(uuid, safe='')})", ok_statuses=(404,))
     try:
         if response.status_code == 404:

@@ -63,7 +63,8 @@ from ingester.errors import (
     PayloadError,
     ProviderError,
 )
-from ingester.http import Service
+from ingester.http.clients import Clients
+from ingester.http.session import Service
 from ingester.payload import Payload
 from ingester.scenes import Scene
 from ingester.times import format_time, parse_time
@@ -391,9 +392,13 @@ def _settings_problem(exc: BaseException) -> bool:
 
 
 def search(payload: Payload, settings: Settings, page: int | None = None, limit: int | None = None,
-           svc: Service | None = None) -> SearchResult:
+           svc: Service | None = None, clients: Clients | None = None) -> SearchResult:
     """Scenes of a `phr`/`spot` payload (limit 0: every row). With the payload parameter
-    `GetPrice: "true"` the scenes come with their estimated cost (`estimate`)."""
+    `GetPrice: "true"` the scenes come with their estimated cost (`estimate`). Asked through `svc`, else
+    the search service of `clients` (the command's login), else of clients of its own."""
+    if svc is None and clients is None:
+        with Clients() as own:
+            return search(payload, settings, page, limit, clients=own)
     page = payload.page if page is None else page
     limit = payload.limit if limit is None else limit
     if page < 0 or limit < 0:
@@ -403,7 +408,7 @@ def search(payload: Payload, settings: Settings, page: int | None = None, limit:
                          "needs a limit > 0 (--limit N or the payload's 'limit')")
     query = query_of(payload)
     try:
-        svc = svc or api.service(settings, "search")
+        svc = svc or api.service(settings, clients or Clients(), "search")
         sent_before = svc.requests_sent
         rows = Rows(svc, query.body, page * limit if limit else 0, limit or None)
         scenes, counts = scenes_from_features(rows, payload, query, settings.oneatlas_min_area)
@@ -450,13 +455,18 @@ def is_oneatlas(scene: Scene) -> bool:
     return str(scene.metadata.get("catalogue") or "") == CATALOGUE
 
 
-def estimate(scenes: list[Scene], settings: Settings, svc: Service | None = None, balance: bool = True) -> Estimate:
+def estimate(scenes: list[Scene], settings: Settings, svc: Service | None = None, balance: bool = True,
+             clients: Clients | None = None) -> Estimate:
     """Price the scenes' products over their areas (one `/api/v1/prices` for those not ordered yet,
     after one listing of the account's orders) and read the balance. Raises CatalogueError when
-    OneAtlas cannot say."""
+    OneAtlas cannot say. Asked through `svc`, else the order service of `clients`, else of clients of
+    its own."""
+    if svc is None and clients is None:
+        with Clients() as own:
+            return estimate(scenes, settings, balance=balance, clients=own)
     result = Estimate()
     try:
-        svc = svc or api.service(settings, "order")
+        svc = svc or api.service(settings, clients or Clients(), "order")
         products = {}
         for scene in scenes:
             try:

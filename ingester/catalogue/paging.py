@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from ingester.errors import CatalogueError, HTTPError
-from ingester.http import Service
+from ingester.http.session import Service
 from ingester.times import parse_time
 
 NEXT_LINK_KEYS = ("@odata.nextLink", "@OData.nextLink")

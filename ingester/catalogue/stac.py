@@ -46,6 +46,7 @@ from ingester.errors import (
     PayloadError,
 )
 from ingester.geometry import query_polygons
+from ingester.naming import landsat_parts, landsat_prefix
 from ingester.payload import Payload
 from ingester.scenes import Scene
 from ingester.times import parse_time
@@ -55,7 +56,6 @@ EXAMPLES = 3
 DEFAULT_COLLECTIONS = {"sentinel2": "sentinel-2-l2a", "landsat89": "landsat-c2-l2"}
 PLANETARY_COMPUTER_HOSTS = ("planetarycomputer.microsoft.com",)
 DOWNLOADABLE_SCHEMES = ("http", "https", "s3")
-_LANDSAT_ID = re.compile(r"^(L[COTEM]0\d)_(L\w{3})_(\d{3})(\d{3})_(\d{8})_(\d{8})_(\d\d)_(T1|T2|RT)")
 _CATEGORY_RANK = {"RT": 0, "T2": 1, "T1": 2}
 
 
@@ -135,7 +135,7 @@ def open_client(url: str, settings: Settings):
                   respect_retry_after_header=True, raise_on_status=False)
     io = StacApiIO(headers={"User-Agent": f"ingester/{__version__}"}, timeout=settings.http_timeout,
                    max_retries=retry)
-    from ingester.http import NoNetrcAuth
+    from ingester.http.session import NoNetrcAuth
 
     io.session.auth = NoNetrcAuth()  # proxies from the environment yes, a ~/.netrc password never
     with warnings.catch_warnings():
@@ -268,15 +268,6 @@ def item_time(item: dict[str, Any]) -> datetime | None:
         return None
 
 
-def landsat_parts(item_id: str) -> dict[str, str] | None:
-    """Fields of a Landsat Collection 2 product id (LC08_L1TP_196022_20220105_20220114_02_T1[_SR])."""
-    m = _LANDSAT_ID.match(item_id)
-    if not m:
-        return None
-    keys = ("sensor", "correction", "path", "row", "acquired", "processed", "collection", "category")
-    return dict(zip(keys, m.groups(), strict=True))
-
-
 def source_id_of(item: dict[str, Any]) -> str:
     """The product id: a Landsat item id without the `_SR`/`_ST` suffix of the USGS Level-2 items."""
     item_id = str(item.get("id", ""))
@@ -390,24 +381,6 @@ def assets_of(item: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def self_link(item: dict[str, Any]) -> str:
     return next((str(link.get("href")) for link in item.get("links") or []
                  if isinstance(link, dict) and link.get("rel") == "self" and link.get("href")), "")
-
-
-def landsat_prefix(item: dict[str, Any], assets: dict[str, dict[str, Any]], source_id: str) -> str:
-    """`s3://usgs-landsat/collection02/…/<product>/`: the folder of the alternate S3 hrefs, else built
-    from the id (the bucket's layout: level-1|2/standard/<sensor family>/<year>/<path>/<row>/<product>/)."""
-    for entry in assets.values():
-        href = entry.get("s3") or ""
-        if href.startswith("s3://usgs-landsat/") and f"/{source_id}/" in href:
-            return href[: href.index(f"/{source_id}/") + len(source_id) + 2]
-    parts = landsat_parts(source_id)
-    if not parts:
-        return ""
-    level = "level-2" if parts["correction"].startswith("L2") else "level-1"
-    family = {"LC": "oli-tirs", "LO": "oli-tirs", "LT": "tm", "LE": "etm", "LM": "mss"}.get(source_id[:2], "oli-tirs")
-    if source_id[:4] in ("LT08", "LT09"):
-        family = "oli-tirs"
-    return (f"s3://usgs-landsat/collection02/{level}/standard/{family}/{parts['acquired'][:4]}/{parts['path']}/"
-            f"{parts['row']}/{source_id}/")
 
 
 def metadata_of(item: dict[str, Any], query: StacQuery, source_id: str) -> dict[str, Any]:

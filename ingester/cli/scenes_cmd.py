@@ -47,6 +47,7 @@ def scenes(
     """
     from ingester.catalogue import search
     from ingester.graph.loader import check_payload_graphs
+    from ingester.http.clients import Clients
     from ingester.payload import load_payload
     from ingester.scenes import write_scenes
 
@@ -60,20 +61,21 @@ def scenes(
     if price_wanted and (loaded.constellation not in ("phr", "spot") or loaded.catalogue):
         raise InputError(f"--estimate: {payload}: only OneAtlas scenes (constellation phr or spot) have a price")
     cfg = settings()
-    if ui.interactive:
-        with ui.err.status(f"searching the catalogue for {loaded.name} …"):
-            result = search(loaded, cfg, page, limit)
-    else:
-        result = search(loaded, cfg, page, limit)
-    extra: dict = {}
-    costs = None
-    if price_wanted:
-        from ingester.catalogue.oneatlas import apply_estimate
-        from ingester.catalogue.oneatlas import estimate as price
+    with Clients() as clients:  # one login for the search and the estimate
+        if ui.interactive:
+            with ui.err.status(f"searching the catalogue for {loaded.name} …"):
+                result = search(loaded, cfg, page, limit, clients)
+        else:
+            result = search(loaded, cfg, page, limit, clients)
+        extra: dict = {}
+        costs = None
+        if price_wanted:
+            from ingester.catalogue.oneatlas import apply_estimate
+            from ingester.catalogue.oneatlas import estimate as price
 
-        costs = price(result.scenes, cfg) if result.scenes else None
-        if costs is not None:
-            extra = apply_estimate(result.scenes, costs)
+            costs = price(result.scenes, cfg, clients=clients) if result.scenes else None
+            if costs is not None:
+                extra = apply_estimate(result.scenes, costs)
     try:
         write_scenes(output, result.scenes, next_=result.next, extra=extra)
     except (IsADirectoryError, NotADirectoryError) as exc:

@@ -12,35 +12,37 @@ import zipfile
 from pathlib import Path
 
 from ingester import storage
-from ingester.storage import FOLDER_EXTENSIONS
+from ingester.storage import FOLDER_EXTENSIONS, StorageOptions
 
 
-def save(local_path: Path, extension: str, prefix_uri: str, info: dict | None = None) -> str:
+def save(local_path: Path, extension: str, prefix_uri: str, info: dict | None = None,
+         options: StorageOptions | None = None) -> str:
     """Store a work-folder output under `prefix_uri`; folder-like outputs are zipped. Returns the URI.
 
     Extension `*` zips every entry of the work folder (the parent of `local_path`) as `<name>.zip`."""
     native = getattr(storage, "save_output", None)
     if native is not None and extension != "*":
-        return native(local_path, extension, prefix_uri, info)
-    return _save_fallback(Path(local_path), extension, prefix_uri)
+        return native(local_path, extension, prefix_uri, info, options)
+    return _save_fallback(Path(local_path), extension, prefix_uri, options)
 
 
-def import_input(uri: str, extension: str, workdir: Path, expected_name: str) -> Path:
+def import_input(uri: str, extension: str, workdir: Path, expected_name: str,
+                 options: StorageOptions | None = None) -> Path:
     """Fetch a stored input into the work folder (unzipping folder-like ones) as `expected_name`.
     Raises FileNotFoundError when the object is not in storage."""
-    if not storage.exists(uri):
+    if not storage.exists(uri, options):
         raise FileNotFoundError(uri)
     native = getattr(storage, "import_input", None)
     if native is not None:
-        return Path(native(uri, extension, workdir, expected_name))
-    return _import_fallback(uri, extension, Path(workdir), expected_name)
+        return Path(native(uri, extension, workdir, expected_name, options))
+    return _import_fallback(uri, extension, Path(workdir), expected_name, options)
 
 
-def delete(uri: str) -> bool:
+def delete(uri: str, options: StorageOptions | None = None) -> bool:
     native = getattr(storage, "delete_output", None)
     if native is not None:
-        return bool(native(uri))
-    return storage.delete(uri)
+        return bool(native(uri, options))
+    return storage.delete(uri, options)
 
 
 def stored_uri(prefix_uri: str, local_name: str, extension: str) -> str:
@@ -62,10 +64,10 @@ def _entries(local_path: Path, extension: str) -> list[Path]:
     return [local_path]
 
 
-def _save_fallback(local_path: Path, extension: str, prefix_uri: str) -> str:
+def _save_fallback(local_path: Path, extension: str, prefix_uri: str, options: StorageOptions | None = None) -> str:
     uri = stored_uri(prefix_uri, local_path.name, extension)
     if extension not in FOLDER_EXTENSIONS:
-        return storage.put_file(str(local_path), uri)
+        return storage.put_file(str(local_path), uri, options)
     with tempfile.TemporaryDirectory(prefix="ingester-zip-") as tmp:
         archive = Path(tmp) / "out.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
@@ -76,17 +78,18 @@ def _save_fallback(local_path: Path, extension: str, prefix_uri: str) -> str:
                         zf.write(path, path.relative_to(base).as_posix())
                 else:
                     zf.write(entry, entry.relative_to(base).as_posix())
-        return storage.put_file(str(archive), uri)
+        return storage.put_file(str(archive), uri, options)
 
 
-def _import_fallback(uri: str, extension: str, workdir: Path, expected_name: str) -> Path:
+def _import_fallback(uri: str, extension: str, workdir: Path, expected_name: str,
+                     options: StorageOptions | None = None) -> Path:
     target = workdir / expected_name
     if extension not in FOLDER_EXTENSIONS:
-        storage.get_file(uri, str(target))
+        storage.get_file(uri, str(target), options)
         return target
     with tempfile.TemporaryDirectory(prefix="ingester-unzip-", dir=workdir) as tmp:
         archive = Path(tmp) / "in.zip"
-        storage.get_file(uri, str(archive))
+        storage.get_file(uri, str(archive), options)
         unpacked = Path(tmp) / "unpacked"
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():

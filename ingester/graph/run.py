@@ -16,7 +16,7 @@ from ingester.graph.engine_config import config_problem
 from ingester.graph.loader import resolve_command
 from ingester.graph.model import Arg, DFormat, Graph, OutFile
 from ingester.naming import constellation_of
-from ingester.storage import layer_file_name, tile_prefix
+from ingester.storage import StorageOptions, layer_file_name, tile_prefix
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _CONSTELLATION_NAMES = {"sentinel1": "Sentinel1", "sentinel2": "Sentinel2", "phr": "PHR", "spot": "SPOT",
@@ -79,7 +79,8 @@ class Runner:
 
     def __init__(self, graph: Graph, tiles: Sequence[TileCtx], workdir: Path, log_path: Path,
                  config_overrides: Mapping[str, str] | None = None, step_timeout: float = 21600.0,
-                 gpt: str = "", docker: str = "docker", step_record: Path | None = None):
+                 gpt: str = "", docker: str = "docker", step_record: Path | None = None,
+                 storage: StorageOptions | None = None):
         if len(tiles) != 3:
             raise ValueError("a graph runs on exactly three tiles (T0, T1, T2)")
         self.graph = graph
@@ -90,6 +91,7 @@ class Runner:
         self.gpt = gpt
         self.docker = docker
         self.step_record = step_record  # the running step's pid and start time (engines module doc)
+        self.storage = storage  # how inputs are read from storage (None: from INGESTER_S3_*)
         raw_timeout = self.config.get("step_timeout", "")
         problem = config_problem("step_timeout", raw_timeout)  # checked at load; a store from before may differ
         if problem is not None:
@@ -156,7 +158,7 @@ class Runner:
                 uri = files.stored_uri(tile.prefix, name, in_file.extension)
                 self.log(f"[ingester] import T{index} {in_file.layer}: {uri}")
                 try:
-                    files.import_input(uri, in_file.extension, self.workdir, name)
+                    files.import_input(uri, in_file.extension, self.workdir, name, self.storage)
                 except FileNotFoundError:
                     raise ProcessingError(f"input {in_file.layer!r} of T{index} ({tile.tile_id} of {tile.scene_id}) "
                                           f"not found in storage: {uri}") from None

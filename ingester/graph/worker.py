@@ -40,7 +40,8 @@ def _graph_of(job: TileJob) -> str:
     return job.tile.graph_name
 
 
-def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> tuple[list[IndexedOutput], list[str]]:
+def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log,
+                  options: storage.StorageOptions | None = None) -> tuple[list[IndexedOutput], list[str]]:
     """Upload to_create/to_index files, then delete to_delete ones; return (indexed outputs, notes)."""
     outputs: list[IndexedOutput] = []
     notes: list[str] = []
@@ -62,7 +63,7 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
                                   "produced by the graph")
         stored: dict = {}
         try:
-            uri = files.save(item.path, item.out.extension, item.tile.prefix, stored)
+            uri = files.save(item.path, item.out.extension, item.tile.prefix, stored, options)
         except (OSError, StorageError) as exc:
             raise ProcessingError(f"cannot store {item.path.name} in {item.tile.prefix}: {exc}", "temporary") from None
         uri = _absolute(uri)
@@ -81,7 +82,7 @@ def apply_actions(kept: list[KeptFile], run_failed: bool, layers: dict, log) -> 
     for item in deletes:
         uri = files.stored_uri(item.tile.prefix, item.path.name, item.out.extension)
         try:
-            removed = files.delete(uri)
+            removed = files.delete(uri, options)
         except (OSError, StorageError) as exc:
             raise ProcessingError(f"cannot delete {uri}: {exc}", "temporary") from None
         log(f"[ingester] deleted T{item.tile_index} {item.out.layer}: {uri}" + ("" if removed else " (not found)"))
@@ -148,7 +149,7 @@ def run_tile_job(job: TileJob, settings: Settings) -> JobResult:
     log_path = log_path_for(workdir)
     log = _log_to(log_path)
     try:
-        storage.configure(settings)
+        options = storage.StorageOptions.of(settings)
         workdir.mkdir(parents=True, exist_ok=True)
         log(f"[ingester] tile job {job.job_id} attempt {job.attempt}: {job.tile.source_id} of {job.scene.source_id}")
         graph = load_graph(_graph_of(job), job.graph_dirs)
@@ -159,10 +160,10 @@ def run_tile_job(job: TileJob, settings: Settings) -> JobResult:
             if job.reference is not None and job.reference_scene is not None else t0
         overrides = {**job.scene.graph_config, **job.graph_config}
         runner = Runner(graph, [t0, t1, t2], workdir, log_path, overrides, settings.step_timeout,
-                        settings.snap_gpt, settings.docker, step_record_path(workdir))
+                        settings.snap_gpt, settings.docker, step_record_path(workdir), storage=options)
         retriable = job.tile.is_retriable or job.scene.is_retriable
         run = runner.run(retriable=retriable, env=python_env(), indexed_layers=tuple(job.layers))
-        outputs, notes = apply_actions(run.kept, run.failed, dict(job.layers), log)
+        outputs, notes = apply_actions(run.kept, run.failed, dict(job.layers), log, options)
         return _result(run, outputs, notes, log_path)
     except Exception as exc:  # noqa: BLE001 - a worker reports, never raises
         log(f"[ingester] job error: {exc}\n{traceback.format_exc()}")
@@ -178,7 +179,7 @@ def run_scene_graph(job: SceneJob, product_path: Path, settings: Settings) -> Jo
     log_path = log_path_for(job.workdir)
     log = _log_to(log_path)
     try:
-        storage.configure(settings)
+        options = storage.StorageOptions.of(settings)
         graph = load_graph(job.scene.graph_name, job.graph_dirs, scene_graph=True)
         stored = 0
         tiles = job.scene.tiles or [Tile(job.scene.source_id, job.scene.source_id, job.scene.date, job.scene.wkt)]
@@ -186,11 +187,11 @@ def run_scene_graph(job: SceneJob, product_path: Path, settings: Settings) -> Jo
             t0 = _ctx(job.storage_uri, job.aoi, job.scene, tile)
             log(f"[ingester] scene graph {graph.name} on tile {tile.source_id}")
             runner = Runner(graph, [t0, t0, t0], workdir, log_path, job.scene.graph_config, settings.step_timeout,
-                            settings.snap_gpt, settings.docker, step_record_path(job.workdir))
+                            settings.snap_gpt, settings.docker, step_record_path(job.workdir), storage=options)
             run = runner.run(retriable=job.scene.is_retriable, import_inputs=False, env=python_env(),
                              tile_indexes=(0,))
             creates = [k for k in run.kept if k.tile_index == 0 and k.out.action == "to_create"]
-            outputs, notes = apply_actions(creates, run.failed, {}, log)
+            outputs, notes = apply_actions(creates, run.failed, {}, log, options)
             stored += len(creates)
             if run.failed:
                 return _result(run, outputs, notes, log_path)

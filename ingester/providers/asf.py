@@ -12,7 +12,9 @@ from urllib.parse import urlparse
 
 from ingester.config import ASF_DOMAINS, Settings, netrc_credentials
 from ingester.errors import AuthError, HTTPError, NotFound
-from ingester.http import Service, StaticToken, download, shared_service
+from ingester.http.session import Service
+from ingester.http.tokens import StaticToken
+from ingester.http.transfer import download
 from ingester.naming import NameError_, product_keys
 from ingester.providers.base import (
     Provider,
@@ -61,9 +63,9 @@ class AsfProvider(Provider):
                             f"{urlparse(self.settings.asf_url).hostname}")
         s = self.settings
         key = ("asf", s.asf_url, token, s.http_timeout, s.http_retries, s.http_backoff)
-        return shared_service(key, lambda: Service("asf", s.asf_url, timeout=s.http_timeout, retries=s.http_retries,
-                                                   backoff=s.http_backoff, token=StaticToken(token),  # type: ignore[arg-type]
-                                                   trusted_hosts=EDL_HOSTS, trusted_domains=ASF_DOMAINS))
+        return self.clients.service(key, lambda: Service(
+            "asf", s.asf_url, timeout=s.http_timeout, retries=s.http_retries, backoff=s.http_backoff,
+            token=StaticToken(token), trusted_hosts=EDL_HOSTS, trusted_domains=ASF_DOMAINS))
 
     def may_have(self, scene: Scene) -> bool:
         return bool(paths(scene.source_id))

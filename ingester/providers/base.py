@@ -24,7 +24,9 @@ from ingester.errors import (
     RateLimited,
     Unavailable,
 )
-from ingester.http import Expected, TransferProgress, Verified
+from ingester.http.checksums import Expected, Verified
+from ingester.http.clients import Clients
+from ingester.http.transfer import TransferProgress
 from ingester.providers.unpack import check_folder
 from ingester.scenes import Scene
 from ingester.storage import check_name
@@ -40,13 +42,15 @@ def configured_names(settings: Any) -> list[str]:
 
 class Provider:
     """Base class. Subclasses set `name` and implement `fetch`; `configured` says whether the settings
-    give it what it needs (the chain skips unconfigured providers unless they are named explicitly)."""
+    give it what it needs (the chain skips unconfigured providers unless they are named explicitly).
+    `clients` are the HTTP sessions and tokens of the job (or command) the provider works for."""
 
     name = "provider"
 
-    def __init__(self, settings: Settings, progress: TransferProgress | None = None):
+    def __init__(self, settings: Settings, progress: TransferProgress | None = None, clients: Clients | None = None):
         self.settings = settings
         self.progress = progress
+        self.clients = clients if clients is not None else Clients()
         self.verified: dict[str, Verified] = {}  # path → what the transfer verified
         self.graph_dirs: tuple[str, ...] = ()  # the payload's graph folders (set by the chain)
 

@@ -47,9 +47,9 @@ class BucketProvider(Provider):
     def configured(cls, settings: Settings) -> bool:
         return bool(settings.bucket_patterns.strip())
 
-    def __init__(self, settings: Settings, progress=None):
-        super().__init__(settings, progress)
-        storage.configure(settings)
+    def __init__(self, settings: Settings, progress=None, clients=None):  # noqa: ANN001
+        super().__init__(settings, progress, clients)
+        self.storage = storage.StorageOptions.of(settings)  # endpoint, keys, requester-pays: INGESTER_S3_*
 
     def may_have(self, scene: Scene) -> bool:
         return bool(bucket_patterns(self.settings, scene_constellation(scene)))
@@ -82,7 +82,7 @@ class BucketProvider(Provider):
 
     def _resolve(self, uri: str) -> str | None:
         """The URI itself, or the last match of a wildcard pattern."""
-        fs, path = storage.filesystem(uri)
+        fs, path = storage.filesystem(uri, self.storage)
         protocol = uri.split("://", 1)[0]
         if any(c in path for c in "*?["):
             try:
@@ -96,7 +96,7 @@ class BucketProvider(Provider):
 
     def _copy_folder(self, uri: str, workdir: Path) -> Path | None:
         """Copy every object under the prefix into `<workdir>/<basename>` (bounded pool, all or nothing)."""
-        fs, path = storage.filesystem(uri)
+        fs, path = storage.filesystem(uri, self.storage)
         path = path.rstrip("/")
         try:
             files = [f for f in fs.find(path) if f != path]

@@ -1,11 +1,11 @@
 """Copernicus Data Space Ecosystem: `GET <download_url>/Products(<uuid>)/$value` with a bearer token.
 
 Tokens: in a job run by an executor, the access token the coordinator handed with the job, renewed
-through the coordinator (`ingester.tokens`): workers never log in. Elsewhere (library use, the tile
-inventory of `ingester tiles`), the process's one `TokenManager` for the account (password grant once,
-refresh grant before expiry). The Authorization header follows redirects only to the service's own
-origins (`http.Service`: scheme, host and port of the configured download, catalogue and token URLs,
-and https on the hosts of `config.CDSE_DOMAINS`), never elsewhere.
+through the coordinator (`http.tokens.JobTokens`): workers never log in. Elsewhere (library use, the
+tile inventory of `ingester tiles`), the one `TokenManager` for the account of the command's `Clients`
+(password grant once, refresh grant before expiry). The Authorization header follows redirects only to
+the service's own origins (`http.Service`: scheme, host and port of the configured download, catalogue
+and token URLs, and https on the hosts of `config.CDSE_DOMAINS`), never elsewhere.
 
 Concurrency: at most `settings.cdse_max_downloads` downloads at once across all processes of the
 machine that share the work folder (`slots.slot` on `<workdir>/.slots/cdse`).
@@ -28,15 +28,10 @@ from urllib.parse import quote, urlparse
 
 from ingester.config import CDSE_DOMAINS, Settings, cdse_credentials
 from ingester.errors import AuthError, Deferred, HTTPError, NotFound
-from ingester.http import (
-    Service,
-    TokenManager,
-    download,
-    forget_services,
-    forget_token_managers,
-    shared_service,
-    shared_token_manager,
-)
+from ingester.http.clients import Clients
+from ingester.http.session import Service, TokenHolder
+from ingester.http.tokens import TokenManager
+from ingester.http.transfer import download
 from ingester.providers.base import (
     Provider,
     expected_from_metadata,
@@ -47,7 +42,6 @@ from ingester.providers.base import (
 )
 from ingester.providers.slots import slot
 from ingester.scenes import Scene
-from ingester.tokens import HandedToken, handed_token, job_carries
 
 
 def is_cdse_scene(scene: Scene) -> bool:
@@ -56,28 +50,29 @@ def is_cdse_scene(scene: Scene) -> bool:
     return bool(str(scene.metadata.get("uuid") or "").strip()) and not scene.metadata.get("catalogue")
 
 
-def token_manager(settings: Settings) -> TokenManager | HandedToken:
-    """The token holder for CDSE downloads: the current job's handed token (in a worker), else the
-    process's login (`login_manager`)."""
-    handed = handed_token("cdse")
-    return handed if handed is not None else login_manager(settings)
+def token_manager(settings: Settings, clients: Clients) -> TokenHolder:
+    """The token holder for CDSE downloads: the job's handed token (in a worker), else the login of
+    `clients` (`login_manager`)."""
+    handed = clients.handed("cdse")
+    return handed if handed is not None else login_manager(settings, clients)
 
 
-def login_manager(settings: Settings) -> TokenManager:
-    """The process's token manager for the configured CDSE account (created on first use, shared with
-    the annotation sources of `ingester tiles`, the pre-flight check and the coordinator's token source)."""
+def login_manager(settings: Settings, clients: Clients) -> TokenManager:
+    """The token manager of `clients` for the configured CDSE account (made on first use; shared by
+    whatever uses the same clients: the annotation sources of `ingester tiles`, the pre-flight check,
+    the coordinator's token source)."""
     creds = cdse_credentials(settings)
     if not creds or not creds[0] or not creds[1]:
         raise AuthError("cdse: no credentials: set INGESTER_CDSE_USERNAME and INGESTER_CDSE_PASSWORD, "
                         f"or a ~/.netrc entry for {urlparse(settings.cdse_token_url).hostname}")
-    return shared_token_manager(settings.cdse_token_url, creds[0], creds[1], timeout=settings.http_timeout)
+    return clients.token_manager(settings.cdse_token_url, creds[0], creds[1], timeout=settings.http_timeout)
 
 
-def download_service(settings: Settings) -> Service:
-    token = token_manager(settings)
-    handed = isinstance(token, HandedToken)  # one service for the process; each job brings its own token
-    key = ("cdse", settings.cdse_download_url, settings.cdse_catalogue_url, settings.http_timeout,
-           settings.http_retries, settings.http_backoff, "handed" if handed else id(token))
+def download_service(settings: Settings, clients: Clients) -> Service:
+    """The CDSE download service of `clients` (one session for all their downloads)."""
+    token = token_manager(settings, clients)
+    key = ("cdse", settings.cdse_download_url, settings.cdse_catalogue_url, settings.cdse_token_url,
+           settings.http_timeout, settings.http_retries, settings.http_backoff, token)
 
     def make() -> Service:
         # the service's own hosts: download (zipper), catalogue (redirects to zipper), identity, and
@@ -87,15 +82,7 @@ def download_service(settings: Settings) -> Service:
                        retries=settings.http_retries, backoff=settings.http_backoff, token=token,
                        trusted_hosts=hosts, trusted_domains=CDSE_DOMAINS)
 
-    service = shared_service(key, make)
-    service.token = token
-    return service
-
-
-def reset() -> None:
-    """Forget the process's tokens and sessions (tests; a new run in the same process)."""
-    forget_token_managers()
-    forget_services()
+    return clients.service(key, make)
 
 
 class CdseProvider(Provider):
@@ -103,7 +90,7 @@ class CdseProvider(Provider):
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:
-        return job_carries("cdse") or bool(cdse_credentials(settings))
+        return bool(cdse_credentials(settings))
 
     def _offline(self, name: str, why: str) -> Deferred:
         from ingester.times import epoch_text
@@ -118,7 +105,7 @@ class CdseProvider(Provider):
         from ingester.catalogue.cdse import entry_metadata, product_entry
 
         try:
-            entry = product_entry(self.settings, uuid)
+            entry = product_entry(self.settings, uuid, clients=self.clients)
         except HTTPError as exc:
             if is_offline(scene.metadata):
                 raise self._offline(name, f"at search time, and the catalogue could not be asked now: {exc}") \
@@ -146,7 +133,7 @@ class CdseProvider(Provider):
         metadata = self.current_metadata(scene, name, uuid)
         if metadata is not scene.metadata:
             scene = dataclasses.replace(scene, metadata=metadata)
-        service = download_service(self.settings)
+        service = download_service(self.settings, self.clients)
         dest = workdir / f"{name}.zip"
         slots_dir = Path(self.settings.workdir).resolve() / ".slots" / "cdse"
         try:

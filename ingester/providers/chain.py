@@ -21,7 +21,9 @@ from pathlib import Path
 
 from ingester.config import Settings
 from ingester.errors import ConfigError, Deferred, DownloadError, IngesterError, NotFound, ProviderError
-from ingester.http import TransferProgress, Verified
+from ingester.http.checksums import Verified
+from ingester.http.clients import Clients
+from ingester.http.transfer import TransferProgress
 from ingester.providers.base import Provider, configured_names
 from ingester.scenes import Scene
 
@@ -53,10 +55,12 @@ def listed_providers(settings: Settings) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def provider_order(settings: Settings) -> list[str]:
-    """The names to try: the configured list first, then the other configured providers."""
+def provider_order(settings: Settings, clients: Clients | None = None) -> list[str]:
+    """The names to try: the configured list first, then the other configured providers (in a job, a
+    provider whose token the job carries is configured: its coordinator holds the account)."""
     order = listed_providers(settings)
-    order += [n for n, cls in registry().items() if n not in order and cls.configured(settings)]
+    order += [n for n, cls in registry().items()
+              if n not in order and (cls.configured(settings) or (clients is not None and clients.carries(n)))]
     return order
 
 
@@ -70,12 +74,18 @@ class Fetched:
 
 def fetch_product(scene: Scene, workdir: Path, settings: Settings, *, progress: TransferProgress | None = None,
                   providers: list[Provider] | None = None, attempts: int = 3,
-                  sleep: Callable[[float], None] = time.sleep, graph_dirs: tuple[str, ...] = ()) -> Fetched:
+                  sleep: Callable[[float], None] = time.sleep, graph_dirs: tuple[str, ...] = (),
+                  clients: Clients | None = None) -> Fetched:
     """Run the chain; returns the product in `workdir` and who delivered it. `graph_dirs` (where the
-    payload's graphs are) lets a provider read the tile graph (stac-assets: the assets it needs)."""
+    payload's graphs are) lets a provider read the tile graph (stac-assets: the assets it needs);
+    `clients` are the job's HTTP sessions and tokens (without them, the chain opens and closes its own)."""
+    if clients is None:
+        with Clients() as own:
+            return fetch_product(scene, workdir, settings, progress=progress, providers=providers,
+                                 attempts=attempts, sleep=sleep, graph_dirs=graph_dirs, clients=own)
     if providers is None:
         known = registry()
-        providers = [known[name](settings, progress) for name in provider_order(settings)]
+        providers = [known[name](settings, progress, clients) for name in provider_order(settings, clients)]
     for provider in providers:
         provider.graph_dirs = graph_dirs
     # only the providers that may have this kind of scene: the others' NotFound says nothing useful

@@ -122,7 +122,7 @@ def gdal_options(settings: Any, url: str | None = None) -> dict[str, str]:
     """GDAL configuration for reading a remote COG (see the module docstring). An http(s) URL gets the
     proxy that `requests` would use for it (HTTP_PROXY/HTTPS_PROXY/NO_PROXY), as the provider's own
     transfers do: libcurl would not read the upper-case HTTP_PROXY by itself."""
-    from ingester.http import USER_AGENT
+    from ingester.http.session import USER_AGENT
 
     options = {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",

@@ -16,11 +16,11 @@ from urllib.parse import unquote, urlparse
 
 from ingester.config import Settings, netrc_credentials
 from ingester.errors import AuthError, DownloadError, NotFound, ProviderError, Unavailable
+from ingester.http.checksums import verify_file
 from ingester.naming import format_pattern
 from ingester.providers.base import Provider, expected_from_metadata, product_name
 from ingester.providers.bucket import scene_constellation
 from ingester.providers.patterns import patterns_for
-from ingester.providers.verify import verify_file
 from ingester.scenes import Scene
 from ingester.storage import check_name
 
@@ -74,7 +74,8 @@ class FtpProvider(Provider):
         ftp = ftplib.FTP(timeout=self.settings.http_timeout)
         try:
             ftp.connect(host, port, timeout=min(self.settings.http_timeout, 5.0) or 5.0)
-            ftp.sock.settimeout(self.settings.http_timeout)
+            if ftp.sock is not None:  # connect() set it; typed optional by ftplib
+                ftp.sock.settimeout(self.settings.http_timeout)
             user, password = self._credentials(host)
             ftp.login(user, password)
         except ftplib.error_perm as exc:

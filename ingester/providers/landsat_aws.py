@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ingester.errors import AuthError, DownloadError, NotFound, Unavailable
+from ingester.http.checksums import verify_multihash
 from ingester.providers.base import Provider, product_name, resume_part
-from ingester.providers.multihash import verify
 from ingester.providers.s3data import copy_object, filesystem, move_into, require_credentials
 from ingester.scenes import Scene
 
@@ -26,7 +26,7 @@ WORKERS = 4
 
 
 def scene_prefix(scene: Scene, name: str) -> str:
-    from ingester.catalogue.stac import landsat_parts, landsat_prefix
+    from ingester.naming import landsat_parts, landsat_prefix
 
     prefix = str(scene.metadata.get("s3_prefix") or "")
     if not prefix and landsat_parts(name):
@@ -94,7 +94,7 @@ class LandsatAwsProvider(Provider):
             checksum = checksums.get(dest.name)
             if checksum:
                 try:
-                    verify(dest, checksum, f"s3://{key}")
+                    verify_multihash(dest, checksum, f"s3://{key}")
                 except DownloadError as exc:
                     dest.unlink(missing_ok=True)  # a corrupt copy is fetched again from scratch
                     raise Unavailable(f"landsat-aws: {exc}") from None

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ingester.config import Settings
 from ingester.errors import NotFound
+from ingester.http.checksums import verify_file
 from ingester.naming import NameError_, product_keys
 from ingester.providers.base import Provider, expected_from_metadata, place_local, product_name
-from ingester.providers.verify import verify_file
 from ingester.scenes import Scene
 
 LAYOUTS = ("{YEAR}/{MONTH}/{DAY}/{SCENE}.zip", "{SCENE}.zip", "{YEAR}/{MONTH}/{DAY}/{SCENE}.SAFE",

@@ -31,12 +31,12 @@ from pathlib import Path
 from ingester import oneatlas as api
 from ingester.config import Settings, oneatlas_api_key
 from ingester.errors import ConfigError, Deferred, HTTPError, NotFound, ProviderError
-from ingester.http import Service, download
+from ingester.http.session import Service
+from ingester.http.transfer import download
 from ingester.providers.base import Provider, expected_from_metadata, product_name, provider_error, resume_part
 from ingester.providers.slots import slot
 from ingester.scenes import Scene
 from ingester.times import epoch_text
-from ingester.tokens import job_carries
 
 
 class OneAtlasProvider(Provider):
@@ -44,8 +44,6 @@ class OneAtlasProvider(Provider):
 
     @classmethod
     def configured(cls, settings: Settings) -> bool:
-        if job_carries(api.SERVICE):
-            return True
         try:
             return bool(oneatlas_api_key(settings))
         except ConfigError:
@@ -61,9 +59,9 @@ class OneAtlasProvider(Provider):
         try:
             link = str(scene.metadata.get("download_link") or "").strip()
             if not link:
-                link = self._delivered_link(scene, name, api.service(self.settings, "order"))
+                link = self._delivered_link(scene, name, api.service(self.settings, self.clients, "order"))
             dest = workdir / f"{name}.zip"
-            verified = download(api.service(self.settings, "download"), link, str(dest), auth=True,
+            verified = download(api.service(self.settings, self.clients, "download"), link, str(dest), auth=True,
                                 progress=self.progress,
                                 expected=expected_from_metadata({}),
                                 part=resume_part(self.settings, self.name, scene, dest.name))

@@ -2,9 +2,10 @@
 its bytes, throughput and time remaining, and a total for the run.
 
 Downloads run in the worker processes of the pool, which must not draw (they would draw over each
-other): a worker process given a queue by the executor (`forward_to`) sends its transfers' progress
-there (`QueueProgress`), and the coordinator's `RunDisplay` draws them with `RichProgress`. Without a
-terminal there is no queue and no display at all."""
+other): a job run by an executor that was given the coordinator's queue finds it in its context
+(`job_context.current().progress_events`) and sends its transfers' progress there (`QueueProgress`);
+the coordinator's `RunDisplay` draws them on its `Bars`. Without a terminal there is no queue and no
+display at all."""
 
 from __future__ import annotations
 
@@ -16,85 +17,88 @@ import threading
 import time
 from typing import Any
 
-from ingester.http import TransferProgress
+from ingester.http.transfer import TransferProgress
 
-_lock = threading.Lock()
-_shared: dict[str, Any] = {}
-console: Any = None  # a rich Console to draw on (default: stderr)
-_sink: Any = None  # in a worker process: the queue to the coordinator's display
-_keys = itertools.count()
+_keys = itertools.count()  # unique keys of a process's transfers (only ever compared, never reset)
 
 
-def _bars():
-    """The process's rich Progress with its run-total task (started on first use)."""
-    with _lock:
-        if "progress" not in _shared:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
+class Bars:
+    """The bars of one display: a rich Progress on `console` (stderr by default) with its run-total task,
+    started on first use and stopped by `stop()` (the last frame stays on the terminal)."""
 
-            progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                TransferSpeedColumn(), TimeRemainingColumn(),
-                                console=console or Console(stderr=True), transient=False)
-            progress.start()
-            _shared["progress"] = progress
-            _shared["total"] = progress.add_task("run total", total=0)
-        return _shared["progress"], _shared["total"]
+    def __init__(self, console: Any = None):
+        self.console = console
+        self._lock = threading.Lock()
+        self._progress: Any = None
+        self._total: Any = None
+
+    def get(self) -> tuple[Any, Any]:
+        """(rich Progress, run-total task id)."""
+        with self._lock:
+            if self._progress is None:
+                from rich.console import Console
+                from rich.progress import (
+                    BarColumn,
+                    DownloadColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                    TransferSpeedColumn,
+                )
+
+                progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                    TransferSpeedColumn(), TimeRemainingColumn(),
+                                    console=self.console or Console(stderr=True), transient=False)
+                progress.start()
+                self._progress = progress
+                self._total = progress.add_task("run total", total=0)
+            return self._progress, self._total
+
+    def stop(self) -> None:
+        with self._lock:
+            progress, self._progress, self._total = self._progress, None, None
+        if progress is not None:
+            progress.stop()
 
 
 class RichProgress(TransferProgress):
-    """One download's bar; every byte also advances the run total."""
+    """One download's bar on `bars`; every byte also advances the run total. Without `bars`, the
+    download has bars of its own, stopped by `close()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, bars: Bars | None = None) -> None:
+        self.owned = bars is None
+        self.bars = bars or Bars()
         self.task: Any = None
         self.done = 0
 
     def start(self, name: str, total: int | None, done: int) -> None:
-        progress, run = _bars()
+        progress, run = self.bars.get()
         self.task = progress.add_task(name[:48], total=total, completed=done)
         self.done = done
         if total:
             progress.update(run, total=(progress.tasks[run].total or 0) + total, advance=done)
 
     def advance(self, nbytes: int) -> None:
-        progress, run = _bars()
+        progress, run = self.bars.get()
         self.done += nbytes
         progress.update(self.task, advance=nbytes)
         progress.update(run, advance=nbytes)
 
     def restart(self) -> None:
         if self.task is not None:
-            progress, run = _bars()
+            progress, run = self.bars.get()
             progress.update(run, advance=-self.done)
             progress.update(self.task, completed=0)
             self.done = 0
 
     def finish(self) -> None:
         if self.task is not None:
-            progress, _ = _bars()
+            progress, _ = self.bars.get()
             progress.update(self.task, visible=False)
 
-
-def stop() -> None:
-    """End the run's bars (the last frame stays on the terminal)."""
-    with _lock:
-        progress = _shared.pop("progress", None)
-        _shared.pop("total", None)
-    if progress is not None:
-        progress.stop()
-
-
-def forward_to(events: Any) -> None:
-    """Called in a worker process: its downloads report to `events` (a multiprocessing queue read by
-    the coordinator's RunDisplay until the pool has stopped, so that the last events are delivered)."""
-    global _sink
-    _sink = events
+    def close(self) -> None:
+        if self.owned:
+            self.bars.stop()
 
 
 class QueueProgress(TransferProgress):
@@ -150,20 +154,18 @@ class RunDisplay:
 
         self.console = draw_on
         self.queue = multiprocessing.get_context("spawn").Queue()
+        self.drawn = Bars(draw_on)
         self.bars: dict[str, RichProgress] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="ingester-progress", daemon=True)
-        self._previous: Any = None
 
     def __enter__(self) -> RunDisplay:
-        global console
-        self._previous, console = console, self.console
-        _bars()
+        self.drawn.get()
         self._thread.start()
         return self
 
     def status(self, text: str) -> None:
-        progress, run = _bars()
+        progress, run = self.drawn.get()
         progress.update(run, description=text)
 
     def _listen(self) -> None:
@@ -181,7 +183,7 @@ class RunDisplay:
     def _apply(self, event: tuple) -> None:
         kind, key = event[0], event[1]
         if kind == "start":
-            bar = self.bars.get(key) or RichProgress()
+            bar = self.bars.get(key) or RichProgress(self.drawn)
             if bar.task is None:
                 bar.start(str(event[2]), event[3], int(event[4] or 0))
             self.bars[key] = bar
@@ -196,22 +198,25 @@ class RunDisplay:
                 del self.bars[key]
 
     def __exit__(self, *exc: object) -> None:
-        global console
         self._stop.set()
         self._thread.join(timeout=5)
-        stop()
-        console = self._previous
+        self.drawn.stop()
         self.queue.close()
         self.queue.cancel_join_thread()
 
 
-def default_progress() -> TransferProgress | None:
+def default_progress(events: Any = None) -> TransferProgress | None:
     """Bars only for people at a terminal (cron jobs and pipes get none), drawn by the main process:
-    a worker process forwards its progress to the coordinator when the executor gave it a queue."""
+    a job run by a worker process forwards its progress to the coordinator's `events` queue (from the
+    job's context when not given). The caller closes what it gets (`close()`)."""
     import multiprocessing
 
-    if _sink is not None:
-        return QueueProgress(_sink)
+    if events is None:
+        from ingester.job_context import current
+
+        events = current().progress_events
+    if events is not None:
+        return QueueProgress(events)
     try:
         interactive = sys.stderr.isatty()
     except (AttributeError, ValueError):

@@ -29,18 +29,20 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from ingester.errors import DownloadError, HTTPError, NotFound, ProviderError, Unavailable
-from ingester.graph.model import AssetNeeds
-from ingester.http import Expected, download
+from ingester.http.checksums import Expected, verify_multihash
+from ingester.http.transfer import download
 from ingester.providers.base import Provider, configured_names, product_name, provider_error, resume_part
-from ingester.providers.multihash import verify
-from ingester.providers.stac_window import WindowReader, forget_kept, window_request
 from ingester.providers.url import plain_service
 from ingester.scenes import Scene
 from ingester.storage import check_name
+
+if TYPE_CHECKING:  # loaded when a STAC scene is fetched: the chain imports every provider
+    from ingester.graph.model import AssetNeeds
+    from ingester.providers.stac_window import WindowReader
 
 MANIFEST = "stac-assets.json"
 _QUERY = re.compile(r"\?[^\s'\"]*")
@@ -161,6 +163,8 @@ class StacAssetsProvider(Provider):
             raise ProviderError(f"stac-assets: item {item} ({scene.metadata.get('collection') or 'no collection'}) "
                                 f"lacks what graph {graph.name} reads: {'; '.join(problems)}; its assets: "
                                 f"{', '.join(sorted(assets))}")
+        from ingester.providers.stac_window import WindowReader, forget_kept, window_request
+
         request, why_whole = window_request(self.settings, config, scene)
         windows = WindowReader(self, scene, name, request) if request is not None else None
         folder = workdir / f".{name}.assets.part"
@@ -226,8 +230,8 @@ class StacAssetsProvider(Provider):
                      asset: dict[str, Any], dest: Path) -> None:
         if scheme in ("http", "https"):
             try:
-                download(plain_service(self.settings, self.name), url, str(dest), expected=Expected(size=size),
-                         progress=self.progress, part=part)
+                download(plain_service(self.settings, self.clients, self.name), url, str(dest),
+                         expected=Expected(size=size), progress=self.progress, part=part)
             except HTTPError as exc:
                 error = provider_error(self.name, exc)
                 raise type(error)(_QUERY.sub("?…", str(error)) + f" ({what})") from None
@@ -248,7 +252,7 @@ class StacAssetsProvider(Provider):
         checksum = asset.get("checksum")
         if checksum:
             try:
-                verify(dest, str(checksum), what)
+                verify_multihash(dest, str(checksum), what)
             except DownloadError as exc:
                 dest.unlink(missing_ok=True)
                 raise Unavailable(f"stac-assets: {exc}; fetched again on the next attempt") from None

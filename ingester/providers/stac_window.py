@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ingester.errors import AuthError, DownloadError, HTTPError, NotFound, ProviderError, Unavailable
+from ingester.http.checksums import digest_file
 from ingester.providers.base import provider_error, resume_part
 from ingester.providers.cog_window import (
     GDAL_RETRY_CODES,
@@ -54,7 +55,6 @@ from ingester.providers.cog_window import (
     redact_gdal_logs,
     valid_bbox,
 )
-from ingester.providers.multihash import digest_file
 from ingester.scenes import Scene
 
 CONFIG_KEY = "assets_window"  # graph config: "auto" (window reads when they pay) or "off"
@@ -191,7 +191,7 @@ class WindowReader:
         if scheme in ("http", "https"):
             from ingester.providers.url import plain_service
 
-            service = plain_service(self.settings, self.provider.name)
+            service = plain_service(self.settings, self.provider.clients, self.provider.name)
             try:
                 response = service.request("GET", href, stream=True, headers={"Range": "bytes=0-0"},
                                            ok_statuses=(416,))

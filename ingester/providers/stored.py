@@ -10,25 +10,25 @@ from pathlib import Path
 from typing import Any
 
 from ingester import storage
-from ingester.http import new_hasher
+from ingester.http.checksums import new_hasher
 from ingester.providers.base import expected_from_metadata
-from ingester.storage import VERIFIED_SUFFIX
+from ingester.storage import VERIFIED_SUFFIX, StorageOptions
 
 _HASH_BLOCK = 4 * 1024 * 1024
 
 
-def read_sidecar(uri: str) -> dict[str, Any] | None:
+def read_sidecar(uri: str, options: StorageOptions | None = None) -> dict[str, Any] | None:
     try:
-        fs, path = storage.filesystem(uri + VERIFIED_SUFFIX)
+        fs, path = storage.filesystem(uri + VERIFIED_SUFFIX, options)
         with fs.open(path, "rb") as fh:
             return json.loads(fh.read().decode("utf-8"))
     except (FileNotFoundError, ValueError, OSError):
         return None
 
 
-def stored_digest(uri: str, algorithm: str) -> str:
+def stored_digest(uri: str, algorithm: str, options: StorageOptions | None = None) -> str:
     """The checksum of a stored object, read as a stream."""
-    fs, path = storage.filesystem(uri)
+    fs, path = storage.filesystem(uri, options)
     hasher = new_hasher(algorithm)
     with fs.open(path, "rb") as fh:
         while block := fh.read(_HASH_BLOCK):
@@ -36,7 +36,7 @@ def stored_digest(uri: str, algorithm: str) -> str:
     return hasher.hexdigest()
 
 
-def is_verified_in_storage(uri: str, metadata: dict[str, Any]) -> bool:
+def is_verified_in_storage(uri: str, metadata: dict[str, Any], options: StorageOptions | None = None) -> bool:
     """The stored product has its sidecar and the size it records, and its digest is right:
 
     - a product zipped by us from a folder (`rezipped` in the sidecar) is compared with the sidecar's
@@ -44,16 +44,16 @@ def is_verified_in_storage(uri: str, metadata: dict[str, Any]) -> bool:
     - any other is compared with the catalogue: its size, and a published checksum, taken from the
       sidecar when it holds that algorithm, else computed from the stored object (a sidecar holding
       BLAKE3 never passes for a catalogue that publishes only MD5 without the MD5 being checked)."""
-    record = read_sidecar(uri)
+    record = read_sidecar(uri, options)
     if not record:
         return False
     try:
-        fs, path = storage.filesystem(uri)
+        fs, path = storage.filesystem(uri, options)
         if int(fs.size(path)) != int(record.get("size", -1)):
             return False
         if record.get("rezipped"):
             algorithm, digest = str(record.get("algorithm")), record.get("digest")
-            return bool(digest) and algorithm in ("blake3", "md5") and stored_digest(uri, algorithm) == digest
+            return bool(digest) and algorithm in ("blake3", "md5") and stored_digest(uri, algorithm, options) == digest
         expected = expected_from_metadata(metadata)
         if expected.size is not None and expected.size != record.get("size"):
             return False
@@ -63,14 +63,14 @@ def is_verified_in_storage(uri: str, metadata: dict[str, Any]) -> bool:
             return published[algorithm] == record.get("digest")
         for algorithm in ("blake3", "md5"):  # the sidecar has another checksum than the published one
             if published[algorithm]:
-                return stored_digest(uri, algorithm) == published[algorithm]
+                return stored_digest(uri, algorithm, options) == published[algorithm]
         return True
     except (FileNotFoundError, OSError, TypeError, ValueError):
         return False
 
 
-def write_sidecar(uri: str, record: dict[str, Any], workdir: Path) -> None:
+def write_sidecar(uri: str, record: dict[str, Any], workdir: Path, options: StorageOptions | None = None) -> None:
     local = workdir / f".{os.path.basename(uri)}{VERIFIED_SUFFIX}"
     local.write_text(json.dumps(record, sort_keys=True) + "\n")
-    storage.put_file(str(local), uri + VERIFIED_SUFFIX)
+    storage.put_file(str(local), uri + VERIFIED_SUFFIX, options)
     local.unlink(missing_ok=True)

@@ -56,24 +56,11 @@ class Limits:
         return cls(int(settings.unpack_max_bytes), float(settings.unpack_max_ratio))
 
 
-_limits = Limits()
-
-
-def configure(limits: Limits) -> None:
-    """Set the process's limits (from the settings; `storage.configure` calls it in every worker)."""
-    global _limits
-    _limits = limits
-
-
-def current_limits() -> Limits:
-    return _limits
-
-
 def check_sizes(archive: Path, infos: list[zipfile.ZipInfo], limits: Limits | None = None) -> int:
     """The archive's unpacked size, from its declared member sizes (zipfile never reads a member past its
     declared size: a member that lies fails its CRC); raises UnsafeArchiveError over the limits, naming
     the member that weighs most."""
-    limits = limits or _limits
+    limits = limits or Limits()  # the defaults; callers with settings pass `Limits.of(settings)`
     files = [i for i in infos if not i.is_dir()]
     total = sum(i.file_size for i in files)
     if not files:

@@ -11,7 +11,10 @@ from urllib.parse import unquote, urlparse
 
 from ingester.config import Settings
 from ingester.errors import DownloadError, HTTPError, NotFound, ProviderError
-from ingester.http import Service, download, shared_service
+from ingester.http.checksums import verify_file
+from ingester.http.clients import Clients
+from ingester.http.session import Service
+from ingester.http.transfer import download
 from ingester.naming import OBJECT_STORE_SCHEMES
 from ingester.providers.base import (
     Provider,
@@ -20,14 +23,13 @@ from ingester.providers.base import (
     product_name,
     provider_error,
 )
-from ingester.providers.verify import verify_file
 from ingester.scenes import Scene
 
 
-def plain_service(settings: Settings, name: str = "url") -> Service:
-    """The process's session for plain links (no token)."""
+def plain_service(settings: Settings, clients: Clients, name: str = "url") -> Service:
+    """The session of `clients` for plain links (no token)."""
     key = (name, settings.http_timeout, settings.http_retries, settings.http_backoff)
-    return shared_service(key, lambda: Service(name, "http://unused.invalid", timeout=settings.http_timeout,
+    return clients.service(key, lambda: Service(name, "http://unused.invalid", timeout=settings.http_timeout,
                                                retries=settings.http_retries, backoff=settings.http_backoff))
 
 
@@ -36,10 +38,11 @@ def fetch_fsspec(provider: Provider, uri: str, dest: Path, scene: Scene) -> Path
     from ingester import storage
 
     part = Path(f"{dest}.part")
+    options = storage.StorageOptions.of(provider.settings)
     try:
-        if not storage.exists(uri):
+        if not storage.exists(uri, options):
             raise NotFound(f"{provider.name}: {uri} does not exist")
-        storage.get_file(uri, str(part))
+        storage.get_file(uri, str(part), options)
     except FileNotFoundError:
         raise NotFound(f"{provider.name}: {uri} does not exist") from None
     except PermissionError as exc:
@@ -99,7 +102,7 @@ class UrlProvider(Provider):
             return target
         if scheme in ("http", "https"):
             try:
-                verified = download(plain_service(self.settings), link, str(dest), progress=self.progress,
+                verified = download(plain_service(self.settings, self.clients), link, str(dest), progress=self.progress,
                                     expected=expected_from_metadata(scene.metadata))
             except HTTPError as exc:
                 raise provider_error("url", exc) from None

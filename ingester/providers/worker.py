@@ -25,15 +25,18 @@ from typing import Any
 from ingester import storage
 from ingester.config import Settings
 from ingester.failures import failure_result
-from ingester.http import TransferProgress, Verified, hash_file
+from ingester.http.checksums import Verified, hash_file
+from ingester.http.clients import Clients
+from ingester.http.transfer import TransferProgress
+from ingester.job_context import current as current_job
 from ingester.jobs import JobResult, SceneJob
 from ingester.naming import is_copy_graph
 from ingester.providers import cache
 from ingester.providers.chain import fetch_product
 from ingester.providers.progress import default_progress
 from ingester.providers.stored import is_verified_in_storage, write_sidecar
-from ingester.providers.unpack import check_folder, extract, list_members
-from ingester.storage import check_name, join_uri, tile_prefix
+from ingester.providers.unpack import Limits, check_folder, extract, list_members
+from ingester.storage import StorageOptions, check_name, join_uri, tile_prefix
 
 
 def tile_ids(job: SceneJob) -> list[str]:
@@ -46,7 +49,8 @@ def product_uris(job: SceneJob) -> list[str]:
     return [join_uri(tile_prefix(job.storage_uri, job.aoi, name, tile), f"{name}.zip") for tile in tile_ids(job)]
 
 
-def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path) -> tuple[Path, dict[str, Any]]:
+def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path,
+            limits: Limits | None = None) -> tuple[Path, dict[str, Any]]:
     """The product as a checked `<scene>.zip` and the record of its verification. A folder product
     (local or bucket `.SAFE`) is zipped here: its record says `rezipped`, and its digest is ours."""
     if path.is_dir():
@@ -56,58 +60,71 @@ def _as_zip(path: Path, name: str, verified: Verified | None, workdir: Path) -> 
         digest = hash_file(str(target), "blake3").hexdigest()
         record = Verified(str(target), target.stat().st_size, "blake3", digest, "none").as_dict()
         return target, {**record, "rezipped": True}
-    list_members(path)  # refuse empty, broken or unsafe archives before storing them
+    list_members(path, limits)  # refuse empty, broken or unsafe archives before storing them
     if verified is None:
         digest = hash_file(str(path), "blake3").hexdigest()
         verified = Verified(str(path), path.stat().st_size, "blake3", digest, "none")
     return path, verified.as_dict()
 
 
-def _product_folder(path: Path, workdir: Path) -> Path:
+def _product_folder(path: Path, workdir: Path, limits: Limits | None = None) -> Path:
     """The unpacked product in the work directory (`<workdir>/<scene>.SAFE`, as the original's
     providers leave it): a zip is extracted safely next to itself, then deleted; its single top entry
     is the product (several top entries: the work directory itself)."""
     if path.is_dir() or not zipfile.is_zipfile(path):
         return path
     archive = path.rename(path.with_name(f".{path.name}.unpacking"))
-    entries = extract(archive, path.parent)
+    entries = extract(archive, path.parent, limits)
     archive.unlink(missing_ok=True)
     return entries[0] if len(entries) == 1 else path.parent
 
 
-def run_scene_job(job: SceneJob, settings: Settings, progress: TransferProgress | None = None) -> JobResult:
-    """Download the scene's product (verified) and run the scene graph; never raises."""
+def run_scene_job(job: SceneJob, settings: Settings, progress: TransferProgress | None = None,
+                  clients: Clients | None = None) -> JobResult:
+    """Download the scene's product (verified) and run the scene graph; never raises.
+
+    Run by an executor, the job's context gives the tokens handed with it and the progress queue; the
+    job's HTTP sessions (`clients`, made from that context when not given) are closed at its end."""
     workdir = Path(job.workdir)
+    context = current_job()
+    own_clients = context.job_clients() if clients is None else None
+    own_progress = default_progress(context.progress_events) if progress is None else None
     try:
-        storage.configure(settings)
         workdir.mkdir(parents=True, exist_ok=True)
         name = check_name("scene", job.scene.source_id)
         uris = product_uris(job)
-        if progress is None:
-            progress = default_progress()
+        job_clients = clients if clients is not None else own_clients
+        assert job_clients is not None
+        reporter = progress if progress is not None else own_progress
         if is_copy_graph(job.scene.graph_name):
-            return _copy_to_storage(job, settings, name, uris, workdir, progress)
-        return _run_graph(job, settings, name, uris, workdir, progress)
+            return _copy_to_storage(job, settings, name, uris, workdir, reporter, job_clients)
+        return _run_graph(job, settings, name, uris, workdir, reporter, job_clients)
     except BaseException as exc:  # noqa: BLE001 - a worker reports, it does not crash the pool
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         return _result_of(exc)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if own_clients is not None:
+            own_clients.close()
+        if own_progress is not None:
+            own_progress.close()
 
 
 def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[str], workdir: Path,
-                     progress: TransferProgress | None) -> JobResult:
-    missing = [u for u in uris if not is_verified_in_storage(u, job.scene.metadata)]
+                     progress: TransferProgress | None, clients: Clients) -> JobResult:
+    options = StorageOptions.of(settings)
+    missing = [u for u in uris if not is_verified_in_storage(u, job.scene.metadata, options)]
     if not missing:
         return JobResult.done(f"{name}: already verified in storage ({len(uris)} tile(s)); nothing downloaded",
                               details={"downloaded": False, "stored": uris})
-    fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs)
-    zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir)
+    fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs,
+                            clients=clients)
+    zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir, options.unpack)
     record.update({"scene": name, "provider": fetched.provider})
     for uri in missing:
-        storage.put_file(str(zip_path), uri)
-        write_sidecar(uri, record, workdir)  # last: the sidecar is what says "verified"
+        storage.put_file(str(zip_path), uri, options)
+        write_sidecar(uri, record, workdir, options)  # last: the sidecar is what says "verified"
     if record.get("rezipped"):
         checked = "folder product zipped here: the catalogue's size and checksums do not apply"
     elif record["checked"] != "none":
@@ -121,28 +138,30 @@ def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[st
 
 
 def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], workdir: Path,
-               progress: TransferProgress | None) -> JobResult:
+               progress: TransferProgress | None, clients: Clients) -> JobResult:
     try:
         from ingester.graph.worker import run_scene_graph
     except ImportError as exc:
         return JobResult("error", f"{name}: graph {job.scene.graph_name!r} needs the graph engine "
                                   f"(ingester.graph.worker.run_scene_graph), which is not available: {exc}")
-    stored = next((u for u in uris if is_verified_in_storage(u, job.scene.metadata)), None)
+    options = StorageOptions.of(settings)
+    stored = next((u for u in uris if is_verified_in_storage(u, job.scene.metadata, options)), None)
     kept = None if stored else cache.kept_product(settings, job.aoi, name, job.scene.metadata)
     if stored:
         local = workdir / f"{name}.zip"
-        storage.get_file(stored, str(local))
-        product, provider = _product_folder(local, workdir), "storage"
+        storage.get_file(stored, str(local), options)
+        product, provider = _product_folder(local, workdir, options.unpack), "storage"
     elif kept:
-        product = _product_folder(cache.place_kept(kept, workdir), workdir)
+        product = _product_folder(cache.place_kept(kept, workdir), workdir, options.unpack)
         provider = "an earlier attempt (kept in the work folder, not downloaded again)"
     else:
-        fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs)
+        fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs,
+                                clients=clients)
         if fetched.path.is_file():  # kept, verified, for the later attempts of this scene
-            zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir)
+            zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir, options.unpack)
             cache.keep_product(settings, job.aoi, name, zip_path, {**record, "scene": name,
                                                                     "provider": fetched.provider})
-        product, provider = _product_folder(fetched.path, workdir), fetched.provider
+        product, provider = _product_folder(fetched.path, workdir, options.unpack), fetched.provider
     result = run_scene_graph(job, product, settings)
     if result.outcome == "done":
         cache.forget_product(settings, job.aoi, name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ingester.config import Settings
 from ingester.errors import TilingError
@@ -17,6 +18,9 @@ from ingester.scenes import Scene, Tile
 from ingester.tiling.result import NO_ANNOTATION, TilingResult
 
 __all__ = ["NO_ANNOTATION", "TilingResult", "make_tiles", "require_annotations", "tile_step", "uses_bursts"]
+
+if TYPE_CHECKING:
+    from ingester.http.clients import Clients
 
 
 
@@ -59,12 +63,14 @@ def make_tiles(
     scenes: Sequence[Scene],
     settings: Settings,
     existing: Sequence[Tile] = (),
+    clients: Clients | None = None,
 ) -> TilingResult:
-    """Split scenes into tiles and chain them; `existing` are the AOI's tiles already in the store."""
+    """Split scenes into tiles and chain them; `existing` are the AOI's tiles already in the store.
+    `clients`: the command's HTTP clients (annotations from CDSE: one login per command)."""
     if uses_bursts(payload):
         from ingester.tiling.inventory import burst_inventory
 
-        return burst_inventory(payload, scenes, settings, existing)
+        return burst_inventory(payload, scenes, settings, existing, clients=clients)
     out = []
     for scene in scenes:
         copy = dataclasses.replace(scene, tiles=scene_tiles(scene, payload))
@@ -72,11 +78,12 @@ def make_tiles(
     return TilingResult(out)
 
 
-def tile_step(payload: Payload, scenes: Sequence[Scene], settings: Settings, existing: Sequence[Tile] = ()
-              ) -> TilingResult:
+def tile_step(payload: Payload, scenes: Sequence[Scene], settings: Settings, existing: Sequence[Tile] = (),
+              clients: Clients | None = None) -> TilingResult:
     """The tile step of `ingester tiles` and of `ingester aoi` (with `--scenes`, or searching): the
     scenes (those not yet in the AOI) → tiles, chained onto the AOI's `existing` tiles; when no
-    annotation source has any of them, a TilingError (exit 1) before anything is written."""
-    result = make_tiles(payload, scenes, settings, existing=existing)
+    annotation source has any of them, a TilingError (exit 1) before anything is written. `clients`:
+    the command's HTTP clients (annotations from CDSE: one login per command)."""
+    result = make_tiles(payload, scenes, settings, existing=existing, clients=clients)
     require_annotations(scenes, result)
     return result

@@ -22,6 +22,7 @@ from ingester.config import Settings
 from ingester.distance import parse_buffer
 from ingester.errors import ConfigError, IngesterError, TilingWarning
 from ingester.geodesy import buffer_area
+from ingester.http.clients import Clients
 from ingester.naming import constellation_of
 from ingester.payload import Payload
 from ingester.scenes import Scene, Tile
@@ -36,12 +37,12 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-def annotation_sources(payload: Payload, settings: Settings) -> list[AnnotationSource]:
-    """The sources in the order of settings.annotation_sources."""
+def annotation_sources(payload: Payload, settings: Settings, clients: Clients | None = None) -> list[AnnotationSource]:
+    """The sources in the order of settings.annotation_sources (CDSE's logs in with `clients`)."""
     out: list[AnnotationSource] = []
     for kind in (k.strip().lower() for k in settings.annotation_sources.split(",")):
         if kind == "cdse":
-            out.append(CdseNodesSource(settings))
+            out.append(CdseNodesSource(settings, clients=clients))
         elif kind == "urls":
             out.extend(PatternSource(p, payload.name, settings) for p in payload.annotations_urls)
         elif kind:
@@ -135,12 +136,14 @@ def burst_inventory(
     settings: Settings,
     existing: Sequence[Tile] = (),
     sources: Sequence[AnnotationSource] | None = None,
+    clients: Clients | None = None,
 ):
-    """Bursts of every scene over the AOI, chained onto each other and onto `existing` tiles."""
+    """Bursts of every scene over the AOI, chained onto each other and onto `existing` tiles; the CDSE
+    annotation source logs in with `clients` (the command's: one login)."""
 
     owned: Sequence[AnnotationSource] = ()
     if sources is None:
-        sources = owned = annotation_sources(payload, settings)
+        sources = owned = annotation_sources(payload, settings, clients)
     try:
         return _inventory(payload, scenes, settings, existing, sources)
     finally:

@@ -26,7 +26,9 @@ from urllib.parse import quote, unquote, urlparse
 from ingester import storage
 from ingester.config import ASF_DOMAINS, CDSE_DOMAINS, Settings, cdse_credentials
 from ingester.errors import HTTPError, StorageError, TilingError
-from ingester.http import Service, StaticToken, TokenManager, shared_token_manager
+from ingester.http.clients import Clients
+from ingester.http.session import Service, TokenHolder
+from ingester.http.tokens import StaticToken
 from ingester.naming import OBJECT_STORE_SCHEMES, format_pattern
 from ingester.scenes import Scene
 
@@ -74,17 +76,20 @@ class CdseNodesSource:
     """`Products(<uuid>)/Nodes(<name>.SAFE)/Nodes(annotation)/Nodes` on the CDSE download service.
 
     Listing needs no authentication; each `$value` is fetched with a bearer token when credentials
-    exist (settings or ~/.netrc), from the process's shared token manager (the one the CDSE
-    downloads use: one login per process). A scene without a catalogue uuid, or a 404, is a miss.
+    exist (settings or ~/.netrc), from the token manager of the command's `clients` (the one the CDSE
+    downloads and the pre-flight check use: one login per command). A scene without a catalogue uuid,
+    or a 404, is a miss.
     """
 
     name = "cdse-nodes"
 
-    def __init__(self, settings: Settings, token: TokenManager | None = None):
-        if token is None:
+    def __init__(self, settings: Settings, token: TokenHolder | None = None, clients: Clients | None = None):
+        self._own = Clients() if clients is None else None  # closed with the source
+        logins = clients if clients is not None else self._own
+        if token is None and logins is not None:
             creds = cdse_credentials(settings)
             if creds and creds[0] and creds[1]:
-                token = shared_token_manager(settings.cdse_token_url, creds[0], creds[1],
+                token = logins.token_manager(settings.cdse_token_url, creds[0], creds[1],
                                              timeout=settings.http_timeout)
         self.service = Service(
             "CDSE Nodes", settings.cdse_download_url, timeout=settings.http_timeout,
@@ -94,6 +99,8 @@ class CdseNodesSource:
 
     def close(self) -> None:
         self.service.session.close()
+        if self._own is not None:
+            self._own.close()
 
     def fetch(self, scene: Scene) -> AnnotationFiles | None:
         uuid = str(scene.metadata.get("uuid") or scene.tags.get("uuid") or "")
@@ -205,9 +212,8 @@ class PatternSource:
     def _fsspec_zip(self, scene: Scene, url: str) -> AnnotationFiles | None:
         """A zip on s3:// or gs:// through the storage's file systems (same endpoint, keys and
         requester-pays options as the storage: INGESTER_S3_*)."""
-        storage.configure(self.settings)
         try:
-            fs, path = storage.filesystem(url)
+            fs, path = storage.filesystem(url, storage.StorageOptions.of(self.settings))
         except StorageError as exc:
             raise TilingError(f"annotation source {self.pattern!r}: {exc}") from None
         try:

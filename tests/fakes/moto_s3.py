@@ -29,8 +29,6 @@ def moto_s3() -> Iterator[str]:
 
 def s3_env(monkeypatch, endpoint: str) -> None:
     """Point ingester (INGESTER_S3_*) and boto (AWS_*) at the moto server with dummy credentials."""
-    import ingester.storage as storage
-
     for key, value in {
         "INGESTER_S3_ENDPOINT_URL": endpoint,
         "INGESTER_S3_ACCESS_KEY_ID": "testing",
@@ -40,7 +38,6 @@ def s3_env(monkeypatch, endpoint: str) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(storage, "_OPTIONS", {})
 
 
 def make_bucket(endpoint: str, bucket: str, requester_pays: bool = False) -> None:

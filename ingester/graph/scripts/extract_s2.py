@@ -67,8 +67,9 @@ def radiometry(safe: Path) -> tuple[float, dict[str, float]]:
             band_id = int(elem.get("band_id", "-1"))
             if 0 <= band_id < len(BANDS):
                 offsets[BANDS[band_id]] = float(elem.text)
-    if not quant:
+    if quant is None or quant == 0:
         fail(f"{path}: no QUANTIFICATION_VALUE", fatal=True)
+        raise AssertionError  # fail() exits; the script's own import of it is not typed for mypy
     return quant, offsets
 
 
