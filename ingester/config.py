@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ingester.distance import DEFAULT_BUFFER, parse_buffer
 from ingester.errors import ConfigError
 
 # Domains whose hosts (catalogue., zipper., download., identity.) may receive the CDSE bearer token.
@@ -28,6 +29,18 @@ ASF_DOMAINS = ("asf.alaska.edu",)
 ONEATLAS_DOMAINS = ("oneatlas.airbus.com",)
 
 DEFAULT_PROVIDERS = "local,url,cdse"
+
+
+# Settings read under an old name when the new one is not given: old name → (new name, old value → new value).
+def _degrees(value: Any) -> str:
+    number = float(value)
+    if isinstance(value, bool) or not (math.isfinite(number) and number >= 0):
+        raise ValueError(value)
+    return f"{number:g}deg"
+
+
+LEGACY_SETTINGS = {"aoi_buffer_degrees": ("aoi_buffer", _degrees)}  # INGESTER_AOI_BUFFER_DEGREES=0.1: 0.1deg
+
 SECRET_FIELDS = frozenset({"cdse_password", "asf_token", "ftp_password", "s3_secret_access_key", "oneatlas_api_key"})
 
 
@@ -103,7 +116,7 @@ class Settings:
     defer_deadline: float = 7 * 86400.0  # seconds a job may stay deferred (from its first deferral)
     offline_recheck: float = 3600.0  # seconds before the catalogue is asked again about an offline product
     annotation_concurrency: int = 10
-    aoi_buffer_degrees: float = 0.05
+    aoi_buffer: str = DEFAULT_BUFFER  # around the AOI for the burst test: metres (5000, 5km) or degrees (0.05deg)
     annotation_sources: str = "cdse,urls"  # order of S1 annotation sources: CDSE Nodes, payload annotations_urls
     # Processing graphs
     step_timeout: float = 21600.0  # seconds per graph step (a graph's config `step_timeout` overrides it)
@@ -121,7 +134,7 @@ class Settings:
                     "step_timeout", "max_workers", "cdse_search_concurrency", "offline_recheck", "unpack_max_bytes",
                     "unpack_max_ratio", "oneatlas_order_recheck")
         not_negative = ("http_retries", "http_backoff", "workers", "retry_backoff", "max_temporary_retries",
-                        "aoi_buffer_degrees", "cdse_max_skip", "cdse_max_downloads",  # 0: no cap
+                        "cdse_max_skip", "cdse_max_downloads",  # 0: no cap
                         "max_wait", "defer_deadline", "oneatlas_min_area")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -162,6 +175,10 @@ class Settings:
         if not 0 <= self.stac_window_margin < float("inf"):
             raise ConfigError(f"INGESTER_STAC_WINDOW_MARGIN: metres around the AOI, a finite number ≥ 0, got "
                               f"{self.stac_window_margin!r}")
+        try:
+            parse_buffer(self.aoi_buffer)
+        except ValueError as exc:
+            raise ConfigError(f"INGESTER_AOI_BUFFER: {exc}") from None
         if self.cdse_page_size > 1000:
             raise ConfigError(f"INGESTER_CDSE_PAGE_SIZE: the CDSE catalogue serves at most 1000 rows a page, "
                               f"got {self.cdse_page_size}")
@@ -294,12 +311,12 @@ def load_settings(
     env = os.environ if env is None else env
     toml, toml_origin = _toml_values(toml_path)
     fields = {f.name: f for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(toml) - set(fields))
+    unknown = sorted(set(toml) - set(fields) - set(LEGACY_SETTINGS))
     if unknown:
         raise ConfigError(
             f"{toml_origin}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(fields))}"
         )
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = _legacy_values(env, toml, toml_origin)
     for name, field in fields.items():
         if name in toml:
             values[name] = _coerce(name, field.type, toml[name], toml_origin)
@@ -309,6 +326,31 @@ def load_settings(
         if overrides and overrides.get(name) is not None:
             values[name] = overrides[name]
     return Settings(**values)
+
+
+def _legacy_values(env: Mapping[str, str], toml: Mapping[str, Any], toml_origin: str) -> dict[str, Any]:
+    """Settings given under an old name (LEGACY_SETTINGS), converted; the new name, when given, wins
+    (it is read after these)."""
+    out: dict[str, Any] = {}
+    for old, (new, convert) in LEGACY_SETTINGS.items():
+        variable = f"INGESTER_{old.upper()}"
+        for origin, source, name in ((toml_origin, toml, old), (variable, env, variable)):
+            if name in source:
+                try:
+                    out[new] = convert(source[name])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{origin}: {old}: expected a number ≥ 0, got {source[name]!r}") from None
+    return out
+
+
+def _legacy_origin(name: str, env: Mapping[str, str], toml: Mapping[str, Any], toml_file: str) -> tuple[str, str]:
+    """Where a setting given under its old name came from: (source, origin), or ("", "")."""
+    for old, (new, _convert) in LEGACY_SETTINGS.items():
+        if new == name and f"INGESTER_{old.upper()}" in env:
+            return "environment", f"INGESTER_{old.upper()}"
+        if new == name and old in toml:
+            return "ingester.toml", f"{toml_file} ({old})"
+    return "", ""
 
 
 def netrc_credentials(url: str, path: str | None = None) -> tuple[str, str] | None:

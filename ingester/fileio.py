@@ -7,7 +7,7 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -31,7 +31,7 @@ def _named(exc: OSError, target: Path) -> OSError:
     return type(exc)(exc.errno, exc.strerror or str(exc), str(target))
 
 
-def _replace(path: str | Path, fill: Callable[[str], None]) -> None:
+def _replace(path: str | Path, fill: Callable[[str], object]) -> None:
     """Create a temporary sibling of `path`, let `fill` write it, give it the umask's mode (mkstemp's
     0600 would hide it from the user's group) and rename it over `path`; on any failure remove it. An
     OSError names `path` (a folder that cannot be written says so about the output asked for)."""
@@ -77,6 +77,20 @@ def atomic_copy(source: str | Path, path: str | Path) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_chunks(path: str | Path, chunks: Iterable[str]) -> None:
+    """Write text (UTF-8) piece by piece as `chunks` yields it, atomically: memory holds one piece at a
+    time, and a failure while producing or writing the pieces leaves the target as it was."""
+
+    def fill(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    _replace(path, fill)
 
 
 def nearest_existing(path: str | Path) -> Path:

@@ -45,6 +45,12 @@ def _check_positions(coords: Any, where: str) -> None:
         _check_positions(item, where)
 
 
+def _members(where: str) -> str:
+    """The prefix of a member's place. A payload names a bare geometry (the AOI at its top level) by its
+    `type` field: its members are named on their own (`coordinates[1]`, not `type.coordinates[1]`)."""
+    return "" if where in ("", "type") else f"{where}."
+
+
 def geometry_from_geojson(obj: Any, where: str = "geometry") -> BaseGeometry:
     """A shapely geometry from a GeoJSON geometry object, with range checks."""
     if not isinstance(obj, dict):
@@ -57,22 +63,54 @@ def geometry_from_geojson(obj: Any, where: str = "geometry") -> BaseGeometry:
         if not isinstance(parts, list):
             raise GeometryError(f"{where}: GeometryCollection without 'geometries'")
         return shapely.GeometryCollection(
-            [geometry_from_geojson(p, f"{where}.geometries[{i}]") for i, p in enumerate(parts)]
+            [geometry_from_geojson(p, f"{_members(where)}geometries[{i}]") for i, p in enumerate(parts)]
         )
     if "coordinates" not in obj:
         raise GeometryError(f"{where}: missing 'coordinates'")
     _check_positions(obj["coordinates"], where)
     if gtype in ("Polygon", "MultiPolygon"):
-        polygons = [obj["coordinates"]] if gtype == "Polygon" else obj["coordinates"]
-        for rings in polygons:
-            for ring in rings if isinstance(rings, list) else []:
-                if isinstance(ring, list) and len(ring) >= 2 and ring[0][:2] != ring[-1][:2]:
-                    warnings.warn(f"{where}: a ring is not closed (its last position differs from the first); "
-                                  "it was closed", GeometryRepairedWarning, stacklevel=2)
+        obj = _with_closed_rings(obj, where)
+    from ingester.geojson_check import UNCLOSED_RING, geometry_problem
+
+    # what the geojson package finds wrong (rings of fewer than 4 positions, positions of 4 values, …);
+    # rings equal in longitude and latitude but not in height count as closed, as above
+    problem = geometry_problem({**obj, "coordinates": _as_lists(obj["coordinates"])}, _members(where).rstrip("."),
+                               ignore=(UNCLOSED_RING,))
+    if problem is not None:
+        raise GeometryError(f"{problem} (GeoJSON, RFC 7946)")
     try:
         return shape(obj)
     except (ValueError, TypeError, IndexError, AttributeError, shapely.errors.GEOSException) as exc:
         raise GeometryError(f"{where}: invalid {gtype} coordinates ({exc})") from None
+
+
+def _as_lists(value: Any) -> Any:
+    """Coordinates with tuples as lists (as JSON decodes them; a payload built in Python may use tuples)."""
+    return [_as_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _with_closed_rings(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """The Polygon/MultiPolygon object with each open ring closed (its first position repeated at its end),
+    with a warning saying so; the object itself when every ring is closed."""
+    polygons = [obj["coordinates"]] if obj["type"] == "Polygon" else obj["coordinates"]
+    closed = []
+    changed = False
+    for rings in polygons:
+        if not isinstance(rings, list):
+            closed.append(rings)
+            continue
+        out = []
+        for ring in rings:
+            if isinstance(ring, list) and len(ring) >= 2 and ring[0][:2] != ring[-1][:2]:
+                warnings.warn(f"{where}: a ring is not closed (its last position differs from the first); "
+                              "it was closed", GeometryRepairedWarning, stacklevel=3)
+                ring = [*ring, ring[0]]
+                changed = True
+            out.append(ring)
+        closed.append(out)
+    if not changed:
+        return obj
+    return {**obj, "coordinates": closed[0] if obj["type"] == "Polygon" else closed}
 
 
 def areal_part(geom: BaseGeometry) -> MultiPolygon:

@@ -52,6 +52,7 @@ CATALOGUE_RE = re.compile(r"^(stac:https?://\S+|[a-z0-9][a-z0-9_\-]*)$")
 PAYLOAD_FIELDS = (
     "name", "start_time", "end_time", "scene_type", "scene_graph_name", "tile_graph_name", "graph_config",
     "layers", "record_tags", "annotations_urls", "is_retriable", "retry_count", "storage_uri", "page", "limit",
+    "min_coverage",
 )  # fmt: skip
 GEOJSON_FIELDS = ("type", "geometry", "features", "coordinates", "geometries", "properties", "bbox", "id", "crs")
 
@@ -85,6 +86,7 @@ class Payload:
     storage_uri: str = ""
     page: int = 0
     limit: int = 0
+    min_coverage: float = 0.0  # share of the AOI a scene must cover to be kept by a catalogue search (0…1)
     path: str = "<payload>"
 
 
@@ -125,6 +127,16 @@ class _Checker:
         if not minimum <= value <= maximum:
             raise self.fail(field, f"must be from {minimum} to {maximum}, got {shown(value)}")
         return value
+
+    def share(self, raw: dict, field: str) -> float:
+        """A share from 0 to 1 (a number; 0 when absent)."""
+        value = raw.get(field, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(field, f"must be a number from 0 to 1 (a share of the AOI, e.g. 0.5), got {shown(value)}")
+        if not 0 <= value <= 1:  # NaN too
+            hint = f" (a share, not a percentage: {value:g} % is {value / 100:g})" if 1 < value <= 100 else ""
+            raise self.fail(field, f"must be from 0 to 1 (a share of the AOI), got {shown(value)}{hint}")
+        return float(value)
 
     def boolean(self, raw: dict, field: str, default: bool = False) -> bool:
         value = raw.get(field, default)
@@ -372,6 +384,7 @@ def parse_payload(raw: Any, origin: str = "<payload>") -> Payload:
         storage_uri=storage_uri,
         page=check.integer(raw, "page"),
         limit=check.integer(raw, "limit"),
+        min_coverage=check.share(raw, "min_coverage"),
         path=origin,
     )
 

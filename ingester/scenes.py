@@ -13,12 +13,13 @@ import dataclasses
 import json
 import re
 import warnings
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ingester.errors import ScenesFileError, ScenesFileWarning
-from ingester.fileio import atomic_write_text
+from ingester.fileio import atomic_write_chunks
 from ingester.graph.engine_config import check_config
 from ingester.ids import id_problem, record_id_problem, shown, uuid_problem
 from ingester.jsonfile import parse_json_forgiving, read_text
@@ -187,34 +188,54 @@ def _sorted(obj: Any) -> Any:
 
 def scenes_to_geojson(scenes: list[Scene], next_: bool | None = None, extra: dict[str, Any] | None = None) -> dict:
     """The FeatureCollection (docs/files.md, "Envelope")."""
-    features = [
-        {"type": "Feature", "id": i, "geometry": scene.geometry(), "properties": _sorted(scene.to_dict())}
-        for i, scene in enumerate(scenes)
-    ]
-    out: dict[str, Any] = {"type": "FeatureCollection", "features": features}
-    props = dict(extra or {})
-    if next_ is not None:
-        props["next"] = "true" if next_ else "false"
+    out: dict[str, Any] = {"type": "FeatureCollection", "features": [scene_feature(i, s) for i, s in enumerate(scenes)]}
+    props = _envelope_properties(next_, extra)
     if props:
-        out["properties"] = _sorted(props)
+        out["properties"] = props
     return out
 
 
-def write_scenes(path: str | Path, scenes: list[Scene], next_: bool | None = None,
+def scene_feature(index: int, scene: Scene) -> dict[str, Any]:
+    """One feature of the file: the scene's footprint (and tiles) as geometry, its object as properties."""
+    return {"type": "Feature", "id": index, "geometry": scene.geometry(), "properties": _sorted(scene.to_dict())}
+
+
+def _envelope_properties(next_: bool | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    props = dict(extra or {})
+    if next_ is not None:
+        props["next"] = "true" if next_ else "false"
+    return _sorted(props) if props else {}
+
+
+def write_scenes(path: str | Path, scenes: Iterable[Scene], next_: bool | None = None,
                  extra: dict[str, Any] | None = None) -> None:
-    """Write scenes.json / tiles.json atomically (temporary file + rename)."""
-    atomic_write_text(path, dumps_scenes(scenes_to_geojson(scenes, next_, extra)))
+    """Write scenes.json / tiles.json atomically, one scene at a time: each feature is encoded and
+    written to a temporary file in the target's folder as it comes, then the file is renamed over the
+    target. The text is the one `dumps_scenes(scenes_to_geojson(…))` gives, without ever holding the
+    whole document (or its text) in memory."""
+    props = _envelope_properties(next_, extra)
+    head = {"type": "FeatureCollection", **({"properties": props} if props else {})}
+    features = (scene_feature(i, scene) for i, scene in enumerate(scenes))
+    atomic_write_chunks(path, _document_chunks(head, features))
 
 
 def dumps_scenes(doc: dict[str, Any]) -> str:
     """The FeatureCollection as text with one feature per line: easy to read, diff and edit by hand
     (delete a scene = delete its line), and fast (json's C encoder runs only without `indent`)."""
     head = {k: v for k, v in doc.items() if k != "features"}
-    lines = [json.dumps(f, ensure_ascii=False, separators=(", ", ": ")) for f in doc.get("features", [])]
-    tail = "".join(f', "{k}": {json.dumps(v, ensure_ascii=False)}' for k, v in head.items() if k != "type")
-    body = ",\n".join(lines)
-    return f'{{"type": "{head.get("type", "FeatureCollection")}", "features": [\n{body}\n]{tail}}}\n'
+    return "".join(_document_chunks(head, doc.get("features", [])))
 
+
+def _document_chunks(head: dict[str, Any], features: Iterable[Any]) -> Iterator[str]:
+    """The text of a FeatureCollection in pieces: the opening line, each feature on its own line (keys as
+    given), and the closing line with the other top-level members."""
+    yield f'{{"type": "{head.get("type", "FeatureCollection")}", "features": [\n'
+    separator = ""
+    for feature in features:
+        yield separator + json.dumps(feature, ensure_ascii=False, separators=(", ", ": "))
+        separator = ",\n"
+    tail = "".join(f', "{k}": {json.dumps(v, ensure_ascii=False)}' for k, v in head.items() if k != "type")
+    yield f"\n]{tail}}}\n"
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -222,6 +243,11 @@ def dumps_scenes(doc: dict[str, Any]) -> str:
 class _Reader:
     def __init__(self, origin: str):
         self.origin = origin
+        # A tiles file repeats the same scene ids and dates in every tile's previous/reference: each distinct
+        # value is checked once.
+        self._id_problems: dict[str, str | None] = {}
+        self._times: dict[str, datetime | str] = {}
+        self.valid_wkts: set[str] = set()  # footprints already parsed in one pass (`_valid_wkts`)
 
     def fail(self, where: str, problem: str) -> ScenesFileError:
         return ScenesFileError(f"{self.origin}: {where}: {problem}")
@@ -229,14 +255,22 @@ class _Reader:
     def time(self, value: Any, where: str) -> datetime:
         if not isinstance(value, str):
             raise self.fail(where, f"must be an RFC 3339 timestamp, got {json.dumps(value)}")
-        try:
-            return parse_time(value)
-        except ValueError as exc:
-            raise self.fail(where, str(exc)) from None
+        known = self._times.get(value)
+        if known is None:
+            try:
+                known = parse_time(value)
+            except ValueError as exc:
+                known = str(exc)
+            self._times[value] = known
+        if isinstance(known, str):
+            raise self.fail(where, known)
+        return known
 
     def wkt(self, value: Any, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(where, "missing or empty WKT footprint")
+        if value in self.valid_wkts:
+            return value
         from ingester.geometry import GeometryError, from_wkt
 
         try:
@@ -268,7 +302,12 @@ class _Reader:
 
     def id(self, value: Any, where: str) -> str:
         """An AOI name, scene id or tile id, checked with the one grammar of `ingester.ids`."""
-        problem = id_problem(value)
+        if isinstance(value, str):
+            if value not in self._id_problems:
+                self._id_problems[value] = id_problem(value)
+            problem = self._id_problems[value]
+        else:
+            problem = id_problem(value)
         if problem is not None:
             raise self.fail(where, problem)
         return value
@@ -471,6 +510,7 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
     features = doc.get("features")
     if not isinstance(features, list):
         raise ScenesFileError(f"{origin}: 'features' must be a list")
+    reader.valid_wkts = _valid_wkts(features)
     scenes: list[Scene] = []
     seen: dict[str, int] = {}
     for i, feature in enumerate(features):
@@ -478,6 +518,7 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
             if not isinstance(feature, dict) or "properties" not in feature:
                 raise reader.fail(f"features[{i}]", "must be a Feature with 'properties'")
             scene = reader.scene(feature["properties"], f"features[{i}].properties")
+            _check_feature(feature, f"features[{i}]", reader)
             if scene.source_id in seen:
                 raise reader.fail(
                     f"features[{i}].properties.source_id",
@@ -496,6 +537,38 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
     next_ = None if next_raw is None else str(next_raw).lower() == "true"
     extra = {k: v for k, v in props.items() if k != "next"} if isinstance(props, dict) else {}
     return ScenesFile(scenes, next_, extra)
+
+
+def _valid_wkts(features: list[Any]) -> set[str]:
+    """The footprints (scene and tile `wkt`, legacy `GeometryWKT`) of a document that parse, found in one
+    vectorised pass through GEOS instead of one call per footprint; the reader still parses any other
+    one itself, in document order, so that the first problem is the one reported."""
+    texts: list[str] = []
+    for feature in features:
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        if not isinstance(props, dict):
+            continue
+        tiles = props.get("tiles") or props.get("Tiles") or []
+        for obj in (props, *(tiles if isinstance(tiles, list) else [])):
+            if isinstance(obj, dict):
+                texts.extend(v for v in (obj.get("wkt"), obj.get("GeometryWKT")) if isinstance(v, str) and v.strip())
+    from ingester.geometry import from_wkt_many
+
+    return {text for text, geom in zip(texts, from_wkt_many(texts), strict=True) if geom is not None}
+
+
+def _check_feature(feature: dict[str, Any], where: str, reader: _Reader) -> None:
+    """The GeoJSON side of a feature: `"type": "Feature"` and a valid geometry (or null). The tool reads
+    the footprint from `wkt`, but other tools (QGIS, GDAL) read the geometry of the file."""
+    if feature.get("type") != "Feature":
+        raise reader.fail(f"{where}.type", f"must be \"Feature\" (GeoJSON), got {shown(feature.get('type'))}")
+    if feature.get("geometry") is not None:
+        from ingester.geojson_check import geometry_problem
+
+        problem = geometry_problem(feature["geometry"], f"{where}.geometry")
+        if problem is not None:
+            place, _, what = problem.partition(": ")
+            raise reader.fail(place, f"{what} (GeoJSON, RFC 7946)")
 
 
 def read_scenes(path: str | Path) -> ScenesFile:

@@ -186,6 +186,7 @@ def test_real_s2_products_map_to_scenes_with_tags_and_metadata(fake):
     first = result.scenes[0]
     assert first.source_id == "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505"
     assert first.tags == {
+        "aoiCoverage": "0.0520",  # the share of the payload's AOI the footprint covers (geodesic)
         "area": "Denmark", "cloudCoverPercentage": "95.136736479015", "constellation": "SENTINEL2",
         "ingestionDate": "2020-08-08T01:03:11.024000Z", "orbit": "26783", "orbitDirection": "",
         "productType": "S2MSI1C", "relativeOrbit": "45", "satellite": "SENTINEL2A",
@@ -498,3 +499,39 @@ def test_pages_of_a_concurrent_multipolygon_search_are_those_of_a_sequential_one
     assert [s.source_id for s in a.scenes] == [s.source_id for s in b.scenes] and len(a.scenes) == (7 if page < 2
                                                                                                      else 6)
     assert a.next == b.next == (page < 2)
+
+
+# --- coverage of the AOI ------------------------------------------------------------------------------
+
+def _geodesic_share(footprint, aoi) -> float:
+    """The share of the AOI a footprint covers, measured here with pyproj directly (not the tool's code)."""
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    covered = abs(geod.geometry_area_perimeter(footprint.intersection(aoi))[0])
+    return covered / abs(geod.geometry_area_perimeter(aoi)[0])
+
+
+def test_every_scene_is_tagged_with_the_share_of_the_aoi_it_covers_and_min_coverage_drops_the_small_ones(fake):
+    aoi = Polygon(DENMARK)
+    west, south, east, north = aoi.bounds
+    thirds = [box(west - 1, south - 1, west + (east - west) * k / 3, north + 1) for k in (1, 2, 3)]
+    fake.add([s2_product(sensing=T0 + timedelta(days=k), geometry=g) for k, g in enumerate(thirds)])
+    result, _ = run(fake, payload())
+    shares = [_geodesic_share(g, aoi) for g in thirds]
+    assert [s.tags["aoiCoverage"] for s in result.scenes] == [f"{x:.4f}" for x in shares]
+    assert shares[2] == pytest.approx(1.0) and 0.05 < shares[0] < shares[1] < 0.95
+
+    kept, _ = run(fake, payload(min_coverage=round((shares[0] + shares[1]) / 2, 3)))
+    assert [s.tags["aoiCoverage"] for s in kept.scenes] == [f"{x:.4f}" for x in shares[1:]]
+    assert kept.dropped["below min_coverage"] == 1
+    everything, _ = run(fake, payload(min_coverage=0))
+    assert len(everything.scenes) == 3 and "below min_coverage" not in everything.dropped
+
+
+def test_a_record_tag_aoi_coverage_must_agree_with_the_measured_one(fake):
+    fake.add(daily_s2(1))  # OVER_DENMARK covers the whole AOI
+    result, _ = run(fake, payload(record_tags={"aoiCoverage": "1.0000"}))
+    assert result.scenes[0].tags["aoiCoverage"] == "1.0000"
+    with pytest.raises(PayloadError, match="record_tags.aoiCoverage': '0.5' conflicts with scene .* is '1.0000'"):
+        run(fake, payload(record_tags={"aoiCoverage": "0.5"}))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,7 @@ def test_scene_mapping_uses_the_acquisition_date_rfc3339_one_cost_tag_and_keeps_
     assert scene.date.isoformat() == "2022-04-12T10:53:44.012000+00:00"  # acquisition, not processing date
     assert scene.tags == {"sourceID": sid + "_SRC", "uuid": item, "ingestionDate": "2022-04-12T10:53:44.012Z",
                           "productType": "bundle", "constellation": "PHR", "satellite": "PHR1A",
-                          "cloudCoverPercentage": "3.5", "area": "Toulouse"}
+                          "cloudCoverPercentage": "3.5", "aoiCoverage": "1.0000", "area": "Toulouse"}
     assert scene.metadata["uuid"] == item and scene.metadata["catalogue"] == "oneatlas"
     assert scene.metadata["download_link"] == f"{fake.base}/api/v1/items/{item}/download"
     assert scene.metadata["quicklook"].endswith(f"/items/{item}/quicklook")
@@ -349,3 +350,27 @@ def test_a_server_that_pages_by_fewer_rows_than_asked_is_followed_in_its_own_siz
     result = search(parse_payload(raw_payload()), load_settings(), 20, 10)  # rows 200 … 209
     assert [s.source_id for s in result.scenes] == ids[200:210] and result.next is True
     assert [r["body"]["startPage"] for r in searches(fake)] == [2, 3]  # page 2 of 200 re-asked as page 3 of 100
+
+
+def test_oneatlas_scenes_carry_their_coverage_of_the_aoi_and_min_coverage_drops_the_small_ones(fake):
+    """Like every catalogue: `aoiCoverage` is the geodesic share of the AOI each footprint covers (measured
+    here with pyproj directly), and the payload's `min_coverage` drops those covering less."""
+    from pyproj import Geod
+
+    aoi = shapely.Polygon(AOI)
+    west, south, east, north = aoi.bounds
+    rings = [[(west - 0.01, south - 0.01), (west + (east - west) * k / 3, south - 0.01),
+              (west + (east - west) * k / 3, north + 0.01), (west - 0.01, north + 0.01)] for k in (1, 2, 3)]
+    ids = [fake.add_item(PHR.format(datetime(2022, 4, 2 + k, 10, 53, 44), k), f"2022-04-{2 + k:02d}T10:53:44.012Z",
+                         ring) for k, ring in enumerate(rings)]
+    geod = Geod(ellps="WGS84")
+    shares = [abs(geod.geometry_area_perimeter(shapely.Polygon(r).intersection(aoi))[0])
+              / abs(geod.geometry_area_perimeter(aoi)[0]) for r in rings]
+    assert 0.3 < shares[0] < 0.4 and shares[2] == pytest.approx(1.0)
+
+    result = search(parse_payload(raw_payload()), load_settings())
+    assert [s.metadata["uuid"] for s in result.scenes] == ids
+    assert [s.tags["aoiCoverage"] for s in result.scenes] == [f"{x:.4f}" for x in shares]
+    kept = search(parse_payload({**raw_payload(), "min_coverage": 0.5}), load_settings())
+    assert [s.metadata["uuid"] for s in kept.scenes] == ids[1:]
+    assert kept.dropped["below min_coverage"] == 1

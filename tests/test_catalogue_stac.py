@@ -81,7 +81,7 @@ def test_landsat_scenes_come_from_the_usgs_stac_server_with_exact_times_and_refe
         "cloudCoverPercentage": "45.21", "landCloudCoverPercentage": "40.69",
         "ingestionDate": "2022-01-05T10:25:12.447886Z",
         "sunAzimuth": "162.6", "sunElevation": "11.09", "constellation": "LANDSAT", "satellite": "LANDSAT08",
-        "relativeOrbit": "196", "path": "196", "row": "022"}
+        "relativeOrbit": "196", "path": "196", "row": "022", "aoiCoverage": "0.9676"}
     assert doc["features"][1]["properties"]["tags"]["satellite"] == "LANDSAT09"
     meta = props["data"]["metadata"]
     assert meta["s3_prefix"] == f"s3://usgs-landsat/collection02/level-1/standard/oli-tirs/2022/196/022/{L1}/"
@@ -276,3 +276,30 @@ def test_a_netrc_entry_for_the_stac_host_never_sends_its_password(cli, repo, tmp
         assert r.exit_code == 0, r.stderr
         assert fake.requests and all("authorization" not in {k.lower() for k in req["headers"]}
                                      for req in fake.requests)
+
+
+def test_stac_scenes_carry_their_coverage_of_the_aoi_and_min_coverage_applies_after_the_aoi_check(
+        cli, testdata, landsat_payload):
+    from pyproj import Geod
+
+    from ingester.payload import load_payload
+
+    aoi = load_payload(landsat_payload).aoi
+    geod = Geod(ellps="WGS84")
+    footprint = shape(DENMARK_FOOTPRINT)
+    covered = abs(geod.geometry_area_perimeter(footprint.intersection(aoi))[0])
+    share = covered / abs(geod.geometry_area_perimeter(aoi)[0])
+    raw = json.loads(landsat_payload.read_text())
+    for min_coverage, kept, below in ((round(share - 0.01, 3), 2, 0), (round(share + 0.01, 3), 0, 3)):
+        raw["min_coverage"] = min_coverage
+        landsat_payload.write_text(json.dumps(raw))
+        with FakeStacApi(landsat_items(testdata)) as fake:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("INGESTER_LANDSAT_STAC_URL", fake.url)
+                r = cli("scenes", landsat_payload, "--json")
+        assert r.exit_code == 0, r.stderr
+        features = json.loads(Path("outputs/scenes.json").read_text())["features"]
+        assert [f["properties"]["tags"]["aoiCoverage"] for f in features] == [f"{share:.4f}"] * kept
+        summary = json.loads(r.stdout)
+        assert summary["dropped"].get("below min_coverage", 0) == below  # L1, its RT copy (checked before the
+        # de-duplication) and L9; the cloudy, late and Level-2 items are not asked for

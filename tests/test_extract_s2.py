@@ -182,3 +182,13 @@ def test_l2a_layout_takes_the_finest_resolution_and_boa_metadata(testdata, tmp_p
     with rasterio.open(src) as s, rasterio.open(tmp_path / "l2a_B01.tif") as d:
         dn, stored = s.read(1), d.read(1)
     assert (stored[dn != 0] == np.clip(dn[dn != 0], 1, 65535)).all()  # ≥ 04.00: stored = DN
+
+
+def test_a_graph_step_starts_without_loading_boto3_which_rasterio_would_import():
+    """A step works on local files: rasterio's optional AWS sessions (boto3, 0.15-0.2 s of imports at every
+    step's start) are left out, and rasterio still reads and writes."""
+    pytest.importorskip("boto3")  # installed here (moto, s3 storage): otherwise there is nothing to leave out
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _common, rasterio, rasterio.shutil; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore') and sys.modules[m]))")
+    out = subprocess.run([sys.executable, "-c", code, str(SCRIPTS)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

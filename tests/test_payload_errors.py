@@ -76,6 +76,13 @@ CASES = {
     "is_retriable not a boolean": (change("is_retriable", "yes"), r"field 'is_retriable': must be true or false"),
     "negative retry count": (change("retry_count", -1), r"field 'retry_count': must be from 0 to 100, got -1"),
     "limit as a string": (change("limit", "100"), r"field 'limit': must be an integer, got \"100\""),
+    "min_coverage as a percentage": (change("min_coverage", 50),
+                                     r"field 'min_coverage': must be from 0 to 1 \(a share of the AOI\), got 50 "
+                                     r"\(a share, not a percentage: 50 % is 0.5\)"),
+    "min_coverage negative": (change("min_coverage", -0.1), r"field 'min_coverage': must be from 0 to 1 .*got -0.1$"),
+    "min_coverage as a string": (change("min_coverage", "0.5"),
+                                 r"field 'min_coverage': must be a number from 0 to 1 .*got '0.5'"),
+    "min_coverage as a bool": (change("min_coverage", True), r"field 'min_coverage': must be a number from 0 to 1"),
     "layer without instance": (change("layers.B01", {"variable": "B01"}), r"field 'layers.B01.instance': is required"),
     "OneAtlas without an API key": (lambda d: {**change("scene_type", {"constellation": "spot"})(d)},
                                     r"oneatlas: no API key: set INGESTER_ONEATLAS_API_KEY, or a ~/.netrc entry"),

@@ -36,3 +36,10 @@ def test_example_payloads_load(repo):
     assert (s2.name, s2.constellation, s2.is_retriable, s2.retry_count) == ("DenmarkDemoS2", "sentinel2", True, 1)
     assert set(s2.layers) == {f"B{i:02d}" for i in range(1, 13)}
     assert s1.record_tags == s2.record_tags == {"source": "tutorial", "provider": "geocube-ingester", "area": "Denmark"}
+
+
+@pytest.mark.parametrize("given, share", [(None, 0.0), (0, 0.0), (0.5, 0.5), (1, 1.0)])
+def test_min_coverage_is_a_share_of_the_aoi_from_0_to_1(given, share):
+    extra = {} if given is None else {"min_coverage": given}
+    p = parse_payload({**BASE, "type": "Polygon", "coordinates": [RING], **extra}, "a.json")
+    assert p.min_coverage == share

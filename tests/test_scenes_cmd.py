@@ -76,7 +76,7 @@ def test_denmark_s2_payload_end_to_end_writes_the_expected_scenes_file(cli, repo
         "ingestionDate": "2022-01-01T10:34:31.024000Z", "orbit": "34139", "orbitDirection": "",
         "productType": "S2MSI1C", "provider": "geocube-ingester", "relativeOrbit": "108",
         "satellite": "SENTINEL2A", "source": "tutorial", "sourceID": props["source_id"],
-        "uuid": products["jan01"]["Id"],
+        "uuid": products["jan01"]["Id"], "aoiCoverage": "1.0000",
     }
     assert doc["features"][3]["properties"]["tags"]["satellite"] == "SENTINEL2B"
     assert from_wkt(props["wkt"]).equals(box(9.0, 54.1, 10.6, 55.9))
@@ -218,3 +218,15 @@ def test_a_page_without_a_limit_exits_2(cli, repo, fake):
     result = cli("scenes", repo / "payloads" / "denmark-s2.json", "--page", "2", env=env(fake))
     assert result.exit_code == 2 and "page 2 with limit 0: limit 0 returns every scene" in result.stderr
     assert fake.requests == [] and not OUT.exists()
+
+
+def test_show_reports_the_coverage_the_catalogue_tagged(cli, repo, fake):
+    """One measure of coverage: the `aoiCoverage` tag written by the search and `show`'s coverage column."""
+    fake.add(denmark_s2_catalogue().values())
+    assert cli("scenes", repo / "payloads" / "denmark-s2.json", env=env(fake)).exit_code == 0
+    tags = [f["properties"]["tags"]["aoiCoverage"] for f in json.loads(OUT.read_text())["features"]]
+    shown = cli("show", OUT, "--payload", repo / "payloads" / "denmark-s2.json", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    assert [f"{row['coverage']:.4f}" for row in rows] == tags
+    assert "1.0000" in tags and any(0 < float(t) < 1 for t in tags)

@@ -152,14 +152,14 @@ def test_without_scenes_the_search_runs_first(cli, tmp_path, la_payload, product
     calls = []
 
     def search(payload, settings, clients=None):  # the real signature (the command passes its clients)
-        calls.append((payload.name, settings.aoi_buffer_degrees))
+        calls.append((payload.name, settings.aoi_buffer))
         return SearchResult([product_scene(p, payload.name) for p in products], next=False)
 
     monkeypatch.setattr(catalogue, "search", search, raising=False)
     with FakeCdseNodes(products) as fake:
         result = cli("tiles", la_payload, env=fake_env(fake))
     assert result.exit_code == 0, result.stderr
-    assert calls == [("LosAngelesS1", 0.05)]
+    assert calls == [("LosAngelesS1", "5600m")]
     assert len(read_scenes(tmp_path / "outputs" / "tiles.json").scenes) == 3
 
 
@@ -186,7 +186,10 @@ def test_legacy_tiles_file_reads_with_its_links(testdata):
 
 @pytest.mark.parametrize("args, message", [
     (["--scenes", "missing.json"], "error: missing.json: file not found"),
-    (["--buffer", "-1", "--scenes", "missing.json"], "error: --buffer: must be ≥ 0 degrees, got -1.0"),
+    (["--buffer", "-1", "--scenes", "missing.json"], "error: --buffer: '-1': a buffer must be ≥ 0 (0: the exact AOI)"),
+    (["--buffer", "0.05", "--scenes", "missing.json"],
+     "error: --buffer: '0.05': a bare number is metres (buffers were degrees before): write 0.05deg for degrees"),
+    (["--buffer", "5 leagues", "--scenes", "missing.json"], "error: --buffer: '5 leagues' is not a distance"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(cli, tmp_path, la_payload, args, message):
     result = cli("tiles", la_payload, *args)

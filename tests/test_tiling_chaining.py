@@ -213,12 +213,16 @@ def test_buffer_setting_changes_which_bursts_are_kept(testdata, payload):
     point = payload.__class__(**{**payload.__dict__, "aoi": payload.aoi.__class__(
         [payload.aoi.geoms[0].__class__([(-117.601, 34.099), (-117.599, 34.099), (-117.599, 34.101),
                                          (-117.601, 34.101)])])})
-    narrow = burst_inventory(point, [product_scene(product)], Settings(aoi_buffer_degrees=0),
+    narrow = burst_inventory(point, [product_scene(product)], Settings(aoi_buffer="0"),
                              sources=[MemorySource([product])])
-    wide = burst_inventory(point, [product_scene(product)], Settings(aoi_buffer_degrees=0.3),
+    wide = burst_inventory(point, [product_scene(product)], Settings(aoi_buffer="0.3deg"),
                            sources=[MemorySource([product])])
+    metres = {buffer: burst_inventory(point, [product_scene(product)], Settings(aoi_buffer=buffer),
+                                      sources=[MemorySource([product])]) for buffer in ("1000", "15km", "33km")}
     assert [t.tile_nr for t in narrow.scenes[0].tiles] == [2]
     assert [t.tile_nr for t in wide.scenes[0].tiles] == [1, 2, 3]
+    assert {b: [t.tile_nr for t in r.scenes[0].tiles] for b, r in metres.items()} == {
+        "1000": [2], "15km": [1, 2], "33km": [1, 2, 3]}
 
 
 def test_copy_product_graph_gives_one_tile_per_scene(testdata, payload):
@@ -295,10 +299,37 @@ def test_burst_across_the_antimeridian_is_written_as_a_multipolygon_and_reads_ba
         "scene_graph_name": "S1Preprocessing", "tile_graph_name": "S1BackscatterCoherence",
     }, "dateline.json")
     scene = product_scene(product, wkt="POLYGON ((170 78, 180 78, 180 81, 170 81, 170 78))")
-    result = burst_inventory(payload, [scene], Settings(aoi_buffer_degrees=0), sources=[MemorySource([product])])
+    result = burst_inventory(payload, [scene], Settings(aoi_buffer="0"), sources=[MemorySource([product])])
     tiles = result.scenes[0].tiles
     assert tiles and tiles[0].tile_nr == 1 and tiles[0].wkt.startswith("MULTIPOLYGON(((")
     assert tiles[0].source_id == "114_220876_EW1"
     write_scenes(tmp_path / "tiles.json", result.scenes)
     back = read_scenes(tmp_path / "tiles.json").scenes[0].tiles
     assert [t.wkt for t in back] == [t.wkt for t in tiles]
+
+
+def test_annotations_are_fetched_at_most_a_pool_ahead_of_the_scene_being_tiled():
+    """The inventory holds the parsed annotations of the scenes in flight only, not of every scene."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ingester.tiling.inventory import ordered_map
+
+    lock = threading.Lock()
+    started: list[int] = []
+    consumed: list[int] = []
+    ahead: list[int] = []
+
+    def fetch(i: int) -> int:
+        with lock:
+            started.append(i)
+            ahead.append(len(started) - len(consumed))
+        return i * i
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, value in enumerate(ordered_map(pool, fetch, list(range(200)), ahead=4)):
+            assert value == i * i
+            with lock:
+                consumed.append(i)
+    assert consumed == list(range(200))
+    assert max(ahead) <= 5  # the 4 in flight, and the one being consumed

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ingester.config import SECRET_FIELDS, Settings, _toml_values, load_settings, netrc_credentials, redact_url
+from ingester.config import (
+    SECRET_FIELDS,
+    Settings,
+    _legacy_origin,
+    _toml_values,
+    load_settings,
+    netrc_credentials,
+    redact_url,
+)
 
 OPTION_NAMES = {"db": "--db", "workers": "--workers", "scene_worker": "--scene-worker",
                 "tile_worker": "--tile-worker"}  # settings a command-line option may set
@@ -47,6 +55,8 @@ def explain_settings(overrides: Mapping[str, Any] | None = None, env: Mapping[st
             source, origin = "environment", variable
         elif name in toml:
             source, origin = "ingester.toml", toml_file
+        elif _legacy_origin(name, env, toml, toml_file)[0]:  # given under its old name
+            source, origin = _legacy_origin(name, env, toml, toml_file)
         elif credentials and name in ("cdse_username", "cdse_password") and not value:
             value = credentials[0] if name == "cdse_username" else credentials[1]
             host = urlparse(settings.cdse_token_url).hostname or ""

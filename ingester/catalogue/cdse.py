@@ -41,6 +41,7 @@ import shapely
 from shapely.geometry import Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
+from ingester.catalogue.coverage import BELOW_MIN_COVERAGE, cover_scenes
 from ingester.catalogue.paging import ODataPager, PagerStats, odata_time
 from ingester.catalogue.result import SearchResult
 from ingester.config import Settings
@@ -439,21 +440,25 @@ def scenes_from_products(products: Iterable[dict], payload: Payload, filters: Fi
     next page meanwhile)."""
     report = _Report()
     scenes: list[Scene] = []
-    outside = 0
+    outside = below = 0
     iterator = iter(products)
     while batch := list(itertools.islice(iterator, chunk)):
-        outside += _map_batch(batch, payload, filters, report, scenes)
+        batch_outside, batch_below = _map_batch(batch, payload, filters, report, scenes)
+        outside += batch_outside
+        below += batch_below
     kept, dropped = deduplicate(scenes)
     kept.sort(key=lambda s: (s.date, s.source_id))
     counts = report.emit()
     counts["outside the exact AOI"] = outside
+    counts[BELOW_MIN_COVERAGE] = below
     counts["reprocessed duplicates"] = len(dropped)
     return kept, counts
 
 
 def _map_batch(products: list[dict], payload: Payload, filters: Filters, report: _Report,
-               scenes: list[Scene]) -> int:
-    """Append the scenes of a batch of products; return how many fell outside the exact AOI."""
+               scenes: list[Scene]) -> tuple[int, int]:
+    """Append the scenes of a batch of products, tagged with their coverage of the AOI; return how many
+    fell outside the exact AOI, and how many covered less than the payload's `min_coverage`."""
     candidates: list[tuple[dict, BaseGeometry, dict[str, Any]]] = []
     for product, geom in zip(products, footprints(products), strict=True):
         name = str(product.get("Name", product.get("Id", "?")))
@@ -482,9 +487,11 @@ def _map_batch(products: list[dict], payload: Payload, filters: Filters, report:
                        str(product["Name"]))
         accepted.append((product, geom, atts))
     wkts = shapely.to_wkt(np.array([g for _, g, _ in accepted], dtype=object), rounding_precision=-1, trim=True)
-    scenes.extend(scene_of(product, str(wkt), atts, payload)
-                  for (product, _, atts), wkt in zip(accepted, wkts, strict=True))
-    return outside
+    mapped = [scene_of(product, str(wkt), atts, payload)
+              for (product, _, atts), wkt in zip(accepted, wkts, strict=True)]
+    kept, below = cover_scenes(mapped, payload, [g for _, g, _ in accepted])
+    scenes.extend(kept)
+    return outside, below
 
 
 # --- search ----------------------------------------------------------------------------------------

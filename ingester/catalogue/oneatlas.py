@@ -16,7 +16,9 @@ before the client's checks (limit 0: every row), and `next` says whether a row e
 Every feature is checked again on the client (period, cloud cover, constellation and the filters that
 name a value), then its footprint is intersected with the exact AOI: a feature whose intersection is
 smaller than `INGESTER_ONEATLAS_MIN_AREA` m² (geodesic area on the WGS84 ellipsoid, pyproj) is dropped;
-the intersection is the scene's footprint and the area an order delivers (`metadata.geometry`).
+the intersection is the scene's footprint and the area an order delivers (`metadata.geometry`). Each scene
+kept is tagged `aoiCoverage` (the share of the AOI it covers) and dropped below the payload's
+`min_coverage`, as by every catalogue (`ingester.catalogue.cover_scenes`).
 
 Scene: `source_id` = `parentIdentifier` (the datastrip id, `DS_PHR1A_…`), `date` = `acquisitionDate`;
 `metadata`: every feature property, `uuid` (the catalogue id, what orders name), `download_link` (the
@@ -46,6 +48,7 @@ from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
 from ingester import oneatlas as api
+from ingester.catalogue.coverage import BELOW_MIN_COVERAGE, cover_scenes
 from ingester.catalogue.paging import odata_time
 from ingester.catalogue.result import SearchResult
 from ingester.config import Settings
@@ -377,8 +380,10 @@ def scenes_from_features(features: Any, payload: Payload, query: Query, min_area
             report.add(None, "duplicates", name)
             continue
         kept[scene.source_id] = scene
-    scenes = sorted(kept.values(), key=lambda s: (s.date, s.source_id))
-    return scenes, report.emit()
+    scenes, below = cover_scenes(sorted(kept.values(), key=lambda s: (s.date, s.source_id)), payload)
+    counts = report.emit()
+    counts[BELOW_MIN_COVERAGE] = below
+    return scenes, counts
 
 
 def _settings_problem(exc: BaseException) -> bool:

@@ -34,6 +34,7 @@ import shapely
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
+from ingester.catalogue.coverage import BELOW_MIN_COVERAGE, cover_scenes
 from ingester.catalogue.paging import odata_time
 from ingester.catalogue.result import SearchResult
 from ingester.config import Settings, redact_url, stac_catalogues
@@ -490,9 +491,10 @@ def scene_of(item: dict[str, Any], geom: BaseGeometry, payload: Payload, query: 
 
 
 def scenes_from_items(items: Any, payload: Payload, query: StacQuery) -> tuple[list[Scene], dict[str, int]]:
-    """Check, map, de-duplicate and sort; warnings for what the server returned but we set aside."""
+    """Check, map, tag with the coverage of the AOI, keep those covering `min_coverage`, de-duplicate and
+    sort; warnings for what the server returned but we set aside."""
     report = _Report()
-    best: dict[str, tuple[tuple[str, ...], Scene]] = {}
+    candidates: list[tuple[dict[str, Any], BaseGeometry, str, Scene]] = []
     outside = duplicates = 0
     for item in items:
         name = str(item.get("id", "?"))
@@ -516,7 +518,13 @@ def scenes_from_items(items: Any, payload: Payload, query: StacQuery) -> tuple[l
         if schemes and not schemes & set(DOWNLOADABLE_SCHEMES):
             report.add(CatalogueWarning, f"with assets on unsupported schemes ({', '.join(sorted(schemes))}) listed "
                                          "but not downloadable by stac-assets", name)
-        scene = scene_of(item, geom, payload, query)
+        candidates.append((item, geom, source_id, scene_of(item, geom, payload, query)))
+    kept_scenes, below = cover_scenes([c[3] for c in candidates], payload, [c[1] for c in candidates])
+    kept_ids = {id(scene) for scene in kept_scenes}
+    best: dict[str, tuple[tuple[str, ...], Scene]] = {}
+    for item, _geom, source_id, scene in candidates:
+        if id(scene) not in kept_ids:
+            continue
         key, rank = dedup_key(item, source_id), newest_key(item, source_id)
         other = best.get(key)
         if other is None:
@@ -528,6 +536,7 @@ def scenes_from_items(items: Any, payload: Payload, query: StacQuery) -> tuple[l
     kept = sorted((scene for _, scene in best.values()), key=lambda s: (s.date, s.source_id))
     counts = report.emit()
     counts["outside the exact AOI"] = outside
+    counts[BELOW_MIN_COVERAGE] = below
     counts["reprocessed duplicates"] = duplicates
     return kept, counts
 

@@ -13,7 +13,6 @@ from ingester.cli.common import (
     QuietOption,
     check_output_file,
     command,
-    real_number,
     refuse_output_over_inputs,
     settings,
 )
@@ -28,9 +27,11 @@ def tiles(
     scenes_path: Path | None = typer.Option(
         None, "--scenes", help="scenes.json to split (default: run the scene search of the payload first)."),
     output: Path = typer.Option(Path("outputs/tiles.json"), "--output", "-o", help="Tiles file to write."),
-    buffer: float | None = typer.Option(
-        None, "--buffer", parser=real_number(), help="Degrees added around the AOI before the burst test "
-        "(default: $INGESTER_AOI_BUFFER_DEGREES or 0.05)."),
+    buffer: str | None = typer.Option(
+        None, "--buffer", metavar="DISTANCE",
+        help="Distance added around the AOI before the burst test: metres on the WGS84 ellipsoid (5000, 5000m, "
+        "5km), or degrees with their unit (0.05deg, the old form); 0 tests the exact AOI "
+        "(default: $INGESTER_AOI_BUFFER or 5600m)."),
     db: str | None = DbOption,
     quiet: bool = QuietOption,
 ) -> None:
@@ -41,11 +42,15 @@ def tiles(
     When the store already holds the AOI (`ingester aoi` ran before), its scenes are left out and new
     bursts chain onto its tiles, so the file can be ingested with `ingester aoi --tiles`."""
     from ingester.app import AoiSession
+    from ingester.distance import parse_buffer
 
     ui = UI(quiet)
-    if buffer is not None and buffer < 0:
-        raise InputError(f"--buffer: must be ≥ 0 degrees, got {buffer}")
-    config = settings(db=db, aoi_buffer_degrees=buffer)
+    if buffer is not None:
+        try:
+            parse_buffer(buffer)
+        except ValueError as exc:
+            raise InputError(f"--buffer: {exc}") from None
+    config = settings(db=db, aoi_buffer=buffer)
     refuse_output_over_inputs(output, {"payload": payload_path, "scenes file": scenes_path, "store": config.db})
     check_output_file(output)
     with AoiSession(config, payload=payload_path, readonly=True) as session:

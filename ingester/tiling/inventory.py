@@ -9,14 +9,19 @@ Scenes are fetched `settings.annotation_concurrency` at a time; results keep the
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import warnings
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import shapely
 
 from ingester.config import Settings
+from ingester.distance import parse_buffer
 from ingester.errors import ConfigError, IngesterError, TilingWarning
+from ingester.geodesy import buffer_area
 from ingester.http.clients import Clients
 from ingester.naming import constellation_of
 from ingester.payload import Payload
@@ -28,6 +33,8 @@ from ingester.tiling.result import NO_ANNOTATION, TilingResult
 from ingester.tiling.sources import AnnotationSource, CdseNodesSource, PatternSource
 
 NO_BURST = "no burst intersects the AOI"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def annotation_sources(payload: Payload, settings: Settings, clients: Clients | None = None) -> list[AnnotationSource]:
@@ -144,9 +151,45 @@ def burst_inventory(
             source.close()
 
 
+def ordered_map(pool: Executor, fn: Callable[[_T], _R], items: Sequence[_T], ahead: int) -> Iterator[_R]:
+    """`fn` over `items` on the pool, results in the input order, with at most `ahead` calls submitted and
+    not yet consumed: a scene's parsed annotations are dropped once its bursts are taken, instead of
+    the annotations of every scene being held at once (`Executor.map` submits everything up front)."""
+    queue: deque[Future[_R]] = deque()
+    rest = iter(items)
+    for item in itertools.islice(rest, max(1, ahead)):
+        queue.append(pool.submit(fn, item))
+    while queue:
+        future = queue.popleft()
+        for item in itertools.islice(rest, 1):
+            queue.append(pool.submit(fn, item))
+        yield future.result()
+
+
+def _add_scene(scene: Scene, got: _Fetched, area, payload: Payload, kept: list[Scene], all_tiles: list[Tile],
+               skipped: list[tuple[str, str]]) -> None:
+    """The bursts of one scene over `area` into `kept`/`all_tiles`, or the reason it is skipped."""
+    if not got.annotations:
+        reason = f"{NO_ANNOTATION} ({'; '.join(got.attempts) or 'no source'})"
+        skipped.append((scene.source_id, reason))
+        warnings.warn(f"{scene.source_id}: {reason}; scene skipped", TilingWarning, stacklevel=3)
+        return
+    try:
+        tiles = scene_bursts(scene, got.annotations, area, payload)
+    except AnnotationError as exc:
+        skipped.append((scene.source_id, str(exc)))
+        warnings.warn(f"{exc}; scene skipped", TilingWarning, stacklevel=3)
+        return
+    if not tiles:
+        skipped.append((scene.source_id, NO_BURST))
+        return
+    kept.append(dataclasses.replace(scene, tiles=tiles))
+    all_tiles.extend(tiles)
+
+
 def _inventory(payload: Payload, scenes: Sequence[Scene], settings: Settings, existing: Sequence[Tile],
                sources: Sequence[AnnotationSource]):
-    area = payload.aoi.buffer(settings.aoi_buffer_degrees) if settings.aoi_buffer_degrees > 0 else payload.aoi
+    area = buffer_area(payload.aoi, parse_buffer(settings.aoi_buffer))
     shapely.prepare(area)
     skipped: list[tuple[str, str]] = []
     todo = []
@@ -157,29 +200,13 @@ def _inventory(payload: Payload, scenes: Sequence[Scene], settings: Settings, ex
         else:
             todo.append(scene)
 
-    workers = max(1, settings.annotation_concurrency)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        fetched = list(pool.map(lambda s: fetch_annotations(s, sources), todo))
-
     kept: list[Scene] = []
     all_tiles: list[Tile] = []
-    for scene, got in zip(todo, fetched, strict=True):
-        if not got.annotations:
-            reason = f"{NO_ANNOTATION} ({'; '.join(got.attempts) or 'no source'})"
-            skipped.append((scene.source_id, reason))
-            warnings.warn(f"{scene.source_id}: {reason}; scene skipped", TilingWarning, stacklevel=2)
-            continue
-        try:
-            tiles = scene_bursts(scene, got.annotations, area, payload)
-        except AnnotationError as exc:
-            skipped.append((scene.source_id, str(exc)))
-            warnings.warn(f"{exc}; scene skipped", TilingWarning, stacklevel=2)
-            continue
-        if not tiles:
-            skipped.append((scene.source_id, NO_BURST))
-            continue
-        kept.append(dataclasses.replace(scene, tiles=tiles))
-        all_tiles.extend(tiles)
+    workers = max(1, settings.annotation_concurrency)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        fetched = ordered_map(pool, lambda s: fetch_annotations(s, sources), todo, ahead=workers)
+        for scene, got in zip(todo, fetched, strict=True):
+            _add_scene(scene, got, area, payload, kept, all_tiles, skipped)
 
     chained = chain_tiles(all_tiles, existing)
     for message in chained.messages:

@@ -3,26 +3,25 @@ with the columns of `ingester show`, the share of the AOI it covers, its tiles a
 the `Footprint`s that maps and timelines draw.
 
 Coverage is geodesic: the area of (footprint ∩ AOI) over the area of the AOI, both measured on the
-WGS84 ellipsoid with pyproj (the intersection itself is computed in longitude/latitude).
+WGS84 ellipsoid with pyproj (the intersection itself is computed in longitude/latitude); it is
+`ingester.geodesy.coverage`, the function the catalogues' `aoiCoverage` tag comes from.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from ingester.errors import InputError
+from ingester.geodesy import coverage
 from ingester.geometry import GeometryError, areal_part, from_wkt, from_wkt_many
 from ingester.naming import NameError_, constellation_of, product_keys
 from ingester.scenes import Scene, feature_lines, parse_scenes, read_scenes_document
@@ -234,58 +233,6 @@ def _geometry(wkt: str) -> BaseGeometry | None:
     return None if geom.is_empty else geom
 
 
-# --- coverage --------------------------------------------------------------------------------------
-
-@functools.cache
-def geod() -> Any:
-    from pyproj import Geod
-
-    return Geod(ellps="WGS84")
-
-
-def geodesic_area(geom: BaseGeometry) -> float:
-    """Area in m² on the WGS84 ellipsoid, edges taken as geodesics (pyproj's `Geod`); holes subtracted."""
-    ellipsoid = geod()
-    total = 0.0
-    for poly in areal_part(geom).geoms:
-        rings = [poly.exterior, *poly.interiors]
-        areas = [abs(ellipsoid.polygon_area_perimeter(*np.asarray(r.coords).T[:2])[0]) for r in rings]
-        total += areas[0] - sum(areas[1:])
-    return total
-
-
-def coverage(footprints: Sequence[BaseGeometry | None], aoi: BaseGeometry) -> list[float | None]:
-    """The share (0…1) of the AOI's geodesic area that each footprint covers (None: no footprint).
-
-    The predicates and intersections run vectorised in GEOS; only the areas of partial overlaps are
-    measured one by one."""
-    total = geodesic_area(aoi)
-    out: list[float | None] = [None] * len(footprints)
-    if total <= 0:
-        return out
-    index = np.array([i for i, g in enumerate(footprints) if g is not None], dtype=int)
-    if not len(index):
-        return out
-    geoms = np.empty(len(index), dtype=object)
-    geoms[:] = [footprints[i] for i in index]
-    shapely.prepare(aoi)
-    hits = shapely.intersects(geoms, aoi)
-    whole = np.zeros(len(index), dtype=bool)
-    whole[hits] = shapely.covers(geoms[hits], aoi)
-    for i in index[~hits]:
-        out[i] = 0.0
-    for i in index[whole]:
-        out[i] = 1.0
-    partial = hits & ~whole
-    try:
-        parts = shapely.intersection(geoms[partial], aoi)
-    except shapely.errors.GEOSException:  # an invalid footprint (self-crossing ring)
-        parts = shapely.intersection(shapely.make_valid(geoms[partial]), aoi)
-    for i, part in zip(index[partial], parts, strict=True):
-        out[i] = min(1.0, geodesic_area(part) / total)
-    return out
-
-
 # --- building views --------------------------------------------------------------------------------
 
 def _scene_view(index: int, scene: Scene, present: set[str], shapes: Iterator[BaseGeometry | None]) -> SceneView:
@@ -311,7 +258,7 @@ def from_file(path: str | Path, aoi: MultiPolygon | None = None) -> View:
     each one starts on; with the AOI, the share of it each scene covers."""
     origin = str(path)
     text, doc = read_scenes_document(path)
-    scenes = parse_scenes(doc, origin).scenes
+    scenes = parse_scenes(doc, origin, text).scenes  # with the text: a message names the line
     lines = feature_lines(text)
     present = {s.source_id for s in scenes}
     shapes = _shapes([w for s in scenes for w in (s.wkt, *(t.wkt for t in s.tiles))])

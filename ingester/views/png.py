@@ -21,8 +21,9 @@ import numpy as np
 import shapely
 
 from ingester.fileio import atomic_write_bytes
+from ingester.geodesy import coverage
 from ingester.views.colors import AOI_COLOR, STATUS_COLORS, VIRIDIS, date_colors, uses_scale
-from ingester.views.model import STATUS_ORDER, Footprint, View, coverage, footprints, polygons
+from ingester.views.model import STATUS_ORDER, Footprint, View, footprints, polygons
 
 WIDTH_PX = 1200
 DPI = 100
@@ -117,7 +118,7 @@ def fit_box(x0: float, y0: float, x1: float, y1: float, kx: float, ratio: float)
 
 def metres_per_degree_of_longitude(lat: float) -> float:
     """Geodesic length of one degree of longitude along the parallel `lat` (WGS84)."""
-    from ingester.views.model import geod
+    from ingester.geodesy import geod
 
     return float(geod().inv(0.0, lat, 1.0, lat)[2])
 
