@@ -13,3 +13,10 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 def nouns(count: int, word: str, words: str | None = None) -> str:
     """The noun alone, singular or plural after `count` (`job(s)` written properly)."""
     return word if count == 1 else (words or _IRREGULAR.get(word) or word + "s")
+
+
+def one_line(text: str | None) -> str:
+    """A message fit for one cell of a tab-separated row: line breaks become ` / `, tabs a space
+    (a tool's multi-line error would otherwise split the row in two)."""
+    lines = [" ".join(line.split("\t")).strip() for line in (text or "").splitlines()]
+    return " / ".join(line for line in lines if line)

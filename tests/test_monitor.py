@@ -293,3 +293,27 @@ def test_status_says_when_a_run_holds_the_aoi_and_not_when_its_lock_is_stale(cli
         st.execute("UPDATE aoi SET lock_heartbeat = ?", (monotonic_now() - 10_000,))
     assert "Running:" not in cli("status", AOI).stdout
     assert json.loads(cli("status", AOI, "--json").stdout)["running"] is None
+
+
+def test_a_message_with_newlines_and_tabs_stays_on_one_row_of_the_text_tables(cli, ingested):
+    with Store("outputs/ingester.db") as st:
+        tid = tile_id(st, 1, "A44_IW1_8979")
+        scene = st.one("SELECT scene_id FROM tile WHERE id = ?", (tid,))
+    message = "gpt failed:\nline two\tcolumn\r\nline three\n"
+    assert cli("fail", "--tile", str(tid), "-m", message).exit_code == 0
+    tiles = cli("list", "tiles", AOI).stdout.splitlines()
+    assert len(tiles) == 7 and all(len(row.split("\t")) <= 8 for row in tiles)
+    row = next(r for r in tiles if r.startswith(f"{tid}\t"))
+    assert row.split("\t")[7] == "gpt failed: / line two column / line three"
+    doc = json.loads(cli("list", "tiles", AOI, "--json").stdout)  # --json keeps the message as it is
+    assert next(t for t in doc if t["id"] == tid)["message"] == message
+    with Store("outputs/ingester.db") as st:
+        with st.transaction():
+            st.execute("UPDATE scene SET message = ? WHERE id = ?", (message, scene))
+    scenes = cli("list", "scenes", AOI).stdout.splitlines()
+    assert len(scenes) == 4 and "\tgpt failed: / line two column / line three" in scenes[
+        next(i for i, r in enumerate(scenes) if r.startswith(f"{scene}\t"))]
+    history = cli("history", "--tile", str(tid)).stdout.splitlines()
+    assert any(r.endswith("gpt failed: / line two column / line three") or
+               "\tgpt failed: / line two column / line three\t" in r for r in history)
+    assert not any(r.startswith(("line two", "line three")) for r in history)

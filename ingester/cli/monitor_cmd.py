@@ -37,7 +37,7 @@ from ingester.cli.common import (
     whole_number,
 )
 from ingester.errors import InputError
-from ingester.wording import plural
+from ingester.wording import one_line, plural
 
 if TYPE_CHECKING:
     from ingester.app import RetryReport
@@ -143,7 +143,7 @@ def list_scenes(
         out = sys.stdout
         out.write("id\tstatus\tdate\tsource_id\tmessage\n")
         for r in rows:
-            out.write(f"{r.id}\t{r.status}\t{r.date}\t{r.source_id}\t{r.message}".rstrip() + "\n")
+            out.write(f"{r.id}\t{r.status}\t{r.date}\t{r.source_id}\t{one_line(r.message)}".rstrip() + "\n")
 
 
 @list_app.command("tiles")
@@ -181,7 +181,7 @@ def list_tiles(
         out.write("id\tstatus\tdate\tscene\ttile\tprevious\treference\tmessage\n")
         for r, _wkt in rows:
             out.write(f"{r.id}\t{r.status}\t{r.date}\t{r.scene_source_id}\t{r.source_id}\t"
-                      f"{r.prev or '-'}\t{r.ref or '-'}\t{r.message}".rstrip() + "\n")
+                      f"{r.prev or '-'}\t{r.ref or '-'}\t{one_line(r.message)}".rstrip() + "\n")
 
 
 @app.command("retry")
@@ -336,7 +336,7 @@ def history_command(
         took = "running" if a["finished_at"] is None else _duration_text(a["duration_s"])
         typer.echo(f"attempt {a['attempt']}\t{a['started_at']}\t{took}\t{a['result']}\t"
                    f"run {a['run_id']} pid {a['pid']}@{a['host']}{' on ' + a['ran_on'] if a['ran_on'] else ''}\t"
-                   f"{a['message']}\t{a['log_path']}".rstrip())
+                   f"{one_line(a['message'])}\t{a['log_path']}".rstrip())
 
 
 def _duration_text(seconds: float | None) -> str:
