@@ -197,6 +197,7 @@ class Coordinator:
         self._batch_scenes: dict[int, Scene] = {}  # what _prefetch read for the claimed jobs
         self._batch_tiles: JobTiles | None = None
         self.missing_outputs: list[dict[str, Any]] = []  # jobs whose graph did not produce declared outputs
+        self._missing_by_job: dict[tuple[str, int], dict[str, Any]] = {}  # the same entries, by (kind, id)
         self.jobs_run: set[tuple[str, int]] = set()
         self.outcomes: dict[str, int] = {}
         self.clients = clients if clients is not None else Clients()  # the run's login (token managers)
@@ -348,8 +349,7 @@ class Coordinator:
             self.store.set_ran_on([(str(result.details["ran_on"]), row)  # the Dask worker that ran it
                                    for (_k, _j, _a, row), result, _s in written if result.details.get("ran_on")])
         for (kind, job_id, attempt, _row), result, status in written:
-            if result.details.get("missing_outputs"):
-                self._note_missing(kind, job_id, list(result.details["missing_outputs"]), status)
+            self._note_missing(kind, job_id, list(result.details.get("missing_outputs") or ()), status)
             self.jobs_run.add((kind, job_id))
             self.outcomes[result.outcome] = self.outcomes.get(result.outcome, 0) + 1
             if result.log_path:
@@ -399,9 +399,20 @@ class Coordinator:
             return result, status
 
     def _note_missing(self, kind: str, job_id: int, outputs: list[str], status: str) -> None:
+        """One entry per job however many of its attempts missed outputs in this run: each output named
+        once, and the status its last attempt led to (a later attempt updates it)."""
+        noted = self._missing_by_job.get((kind, job_id))
+        if noted is not None:
+            noted["outputs"].extend(o for o in outputs if o not in noted["outputs"])
+            noted["status"] = status
+            return
+        if not outputs:
+            return
         scene, tile = self.store.job_names(kind, job_id)
-        self.missing_outputs.append({"kind": kind, "id": job_id, "scene": scene, "tile": tile,
-                                     "outputs": outputs, "status": status})
+        noted = {"kind": kind, "id": job_id, "scene": scene, "tile": tile, "outputs": list(dict.fromkeys(outputs)),
+                 "status": status}
+        self._missing_by_job[(kind, job_id)] = noted
+        self.missing_outputs.append(noted)
 
     def _heartbeat(self) -> None:
         with self.store.transaction():

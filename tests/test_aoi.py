@@ -794,6 +794,37 @@ def test_a_tile_whose_graph_misses_declared_outputs_is_not_done_and_the_summary_
     assert log.rstrip().endswith("[ingester] attempt 1: error → RETRY (waits for `ingester retry`)")
 
 
+
+def test_a_job_missing_outputs_on_every_attempt_is_reported_once_with_its_last_status(
+        cli, payload, tmp_path, markers, monkeypatch):
+    """The graph misses an output on each of the tile's 3 attempts in one run: the summary names the
+    tile once (text and --json), with the status it ended in, not once per attempt."""
+    monkeypatch.setenv("INGESTER_RETRY_BACKOFF", "0")
+    (tmp_path / "write_one.py").write_text(WRITE_ONE)
+    (tmp_path / "TwoOutputs.json").write_text(json.dumps({
+        "config": {}, "envs": [],
+        "processing_steps": [{"engine": "python", "command": "write_one.py",
+                              "args": {"out": {"type": "out", "layer": "first", "extension": "txt"}}}],
+        "in_files": [[], [], []],
+        "out_files": [[{"layer": "first", "extension": "txt", "action": "to_create"},
+                       {"layer": "second", "extension": "txt", "action": "to_create"}]]}))
+    doc = json.loads(payload.read_text())
+    payload.write_text(json.dumps({**doc, "tile_graph_name": "TwoOutputs.json", "retry_count": 2}))
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    r = cli("aoi", payload, "--scenes", scenes, "--create-layers", "--workers", "1",
+            "--scene-worker", f"{W}:succeed", "--json")
+    assert r.exit_code == 4, r.stderr
+    out = json.loads(r.stdout)
+    (missing,) = out["missing_outputs"]
+    assert missing["outputs"] == ["second"] and missing["kind"] == "tile"
+    assert r.stderr.count("declared outputs not produced") == 1
+    (tile,) = json.loads(cli("list", "tiles", S2, "--json").stdout)
+    assert tile["id"] == missing["id"] and missing["status"] == tile["status"] == "RETRY"
+    assert f"(job now {tile['status']})" in r.stderr
+    attempts = json.loads(cli("history", "--tile", str(missing["id"]), "--json").stdout)["attempts"]
+    assert len(attempts) == 3
+
+
 def test_the_run_summary_counts_jobs_and_attempts_apart_and_history_says_outcome_and_status(
         cli, payload, tmp_path, markers, monkeypatch):
     """3 scenes and 3 tiles are 6 jobs; one scene and its tile are temporary once, another scene and its
