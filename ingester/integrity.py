@@ -247,11 +247,14 @@ def expected_files(store: Store, aoi: str, settings: Settings) -> Expected:
 
 
 def missing_files(store: Store, aoi: str, settings: Settings) -> list[str]:
-    """The URIs of what the AOI keeps (its indexed outputs and kept products) that are not in storage:
-    the run-time check, with the rule `verify` uses."""
+    """The URIs of what the AOI keeps (the indexed outputs of its DONE tiles and the products of its
+    DONE scenes) that are not in storage: the run-time check, with the rule `verify` uses. The files of
+    jobs not DONE (set back by `verify`, waiting to be retried) are left out: the run that rebuilds them
+    is the cure, not news."""
     expected = expected_files(store, aoi, settings)
-    return missing_uris([*(d.uri for d in store.datasets(aoi=aoi)), *(p.uri for p in expected.products)],
-                        storage.StorageOptions.of(settings))
+    done = {t.id for t in store.tile_rows(store.require_aoi(aoi).id, status="DONE")}
+    kept = [d.uri for d in store.datasets(aoi=aoi) if d.tile_id in done]
+    return missing_uris([*kept, *(p.uri for p in expected.products)], storage.StorageOptions.of(settings))
 
 
 def verify(store: Store, aoi: str, settings: Settings) -> tuple[list[Problem], dict[str, int]]:
