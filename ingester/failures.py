@@ -103,13 +103,18 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, IngesterError):
         return message
     if isinstance(exc, OSError) and not _is_requests_error(exc):
-        text = f"{type(exc).__name__}: {exc.strerror or exc}"
-        return text + (f": {exc.filename}" if exc.filename and exc.strerror else "")
+        return os_error(exc, with_path=True)
     if _transient(exc):
         return f"{type(exc).__name__}: {message}"
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
     return f"unexpected {type(exc).__name__}: {message}{where}"
+
+
+def os_error(exc: OSError, with_path: bool = False) -> str:
+    """`PermissionError: Permission denied` (with `with_path`, then `: <the file>` when it is known)."""
+    text = f"{type(exc).__name__}: {exc.strerror or exc}"
+    return text + (f": {exc.filename}" if with_path and exc.filename and exc.strerror else "")
 
 
 def classify(exc: BaseException) -> Failure:

@@ -8,6 +8,10 @@ and every later attempt of the scene (automatic re-run or `ingester retry`) uses
 downloading. It is deleted when the scene's job succeeds, or by `ingester remove --scene`; a FAILED
 scene keeps it for `ingester retry --force`.
 
+`CopyProductToStorage` keeps the product the same way when the storage refuses the write (a full or
+read-only disk, a bucket without permission): the next attempt stores the kept product instead of
+downloading it again, and deletes it once stored.
+
 Only product files (zips) are kept: folder products come from a local archive or a bucket, read again
 cheaply. Reads and writes are the job's own (one run per AOI at a time).
 """

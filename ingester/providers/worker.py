@@ -24,7 +24,8 @@ from typing import Any
 
 from ingester import storage
 from ingester.config import Settings
-from ingester.failures import failure_result
+from ingester.errors import StorageError
+from ingester.failures import failure_result, os_error
 from ingester.http.checksums import Verified, hash_file
 from ingester.http.clients import Clients
 from ingester.http.transfer import TransferProgress
@@ -34,7 +35,7 @@ from ingester.naming import is_copy_graph
 from ingester.providers import cache
 from ingester.providers.chain import fetch_product
 from ingester.providers.progress import default_progress
-from ingester.providers.stored import is_verified_in_storage, write_sidecar
+from ingester.providers.stored import is_verified_in_storage, read_sidecar, write_sidecar
 from ingester.providers.unpack import Limits, check_folder, extract, list_members
 from ingester.storage import StorageOptions, check_name, join_uri, tile_prefix
 
@@ -118,13 +119,30 @@ def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[st
     if not missing:
         return JobResult.done(f"{name}: already verified in storage ({len(uris)} tile(s)); nothing downloaded",
                               details={"downloaded": False, "stored": uris})
-    fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs,
-                            clients=clients)
-    zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir, options.unpack)
-    record.update({"scene": name, "provider": fetched.provider})
+    kept = cache.kept_product(settings, job.aoi, name, job.scene.metadata)
+    record = read_sidecar(str(kept)) if kept else None
+    if kept and record:  # an earlier attempt downloaded and verified it, then could not store it
+        zip_path, provider = cache.place_kept(kept, workdir), str(record.get("provider") or "")
+        record = {**record, "scene": name}
+    else:
+        fetched = fetch_product(job.scene, workdir, settings, progress=progress, graph_dirs=job.graph_dirs,
+                                clients=clients)
+        zip_path, record = _as_zip(fetched.path, name, fetched.verified, workdir, options.unpack)
+        record.update({"scene": name, "provider": fetched.provider})
+        provider, kept = fetched.provider, None
     for uri in missing:
-        storage.put_file(str(zip_path), uri, options)
-        write_sidecar(uri, record, workdir, options)  # last: the sidecar is what says "verified"
+        try:
+            storage.put_file(str(zip_path), uri, options)
+            write_sidecar(uri, record, workdir, options)  # last: the sidecar is what says "verified"
+        except OSError as exc:
+            if kept is None and zip_path.is_file() and not record.get("rezipped"):
+                cache.keep_product(settings, job.aoi, name, zip_path, record)  # the next attempt stores it
+            raise StorageError(f"{name}: cannot write the product to storage {uri}: {os_error(exc)}") from exc
+    cache.forget_product(settings, job.aoi, name)
+    if kept is not None:
+        return JobResult.done(f"{name}: product verified by an earlier attempt (kept in the work folder, not "
+                              f"downloaded again); stored in {len(missing)} tile(s)",
+                              details={"downloaded": False, "provider": provider, "stored": missing, **record})
     if record.get("rezipped"):
         checked = "folder product zipped here: the catalogue's size and checksums do not apply"
     elif record["checked"] != "none":
@@ -132,9 +150,9 @@ def _copy_to_storage(job: SceneJob, settings: Settings, name: str, uris: list[st
     else:
         checked = "unverified: no size or checksum published"
     return JobResult.done(
-        f"{name}: downloaded from {fetched.provider} ({record['size']} bytes, {checked}); "
+        f"{name}: downloaded from {provider} ({record['size']} bytes, {checked}); "
         f"stored in {len(missing)} tile(s)",
-        details={"downloaded": True, "provider": fetched.provider, "stored": missing, **record})
+        details={"downloaded": True, "provider": provider, "stored": missing, **record})
 
 
 def _run_graph(job: SceneJob, settings: Settings, name: str, uris: list[str], workdir: Path,
