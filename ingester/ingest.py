@@ -19,13 +19,14 @@ from ingester.errors import (
     PayloadError,
     ReprocessedCopyWarning,
     ScenesFileError,
+    ScenesFileWarning,
     StoreError,
     TilingWarning,
 )
 from ingester.locks import acquire_lock
 from ingester.payload import Payload
 from ingester.records import check_record_tags, find_or_create_record, resolve_layers, trusted_record
-from ingester.scenes import Scene, Tile, read_scenes
+from ingester.scenes import Scene, Tile, parse_scenes, read_scenes, read_scenes_document
 from ingester.storage import resolve_storage_uri
 from ingester.store import Store, dumps, monotonic_now, now_text, scene_data, tile_data
 from ingester.times import format_time
@@ -98,6 +99,34 @@ def _check_aoi(scenes: list[Scene], payload: Payload, origin: str) -> None:
         if scene.aoi != payload.name:
             raise ScenesFileError(f"{origin}: features[{i}].properties.aoi: {scene.aoi!r} differs from the payload "
                                   f"name {payload.name!r} (this file is for another AOI)")
+
+
+def _drop_outside_aoi(scenes: list[Scene], payload: Payload, origin: str, text: str) -> list[Scene]:
+    """The scenes of a scenes file whose footprint intersects the AOI: a catalogue search never returns
+    the others (0 % coverage, nothing to process), so a hand edit that moved a footprint away is skipped
+    with a warning naming the scene and its line; no scene left is exit 2, nothing written."""
+    import shapely
+
+    from ingester.geometry import from_wkt_many
+    from ingester.scenes import feature_lines
+
+    footprints = from_wkt_many([s.wkt for s in scenes])
+    known = [i for i, g in enumerate(footprints) if g is not None]
+    hits = shapely.intersects(payload.aoi, [footprints[i] for i in known]) if known else []
+    outside = {i for i, hit in zip(known, hits, strict=True) if not hit}
+    if not outside:
+        return scenes
+    lines = feature_lines(text)
+    for i in sorted(outside):
+        where = f"line {lines[i]}" if i < len(lines) else f"features[{i}]"
+        warnings.warn(ScenesFileWarning(
+            f"{origin}: {where}: scene {scenes[i].source_id}: its footprint does not intersect the AOI "
+            f"{payload.name!r} (0 % coverage): skipped, as a catalogue search leaves it out"), stacklevel=2)
+    kept = [s for i, s in enumerate(scenes) if i not in outside]
+    if not kept:
+        raise ScenesFileError(f"{origin}: no scene of this scenes file intersects the AOI {payload.name!r}: "
+                              "nothing to ingest, nothing was written")
+    return kept
 
 
 def _check_links(scenes: list[Scene], store: Store, aoi: str, origin: str) -> None:
@@ -292,9 +321,11 @@ def prepare(store: Store, payload: Payload, settings: Settings, scenes_file: str
     else:
         if scenes_file:
             origin, source = scenes_file, "scenes file"
-            scenes = read_scenes(scenes_file).scenes
+            text, doc = read_scenes_document(scenes_file)
+            scenes = parse_scenes(doc, origin, text).scenes
             _refuse_empty(scenes, origin, "scenes file")
             _check_aoi(scenes, payload, origin)
+            scenes = _drop_outside_aoi(scenes, payload, origin, text)
             _check_file_graphs(scenes, payload, origin, with_tiles=False)
         else:
             from ingester.catalogue import search

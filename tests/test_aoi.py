@@ -950,3 +950,40 @@ def test_an_empty_scenes_or_tiles_file_is_exit_2_and_creates_neither_store_nor_a
     r = aoi(cli, payload, option, empty, "--create-layers")
     assert r.exit_code == 2, r.stderr
     assert counts() == before and counts()["aoi"] == 0
+
+
+FAR_AWAY = "POLYGON ((150 -30, 151 -30, 151 -29, 150 -29, 150 -30))"  # Australia: nowhere near Denmark
+
+
+def _move_away(path: Path, index: int) -> str:
+    """Give scene `index` of a written scenes file a footprint outside the AOI, as a hand edit would."""
+    lines = path.read_text().split("\n")
+    feature = json.loads(lines[1 + index].rstrip(","))
+    feature["properties"]["wkt"] = FAR_AWAY
+    feature["geometry"] = {"type": "Polygon", "coordinates": [[[150, -30], [151, -30], [151, -29], [150, -29],
+                                                               [150, -30]]]}
+    lines[1 + index] = json.dumps(feature) + ("," if lines[1 + index].endswith(",") else "")
+    path.write_text("\n".join(lines))
+    return feature["properties"]["source_id"]
+
+
+def test_a_hand_edited_scene_outside_the_aoi_is_skipped_with_a_warning_naming_it_and_its_line(
+        cli, payload, tmp_path, markers):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 3)
+    outside = _move_away(scenes, 1)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["ingested"]["scenes"] == 2
+    assert f"{scenes}: line 3: scene {outside}: its footprint does not intersect the AOI" in r.stderr
+    with Store("outputs/ingester.db") as st:
+        assert outside not in st.scene_ids_in_aoi(S2) and len(st.scene_ids_in_aoi(S2)) == 2
+
+
+def test_a_scenes_file_whose_scenes_are_all_outside_the_aoi_is_exit_2_and_writes_nothing(cli, payload, tmp_path):
+    scenes = write_s2_scenes(tmp_path / "scenes.json", 1)
+    outside = _move_away(scenes, 0)
+    r = aoi(cli, payload, "--scenes", scenes, "--create-layers")
+    assert r.exit_code == 2, r.stderr
+    assert f"line 2: scene {outside}: its footprint does not intersect the AOI" in r.stderr
+    assert "no scene of this scenes file intersects the AOI" in r.stderr
+    assert not Path("outputs/ingester.db").exists()
