@@ -30,7 +30,6 @@ authoritative: the delivery's is used, the order's when a delivery has none.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -43,6 +42,7 @@ from ingester.errors import AuthError, CatalogueError, CredentialsRefused, HTTPE
 from ingester.http.clients import Clients
 from ingester.http.messages import connection_reason, server_message
 from ingester.http.session import Service, new_session, retry_after_seconds
+from ingester.http.tokens import CachedAccessToken
 
 SERVICE = "oneatlas"
 CLIENT_ID = "IDP"
@@ -60,7 +60,7 @@ DELIVERED = "delivered"
 GIVEN_UP = ("failed", "rejected", "error")
 
 
-class ApiKeyTokens:
+class ApiKeyTokens(CachedAccessToken):
     """Bearer tokens from the OneAtlas API key, shared by everything a process does (thread-safe).
 
     The API-key grant is asked once, then again shortly before the token expires (a minute before, or
@@ -76,34 +76,13 @@ class ApiKeyTokens:
         self.margin = margin
         self.session = session if session is not None else new_session()
         self.clock = clock
-        self._lock = threading.Lock()
-        self._access: str | None = None
-        self._expiry = 0.0
-        self._margin = margin
-        self._refused: CredentialsRefused | None = None
+        self._init_cache()
         self.logins = 0
 
     def __repr__(self) -> str:  # never show the key or the token
         return f"ApiKeyTokens({redact_url(self.token_url)!r})"
 
-    def invalidate(self) -> None:
-        with self._lock:
-            self._expiry = 0.0
-
-    def access_token(self) -> str:
-        return self.current()[0]
-
-    def current(self) -> tuple[str, float]:
-        """(access token, its expiry in epoch seconds), logged in again when needed."""
-        with self._lock:
-            if self._refused is not None:
-                raise self._refused
-            now = self.clock()
-            if not (self._access and now < self._expiry - self._margin):
-                self._grant(now)
-            return self._access or "", time.time() + (self._expiry - self.clock())
-
-    def _grant(self, now: float) -> None:
+    def _renew(self, now: float) -> None:
         where = f"oneatlas: authentication {redact_url(self.token_url)}"
         form = {"apikey": self._api_key, "grant_type": "api_key", "client_id": CLIENT_ID}
         try:
@@ -142,9 +121,7 @@ class ApiKeyTokens:
         except (ValueError, KeyError, TypeError, AttributeError):
             raise AuthError(f"{where}: the API-key grant answered 200 without a usable token (expected JSON "
                             "with an access_token)") from None
-        self._access = access
-        self._expiry = now + expires
-        self._margin = min(self.margin, expires / 4)
+        self._keep(access, expires, now)
         self.logins += 1
 
 

@@ -53,7 +53,50 @@ class StaticToken:
         """Nothing to refresh: a refused token fails with the server's message."""
 
 
-class TokenManager:
+class CachedAccessToken:
+    """An access token kept until shortly before it expires (a minute before, or a quarter of its
+    lifetime when that is shorter) and renewed by the subclass's `_renew` (thread-safe). A refusal of the
+    credentials themselves is kept: every later call raises the same `CredentialsRefused` without a
+    request (retrying a refused password or key per job would lock the account)."""
+
+    margin: float
+    clock: Callable[[], float]
+
+    def _init_cache(self) -> None:
+        self._lock = threading.Lock()
+        self._access: str | None = None
+        self._access_expiry = 0.0
+        self._access_margin = self.margin
+        self._refused: CredentialsRefused | None = None
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._access_expiry = 0.0
+
+    def access_token(self) -> str:
+        return self.current()[0]
+
+    def current(self) -> tuple[str, float]:
+        """(access token, its expiry in epoch seconds), renewed as needed."""
+        with self._lock:
+            if self._refused is not None:
+                raise self._refused
+            now = self.clock()
+            if not (self._access and now < self._access_expiry - self._access_margin):
+                self._renew(now)
+            return self._access or "", time.time() + (self._access_expiry - self.clock())
+
+    def _renew(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _keep(self, access: str, expires: float, now: float) -> None:
+        """Keep a new access token valid for `expires` seconds from `now`."""
+        self._access = access
+        self._access_expiry = now + expires
+        self._access_margin = min(self.margin, expires / 4)
+
+
+class TokenManager(CachedAccessToken):
     """OAuth2 tokens for one account, shared by every job of a run (thread-safe).
 
     Logs in with the password grant once, refreshes with the refresh token shortly before the access
@@ -79,36 +122,15 @@ class TokenManager:
             session = new_session()
         self.session = session
         self.clock = clock
-        self._lock = threading.Lock()
-        self._access: str | None = None
-        self._access_expiry = 0.0
+        self._init_cache()
         self._refresh: str | None = None
         self._refresh_expiry = 0.0
-        self._access_margin = margin
         self._refresh_margin = margin
-        self._refused: CredentialsRefused | None = None
         self.logins = 0
         self.refreshes = 0
 
     def __repr__(self) -> str:  # never show secrets
         return f"TokenManager({self.token_url!r}, user={self._username!r})"
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._access_expiry = 0.0
-
-    def access_token(self) -> str:
-        return self.current()[0]
-
-    def current(self) -> tuple[str, float]:
-        """(access token, its expiry in epoch seconds), refreshed or logged in as needed."""
-        with self._lock:
-            if self._refused is not None:
-                raise self._refused
-            now = self.clock()
-            if not (self._access and now < self._access_expiry - self._access_margin):
-                self._renew(now)
-            return self._access or "", time.time() + (self._access_expiry - self.clock())
 
     def _renew(self, now: float) -> None:
         if self._refresh and now < self._refresh_expiry - self._refresh_margin:
@@ -172,9 +194,7 @@ class TokenManager:
                             f"(expected JSON with an access_token; got {response.headers.get('Content-Type') or 'no'} "
                             "content)") from None
         now = self.clock()
-        self._access = access
-        self._access_expiry = now + expires
-        self._access_margin = min(self.margin, expires / 4)
+        self._keep(access, expires, now)
         if body.get("refresh_token"):
             self._refresh = body["refresh_token"]
             self._refresh_expiry = now + refresh_expires
