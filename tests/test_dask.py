@@ -262,8 +262,10 @@ def test_an_ingestion_runs_on_a_local_dask_cluster_with_the_real_download_and_ti
 
     from tests.fakes.cdse_download import FakeCdse
     from tests.fakes.graph_jobs import S2_ID, complete_s2_safe
+    from tests.fakes.views_data import box_payload
 
-    payload = Path(shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "denmark-s2.json"))
+    # the example payload, its AOI moved onto the product's footprint (a tile in southern France)
+    payload = box_payload(repo, tmp_path / "denmark-s2.json", (1.77, 42.4, 3.1, 43.4))
     safe = shutil.copytree(testdata / "s2" / f"{S2_ID}.SAFE", tmp_path / "safe" / f"{S2_ID}.SAFE")
     complete_s2_safe(safe)
     zipped = tmp_path / "product.zip"

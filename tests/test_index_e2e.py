@@ -17,6 +17,7 @@ from ingester.scenes import Scene, write_scenes
 from ingester.times import parse_time
 from tests.fakes.graph_jobs import S2_ID, complete_s2_safe
 from tests.fakes.stac_schemas import offline_validation
+from tests.fakes.views_data import box_payload
 
 pytest.importorskip("ingester.store", reason="needs the workflow's store (lands with the workflow issue)")
 pytest.importorskip("ingester.providers.worker", reason="needs the download worker (lands with the download issue)")
@@ -25,7 +26,8 @@ WKT = "POLYGON ((1.77 43.4, 3.1 43.4, 3.1 42.4, 1.77 42.4, 1.77 43.4))"
 
 
 def test_aoi_on_the_s2_payload_ends_with_cogs_datasets_and_stac(cli, repo, testdata, tmp_path):
-    payload = Path(shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "denmark-s2.json"))
+    # the example payload, its AOI moved onto the product's footprint (a tile in southern France)
+    payload = box_payload(repo, tmp_path / "denmark-s2.json", (1.77, 42.4, 3.1, 43.4))
     product = tmp_path / "archive" / f"{S2_ID}.zip"
     product.parent.mkdir()
     safe = shutil.copytree(testdata / "s2" / f"{S2_ID}.SAFE", tmp_path / "safe" / f"{S2_ID}.SAFE")

@@ -21,7 +21,7 @@ from ingester.views.timeline import render_timeline_png
 from tests import pixels
 from tests.conftest import PYTHON, subprocess_env
 from tests.fakes.aoi_data import S2_IDS, s2_scene
-from tests.fakes.views_data import AOI_BOX, BOXES, box_payload, write_grid_scenes
+from tests.fakes.views_data import AOI_BOX, BOXES, WIDE_BOX, box_payload, write_grid_scenes
 
 W = "tests.fakes.workers"
 TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]  # matplotlib's first four cycle colours, oldest day first
@@ -131,7 +131,7 @@ def test_tiles_map_labels_each_burst_id_once(cli, testdata, repo, tmp_path):
 def status_aoi(cli, tmp_path, repo, monkeypatch) -> str:
     """Four S2 scenes of the grid ingested: the 1st and 4th DONE, the 2nd FAILED (its download), the 3rd
     with its tile RETRY."""
-    payload = box_payload(repo, tmp_path / "aoi.json")
+    payload = box_payload(repo, tmp_path / "aoi.json", WIDE_BOX)
     scenes = write_grid_scenes(tmp_path / "grid.json")
     script = tmp_path / "script.json"
     script.write_text(json.dumps({S2_IDS[1]: ["fatal"], f"{S2_IDS[2]}/{S2_IDS[2]}": ["error"]}))
@@ -151,7 +151,7 @@ def test_status_map_colours_each_footprint_by_the_status_of_its_work(cli, status
     assert [s.status for s in view.scenes] == ["DONE", "FAILED", "RETRY", "DONE"]
     image = render_map_png(view, tmp_path / "lib.png", "status")
     img = pixels.load(tmp_path / "lib.png")
-    assert_aoi_outline_drawn(img, image, AOI_BOX)  # the outline stored with the AOI
+    assert_aoi_outline_drawn(img, image, WIDE_BOX)  # the outline stored with the AOI
     expected = ["DONE", "FAILED", "RETRY", "DONE"]
     for b, status in zip(BOXES, expected, strict=True):
         c = box(*b).centroid

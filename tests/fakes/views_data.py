@@ -18,6 +18,9 @@ AOI_BOX = (10.0, 55.0, 11.0, 55.6)
 BOXES = [(10.05, 55.08, 10.30, 55.26), (10.40, 55.08, 10.65, 55.26), (10.72, 55.34, 10.95, 55.52),
          (11.12, 55.05, 11.38, 55.22)]
 CLOUDS = [5.0, 30.0, 60.0, 90.0]
+# an AOI around all four footprints, apart from each: what an ingested AOI looks like (`ingester aoi
+# --scenes` skips a scene outside its AOI)
+WIDE_BOX = (10.0, 55.0, 11.5, 55.6)
 
 
 def grid_scenes(count: int = 4, aoi: str = "DenmarkDemoS2") -> list[Scene]:
