@@ -13,3 +13,11 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 def nouns(count: int, word: str, words: str | None = None) -> str:
     """The noun alone, singular or plural after `count` (`job(s)` written properly)."""
     return word if count == 1 else (words or _IRREGULAR.get(word) or word + "s")
+
+
+def status_label(status: str, failed_jobs: int) -> str:
+    """The AOI status as people read it: a DONE AOI names its FAILED jobs (DONE means nothing is left
+    to run, not that everything succeeded; docs/workflow.md, "AOI status")."""
+    if status == "DONE" and failed_jobs:
+        return f"DONE, {plural(failed_jobs, 'job')} FAILED"
+    return status

@@ -21,7 +21,7 @@ from ingester.cli.common import (
     whole_number,
 )
 from ingester.errors import EXIT_DEFERRED, EXIT_JOBS_FAILED
-from ingester.wording import plural
+from ingester.wording import plural, status_label
 
 if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load inside the commands
     from ingester.app import AoiSession, CheckReport, DryRunReport, IngestReport, OrderApproval
@@ -121,7 +121,8 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
                     "workers": report.workers, "summary": report.summary, "unfinished": report.unfinished,
                     "missing_outputs": report.missing_outputs, "deferred": report.deferred})
     else:
-        ui.info(f"AOI {report.aoi}: {run_counts(report)}; AOI status {report.summary['status']}")
+        ui.info(f"AOI {report.aoi}: {run_counts(report)}; AOI status "
+                f"{status_label(report.summary['status'], report.summary['failed_jobs'])}")
         ui.info(summary_text(report.summary))
         if report.waiting:
             ui.info(deferred_text(report.deferred))
