@@ -63,9 +63,10 @@ def run_settings(db: str | None, workers: int | None, scene_worker: str | None, 
                  shared_storage: bool = False) -> Settings:
     s = settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker, max_wait=max_wait,
                  executor=executor, dask_scheduler=scheduler, shared_storage=shared_storage or None)
-    if s.executor == "dask":  # not installed: exit 2 with the install command, before anything is written
-        from ingester.dask_executor import require_distributed
+    from ingester.dask_executor import check_executor_settings, require_distributed
 
+    check_executor_settings(s)
+    if s.executor == "dask":  # not installed: exit 2 with the install command, before anything is written
         require_distributed()
     return s
 
