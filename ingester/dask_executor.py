@@ -42,6 +42,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -65,6 +66,39 @@ def require_distributed() -> Any:
         raise ConfigError(f"--executor dask / INGESTER_EXECUTOR=dask: the Dask back-end needs the `distributed` "
                           f"package, which is not installed; install it with: {INSTALL}") from None
     return distributed
+
+
+_SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+
+
+def check_executor_settings(settings: Settings) -> None:
+    """A scheduler address is only meaningful for the Dask back-end and must be one: ConfigError (exit 2)
+    when it is given to a local run (which would ignore it) or is not `[scheme://]host:port`."""
+    address = settings.dask_scheduler
+    if not address:
+        return
+    if settings.executor != "dask":
+        raise ConfigError(f"--scheduler / INGESTER_DASK_SCHEDULER: {address!r} is given but the executor is "
+                          f"{settings.executor!r}, which would ignore it: add --executor dask "
+                          "(INGESTER_EXECUTOR=dask), or leave the scheduler out to run here")
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme not in _SCHEDULER_SCHEMES or not parsed.hostname or port is None:
+        raise ConfigError(f"--scheduler / INGESTER_DASK_SCHEDULER: {address!r} is not a Dask scheduler address; "
+                          "expected [tcp://]HOST:PORT (e.g. tcp://10.0.0.5:8786)")
+
+
+def scheduler_reached(address: str, timeout: float = 5.0) -> str:
+    """'' when the scheduler at `address` answers within `timeout` seconds, else why not."""
+    distributed = require_distributed()
+    try:
+        with distributed.Client(address, timeout=timeout, set_as_default=False):
+            return ""
+    except (OSError, TimeoutError) as exc:
+        return f"cannot reach the Dask scheduler {address}: {exc}"
 
 
 def is_local_path(uri: str) -> bool:
@@ -276,8 +310,10 @@ class DaskExecutor:
             else:
                 n = workers if workers > 0 else (os.cpu_count() or 1)
                 with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-                    self._cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                                             dashboard_address=None, silence_logs=50)
+                    with warnings.catch_warnings():  # e.g. "port 8787 in use": Dask's notes, not the user's
+                        warnings.simplefilter("ignore")
+                        self._cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                                 dashboard_address=":0", silence_logs=50)
                 self.client = distributed.Client(self._cluster, set_as_default=False)
                 parent = os.getpid()
         except (OSError, TimeoutError) as exc:

@@ -144,7 +144,22 @@ def run_checks(work: Work, settings: Settings, workers: int, clients: Clients | 
     checks.append(_engines(work, settings))
     checks.append(_storage(work, settings))
     checks.append(_disk_space(work, settings, workers))
+    if settings.executor == "dask" and settings.dask_scheduler:
+        checks.append(_scheduler(settings))
     return Report(checks)
+
+
+def _scheduler(settings: Settings) -> Check:
+    """The Dask scheduler answers (a run would otherwise write its AOI, then fail to start)."""
+    from ingester.dask_executor import scheduler_reached
+
+    try:
+        why = scheduler_reached(settings.dask_scheduler)
+    except IngesterError as exc:  # distributed not installed
+        return Check("scheduler", FAILED, str(exc))
+    if why:
+        return Check("scheduler", UNAVAILABLE, why)
+    return Check("scheduler", OK, f"{settings.dask_scheduler} answered")
 
 
 def preflight(work: Work, settings: Settings, workers: int, clients: Clients | None = None) -> Report:

@@ -20,3 +20,11 @@ def one_line(text: str | None) -> str:
     (a tool's multi-line error would otherwise split the row in two)."""
     lines = [" ".join(line.split("\t")).strip() for line in (text or "").splitlines()]
     return " / ".join(line for line in lines if line)
+
+
+def status_label(status: str, failed_jobs: int) -> str:
+    """The AOI status as people read it: a DONE AOI names its FAILED jobs (DONE means nothing is left
+    to run, not that everything succeeded; docs/workflow.md, "AOI status")."""
+    if status == "DONE" and failed_jobs:
+        return f"DONE, {plural(failed_jobs, 'job')} FAILED"
+    return status

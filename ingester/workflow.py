@@ -498,6 +498,7 @@ def summary(store: Store, aoi_id: int) -> dict[str, Any]:
     return {
         "aoi": store.aoi_name_of(aoi_id),
         "status": aoi_status(store, aoi_id, scenes),
+        "failed_jobs": scenes[FAILED] + tiles[FAILED],
         "scenes": {**{k.lower(): v for k, v in scenes.items()}, "total": sum(scenes.values())},
         "tiles": {**{k.lower(): v for k, v in tiles.items()}, "total": sum(tiles.values())},
         "root_tiles": roots,

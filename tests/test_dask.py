@@ -336,3 +336,36 @@ def test_sigterm_cancels_the_tasks_releases_the_lock_and_leaves_no_worker_behind
         assert {o for (o,) in st.execute("SELECT outcome FROM job_attempt")} == {"abandoned"}
     time.sleep(1)
     assert [p.name for p in pids.iterdir() if _alive(int(p.name))] == []  # the cluster's workers went with the run
+
+
+@pytest.mark.parametrize("options,expected", [
+    (["--scheduler", "tcp://127.0.0.1:8786"], "the executor is 'local', which would ignore it"),
+    (["--executor", "dask", "--scheduler", "bogus"], "'bogus' is not a Dask scheduler address"),
+    (["--executor", "dask", "--scheduler", "http://127.0.0.1:8786"], "is not a Dask scheduler address"),
+])
+def test_a_scheduler_for_a_local_run_or_not_an_address_is_exit_2_before_anything_is_written(
+        cli, repo, tmp_path, monkeypatch, options, expected):
+    monkeypatch.setenv("INGESTER_PROVIDERS", "local")
+    payload = shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "p.json")
+    r = cli("aoi", payload, "--scenes", write_s2_scenes(tmp_path / "s.json", 1), "--create-layers",
+            "--tile-worker", "tests.fakes.workers:noop", "--scene-worker", "tests.fakes.workers:noop", *options)
+    assert r.exit_code == 2, r.stderr
+    assert expected in r.stderr
+    assert not (tmp_path / "outputs" / "ingester.db").exists()
+
+
+def test_a_scheduler_that_does_not_answer_fails_the_pre_flight_and_nothing_is_written(cli, repo, tmp_path,
+                                                                                        monkeypatch):
+    for key, value in {"INGESTER_PROVIDERS": "local", "INGESTER_SCENE_WORKER": "tests.fakes.workers:noop",
+                       "INGESTER_TILE_WORKER": "tests.fakes.workers:noop"}.items():
+        monkeypatch.setenv(key, value)
+    payload = shutil.copy(repo / "payloads" / "denmark-s2.json", tmp_path / "p.json")
+    scenes = write_s2_scenes(tmp_path / "s.json", 1)
+    nobody = f"tcp://127.0.0.1:{_free_port()}"
+    options = ["--executor", "dask", "--scheduler", nobody, "--shared-storage"]
+    checked = cli("check", payload, "--scenes", scenes, "--create-layers", *options)
+    assert checked.exit_code == 1 and f"cannot reach the Dask scheduler {nobody}" in checked.stdout + checked.stderr
+    r = cli("aoi", payload, "--scenes", scenes, "--create-layers", *options)
+    assert r.exit_code == 1, r.stderr
+    assert "scheduler" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "outputs" / "ingester.db").exists()

@@ -71,7 +71,7 @@ def test_status_of_an_empty_store_and_of_an_unknown_aoi(cli):
 
 def test_aois_and_listings(cli, ingested):
     (row,) = json.loads(cli("aois", "--json").stdout)
-    assert row == {"aoi": AOI, "status": "RETRY", "scenes": 3, "tiles": 6, "locked_by": ""}
+    assert row == {"aoi": AOI, "status": "RETRY", "failed_jobs": 0, "scenes": 3, "tiles": 6, "locked_by": ""}
     scenes = json.loads(cli("list", "scenes", AOI, "--json").stdout)
     assert [s["date"] for s in scenes] == sorted(s["date"] for s in scenes) and len(scenes) == 3
     assert all(s["aoi"] == AOI for s in scenes)
@@ -317,3 +317,18 @@ def test_a_message_with_newlines_and_tabs_stays_on_one_row_of_the_text_tables(cl
     assert any(r.endswith("gpt failed: / line two column / line three") or
                "\tgpt failed: / line two column / line three\t" in r for r in history)
     assert not any(r.startswith(("line two", "line three")) for r in history)
+
+
+def test_a_done_aoi_with_failed_jobs_names_them_in_status_aois_and_the_run_summary(cli, ingested):
+    """DONE means nothing is left to run; a DONE AOI whose jobs include FAILED ones says how many
+    (status, aois, the run's last line) and --json carries the count beside the status."""
+    with Store("outputs/ingester.db") as st:
+        middle = tile_id(st, 1, "A44_IW1_8979")
+    assert cli("fail", "--tile", str(middle), "-m", "bad burst").exit_code == 0
+    r = cli("run", AOI, "--scene-worker", f"{W}:noop", "--tile-worker", f"{W}:noop")
+    assert "AOI status DONE, 1 job FAILED" in r.stderr, r.stderr
+    assert cli("status", AOI).stdout.startswith(f"AOI {AOI} (DONE, 1 job FAILED)")
+    assert cli("aois").stdout.split("\t")[:2] == [AOI, "DONE, 1 job FAILED"]
+    data = json.loads(cli("status", AOI, "--json").stdout)
+    assert (data["status"], data["failed_jobs"]) == ("DONE", 1)
+    assert [(a["status"], a["failed_jobs"]) for a in json.loads(cli("aois", "--json").stdout)] == [("DONE", 1)]

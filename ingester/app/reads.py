@@ -47,12 +47,15 @@ def status(store: Store, aoi: str | None = None, stale_after: float = 300.0) -> 
 
 def aois(store: Store) -> list[dict[str, Any]]:
     """The AOIs of the store, with their status, counts and lock."""
-    from ingester.workflow import aoi_status
+    from ingester.workflow import FAILED, aoi_status
 
     rows = []
     for item in store.aoi_overview():
         row = item["aoi"]
-        rows.append({"aoi": row.name, "status": aoi_status(store, row.id), "scenes": item["scenes"],
+        scene_counts = store.status_counts("scene", row.id)
+        failed = scene_counts[FAILED] + store.status_counts("tile", row.id)[FAILED]
+        rows.append({"aoi": row.name, "status": aoi_status(store, row.id, scene_counts), "failed_jobs": failed,
+                     "scenes": item["scenes"],
                      "tiles": item["tiles"],
                      "locked_by": f"pid {row.lock_pid} on {row.lock_host}" if row.lock_run else ""})
     return rows

@@ -21,7 +21,7 @@ from ingester.cli.common import (
     whole_number,
 )
 from ingester.errors import EXIT_DEFERRED, EXIT_JOBS_FAILED
-from ingester.wording import plural
+from ingester.wording import plural, status_label
 
 if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load inside the commands
     from ingester.app import AoiSession, CheckReport, DryRunReport, IngestReport, OrderApproval
@@ -63,9 +63,10 @@ def run_settings(db: str | None, workers: int | None, scene_worker: str | None, 
                  shared_storage: bool = False) -> Settings:
     s = settings(db=db, workers=workers, scene_worker=scene_worker, tile_worker=tile_worker, max_wait=max_wait,
                  executor=executor, dask_scheduler=scheduler, shared_storage=shared_storage or None)
-    if s.executor == "dask":  # not installed: exit 2 with the install command, before anything is written
-        from ingester.dask_executor import require_distributed
+    from ingester.dask_executor import check_executor_settings, require_distributed
 
+    check_executor_settings(s)
+    if s.executor == "dask":  # not installed: exit 2 with the install command, before anything is written
         require_distributed()
     return s
 
@@ -121,7 +122,8 @@ def render_report(ui: UI, report: RunReport, as_json: bool, extra: dict | None =
                     "workers": report.workers, "summary": report.summary, "unfinished": report.unfinished,
                     "missing_outputs": report.missing_outputs, "deferred": report.deferred})
     else:
-        ui.info(f"AOI {report.aoi}: {run_counts(report)}; AOI status {report.summary['status']}")
+        ui.info(f"AOI {report.aoi}: {run_counts(report)}; AOI status "
+                f"{status_label(report.summary['status'], report.summary['failed_jobs'])}")
         ui.info(summary_text(report.summary))
         if report.waiting:
             ui.info(deferred_text(report.deferred))

@@ -37,7 +37,7 @@ from ingester.cli.common import (
     whole_number,
 )
 from ingester.errors import InputError
-from ingester.wording import one_line, plural
+from ingester.wording import one_line, plural, status_label
 
 if TYPE_CHECKING:
     from ingester.app import RetryReport
@@ -90,7 +90,7 @@ def status_command(
         for i, item in enumerate(summaries):
             if i:
                 typer.echo("")
-            typer.echo(f"AOI {item['aoi']} ({item['status']})")
+            typer.echo(f"AOI {item['aoi']} ({status_label(item['status'], item['failed_jobs'])})")
             if item["running"]:
                 run = item["running"]
                 typer.echo(f"Running: run {run['run']}, pid {run['pid']} on host {run['host']} since {run['since']}")
@@ -118,7 +118,8 @@ def aois_command(db: str | None = DbOption, as_json: bool = JsonOption) -> None:
         print_json(rows)
         return
     for r in rows:
-        typer.echo(f"{r['aoi']}\t{r['status']}\t{r['scenes']} scenes\t{r['tiles']} tiles"
+        label = status_label(r["status"], r["failed_jobs"])
+        typer.echo(f"{r['aoi']}\t{label}\t{r['scenes']} scenes\t{r['tiles']} tiles"
                    + (f"\tlocked by {r['locked_by']}" if r["locked_by"] else ""))
 
 
