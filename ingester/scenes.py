@@ -370,6 +370,8 @@ class _Reader:
             raise self.fail(where, "'properties' must be an object")
         get = _legacy_get(props, {"wkt": "GeometryWKT", "tags": "Tags", "tiles": "Tiles"})
         source_id = props.get("source_id")
+        if source_id is not None and not isinstance(source_id, str):
+            raise self.fail(f"{where}.source_id", f"must be a string (the product id), got {shown(source_id)}")
         if not isinstance(source_id, str) or not source_id.strip():
             raise self.fail(f"{where}.source_id", "is required (the product id)")
         if source_id.endswith(".SAFE"):

@@ -155,3 +155,13 @@ def test_a_geometry_edited_apart_from_the_wkt_the_tool_uses_is_refused_naming_bo
     message = str(caught.value)
     assert f"{path}: line 4: features[2].geometry: covers lon -1" in message
     assert "but properties.wkt, the footprint the tool uses, covers lon 100…101, lat 0…1" in message
+
+
+def test_a_source_id_that_is_not_a_string_is_named_as_such_not_as_missing(tmp_path):
+    path = tmp_path / "scenes.json"
+    write_scenes(path, writer_scenes()[:2])
+    path.write_text(path.read_text(encoding="utf-8").replace('"source_id": "', '"source_id": 42, "x": "', 1),
+                    encoding="utf-8")
+    with pytest.raises(ScenesFileError, match=r"line 2: features\[0\]\.properties\.source_id: must be a string "
+                                              r"\(the product id\), got 42"):
+        read_scenes(path)
