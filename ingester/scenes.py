@@ -593,6 +593,8 @@ def _bounds(coordinates: Any) -> _Box | None:
     while stack:
         item = stack.pop()
         if isinstance(item, list) and item and isinstance(item[0], (int, float)):
+            if len(item) < 2:
+                return None  # not a position the extent can be compared with (RFC 7946 wants 2 or 3 values)
             xs.append(float(item[0]))
             ys.append(float(item[1]))
         elif isinstance(item, list):

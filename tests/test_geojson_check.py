@@ -165,3 +165,14 @@ def test_a_source_id_that_is_not_a_string_is_named_as_such_not_as_missing(tmp_pa
     with pytest.raises(ScenesFileError, match=r"line 2: features\[0\]\.properties\.source_id: must be a string "
                                               r"\(the product id\), got 42"):
         read_scenes(path)
+
+
+def test_a_polygon_position_of_one_number_is_read_as_the_geojson_package_reads_it_without_a_traceback(tmp_path):
+    path = tmp_path / "scenes.json"
+    write_scenes(path, [dataclasses.replace(s, tiles=[]) for s in writer_scenes()[:2]])
+    lines = path.read_text(encoding="utf-8").split("\n")
+    feature = json.loads(lines[1].rstrip(","))
+    feature["geometry"]["coordinates"][0][1] = [feature["geometry"]["coordinates"][0][1][0]]
+    lines[1] = json.dumps(feature) + ","
+    path.write_text("\n".join(lines), encoding="utf-8")
+    assert [s.source_id for s in read_scenes(path).scenes] == [s.source_id for s in writer_scenes()[:2]]
