@@ -264,6 +264,8 @@ def test_bad_input_exits_2_and_leaves_the_store_unchanged(cli, payload, tmp_path
     r = aoi(cli, *args)
     assert r.exit_code == 2, r.stderr
     assert expected in r.stderr
+    if case == "missing previous":  # the link is named where it is in the file
+        assert ".properties.tiles[0].previous: scene " in r.stderr
     assert counts() == seeded
 
 
