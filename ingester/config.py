@@ -130,6 +130,8 @@ class Settings:
         """Reject values that would break a run in odd ways later (a lock that is always stale, …)."""
         if not self.providers.strip():  # INGESTER_PROVIDERS= (set but empty) means the default list
             object.__setattr__(self, "providers", DEFAULT_PROVIDERS)
+        if not self.aoi_buffer.strip():  # INGESTER_AOI_BUFFER= likewise
+            object.__setattr__(self, "aoi_buffer", DEFAULT_BUFFER)
         positive = ("http_timeout", "lease_seconds", "cdse_page_size", "annotation_concurrency", "stac_page_size",
                     "step_timeout", "max_workers", "cdse_search_concurrency", "offline_recheck", "unpack_max_bytes",
                     "unpack_max_ratio", "oneatlas_order_recheck")

@@ -9,7 +9,7 @@ import math
 import re
 
 DEFAULT_BUFFER = "5600m"  # 0.05° of latitude (5,528–5,585 m), the old default: see docs/bursts.md, "AOI test"
-_BUFFER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(m|km|deg|°)?\s*$")
+_BUFFER_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(m|km|deg|°)?\s*$", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +36,7 @@ def parse_buffer(text: str) -> Buffer:
         raise ValueError(f"{str(text)!r}: a buffer must be ≥ 0 (0: the exact AOI)")
     if not match:
         raise ValueError(f"{str(text)!r} is not a distance: write metres (5000, 5000m, 5km) or degrees (0.05deg)")
-    number, unit = match.group(1), match.group(2) or ""
+    number, unit = match.group(1), (match.group(2) or "").lower()
     value = float(number)
     if not math.isfinite(value):
         raise ValueError(f"{str(text)!r} is not a finite distance")

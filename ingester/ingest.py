@@ -133,18 +133,19 @@ def _check_links(scenes: list[Scene], store: Store, aoi: str, origin: str) -> No
     """Previous/reference tiles must exist in the file or in the store and not be FAILED."""
     in_file = {t.key for s in scenes for t in s.tiles}
     stored = store.tile_status_by_key(aoi)
-    for scene in scenes:
-        for tile in scene.tiles:
+    for i, scene in enumerate(scenes):
+        for j, tile in enumerate(scene.tiles):
             for name, link in (("previous", tile.previous), ("reference", tile.reference)):
                 if link is None or link.key in in_file:
                     continue
                 found = stored.get(link.key)
+                where = f"{origin}: features[{i}].properties.tiles[{j}].{name}"
                 if found is None:
-                    raise ScenesFileError(f"{origin}: scene {scene.source_id}, tile {tile.source_id}: {name} tile "
+                    raise ScenesFileError(f"{where}: scene {scene.source_id}, tile {tile.source_id}: {name} tile "
                                           f"{link.source_id} of scene {link.scene_id} is neither in the file nor in "
                                           f"the AOI {aoi!r}")
                 if found[1] == FAILED:
-                    raise ScenesFileError(f"{origin}: scene {scene.source_id}, tile {tile.source_id}: {name} tile "
+                    raise ScenesFileError(f"{where}: scene {scene.source_id}, tile {tile.source_id}: {name} tile "
                                           f"{link.source_id} of scene {link.scene_id} (id {found[0]}) is FAILED")
 
 

@@ -247,7 +247,8 @@ class _Reader:
         # value is checked once.
         self._id_problems: dict[str, str | None] = {}
         self._times: dict[str, datetime | str] = {}
-        self.valid_wkts: set[str] = set()  # footprints already parsed in one pass (`_valid_wkts`)
+        # footprints already parsed in one pass (`_valid_wkts`), with their bounds
+        self.valid_wkts: dict[str, tuple[float, float, float, float]] = {}
 
     def fail(self, where: str, problem: str) -> ScenesFileError:
         return ScenesFileError(f"{self.origin}: {where}: {problem}")
@@ -369,6 +370,8 @@ class _Reader:
             raise self.fail(where, "'properties' must be an object")
         get = _legacy_get(props, {"wkt": "GeometryWKT", "tags": "Tags", "tiles": "Tiles"})
         source_id = props.get("source_id")
+        if source_id is not None and not isinstance(source_id, str):
+            raise self.fail(f"{where}.source_id", f"must be a string (the product id), got {shown(source_id)}")
         if not isinstance(source_id, str) or not source_id.strip():
             raise self.fail(f"{where}.source_id", "is required (the product id)")
         if source_id.endswith(".SAFE"):
@@ -518,7 +521,7 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
             if not isinstance(feature, dict) or "properties" not in feature:
                 raise reader.fail(f"features[{i}]", "must be a Feature with 'properties'")
             scene = reader.scene(feature["properties"], f"features[{i}].properties")
-            _check_feature(feature, f"features[{i}]", reader)
+            _check_feature(feature, f"features[{i}]", reader, "" if scene.tiles else scene.wkt)
             if scene.source_id in seen:
                 raise reader.fail(
                     f"features[{i}].properties.source_id",
@@ -539,10 +542,10 @@ def parse_scenes(doc: Any, origin: str = "<scenes>", text: str | None = None) ->
     return ScenesFile(scenes, next_, extra)
 
 
-def _valid_wkts(features: list[Any]) -> set[str]:
-    """The footprints (scene and tile `wkt`, legacy `GeometryWKT`) of a document that parse, found in one
-    vectorised pass through GEOS instead of one call per footprint; the reader still parses any other
-    one itself, in document order, so that the first problem is the one reported."""
+def _valid_wkts(features: list[Any]) -> dict[str, tuple[float, float, float, float]]:
+    """The footprints (scene and tile `wkt`, legacy `GeometryWKT`) of a document that parse, with their
+    bounds, found in one vectorised pass through GEOS instead of one call per footprint; the reader still
+    parses any other one itself, in document order, so that the first problem is the one reported."""
     texts: list[str] = []
     for feature in features:
         props = feature.get("properties") if isinstance(feature, dict) else None
@@ -554,12 +557,14 @@ def _valid_wkts(features: list[Any]) -> set[str]:
                 texts.extend(v for v in (obj.get("wkt"), obj.get("GeometryWKT")) if isinstance(v, str) and v.strip())
     from ingester.geometry import from_wkt_many
 
-    return {text for text, geom in zip(texts, from_wkt_many(texts), strict=True) if geom is not None}
+    return {text: geom.bounds for text, geom in zip(texts, from_wkt_many(texts), strict=True) if geom is not None}
 
 
-def _check_feature(feature: dict[str, Any], where: str, reader: _Reader) -> None:
-    """The GeoJSON side of a feature: `"type": "Feature"` and a valid geometry (or null). The tool reads
-    the footprint from `wkt`, but other tools (QGIS, GDAL) read the geometry of the file."""
+def _check_feature(feature: dict[str, Any], where: str, reader: _Reader, wkt: str = "") -> None:
+    """The GeoJSON side of a feature: `"type": "Feature"` and a valid geometry (or null) around the same
+    footprint as the scene's `wkt` (given for a scene without tiles: a tiles file's geometry draws the
+    tiles too). The tool reads the footprint from `wkt`, but other tools (QGIS, GDAL) read the geometry
+    of the file: a hand edit of one and not the other is refused."""
     if feature.get("type") != "Feature":
         raise reader.fail(f"{where}.type", f"must be \"Feature\" (GeoJSON), got {shown(feature.get('type'))}")
     if feature.get("geometry") is not None:
@@ -569,6 +574,44 @@ def _check_feature(feature: dict[str, Any], where: str, reader: _Reader) -> None
         if problem is not None:
             place, _, what = problem.partition(": ")
             raise reader.fail(place, f"{what} (GeoJSON, RFC 7946)")
+        footprint = reader.valid_wkts.get(wkt)
+        drawn = _bounds(feature["geometry"].get("coordinates"))
+        if footprint is not None and drawn is not None and _bounds_differ(footprint, drawn):
+            raise reader.fail(f"{where}.geometry",
+                              f"covers {_box(drawn)} but properties.wkt, the footprint the tool uses, covers "
+                              f"{_box(footprint)}: edit both the same way (or set the geometry to null)")
+
+
+_Box = tuple[float, float, float, float]
+
+
+def _bounds(coordinates: Any) -> _Box | None:
+    """(min lon, min lat, max lon, max lat) of GeoJSON coordinates (already checked as valid)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    stack = [coordinates]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list) and item and isinstance(item[0], (int, float)):
+            if len(item) < 2:
+                return None  # not a position the extent can be compared with (RFC 7946 wants 2 or 3 values)
+            xs.append(float(item[0]))
+            ys.append(float(item[1]))
+        elif isinstance(item, list):
+            stack.extend(item)
+    return (min(xs), min(ys), max(xs), max(ys)) if xs else None
+
+
+def _bounds_differ(a: _Box, b: _Box, tolerance: float = 1e-6) -> bool:
+    """Whether two footprints' bounds differ (not judged where one reaches the antimeridian: the
+    geometry of the file is then split at ±180° where the wkt is not)."""
+    if any(abs(x) >= 179.999 for x in (a[0], a[2], b[0], b[2])):
+        return False
+    return any(abs(p - q) > tolerance for p, q in zip(a, b, strict=True))
+
+
+def _box(b: _Box) -> str:
+    return f"lon {b[0]:g}…{b[2]:g}, lat {b[1]:g}…{b[3]:g}"
 
 
 def read_scenes(path: str | Path) -> ScenesFile:

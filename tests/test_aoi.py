@@ -264,6 +264,8 @@ def test_bad_input_exits_2_and_leaves_the_store_unchanged(cli, payload, tmp_path
     r = aoi(cli, *args)
     assert r.exit_code == 2, r.stderr
     assert expected in r.stderr
+    if case == "missing previous":  # the link is named where it is in the file
+        assert ".properties.tiles[0].previous: scene " in r.stderr
     assert counts() == seeded
 
 
@@ -415,6 +417,7 @@ def test_tiles_command_leaves_ingested_scenes_out_and_chains_onto_the_store(cli,
         r = cli("tiles", payload, "--scenes", tmp_path / "b.json", "-o", tmp_path / "tiles.json")
         assert r.exit_code == 0, r.stderr
         assert "1 scene already in the AOI" in r.stderr
+        assert "the tiles of a scene in the AOI are fixed: a wider --buffer adds none to it" in r.stderr
     (scene,) = read_scenes(tmp_path / "tiles.json").scenes
     assert scene.source_id == later.scene_id and scene.tiles
     assert all(t.previous.scene_id == first.scene_id == t.reference.scene_id for t in scene.tiles)

@@ -24,7 +24,7 @@ WGS84 = Geod(ellps="WGS84")
 @pytest.mark.parametrize(("text", "expected"), [
     ("5000", Buffer(5000, "m")), ("5000m", Buffer(5000, "m")), ("5 km", Buffer(5000, "m")), ("0", Buffer(0, "m")),
     ("1.5e3", Buffer(1500, "m")), ("0.05deg", Buffer(0.05, "deg")), ("0.05°", Buffer(0.05, "deg")),
-    ("0deg", Buffer(0, "deg")),
+    ("0deg", Buffer(0, "deg")), ("5KM", Buffer(5000, "m")), ("0.05DEG", Buffer(0.05, "deg")),
 ])
 def test_a_buffer_is_metres_unless_it_says_degrees(text, expected):
     assert parse_buffer(text) == expected
@@ -151,3 +151,11 @@ def test_coverage_is_the_geodesic_share_of_the_aoi():
     expected = geodesic_area(aoi.intersection(south_half)) / geodesic_area(aoi)
     assert shares == [0.0, pytest.approx(expected, rel=1e-9), 1.0, None]
     assert 0.5 < expected < 0.51  # the southern half of a degree square is a little wider, so a little more
+
+
+def test_an_empty_buffer_setting_is_the_default_as_for_the_other_list_settings(monkeypatch):
+    from ingester.config import load_settings
+    from ingester.distance import DEFAULT_BUFFER
+
+    monkeypatch.setenv("INGESTER_AOI_BUFFER", "")
+    assert load_settings().aoi_buffer == DEFAULT_BUFFER

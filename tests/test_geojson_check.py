@@ -3,6 +3,7 @@ naming the file, the line, the feature and the field, exit 2, nothing written.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import geojson
@@ -139,3 +140,39 @@ def test_an_open_ring_of_the_aoi_is_still_closed_with_a_warning():
     with pytest.warns(UserWarning, match="a ring is not closed"):
         payload = parse_payload({**BASE, "type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1]]]}, "p.json")
     assert payload.aoi.area == pytest.approx(0.5)
+
+
+def test_a_geometry_edited_apart_from_the_wkt_the_tool_uses_is_refused_naming_both_footprints(tmp_path):
+    path = tmp_path / "scenes.json"
+    write_scenes(path, [dataclasses.replace(s, tiles=[]) for s in writer_scenes()[:3]])  # a scenes file
+    lines = path.read_text(encoding="utf-8").split("\n")
+    feature = json.loads(lines[3].rstrip(","))
+    feature["properties"]["wkt"] = "POLYGON ((100 0, 101 0, 101 1, 100 1, 100 0))"  # moved to the equator
+    lines[3] = json.dumps(feature) + ("," if lines[3].endswith(",") else "")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(ScenesFileError) as caught:
+        read_scenes(path)
+    message = str(caught.value)
+    assert f"{path}: line 4: features[2].geometry: covers lon -1" in message
+    assert "but properties.wkt, the footprint the tool uses, covers lon 100…101, lat 0…1" in message
+
+
+def test_a_source_id_that_is_not_a_string_is_named_as_such_not_as_missing(tmp_path):
+    path = tmp_path / "scenes.json"
+    write_scenes(path, writer_scenes()[:2])
+    path.write_text(path.read_text(encoding="utf-8").replace('"source_id": "', '"source_id": 42, "x": "', 1),
+                    encoding="utf-8")
+    with pytest.raises(ScenesFileError, match=r"line 2: features\[0\]\.properties\.source_id: must be a string "
+                                              r"\(the product id\), got 42"):
+        read_scenes(path)
+
+
+def test_a_polygon_position_of_one_number_is_read_as_the_geojson_package_reads_it_without_a_traceback(tmp_path):
+    path = tmp_path / "scenes.json"
+    write_scenes(path, [dataclasses.replace(s, tiles=[]) for s in writer_scenes()[:2]])
+    lines = path.read_text(encoding="utf-8").split("\n")
+    feature = json.loads(lines[1].rstrip(","))
+    feature["geometry"]["coordinates"][0][1] = [feature["geometry"]["coordinates"][0][1][0]]
+    lines[1] = json.dumps(feature) + ","
+    path.write_text("\n".join(lines), encoding="utf-8")
+    assert [s.source_id for s in read_scenes(path).scenes] == [s.source_id for s in writer_scenes()[:2]]

@@ -227,9 +227,9 @@ def test_a_usage_error_with_json_is_a_json_object_on_stdout(cli):
     assert r.exit_code == 2 and "No such option: --workers" in r.stderr
     doc = json.loads(r.stdout)
     assert doc["exit_code"] == 2 and "No such option: --workers" in doc["error"]
-    r = cli("run", "X", "--workers", "0", "--json")  # out of range
+    r = cli("run", "X", "--workers", "-1", "--json")  # out of range
     assert r.exit_code == 2 and json.loads(r.stdout)["exit_code"] == 2
-    assert cli("run", "X", "--workers", "0").stdout == ""  # without --json: nothing on stdout
+    assert cli("run", "X", "--workers", "-1").stdout == ""  # without --json: nothing on stdout
 
 
 def test_a_locked_aoi_with_json_is_exit_3_with_a_json_error(cli, ingested):
@@ -332,3 +332,13 @@ def test_a_done_aoi_with_failed_jobs_names_them_in_status_aois_and_the_run_summa
     data = json.loads(cli("status", AOI, "--json").stdout)
     assert (data["status"], data["failed_jobs"]) == ("DONE", 1)
     assert [(a["status"], a["failed_jobs"]) for a in json.loads(cli("aois", "--json").stdout)] == [("DONE", 1)]
+
+
+def test_workers_0_means_the_cpu_count_as_option_and_as_setting(cli, tmp_path, monkeypatch):
+    """`--workers 0` and INGESTER_WORKERS=0 say the same thing (the CPU count), as README and config do."""
+    shown = cli("config", "--workers", "0", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    monkeypatch.setenv("INGESTER_WORKERS", "0")
+    assert cli("config", "--json").exit_code == 0
+    r = cli("run", "X", "--workers", "-1")
+    assert r.exit_code == 2 and "-1 is below 0" in r.stderr

@@ -29,8 +29,8 @@ if TYPE_CHECKING:  # the heavy modules (coordinator, payload, shapely) load insi
     from ingester.coordinator import RunReport
     from ingester.preflight import Report
 
-WorkersOption = typer.Option(None, "--workers", "-w", min=1, parser=whole_number(1),
-                             help="Worker processes (default: the CPU count); "
+WorkersOption = typer.Option(None, "--workers", "-w", min=0, parser=whole_number(0),
+                             help="Worker processes (default, or 0: the CPU count); "
                              "never more than the jobs the run can run, at most $INGESTER_MAX_WORKERS (32).")
 SceneWorkerOption = typer.Option(
     None, "--scene-worker", help="Advanced: import path `module:function` of the scene worker "

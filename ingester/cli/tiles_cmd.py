@@ -57,7 +57,9 @@ def tiles(
         report = session.tiles(scenes_path, output)
     if report.in_store:
         ui.info(f"{plural(report.left_out, 'scene')} already in the AOI {session.name!r} left out; "
-                f"new bursts chain onto its {report.existing_tiles} tiles")
+                f"new bursts chain onto its {report.existing_tiles} tiles"
+                + (" (the tiles of a scene in the AOI are fixed: a wider --buffer adds none to it; "
+                   "`ingester remove --scene ID` and ingest the scene again for that)" if report.left_out else ""))
     ui.info(f"{plural(report.scenes, 'scene')}, {plural(report.tiles, 'tile')} ({report.chained} chained to a "
             f"previous acquisition) → {output}")
     if report.skipped:
