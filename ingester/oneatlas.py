@@ -38,10 +38,9 @@ from urllib.parse import urlparse
 import requests
 
 from ingester.config import ONEATLAS_DOMAINS, Settings, oneatlas_api_key, redact_url
-from ingester.errors import AuthError, CatalogueError, CredentialsRefused, HTTPError, RateLimited, Unavailable
+from ingester.errors import AuthError, CatalogueError, CredentialsRefused, HTTPError
 from ingester.http.clients import Clients
-from ingester.http.messages import connection_reason, server_message
-from ingester.http.session import Service, new_session, retry_after_seconds
+from ingester.http.session import Service, new_session
 from ingester.http.tokens import CachedAccessToken
 
 SERVICE = "oneatlas"
@@ -85,26 +84,10 @@ class ApiKeyTokens(CachedAccessToken):
     def _renew(self, now: float) -> None:
         where = f"oneatlas: authentication {redact_url(self.token_url)}"
         form = {"apikey": self._api_key, "grant_type": "api_key", "client_id": CLIENT_ID}
-        try:
-            # never follow a redirect: a 307/308 would post the API key to its target
-            response = self.session.post(self.token_url, data=form, timeout=self.timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            raise Unavailable(f"{where}: no response ({connection_reason(exc)})") from None
-        status = response.status_code
-        if response.is_redirect:
-            response.close()
-            raise AuthError(f"{where} answered a redirect ({status}); the API key is never sent to a redirect "
-                            "target: set INGESTER_ONEATLAS_AUTH_URL to the token endpoint itself")
-        if status != 200:
-            detail = f"{status}: {server_message(response)}"
-            wait = retry_after_seconds(response, 0.0)
-            response.close()
-            if status == 429:
-                limited = RateLimited(f"{where}: too many requests ({detail})")
-                limited.retry_after = wait or None  # type: ignore[attr-defined]
-                raise limited
-            if status == 408 or status >= 500:
-                raise Unavailable(f"{where}: unavailable ({detail})")
+        response, status, detail = self._post_grant(form, where, "the API key is never sent to a redirect target: "
+                                                                  "set INGESTER_ONEATLAS_AUTH_URL to the token "
+                                                                  "endpoint itself")
+        if response is None:
             if status in (400, 401):
                 self._refused = CredentialsRefused(
                     f"{where} refused the API key ({detail}); no further login is tried in this run: check "

@@ -59,6 +59,9 @@ class CachedAccessToken:
     credentials themselves is kept: every later call raises the same `CredentialsRefused` without a
     request (retrying a refused password or key per job would lock the account)."""
 
+    token_url: str
+    session: requests.Session
+    timeout: float
     margin: float
     clock: Callable[[], float]
 
@@ -88,6 +91,37 @@ class CachedAccessToken:
 
     def _renew(self, now: float) -> None:
         raise NotImplementedError
+
+    def _post_grant(self, form: dict[str, str], where: str, redirect_hint: str) -> tuple[Any, int, str]:
+        """POST one grant to `self.token_url` (with `self.session`, `self.timeout`): (the response, 200, "")
+        when it is 200, (None, status, "STATUS: the server's words") when the server refused it. No answer,
+        408 and 5xx raise Unavailable, 429 RateLimited (they may pass: the job is retried), and a
+        redirect AuthError (a 307/308 would post the credentials to its target: never followed)."""
+        import requests
+
+        from ingester.http.session import retry_after_seconds
+
+        try:
+            response = self.session.post(self.token_url, data=form, timeout=self.timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise Unavailable(f"{where}: no response ({connection_reason(exc)})") from None
+        status = response.status_code
+        if response.is_redirect:
+            target = short_url(requests.compat.urljoin(self.token_url, response.headers.get("Location", "")))
+            response.close()
+            raise AuthError(f"{where} answered a redirect ({status} to {target}); {redirect_hint}")
+        if status == 200:
+            return response, status, ""
+        detail = f"{status}: {server_message(response)}"
+        wait = retry_after_seconds(response, 0.0)
+        response.close()
+        if status == 429:
+            limited = RateLimited(f"{where}: too many requests ({detail})")
+            limited.retry_after = wait or None  # type: ignore[attr-defined]
+            raise limited
+        if status == 408 or status >= 500:
+            raise Unavailable(f"{where}: unavailable ({detail})")
+        return None, status, detail
 
     def _keep(self, access: str, expires: float, now: float) -> None:
         """Keep a new access token valid for `expires` seconds from `now`."""
@@ -150,33 +184,11 @@ class TokenManager(CachedAccessToken):
     def _grant(self, form: dict[str, str]) -> None:
         """One token request. 400/401 (bad credentials, expired refresh token) raise AuthError; no
         answer, 408/5xx raise Unavailable and 429 RateLimited (they may pass: the job is retried)."""
-        import requests
-
-        from ingester.http.session import retry_after_seconds
-
         form = {**form, "client_id": self.client_id}
         where = f"token endpoint {short_url(self.token_url)}"
-        try:
-            # never follow a redirect: a 307/308 would post the user name and password to its target
-            response = self.session.post(self.token_url, data=form, timeout=self.timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            raise Unavailable(f"{where}: no response ({connection_reason(exc)})") from None
-        status = response.status_code
-        if response.is_redirect:
-            target = short_url(requests.compat.urljoin(self.token_url, response.headers.get("Location", "")))
-            response.close()
-            raise AuthError(f"{where} answered a redirect ({status} to {target}); credentials are never sent "
-                            "to a redirect target: set the token URL to the endpoint itself")
-        if status != 200:
-            detail = f"{status}: {server_message(response)}"
-            wait = retry_after_seconds(response, 0.0)
-            response.close()
-            if status == 429:
-                limited = RateLimited(f"{where}: too many requests ({detail})")
-                limited.retry_after = wait or None  # type: ignore[attr-defined]
-                raise limited
-            if status == 408 or status >= 500:
-                raise Unavailable(f"{where}: unavailable ({detail})")
+        response, status, detail = self._post_grant(form, where, "credentials are never sent to a redirect "
+                                                                  "target: set the token URL to the endpoint itself")
+        if response is None:
             if form["grant_type"] == "password" and status in (400, 401):
                 raise CredentialsRefused(f"{where} refused the account {self._username!r} ({detail}); no further "
                                          "login is tried in this run (repeated failed logins can lock the account): "
