@@ -22,11 +22,10 @@ from ingester.errors import AuthError, CatalogueError
 from ingester.http import Clients
 from ingester.oneatlas_auth import challenge_schemes, refuses_credentials
 from ingester.store import Store
-from tests.fakes.oneatlas import FakeOneAtlas, footprint_around, product_zip
+from tests.fakes.oneatlas import PHR, FakeOneAtlas, add_scenes, product_zip
 
 AOI = "ToulousePHR"
 DB = "outputs/ingester.db"
-PHR = "DS_PHR1A_2022041{}1053440_FR1_PX_E001N43_0615_0123{}"
 
 
 @pytest.fixture
@@ -41,12 +40,6 @@ def fake(monkeypatch):
 @pytest.fixture
 def payload(repo, tmp_path) -> Path:
     return Path(shutil.copy(repo / "payloads" / "toulouse-phr.json", tmp_path / "toulouse-phr.json"))
-
-
-def add_scenes(fake: FakeOneAtlas, count: int, **kw) -> list[str]:
-    zipped = product_zip("PHR")
-    return [fake.add_item(PHR.format(i, i), f"2022-04-1{i}T10:53:44.012Z", footprint_around(1.445, 43.601),
-                          product=zipped, **kw) for i in range(count)]
 
 
 def schemes(fake: FakeOneAtlas, requests_: list[dict]) -> list[str]:

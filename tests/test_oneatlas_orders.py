@@ -24,12 +24,11 @@ from ingester import oneatlas
 from ingester.http import Clients
 from ingester.store import Store
 from tests.conftest import subprocess_env
-from tests.fakes.oneatlas import FakeOneAtlas, footprint_around, product_zip
+from tests.fakes.oneatlas import PHR, FakeOneAtlas, add_scenes, footprint_around, product_zip
 from tests.fakes.stac_schemas import offline_validation
 
 AOI = "ToulousePHR"
 DB = "outputs/ingester.db"
-PHR = "DS_PHR1A_2022041{}1053440_FR1_PX_E001N43_0615_0123{}"
 
 
 @pytest.fixture
@@ -44,14 +43,6 @@ def fake(monkeypatch):
 @pytest.fixture
 def payload(repo, tmp_path) -> Path:
     return Path(shutil.copy(repo / "payloads" / "toulouse-phr.json", tmp_path / "toulouse-phr.json"))
-
-
-def add_scenes(fake: FakeOneAtlas, count: int, **kw) -> list[str]:
-    """`count` Pléiades items over the payload's AOI (each ~1.1 km² of it: 12 credits), with the PHR test
-    product as what their orders deliver."""
-    zipped = product_zip("PHR")
-    return [fake.add_item(PHR.format(i, i), f"2022-04-1{i}T10:53:44.012Z", footprint_around(1.445, 43.601),
-                          product=zipped, **kw) for i in range(count)]
 
 
 def posted_orders(fake: FakeOneAtlas) -> list[dict]:

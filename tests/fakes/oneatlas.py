@@ -537,4 +537,17 @@ def footprint_around(lon: float, lat: float, half: float = 0.01) -> list[tuple[f
     return [(lon - half, lat - half), (lon + half, lat - half), (lon + half, lat + half), (lon - half, lat + half)]
 
 
-__all__ = ["FakeOneAtlas", "product_zip", "footprint_around", "area_km2", "keyless_scene_job"]
+
+
+PHR = "DS_PHR1A_2022041{}1053440_FR1_PX_E001N43_0615_0123{}"  # `PHR.format(i, i)`: the i-th test scene
+
+
+def add_scenes(fake: FakeOneAtlas, count: int, **kw: Any) -> list[str]:
+    """`count` Pléiades items over the Toulouse payload's AOI (each ~1.1 km² of it: 12 credits), with the
+    PHR test product as what their orders deliver."""
+    zipped = product_zip("PHR")
+    return [fake.add_item(PHR.format(i, i), f"2022-04-1{i}T10:53:44.012Z", footprint_around(1.445, 43.601),
+                          product=zipped, **kw) for i in range(count)]
+
+
+__all__ = ["PHR", "FakeOneAtlas", "add_scenes", "product_zip", "footprint_around", "area_km2", "keyless_scene_job"]
