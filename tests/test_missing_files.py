@@ -6,14 +6,13 @@ jobs concerned back, so that the next run rebuilds them. Local storage and S3 (m
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from ingester import storage
 from ingester.store import Store
-from tests.fakes.aoi_data import S2_IDS, write_s2_scenes
+from tests.fakes.aoi_data import S2_IDS, b01_project
 
 AOI = "DenmarkDemoS2"
 WRITE = '''
@@ -34,28 +33,8 @@ def project(request, tmp_path, repo, monkeypatch):
              "out_files": [[{"layer": "B01", "extension": "tif", "action": "to_index",
                              "dformat_out": {"type": "fixed", "value": "uint16,0,1,65535"},
                              "ext_min_value": 0, "ext_max_value": 1}]]}
-    (tmp_path / "Writer.json").write_text(json.dumps(graph))
-    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
-    payload["tile_graph_name"] = "Writer.json"
-    payload["layers"] = {"B01": payload["layers"]["B01"]}
-    (tmp_path / "p.json").write_text(json.dumps(payload))
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    for sid in S2_IDS[:2]:
-        shutil.make_archive(str(archive / sid), "zip", root_dir=tmp_path, base_dir="write.py")
-    monkeypatch.setenv("INGESTER_PROVIDERS", "local")
-    monkeypatch.setenv("INGESTER_LOCAL_PATH", str(archive))
-    if request.param == "s3":
-        from tests.fakes.moto_s3 import make_bucket, moto_s3, s3_env
-
-        with moto_s3() as endpoint:
-            s3_env(monkeypatch, endpoint)
-            make_bucket(endpoint, "cube")
-            monkeypatch.setenv("INGESTER_STORAGE_URI", "s3://cube/store")
-            yield tmp_path / "p.json", write_s2_scenes(tmp_path / "s.json", 2)
-    else:
-        monkeypatch.setenv("INGESTER_STORAGE_URI", str(tmp_path / "storage"))
-        yield tmp_path / "p.json", write_s2_scenes(tmp_path / "s.json", 2)
+    with b01_project(tmp_path, repo, monkeypatch, request.param, "write.py", graph, "Writer.json") as project_files:
+        yield project_files
 
 
 def statuses(kind: str) -> dict[str, str]:

@@ -3,7 +3,9 @@ plus synthetic Sentinel-1 burst chains), written in the original's scenes.json /
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,3 +65,36 @@ def s1_chain(aoi: str, dates: int, bursts: int, start: datetime | None = None,
 def write_s1_tiles(path: Path, scenes: list[Scene]) -> Path:
     write_scenes(path, scenes, next_=False)
     return path
+
+
+@contextlib.contextmanager
+def b01_project(tmp_path: Path, repo: Path, monkeypatch, storage: str, script: str, graph: dict,
+                graph_file: str) -> Iterator[tuple[Path, Path]]:
+    """(payload, scenes file) of two S2 scenes whose products are zips of `script` in a local archive
+    (provider `local`) and whose tile graph `graph` (written as `graph_file`) indexes one B01 output;
+    storage on this disk or, with `storage` "s3", in a moto bucket."""
+    import json
+    import shutil
+
+    (tmp_path / graph_file).write_text(json.dumps(graph))
+    payload = json.loads((repo / "payloads" / "denmark-s2.json").read_text())
+    payload["tile_graph_name"] = graph_file
+    payload["layers"] = {"B01": payload["layers"]["B01"]}
+    (tmp_path / "p.json").write_text(json.dumps(payload))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for sid in S2_IDS[:2]:
+        shutil.make_archive(str(archive / sid), "zip", root_dir=tmp_path, base_dir=script)
+    monkeypatch.setenv("INGESTER_PROVIDERS", "local")
+    monkeypatch.setenv("INGESTER_LOCAL_PATH", str(archive))
+    if storage == "s3":
+        from tests.fakes.moto_s3 import make_bucket, moto_s3, s3_env
+
+        with moto_s3() as endpoint:
+            s3_env(monkeypatch, endpoint)
+            make_bucket(endpoint, "cube")
+            monkeypatch.setenv("INGESTER_STORAGE_URI", "s3://cube/store")
+            yield tmp_path / "p.json", write_s2_scenes(tmp_path / "s.json", 2)
+    else:
+        monkeypatch.setenv("INGESTER_STORAGE_URI", str(tmp_path / "storage"))
+        yield tmp_path / "p.json", write_s2_scenes(tmp_path / "s.json", 2)
